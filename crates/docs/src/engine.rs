@@ -1,0 +1,779 @@
+//! [`SignedDoc`]: an Automerge document whose every change is signed and
+//! checked before it is applied.
+//!
+//! The check of a change, in order:
+//! 1. the envelope: it names this document, its signature verifies (batch
+//!    verification for the whole batch), its bytes parse as an Automerge
+//!    change (a decoder panic is caught and becomes a rejection) and hash to
+//!    the signed hash, and its actor id is the author's key plus a device tag;
+//! 2. causality: its dependencies are in the document or earlier in the batch
+//!    (otherwise it waits, reported as missing dependencies, and is neither
+//!    applied nor stored);
+//! 3. structure, op by op: only the first change of a document may touch the
+//!    top level (to create `records` and `free`); in `records`, only puts of
+//!    a new key whose value is a valid signed record hashing to that key and
+//!    signed by the change's author (a delete or an overwrite is rejected);
+//!    anything else must lie under `free`;
+//! 4. authority: the author of any change after the first is a member;
+//! 5. the kind's rules for each new record ([`crate::rules`]).
+//!
+//! The verdict depends only on the change and its causal past, so every
+//! node reaches the same one. Accepted changes are applied with one
+//! `apply_changes` call per batch.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef,
+    Value, ValueRef, ROOT,
+};
+use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+
+use crate::record::{GroupGenesis, RecordBody};
+use crate::rules::{self, RecordContext, RuleError};
+use crate::Error;
+
+/// Top-level key of the insert-only record map.
+pub const RECORDS_KEY: &str = "records";
+/// Top-level key of the free-form collaborative area.
+pub const FREE_KEY: &str = "free";
+/// Key of the description text inside `free`.
+pub const DESCRIPTION_KEY: &str = "description";
+
+/// A member writing from one device: the key that signs, and the device tag
+/// that makes the Automerge actor id unique per device.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    key: MemberKey,
+    device: [u8; 8],
+}
+
+impl Writer {
+    /// A writer for `key` on the device tagged `device`.
+    pub fn new(key: MemberKey, device: [u8; 8]) -> Self {
+        Writer { key, device }
+    }
+
+    /// The member id.
+    pub fn id(&self) -> MemberId {
+        self.key.id()
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &MemberKey {
+        &self.key
+    }
+
+    /// The Automerge actor id: the 32-byte public key, then the device tag.
+    pub fn actor(&self) -> ActorId {
+        let mut bytes = self.key.id().0.to_vec();
+        bytes.extend_from_slice(&self.device);
+        ActorId::from(bytes)
+    }
+}
+
+/// Why one change was refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    /// The change's claimed hash (hex).
+    pub change: String,
+    /// The change's claimed author.
+    pub author: String,
+    /// What rule it broke.
+    pub reason: String,
+}
+
+/// What happened to a batch of incoming changes.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Accepted and applied, in causal order: these are the ones to store.
+    pub applied: Vec<SignedChange>,
+    /// Already present; nothing to do.
+    pub duplicates: usize,
+    /// Valid so far but waiting for dependencies we do not have.
+    pub missing_deps: Vec<SignedChange>,
+    /// Refused, each with its reason. Nothing of these was applied.
+    pub rejected: Vec<Rejection>,
+}
+
+/// An object id in the form legacy ops use: (counter, actor).
+type OpKey = (u64, ActorId);
+
+/// A signed document and what is derived from its records.
+pub struct SignedDoc {
+    id: Hash32,
+    doc: Automerge,
+    /// Signature of every change, by change hash, so that changes can be
+    /// handed on with their proof.
+    signatures: HashMap<ChangeHash, Vec<u8>>,
+    records_obj: Option<OpKey>,
+    free_obj: Option<OpKey>,
+    /// Objects known to lie under `free` (filled as they are checked).
+    free_objects: HashSet<OpKey>,
+    /// Every record in the document, verified, by id.
+    records: BTreeMap<Hash32, SignedRecord>,
+    members: BTreeSet<MemberId>,
+}
+
+/// What a batch adds, gathered while checking and merged into the document
+/// only once the batch has been applied.
+#[derive(Default)]
+struct Pending {
+    records_obj: Option<OpKey>,
+    free_obj: Option<OpKey>,
+    free_objects: HashSet<OpKey>,
+    records: BTreeMap<Hash32, SignedRecord>,
+    members: BTreeSet<MemberId>,
+    genesis_seen: bool,
+}
+
+impl SignedDoc {
+    /// An empty document with the given id, waiting for its first change.
+    pub fn empty(id: Hash32) -> Self {
+        SignedDoc {
+            id,
+            doc: Automerge::new(),
+            signatures: HashMap::new(),
+            records_obj: None,
+            free_obj: None,
+            free_objects: HashSet::new(),
+            records: BTreeMap::new(),
+            members: BTreeSet::new(),
+        }
+    }
+
+    /// Found a new group: sign its genesis record and make the first change
+    /// of its document. The change goes through the same checks as any
+    /// change received from a peer.
+    pub fn create_group(
+        writer: &Writer,
+        genesis: GroupGenesis,
+        now_ms: u64,
+    ) -> Result<(SignedDoc, SignedChange), Error> {
+        let body = RecordBody::GroupGenesis(genesis);
+        rules::check_record(
+            &body,
+            &RecordContext {
+                in_genesis_change: true,
+            },
+        )?;
+        let record = SignedRecord::sign(writer.key(), body.encode());
+        let id = record.id();
+
+        let mut doc = Automerge::new().with_actor(writer.actor());
+        doc.transact_with(
+            |_| CommitOptions::default().with_time(now_ms as i64),
+            |tx| -> Result<(), automerge::AutomergeError> {
+                let records = tx.put_object(ROOT, RECORDS_KEY, ObjType::Map)?;
+                let free = tx.put_object(ROOT, FREE_KEY, ObjType::Map)?;
+                tx.put(&records, id.to_hex(), ScalarValue::Bytes(record.encode()))?;
+                tx.put_object(&free, DESCRIPTION_KEY, ObjType::Text)?;
+                Ok(())
+            },
+        )
+        .map_err(|f| f.error)?;
+        let change = doc
+            .get_last_local_change()
+            .ok_or_else(|| Error::Malformed(id.to_hex(), "the genesis change is empty".into()))?;
+        let signed = sign_change(writer, id, change);
+
+        let mut group = SignedDoc::empty(id);
+        let report = group.apply(vec![signed.clone()]);
+        if let Some(r) = report.rejected.first() {
+            return Err(Error::Malformed(id.to_hex(), r.reason.clone()));
+        }
+        group.doc.set_actor(writer.actor());
+        Ok((group, signed))
+    }
+
+    /// Rebuild a document from changes this node stored itself, in the
+    /// order it stored them. They were checked before they were stored, so
+    /// only their envelopes are parsed here; this keeps start-up fast.
+    pub fn load_trusted(id: Hash32, stored: Vec<SignedChange>) -> Result<SignedDoc, Error> {
+        let mut doc = SignedDoc::empty(id);
+        let mut changes = Vec::with_capacity(stored.len());
+        for s in &stored {
+            let change = parse_change(&s.change).map_err(|e| {
+                Error::Malformed(id.to_hex(), format!("stored change {}: {e}", s.hash))
+            })?;
+            doc.signatures.insert(change.hash(), s.signature.clone());
+            changes.push(change);
+        }
+        doc.doc.apply_changes(changes)?;
+        doc.rebuild_derived()?;
+        Ok(doc)
+    }
+
+    /// Set the actor used for local changes made on this device.
+    pub fn set_writer(&mut self, writer: &Writer) {
+        self.doc.set_actor(writer.actor());
+    }
+
+    /// Check a batch of incoming changes and apply the valid ones in one
+    /// step. Invalid changes change nothing.
+    pub fn apply(&mut self, incoming: Vec<SignedChange>) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let verdicts = SignedChange::verify_all(&incoming);
+
+        // 1. Envelopes.
+        let mut candidates: Vec<(SignedChange, Change)> = Vec::new();
+        let mut seen: HashSet<ChangeHash> = HashSet::new();
+        for (signed, verdict) in incoming.into_iter().zip(verdicts) {
+            match self.check_envelope(&signed, verdict) {
+                Err(reason) => report.rejected.push(rejection(&signed, reason)),
+                Ok(change) => {
+                    let hash = change.hash();
+                    if self.has_change(&hash) || !seen.insert(hash) {
+                        report.duplicates += 1;
+                    } else {
+                        candidates.push((signed, change));
+                    }
+                }
+            }
+        }
+
+        // 2-5. Causal order (Kahn's algorithm over the batch), then rules.
+        let index: HashMap<ChangeHash, usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| (c.hash(), i))
+            .collect();
+        let mut waiting_on: Vec<usize> = vec![0; candidates.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
+        let mut missing: Vec<bool> = vec![false; candidates.len()];
+        for (i, (_, change)) in candidates.iter().enumerate() {
+            for dep in change.deps() {
+                if let Some(&j) = index.get(dep) {
+                    waiting_on[i] += 1;
+                    dependents[j].push(i);
+                } else if !self.has_change(dep) {
+                    missing[i] = true;
+                }
+            }
+        }
+        let mut ready: Vec<usize> = (0..candidates.len())
+            .filter(|&i| waiting_on[i] == 0 && !missing[i])
+            .collect();
+        let mut pending = Pending::default();
+        let mut accepted: Vec<usize> = Vec::new();
+        let mut fate: Vec<Fate> = vec![Fate::Waiting; candidates.len()];
+        while let Some(i) = ready.pop() {
+            let (signed, change) = &candidates[i];
+            match self.check_change(signed.author, change, &mut pending) {
+                Ok(()) => {
+                    accepted.push(i);
+                    fate[i] = Fate::Accepted;
+                    for &d in &dependents[i] {
+                        waiting_on[d] -= 1;
+                        if waiting_on[d] == 0 && !missing[d] {
+                            ready.push(d);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    tracing::debug!(doc = %self.id.short(), change = %signed.hash.short(), %reason, "change rejected");
+                    report.rejected.push(rejection(signed, reason));
+                    fate[i] = Fate::Rejected;
+                    mark_dependents_refused(i, &dependents, &mut fate);
+                }
+            }
+        }
+        for (i, (signed, _)) in candidates.iter().enumerate() {
+            match fate[i] {
+                Fate::Accepted | Fate::Rejected => {}
+                Fate::DependsOnRejected => report.rejected.push(rejection(
+                    signed,
+                    "depends on a rejected change".to_string(),
+                )),
+                Fate::Waiting => report.missing_deps.push(signed.clone()),
+            }
+        }
+
+        if accepted.is_empty() {
+            return report;
+        }
+        let changes: Vec<Change> = accepted.iter().map(|&i| candidates[i].1.clone()).collect();
+        if let Err(e) = self.doc.apply_changes(changes) {
+            // Every change was parsed and ordered above, so this would be a
+            // bug in the engine; refuse the whole batch rather than half-apply.
+            for &i in &accepted {
+                report.rejected.push(rejection(
+                    &candidates[i].0,
+                    format!("document engine refused it: {e}"),
+                ));
+            }
+            return report;
+        }
+        self.merge(pending);
+        for &i in &accepted {
+            let (signed, change) = &candidates[i];
+            self.signatures
+                .insert(change.hash(), signed.signature.clone());
+            report.applied.push(signed.clone());
+        }
+        report
+    }
+
+    /// Add a signed record as a local change. The record is checked by the
+    /// same rules a peer would apply.
+    pub fn add_record(
+        &mut self,
+        writer: &Writer,
+        body: RecordBody,
+        now_ms: u64,
+    ) -> Result<(Hash32, SignedChange), Error> {
+        if !self.members.contains(&writer.id()) {
+            return Err(RuleError(format!("{} is not a member of this group", writer.id())).into());
+        }
+        rules::check_record(
+            &body,
+            &RecordContext {
+                in_genesis_change: false,
+            },
+        )?;
+        let record = SignedRecord::sign(writer.key(), body.encode());
+        let id = record.id();
+        let records = self.records_exid()?;
+        let signed = self
+            .local_change(writer, now_ms, |tx| {
+                tx.put(&records, id.to_hex(), ScalarValue::Bytes(record.encode()))
+            })?
+            .ok_or_else(|| {
+                Error::Malformed(self.id.to_hex(), "adding a record made no change".into())
+            })?;
+        self.absorb_record(record);
+        Ok((id, signed))
+    }
+
+    /// Replace the group's free-form description (an Automerge text, so
+    /// concurrent edits by several members merge). `None` when the text is
+    /// already what was asked for.
+    pub fn set_description(
+        &mut self,
+        writer: &Writer,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<Option<SignedChange>, Error> {
+        if !self.members.contains(&writer.id()) {
+            return Err(RuleError(format!("{} is not a member of this group", writer.id())).into());
+        }
+        rules::check_description(text)?;
+        let description = self.description_exid()?;
+        self.local_change(writer, now_ms, |tx| tx.update_text(&description, text))
+    }
+
+    fn local_change(
+        &mut self,
+        writer: &Writer,
+        now_ms: u64,
+        f: impl FnOnce(
+            &mut automerge::transaction::Transaction<'_>,
+        ) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<Option<SignedChange>, Error> {
+        self.doc.set_actor(writer.actor());
+        let done = self
+            .doc
+            .transact_with(|_| CommitOptions::default().with_time(now_ms as i64), f)
+            .map_err(|f| f.error)?;
+        let Some(hash) = done.hash else {
+            return Ok(None);
+        };
+        let change = self.doc.get_change_by_hash(&hash).ok_or_else(|| {
+            Error::Malformed(self.id.to_hex(), "a new change went missing".into())
+        })?;
+        let signed = sign_change(writer, self.id, change);
+        self.signatures.insert(hash, signed.signature.clone());
+        Ok(Some(signed))
+    }
+
+    /// The document id.
+    pub fn id(&self) -> Hash32 {
+        self.id
+    }
+
+    /// The current heads.
+    pub fn heads(&self) -> Vec<Hash32> {
+        self.doc
+            .get_heads()
+            .into_iter()
+            .map(|h| Hash32(h.0))
+            .collect()
+    }
+
+    /// How many changes the document holds.
+    pub fn change_count(&self) -> usize {
+        self.signatures.len()
+    }
+
+    /// Every change the document has that is not in the history of `have`,
+    /// with its signature, in causal order.
+    pub fn changes_since(&self, have: &[Hash32]) -> Vec<SignedChange> {
+        let have: Vec<ChangeHash> = have.iter().map(|h| ChangeHash(h.0)).collect();
+        self.doc
+            .get_changes(&have)
+            .into_iter()
+            .map(|mut change| {
+                let hash = change.hash();
+                SignedChange {
+                    author: author_of(change.actor_id()).unwrap_or(MemberId([0; 32])),
+                    doc: self.id,
+                    hash: Hash32(hash.0),
+                    change: change.bytes().into_owned(),
+                    signature: self.signatures.get(&hash).cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// The verified records, by id.
+    pub fn records(&self) -> &BTreeMap<Hash32, SignedRecord> {
+        &self.records
+    }
+
+    /// The current members.
+    pub fn members(&self) -> &BTreeSet<MemberId> {
+        &self.members
+    }
+
+    /// The group's genesis, if this is a group document.
+    pub fn genesis(&self) -> Option<(&SignedRecord, GroupGenesis)> {
+        let record = self.records.get(&self.id)?;
+        match RecordBody::decode(&record.body).ok()? {
+            RecordBody::GroupGenesis(g) => Some((record, g)),
+        }
+    }
+
+    /// The free-form description text.
+    pub fn description(&self) -> String {
+        self.description_exid()
+            .ok()
+            .and_then(|d| self.doc.text(&d).ok())
+            .unwrap_or_default()
+    }
+
+    fn has_change(&self, hash: &ChangeHash) -> bool {
+        self.signatures.contains_key(hash)
+    }
+
+    fn check_envelope(
+        &self,
+        signed: &SignedChange,
+        verdict: nestwork_core::Result<()>,
+    ) -> Result<Change, String> {
+        if signed.doc != self.id {
+            return Err(format!(
+                "the change belongs to document {}, not {}",
+                signed.doc.short(),
+                self.id.short()
+            ));
+        }
+        verdict.map_err(|e| e.to_string())?;
+        let change = parse_change(&signed.change)?;
+        if change.hash().0 != signed.hash.0 {
+            return Err(
+                "the change's bytes do not match its signed hash (corrupted or tampered)".into(),
+            );
+        }
+        match author_of(change.actor_id()) {
+            Some(a) if a == signed.author => Ok(change),
+            _ => Err(format!(
+                "the change's actor id does not belong to its signer {}",
+                signed.author
+            )),
+        }
+    }
+
+    fn check_change(
+        &self,
+        author: MemberId,
+        change: &Change,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
+        let is_first = change.deps().is_empty();
+        if is_first && (!self.doc.get_heads().is_empty() || pending.genesis_seen) {
+            return Err("a second first change: the document already has its genesis".into());
+        }
+        if !is_first && !self.members.contains(&author) && !pending.members.contains(&author) {
+            return Err(format!("{author} is not a member of this group"));
+        }
+        let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
+            .map_err(|_| "the change's operations cannot be decoded".to_string())?;
+        let start = change.start_op().get();
+        let actor = change.actor_id().clone();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let op_key: OpKey = (start + i as u64, actor.clone());
+            match &op.obj {
+                ObjectId::Root => {
+                    if !is_first {
+                        return Err("the change rewrites the document's top level".into());
+                    }
+                    let is_map =
+                        matches!(op.action, OpType::Make(ObjType::Map)) && op.pred.is_empty();
+                    match &op.key {
+                        Key::Map(k)
+                            if is_map && k == RECORDS_KEY && pending.records_obj.is_none() =>
+                        {
+                            pending.records_obj = Some(op_key)
+                        }
+                        Key::Map(k) if is_map && k == FREE_KEY && pending.free_obj.is_none() => {
+                            pending.free_obj = Some(op_key)
+                        }
+                        _ => {
+                            return Err(
+                                "the first change may only create the records and free parts"
+                                    .into(),
+                            )
+                        }
+                    }
+                }
+                ObjectId::Id(o) => {
+                    let obj: OpKey = (o.counter(), o.actor().clone());
+                    if self.records_obj.as_ref().or(pending.records_obj.as_ref()) == Some(&obj) {
+                        self.check_record_op(author, is_first, op, pending)?;
+                    } else if self.is_free_object(&obj, pending) {
+                        if matches!(op.action, OpType::Make(_)) {
+                            pending.free_objects.insert(op_key);
+                        }
+                    } else {
+                        return Err("the change writes outside the records and free parts".into());
+                    }
+                }
+            }
+        }
+        if is_first && !pending.genesis_seen {
+            return Err("the first change does not carry this group's genesis record".into());
+        }
+        Ok(())
+    }
+
+    fn check_record_op(
+        &self,
+        author: MemberId,
+        is_first: bool,
+        op: &automerge::legacy::Op,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
+        let key = match &op.key {
+            Key::Map(k) => k.to_string(),
+            Key::Seq(_) => return Err("malformed op on the record map".into()),
+        };
+        let bytes = match &op.action {
+            OpType::Delete => return Err(format!("the change deletes signed record {key}")),
+            OpType::Put(ScalarValue::Bytes(b)) if !op.insert => b,
+            _ => {
+                return Err(format!(
+                    "the change writes something other than a signed record at {key}"
+                ))
+            }
+        };
+        let id: Hash32 = key
+            .parse()
+            .map_err(|_| format!("record key {key:?} is not a record id"))?;
+        if let Some(existing) = self.records.get(&id).or(pending.records.get(&id)) {
+            // The same record put concurrently by two devices is harmless
+            // (identical values); anything else is an overwrite.
+            if !op.pred.is_empty() || existing.encode() != *bytes {
+                return Err(format!(
+                    "the change overwrites signed record {}",
+                    id.short()
+                ));
+            }
+            return Ok(());
+        }
+        if !op.pred.is_empty() {
+            return Err(format!(
+                "the change overwrites signed record {}",
+                id.short()
+            ));
+        }
+        let record = SignedRecord::decode_verified(bytes).map_err(|e| e.to_string())?;
+        if record.id() != id {
+            return Err(format!(
+                "record stored under {} is not the record with that id",
+                id.short()
+            ));
+        }
+        if record.author != author {
+            return Err(format!(
+                "record signed by {} was put in by {author}",
+                record.author
+            ));
+        }
+        let body = RecordBody::decode(&record.body).map_err(|e| e.to_string())?;
+        rules::check_record(
+            &body,
+            &RecordContext {
+                in_genesis_change: is_first,
+            },
+        )
+        .map_err(|e| e.0)?;
+        match body {
+            RecordBody::GroupGenesis(_) => {
+                if id != self.id {
+                    return Err(format!(
+                        "the genesis record of group {} in document {}",
+                        id.short(),
+                        self.id.short()
+                    ));
+                }
+                pending.genesis_seen = true;
+                pending.members.insert(author);
+            }
+        }
+        pending.records.insert(id, record);
+        Ok(())
+    }
+
+    fn is_free_object(&self, obj: &OpKey, pending: &Pending) -> bool {
+        if self.free_obj.as_ref().or(pending.free_obj.as_ref()) == Some(obj)
+            || pending.free_objects.contains(obj)
+            || self.free_objects.contains(obj)
+        {
+            return true;
+        }
+        let (Some(free), Ok(exid)) = (self.free_exid(), self.exid_of(obj)) else {
+            return false;
+        };
+        match self.doc.parents(&exid) {
+            Ok(mut parents) => parents.any(|p| p.obj == free),
+            Err(_) => false,
+        }
+    }
+
+    fn exid_of(&self, obj: &OpKey) -> Result<ObjId, automerge::AutomergeError> {
+        self.doc
+            .import_obj(&format!("{}@{}", obj.0, obj.1.to_hex_string()))
+    }
+
+    fn free_exid(&self) -> Option<ObjId> {
+        self.free_obj.as_ref().and_then(|o| self.exid_of(o).ok())
+    }
+
+    fn records_exid(&self) -> Result<ObjId, Error> {
+        self.records_obj
+            .as_ref()
+            .and_then(|o| self.exid_of(o).ok())
+            .ok_or_else(|| Error::Malformed(self.id.to_hex(), "no record map".into()))
+    }
+
+    fn description_exid(&self) -> Result<ObjId, Error> {
+        let free = self
+            .free_exid()
+            .ok_or_else(|| Error::Malformed(self.id.to_hex(), "no free area".into()))?;
+        match self.doc.get(&free, DESCRIPTION_KEY)? {
+            Some((Value::Object(ObjType::Text), id)) => Ok(id),
+            _ => Err(Error::Malformed(
+                self.id.to_hex(),
+                "no description text".into(),
+            )),
+        }
+    }
+
+    fn merge(&mut self, pending: Pending) {
+        if pending.records_obj.is_some() {
+            self.records_obj = pending.records_obj;
+        }
+        if pending.free_obj.is_some() {
+            self.free_obj = pending.free_obj;
+        }
+        self.free_objects.extend(pending.free_objects);
+        for record in pending.records.into_values() {
+            self.absorb_record(record);
+        }
+    }
+
+    /// Update what is derived from records with one more record.
+    fn absorb_record(&mut self, record: SignedRecord) {
+        if let Ok(RecordBody::GroupGenesis(_)) = RecordBody::decode(&record.body) {
+            self.members.insert(record.author);
+        }
+        self.records.insert(record.id(), record);
+    }
+
+    /// Recompute object ids, records and members from the document itself.
+    fn rebuild_derived(&mut self) -> Result<(), Error> {
+        let malformed = |why: &str| Error::Malformed(self.id.to_hex(), why.to_string());
+        let records = match self.doc.get(ROOT, RECORDS_KEY)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(malformed("no record map")),
+        };
+        let free = match self.doc.get(ROOT, FREE_KEY)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(malformed("no free area")),
+        };
+        self.records_obj = Some(op_key_of(&records).ok_or_else(|| malformed("bad record map id"))?);
+        self.free_obj = Some(op_key_of(&free).ok_or_else(|| malformed("bad free area id"))?);
+        let mut found = Vec::new();
+        for item in self.doc.map_range(&records, ..) {
+            if let ValueRef::Scalar(ScalarValueRef::Bytes(b)) = &item.value {
+                let record =
+                    SignedRecord::decode_verified(b).map_err(|e| malformed(&e.to_string()))?;
+                found.push(record);
+            }
+        }
+        for record in found {
+            self.absorb_record(record);
+        }
+        Ok(())
+    }
+}
+
+/// What became of one change of a batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Waiting,
+    Accepted,
+    Rejected,
+    DependsOnRejected,
+}
+
+fn mark_dependents_refused(i: usize, dependents: &[Vec<usize>], fate: &mut [Fate]) {
+    let mut stack = dependents[i].clone();
+    while let Some(d) = stack.pop() {
+        if fate[d] == Fate::Waiting {
+            fate[d] = Fate::DependsOnRejected;
+            stack.extend(dependents[d].iter().copied());
+        }
+    }
+}
+
+fn rejection(signed: &SignedChange, reason: String) -> Rejection {
+    Rejection {
+        change: signed.hash.to_hex(),
+        author: signed.author.to_string(),
+        reason,
+    }
+}
+
+/// Parse untrusted change bytes; a panic inside the decoder is a rejection.
+fn parse_change(bytes: &[u8]) -> Result<Change, String> {
+    match catch_unwind(|| Change::from_bytes(bytes.to_vec())) {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("corrupted change: {e}")),
+        Err(_) => Err("corrupted change: the decoder failed".into()),
+    }
+}
+
+fn sign_change(writer: &Writer, doc: Hash32, mut change: Change) -> SignedChange {
+    let hash = Hash32(change.hash().0);
+    SignedChange::sign(writer.key(), doc, hash, change.bytes().into_owned())
+}
+
+/// The member whose key begins an actor id of 32 + 8 bytes.
+fn author_of(actor: &ActorId) -> Option<MemberId> {
+    let bytes = actor.to_bytes();
+    if bytes.len() != 40 {
+        return None;
+    }
+    Some(MemberId(bytes[..32].try_into().ok()?))
+}
+
+fn op_key_of(id: &ObjId) -> Option<OpKey> {
+    match id {
+        ObjId::Root => None,
+        ObjId::Id(counter, actor, _) => Some((*counter, actor.clone())),
+    }
+}

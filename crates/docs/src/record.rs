@@ -1,0 +1,183 @@
+//! The bodies of signed records, and the group's genesis with its charter.
+//!
+//! Bodies are encoded canonically (see `nestwork_core::encoding`) and signed
+//! inside a `SignedRecord`. New document kinds add variants at the end of
+//! [`RecordBody`]; existing variants never change shape.
+
+use nestwork_core::{encoding, Hash32};
+use serde::{Deserialize, Serialize};
+
+/// Largest encoded record body.
+pub const MAX_BODY_BYTES: usize = nestwork_core::signed::MAX_RECORD_BYTES;
+
+/// Every kind of insert-only record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordBody {
+    /// The founding record of a group; its record id is the group id.
+    GroupGenesis(GroupGenesis),
+}
+
+impl RecordBody {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(self)
+    }
+
+    /// Decode untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> nestwork_core::Result<Self> {
+        encoding::decode("record body", bytes, MAX_BODY_BYTES)
+    }
+
+    /// A word for logs and errors.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            RecordBody::GroupGenesis(_) => "group genesis",
+        }
+    }
+}
+
+/// What a group is in the nest of tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupKind {
+    /// A local group.
+    Hub,
+    /// A group of hubs.
+    Region,
+    /// Any wider tier.
+    Federation,
+}
+
+impl GroupKind {
+    /// Lowercase name used on the command line and in JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GroupKind::Hub => "hub",
+            GroupKind::Region => "region",
+            GroupKind::Federation => "federation",
+        }
+    }
+}
+
+impl std::str::FromStr for GroupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hub" => Ok(GroupKind::Hub),
+            "region" => Ok(GroupKind::Region),
+            "federation" => Ok(GroupKind::Federation),
+            other => Err(format!(
+                "unknown group kind {other:?}: expected hub, region or federation"
+            )),
+        }
+    }
+}
+
+/// The founding record of a group. Its author is the creator and first
+/// member; the hash of the signed record is the group id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupGenesis {
+    /// The group's name, 1 to 80 characters.
+    pub name: String,
+    /// Hub, region or wider tier.
+    pub kind: GroupKind,
+    /// The group this one belongs to, if any.
+    pub parent: Option<Hash32>,
+    /// Milliseconds since the Unix epoch, from the creator's clock.
+    pub created_at_ms: u64,
+    /// Random bytes so that two groups with the same name differ.
+    pub nonce: [u8; 16],
+    /// The founding charter.
+    pub charter: Charter,
+}
+
+/// A charter: ratified articles and the rules for making decisions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charter {
+    /// Numbered articles, in order.
+    pub articles: Vec<Article>,
+    /// How decisions are made.
+    pub rules: Rules,
+}
+
+/// One article of a charter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Article {
+    /// A short title.
+    pub title: String,
+    /// The ratified text.
+    pub text: String,
+}
+
+/// The rules of a charter. Shares are in percent, durations in seconds,
+/// amounts in the ledger's minor units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// Share of members who must vote for a decision to count.
+    pub quorum_percent: u8,
+    /// Share of yes among yes + no needed to pass.
+    pub approval_percent: u8,
+    /// How long a proposal stays open.
+    pub voting_period_secs: u64,
+    /// Length of the revision cycle.
+    pub revision_cycle_secs: u64,
+    /// Share of articles to amend or reaffirm each cycle.
+    pub revision_share_percent: u8,
+    /// How long a distress signal waits for an acknowledgement before it
+    /// climbs to the parent tier.
+    pub distress_escalation_secs: u64,
+    /// Default lowest balance of an account (zero or below).
+    pub default_credit_floor: i64,
+    /// Default highest balance of an account (zero or above).
+    pub default_credit_ceiling: i64,
+    /// Whether admitting a member needs a vote besides an invite.
+    pub entry_needs_vote: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 60 * 60;
+        Rules {
+            quorum_percent: 50,
+            approval_percent: 60,
+            voting_period_secs: 7 * DAY,
+            revision_cycle_secs: 28 * DAY,
+            revision_share_percent: 25,
+            distress_escalation_secs: 5 * 60,
+            default_credit_floor: -10_000,
+            default_credit_ceiling: 50_000,
+            entry_needs_vote: false,
+        }
+    }
+}
+
+impl Default for Charter {
+    /// The short default charter every new group starts from: voluntary
+    /// entry and exit, non-coercion, periodic revision.
+    fn default() -> Self {
+        let article = |title: &str, text: &str| Article {
+            title: title.to_string(),
+            text: text.to_string(),
+        };
+        Charter {
+            articles: vec![
+                article(
+                    "Voluntary entry",
+                    "Anyone invited by a member may join. No one is a member against their will.",
+                ),
+                article(
+                    "Free exit",
+                    "Any member may leave at any time by their own signed word. No one can block it.",
+                ),
+                article(
+                    "Non-coercion",
+                    "Members decide together by the rules of this charter. No member compels another.",
+                ),
+                article(
+                    "Periodic revision",
+                    "Each revision cycle a share of these articles is amended or reaffirmed; none stands unexamined forever.",
+                ),
+            ],
+            rules: Rules::default(),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The rules a record must satisfy before it enters a document, whoever
+//! made it. The same functions run on a local command before it signs and
+//! on every change received from elsewhere, so the node never signs what a
+//! peer would reject.
+
+use crate::record::{Charter, GroupGenesis, RecordBody, Rules};
+
+/// Longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 80;
+/// Most articles in a charter.
+pub const MAX_ARTICLES: usize = 200;
+/// Longest article title, in characters.
+pub const MAX_ARTICLE_TITLE_CHARS: usize = 200;
+/// Longest article text, in characters.
+pub const MAX_ARTICLE_TEXT_CHARS: usize = 8_000;
+/// Longest group description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 20_000;
+
+/// A broken rule, in words a member can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
+    Err(RuleError(msg.into()))
+}
+
+/// Where a record is being added.
+pub struct RecordContext {
+    /// True only for the first change of a document.
+    pub in_genesis_change: bool,
+}
+
+/// Check a record body against its kind's rules.
+pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
+    match body {
+        RecordBody::GroupGenesis(g) => {
+            if !ctx.in_genesis_change {
+                return broken("a group genesis record may only appear in a group's first change");
+            }
+            check_genesis(g)
+        }
+    }
+}
+
+/// A group name: trimmed, 1 to [`MAX_GROUP_NAME_CHARS`] characters, no
+/// control characters.
+pub fn check_group_name(name: &str) -> Result<(), RuleError> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() {
+        return broken("the group name is empty");
+    }
+    if name.trim() != name {
+        return broken("the group name starts or ends with spaces");
+    }
+    if chars > MAX_GROUP_NAME_CHARS {
+        return broken(format!(
+            "the group name is {chars} characters long; the limit is {MAX_GROUP_NAME_CHARS}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return broken("the group name contains control characters");
+    }
+    Ok(())
+}
+
+fn check_genesis(g: &GroupGenesis) -> Result<(), RuleError> {
+    check_group_name(&g.name)?;
+    check_charter(&g.charter)
+}
+
+/// A charter's articles and rules are within bounds.
+pub fn check_charter(c: &Charter) -> Result<(), RuleError> {
+    if c.articles.len() > MAX_ARTICLES {
+        return broken(format!(
+            "the charter has {} articles; the limit is {MAX_ARTICLES}",
+            c.articles.len()
+        ));
+    }
+    for (i, a) in c.articles.iter().enumerate() {
+        let n = i + 1;
+        if a.text.trim().is_empty() {
+            return broken(format!("article {n} has no text"));
+        }
+        if a.title.chars().count() > MAX_ARTICLE_TITLE_CHARS {
+            return broken(format!(
+                "article {n}'s title is over {MAX_ARTICLE_TITLE_CHARS} characters"
+            ));
+        }
+        if a.text.chars().count() > MAX_ARTICLE_TEXT_CHARS {
+            return broken(format!(
+                "article {n} is over {MAX_ARTICLE_TEXT_CHARS} characters"
+            ));
+        }
+    }
+    check_rules(&c.rules)
+}
+
+/// Rules are within the ranges that make sense.
+pub fn check_rules(r: &Rules) -> Result<(), RuleError> {
+    for (name, v) in [
+        ("quorum_percent", r.quorum_percent),
+        ("approval_percent", r.approval_percent),
+        ("revision_share_percent", r.revision_share_percent),
+    ] {
+        if v > 100 {
+            return broken(format!("rule {name} is {v}; a share is at most 100"));
+        }
+    }
+    if r.approval_percent == 0 {
+        return broken("rule approval_percent is 0: every proposal would pass");
+    }
+    if r.voting_period_secs == 0 || r.revision_cycle_secs == 0 || r.distress_escalation_secs == 0 {
+        return broken(
+            "voting period, revision cycle and escalation time must be longer than zero",
+        );
+    }
+    if r.default_credit_floor > 0 {
+        return broken("the default credit floor must be zero or below");
+    }
+    if r.default_credit_ceiling < 0 {
+        return broken("the default credit ceiling must be zero or above");
+    }
+    Ok(())
+}
+
+/// The description is free text within a size bound.
+pub fn check_description(text: &str) -> Result<(), RuleError> {
+    let chars = text.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return broken(format!(
+            "the description is {chars} characters; the limit is {MAX_DESCRIPTION_CHARS}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names() {
+        assert!(check_group_name("Riverside Commons").is_ok());
+        assert!(check_group_name("").is_err());
+        assert!(check_group_name("   ").is_err());
+        assert!(check_group_name(" padded").is_err());
+        assert!(check_group_name(&"x".repeat(81)).is_err());
+        assert!(check_group_name(&"é".repeat(80)).is_ok());
+        assert!(check_group_name("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn default_charter_is_valid() {
+        assert!(check_charter(&Charter::default()).is_ok());
+    }
+
+    #[test]
+    fn bad_rules() {
+        let mut r = Rules::default();
+        r.quorum_percent = 101;
+        assert!(check_rules(&r).is_err());
+        let mut r = Rules::default();
+        r.default_credit_floor = 5;
+        assert!(check_rules(&r).is_err());
+    }
+}
