@@ -280,3 +280,37 @@ mod tests {
         }
     }
 }
+
+/// Largest bundle of changes accepted from a file or an API request.
+pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Tag at the start of a bundle, so that a wrong file is recognised as such.
+const BUNDLE_MAGIC: &[u8; 8] = b"NWBUNDL1";
+
+/// The signed changes of one document, as written by `group export` and
+/// read by `group import`: how a group travels on a USB stick.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct ChangeBundle {
+    /// The document.
+    pub doc: Hash32,
+    /// Its changes, in causal order.
+    pub changes: Vec<SignedChange>,
+}
+
+impl ChangeBundle {
+    /// Bytes to write to a file.
+    pub fn encode(&self) -> Vec<u8> {
+        [&BUNDLE_MAGIC[..], &encoding::encode(self)].concat()
+    }
+
+    /// Decode untrusted bytes (signatures are checked by the engine).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let body = bytes
+            .strip_prefix(&BUNDLE_MAGIC[..])
+            .ok_or(Error::Malformed {
+                what: "bundle",
+                reason: "not a Nestwork bundle (wrong header)".into(),
+            })?;
+        encoding::decode("bundle", body, MAX_BUNDLE_BYTES)
+    }
+}

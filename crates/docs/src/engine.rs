@@ -103,6 +103,7 @@ pub struct ApplyReport {
 type OpKey = (u64, ActorId);
 
 /// A signed document and what is derived from its records.
+#[derive(Clone)]
 pub struct SignedDoc {
     id: Hash32,
     doc: Automerge,

@@ -1,0 +1,25 @@
+//! The node: everything a running `nestwork run` holds, without its
+//! interfaces.
+//!
+//! - [`data_dir`]: where a node keeps its files, and how they are written
+//!   (secret files owner-only, every file replaced atomically);
+//! - [`identity`]: the member key and device tag, with backup and restore;
+//! - [`config`]: embedded defaults, then the TOML file, then the environment
+//!   (flags are applied last by the CLI);
+//! - [`node`]: [`Node`] owns the store and the open documents, carries out
+//!   what members ask (create a group, describe it, import a bundle), and
+//!   makes every change durable before it reports success.
+//!
+//! The local HTTP API (`nestwork-api`) and the CLI (`nestwork-cli`) sit on
+//! top of this crate. Networking (next) plugs in beside [`Node`]: changes
+//! from peers go through the same engine check (`SignedDoc::apply`) and
+//! the same persist-then-flush path as local ones.
+
+pub mod config;
+pub mod data_dir;
+pub mod identity;
+pub mod node;
+
+pub use config::Config;
+pub use data_dir::DataDir;
+pub use node::{Node, NodeError};

@@ -1,0 +1,233 @@
+//! Durable storage of documents as the signed changes that make them, on
+//! sled in the node's data directory.
+//!
+//! Only changes the engine has accepted are written here, in the order they
+//! were applied (so a document reloads by applying them in key order). Each
+//! write is one sled transaction over the `docs` and `changes` trees, so a
+//! crash leaves either all of it or none of it; [`Store::flush`] makes it
+//! durable, and the node acknowledges nothing before that returns.
+//!
+//! This crate knows nothing of Automerge or of document kinds: it stores
+//! envelopes and small metadata, and hands them back.
+
+use nestwork_core::{Hash32, SignedChange};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::path::Path;
+
+/// What went wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (most likely another `nestwork run`) holds the store.
+    #[error("the store at {0} is in use by another nestwork process")]
+    InUse(String),
+    /// The disk or sled failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored entry does not decode; the store was damaged outside sled.
+    #[error("stored {what} under key {key} is damaged: {reason}")]
+    Damaged {
+        /// What kind of entry.
+        what: &'static str,
+        /// Its key, in hex.
+        key: String,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+/// Result with [`StoreError`].
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What the store keeps about a document besides its changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// Which kind of document it is (`"group"`, later `"ledger"`, ...).
+    pub kind: String,
+    /// When this node first stored it (ms since the Unix epoch).
+    pub first_stored_ms: u64,
+}
+
+/// The node's store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    docs: sled::Tree,
+    changes: sled::Tree,
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                StoreError::InUse(dir.display().to_string())
+            }
+            other => StoreError::Sled(other),
+        })?;
+        Store::from_db(db)
+    }
+
+    /// A store that lives in a temporary directory and vanishes when dropped
+    /// (for tests).
+    pub fn temporary() -> Result<Store> {
+        Store::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store> {
+        Ok(Store {
+            docs: db.open_tree("docs")?,
+            changes: db.open_tree("changes")?,
+            db,
+        })
+    }
+
+    /// Append accepted changes of `doc`, registering the document with
+    /// `meta` if it is new, in one atomic step. Not durable until
+    /// [`Store::flush`] returns.
+    pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
+        let meta_bytes = nestwork_core::encoding::encode(meta);
+        let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
+        (&self.docs, &self.changes)
+            .transaction(|(docs, stored)| {
+                if docs.get(doc.0)?.is_none() {
+                    docs.insert(&doc.0, meta_bytes.as_slice())?;
+                }
+                for bytes in &encoded {
+                    let seq = stored.generate_id()?;
+                    stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => {
+                    StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
+                }
+            })
+    }
+
+    /// Make everything written so far durable (fsync). Concurrent callers
+    /// share the same disk flush.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every stored document with its metadata.
+    pub fn docs(&self) -> Result<Vec<(Hash32, DocMeta)>> {
+        self.docs
+            .iter()
+            .map(|entry| {
+                let (k, v) = entry?;
+                let id = hash_from_key(&k, "document")?;
+                let meta = nestwork_core::encoding::decode("document metadata", &v, 4096).map_err(
+                    |e| StoreError::Damaged {
+                        what: "document metadata",
+                        key: id.to_hex(),
+                        reason: e.to_string(),
+                    },
+                )?;
+                Ok((id, meta))
+            })
+            .collect()
+    }
+
+    /// The changes of `doc` in the order they were stored.
+    pub fn changes(&self, doc: &Hash32) -> Result<Vec<SignedChange>> {
+        self.changes
+            .scan_prefix(doc.0)
+            .map(|entry| {
+                let (k, v) = entry?;
+                SignedChange::decode(&v).map_err(|e| StoreError::Damaged {
+                    what: "change",
+                    key: hex::encode(&k),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// How many changes are stored, over all documents.
+    pub fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn change_key(doc: &Hash32, seq: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(&doc.0);
+    key[32..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn hash_from_key(key: &[u8], what: &'static str) -> Result<Hash32> {
+    let bytes: [u8; 32] = key.try_into().map_err(|_| StoreError::Damaged {
+        what,
+        key: hex::encode(key),
+        reason: "key is not 32 bytes".into(),
+    })?;
+    Ok(Hash32(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nestwork_core::MemberKey;
+
+    fn change(n: u8) -> SignedChange {
+        let key = MemberKey::from_secret([1; 32]);
+        SignedChange::sign(&key, Hash32::of(b"doc"), Hash32::of(&[n]), vec![n; 8])
+    }
+
+    fn meta() -> DocMeta {
+        DocMeta {
+            kind: "group".into(),
+            first_stored_ms: 1,
+        }
+    }
+
+    #[test]
+    fn changes_come_back_in_order_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = Hash32::of(b"doc");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .append(doc, &meta(), &[change(1), change(2)])
+                .expect("append");
+            store.append(doc, &meta(), &[change(3)]).expect("append");
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.docs().expect("docs"), vec![(doc, meta())]);
+        assert_eq!(
+            store.changes(&doc).expect("changes"),
+            vec![change(1), change(2), change(3)]
+        );
+        assert!(store
+            .changes(&Hash32::of(b"other"))
+            .expect("changes")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Store::open(dir.path()).expect("open");
+        match Store::open(dir.path()) {
+            Err(StoreError::InUse(_)) => {}
+            Err(other) => panic!("expected InUse, got {other}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+}
