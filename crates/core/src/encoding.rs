@@ -37,3 +37,37 @@ pub fn decode<T: DeserializeOwned>(
     }
     Ok(value)
 }
+
+/// Serde for a 32-byte id with `Display` and `FromStr`: its text form for
+/// human-readable formats (JSON, TOML), its raw bytes for postcard.
+macro_rules! text_or_bytes_serde {
+    ($ty:ty, $expecting:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    serde::Serialize::serialize(&self.0, s)
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                    text.parse()
+                        .map_err(|_| serde::de::Error::custom(concat!("expected ", $expecting)))
+                } else {
+                    <[u8; 32] as serde::Deserialize>::deserialize(d).map(Self)
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_or_bytes_serde;

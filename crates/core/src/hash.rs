@@ -1,13 +1,15 @@
 //! 32-byte content hashes, shown as lowercase hex.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::str::FromStr;
 
-/// A SHA-256 digest: the id of a record, a group or a document.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A SHA-256 digest: the id of a record, a group or a document. In JSON it
+/// is a hex string; in the canonical encoding, 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hash32(pub [u8; 32]);
+
+crate::encoding::text_or_bytes_serde!(Hash32, "a 64-character hex hash");
 
 impl Hash32 {
     /// Hash `parts` in order, each prefixed by its length so that the

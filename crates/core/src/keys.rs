@@ -6,7 +6,6 @@
 //! in base58.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,9 +19,12 @@ const KEY_FILE_TAG: &str = "nestwork-member-key-v1";
 /// length 36) wrapped around it.
 const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
-/// A member's public identity: their ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A member's public identity: their ed25519 public key. In JSON it is the
+/// PeerId string; in the canonical encoding, 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemberId(pub [u8; 32]);
+
+crate::encoding::text_or_bytes_serde!(MemberId, "a member id (12D3KooW...)");
 
 impl MemberId {
     /// The ed25519 verifying key, if these bytes are a valid point.

@@ -36,8 +36,10 @@ impl RecordBody {
     }
 }
 
-/// What a group is in the nest of tiers.
+/// What a group is in the nest of tiers. (Renaming is safe for the
+/// canonical encoding, which stores the variant's index, not its name.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GroupKind {
     /// A local group.
     Hub,

@@ -2,13 +2,13 @@
 //! nodes holding the same changes produce identical views.
 
 use nestwork_core::{Hash32, MemberId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::SignedDoc;
 use crate::record::{Article, GroupKind, Rules};
 
 /// A group as shown by `group show` and `group list`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupView {
     /// The group id (hash of its genesis record).
     pub id: Hash32,
@@ -33,7 +33,7 @@ pub struct GroupView {
 }
 
 /// A charter as shown by `charter show`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CharterView {
     /// The group the charter belongs to.
     pub group: Hash32,
@@ -48,7 +48,7 @@ pub struct CharterView {
 }
 
 /// An article with its number.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NumberedArticle {
     /// 1-based position.
     pub number: usize,

@@ -1,0 +1,195 @@
+//! The HTTP server side.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use nestwork_core::signed::MAX_BUNDLE_BYTES;
+use nestwork_core::ChangeBundle;
+use nestwork_node::node::CreateGroup;
+use nestwork_node::{Node, NodeError};
+
+use crate::{Description, ErrorBody};
+
+#[derive(Clone)]
+struct AppState {
+    node: Arc<Node>,
+    token: Arc<String>,
+}
+
+/// An error as the API reports it.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::Ambiguous(..) => StatusCode::CONFLICT,
+            NodeError::Invalid(_) | NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Store(_) | NodeError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: {}", e.body_text()),
+        )
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Run a blocking node operation (it may wait for the disk) off the async
+/// threads.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Node) -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let node = state.node.clone();
+    tokio::task::spawn_blocking(move || f(&node))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("request failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// The router, with the token check on every route.
+pub fn router(node: Arc<Node>, token: String) -> Router {
+    let state = AppState {
+        node,
+        token: Arc::new(token),
+    };
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/groups", get(list_groups).post(create_group))
+        .route("/v1/groups/{group}", get(show_group))
+        .route("/v1/groups/{group}/charter", get(show_charter))
+        .route("/v1/groups/{group}/description", put(describe))
+        .route("/v1/groups/{group}/export", get(export))
+        .route("/v1/import", post(import))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `shutdown` completes; in-flight
+/// requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    token: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node, token))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token (it is in the node's data directory, file api.token)"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Compare without stopping at the first difference, so response time says
+/// nothing about how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn status(State(s): State<AppState>) -> ApiResult<nestwork_node::node::Status> {
+    Ok(Json(s.node.status()))
+}
+
+async fn list_groups(State(s): State<AppState>) -> ApiResult<Vec<nestwork_docs::GroupView>> {
+    Ok(Json(blocking(&s, |n| Ok(n.groups())).await?))
+}
+
+async fn create_group(
+    State(s): State<AppState>,
+    body: Result<Json<CreateGroup>, JsonRejection>,
+) -> Result<(StatusCode, Json<nestwork_docs::GroupView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.create_group(req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn show_group(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<nestwork_docs::GroupView> {
+    Ok(Json(blocking(&s, move |n| n.group(&group)).await?))
+}
+
+async fn show_charter(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<nestwork_docs::CharterView> {
+    Ok(Json(blocking(&s, move |n| n.charter(&group)).await?))
+}
+
+async fn describe(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<Description>, JsonRejection>,
+) -> ApiResult<nestwork_docs::GroupView> {
+    let Json(d) = body?;
+    Ok(Json(
+        blocking(&s, move |n| n.describe(&group, &d.text)).await?,
+    ))
+}
+
+async fn export(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Response, ApiError> {
+    let bundle = blocking(&s, move |n| n.export(&group)).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bundle.encode(),
+    )
+        .into_response())
+}
+
+async fn import(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<nestwork_node::node::ImportReport> {
+    let bundle = ChangeBundle::decode(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(Json(blocking(&s, move |n| n.import(bundle)).await?))
+}

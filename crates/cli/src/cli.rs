@@ -1,0 +1,133 @@
+//! The command surface (DESIGN.md §8). Flags may grow; names stay.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Nestwork: charters, mutual credit and distress signals for
+/// self-governing communities, peer to peer.
+#[derive(Parser, Debug)]
+#[command(name = "nestwork", version, propagate_version = true)]
+pub struct Args {
+    /// The node's data directory (default: ~/.local/share/nestwork).
+    #[arg(long, global = true, env = "NESTWORK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create your member key and the data directory.
+    Init,
+    /// Run the node: store, local API (and soon the network).
+    Run {
+        /// Config file (default: DATA_DIR/config.toml if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Port for the local API on 127.0.0.1 (0: any free port).
+        #[arg(long, value_name = "PORT")]
+        api_port: Option<u16>,
+    },
+    /// Print your member id.
+    Id,
+    /// Node health: member, groups, store.
+    Status,
+    /// Back up and restore your member key.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
+    /// Groups and tiers.
+    Group {
+        #[command(subcommand)]
+        action: GroupCommand,
+    },
+    /// A group's charter.
+    Charter {
+        #[command(subcommand)]
+        action: CharterCommand,
+    },
+}
+
+/// `nestwork key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write your key to FILE (readable by you only). Keep it safe.
+    Export {
+        /// Where to write it.
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore your key from FILE.
+    Import {
+        /// The backup.
+        file: PathBuf,
+        /// Replace a different key already in the data directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `nestwork group ...`
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Found a group with the default charter; you are its first member.
+    Create {
+        /// Its name (1 to 80 characters).
+        name: String,
+        /// hub, region or federation.
+        #[arg(long, default_value = "hub")]
+        kind: String,
+        /// The group it belongs to (id, id prefix or name).
+        #[arg(long, value_name = "GROUP")]
+        parent: Option<String>,
+        /// A first description.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// Your groups.
+    List,
+    /// One group: members, parent, description, sync heads.
+    Show {
+        /// Id, id prefix or name.
+        group: String,
+    },
+    /// Replace a group's description (members edit it together).
+    Describe {
+        /// Id, id prefix or name.
+        group: String,
+        /// The new description.
+        text: String,
+    },
+    /// Write a group's signed changes to FILE (to carry it by hand).
+    Export {
+        /// Id, id prefix or name.
+        group: String,
+        /// Where to write the bundle.
+        file: PathBuf,
+    },
+    /// Verify and import a bundle written by `group export`.
+    Import {
+        /// The bundle.
+        file: PathBuf,
+    },
+}
+
+/// `nestwork charter ...`
+#[derive(Subcommand, Debug)]
+pub enum CharterCommand {
+    /// Print a group's charter: articles, rules, members.
+    Show {
+        /// Id, id prefix or name.
+        group: String,
+    },
+}

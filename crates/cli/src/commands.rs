@@ -1,0 +1,295 @@
+//! Client commands: each asks the running node over its API (or, for keys
+//! and ids, reads the data directory) and prints text or, with `--json`,
+//! JSON.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use nestwork_api::client::Client;
+use nestwork_api::Description;
+use nestwork_docs::view::{CharterView, GroupView};
+use nestwork_node::node::{CreateGroup, ImportReport, Status};
+use nestwork_node::{identity, DataDir};
+use serde::Serialize;
+
+use crate::cli::{Args, CharterCommand, Command, GroupCommand, KeyCommand};
+
+/// Carry out one command.
+pub fn dispatch(args: Args) -> anyhow::Result<()> {
+    let dir = args
+        .data_dir
+        .map(DataDir::new)
+        .unwrap_or_else(DataDir::default_location);
+    let out = Output { json: args.json };
+    match args.command {
+        Command::Init => {
+            let key = identity::init(&dir)?;
+            out.print(&serde_json::json!({"member": key.id().to_string(), "data_dir": dir.root()}), || {
+                format!(
+                    "Created your member key in {}\nYour member id: {}\nBack it up with: nestwork key export FILE",
+                    dir.key_file().display(),
+                    key.id()
+                )
+            })
+        }
+        Command::Run { config, api_port } => crate::run::run(&dir, config.as_deref(), api_port),
+        Command::Id => {
+            let key = identity::load(&dir)?;
+            out.print(&serde_json::json!({"member": key.id().to_string()}), || {
+                key.id().to_string()
+            })
+        }
+        Command::Status => {
+            let status: Status = Client::connect(&dir)?.get("/status")?;
+            out.print(&status, || status_text(&status))
+        }
+        Command::Key { action } => key_command(&dir, &out, action),
+        Command::Group { action } => group_command(&dir, &out, action),
+        Command::Charter {
+            action: CharterCommand::Show { group },
+        } => {
+            let charter: CharterView =
+                Client::connect(&dir)?.get(&format!("/groups/{}/charter", segment(&group)))?;
+            out.print(&charter, || charter_text(&charter))
+        }
+    }
+}
+
+fn key_command(dir: &DataDir, out: &Output, action: KeyCommand) -> anyhow::Result<()> {
+    match action {
+        KeyCommand::Export { file, force } => {
+            let key = identity::export(dir, &file, force)?;
+            out.print(&serde_json::json!({"member": key.id().to_string(), "file": file}), || {
+                format!(
+                    "Wrote the key of {} to {}. Anyone holding this file can act as you: keep it safe.",
+                    key.id(),
+                    file.display()
+                )
+            })
+        }
+        KeyCommand::Import { file, force } => {
+            if Client::connect(dir)
+                .and_then(|c| c.get::<Status>("/status"))
+                .is_ok()
+            {
+                bail!(
+                    "a node is running on {}; stop it before changing its key",
+                    dir.root().display()
+                );
+            }
+            let key = identity::import(dir, &file, force)?;
+            out.print(&serde_json::json!({"member": key.id().to_string()}), || {
+                format!("Imported the key of {}", key.id())
+            })
+        }
+    }
+}
+
+fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::Result<()> {
+    let client = Client::connect(dir)?;
+    match action {
+        GroupCommand::Create {
+            name,
+            kind,
+            parent,
+            description,
+        } => {
+            let req = CreateGroup {
+                name,
+                kind: Some(kind),
+                parent,
+                description,
+            };
+            let view: GroupView = client.send("POST", "/groups", &req)?;
+            out.print(&view, || {
+                format!(
+                    "Created group {} ({})\n\n{}",
+                    view.name,
+                    view.id,
+                    group_text(&view)
+                )
+            })
+        }
+        GroupCommand::List => {
+            let groups: Vec<GroupView> = client.get("/groups")?;
+            out.print(&groups, || {
+                if groups.is_empty() {
+                    return "No groups yet. Found one with: nestwork group create NAME".to_string();
+                }
+                groups
+                    .iter()
+                    .map(|g| {
+                        let n = g.members.len();
+                        let plural = if n == 1 { "member" } else { "members" };
+                        format!(
+                            "{}  {:<10} {}  ({n} {plural})",
+                            g.id.short(),
+                            g.kind.as_str(),
+                            g.name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        GroupCommand::Show { group } => {
+            let view: GroupView = client.get(&format!("/groups/{}", segment(&group)))?;
+            out.print(&view, || group_text(&view))
+        }
+        GroupCommand::Describe { group, text } => {
+            let view: GroupView = client.send(
+                "PUT",
+                &format!("/groups/{}/description", segment(&group)),
+                &Description { text },
+            )?;
+            out.print(&view, || group_text(&view))
+        }
+        GroupCommand::Export { group, file } => {
+            let bytes = client.get_bytes(&format!("/groups/{}/export", segment(&group)))?;
+            nestwork_node::data_dir::write_atomic(&file, &bytes, 0o600)
+                .with_context(|| format!("writing {}", file.display()))?;
+            out.print(
+                &serde_json::json!({"file": file, "bytes": bytes.len()}),
+                || format!("Wrote {} bytes to {}", bytes.len(), file.display()),
+            )
+        }
+        GroupCommand::Import { file } => {
+            let bytes = read_bounded(&file)?;
+            let report: ImportReport = client.post_bytes("/import", &bytes)?;
+            out.print(&report, || {
+                format!(
+                    "Imported group {} ({}): {} new changes, {} already here",
+                    report.group_name,
+                    report.doc.short(),
+                    report.applied,
+                    report.duplicates
+                )
+            })
+        }
+    }
+}
+
+fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let limit = nestwork_core::signed::MAX_BUNDLE_BYTES as u64;
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if len > limit {
+        bail!(
+            "{} is {len} bytes; a bundle is at most {limit}",
+            file.display()
+        );
+    }
+    std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+}
+
+/// A user-supplied group selector as one URL path segment.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        use std::io::Write;
+        let body = if self.json {
+            serde_json::to_string_pretty(value)?
+        } else {
+            text()
+        };
+        match writeln!(std::io::stdout().lock(), "{body}") {
+            // The reader went away (`nestwork ... | head`): not our failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+fn when(ms: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn secs(s: u64) -> String {
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+fn status_text(s: &Status) -> String {
+    format!(
+        "member    {}\nversion   {}\ndata      {}\ngroups    {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\nnetwork   {}",
+        s.member,
+        s.version,
+        s.data_dir,
+        s.groups,
+        s.changes,
+        s.store_bytes,
+        secs(s.uptime_secs),
+        s.load_ms,
+        s.network
+    )
+}
+
+fn group_text(g: &GroupView) -> String {
+    let mut out = format!(
+        "{} ({})\n  id        {}\n  parent    {}\n  founded   {} by {}\n  changes   {}\n  heads     {}\n  members   {}\n",
+        g.name,
+        g.kind.as_str(),
+        g.id,
+        g.parent.map(|p| p.to_hex()).unwrap_or_else(|| "none".into()),
+        when(g.created_at_ms),
+        g.creator,
+        g.changes,
+        g.heads.iter().map(|h| h.short()).collect::<Vec<_>>().join(" "),
+        g.members.len(),
+    );
+    for m in &g.members {
+        out.push_str(&format!("    {m}\n"));
+    }
+    if !g.description.is_empty() {
+        out.push_str(&format!(
+            "  description\n    {}\n",
+            g.description.replace('\n', "\n    ")
+        ));
+    }
+    out.trim_end().to_string()
+}
+
+fn charter_text(c: &CharterView) -> String {
+    let r = &c.rules;
+    let mut out = format!(
+        "Charter of {} ({})\n\nArticles\n",
+        c.group_name,
+        c.group.short()
+    );
+    for a in &c.articles {
+        out.push_str(&format!("  {}. {}\n     {}\n", a.number, a.title, a.text));
+    }
+    out.push_str(&format!(
+        "\nRules\n  quorum               {}% of members\n  approval             {}% of yes and no votes\n  voting period        {}\n  revision cycle       {}, {}% of articles each cycle\n  distress escalation  {}\n  credit limits        floor {}, ceiling {} (minor units)\n  entry                {}\n",
+        r.quorum_percent,
+        r.approval_percent,
+        secs(r.voting_period_secs),
+        secs(r.revision_cycle_secs),
+        r.revision_share_percent,
+        secs(r.distress_escalation_secs),
+        r.default_credit_floor,
+        r.default_credit_ceiling,
+        if r.entry_needs_vote { "by invite and a vote" } else { "by invite" },
+    ));
+    out.push_str(&format!("\nMembers ({})\n", c.members.len()));
+    for m in &c.members {
+        out.push_str(&format!("  {m}\n"));
+    }
+    out.trim_end().to_string()
+}

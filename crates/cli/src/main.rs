@@ -1,0 +1,29 @@
+//! `nestwork`: one binary that runs the node (`nestwork run`) and talks to
+//! it (every other command, over the local API).
+//!
+//! - [`cli`]: the command surface (clap);
+//! - [`run`]: `nestwork run`, the node process;
+//! - [`commands`]: the client commands and how they print.
+//!
+//! Exit codes: 0 done; 1 failed (the message says why); 2 bad usage;
+//! 3 no node is running for this data directory.
+
+mod cli;
+mod commands;
+mod run;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Args::parse();
+    match commands::dispatch(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let not_running = e
+                .downcast_ref::<nestwork_api::client::ClientError>()
+                .is_some_and(|c| matches!(c, nestwork_api::client::ClientError::NotRunning { .. }));
+            std::process::ExitCode::from(if not_running { 3 } else { 1 })
+        }
+    }
+}

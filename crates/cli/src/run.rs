@@ -1,0 +1,98 @@
+//! `nestwork run`: the node process.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use nestwork_api::endpoint::{self, Endpoint};
+use nestwork_node::{identity, Config, DataDir, Node};
+
+/// Run the node until Ctrl-C or SIGTERM.
+pub fn run(
+    dir: &DataDir,
+    config_file: Option<&std::path::Path>,
+    api_port: Option<u16>,
+) -> anyhow::Result<()> {
+    init_logging();
+    let (key, created) = identity::load_or_init(dir)?;
+    if created {
+        eprintln!("Created a new member key in {}", dir.key_file().display());
+    }
+    let mut config = Config::load(config_file, &dir.config_file())?;
+    if let Some(port) = api_port {
+        config.api.port = port;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(dir, key, config))
+}
+
+async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> anyhow::Result<()> {
+    let member = key.id();
+    let open_dir = dir.clone();
+    let node = tokio::task::spawn_blocking(move || Node::open(&open_dir, key))
+        .await
+        .context("opening the node")??;
+    let node = Arc::new(node);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.api.port))
+        .await
+        .with_context(|| format!("cannot listen for the API on 127.0.0.1:{}", config.api.port))?;
+    let addr = listener.local_addr()?;
+    let token = endpoint::token(dir).context("writing the API token")?;
+    Endpoint {
+        addr: addr.to_string(),
+        pid: std::process::id(),
+    }
+    .write(dir)
+    .context("writing api.json")?;
+
+    println!("Nestwork node running");
+    println!("  member    {member}");
+    println!("  data      {}", dir.root().display());
+    println!(
+        "  API       http://{addr} (token in {})",
+        dir.token_file().display()
+    );
+    println!("Press Ctrl-C to stop.");
+    tracing::info!(%addr, "API ready");
+
+    let served =
+        nestwork_api::server::serve(listener, node.clone(), token, shutdown_signal()).await;
+    Endpoint::remove(dir);
+    node.close()?;
+    served.context("serving the API")?;
+    println!("Node stopped.");
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
