@@ -157,11 +157,15 @@ mod tests {
 
     #[test]
     fn bad_rules() {
-        let mut r = Rules::default();
-        r.quorum_percent = 101;
+        let r = Rules {
+            quorum_percent: 101,
+            ..Rules::default()
+        };
         assert!(check_rules(&r).is_err());
-        let mut r = Rules::default();
-        r.default_credit_floor = 5;
+        let r = Rules {
+            default_credit_floor: 5,
+            ..Rules::default()
+        };
         assert!(check_rules(&r).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The signed-document engine against honest and hostile changes.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{Automerge, Change, ObjType, ReadDoc, ScalarValue, ROOT};
+use automerge::{Automerge, Change, ReadDoc, ScalarValue, ROOT};
 use nestwork_core::{Hash32, MemberKey, SignedChange};
 use nestwork_docs::engine::{DESCRIPTION_KEY, FREE_KEY, RECORDS_KEY};
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, GroupView, RecordBody, SignedDoc, Writer};

@@ -1,0 +1,281 @@
+//! `node-bench`: figures for the node on one machine, measured against the
+//! real `nestwork` binary (release build, found beside this program).
+//!
+//! - time from `nestwork run` to the API answering, with an empty store and
+//!   with 10,000 stored changes (median of several starts);
+//! - durable changes per second through the API (each request is one signed
+//!   change flushed to disk before the answer), with 1 and with 8 clients;
+//! - for reference, how fast a 10,000-change bundle is verified and applied.
+//!
+//! Run it with `scripts/bench-node`. `NESTWORK_BENCH_QUICK=1` shrinks every
+//! size for a smoke run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nestwork_api::client::Client;
+use nestwork_api::Description;
+use nestwork_core::ChangeBundle;
+use nestwork_docs::{Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
+use nestwork_node::node::{CreateGroup, ImportReport, Status};
+use nestwork_node::{identity, DataDir};
+
+struct Sizes {
+    starts: usize,
+    stored_changes: usize,
+    write_secs: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
+    let sizes = if quick {
+        Sizes {
+            starts: 2,
+            stored_changes: 500,
+            write_secs: 1,
+        }
+    } else {
+        Sizes {
+            starts: 5,
+            stored_changes: 10_000,
+            write_secs: 5,
+        }
+    };
+    let bin = nestwork_binary()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = DataDir::new(tmp.path().join("node"));
+    run_cmd(&bin, &dir, &["init"])?;
+
+    println!(
+        "nestwork node benchmark ({} build of {})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        bin.display()
+    );
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!();
+
+    let empty = median_start(&bin, &dir, sizes.starts)?;
+    println!(
+        "{:<52} {:>10.1} ms   (median of {})",
+        "start to API ready, empty store",
+        ms(empty),
+        sizes.starts
+    );
+
+    let (imported, import_time) = {
+        let node = Node::start(&bin, &dir)?;
+        let bundle = history_bundle(&dir, sizes.stored_changes)?;
+        let client = Client::connect(&dir)?;
+        let bytes = bundle.encode();
+        let t = Instant::now();
+        let report: ImportReport = client.post_bytes("/import", &bytes)?;
+        let elapsed = t.elapsed();
+        node.stop()?;
+        (report.applied, elapsed)
+    };
+    let stored = median_start(&bin, &dir, sizes.starts)?;
+    println!(
+        "{:<52} {:>10.1} ms   (median of {})",
+        format!("start to API ready, {imported} stored changes"),
+        ms(stored),
+        sizes.starts
+    );
+    println!(
+        "{:<52} {:>10.0} /s   ({imported} changes in {:.0} ms, one bundle)",
+        "changes verified, applied and stored from a bundle",
+        imported as f64 / import_time.as_secs_f64(),
+        ms(import_time)
+    );
+
+    let node = Node::start(&bin, &dir)?;
+    for clients in [1usize, 8] {
+        let rate = durable_writes(&dir, clients, Duration::from_secs(sizes.write_secs))?;
+        println!(
+            "{:<52} {:>10.0} /s   ({} s)",
+            format!("durable changes through the API, {clients} client(s)"),
+            rate,
+            sizes.write_secs
+        );
+    }
+    let status: Status = Client::connect(&dir)?.get("/status")?;
+    node.stop()?;
+    println!();
+    println!(
+        "store: {} changes, {} bytes on disk",
+        status.changes, status.store_bytes
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The `nestwork` binary built beside this one.
+fn nestwork_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("nestwork");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (scripts/bench-node does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn run_cmd(bin: &Path, dir: &DataDir, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.root())
+        .args(args)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("nestwork {args:?} failed");
+    }
+    Ok(())
+}
+
+/// A running node process.
+struct Node {
+    child: Child,
+    started: Duration,
+}
+
+impl Node {
+    fn start(bin: &Path, dir: &DataDir) -> anyhow::Result<Node> {
+        let _ = std::fs::remove_file(dir.api_file());
+        let t = Instant::now();
+        let child = Command::new(bin)
+            .arg("--data-dir")
+            .arg(dir.root())
+            .arg("run")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning nestwork run")?;
+        loop {
+            if let Ok(c) = Client::connect(dir) {
+                if c.get::<Status>("/status").is_ok() {
+                    break;
+                }
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                bail!("node did not start within 60 s");
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        Ok(Node {
+            child,
+            started: t.elapsed(),
+        })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+fn median_start(bin: &Path, dir: &DataDir, n: usize) -> anyhow::Result<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let node = Node::start(bin, dir)?;
+        times.push(node.started);
+        node.stop()?;
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// A group whose description was edited `changes - 1` times: `changes`
+/// signed changes, made by this node's own key and device.
+fn history_bundle(dir: &DataDir, changes: usize) -> anyhow::Result<ChangeBundle> {
+    let writer = Writer::new(identity::load(dir)?, identity::device_tag(dir)?);
+    let genesis = GroupGenesis {
+        name: "Bench history".into(),
+        kind: GroupKind::Hub,
+        parent: None,
+        created_at_ms: 1,
+        nonce: rand::random(),
+        charter: Charter::default(),
+    };
+    let (mut doc, first) = SignedDoc::create_group(&writer, genesis, 1)?;
+    let mut all = vec![first];
+    for i in 1..changes {
+        all.extend(doc.set_description(&writer, &format!("edit number {i}"), 1 + i as u64)?);
+    }
+    Ok(ChangeBundle {
+        doc: doc.id(),
+        changes: all,
+    })
+}
+
+/// Each client owns a group and replaces its description as fast as the
+/// node acknowledges.
+fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Result<f64> {
+    let setup = Client::connect(dir)?;
+    let mut groups = Vec::new();
+    for c in 0..clients {
+        let view: nestwork_docs::GroupView = setup.send(
+            "POST",
+            "/groups",
+            &CreateGroup {
+                name: format!("writer {c} of {clients}"),
+                kind: None,
+                parent: None,
+                description: None,
+            },
+        )?;
+        groups.push(view.id.to_hex());
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            let (dir, done, stop) = (dir.clone(), done.clone(), stop.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let client = Client::connect(&dir)?;
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _: nestwork_docs::GroupView = client.send(
+                        "PUT",
+                        &format!("/groups/{group}/description"),
+                        &Description {
+                            text: format!("write {i}"),
+                        },
+                    )?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    std::thread::sleep(length);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
