@@ -209,7 +209,11 @@ fn a_second_node_on_the_same_data_directory_is_refused() {
     let dir = tmp.path().join("a");
     let _node = RunningNode::start(&dir);
     let before = std::fs::read(dir.join("api.json")).expect("api.json");
-    let err = fails(&dir, &["run"], 1);
+    let err = fails(
+        &dir,
+        &["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+        1,
+    );
     assert!(err.contains("in use by another nestwork process"), "{err}");
     assert_eq!(
         std::fs::read(dir.join("api.json")).expect("api.json"),

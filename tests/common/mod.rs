@@ -81,7 +81,7 @@ impl RunningNode {
         let child = Command::new(bin())
             .arg("--data-dir")
             .arg(dir)
-            .arg("run")
+            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .env("RUST_LOG", "warn")
             .env_remove("NESTWORK_API_PORT")
             .stdout(Stdio::null())

@@ -18,6 +18,9 @@
 //! | PUT | `/groups/{group}/description` | replace its description |
 //! | GET | `/groups/{group}/export` | its signed changes, as a bundle |
 //! | POST | `/import` | import a bundle (all or nothing) |
+//! | POST | `/groups/{group}/invite` | issue an invite ticket |
+//! | POST | `/join` | join a group with a ticket |
+//! | GET | `/peers` | connected peers |
 //!
 //! This crate holds no state of its own; everything goes to
 //! `nestwork_node::Node`.
@@ -38,4 +41,45 @@ pub struct ErrorBody {
 pub struct Description {
     /// The new text.
     pub text: String,
+}
+
+/// The body of `POST /groups/{group}/invite`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct InviteRequest {
+    /// How long the ticket stays valid, in seconds (default 7 days).
+    pub expires_secs: Option<u64>,
+}
+
+/// An issued invite.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Invite {
+    /// The ticket text to hand over.
+    pub ticket: String,
+    /// The same as a QR code for a terminal.
+    pub qr: String,
+    /// The group.
+    pub group: nestwork_core::Hash32,
+    /// Its name.
+    pub group_name: String,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Addresses the ticket tells the invitee to try.
+    pub addrs: Vec<String>,
+}
+
+/// The body of `POST /join`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct JoinRequest {
+    /// The ticket text.
+    pub ticket: String,
+}
+
+/// `GET /status`: the node, and the network when it runs.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// The node.
+    #[serde(flatten)]
+    pub node: nestwork_node::node::Status,
+    /// The network.
+    pub network: Option<nestwork_net::NetStatus>,
 }

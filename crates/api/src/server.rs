@@ -16,12 +16,30 @@ use nestwork_core::ChangeBundle;
 use nestwork_node::node::CreateGroup;
 use nestwork_node::{Node, NodeError};
 
-use crate::{Description, ErrorBody};
+use crate::{Description, ErrorBody, Invite, InviteRequest, JoinRequest, StatusReport};
+use nestwork_net::{NetHandle, Ticket};
+
+/// Default life of an invite ticket.
+const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 60 * 60;
+/// Longest life of an invite ticket.
+const MAX_INVITE_SECS: u64 = 365 * 24 * 60 * 60;
 
 #[derive(Clone)]
 struct AppState {
     node: Arc<Node>,
+    net: Option<NetHandle>,
     token: Arc<String>,
+}
+
+impl AppState {
+    fn net(&self) -> Result<&NetHandle, ApiError> {
+        self.net.as_ref().ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the network is not running".into(),
+            )
+        })
+    }
 }
 
 /// An error as the API reports it.
@@ -75,9 +93,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The router, with the token check on every route.
-pub fn router(node: Arc<Node>, token: String) -> Router {
+pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router {
     let state = AppState {
         node,
+        net,
         token: Arc::new(token),
     };
     Router::new()
@@ -88,6 +107,9 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/v1/groups/{group}/description", put(describe))
         .route("/v1/groups/{group}/export", get(export))
         .route("/v1/import", post(import))
+        .route("/v1/groups/{group}/invite", post(invite))
+        .route("/v1/join", post(join))
+        .route("/v1/peers", get(peers))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -99,10 +121,11 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Arc<Node>,
+    net: Option<NetHandle>,
     token: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, token))
+    axum::serve(listener, router(node, net, token))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -131,8 +154,71 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn status(State(s): State<AppState>) -> ApiResult<nestwork_node::node::Status> {
-    Ok(Json(s.node.status()))
+async fn status(State(s): State<AppState>) -> ApiResult<StatusReport> {
+    let network = match &s.net {
+        Some(net) => net.status().await.ok(),
+        None => None,
+    };
+    Ok(Json(StatusReport {
+        node: s.node.status(),
+        network,
+    }))
+}
+
+async fn peers(State(s): State<AppState>) -> ApiResult<Vec<nestwork_net::PeerInfo>> {
+    let peers = s
+        .net()?
+        .peers()
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(peers))
+}
+
+async fn invite(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<InviteRequest>, JsonRejection>,
+) -> ApiResult<Invite> {
+    let Json(req) = body?;
+    let secs = req.expires_secs.unwrap_or(DEFAULT_INVITE_SECS);
+    if secs == 0 || secs > MAX_INVITE_SECS {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "an invite lasts between 1 second and {} days",
+                MAX_INVITE_SECS / 86_400
+            ),
+        ));
+    }
+    let view = blocking(&s, move |n| n.group(&group)).await?;
+    let expires_at_ms = nestwork_node::node::now_ms() + secs * 1000;
+    let ticket = s
+        .net()?
+        .invite(view.id, view.name.clone(), expires_at_ms)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(Invite {
+        ticket: ticket.to_text(),
+        qr: ticket.to_qr(),
+        group: view.id,
+        group_name: view.name,
+        expires_at_ms,
+        addrs: ticket.addrs,
+    }))
+}
+
+async fn join(
+    State(s): State<AppState>,
+    body: Result<Json<JoinRequest>, JsonRejection>,
+) -> ApiResult<nestwork_docs::GroupView> {
+    let Json(req) = body?;
+    let unprocessable = |e: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e);
+    let ticket = Ticket::from_text(&req.ticket).map_err(|e| unprocessable(e.to_string()))?;
+    ticket
+        .verify(nestwork_node::node::now_ms())
+        .map_err(|e| unprocessable(e.to_string()))?;
+    let doc = s.net()?.join(ticket).await.map_err(unprocessable)?;
+    Ok(Json(blocking(&s, move |n| n.group(&doc.to_hex())).await?))
 }
 
 async fn list_groups(State(s): State<AppState>) -> ApiResult<Vec<nestwork_docs::GroupView>> {

@@ -21,7 +21,7 @@ use nestwork_api::client::Client;
 use nestwork_api::Description;
 use nestwork_core::ChangeBundle;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
-use nestwork_node::node::{CreateGroup, ImportReport, Status};
+use nestwork_node::node::{CreateGroup, ImportReport};
 use nestwork_node::{identity, DataDir};
 
 struct Sizes {
@@ -110,12 +110,12 @@ fn main() -> anyhow::Result<()> {
             sizes.write_secs
         );
     }
-    let status: Status = Client::connect(&dir)?.get("/status")?;
+    let status: nestwork_api::StatusReport = Client::connect(&dir)?.get("/status")?;
     node.stop()?;
     println!();
     println!(
         "store: {} changes, {} bytes on disk",
-        status.changes, status.store_bytes
+        status.node.changes, status.node.store_bytes
     );
     Ok(())
 }
@@ -163,7 +163,7 @@ impl Node {
         let child = Command::new(bin)
             .arg("--data-dir")
             .arg(dir.root())
-            .arg("run")
+            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -171,7 +171,7 @@ impl Node {
             .context("spawning nestwork run")?;
         loop {
             if let Ok(c) = Client::connect(dir) {
-                if c.get::<Status>("/status").is_ok() {
+                if c.get::<nestwork_api::StatusReport>("/status").is_ok() {
                     break;
                 }
             }

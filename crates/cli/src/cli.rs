@@ -26,7 +26,7 @@ pub struct Args {
 pub enum Command {
     /// Create your member key and the data directory.
     Init,
-    /// Run the node: store, local API (and soon the network).
+    /// Run the node: store, network, local API.
     Run {
         /// Config file (default: DATA_DIR/config.toml if present).
         #[arg(long, value_name = "FILE")]
@@ -34,11 +34,20 @@ pub enum Command {
         /// Port for the local API on 127.0.0.1 (0: any free port).
         #[arg(long, value_name = "PORT")]
         api_port: Option<u16>,
+        /// Listen for peers on this multiaddr (repeatable; replaces the
+        /// configured list), e.g. /ip4/127.0.0.1/tcp/0.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Do not look for peers on the local network by mDNS.
+        #[arg(long)]
+        no_mdns: bool,
     },
     /// Print your member id.
     Id,
-    /// Node health: member, groups, store.
+    /// Node health: member, groups, store, network and sync state.
     Status,
+    /// Connected peers: who, where, direct or relayed, LAN or not, latency.
+    Peers,
     /// Back up and restore your member key.
     Key {
         #[command(subcommand)]
@@ -107,6 +116,20 @@ pub enum GroupCommand {
         group: String,
         /// The new description.
         text: String,
+    },
+    /// Print an invite ticket (text and QR code) for someone to join.
+    Invite {
+        /// Id, id prefix or name.
+        group: String,
+        /// How long the ticket stays valid (e.g. 30m, 2h, 7days).
+        #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Join a group with an invite ticket: reach the inviter, be admitted,
+    /// sync the group.
+    Join {
+        /// The ticket text (nwinvite1...).
+        ticket: String,
     },
     /// Write a group's signed changes to FILE (to carry it by hand).
     Export {

@@ -8,8 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
 use nestwork_api::Description;
+use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
 use nestwork_docs::view::{CharterView, GroupView};
-use nestwork_node::node::{CreateGroup, ImportReport, Status};
+use nestwork_net::PeerInfo;
+use nestwork_node::node::{CreateGroup, ImportReport};
 use nestwork_node::{identity, DataDir};
 use serde::Serialize;
 
@@ -33,7 +35,20 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Run { config, api_port } => crate::run::run(&dir, config.as_deref(), api_port),
+        Command::Run {
+            config,
+            api_port,
+            listen,
+            no_mdns,
+        } => crate::run::run(
+            &dir,
+            crate::run::RunFlags {
+                config,
+                api_port,
+                listen,
+                no_mdns,
+            },
+        ),
         Command::Id => {
             let key = identity::load(&dir)?;
             out.print(&serde_json::json!({"member": key.id().to_string()}), || {
@@ -41,8 +56,12 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
             })
         }
         Command::Status => {
-            let status: Status = Client::connect(&dir)?.get("/status")?;
+            let status: StatusReport = Client::connect(&dir)?.get("/status")?;
             out.print(&status, || status_text(&status))
+        }
+        Command::Peers => {
+            let peers: Vec<PeerInfo> = Client::connect(&dir)?.get("/peers")?;
+            out.print(&peers, || peers_text(&peers))
         }
         Command::Key { action } => key_command(&dir, &out, action),
         Command::Group { action } => group_command(&dir, &out, action),
@@ -70,7 +89,7 @@ fn key_command(dir: &DataDir, out: &Output, action: KeyCommand) -> anyhow::Resul
         }
         KeyCommand::Import { file, force } => {
             if Client::connect(dir)
-                .and_then(|c| c.get::<Status>("/status"))
+                .and_then(|c| c.get::<StatusReport>("/status"))
                 .is_ok()
             {
                 bail!(
@@ -144,6 +163,30 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
                 &Description { text },
             )?;
             out.print(&view, || group_text(&view))
+        }
+        GroupCommand::Invite { group, expires } => {
+            let invite: Invite = client.send(
+                "POST",
+                &format!("/groups/{}/invite", segment(&group)),
+                &InviteRequest {
+                    expires_secs: Some(expires.as_secs().max(1)),
+                },
+            )?;
+            out.print(&invite, || {
+                format!(
+                    "Invite to {} (valid until {}):\n\n{}\n\n{}\nThe newcomer runs: nestwork group join TICKET",
+                    invite.group_name,
+                    when(invite.expires_at_ms),
+                    invite.ticket,
+                    invite.qr
+                )
+            })
+        }
+        GroupCommand::Join { ticket } => {
+            let view: GroupView = client.send("POST", "/join", &JoinRequest { ticket })?;
+            out.print(&view, || {
+                format!("Joined {}\n\n{}", view.name, group_text(&view))
+            })
         }
         GroupCommand::Export { group, file } => {
             let bytes = client.get_bytes(&format!("/groups/{}/export", segment(&group)))?;
@@ -225,9 +268,10 @@ fn secs(s: u64) -> String {
     humantime::format_duration(Duration::from_secs(s)).to_string()
 }
 
-fn status_text(s: &Status) -> String {
-    format!(
-        "member    {}\nversion   {}\ndata      {}\ngroups    {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\nnetwork   {}",
+fn status_text(report: &StatusReport) -> String {
+    let s = &report.node;
+    let mut out = format!(
+        "member    {}\nversion   {}\ndata      {}\ngroups    {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
         s.member,
         s.version,
         s.data_dir,
@@ -236,8 +280,64 @@ fn status_text(s: &Status) -> String {
         s.store_bytes,
         secs(s.uptime_secs),
         s.load_ms,
-        s.network
-    )
+    );
+    match &report.network {
+        None => out.push_str("network   not running\n"),
+        Some(n) => {
+            out.push_str(&format!(
+                "network   {} peers connected, NAT {}\n",
+                n.connected_peers, n.nat
+            ));
+            for a in &n.listening {
+                out.push_str(&format!("  listening {a}\n"));
+            }
+            for a in &n.external {
+                out.push_str(&format!("  reachable {a}\n"));
+            }
+            for g in &n.sync {
+                let heads: Vec<String> = g.heads.iter().map(|h| h.short()).collect();
+                out.push_str(&format!(
+                    "group {}  heads {}\n",
+                    g.group.short(),
+                    heads.join(" ")
+                ));
+                for (peer, in_sync) in &g.peers {
+                    out.push_str(&format!(
+                        "  {peer}  {}\n",
+                        if *in_sync { "in sync" } else { "syncing" }
+                    ));
+                }
+            }
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn peers_text(peers: &[PeerInfo]) -> String {
+    if peers.is_empty() {
+        return "No peers connected.".to_string();
+    }
+    peers
+        .iter()
+        .map(|p| {
+            format!(
+                "{}\n  {}  {}  {}  {}\n  groups: {}",
+                p.peer,
+                p.address,
+                if p.relayed { "relayed" } else { "direct" },
+                if p.lan { "LAN" } else { "internet" },
+                p.latency_ms
+                    .map(|l| format!("{l:.1} ms"))
+                    .unwrap_or_else(|| "latency unknown".into()),
+                if p.groups.is_empty() {
+                    "none in common".to_string()
+                } else {
+                    p.groups.join(", ")
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn group_text(g: &GroupView) -> String {

@@ -6,20 +6,34 @@ use anyhow::Context;
 use nestwork_api::endpoint::{self, Endpoint};
 use nestwork_node::{identity, Config, DataDir, Node};
 
+/// What `nestwork run` was asked on the command line.
+pub struct RunFlags {
+    /// `--config`.
+    pub config: Option<std::path::PathBuf>,
+    /// `--api-port`.
+    pub api_port: Option<u16>,
+    /// `--listen` (repeatable).
+    pub listen: Vec<String>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+}
+
 /// Run the node until Ctrl-C or SIGTERM.
-pub fn run(
-    dir: &DataDir,
-    config_file: Option<&std::path::Path>,
-    api_port: Option<u16>,
-) -> anyhow::Result<()> {
+pub fn run(dir: &DataDir, flags: RunFlags) -> anyhow::Result<()> {
     init_logging();
     let (key, created) = identity::load_or_init(dir)?;
     if created {
         eprintln!("Created a new member key in {}", dir.key_file().display());
     }
-    let mut config = Config::load(config_file, &dir.config_file())?;
-    if let Some(port) = api_port {
+    let mut config = Config::load(flags.config.as_deref(), &dir.config_file())?;
+    if let Some(port) = flags.api_port {
         config.api.port = port;
+    }
+    if !flags.listen.is_empty() {
+        config.network.listen = flags.listen;
+    }
+    if flags.no_mdns {
+        config.network.mdns = false;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -30,11 +44,16 @@ pub fn run(
 
 async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> anyhow::Result<()> {
     let member = key.id();
+    let key_for_net = key.clone();
     let open_dir = dir.clone();
     let node = tokio::task::spawn_blocking(move || Node::open(&open_dir, key))
         .await
         .context("opening the node")??;
     let node = Arc::new(node);
+    let net = nestwork_net::spawn(config.network.clone(), key_for_net, node.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the network: {e}"))?;
+    let listening = net.status().await.map(|s| s.listening).unwrap_or_default();
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.api.port))
         .await
@@ -55,11 +74,25 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
         "  API       http://{addr} (token in {})",
         dir.token_file().display()
     );
+    for a in &listening {
+        println!("  peers on  {a}");
+    }
+    println!(
+        "  mDNS      {}",
+        if config.network.mdns { "on" } else { "off" }
+    );
     println!("Press Ctrl-C to stop.");
     tracing::info!(%addr, "API ready");
 
-    let served =
-        nestwork_api::server::serve(listener, node.clone(), token, shutdown_signal()).await;
+    let served = nestwork_api::server::serve(
+        listener,
+        node.clone(),
+        Some(net.clone()),
+        token,
+        shutdown_signal(),
+    )
+    .await;
+    net.shutdown().await;
     Endpoint::remove(dir);
     node.close()?;
     served.context("serving the API")?;

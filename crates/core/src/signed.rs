@@ -174,6 +174,17 @@ fn parse_signature(bytes: &[u8]) -> Option<Signature> {
     Some(Signature::from_bytes(&arr))
 }
 
+/// Check a detached signature by `author` over `msg` (strict ed25519:
+/// no malleable or small-order signatures).
+pub fn verify_signature(
+    author: &MemberId,
+    msg: &[u8],
+    sig: &[u8],
+    what: &'static str,
+) -> Result<()> {
+    verify_one(author, msg, sig, what)
+}
+
 fn verify_one(author: &MemberId, msg: &[u8], sig: &[u8], what: &'static str) -> Result<()> {
     let key = author.verifying_key()?;
     let sig = parse_signature(sig).ok_or(Error::BadSignature {

@@ -410,9 +410,14 @@ impl SignedDoc {
     }
 
     /// Every change the document has that is not in the history of `have`,
-    /// with its signature, in causal order.
+    /// with its signature, in causal order. Hashes in `have` that this
+    /// document does not hold are ignored (the other side is ahead there).
     pub fn changes_since(&self, have: &[Hash32]) -> Vec<SignedChange> {
-        let have: Vec<ChangeHash> = have.iter().map(|h| ChangeHash(h.0)).collect();
+        let have: Vec<ChangeHash> = have
+            .iter()
+            .map(|h| ChangeHash(h.0))
+            .filter(|h| self.has_change(h))
+            .collect();
         self.doc
             .get_changes(&have)
             .into_iter()
@@ -444,6 +449,7 @@ impl SignedDoc {
         let record = self.records.get(&self.id)?;
         match RecordBody::decode(&record.body).ok()? {
             RecordBody::GroupGenesis(g) => Some((record, g)),
+            _ => None,
         }
     }
 
@@ -457,6 +463,11 @@ impl SignedDoc {
 
     fn has_change(&self, hash: &ChangeHash) -> bool {
         self.signatures.contains_key(hash)
+    }
+
+    /// Whether the document holds the change with this hash.
+    pub fn has(&self, hash: &Hash32) -> bool {
+        self.has_change(&ChangeHash(hash.0))
     }
 
     fn check_envelope(
@@ -623,6 +634,9 @@ impl SignedDoc {
                 pending.genesis_seen = true;
                 pending.members.insert(author);
             }
+            RecordBody::Admission(a) => {
+                pending.members.insert(a.member);
+            }
         }
         pending.records.insert(id, record);
         Ok(())
@@ -688,10 +702,26 @@ impl SignedDoc {
 
     /// Update what is derived from records with one more record.
     fn absorb_record(&mut self, record: SignedRecord) {
-        if let Ok(RecordBody::GroupGenesis(_)) = RecordBody::decode(&record.body) {
-            self.members.insert(record.author);
+        match RecordBody::decode(&record.body) {
+            Ok(RecordBody::GroupGenesis(_)) => {
+                self.members.insert(record.author);
+            }
+            Ok(RecordBody::Admission(a)) => {
+                self.members.insert(a.member);
+            }
+            Err(_) => {}
         }
         self.records.insert(record.id(), record);
+    }
+
+    /// The admission made with invite ticket `ticket`, if any.
+    pub fn admission_by_ticket(&self, ticket: &Hash32) -> Option<crate::record::Admission> {
+        self.records
+            .values()
+            .find_map(|r| match RecordBody::decode(&r.body) {
+                Ok(RecordBody::Admission(a)) if a.ticket == *ticket => Some(a),
+                _ => None,
+            })
     }
 
     /// Recompute object ids, records and members from the document itself.

@@ -27,7 +27,7 @@ pub mod rules;
 pub mod view;
 
 pub use engine::{ApplyReport, Rejection, SignedDoc, Writer};
-pub use record::{Article, Charter, GroupGenesis, GroupKind, RecordBody, Rules};
+pub use record::{Admission, Article, Charter, GroupGenesis, GroupKind, RecordBody, Rules};
 pub use view::{CharterView, GroupView};
 
 /// Why a local operation could not be carried out.

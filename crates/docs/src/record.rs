@@ -4,7 +4,7 @@
 //! inside a `SignedRecord`. New document kinds add variants at the end of
 //! [`RecordBody`]; existing variants never change shape.
 
-use nestwork_core::{encoding, Hash32};
+use nestwork_core::{encoding, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded record body.
@@ -15,6 +15,8 @@ pub const MAX_BODY_BYTES: usize = nestwork_core::signed::MAX_RECORD_BYTES;
 pub enum RecordBody {
     /// The founding record of a group; its record id is the group id.
     GroupGenesis(GroupGenesis),
+    /// A member admits a newcomer who presented one of their invite tickets.
+    Admission(Admission),
 }
 
 impl RecordBody {
@@ -32,6 +34,7 @@ impl RecordBody {
     pub fn kind_name(&self) -> &'static str {
         match self {
             RecordBody::GroupGenesis(_) => "group genesis",
+            RecordBody::Admission(_) => "admission",
         }
     }
 }
@@ -182,4 +185,16 @@ impl Default for Charter {
             rules: Rules::default(),
         }
     }
+}
+
+/// A newcomer admitted to the group by the member who signs this record
+/// (the one whose invite ticket they presented).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The newcomer.
+    pub member: MemberId,
+    /// The id of the ticket they presented (each ticket admits once).
+    pub ticket: Hash32,
+    /// When, by the admitting member's clock (ms since the Unix epoch).
+    pub admitted_at_ms: u64,
 }

@@ -40,6 +40,12 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             }
             check_genesis(g)
         }
+        RecordBody::Admission(_) => {
+            if ctx.in_genesis_change {
+                return broken("an admission cannot be part of a group's founding change");
+            }
+            Ok(())
+        }
     }
 }
 

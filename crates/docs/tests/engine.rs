@@ -327,3 +327,57 @@ proptest! {
         prop_assert_eq!(reference.description(), replica.description());
     }
 }
+
+#[test]
+fn an_admitted_member_can_write_and_every_replica_agrees() {
+    use nestwork_docs::Admission;
+    let creator = writer(1, 1);
+    let newcomer = writer(2, 1);
+    let (mut doc, _) = SignedDoc::create_group(&creator, genesis("Riverside"), 5).expect("create");
+    let admission = Admission {
+        member: newcomer.id(),
+        ticket: Hash32::of(b"ticket"),
+        admitted_at_ms: 6,
+    };
+    doc.add_record(&creator, RecordBody::Admission(admission), 6)
+        .expect("admit");
+    assert!(doc.admission_by_ticket(&Hash32::of(b"ticket")).is_some());
+
+    // The newcomer's node receives the history, then writes.
+    let mut theirs = replica_of(&doc);
+    let change = theirs
+        .set_description(&newcomer, "hello from the newcomer", 7)
+        .expect("write")
+        .expect("change");
+    let report = doc.apply(vec![change]);
+    assert_eq!(report.applied.len(), 1, "{:?}", report.rejected);
+    assert_eq!(GroupView::of(&doc).expect("view").members.len(), 2);
+    assert_eq!(GroupView::of(&doc), GroupView::of(&theirs));
+
+    // A non-member cannot admit anyone (or themselves).
+    let stranger = writer(3, 1);
+    let mut raw = raw_copy(&doc, &stranger);
+    let records = records_obj(&raw);
+    let record = nestwork_core::SignedRecord::sign(
+        stranger.key(),
+        RecordBody::Admission(Admission {
+            member: stranger.id(),
+            ticket: Hash32::of(b"x"),
+            admitted_at_ms: 8,
+        })
+        .encode(),
+    );
+    let forged = hostile_change(&mut raw, stranger.key(), doc.id(), |tx| {
+        tx.put(
+            &records,
+            record.id().to_hex(),
+            ScalarValue::Bytes(record.encode()),
+        )
+    });
+    let report = doc.apply(vec![forged]);
+    assert!(
+        report.rejected[0].reason.contains("not a member"),
+        "{:?}",
+        report.rejected
+    );
+}

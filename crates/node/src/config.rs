@@ -11,6 +11,8 @@ use std::path::Path;
 pub struct Config {
     /// The local HTTP API.
     pub api: ApiConfig,
+    /// The peer-to-peer network.
+    pub network: nestwork_net::NetConfig,
 }
 
 /// The local HTTP API.
@@ -83,6 +85,11 @@ mod tests {
             .apply_env(|n| (n == "NESTWORK_API_PORT").then(|| "7001".to_string()))
             .expect("env");
         assert_eq!(config.api.port, 7001);
+        assert_eq!(
+            config.network,
+            nestwork_net::NetConfig::default(),
+            "the example shows the defaults"
+        );
     }
 
     #[test]

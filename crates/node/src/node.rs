@@ -6,7 +6,9 @@
 //! store in one atomic step, and flush the store to disk before returning.
 //! If the append fails, the document is reloaded from the store, so memory
 //! never holds what the disk does not. The flush happens outside the lock,
-//! so concurrent writers share one disk flush.
+//! so concurrent writers share one disk flush. Only after the flush is the
+//! change announced (to the network, which publishes local changes), so
+//! nothing is forwarded that is not durable.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -14,10 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nestwork_core::{ChangeBundle, Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::{
-    Charter, CharterView, GroupGenesis, GroupKind, GroupView, Rejection, SignedDoc, Writer,
+    Admission, ApplyReport, Charter, CharterView, GroupGenesis, GroupKind, GroupView, RecordBody,
+    Rejection, SignedDoc, Writer,
 };
+use nestwork_net::{DocEvent, Replica};
 use nestwork_store::{DocMeta, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::data_dir::DataDir;
 use crate::identity;
@@ -104,8 +109,6 @@ pub struct Status {
     pub uptime_secs: u64,
     /// How long opening the store and loading documents took.
     pub load_ms: u64,
-    /// The network, once there is one.
-    pub network: String,
 }
 
 /// The outcome of importing a bundle.
@@ -127,6 +130,7 @@ pub struct Node {
     writer: Writer,
     store: Store,
     docs: Mutex<BTreeMap<Hash32, SignedDoc>>,
+    events: broadcast::Sender<DocEvent>,
     started: Instant,
     load_time: Duration,
 }
@@ -166,6 +170,7 @@ impl Node {
             writer,
             store,
             docs: Mutex::new(docs),
+            events: broadcast::channel(1024).0,
             started,
             load_time,
         })
@@ -187,7 +192,6 @@ impl Node {
             store_bytes: self.store.size_on_disk(),
             uptime_secs: self.started.elapsed().as_secs(),
             load_ms: self.load_time.as_millis() as u64,
-            network: "not enabled in this version".to_string(),
         }
     }
 
@@ -223,6 +227,7 @@ impl Node {
             docs.insert(id, doc);
         }
         self.store.flush()?;
+        self.announce(id, changes, true);
         tracing::info!(group = %id.short(), name = %view.name, "group created");
         Ok(view)
     }
@@ -304,15 +309,112 @@ impl Node {
             }
             candidate.set_writer(&self.writer);
             docs.insert(bundle.doc, candidate);
-            ImportReport {
-                doc: bundle.doc,
-                group_name: name,
-                applied: report.applied.len(),
-                duplicates: report.duplicates,
-            }
+            (
+                ImportReport {
+                    doc: bundle.doc,
+                    group_name: name,
+                    applied: report.applied.len(),
+                    duplicates: report.duplicates,
+                },
+                report.applied,
+            )
         };
         self.store.flush()?;
+        // Imported changes are news to the group's other members too.
+        self.announce(report.0.doc, report.1, true);
+        Ok(report.0)
+    }
+
+    /// Check and apply changes from a peer, store the valid ones, and
+    /// report what became of each. A document this node does not hold is
+    /// refused unless `joining` (a stranger cannot push groups onto us).
+    pub fn apply_remote(
+        &self,
+        doc: Hash32,
+        changes: Vec<SignedChange>,
+        joining: bool,
+    ) -> Result<ApplyReport, NodeError> {
+        let report = {
+            let mut docs = self.lock();
+            let known = docs.contains_key(&doc);
+            if !known && !joining {
+                return Err(NodeError::NotFound(doc.to_hex()));
+            }
+            let target = docs.entry(doc).or_insert_with(|| SignedDoc::empty(doc));
+            let report = target.apply(changes);
+            if !known && target.genesis().is_none() {
+                docs.remove(&doc);
+            } else if !report.applied.is_empty() {
+                if !known {
+                    if let Some(d) = docs.get_mut(&doc) {
+                        d.set_writer(&self.writer);
+                    }
+                }
+                self.persist(&mut docs, doc, &report.applied)?;
+            }
+            report
+        };
+        if !report.applied.is_empty() {
+            self.store.flush()?;
+            self.announce(doc, report.applied.clone(), false);
+        }
         Ok(report)
+    }
+
+    /// Admit `member` to group `doc` on the strength of invite `ticket`.
+    /// Admitting someone already on the roll is a no-op; a ticket admits one
+    /// member only.
+    pub fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), NodeError> {
+        let change = {
+            let mut docs = self.lock();
+            let group = docs
+                .get_mut(doc)
+                .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?;
+            if let Some(used) = group.admission_by_ticket(&ticket) {
+                if used.member == member {
+                    return Ok(());
+                }
+                return Err(NodeError::Invalid(
+                    "this invite ticket was already used".into(),
+                ));
+            }
+            if group.members().contains(&member) {
+                return Ok(());
+            }
+            let body = RecordBody::Admission(Admission {
+                member,
+                ticket,
+                admitted_at_ms: now_ms(),
+            });
+            let (_, change) = group.add_record(&self.writer, body, now_ms())?;
+            self.persist(&mut docs, *doc, std::slice::from_ref(&change))?;
+            change
+        };
+        self.store.flush()?;
+        tracing::info!(group = %doc.short(), %member, "member admitted");
+        self.announce(*doc, vec![change], true);
+        Ok(())
+    }
+
+    /// Resolve a group selector to its id.
+    pub fn group_id(&self, sel: &str) -> Result<Hash32, NodeError> {
+        self.resolve(&self.lock(), sel)
+    }
+
+    /// Events about documents: every stored change, local or received.
+    pub fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
+        if !changes.is_empty() {
+            // No receiver (no network running) is fine.
+            let _ = self.events.send(DocEvent {
+                doc,
+                changes,
+                local,
+            });
+        }
     }
 
     /// Append to the store; on failure reload the document from the store so
@@ -405,6 +507,81 @@ impl Node {
     pub fn close(&self) -> Result<(), NodeError> {
         self.store.flush()?;
         Ok(())
+    }
+}
+
+impl Replica for Node {
+    fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+        self.lock()
+            .values()
+            .filter_map(|d| d.genesis().map(|(r, _)| (d.id(), r.encode())))
+            .collect()
+    }
+
+    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
+        self.lock()
+            .get(doc)
+            .and_then(|d| d.genesis().map(|(r, _)| r.encode()))
+    }
+
+    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
+        self.lock()
+            .get(doc)
+            .is_some_and(|d| d.members().contains(member))
+    }
+
+    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+        self.lock().get(doc).map(SignedDoc::heads)
+    }
+
+    fn changes_since(
+        &self,
+        doc: &Hash32,
+        have: &[Hash32],
+        max_bytes: usize,
+    ) -> (Vec<SignedChange>, bool) {
+        let all = self
+            .lock()
+            .get(doc)
+            .map(|d| d.changes_since(have))
+            .unwrap_or_default();
+        let mut size = 0;
+        let mut out = Vec::new();
+        for c in all.iter() {
+            size += c.change.len() + 128;
+            if size > max_bytes && !out.is_empty() {
+                return (out, true);
+            }
+            out.push(c.clone());
+        }
+        (out, false)
+    }
+
+    fn apply_remote(
+        &self,
+        doc: Hash32,
+        changes: Vec<SignedChange>,
+        joining: bool,
+    ) -> Result<ApplyReport, String> {
+        Node::apply_remote(self, doc, changes, joining).map_err(|e| e.to_string())
+    }
+
+    fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), String> {
+        Node::admit(self, doc, member, ticket).map_err(|e| e.to_string())
+    }
+
+    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
+        self.store.peer_heads(&peer.0, doc).ok().flatten()
+    }
+
+    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]) {
+        if let Err(e) = self.store.set_peer_heads(&peer.0, doc, heads) {
+            tracing::warn!(error = %e, "cannot record a peer's heads");
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
+        Node::subscribe(self)
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Store {
     db: sled::Db,
     docs: sled::Tree,
     changes: sled::Tree,
+    /// Heads each peer had when last synced, by peer || document.
+    peers: sled::Tree,
 }
 
 impl Store {
@@ -82,6 +84,7 @@ impl Store {
         Ok(Store {
             docs: db.open_tree("docs")?,
             changes: db.open_tree("changes")?,
+            peers: db.open_tree("peers")?,
             db,
         })
     }
@@ -150,6 +153,24 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Remember the heads `peer` had for `doc`. Not flushed on its own:
+    /// losing it in a crash only costs one fuller sync.
+    pub fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()> {
+        let key = [&peer[..], &doc.0[..]].concat();
+        self.peers
+            .insert(key, nestwork_core::encoding::encode(&heads.to_vec()))?;
+        Ok(())
+    }
+
+    /// The heads `peer` had for `doc` when last synced.
+    pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
+        let key = [&peer[..], &doc.0[..]].concat();
+        Ok(self
+            .peers
+            .get(key)?
+            .and_then(|v| nestwork_core::encoding::decode("peer heads", &v, 64 * 1024).ok()))
     }
 
     /// How many changes are stored, over all documents.

@@ -1,0 +1,1112 @@
+//! The event loop that owns the `Swarm`, and the handle the rest of the
+//! node uses to talk to it.
+//!
+//! Work that waits for the disk (applying changes, which flushes) never runs
+//! on the loop: it goes to `spawn_blocking` and comes back as a [`Done`]
+//! message, so a slow disk or a flood of messages never stalls the swarm.
+//! Incoming gossip is queued while a batch is being applied and the queue is
+//! applied as the next batch: batching costs no latency when idle and keeps
+//! up under load.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
+use crate::protocol::{Request, Response, MAX_HEADS, SYNC_BATCH_BYTES};
+use crate::ticket::Ticket;
+use crate::topic::{docs_topic, GroupSeal};
+use crate::{DocEvent, GroupSync, NetConfig, NetStatus, PeerInfo, Replica};
+
+/// Most sync rounds in one session before giving up until the next trigger.
+const MAX_SYNC_ROUNDS: u32 = 8;
+/// How often to compare heads with connected members and retry direct
+/// connections to peers reached only through a relay.
+const ANTI_ENTROPY: Duration = Duration::from_secs(15);
+
+/// Commands from the handle to the loop.
+enum Command {
+    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Status(oneshot::Sender<NetStatus>),
+    Invite {
+        group: Hash32,
+        name: String,
+        expires_at_ms: u64,
+        reply: oneshot::Sender<Ticket>,
+    },
+    Join(Ticket, oneshot::Sender<Result<Hash32, String>>),
+    Block(PeerId),
+    Unblock(PeerId),
+    PublishRaw(Hash32, Vec<u8>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle to the network.
+#[derive(Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+/// The network has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the network is not running")]
+pub struct Stopped;
+
+impl NetHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Connect to a multiaddr.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), String> {
+        self.ask(|tx| Command::Dial(addr, tx))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Stopped> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Listening addresses, peers, per-group sync state.
+    pub async fn status(&self) -> Result<NetStatus, Stopped> {
+        self.ask(Command::Status).await
+    }
+
+    /// Issue an invite ticket for a group, valid until `expires_at_ms`.
+    pub async fn invite(
+        &self,
+        group: Hash32,
+        name: String,
+        expires_at_ms: u64,
+    ) -> Result<Ticket, Stopped> {
+        self.ask(|reply| Command::Invite {
+            group,
+            name,
+            expires_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Join a group with a ticket: contact the inviter, be admitted, sync.
+    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, String> {
+        self.ask(|tx| Command::Join(ticket, tx))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Refuse all connections with `peer` (and drop current ones).
+    pub async fn block(&self, peer: PeerId) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Block(peer))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Undo [`NetHandle::block`].
+    pub async fn unblock(&self, peer: PeerId) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Unblock(peer))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Publish arbitrary bytes on a group's topic, sealed with the group
+    /// key. Only for tests that play a hostile member; the node itself
+    /// publishes only changes it made.
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, group: Hash32, payload: Vec<u8>) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::PublishRaw(group, payload))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Stop the loop and wait for it.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+/// Convert between the two spellings of one identity.
+pub fn peer_of(member: &MemberId) -> PeerId {
+    PeerId::from_bytes(&member.to_peer_id_bytes())
+        .expect("an ed25519 member id is always a valid peer id")
+}
+
+/// The member behind a peer id, if it is an ed25519 one.
+pub fn member_of(peer: &PeerId) -> Option<MemberId> {
+    MemberId::from_peer_id_bytes(&peer.to_bytes())
+}
+
+/// Start the network for `key` and return its handle. Listen addresses are
+/// bound before this returns.
+pub async fn spawn(
+    config: NetConfig,
+    key: MemberKey,
+    replica: Arc<dyn Replica>,
+) -> Result<NetHandle, String> {
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
+        .map_err(|e| e.to_string())?;
+    let (mdns_on, relay_server) = (config.mdns, config.relay_server);
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, mdns_on, relay_server)
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+
+    for addr in &config.listen {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| format!("listen address {addr:?}: {e}"))?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    // Wait until every listener is bound, so callers can hand out addresses.
+    let mut bound = 0;
+    while bound < config.listen.len() {
+        match tokio::time::timeout(Duration::from_secs(10), swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { .. }) => bound += 1,
+            Ok(SwarmEvent::ListenerError { error, .. })
+            | Ok(SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            }) => return Err(format!("listening failed: {error}")),
+            Ok(_) => {}
+            Err(_) => return Err("listen addresses were not bound within 10 s".into()),
+        }
+    }
+    for addr in config.bootstrap.iter().chain(config.relays.iter()) {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| format!("peer address {addr:?}: {e}"))?;
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(format!("{addr} must end with /p2p/PEER_ID"));
+        };
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial configured peer");
+        }
+    }
+    for relay in &config.relays {
+        let addr: Multiaddr = relay
+            .parse()
+            .map_err(|e| format!("relay address {relay:?}: {e}"))?;
+        if let Err(e) = swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
+            tracing::warn!(%relay, error = %e, "cannot reserve a slot on relay");
+        }
+    }
+
+    let (commands, command_rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = mpsc::channel(256);
+    let peer_id = *swarm.local_peer_id();
+    let doc_events = replica.subscribe();
+    let mut event_loop = EventLoop {
+        swarm,
+        key,
+        replica,
+        commands: command_rx,
+        done_tx,
+        done_rx,
+        doc_events,
+        seals: HashMap::new(),
+        pending: HashMap::new(),
+        gossip_queue: Vec::new(),
+        validating: false,
+        syncing: HashMap::new(),
+        peers: HashMap::new(),
+        join_waiters: HashMap::new(),
+    };
+    for (group, genesis) in event_loop.replica.groups() {
+        event_loop.subscribe(group, &genesis);
+    }
+    tokio::spawn(event_loop.run());
+    Ok(NetHandle { commands, peer_id })
+}
+
+/// Where the answer to a join goes.
+type JoinReply = oneshot::Sender<Result<Hash32, String>>;
+
+/// Blocking work finished off the loop.
+enum Done {
+    /// A gossip batch was applied: what to report for each message, and
+    /// peers to sync with (their messages had missing dependencies).
+    Validated(
+        Vec<(MessageId, PeerId, MessageAcceptance)>,
+        Vec<(PeerId, Hash32)>,
+    ),
+    /// An inbound request was handled.
+    Respond(ResponseChannel<Response>, Response),
+    /// A sync answer was applied; `again` if another round is needed.
+    Synced {
+        peer: PeerId,
+        doc: Hash32,
+        again: bool,
+    },
+    /// A join answer was applied.
+    Joined(
+        PeerId,
+        Result<Hash32, String>,
+        oneshot::Sender<Result<Hash32, String>>,
+    ),
+}
+
+/// What an outbound request was for.
+enum Pending {
+    Sync { doc: Hash32, round: u32 },
+    Join(oneshot::Sender<Result<Hash32, String>>),
+}
+
+/// What we know of a connected peer.
+struct Peer {
+    address: Multiaddr,
+    relayed: bool,
+    rtt: Option<Duration>,
+    direct_addrs: Vec<Multiaddr>,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    key: MemberKey,
+    replica: Arc<dyn Replica>,
+    commands: mpsc::Receiver<Command>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    doc_events: tokio::sync::broadcast::Receiver<DocEvent>,
+    seals: HashMap<TopicHash, (Hash32, GroupSeal)>,
+    pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
+    gossip_queue: Vec<(MessageId, PeerId, Hash32, Vec<SignedChange>)>,
+    validating: bool,
+    /// Sync sessions in progress; `true` if another was asked for meanwhile.
+    syncing: HashMap<(PeerId, Hash32), bool>,
+    peers: HashMap<PeerId, Peer>,
+    join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(ANTI_ENTROPY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => { let _ = reply.send(()); break; }
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                event = self.doc_events.recv() => match event {
+                    Ok(e) => self.on_doc_event(e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // Missed local events are repaired by anti-entropy sync.
+                        tracing::warn!(missed = n, "document events lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => self.anti_entropy(),
+            }
+        }
+        tracing::debug!("network stopped");
+    }
+
+    fn subscribe(&mut self, group: Hash32, genesis: &[u8]) {
+        let topic = IdentTopic::new(docs_topic(&group));
+        let hash = topic.hash();
+        if self.seals.contains_key(&hash) {
+            return;
+        }
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        if let Err(e) = gossip.subscribe(&topic) {
+            tracing::warn!(group = %group.short(), error = ?e, "cannot subscribe");
+            return;
+        }
+        let _ = gossip.set_topic_params(topic, topic_score_params());
+        self.seals
+            .insert(hash, (group, GroupSeal::new(&group, genesis)));
+    }
+
+    fn seal_for(&self, group: &Hash32) -> Option<&GroupSeal> {
+        self.seals
+            .get(&IdentTopic::new(docs_topic(group)).hash())
+            .map(|(_, s)| s)
+    }
+
+    fn on_doc_event(&mut self, event: DocEvent) {
+        if self.seal_for(&event.doc).is_none() {
+            if let Some(genesis) = self.replica.genesis(&event.doc) {
+                self.subscribe(event.doc, &genesis);
+            }
+        }
+        if !event.local || event.changes.is_empty() {
+            return;
+        }
+        self.publish(event.doc, encoding::encode(&event.changes));
+    }
+
+    fn publish(&mut self, group: Hash32, plaintext: Vec<u8>) {
+        let Some(seal) = self.seal_for(&group) else {
+            return;
+        };
+        let sealed = seal.seal(&plaintext);
+        let topic = IdentTopic::new(seal.topic());
+        let hash = topic.hash();
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        let mesh_empty = gossip.mesh_peers(&hash).next().is_none();
+        if let Err(e) = gossip.publish(topic, sealed) {
+            tracing::debug!(group = %group.short(), error = %e, "publish failed");
+        }
+        // Until the mesh has formed (just after a join or a restart) gossip
+        // reaches nobody: push to connected members by sync instead.
+        if mesh_empty {
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.start_sync(peer, group);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial(addr, reply) => {
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Invite {
+                group,
+                name,
+                expires_at_ms,
+                reply,
+            } => {
+                let _ = reply.send(Ticket::issue(
+                    &self.key,
+                    group,
+                    &name,
+                    self.shareable_addrs(),
+                    expires_at_ms,
+                ));
+            }
+            Command::Join(ticket, reply) => self.start_join(ticket, reply),
+            Command::Block(peer) => {
+                self.swarm.behaviour_mut().blocks.block_peer(peer);
+            }
+            Command::Unblock(peer) => {
+                self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+            }
+            Command::PublishRaw(group, bytes) => self.publish(group, bytes),
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Addresses to put in a ticket: confirmed external ones first, then
+    /// listen addresses (without unspecified or relay-only ones duplicated).
+    fn shareable_addrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .swarm
+            .external_addresses()
+            .map(|a| a.to_string())
+            .collect();
+        for a in self.swarm.listeners() {
+            let s = a.to_string();
+            if !s.contains("/0.0.0.0/") && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn start_join(&mut self, ticket: Ticket, reply: oneshot::Sender<Result<Hash32, String>>) {
+        if let Err(e) = ticket.verify(now_ms()) {
+            let _ = reply.send(Err(e.to_string()));
+            return;
+        }
+        let inviter = peer_of(&ticket.inviter);
+        if inviter == *self.swarm.local_peer_id() {
+            let _ = reply.send(Err(
+                "this ticket was issued by this node; give it to the person you invite".into(),
+            ));
+            return;
+        }
+        if self.swarm.is_connected(&inviter) {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&inviter, Request::Join { ticket });
+            self.pending.insert(id, (inviter, Pending::Join(reply)));
+            return;
+        }
+        let addrs: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        if addrs.is_empty() {
+            let _ = reply.send(Err(
+                "the ticket carries no address to reach the inviter".into()
+            ));
+            return;
+        }
+        for addr in &addrs {
+            self.swarm.add_peer_address(inviter, addr.clone());
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(inviter)
+            .addresses(addrs)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            let _ = reply.send(Err(format!("cannot reach the inviter: {e}")));
+            return;
+        }
+        self.join_waiters
+            .entry(inviter)
+            .or_default()
+            .push((ticket, reply));
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let address = endpoint.get_remote_address().clone();
+                let relayed = endpoint.is_relayed();
+                let entry = self.peers.entry(peer_id).or_insert_with(|| Peer {
+                    address: address.clone(),
+                    relayed,
+                    rtt: None,
+                    direct_addrs: Vec::new(),
+                });
+                // Prefer describing a direct connection when there is one.
+                if entry.relayed && !relayed {
+                    entry.address = address;
+                    entry.relayed = false;
+                }
+                tracing::debug!(peer = %peer_id, relayed, "connected");
+                if let Some(waiters) = self.join_waiters.remove(&peer_id) {
+                    for (ticket, reply) in waiters {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_request(&peer_id, Request::Join { ticket });
+                        self.pending.insert(id, (peer_id, Pending::Join(reply)));
+                    }
+                }
+                self.sync_shared_groups(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peers.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if !self.swarm.is_connected(&peer) => {
+                for (_, reply) in self.join_waiters.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(format!("cannot reach the inviter: {error}")));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => self.on_response(peer, request_id, response),
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            }) => {
+                tracing::debug!(%peer, %error, "sync request failed");
+                match self.pending.remove(&request_id) {
+                    Some((_, Pending::Join(reply))) => {
+                        let _ = reply.send(Err(format!("the inviter did not answer: {error}")));
+                    }
+                    Some((peer, Pending::Sync { doc, .. })) => {
+                        self.syncing.remove(&(peer, doc));
+                    }
+                    None => {}
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in &info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.direct_addrs = info
+                        .listen_addrs
+                        .into_iter()
+                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
+                        .collect();
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) {
+                        tracing::info!(%peer, %addr, "found on the local network");
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer, addr.clone());
+                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                            .addresses(vec![addr])
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let verdict = self
+            .seals
+            .get(&message.topic)
+            .ok_or("message on a topic we do not follow")
+            .and_then(|(group, seal)| {
+                Ok((
+                    *group,
+                    seal.open(&message.data)
+                        .map_err(|_| "payload does not open with the group key")?,
+                ))
+            })
+            .and_then(|(group, plain)| {
+                let changes: Vec<SignedChange> =
+                    encoding::decode("gossip payload", &plain, MAX_GOSSIP_BYTES)
+                        .map_err(|_| "malformed payload")?;
+                if changes.is_empty() || changes.iter().any(|c| c.doc != group) {
+                    return Err("payload is empty or names another group");
+                }
+                Ok((group, changes))
+            });
+        match verdict {
+            Ok((group, changes)) => {
+                self.gossip_queue.push((id, source, group, changes));
+                self.validate_queue();
+            }
+            Err(reason) => {
+                tracing::warn!(peer = %source, reason, "gossip message rejected");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, MessageAcceptance::Reject);
+            }
+        }
+    }
+
+    /// Apply everything queued as one batch per group, off the loop.
+    fn validate_queue(&mut self) {
+        if self.validating || self.gossip_queue.is_empty() {
+            return;
+        }
+        self.validating = true;
+        let batch = std::mem::take(&mut self.gossip_queue);
+        let replica = self.replica.clone();
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut by_group: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
+            for (_, _, group, changes) in &batch {
+                by_group
+                    .entry(*group)
+                    .or_default()
+                    .extend(changes.iter().cloned());
+            }
+            let mut applied: HashSet<Hash32> = HashSet::new();
+            let mut rejected: HashSet<Hash32> = HashSet::new();
+            let mut missing: HashSet<Hash32> = HashSet::new();
+            for (group, changes) in by_group {
+                match replica.apply_remote(group, changes, false) {
+                    Ok(report) => {
+                        applied.extend(report.applied.iter().map(|c| c.hash));
+                        missing.extend(report.missing_deps.iter().map(|c| c.hash));
+                        for r in &report.rejected {
+                            tracing::warn!(group = %group.short(), change = %r.change, author = %r.author, reason = %r.reason, "gossiped change rejected");
+                            if let Ok(h) = r.change.parse() {
+                                rejected.insert(h);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %group.short(), error = %e, "cannot apply gossiped changes")
+                    }
+                }
+            }
+            let mut verdicts = Vec::with_capacity(batch.len());
+            let mut syncs = Vec::new();
+            for (id, source, group, changes) in batch {
+                let verdict = if changes.iter().any(|c| rejected.contains(&c.hash)) {
+                    MessageAcceptance::Reject
+                } else if changes.iter().any(|c| missing.contains(&c.hash)) {
+                    syncs.push((source, group));
+                    MessageAcceptance::Ignore
+                } else if changes.iter().any(|c| applied.contains(&c.hash)) {
+                    MessageAcceptance::Accept
+                } else {
+                    // Every change was already here (a replay): nothing to forward.
+                    MessageAcceptance::Ignore
+                };
+                verdicts.push((id, source, verdict));
+            }
+            let _ = done.blocking_send(Done::Validated(verdicts, syncs));
+        });
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Validated(verdicts, syncs) => {
+                for (id, source, verdict) in verdicts {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(&id, &source, verdict);
+                }
+                for (peer, doc) in syncs {
+                    self.start_sync(peer, doc);
+                }
+                self.validating = false;
+                self.validate_queue();
+            }
+            Done::Respond(channel, response) => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!("peer went away before the answer");
+                }
+            }
+            Done::Synced { peer, doc, again } => {
+                let asked_meanwhile = self.syncing.remove(&(peer, doc)).unwrap_or(false);
+                if again || asked_meanwhile {
+                    self.start_sync(peer, doc);
+                }
+            }
+            Done::Joined(inviter, result, reply) => {
+                if let Ok(doc) = &result {
+                    if let Some(genesis) = self.replica.genesis(doc) {
+                        self.subscribe(*doc, &genesis);
+                    }
+                    // Fetch anything the join answer did not carry.
+                    self.start_sync(inviter, *doc);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        let replica = self.replica.clone();
+        let done = self.done_tx.clone();
+        let Some(member) = member_of(&peer) else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused("unknown peer key type"));
+            return;
+        };
+        match request {
+            Request::Sync {
+                doc,
+                heads,
+                changes,
+            } => {
+                // A stranger learns nothing, not even whether we hold the
+                // group: the same answer as for a group we do not have.
+                if !replica.is_member(&doc, &member) || heads.len() > MAX_HEADS {
+                    tracing::debug!(%peer, doc = %doc.short(), "sync refused");
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, refused("unknown document"));
+                    return;
+                }
+                tokio::task::spawn_blocking(move || {
+                    if !changes.is_empty() {
+                        if let Err(e) = replica.apply_remote(doc, changes, false) {
+                            tracing::warn!(%peer, error = %e, "pushed changes not applied");
+                        }
+                    }
+                    let (changes, more) = replica.changes_since(&doc, &heads, SYNC_BATCH_BYTES);
+                    let ours = replica.heads(&doc).unwrap_or_default();
+                    // They will have ours once they apply this answer.
+                    if !more {
+                        replica.set_peer_heads(&member, &doc, &ours);
+                    }
+                    let _ = done.blocking_send(Done::Respond(
+                        channel,
+                        Response::Sync {
+                            heads: ours,
+                            changes,
+                            more,
+                        },
+                    ));
+                });
+            }
+            Request::Join { ticket } => {
+                let me = self.key.id();
+                tokio::task::spawn_blocking(move || {
+                    let response = match admit(&*replica, &ticket, me, member) {
+                        Ok(()) => {
+                            let (changes, _) =
+                                replica.changes_since(&ticket.group, &[], SYNC_BATCH_BYTES);
+                            Response::Joined { changes }
+                        }
+                        Err(reason) => {
+                            tracing::info!(%peer, %reason, "join refused");
+                            refused(&reason)
+                        }
+                    };
+                    let _ = done.blocking_send(Done::Respond(channel, response));
+                });
+            }
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: Response) {
+        let Some((_, pending)) = self.pending.remove(&request_id) else {
+            return;
+        };
+        let replica = self.replica.clone();
+        let done = self.done_tx.clone();
+        match (pending, response) {
+            (
+                Pending::Sync { doc, round },
+                Response::Sync {
+                    heads,
+                    changes,
+                    more,
+                },
+            ) => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                tokio::task::spawn_blocking(move || {
+                    let mut again = more;
+                    if !changes.is_empty() {
+                        match replica.apply_remote(doc, changes, false) {
+                            Ok(report) if !report.rejected.is_empty() => {
+                                tracing::warn!(%peer, rejected = report.rejected.len(), "peer sent invalid changes in sync");
+                                again = false;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "sync answer not applied");
+                                again = false;
+                            }
+                        }
+                    }
+                    replica.set_peer_heads(&member, &doc, &heads);
+                    // Do they still lack something of ours?
+                    let (theirs_missing, _) = replica.changes_since(&doc, &heads, 1);
+                    again = (again || !theirs_missing.is_empty()) && round + 1 < MAX_SYNC_ROUNDS;
+                    let _ = done.blocking_send(Done::Synced { peer, doc, again });
+                });
+            }
+            (Pending::Sync { doc, .. }, Response::Refused { reason }) => {
+                tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
+                self.syncing.remove(&(peer, doc));
+            }
+            (Pending::Join(reply), Response::Joined { changes }) => {
+                let doc = changes.first().map(|c| c.doc);
+                tokio::task::spawn_blocking(move || {
+                    let result = match doc {
+                        None => Err("the inviter sent an empty group".to_string()),
+                        Some(doc) if changes.iter().any(|c| c.doc != doc) => {
+                            Err("the inviter sent changes of several documents".into())
+                        }
+                        Some(doc) => replica.apply_remote(doc, changes, true).and_then(|report| {
+                            match (report.rejected.first(), replica.heads(&doc)) {
+                                (Some(r), _) => {
+                                    Err(format!("the inviter sent an invalid change: {}", r.reason))
+                                }
+                                (None, Some(h)) if !h.is_empty() => Ok(doc),
+                                _ => Err("the inviter's answer did not contain the group".into()),
+                            }
+                        }),
+                    };
+                    let _ = done.blocking_send(Done::Joined(peer, result, reply));
+                });
+            }
+            (Pending::Join(reply), Response::Refused { reason }) => {
+                let _ = reply.send(Err(format!("the inviter refused: {reason}")));
+            }
+            (pending, other) => {
+                tracing::warn!(%peer, response = ?std::mem::discriminant(&other), "unexpected answer");
+                if let Pending::Join(reply) = pending {
+                    let _ = reply.send(Err("the inviter answered something unexpected".into()));
+                }
+            }
+        }
+    }
+
+    /// Start a sync session with `peer` for `doc`, unless one is running
+    /// (then it runs again when that one ends).
+    fn start_sync(&mut self, peer: PeerId, doc: Hash32) {
+        if let Some(again) = self.syncing.get_mut(&(peer, doc)) {
+            *again = true;
+            return;
+        }
+        let (Some(member), Some(heads)) = (member_of(&peer), self.replica.heads(&doc)) else {
+            return;
+        };
+        if !self.replica.is_member(&doc, &member) || !self.swarm.is_connected(&peer) {
+            return;
+        }
+        // Send along what they lack by what we last saw of them; if we have
+        // never synced, send nothing and let their answer tell us.
+        let changes = match self.replica.peer_heads(&member, &doc) {
+            Some(theirs) => {
+                self.replica
+                    .changes_since(&doc, &theirs, SYNC_BATCH_BYTES)
+                    .0
+            }
+            None => Vec::new(),
+        };
+        self.syncing.insert((peer, doc), false);
+        let id = self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            Request::Sync {
+                doc,
+                heads,
+                changes,
+            },
+        );
+        self.pending
+            .insert(id, (peer, Pending::Sync { doc, round: 0 }));
+    }
+
+    fn sync_shared_groups(&mut self, peer: PeerId) {
+        let Some(member) = member_of(&peer) else {
+            return;
+        };
+        let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
+        for doc in groups {
+            if self.replica.is_member(&doc, &member) {
+                self.start_sync(peer, doc);
+            }
+        }
+    }
+
+    /// Compare heads with every connected member; retry direct connections
+    /// to peers reached only through a relay.
+    fn anti_entropy(&mut self) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let Some(member) = member_of(&peer) else {
+                continue;
+            };
+            let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
+            for doc in groups {
+                if self.replica.is_member(&doc, &member)
+                    && self.replica.peer_heads(&member, &doc) != self.replica.heads(&doc)
+                {
+                    self.start_sync(peer, doc);
+                }
+            }
+            if let Some(p) = self.peers.get(&peer) {
+                if p.relayed && !p.direct_addrs.is_empty() {
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(p.direct_addrs.clone())
+                        .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let group_names: Vec<(Hash32, String)> =
+            self.seals.values().map(|(g, _)| (*g, g.short())).collect();
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(peer, p)| {
+                let groups = member_of(peer)
+                    .map(|m| {
+                        group_names
+                            .iter()
+                            .filter(|(g, _)| self.replica.is_member(g, &m))
+                            .map(|(_, n)| n.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                PeerInfo {
+                    peer: peer.to_string(),
+                    groups,
+                    address: p.address.to_string(),
+                    relayed: p.relayed,
+                    lan: is_lan(&p.address),
+                    latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
+    }
+
+    fn status(&self) -> NetStatus {
+        let sync = self
+            .seals
+            .values()
+            .map(|(group, _)| {
+                let heads = self.replica.heads(group).unwrap_or_default();
+                let peers = self
+                    .peers
+                    .keys()
+                    .filter_map(member_of)
+                    .filter(|m| self.replica.is_member(group, m))
+                    .map(|m| {
+                        let in_sync = self.replica.peer_heads(&m, group).map(sorted)
+                            == Some(sorted(heads.clone()));
+                        (m.to_string(), in_sync)
+                    })
+                    .collect();
+                GroupSync {
+                    group: *group,
+                    heads,
+                    peers,
+                }
+            })
+            .collect();
+        NetStatus {
+            listening: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            external: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            connected_peers: self.peers.len(),
+            nat: format!("{:?}", self.swarm.behaviour().autonat.nat_status()).to_lowercase(),
+            sync,
+        }
+    }
+}
+
+/// Admit `member` with `ticket` if it is a ticket this node issued, still
+/// valid, for a group it holds.
+fn admit(
+    replica: &dyn Replica,
+    ticket: &Ticket,
+    me: MemberId,
+    member: MemberId,
+) -> Result<(), String> {
+    if ticket.inviter != me {
+        return Err("this ticket was not issued by this node".into());
+    }
+    ticket.verify(now_ms()).map_err(|e| e.to_string())?;
+    if replica.heads(&ticket.group).is_none() {
+        return Err("unknown document".into());
+    }
+    replica.admit(&ticket.group, member, ticket.id())
+}
+
+fn refused(reason: &str) -> Response {
+    Response::Refused {
+        reason: reason.to_string(),
+    }
+}
+
+fn sorted(mut v: Vec<Hash32>) -> Vec<Hash32> {
+    v.sort();
+    v
+}
+
+/// Private, loopback or link-local: the same local network.
+fn is_lan(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_private() || ip.is_loopback() || ip.is_link_local(),
+        Protocol::Ip6(ip) => {
+            let ip = IpAddr::V6(ip);
+            ip.is_loopback() || matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        _ => false,
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

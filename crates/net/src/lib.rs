@@ -1,0 +1,156 @@
+//! libp2p networking for a Nestwork node.
+//!
+//! One task (the [`actor`]) owns the libp2p `Swarm`; the rest of the node
+//! holds a [`NetHandle`] that sends it commands over a bounded channel, each
+//! with a oneshot for the reply. The network never touches the store or a
+//! document directly: it reaches them through the [`Replica`] trait, which
+//! the node implements, so every change that arrives is checked by the same
+//! engine as a local one before it is stored, and stored (flushed) before it
+//! is forwarded.
+//!
+//! - [`behaviour`]: the composed libp2p behaviour (TCP and QUIC with Noise
+//!   and Yamux; identify, ping, mDNS, Kademlia, relay client and server,
+//!   DCUtR, AutoNAT, gossipsub, the sync protocol, a block list);
+//! - [`topic`]: topic names and sealed gossip payloads;
+//! - [`protocol`]: the sync and join protocol and its bounded codec;
+//! - [`ticket`]: invite tickets;
+//! - [`actor`]: the event loop and the handle.
+
+pub mod actor;
+pub mod behaviour;
+pub mod protocol;
+pub mod ticket;
+pub mod topic;
+
+use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::ApplyReport;
+use serde::{Deserialize, Serialize};
+
+pub use actor::{spawn, NetHandle};
+pub use ticket::{Ticket, TicketError};
+
+/// The network's settings (the `[network]` section of the config).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Find peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Peers to contact at start (multiaddrs ending in `/p2p/PEER_ID`), for
+    /// Kademlia and reach beyond the local network.
+    pub bootstrap: Vec<String>,
+    /// Relays to reserve a slot on (multiaddrs ending in `/p2p/PEER_ID`), so
+    /// that peers behind other NATs can reach this node through them.
+    pub relays: Vec<String>,
+    /// Serve as a relay for other nodes.
+    pub relay_server: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".into(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+            ],
+            mdns: true,
+            bootstrap: Vec::new(),
+            relays: Vec::new(),
+            relay_server: false,
+        }
+    }
+}
+
+/// Something that happened to a document on this node.
+#[derive(Clone, Debug)]
+pub struct DocEvent {
+    /// The document.
+    pub doc: Hash32,
+    /// The changes, as stored.
+    pub changes: Vec<SignedChange>,
+    /// Made here (to publish) rather than received.
+    pub local: bool,
+}
+
+/// What the network needs from the node. Methods that write are blocking
+/// (they wait for the disk) and are called off the event loop.
+pub trait Replica: Send + Sync + 'static {
+    /// Every group this node holds, with its genesis record's bytes (the
+    /// seed of the group's gossip seal).
+    fn groups(&self) -> Vec<(Hash32, Vec<u8>)>;
+    /// The genesis bytes of one group.
+    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>>;
+    /// Whether `member` is on the group's roll.
+    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool;
+    /// The document's heads (`None` if this node does not hold it).
+    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>>;
+    /// Changes not in the history of those of `have` this node knows, in
+    /// causal order, up to about `max_bytes`; `true` if more remain.
+    fn changes_since(
+        &self,
+        doc: &Hash32,
+        have: &[Hash32],
+        max_bytes: usize,
+    ) -> (Vec<SignedChange>, bool);
+    /// Check and apply changes from a peer; store what is valid. Changes to
+    /// a document this node does not hold are refused unless `joining`.
+    fn apply_remote(
+        &self,
+        doc: Hash32,
+        changes: Vec<SignedChange>,
+        joining: bool,
+    ) -> Result<ApplyReport, String>;
+    /// Admit `member` to the group with the invite `ticket` (issued by this
+    /// node); refuses a ticket that was already used.
+    fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), String>;
+    /// The heads `peer` had when last synced.
+    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
+    /// Remember the heads `peer` has.
+    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
+    /// Events about documents (local changes to publish, new groups).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent>;
+}
+
+/// A connected peer, for `nestwork peers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Peer id (= member id).
+    pub peer: String,
+    /// Names of the groups we share with them.
+    pub groups: Vec<String>,
+    /// The address of the connection.
+    pub address: String,
+    /// Through a relay rather than direct.
+    pub relayed: bool,
+    /// On the local network (private, loopback or link-local address).
+    pub lan: bool,
+    /// Last ping round trip, in milliseconds.
+    pub latency_ms: Option<f64>,
+}
+
+/// The network's state, for `nestwork status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetStatus {
+    /// Addresses we listen on.
+    pub listening: Vec<String>,
+    /// Addresses others have confirmed reach us.
+    pub external: Vec<String>,
+    /// Connected peers.
+    pub connected_peers: usize,
+    /// AutoNAT's view: public, private or unknown.
+    pub nat: String,
+    /// Per group and connected member: whether we are in sync.
+    pub sync: Vec<GroupSync>,
+}
+
+/// Sync state of one group with each connected member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupSync {
+    /// The group.
+    pub group: Hash32,
+    /// Our heads.
+    pub heads: Vec<Hash32>,
+    /// Each connected member, and whether their last known heads equal ours.
+    pub peers: Vec<(String, bool)>,
+}

@@ -1,0 +1,201 @@
+//! The sync protocol (`/nestwork/sync/1`): request-response over a libp2p
+//! stream, each message one length-prefixed postcard frame with a size
+//! bound, so a peer that sends garbage or a huge length gets an error, not
+//! our memory.
+//!
+//! A sync session for one document, started by A with B:
+//! 1. A sends `Sync` with its heads and the changes it believes B lacks
+//!    (computed from B's heads as last seen, kept on disk per peer);
+//! 2. B checks A is a member (a stranger is told only "unknown document"),
+//!    verifies and applies A's changes, and answers with its heads and every
+//!    change A lacks (up to a size bound; `more` says there is more);
+//! 3. A verifies and applies them. If B's heads show it still lacks
+//!    something, A goes again. After a small change, one round trip.
+//!
+//! `Join` carries an invite ticket to the inviter, who admits the newcomer
+//! and answers with the group's changes.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use nestwork_core::{encoding, Hash32, SignedChange};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::ticket::Ticket;
+
+/// The protocol name.
+pub const PROTOCOL: &str = "/nestwork/sync/1";
+/// Largest request frame.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest response frame.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// How many change bytes one sync answer carries before saying `more`.
+pub const SYNC_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Most heads a peer may list.
+pub const MAX_HEADS: usize = 1024;
+
+/// What a peer asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Reconcile one document.
+    Sync {
+        /// The document.
+        doc: Hash32,
+        /// The asker's heads.
+        heads: Vec<Hash32>,
+        /// Changes the asker believes the other side lacks.
+        changes: Vec<SignedChange>,
+    },
+    /// Join a group with an invite ticket.
+    Join {
+        /// The ticket, issued by the node being asked.
+        ticket: Ticket,
+    },
+}
+
+/// What a peer answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `Sync`.
+    Sync {
+        /// The answerer's heads, after applying what was sent.
+        heads: Vec<Hash32>,
+        /// Changes the asker lacks.
+        changes: Vec<SignedChange>,
+        /// More changes remain; ask again.
+        more: bool,
+    },
+    /// Answer to `Join`: the whole group, admission included.
+    Joined {
+        /// Every change of the group.
+        changes: Vec<SignedChange>,
+    },
+    /// The request was refused.
+    Refused {
+        /// Why, for logs and for the person joining.
+        reason: String,
+    },
+}
+
+/// The request-response codec.
+#[derive(Clone, Copy, Default)]
+pub struct Codec;
+
+async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
+    io: &mut R,
+    limit: usize,
+    what: &'static str,
+) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{what} of {len} bytes is over the limit of {limit}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    encoding::decode(what, &buf, limit)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(
+    io: &mut W,
+    value: &T,
+    limit: usize,
+) -> std::io::Result<()> {
+    let bytes = encoding::encode(value);
+    if bytes.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "message over the size limit",
+        ));
+    }
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Request> {
+        read_frame(io, MAX_REQUEST_BYTES, "sync request").await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Response> {
+        read_frame(io, MAX_RESPONSE_BYTES, "sync response").await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Request,
+    ) -> std::io::Result<()> {
+        write_frame(io, &req, MAX_REQUEST_BYTES).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        res: Response,
+    ) -> std::io::Result<()> {
+        write_frame(io, &res, MAX_RESPONSE_BYTES).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip_and_lengths_are_bounded() {
+        futures::executor::block_on(async {
+            let mut buf = Vec::new();
+            let req = Request::Sync {
+                doc: Hash32::of(b"d"),
+                heads: vec![Hash32::of(b"h")],
+                changes: vec![],
+            };
+            write_frame(&mut Cursor::new(&mut buf), &req, MAX_REQUEST_BYTES)
+                .await
+                .expect("write");
+            let back: Request = read_frame(&mut Cursor::new(&buf), MAX_REQUEST_BYTES, "r")
+                .await
+                .expect("read");
+            assert!(matches!(back, Request::Sync { heads, .. } if heads.len() == 1));
+
+            let huge = (u32::MAX).to_be_bytes().to_vec();
+            let err = read_frame::<Request, _>(&mut Cursor::new(&huge), MAX_REQUEST_BYTES, "r")
+                .await
+                .expect_err("too big");
+            assert!(err.to_string().contains("over the limit"));
+        });
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_frames_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            futures::executor::block_on(async {
+                let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = read_frame::<Request, _>(&mut Cursor::new(&framed), MAX_REQUEST_BYTES, "r").await;
+                let _ = read_frame::<Response, _>(&mut Cursor::new(&bytes), MAX_RESPONSE_BYTES, "r").await;
+            });
+        }
+    }
+}
