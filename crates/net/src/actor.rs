@@ -26,7 +26,7 @@ use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP
 use crate::protocol::{Request, Response, MAX_HEADS, SYNC_BATCH_BYTES};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, GroupSeal};
-use crate::{DocEvent, GroupSync, NetConfig, NetStatus, PeerInfo, Replica};
+use crate::{DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, Replica};
 
 /// Most sync rounds in one session before giving up until the next trigger.
 const MAX_SYNC_ROUNDS: u32 = 8;
@@ -49,6 +49,7 @@ enum Command {
     Block(PeerId),
     Unblock(PeerId),
     PublishRaw(Hash32, Vec<u8>),
+    ProbeSync(PeerId, Hash32, JoinReply),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -143,6 +144,17 @@ impl NetHandle {
             .map_err(|_| Stopped)
     }
 
+    /// Ask `peer` for a sync of `doc` as this node is, whether or not it
+    /// holds the document, and return the answer's kind. Only for tests that
+    /// play a stranger probing for a group's records.
+    #[doc(hidden)]
+    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, String> {
+        self.ask(|tx| Command::ProbeSync(peer, doc, tx))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|h| h.to_hex())
+    }
+
     /// Stop the loop and wait for it.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
@@ -209,6 +221,26 @@ pub async fn spawn(
             Err(_) => return Err("listen addresses were not bound within 10 s".into()),
         }
     }
+    for addr in &config.external {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| format!("external address {addr:?}: {e}"))?;
+        swarm.add_external_address(addr);
+    }
+    if config.relay_server && config.external.is_empty() {
+        let concrete: Vec<Multiaddr> = swarm
+            .listeners()
+            .filter(|a| {
+                !a.iter()
+                    .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
+            })
+            .cloned()
+            .collect();
+        tracing::info!(addrs = ?concrete, "serving as a relay; announcing listen addresses (set network.external to override)");
+        for addr in concrete {
+            swarm.add_external_address(addr);
+        }
+    }
     for addr in config.bootstrap.iter().chain(config.relays.iter()) {
         let addr: Multiaddr = addr
             .parse()
@@ -221,12 +253,16 @@ pub async fn spawn(
             tracing::warn!(%addr, error = %e, "cannot dial configured peer");
         }
     }
+    // A slot on each relay is reserved once the connection to it is up
+    // (reserving while the first dial is in flight makes the relay client
+    // dial again and give up); see `reserve_on_relay`.
+    let mut relays = HashMap::new();
     for relay in &config.relays {
         let addr: Multiaddr = relay
             .parse()
             .map_err(|e| format!("relay address {relay:?}: {e}"))?;
-        if let Err(e) = swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
-            tracing::warn!(%relay, error = %e, "cannot reserve a slot on relay");
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            relays.insert(peer, (addr, None));
         }
     }
 
@@ -249,6 +285,8 @@ pub async fn spawn(
         syncing: HashMap::new(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
+        counts: GossipCounts::default(),
+        relays,
     };
     for (group, genesis) in event_loop.replica.groups() {
         event_loop.subscribe(group, &genesis);
@@ -286,8 +324,13 @@ enum Done {
 
 /// What an outbound request was for.
 enum Pending {
-    Sync { doc: Hash32, round: u32 },
-    Join(oneshot::Sender<Result<Hash32, String>>),
+    Sync {
+        doc: Hash32,
+        round: u32,
+    },
+    Join(JoinReply),
+    /// A test's probe: answered with what came back.
+    Probe(JoinReply),
 }
 
 /// What we know of a connected peer.
@@ -314,6 +357,9 @@ struct EventLoop {
     syncing: HashMap<(PeerId, Hash32), bool>,
     peers: HashMap<PeerId, Peer>,
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
+    counts: GossipCounts,
+    /// Configured relays: address, and our circuit listener on it if any.
+    relays: HashMap<PeerId, (Multiaddr, Option<libp2p::core::transport::ListenerId>)>,
 }
 
 impl EventLoop {
@@ -432,6 +478,15 @@ impl EventLoop {
                 self.swarm.behaviour_mut().blocks.unblock_peer(peer);
             }
             Command::PublishRaw(group, bytes) => self.publish(group, bytes),
+            Command::ProbeSync(peer, doc, reply) => {
+                let request = Request::Sync {
+                    doc,
+                    heads: Vec::new(),
+                    changes: Vec::new(),
+                };
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.insert(id, (peer, Pending::Probe(reply)));
+            }
             Command::Shutdown(_) => {}
         }
     }
@@ -516,6 +571,9 @@ impl EventLoop {
                     entry.relayed = false;
                 }
                 tracing::debug!(peer = %peer_id, relayed, "connected");
+                if !relayed {
+                    self.reserve_on_relay(peer_id);
+                }
                 if let Some(waiters) = self.join_waiters.remove(&peer_id) {
                     for (ticket, reply) in waiters {
                         let id = self
@@ -542,6 +600,18 @@ impl EventLoop {
             } if !self.swarm.is_connected(&peer) => {
                 for (_, reply) in self.join_waiters.remove(&peer).unwrap_or_default() {
                     let _ = reply.send(Err(format!("cannot reach the inviter: {error}")));
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                for (relay, (_, listener)) in self.relays.iter_mut() {
+                    if *listener == Some(listener_id) {
+                        tracing::info!(%relay, ?reason, "relay slot closed; will reserve again on reconnect");
+                        *listener = None;
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -582,6 +652,9 @@ impl EventLoop {
                     }
                     Some((peer, Pending::Sync { doc, .. })) => {
                         self.syncing.remove(&(peer, doc));
+                    }
+                    Some((_, Pending::Probe(reply))) => {
+                        let _ = reply.send(Err(error.to_string()));
                     }
                     None => {}
                 }
@@ -662,6 +735,7 @@ impl EventLoop {
             }
             Err(reason) => {
                 tracing::warn!(peer = %source, reason, "gossip message rejected");
+                self.counts.rejected += 1;
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -731,6 +805,11 @@ impl EventLoop {
         match done {
             Done::Validated(verdicts, syncs) => {
                 for (id, source, verdict) in verdicts {
+                    match verdict {
+                        MessageAcceptance::Accept => self.counts.accepted += 1,
+                        MessageAcceptance::Ignore => self.counts.ignored += 1,
+                        MessageAcceptance::Reject => self.counts.rejected += 1,
+                    }
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -907,6 +986,13 @@ impl EventLoop {
                     let _ = done.blocking_send(Done::Joined(peer, result, reply));
                 });
             }
+            (Pending::Probe(reply), response) => {
+                let _ = reply.send(match response {
+                    Response::Sync { changes, .. } => Ok(Hash32::of(&encoding::encode(&changes))),
+                    Response::Refused { reason } => Err(reason),
+                    Response::Joined { .. } => Err("joined".into()),
+                });
+            }
             (Pending::Join(reply), Response::Refused { reason }) => {
                 let _ = reply.send(Err(format!("the inviter refused: {reason}")));
             }
@@ -916,6 +1002,28 @@ impl EventLoop {
                     let _ = reply.send(Err("the inviter answered something unexpected".into()));
                 }
             }
+        }
+    }
+
+    /// Reserve a slot on `peer` if it is one of our relays and we hold none.
+    fn reserve_on_relay(&mut self, peer: PeerId) {
+        let Some((addr, listener)) = self.relays.get(&peer) else {
+            return;
+        };
+        if listener.is_some() {
+            return;
+        }
+        match self
+            .swarm
+            .listen_on(addr.clone().with(Protocol::P2pCircuit))
+        {
+            Ok(id) => {
+                tracing::info!(relay = %peer, "reserving a slot on relay");
+                if let Some(entry) = self.relays.get_mut(&peer) {
+                    entry.1 = Some(id);
+                }
+            }
+            Err(e) => tracing::warn!(relay = %peer, error = %e, "cannot reserve a slot on relay"),
         }
     }
 
@@ -1059,6 +1167,7 @@ impl EventLoop {
             connected_peers: self.peers.len(),
             nat: format!("{:?}", self.swarm.behaviour().autonat.nat_status()).to_lowercase(),
             sync,
+            gossip: self.counts.clone(),
         }
     }
 }

@@ -83,7 +83,7 @@ impl Behaviour {
             kad,
             relay_client,
             relay_server: relay_server
-                .then(|| relay::Behaviour::new(peer_id, Default::default()))
+                .then(|| relay::Behaviour::new(peer_id, relay_config()))
                 .into(),
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, Default::default()),
@@ -97,6 +97,17 @@ impl Behaviour {
                 request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
             ),
         })
+    }
+}
+
+/// A relay for a group's members carries whole sync sessions, not just a
+/// hole-punching handshake: the default limits (2 minutes, 128 KiB per
+/// circuit) would cut a catch-up short.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_circuit_duration: Duration::from_secs(24 * 60 * 60),
+        max_circuit_bytes: 1 << 30,
+        ..relay::Config::default()
     }
 }
 

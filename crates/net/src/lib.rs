@@ -45,6 +45,10 @@ pub struct NetConfig {
     pub relays: Vec<String>,
     /// Serve as a relay for other nodes.
     pub relay_server: bool,
+    /// Addresses at which others can reach this node (a forwarded port on
+    /// a home router, a public address). A relay serves only once it knows
+    /// one; a relay with none configured announces its listen addresses.
+    pub external: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -58,6 +62,7 @@ impl Default for NetConfig {
             bootstrap: Vec::new(),
             relays: Vec::new(),
             relay_server: false,
+            external: Vec::new(),
         }
     }
 }
@@ -142,6 +147,21 @@ pub struct NetStatus {
     pub nat: String,
     /// Per group and connected member: whether we are in sync.
     pub sync: Vec<GroupSync>,
+    /// Gossip messages received (after gossipsub's own duplicate filter),
+    /// by verdict: accepted and forwarded, ignored (replays, or waiting for
+    /// dependencies), rejected (invalid; the sender's score pays).
+    pub gossip: GossipCounts,
+}
+
+/// Counts of gossip verdicts since the node started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GossipCounts {
+    /// Verified, stored, forwarded.
+    pub accepted: u64,
+    /// Already known or waiting for dependencies: not forwarded.
+    pub ignored: u64,
+    /// Invalid: not stored, not forwarded, sender penalised.
+    pub rejected: u64,
 }
 
 /// Sync state of one group with each connected member.

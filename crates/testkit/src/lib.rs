@@ -1,0 +1,192 @@
+//! Real nodes in one process, for multi-node tests and benchmarks.
+//!
+//! Each [`TestNode`] is a full node (sled store in a temporary directory,
+//! the signed-document engine, the libp2p network) listening on 127.0.0.1
+//! with mDNS off, with a key seeded from a number so runs are repeatable.
+//! Waits are on conditions with a deadline that fails loudly, never blind
+//! sleeps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use nestwork_core::{Hash32, MemberId, MemberKey};
+use nestwork_net::actor::peer_of;
+use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
+use nestwork_node::node::CreateGroup;
+use nestwork_node::{DataDir, Node};
+
+/// One running node.
+pub struct TestNode {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Its network.
+    pub net: NetHandle,
+    /// Its seed (its key is `[seed; 32]`).
+    pub seed: u8,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Network settings for tests: loopback TCP, mDNS off.
+pub fn loopback_config() -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        mdns: false,
+        ..NetConfig::default()
+    }
+}
+
+/// The key of seed `seed`.
+pub fn key(seed: u8) -> MemberKey {
+    MemberKey::from_secret([seed; 32])
+}
+
+impl TestNode {
+    /// A fresh node with key `[seed; 32]` in a new temporary directory.
+    pub async fn start(seed: u8) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("node");
+        let mut n = TestNode::start_in(&dir, seed, loopback_config()).await;
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// A node on an existing data directory (a restart) with `config`.
+    pub async fn start_in(dir: &Path, seed: u8, config: NetConfig) -> TestNode {
+        let data = DataDir::new(dir);
+        data.ensure().expect("data dir");
+        let node = {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || Node::open(&data, key(seed)))
+                .await
+                .expect("join")
+                .expect("open node")
+        };
+        let node = Arc::new(node);
+        let net = nestwork_net::spawn(config, key(seed), node.clone())
+            .await
+            .expect("network");
+        TestNode {
+            node,
+            net,
+            seed,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    /// The member id.
+    pub fn member(&self) -> MemberId {
+        key(self.seed).id()
+    }
+
+    /// The peer id.
+    pub fn peer(&self) -> PeerId {
+        peer_of(&self.member())
+    }
+
+    /// A dialable address, with `/p2p/<peer>`.
+    pub async fn addr(&self) -> Multiaddr {
+        let status = self.net.status().await.expect("status");
+        let a: Multiaddr = status
+            .listening
+            .first()
+            .expect("listening")
+            .parse()
+            .expect("addr");
+        a.with(libp2p::multiaddr::Protocol::P2p(self.peer()))
+    }
+
+    /// Dial `other`.
+    pub async fn connect(&self, other: &TestNode) {
+        self.net.dial(other.addr().await).await.expect("dial");
+    }
+
+    /// Stop the network and close the store; returns what a restart needs.
+    pub async fn stop(self) -> (PathBuf, u8, Option<tempfile::TempDir>) {
+        self.net.shutdown().await;
+        // The store closes when the last reference goes (blocking work of
+        // the network may hold one for a moment).
+        let node = self.node;
+        wait_until("the node to be released", Duration::from_secs(10), || {
+            Arc::strong_count(&node) == 1
+        })
+        .await;
+        drop(node);
+        (self.dir, self.seed, self._tmp)
+    }
+
+    /// Sorted heads of `doc`.
+    pub fn heads(&self, doc: &Hash32) -> Vec<Hash32> {
+        let mut h = Replica::heads(&*self.node, doc).unwrap_or_default();
+        h.sort();
+        h
+    }
+
+    /// The group's description on this node.
+    pub fn description(&self, doc: &Hash32) -> Option<String> {
+        self.node.group(&doc.to_hex()).ok().map(|g| g.description)
+    }
+
+    /// Found a group here.
+    pub fn create_group(&self, name: &str) -> Hash32 {
+        self.node
+            .create_group(CreateGroup {
+                name: name.into(),
+                kind: None,
+                parent: None,
+                description: None,
+            })
+            .expect("create group")
+            .id
+    }
+
+    /// Invite from this node and join from `other` over the network.
+    pub async fn admit(&self, other: &TestNode, group: Hash32) {
+        let view = self.node.group(&group.to_hex()).expect("group");
+        let expires = nestwork_node::node::now_ms() + 600_000;
+        let ticket: Ticket = self
+            .net
+            .invite(group, view.name, expires)
+            .await
+            .expect("invite");
+        other.net.join(ticket).await.expect("join");
+    }
+}
+
+/// Wait until `cond` holds; panic with `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Start `n` nodes (seeds 1..=n); node 0 founds a group and admits the
+/// others one by one over the network. Returns the nodes and the group.
+pub async fn group_of(n: usize) -> (Vec<TestNode>, Hash32) {
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        nodes.push(TestNode::start(i as u8 + 1).await);
+    }
+    let group = nodes[0].create_group("Test group");
+    for i in 1..n {
+        nodes[0].admit(&nodes[i], group).await;
+    }
+    (nodes, group)
+}
+
+/// Wait until every node has the same heads for `doc`.
+pub async fn converged(nodes: &[&TestNode], doc: &Hash32, limit: Duration) {
+    wait_until("all nodes to reach the same heads", limit, || {
+        let first = nodes[0].heads(doc);
+        !first.is_empty() && nodes.iter().all(|n| n.heads(doc) == first)
+    })
+    .await;
+}

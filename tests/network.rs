@@ -1,0 +1,293 @@
+//! Multi-node scenarios: real nodes in one process, on loopback, mDNS off,
+//! seeded keys, and waits on conditions with deadlines.
+
+use std::time::Duration;
+
+use nestwork_core::{Hash32, SignedChange};
+use nestwork_docs::{SignedDoc, Writer};
+use nestwork_net::NetConfig;
+use nestwork_testkit::{converged, group_of, key, loopback_config, wait_until, TestNode};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Logs for a failing run: `RUST_LOG=nestwork_net=debug cargo test ...`.
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn connect_all(nodes: &[TestNode]) {
+    for i in 0..nodes.len() {
+        for j in i + 1..nodes.len() {
+            nodes[i].connect(&nodes[j]).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_a_change_on_one_appears_on_all() {
+    let (nodes, group) = group_of(5).await;
+    for n in &nodes {
+        let roll = n.node.group(&group.to_hex()).expect("group").members;
+        assert_eq!(roll.len(), 5, "every node sees all five members");
+    }
+    nodes[3]
+        .node
+        .describe(&group.to_hex(), "made on node 3")
+        .expect("describe");
+    wait_until("the change on all five nodes", LIMIT, || {
+        nodes
+            .iter()
+            .all(|n| n.description(&group).as_deref() == Some("made on node 3"))
+    })
+    .await;
+    converged(&nodes.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_during_1000_changes_rejoins_and_converges() {
+    let (mut nodes, group) = group_of(3).await;
+    connect_all(&nodes).await;
+    let (dir, seed, tmp) = nodes.pop().expect("node").stop().await;
+    for i in 0..1000 {
+        nodes[0]
+            .node
+            .describe(&group.to_hex(), &format!("edit {i}"))
+            .expect("describe");
+    }
+    converged(&nodes.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+
+    let back = TestNode::start_in(&dir, seed, loopback_config()).await;
+    back.connect(&nodes[0]).await;
+    let all: Vec<&TestNode> = nodes.iter().chain(std::iter::once(&back)).collect();
+    converged(&all, &group, LIMIT).await;
+    assert_eq!(back.description(&group).as_deref(), Some("edit 999"));
+    drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_where_both_sides_write_heals_to_identical_state() {
+    let (nodes, group) = group_of(5).await;
+    connect_all(&nodes).await;
+    let (left, right) = nodes.split_at(3);
+    for a in left {
+        for b in right {
+            a.net.block(b.peer()).await.expect("block");
+            b.net.block(a.peer()).await.expect("block");
+        }
+    }
+    for a in left {
+        let cut = |peers: &[nestwork_net::PeerInfo]| {
+            !right
+                .iter()
+                .any(|b| peers.iter().any(|p| p.peer == b.peer().to_string()))
+        };
+        let mut ok = false;
+        for _ in 0..600 {
+            if cut(&a.net.peers().await.expect("peers")) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ok, "the partition cuts every cross link");
+    }
+    for round in 0..5 {
+        left[round % 3]
+            .node
+            .describe(&group.to_hex(), &format!("left {round}"))
+            .expect("left");
+        right[round % 2]
+            .node
+            .describe(&group.to_hex(), &format!("right {round}"))
+            .expect("right");
+    }
+    converged(&left.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+    converged(&right.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+    assert_ne!(
+        left[0].heads(&group),
+        right[0].heads(&group),
+        "the sides diverged while cut"
+    );
+
+    for a in left {
+        for b in right {
+            a.net.unblock(b.peer()).await.expect("unblock");
+            b.net.unblock(a.peer()).await.expect("unblock");
+        }
+    }
+    left[0].connect(&right[0]).await;
+    right[1].connect(&left[2]).await;
+    converged(&nodes.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+    let views: Vec<_> = nodes
+        .iter()
+        .map(|n| n.node.group(&group.to_hex()).expect("group"))
+        .collect();
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "identical views after healing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_line_a_forged_change_stops_at_the_first_hop() {
+    let a = TestNode::start(1).await;
+    let b = TestNode::start(2).await;
+    let c = TestNode::start(3).await;
+    a.net.block(c.peer()).await.expect("block");
+    c.net.block(a.peer()).await.expect("block");
+    let group = a.create_group("Line");
+    a.admit(&b, group).await;
+    b.admit(&c, group).await;
+    converged(&[&a, &b, &c], &group, LIMIT).await;
+
+    // Wait for the gossip mesh A-B-C to form, then send the forgery.
+    wait_until("gossip to carry a first change", LIMIT, || {
+        let _ = a.node.describe(&group.to_hex(), "warm up");
+        c.description(&group).as_deref() == Some("warm up")
+    })
+    .await;
+    // A valid change made with A's key on another device, then a forged
+    // copy of it: same content, broken signature.
+    let mut replica = SignedDoc::empty(group);
+    replica.apply(a.node.export(&group.to_hex()).expect("export").changes);
+    let other_device = Writer::new(key(1), [0xee; 8]);
+    let valid: SignedChange = replica
+        .set_description(&other_device, "sent along the line", 1)
+        .expect("change")
+        .expect("a change");
+    let mut forged = valid.clone();
+    forged.signature[10] ^= 0x40;
+
+    a.net
+        .publish_raw(
+            group,
+            nestwork_core::encoding::encode(&vec![forged.clone()]),
+        )
+        .await
+        .expect("publish");
+    let mut b_rejected = 0;
+    for _ in 0..600 {
+        b_rejected = b.net.status().await.expect("status").gossip.rejected;
+        if b_rejected > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(b_rejected >= 1, "B rejects the forged change");
+
+    // The genuine change still travels A -> B -> C, after the forgery.
+    a.net
+        .publish_raw(group, nestwork_core::encoding::encode(&vec![valid.clone()]))
+        .await
+        .expect("publish");
+    wait_until("the genuine change to reach C", LIMIT, || {
+        c.description(&group).as_deref() == Some("sent along the line")
+    })
+    .await;
+    let c_status = c.net.status().await.expect("status");
+    assert_eq!(c_status.gossip.rejected, 0, "C never received the forgery");
+    assert!(b.heads(&group).contains(&valid.hash));
+    let forged_hash: Hash32 = forged.hash;
+    assert_eq!(
+        forged_hash, valid.hash,
+        "same content; only the signature differs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_connects_learns_nothing_of_the_group() {
+    let (nodes, group) = group_of(2).await;
+    let stranger = TestNode::start(9).await;
+    stranger.connect(&nodes[0]).await;
+    nodes[0]
+        .node
+        .describe(&group.to_hex(), "members only")
+        .expect("describe");
+    wait_until("the member to get the change", LIMIT, || {
+        nodes[1].description(&group).as_deref() == Some("members only")
+    })
+    .await;
+
+    let asked = stranger.net.probe_sync(nodes[0].peer(), group).await;
+    let unknown = stranger
+        .net
+        .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
+        .await;
+    assert_eq!(
+        asked,
+        Err("unknown document".to_string()),
+        "no records for a stranger"
+    );
+    assert_eq!(
+        asked, unknown,
+        "the refusal does not even reveal that the group exists"
+    );
+    assert!(stranger.node.groups().is_empty());
+    let peers = stranger.net.peers().await.expect("peers");
+    assert!(
+        peers.iter().any(|p| p.peer == nodes[0].peer().to_string()),
+        "the stranger was connected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
+    logs();
+    let relay_tmp = tempfile::tempdir().expect("tmp");
+    let relay = TestNode::start_in(
+        &relay_tmp.path().join("relay"),
+        7,
+        NetConfig {
+            relay_server: true,
+            ..loopback_config()
+        },
+    )
+    .await;
+    // A listens on no address of its own: only a slot on the relay.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = TestNode::start_in(
+        &tmp.path().join("a"),
+        1,
+        NetConfig {
+            listen: Vec::new(),
+            relays: vec![relay.addr().await.to_string()],
+            ..loopback_config()
+        },
+    )
+    .await;
+    let c = TestNode::start(3).await;
+    let mut circuit = Vec::new();
+    for _ in 0..600 {
+        circuit = a.net.status().await.expect("status").listening;
+        if circuit.iter().any(|l| l.contains("p2p-circuit")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        circuit.iter().all(|l| l.contains("p2p-circuit")) && !circuit.is_empty(),
+        "A is reachable only through the relay: {circuit:?}"
+    );
+
+    let group = a.create_group("Behind a NAT");
+    a.admit(&c, group).await;
+    let peers = c.net.peers().await.expect("peers");
+    let to_a = peers
+        .iter()
+        .find(|p| p.peer == a.peer().to_string())
+        .expect("connected to A");
+    assert!(
+        to_a.relayed,
+        "the connection to A goes through the relay: {to_a:?}"
+    );
+    a.node
+        .describe(&group.to_hex(), "through the relay")
+        .expect("describe");
+    wait_until("the change to cross the relay", LIMIT, || {
+        c.description(&group).as_deref() == Some("through the relay")
+    })
+    .await;
+}
