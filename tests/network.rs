@@ -291,3 +291,73 @@ async fn two_nodes_that_cannot_dial_each_other_connect_through_a_relay() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_flooding_garbage_and_replays_is_penalised_and_the_group_carries_on() {
+    let (nodes, group) = group_of(3).await;
+    connect_all(&nodes).await;
+    wait_until("gossip to carry a first change", LIMIT, || {
+        let _ = nodes[0].node.describe(&group.to_hex(), "warm up");
+        nodes[1].description(&group).as_deref() == Some("warm up")
+            && nodes[2].description(&group).as_deref() == Some("warm up")
+    })
+    .await;
+    let stored_before = nodes[0].node.status().changes;
+    let old = nodes[0]
+        .node
+        .export(&group.to_hex())
+        .expect("export")
+        .changes[0]
+        .clone();
+
+    // Node 2 (a member) floods: payloads that open but are not changes, and
+    // replays of an old valid change.
+    for i in 0..300u32 {
+        let junk: Vec<u8> = (0..64)
+            .map(|j| (i as u8).wrapping_mul(31).wrapping_add(j))
+            .collect();
+        nodes[2]
+            .net
+            .publish_raw(group, junk)
+            .await
+            .expect("publish");
+        if i % 3 == 0 {
+            nodes[2]
+                .net
+                .publish_raw(group, nestwork_core::encoding::encode(&vec![old.clone()]))
+                .await
+                .expect("publish");
+        }
+    }
+
+    // The flood does not stop a legitimate change from node 1.
+    nodes[1]
+        .node
+        .describe(&group.to_hex(), "still heard")
+        .expect("describe");
+    wait_until("the legitimate change to reach node 0", LIMIT, || {
+        nodes[0].description(&group).as_deref() == Some("still heard")
+    })
+    .await;
+
+    let status = nodes[0].net.status().await.expect("node 0 still answers");
+    assert!(
+        status.gossip.rejected >= 1,
+        "garbage is rejected: {:?}",
+        status.gossip
+    );
+    assert_eq!(
+        nodes[0].node.status().changes,
+        stored_before + 1,
+        "only the legitimate change was stored: no garbage, no replay"
+    );
+    let peers = nodes[0].net.peers().await.expect("peers");
+    let flooder = peers
+        .iter()
+        .find(|p| p.peer == nodes[2].peer().to_string())
+        .expect("flooder");
+    assert!(
+        flooder.score.is_some_and(|s| s < 0.0),
+        "the flooder's score drops: {flooder:?}"
+    );
+}

@@ -400,7 +400,9 @@ impl EventLoop {
             tracing::warn!(group = %group.short(), error = ?e, "cannot subscribe");
             return;
         }
-        let _ = gossip.set_topic_params(topic, topic_score_params());
+        if let Err(e) = gossip.set_topic_params(topic, topic_score_params()) {
+            tracing::warn!(group = %group.short(), error = %e, "cannot set the topic's scoring");
+        }
         self.seals
             .insert(hash, (group, GroupSeal::new(&group, genesis)));
     }
@@ -1126,6 +1128,7 @@ impl EventLoop {
                     relayed: p.relayed,
                     lan: is_lan(&p.address),
                     latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    score: self.swarm.behaviour().gossipsub.peer_score(peer),
                 }
             })
             .collect();

@@ -168,12 +168,23 @@ fn score_thresholds() -> PeerScoreThresholds {
     }
 }
 
-/// Scoring for one group topic.
+/// Scoring for one group topic. The rewards are small (at most 36 for an
+/// hour in the mesh, at most 50 for useful first deliveries) and the
+/// penalty for invalid messages is large and slow to fade (the count of
+/// invalid messages is squared, times -30, decaying 1% a second): two
+/// forged or malformed messages take a peer below the graylist threshold,
+/// and honest behaviour cannot buy that back quickly.
 pub fn topic_score_params() -> TopicScoreParams {
     TopicScoreParams {
         topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
         invalid_message_deliveries_weight: -30.0,
-        invalid_message_deliveries_decay: 0.9,
+        invalid_message_deliveries_decay: 0.99,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
         ..TopicScoreParams::default()

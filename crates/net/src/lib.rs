@@ -132,6 +132,8 @@ pub struct PeerInfo {
     pub lan: bool,
     /// Last ping round trip, in milliseconds.
     pub latency_ms: Option<f64>,
+    /// Their gossip score as we see it (negative after invalid messages).
+    pub score: Option<f64>,
 }
 
 /// The network's state, for `nestwork status`.
