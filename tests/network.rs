@@ -44,6 +44,31 @@ async fn five_nodes_a_change_on_one_appears_on_all() {
     })
     .await;
     converged(&nodes.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+
+    // Once the gossip mesh has formed, changes travel by gossip (not only
+    // by the periodic anti-entropy sync): well within its 15 s period.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = std::time::Instant::now();
+    nodes[1]
+        .node
+        .describe(&group.to_hex(), "by gossip")
+        .expect("describe");
+    wait_until(
+        "the second change on all five nodes",
+        Duration::from_secs(5),
+        || {
+            nodes
+                .iter()
+                .all(|n| n.description(&group).as_deref() == Some("by gossip"))
+        },
+    )
+    .await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let mut accepted = 0;
+    for n in &nodes {
+        accepted += n.net.status().await.expect("status").gossip.accepted;
+    }
+    assert!(accepted >= 1, "gossip carried the change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

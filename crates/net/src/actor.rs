@@ -182,6 +182,9 @@ pub async fn spawn(
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
         .map_err(|e| e.to_string())?;
     let (mdns_on, relay_server) = (config.mdns, config.relay_server);
+    let mut metrics = prometheus_client::registry::Registry::default();
+    let codec = crate::protocol::Codec::default();
+    let traffic = codec.traffic.clone();
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -194,7 +197,14 @@ pub async fn spawn(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, mdns_on, relay_server)
+            Behaviour::new(
+                key,
+                relay_client,
+                mdns_on,
+                relay_server,
+                &mut metrics,
+                codec,
+            )
         })
         .map_err(|e| e.to_string())?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -287,6 +297,8 @@ pub async fn spawn(
         join_waiters: HashMap::new(),
         counts: GossipCounts::default(),
         relays,
+        metrics,
+        traffic,
     };
     for (group, genesis) in event_loop.replica.groups() {
         event_loop.subscribe(group, &genesis);
@@ -358,6 +370,10 @@ struct EventLoop {
     peers: HashMap<PeerId, Peer>,
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
     counts: GossipCounts,
+    /// Sync protocol traffic, counted by the codec.
+    traffic: Arc<crate::protocol::SyncTraffic>,
+    /// gossipsub's counters (for copies received per message).
+    metrics: prometheus_client::registry::Registry,
     /// Configured relays: address, and our circuit listener on it if any.
     relays: HashMap<PeerId, (Multiaddr, Option<libp2p::core::transport::ListenerId>)>,
 }
@@ -586,7 +602,11 @@ impl EventLoop {
                         self.pending.insert(id, (peer_id, Pending::Join(reply)));
                     }
                 }
-                self.sync_shared_groups(peer_id);
+                // One side starts the session (it runs both ways), so a
+                // catch-up is not sent twice; the smaller peer id starts.
+                if *self.swarm.local_peer_id() < peer_id {
+                    self.sync_shared_groups(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -1170,8 +1190,38 @@ impl EventLoop {
             connected_peers: self.peers.len(),
             nat: format!("{:?}", self.swarm.behaviour().autonat.nat_status()).to_lowercase(),
             sync,
-            gossip: self.counts.clone(),
+            gossip: GossipCounts {
+                unique_received: self.metric_total("topic_msg_recv_counts_total"),
+                copies_received: self.metric_total("topic_msg_recv_counts_unfiltered_total"),
+                ..self.counts.clone()
+            },
+            sync_traffic: crate::SyncCounts {
+                bytes_sent: self
+                    .traffic
+                    .bytes_sent
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                bytes_received: self
+                    .traffic
+                    .bytes_received
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                requests_sent: self
+                    .traffic
+                    .requests_sent
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            },
         }
+    }
+
+    /// Sum over topics of one gossipsub counter.
+    fn metric_total(&self, name: &str) -> u64 {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.metrics).is_err() {
+            return 0;
+        }
+        text.lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 }
 

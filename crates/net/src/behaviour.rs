@@ -57,6 +57,8 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         mdns_on: bool,
         relay_server: bool,
+        metrics: &mut prometheus_client::registry::Registry,
+        sync_codec: Codec,
     ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
         let mdns = if mdns_on {
@@ -70,7 +72,8 @@ impl Behaviour {
         let mut kad = kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id));
         kad.set_mode(Some(kad::Mode::Server));
         let mut gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config()?)?;
+            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config()?)?
+                .with_metrics(metrics, Default::default());
         gossipsub.with_peer_score(score_params(), score_thresholds())?;
         Ok(Behaviour {
             blocks: Default::default(),
@@ -89,7 +92,7 @@ impl Behaviour {
             autonat: autonat::Behaviour::new(peer_id, Default::default()),
             gossipsub,
             sync: request_response::Behaviour::with_codec(
-                Codec,
+                sync_codec,
                 [(
                     StreamProtocol::new(PROTOCOL),
                     request_response::ProtocolSupport::Full,

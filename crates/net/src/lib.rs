@@ -153,6 +153,19 @@ pub struct NetStatus {
     /// by verdict: accepted and forwarded, ignored (replays, or waiting for
     /// dependencies), rejected (invalid; the sender's score pays).
     pub gossip: GossipCounts,
+    /// Traffic of the sync protocol since start.
+    pub sync_traffic: SyncCounts,
+}
+
+/// Sync protocol traffic since the node started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Bytes sent (frames, length prefixes included).
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Requests sent: each is one round trip.
+    pub requests_sent: u64,
 }
 
 /// Counts of gossip verdicts since the node started.
@@ -164,6 +177,12 @@ pub struct GossipCounts {
     pub ignored: u64,
     /// Invalid: not stored, not forwarded, sender penalised.
     pub rejected: u64,
+    /// Distinct messages received (gossipsub's count after its duplicate
+    /// filter).
+    pub unique_received: u64,
+    /// Copies received, duplicates included: `copies_received /
+    /// unique_received` is how many times each message arrived.
+    pub copies_received: u64,
 }
 
 /// Sync state of one group with each connected member.

@@ -15,6 +15,9 @@
 //! `Join` carries an invite ticket to the inviter, who admits the newcomer
 //! and answers with the group's changes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use nestwork_core::{encoding, Hash32, SignedChange};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -75,14 +78,31 @@ pub enum Response {
     },
 }
 
-/// The request-response codec.
-#[derive(Clone, Copy, Default)]
-pub struct Codec;
+/// Bytes and requests through the sync protocol since start (frame bytes,
+/// length prefixes included).
+#[derive(Debug, Default)]
+pub struct SyncTraffic {
+    /// Bytes written.
+    pub bytes_sent: AtomicU64,
+    /// Bytes read.
+    pub bytes_received: AtomicU64,
+    /// Requests this node sent (each is one round trip).
+    pub requests_sent: AtomicU64,
+}
 
-async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
+/// The request-response codec; clones share one [`SyncTraffic`].
+#[derive(Clone, Default)]
+pub struct Codec {
+    /// What went through it.
+    pub traffic: Arc<SyncTraffic>,
+}
+
+/// Read one frame, refusing a length over `limit` before reading it.
+async fn read_counted<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
     io: &mut R,
     limit: usize,
     what: &'static str,
+    counter: &AtomicU64,
 ) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -95,14 +115,17 @@ async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
+    counter.fetch_add(4 + len as u64, Ordering::Relaxed);
     encoding::decode(what, &buf, limit)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
-async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(
+/// Write one frame.
+async fn write_counted<T: Serialize, W: AsyncWrite + Unpin + Send>(
     io: &mut W,
     value: &T,
     limit: usize,
+    counter: &AtomicU64,
 ) -> std::io::Result<()> {
     let bytes = encoding::encode(value);
     if bytes.len() > limit {
@@ -111,6 +134,7 @@ async fn write_frame<T: Serialize, W: AsyncWrite + Unpin + Send>(
             "message over the size limit",
         ));
     }
+    counter.fetch_add(4 + bytes.len() as u64, Ordering::Relaxed);
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
     io.write_all(&bytes).await?;
     io.close().await
@@ -126,7 +150,13 @@ impl libp2p::request_response::Codec for Codec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<Request> {
-        read_frame(io, MAX_REQUEST_BYTES, "sync request").await
+        read_counted(
+            io,
+            MAX_REQUEST_BYTES,
+            "sync request",
+            &self.traffic.bytes_received,
+        )
+        .await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -134,7 +164,13 @@ impl libp2p::request_response::Codec for Codec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<Response> {
-        read_frame(io, MAX_RESPONSE_BYTES, "sync response").await
+        read_counted(
+            io,
+            MAX_RESPONSE_BYTES,
+            "sync response",
+            &self.traffic.bytes_received,
+        )
+        .await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -143,7 +179,8 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         req: Request,
     ) -> std::io::Result<()> {
-        write_frame(io, &req, MAX_REQUEST_BYTES).await
+        self.traffic.requests_sent.fetch_add(1, Ordering::Relaxed);
+        write_counted(io, &req, MAX_REQUEST_BYTES, &self.traffic.bytes_sent).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -152,7 +189,7 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         res: Response,
     ) -> std::io::Result<()> {
-        write_frame(io, &res, MAX_RESPONSE_BYTES).await
+        write_counted(io, &res, MAX_RESPONSE_BYTES, &self.traffic.bytes_sent).await
     }
 }
 
@@ -171,18 +208,33 @@ mod tests {
                 heads: vec![Hash32::of(b"h")],
                 changes: vec![],
             };
-            write_frame(&mut Cursor::new(&mut buf), &req, MAX_REQUEST_BYTES)
-                .await
-                .expect("write");
-            let back: Request = read_frame(&mut Cursor::new(&buf), MAX_REQUEST_BYTES, "r")
-                .await
-                .expect("read");
+            write_counted(
+                &mut Cursor::new(&mut buf),
+                &req,
+                MAX_REQUEST_BYTES,
+                &AtomicU64::new(0),
+            )
+            .await
+            .expect("write");
+            let back: Request = read_counted(
+                &mut Cursor::new(&buf),
+                MAX_REQUEST_BYTES,
+                "r",
+                &AtomicU64::new(0),
+            )
+            .await
+            .expect("read");
             assert!(matches!(back, Request::Sync { heads, .. } if heads.len() == 1));
 
             let huge = (u32::MAX).to_be_bytes().to_vec();
-            let err = read_frame::<Request, _>(&mut Cursor::new(&huge), MAX_REQUEST_BYTES, "r")
-                .await
-                .expect_err("too big");
+            let err = read_counted::<Request, _>(
+                &mut Cursor::new(&huge),
+                MAX_REQUEST_BYTES,
+                "r",
+                &AtomicU64::new(0),
+            )
+            .await
+            .expect_err("too big");
             assert!(err.to_string().contains("over the limit"));
         });
     }
@@ -193,8 +245,8 @@ mod tests {
             futures::executor::block_on(async {
                 let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
                 framed.extend_from_slice(&bytes);
-                let _ = read_frame::<Request, _>(&mut Cursor::new(&framed), MAX_REQUEST_BYTES, "r").await;
-                let _ = read_frame::<Response, _>(&mut Cursor::new(&bytes), MAX_RESPONSE_BYTES, "r").await;
+                let _ = read_counted::<Request, _>(&mut Cursor::new(&framed), MAX_REQUEST_BYTES, "r", &AtomicU64::new(0)).await;
+                let _ = read_counted::<Response, _>(&mut Cursor::new(&bytes), MAX_RESPONSE_BYTES, "r", &AtomicU64::new(0)).await;
             });
         }
     }

@@ -255,18 +255,20 @@ impl Node {
 
     /// Replace a group's description.
     pub fn describe(&self, sel: &str, text: &str) -> Result<GroupView, NodeError> {
-        let view = {
+        let (id, view, change) = {
             let mut docs = self.lock();
             let id = self.resolve(&docs, sel)?;
             let doc = docs
                 .get_mut(&id)
                 .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-            if let Some(change) = doc.set_description(&self.writer, text, now_ms())? {
-                self.persist(&mut docs, id, &[change])?;
+            let change = doc.set_description(&self.writer, text, now_ms())?;
+            if let Some(c) = &change {
+                self.persist(&mut docs, id, std::slice::from_ref(c))?;
             }
-            docs.get(&id).and_then(GroupView::of)
+            (id, docs.get(&id).and_then(GroupView::of), change)
         };
         self.store.flush()?;
+        self.announce(id, change.into_iter().collect(), true);
         view.ok_or_else(|| NodeError::NotFound(sel.to_string()))
     }
 

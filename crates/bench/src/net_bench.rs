@@ -1,0 +1,260 @@
+//! `net-bench`: figures for nodes replicating over libp2p on one machine
+//! (release build, loopback, mDNS off, in-process nodes with real stores).
+//!
+//! - propagation: N nodes in one group; a change is made on one node after
+//!   another, and the time until it is applied on every other node is
+//!   measured (p50, p99), with the average number of copies of each gossip
+//!   message a node receives;
+//! - catch-up: a node that was offline while 10,000 changes were made
+//!   reconnects: time, bytes on the sync protocol, round trips, against the
+//!   size of the missing changes;
+//! - repeat sync: the same node misses one more change and reconnects.
+//!
+//! Run with `scripts/bench-net`; `NESTWORK_BENCH_QUICK=1` for a smoke run.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nestwork_core::{ChangeBundle, Hash32};
+use nestwork_docs::{SignedDoc, Writer};
+use nestwork_net::NetStatus;
+use nestwork_testkit::{converged, group_of, key, loopback_config, wait_until, TestNode};
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
+    println!(
+        "nestwork network benchmark ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "machine: {} cores, loopback, mDNS off",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!();
+    let runs: &[(usize, usize)] = if quick {
+        &[(5, 20)]
+    } else {
+        &[(10, 200), (50, 200)]
+    };
+    for &(n, changes) in runs {
+        propagation(n, changes).await;
+    }
+    catch_up(if quick { 500 } else { 10_000 }).await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn propagation(n: usize, changes: usize) {
+    let (nodes, group) = group_of(n).await;
+    // Joining made a star around node 0; add random links (seeded) so the
+    // group is a mesh, as it would be after discovery.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 1..n {
+        for _ in 0..3 {
+            let j = rng.gen_range(0..n);
+            if j != i {
+                nodes[i].connect(&nodes[j]).await;
+            }
+        }
+    }
+    warm_up(&nodes, group).await;
+
+    // Every node reports when it applies a change it received.
+    let (tx, mut rx) = mpsc::channel::<(usize, Hash32, Instant)>(1 << 16);
+    for (i, node) in nodes.iter().enumerate() {
+        let mut events = node.node.subscribe();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if !event.local {
+                    let now = Instant::now();
+                    for c in event.changes {
+                        let _ = tx.send((i, c.hash, now)).await;
+                    }
+                }
+            }
+        });
+    }
+    let before: Vec<NetStatus> = statuses(&nodes).await;
+
+    let mut seen: HashMap<Hash32, Vec<Instant>> = HashMap::new();
+    let mut latencies = Vec::with_capacity(changes);
+    for k in 0..changes {
+        let author = nodes[k % n].node.clone();
+        let group_hex = group.to_hex();
+        let start = Instant::now();
+        let view = tokio::task::spawn_blocking(move || {
+            author.describe(&group_hex, &format!("change number {k}"))
+        })
+        .await
+        .expect("join")
+        .expect("describe");
+        let hash = *view.heads.first().expect("a head");
+        let deadline = Instant::now() + LIMIT;
+        while seen.get(&hash).map_or(0, Vec::len) < n - 1 {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some((_, h, t))) => seen.entry(h).or_default().push(t),
+                _ => panic!("change {k} did not reach every node within {LIMIT:?}"),
+            }
+        }
+        let last = seen[&hash].iter().max().copied().unwrap_or(start);
+        latencies.push(last.duration_since(start));
+    }
+    latencies.sort();
+    let after = statuses(&nodes).await;
+    let (mut unique, mut copies) = (0u64, 0u64);
+    for (b, a) in before.iter().zip(&after) {
+        unique += a.gossip.unique_received - b.gossip.unique_received;
+        copies += a.gossip.copies_received - b.gossip.copies_received;
+    }
+    println!(
+        "propagation, {n:>2} nodes, {changes} changes: p50 {:>7.2} ms   p99 {:>7.2} ms   (made on one node -> applied and stored on all)",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "  gossip copies received per message per node: {:.2}   ({copies} copies of {unique} messages)",
+        copies as f64 / unique.max(1) as f64
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+async fn warm_up(nodes: &[TestNode], group: Hash32) {
+    for round in 0..3 {
+        let text = format!("warm up {round}");
+        nodes[round % nodes.len()]
+            .node
+            .describe(&group.to_hex(), &text)
+            .expect("describe");
+        wait_until("warm-up change everywhere", LIMIT, || {
+            nodes
+                .iter()
+                .all(|n| n.description(&group).as_deref() == Some(text.as_str()))
+        })
+        .await;
+    }
+    // Let gossipsub graft its meshes (heartbeat 700 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+async fn statuses(nodes: &[TestNode]) -> Vec<NetStatus> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        out.push(n.net.status().await.expect("status"));
+    }
+    out
+}
+
+async fn catch_up(missed: usize) {
+    let (mut nodes, group) = group_of(2).await;
+    let (dir, seed, tmp) = nodes.pop().expect("b").stop().await;
+    let a = nodes.pop().expect("a");
+
+    // The missed history, made with A's key on another device and imported
+    // on A in one step (so the benchmark does not wait for 10,000 flushes).
+    let mut replica = SignedDoc::empty(group);
+    replica.apply(a.node.export(&group.to_hex()).expect("export").changes);
+    let writer = Writer::new(key(1), [0xbb; 8]);
+    let mut history = Vec::with_capacity(missed);
+    for i in 0..missed {
+        history.extend(
+            replica
+                .set_description(&writer, &format!("edit number {i}"), i as u64)
+                .expect("edit"),
+        );
+    }
+    let missing_bytes: usize = history.iter().map(|c| c.encode().len()).sum();
+    a.node
+        .import(ChangeBundle {
+            doc: group,
+            changes: history,
+        })
+        .expect("import");
+
+    let b = TestNode::start_in(&dir, seed, loopback_config()).await;
+    let a0 = a.net.status().await.expect("status").sync_traffic;
+    let start = Instant::now();
+    b.connect(&a).await;
+    converged(&[&a, &b], &group, LIMIT).await;
+    let took = start.elapsed();
+    let (a1, b1) = (
+        a.net.status().await.expect("status").sync_traffic,
+        b.net.status().await.expect("status").sync_traffic,
+    );
+    println!();
+    println!(
+        "catch-up after missing {missed} changes: {:>8.1} ms   {} bytes   {} round trips   (missing changes: {missing_bytes} bytes)",
+        ms(took),
+        (a1.bytes_sent - a0.bytes_sent) + (a1.bytes_received - a0.bytes_received),
+        (a1.requests_sent - a0.requests_sent) + b1.requests_sent
+    );
+
+    // One more change while B is cut off, then reconnect.
+    a.net.block(b.peer()).await.expect("block");
+    b.net.block(a.peer()).await.expect("block");
+    wait_for_disconnect(&a, &b).await;
+    let view = a
+        .node
+        .describe(&group.to_hex(), "one more")
+        .expect("describe");
+    let one = a.node.export(&group.to_hex()).expect("export").changes;
+    let change_bytes = one
+        .iter()
+        .find(|c| view.heads.contains(&c.hash))
+        .map(|c| c.encode().len())
+        .unwrap_or(0);
+    a.net.unblock(b.peer()).await.expect("unblock");
+    b.net.unblock(a.peer()).await.expect("unblock");
+    let (a2, b2) = (
+        a.net.status().await.expect("status").sync_traffic,
+        b.net.status().await.expect("status").sync_traffic,
+    );
+    let start = Instant::now();
+    b.connect(&a).await;
+    converged(&[&a, &b], &group, LIMIT).await;
+    let took = start.elapsed();
+    let (a3, b3) = (
+        a.net.status().await.expect("status").sync_traffic,
+        b.net.status().await.expect("status").sync_traffic,
+    );
+    println!(
+        "repeat sync after one new change:        {:>8.1} ms   {} bytes   {} round trips   (the change: {change_bytes} bytes)",
+        ms(took),
+        (a3.bytes_sent - a2.bytes_sent) + (a3.bytes_received - a2.bytes_received),
+        (a3.requests_sent - a2.requests_sent) + (b3.requests_sent - b2.requests_sent)
+    );
+    b.stop().await;
+    a.stop().await;
+    drop(tmp);
+}
+
+async fn wait_for_disconnect(a: &TestNode, b: &TestNode) {
+    for _ in 0..1000 {
+        let peers = a.net.peers().await.expect("peers");
+        if !peers.iter().any(|p| p.peer == b.peer().to_string()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the block did not disconnect");
+}
