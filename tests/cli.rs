@@ -285,3 +285,43 @@ fn bundles_move_a_group_and_tampered_ones_change_nothing() {
     assert_eq!(copy["heads"], hub["heads"]);
     assert_eq!(copy["description"], "Tools");
 }
+
+#[test]
+fn bad_expired_and_tampered_tickets_are_refused_with_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let _na = RunningNode::start(&a);
+    let _nb = RunningNode::start(&b);
+    ok(&a, &["group", "create", "Riverside"]);
+
+    let err = fails(&b, &["group", "join", "hello"], 1);
+    assert!(err.contains("not a valid invite ticket"), "{err}");
+
+    let ticket = json(&a, &["group", "invite", "Riverside", "--expires", "1h"])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string();
+    // Change one character in the middle: either it no longer parses, or
+    // the signature no longer matches.
+    let mut chars: Vec<char> = ticket.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == '2' { '3' } else { '2' };
+    let tampered: String = chars.into_iter().collect();
+    let err = fails(&b, &["group", "join", &tampered], 1);
+    assert!(err.contains("invite ticket"), "{err}");
+
+    let short = json(&a, &["group", "invite", "Riverside", "--expires", "1s"])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let err = fails(&b, &["group", "join", &short], 1);
+    assert!(err.contains("expired"), "{err}");
+
+    assert_eq!(
+        json(&b, &["group", "list"]).as_array().map(Vec::len),
+        Some(0),
+        "nothing was joined"
+    );
+}

@@ -11,7 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Namespaces {
     names: [String; 2],
@@ -131,7 +131,7 @@ impl<'a> Node<'a> {
             dir: dir.to_path_buf(),
             child,
         };
-        wait("the node's API", Duration::from_secs(30), || {
+        common::wait_for("the node's API", Duration::from_secs(30), || {
             node.cli(&["status"]).status.success()
         });
         node
@@ -168,17 +168,6 @@ impl Drop for Node<'_> {
     }
 }
 
-fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn two_processes_in_separate_namespaces_find_each_other_by_mdns_and_sync_a_group() {
     let ns = match Namespaces::create() {
@@ -194,7 +183,7 @@ fn two_processes_in_separate_namespaces_find_each_other_by_mdns_and_sync_a_group
     let b_id = b.json(&["id"])["member"].as_str().expect("id").to_string();
 
     // Nobody told either node about the other: mDNS alone.
-    wait("A to find B by mDNS", Duration::from_secs(30), || {
+    common::wait_for("A to find B by mDNS", Duration::from_secs(30), || {
         a.json(&["peers"]).as_array().is_some_and(|peers| {
             peers
                 .iter()
@@ -209,7 +198,7 @@ fn two_processes_in_separate_namespaces_find_each_other_by_mdns_and_sync_a_group
         .to_string();
     let joined = b.json(&["group", "join", &ticket]);
     assert_eq!(joined["members"].as_array().map(Vec::len), Some(2));
-    wait("A to see B on the roll", Duration::from_secs(30), || {
+    common::wait_for("A to see B on the roll", Duration::from_secs(30), || {
         a.json(&["group", "show", "Field camp"])["members"]
             .as_array()
             .map(Vec::len)
@@ -221,7 +210,7 @@ fn two_processes_in_separate_namespaces_find_each_other_by_mdns_and_sync_a_group
         "Field camp",
         "Water at the north spring",
     ]);
-    wait("B's change to reach A", Duration::from_secs(30), || {
+    common::wait_for("B's change to reach A", Duration::from_secs(30), || {
         a.json(&["group", "show", "Field camp"])["description"] == "Water at the north spring"
     });
 }

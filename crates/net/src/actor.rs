@@ -1100,6 +1100,8 @@ impl EventLoop {
     /// Compare heads with every connected member; retry direct connections
     /// to peers reached only through a relay.
     fn anti_entropy(&mut self) {
+        // Refresh the Kademlia routing table (no-op until it knows a peer).
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
             let Some(member) = member_of(&peer) else {
