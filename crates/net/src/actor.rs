@@ -340,7 +340,8 @@ enum Pending {
         doc: Hash32,
         round: u32,
     },
-    Join(JoinReply),
+    /// A join, and the group its ticket names.
+    Join(JoinReply, Hash32),
     /// A test's probe: answered with what came back.
     Probe(JoinReply),
 }
@@ -438,7 +439,20 @@ impl EventLoop {
         if !event.local || event.changes.is_empty() {
             return;
         }
-        self.publish(event.doc, encoding::encode(&event.changes));
+        // Keep each message well under gossipsub's size limit (an imported
+        // bundle can hold thousands of changes).
+        let mut chunk: Vec<SignedChange> = Vec::new();
+        let mut size = 0;
+        for change in event.changes {
+            let len = change.change.len() + 256;
+            if size + len > MAX_GOSSIP_BYTES / 2 && !chunk.is_empty() {
+                self.publish(event.doc, encoding::encode(&std::mem::take(&mut chunk)));
+                size = 0;
+            }
+            size += len;
+            chunk.push(change);
+        }
+        self.publish(event.doc, encoding::encode(&chunk));
     }
 
     fn publish(&mut self, group: Hash32, plaintext: Vec<u8>) {
@@ -539,12 +553,14 @@ impl EventLoop {
             return;
         }
         if self.swarm.is_connected(&inviter) {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_request(&inviter, Request::Join { ticket });
-            self.pending.insert(id, (inviter, Pending::Join(reply)));
+            let id = self.swarm.behaviour_mut().sync.send_request(
+                &inviter,
+                Request::Join {
+                    ticket: ticket.clone(),
+                },
+            );
+            self.pending
+                .insert(id, (inviter, Pending::Join(reply, ticket.group)));
             return;
         }
         let addrs: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
@@ -594,12 +610,14 @@ impl EventLoop {
                 }
                 if let Some(waiters) = self.join_waiters.remove(&peer_id) {
                     for (ticket, reply) in waiters {
-                        let id = self
-                            .swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_request(&peer_id, Request::Join { ticket });
-                        self.pending.insert(id, (peer_id, Pending::Join(reply)));
+                        let id = self.swarm.behaviour_mut().sync.send_request(
+                            &peer_id,
+                            Request::Join {
+                                ticket: ticket.clone(),
+                            },
+                        );
+                        self.pending
+                            .insert(id, (peer_id, Pending::Join(reply, ticket.group)));
                     }
                 }
                 // One side starts the session (it runs both ways), so a
@@ -669,7 +687,7 @@ impl EventLoop {
             }) => {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match self.pending.remove(&request_id) {
-                    Some((_, Pending::Join(reply))) => {
+                    Some((_, Pending::Join(reply, _))) => {
                         let _ = reply.send(Err(format!("the inviter did not answer: {error}")));
                     }
                     Some((peer, Pending::Sync { doc, .. })) => {
@@ -987,13 +1005,17 @@ impl EventLoop {
                 tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
                 self.syncing.remove(&(peer, doc));
             }
-            (Pending::Join(reply), Response::Joined { changes }) => {
+            (Pending::Join(reply, expected), Response::Joined { changes }) => {
                 let doc = changes.first().map(|c| c.doc);
                 tokio::task::spawn_blocking(move || {
                     let result = match doc {
                         None => Err("the inviter sent an empty group".to_string()),
-                        Some(doc) if changes.iter().any(|c| c.doc != doc) => {
-                            Err("the inviter sent changes of several documents".into())
+                        // Only the group the ticket names, nothing else.
+                        Some(doc) if doc != expected || changes.iter().any(|c| c.doc != doc) => {
+                            Err(
+                                "the inviter sent changes of another group than the ticket's"
+                                    .into(),
+                            )
                         }
                         Some(doc) => replica.apply_remote(doc, changes, true).and_then(|report| {
                             match (report.rejected.first(), replica.heads(&doc)) {
@@ -1015,12 +1037,12 @@ impl EventLoop {
                     Response::Joined { .. } => Err("joined".into()),
                 });
             }
-            (Pending::Join(reply), Response::Refused { reason }) => {
+            (Pending::Join(reply, _), Response::Refused { reason }) => {
                 let _ = reply.send(Err(format!("the inviter refused: {reason}")));
             }
             (pending, other) => {
                 tracing::warn!(%peer, response = ?std::mem::discriminant(&other), "unexpected answer");
-                if let Pending::Join(reply) = pending {
+                if let Pending::Join(reply, _) = pending {
                     let _ = reply.send(Err("the inviter answered something unexpected".into()));
                 }
             }
