@@ -465,11 +465,6 @@ impl SignedDoc {
         self.signatures.contains_key(hash)
     }
 
-    /// Whether the document holds the change with this hash.
-    pub fn has(&self, hash: &Hash32) -> bool {
-        self.has_change(&ChangeHash(hash.0))
-    }
-
     fn check_envelope(
         &self,
         signed: &SignedChange,

@@ -57,7 +57,6 @@ enum Command {
 #[derive(Clone)]
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
-    peer_id: PeerId,
 }
 
 /// The network has stopped.
@@ -70,11 +69,6 @@ impl NetHandle {
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
-    }
-
-    /// This node's peer id.
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
     }
 
     /// Connect to a multiaddr.
@@ -278,7 +272,6 @@ pub async fn spawn(
 
     let (commands, command_rx) = mpsc::channel(64);
     let (done_tx, done_rx) = mpsc::channel(256);
-    let peer_id = *swarm.local_peer_id();
     let doc_events = replica.subscribe();
     let mut event_loop = EventLoop {
         swarm,
@@ -304,7 +297,7 @@ pub async fn spawn(
         event_loop.subscribe(group, &genesis);
     }
     tokio::spawn(event_loop.run());
-    Ok(NetHandle { commands, peer_id })
+    Ok(NetHandle { commands })
 }
 
 /// Where the answer to a join goes.
@@ -553,14 +546,7 @@ impl EventLoop {
             return;
         }
         if self.swarm.is_connected(&inviter) {
-            let id = self.swarm.behaviour_mut().sync.send_request(
-                &inviter,
-                Request::Join {
-                    ticket: ticket.clone(),
-                },
-            );
-            self.pending
-                .insert(id, (inviter, Pending::Join(reply, ticket.group)));
+            self.send_join(inviter, ticket, reply);
             return;
         }
         let addrs: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
@@ -584,6 +570,18 @@ impl EventLoop {
             .entry(inviter)
             .or_default()
             .push((ticket, reply));
+    }
+
+    /// Ask the (connected) inviter to admit us with `ticket`.
+    fn send_join(&mut self, inviter: PeerId, ticket: Ticket, reply: JoinReply) {
+        let group = ticket.group;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&inviter, Request::Join { ticket });
+        self.pending
+            .insert(id, (inviter, Pending::Join(reply, group)));
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -610,14 +608,7 @@ impl EventLoop {
                 }
                 if let Some(waiters) = self.join_waiters.remove(&peer_id) {
                     for (ticket, reply) in waiters {
-                        let id = self.swarm.behaviour_mut().sync.send_request(
-                            &peer_id,
-                            Request::Join {
-                                ticket: ticket.clone(),
-                            },
-                        );
-                        self.pending
-                            .insert(id, (peer_id, Pending::Join(reply, ticket.group)));
+                        self.send_join(peer_id, ticket, reply);
                     }
                 }
                 // One side starts the session (it runs both ways), so a

@@ -398,11 +398,6 @@ impl Node {
         Ok(())
     }
 
-    /// Resolve a group selector to its id.
-    pub fn group_id(&self, sel: &str) -> Result<Hash32, NodeError> {
-        self.resolve(&self.lock(), sel)
-    }
-
     /// Events about documents: every stored change, local or received.
     pub fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
         self.events.subscribe()
