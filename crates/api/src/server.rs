@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
 use nestwork_core::ChangeBundle;
-use nestwork_node::node::CreateGroup;
+use nestwork_node::ledger::{BalanceView, LedgerView, PaymentView};
+use nestwork_node::node::{CreateGroup, LimitRequest, PayRequest};
 use nestwork_node::{Node, NodeError};
 
 use crate::{Description, ErrorBody, Invite, InviteRequest, JoinRequest, StatusReport};
@@ -110,6 +111,9 @@ pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router 
         .route("/v1/groups/{group}/invite", post(invite))
         .route("/v1/join", post(join))
         .route("/v1/peers", get(peers))
+        .route("/v1/groups/{group}/payments", get(ledger).post(pay))
+        .route("/v1/groups/{group}/balances", get(balances))
+        .route("/v1/groups/{group}/limits", post(set_limit))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -278,4 +282,64 @@ async fn import(
     let bundle = ChangeBundle::decode(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(blocking(&s, move |n| n.import(bundle)).await?))
+}
+
+/// Query of `GET .../balances`.
+#[derive(serde::Deserialize)]
+struct BalanceQuery {
+    account: Option<String>,
+}
+
+/// Query of `GET .../payments`.
+#[derive(serde::Deserialize)]
+struct LedgerQuery {
+    account: Option<String>,
+    #[serde(default)]
+    skip: usize,
+    limit: Option<usize>,
+}
+
+async fn pay(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<PayRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<PaymentView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.pay(&group, &req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn set_limit(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<LimitRequest>, JsonRejection>,
+) -> ApiResult<BalanceView> {
+    let Json(req) = body?;
+    Ok(Json(
+        blocking(&s, move |n| n.set_limit(&group, &req)).await?,
+    ))
+}
+
+async fn balances(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    Query(q): Query<BalanceQuery>,
+) -> ApiResult<BalanceView> {
+    Ok(Json(
+        blocking(&s, move |n| n.balance(&group, q.account.as_deref())).await?,
+    ))
+}
+
+async fn ledger(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    Query(q): Query<LedgerQuery>,
+) -> ApiResult<LedgerView> {
+    let limit = q.limit.unwrap_or(20);
+    Ok(Json(
+        blocking(&s, move |n| {
+            n.ledger(&group, q.account.as_deref(), q.skip, limit)
+        })
+        .await?,
+    ))
 }

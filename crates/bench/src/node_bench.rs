@@ -214,6 +214,7 @@ fn history_bundle(dir: &DataDir, changes: usize) -> anyhow::Result<ChangeBundle>
         name: "Bench history".into(),
         kind: GroupKind::Hub,
         parent: None,
+        unit: "hours".into(),
         created_at_ms: 1,
         nonce: rand::random(),
         charter: Charter::default(),
@@ -243,6 +244,7 @@ fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Re
                 kind: None,
                 parent: None,
                 description: None,
+                unit: None,
             },
         )?;
         groups.push(view.id.to_hex());

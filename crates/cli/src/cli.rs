@@ -63,6 +63,54 @@ pub enum Command {
         #[command(subcommand)]
         action: CharterCommand,
     },
+    /// Pay a member (or the group's commons) from your account.
+    Pay {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The payee: a member id (or a unique start of one), or "commons".
+        member: String,
+        /// Whole units of the group's ledger (integers only).
+        amount: u64,
+        /// What it is for.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        memo: String,
+    },
+    /// Balances in a group: everyone's, or one member's.
+    Balance {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// A member id (or a unique start of one), or "commons".
+        member: Option<String>,
+    },
+    /// A group's payments, newest first.
+    Ledger {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// Only payments to or from this member (or "commons").
+        #[arg(long, value_name = "MEMBER")]
+        account: Option<String>,
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+        /// Payments per page.
+        #[arg(long, default_value_t = 20)]
+        per_page: usize,
+    },
+    /// Set credit limits (the group's creator, for now): one member's, or
+    /// the group default when no member is named.
+    Limit {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The lowest balance allowed (zero or below).
+        #[arg(long, allow_hyphen_values = true)]
+        floor: i64,
+        /// The highest balance allowed (zero or above).
+        #[arg(long)]
+        ceiling: i64,
+        /// Whose limits (default: the group default).
+        #[arg(long, value_name = "MEMBER")]
+        member: Option<String>,
+    },
 }
 
 /// `nestwork key ...`
@@ -102,6 +150,9 @@ pub enum GroupCommand {
         /// A first description.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        /// The unit of the group's ledger.
+        #[arg(long, default_value = "hours")]
+        unit: String,
     },
     /// Your groups.
     List,

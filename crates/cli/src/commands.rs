@@ -72,6 +72,34 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
                 Client::connect(&dir)?.get(&format!("/groups/{}/charter", segment(&group)))?;
             out.print(&charter, || charter_text(&charter))
         }
+        Command::Pay {
+            group,
+            member,
+            amount,
+            memo,
+        } => crate::ledger::pay(&dir, &out, &group, member, amount, memo),
+        Command::Balance { group, member } => crate::ledger::balance(&dir, &out, &group, member),
+        Command::Ledger {
+            group,
+            account,
+            page,
+            per_page,
+        } => crate::ledger::ledger(&dir, &out, &group, account, page, per_page),
+        Command::Limit {
+            group,
+            floor,
+            ceiling,
+            member,
+        } => crate::ledger::limit(
+            &dir,
+            &out,
+            &group,
+            nestwork_node::node::LimitRequest {
+                member,
+                floor,
+                ceiling,
+            },
+        ),
     }
 }
 
@@ -113,12 +141,14 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
             kind,
             parent,
             description,
+            unit,
         } => {
             let req = CreateGroup {
                 name,
                 kind: Some(kind),
                 parent,
                 description,
+                unit: Some(unit),
             };
             let view: GroupView = client.send("POST", "/groups", &req)?;
             out.print(&view, || {
@@ -228,7 +258,8 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A user-supplied group selector as one URL path segment.
-fn segment(s: &str) -> String {
+/// A path segment, percent-encoded.
+pub(crate) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -239,12 +270,17 @@ fn segment(s: &str) -> String {
         .collect()
 }
 
-struct Output {
-    json: bool,
+/// How to print: text or JSON.
+pub(crate) struct Output {
+    pub(crate) json: bool,
 }
 
 impl Output {
-    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    pub(crate) fn print<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         use std::io::Write;
         let body = if self.json {
             serde_json::to_string_pretty(value)?
@@ -259,7 +295,7 @@ impl Output {
     }
 }
 
-fn when(ms: u64) -> String {
+pub(crate) fn when(ms: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -271,16 +307,27 @@ fn secs(s: u64) -> String {
 fn status_text(report: &StatusReport) -> String {
     let s = &report.node;
     let mut out = format!(
-        "member    {}\nversion   {}\ndata      {}\ngroups    {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
+        "member    {}\nversion   {}\ndata      {}\ngroups    {}\npayments  {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
         s.member,
         s.version,
         s.data_dir,
         s.groups,
+        s.payments,
         s.changes,
         s.store_bytes,
         secs(s.uptime_secs),
         s.load_ms,
     );
+    for (group, e) in &s.equivocations {
+        out.push_str(&format!(
+            "FROZEN    {} in group {}: two payments numbered {} ({} and {})\n",
+            e.account,
+            group.short(),
+            e.seq,
+            e.payments[0].short(),
+            e.payments[1].short()
+        ));
+    }
     match &report.network {
         None => out.push_str("network   not running\n"),
         Some(n) => {

@@ -10,6 +10,7 @@
 
 mod cli;
 mod commands;
+mod ledger;
 mod run;
 
 use clap::Parser;

@@ -32,6 +32,7 @@ use automerge::{
 };
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
+use crate::ledger::Refusal;
 use crate::record::{GroupGenesis, RecordBody};
 use crate::rules::{self, RecordContext, RuleError};
 use crate::Error;
@@ -86,6 +87,11 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Whether change bytes are a document's first change (no dependencies).
+pub fn is_first_change(bytes: &[u8]) -> bool {
+    parse_change(bytes).is_ok_and(|c| c.deps().is_empty())
+}
+
 /// What happened to a batch of incoming changes.
 #[derive(Debug, Default)]
 pub struct ApplyReport {
@@ -97,6 +103,16 @@ pub struct ApplyReport {
     pub missing_deps: Vec<SignedChange>,
     /// Refused, each with its reason. Nothing of these was applied.
     pub rejected: Vec<Rejection>,
+}
+
+impl ApplyReport {
+    /// Add the outcome of a later batch.
+    pub fn merge(&mut self, other: ApplyReport) {
+        self.applied.extend(other.applied);
+        self.duplicates += other.duplicates;
+        self.missing_deps.extend(other.missing_deps);
+        self.rejected.extend(other.rejected);
+    }
 }
 
 /// An object id in the form legacy ops use: (counter, actor).
@@ -117,6 +133,17 @@ pub struct SignedDoc {
     /// Every record in the document, verified, by id.
     records: BTreeMap<Hash32, SignedRecord>,
     members: BTreeSet<MemberId>,
+    /// For a ledger period document: its group and period number.
+    ledger: Option<(Hash32, u64)>,
+}
+
+/// The id of period `period` of `group`'s ledger.
+pub fn ledger_period_id(group: &Hash32, period: u64) -> Hash32 {
+    Hash32::of_parts(&[
+        b"nestwork/ledger-period/v1",
+        &group.0,
+        &period.to_be_bytes(),
+    ])
 }
 
 /// What a batch adds, gathered while checking and merged into the document
@@ -129,6 +156,55 @@ struct Pending {
     records: BTreeMap<Hash32, SignedRecord>,
     members: BTreeSet<MemberId>,
     genesis_seen: bool,
+    /// Ledger records the change carries, for the gate.
+    ledger_records: Vec<(Hash32, RecordBody)>,
+}
+
+impl Pending {
+    fn absorb(&mut self, other: Pending) {
+        self.records_obj = self.records_obj.take().or(other.records_obj);
+        self.free_obj = self.free_obj.take().or(other.free_obj);
+        self.free_objects.extend(other.free_objects);
+        self.records.extend(other.records);
+        self.members.extend(other.members);
+        self.genesis_seen |= other.genesis_seen;
+    }
+}
+
+/// Why a change is not accepted now.
+enum Hold {
+    /// It breaks a rule.
+    Reject(String),
+    /// It may be valid once something it relies on arrives.
+    Wait,
+}
+
+/// What a document needs from outside itself: the group's roll (for a
+/// ledger period, whose roll is the group's) and the ledger, which judges
+/// and records payments and limit changes. A change carries at most one
+/// ledger record; the gate sees it only after every other check passed,
+/// so a record it accepts belongs to a change that will be applied.
+pub trait RecordGate {
+    /// Whether `member` is on the group's roll.
+    fn is_member(&self, member: &MemberId) -> bool;
+    /// Judge a ledger record; if it is valid, record it.
+    fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal>;
+}
+
+/// The gate for documents that carry no ledger records and whose roll is
+/// their own (tests and tools).
+pub struct NoLedger;
+
+impl RecordGate for NoLedger {
+    fn is_member(&self, _: &MemberId) -> bool {
+        false
+    }
+    fn admit(&mut self, _: &MemberId, _: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        Err(Refusal::Broken(RuleError(format!(
+            "this document keeps no ledger, so a {} has no place in it",
+            body.kind_name()
+        ))))
+    }
 }
 
 impl SignedDoc {
@@ -143,7 +219,42 @@ impl SignedDoc {
             free_objects: HashSet::new(),
             records: BTreeMap::new(),
             members: BTreeSet::new(),
+            ledger: None,
         }
+    }
+
+    /// Period `period` of `group`'s ledger, opened. Its first change is the
+    /// same bytes on every node (a fixed actor derived from the document
+    /// id, time zero, creating the records and free parts), so no one
+    /// authors it, no one can open it differently, and it is never sent.
+    pub fn ledger_period(group: Hash32, period: u64) -> Result<SignedDoc, Error> {
+        let id = ledger_period_id(&group, period);
+        let mut actor = id.0.to_vec();
+        actor.extend_from_slice(&[0; 8]);
+        let mut doc = Automerge::new().with_actor(ActorId::from(actor));
+        doc.transact_with(
+            |_| CommitOptions::default().with_time(0),
+            |tx| -> Result<(), automerge::AutomergeError> {
+                tx.put_object(ROOT, RECORDS_KEY, ObjType::Map)?;
+                tx.put_object(ROOT, FREE_KEY, ObjType::Map)?;
+                Ok(())
+            },
+        )
+        .map_err(|f| f.error)?;
+        let opening = doc
+            .get_last_local_change()
+            .ok_or_else(|| Error::Malformed(id.to_hex(), "the opening change is empty".into()))?;
+        let mut period_doc = SignedDoc::empty(id);
+        period_doc.signatures.insert(opening.hash(), Vec::new());
+        period_doc.doc = doc;
+        period_doc.ledger = Some((group, period));
+        period_doc.rebuild_derived()?;
+        Ok(period_doc)
+    }
+
+    /// For a ledger period document: its group and period number.
+    pub fn ledger_period_of(&self) -> Option<(Hash32, u64)> {
+        self.ledger
     }
 
     /// Found a new group: sign its genesis record and make the first change
@@ -159,6 +270,7 @@ impl SignedDoc {
             &body,
             &RecordContext {
                 in_genesis_change: true,
+                in_ledger: false,
             },
         )?;
         let record = SignedRecord::sign(writer.key(), body.encode());
@@ -194,7 +306,22 @@ impl SignedDoc {
     /// order it stored them. They were checked before they were stored, so
     /// only their envelopes are parsed here; this keeps start-up fast.
     pub fn load_trusted(id: Hash32, stored: Vec<SignedChange>) -> Result<SignedDoc, Error> {
-        let mut doc = SignedDoc::empty(id);
+        SignedDoc::empty(id).load_onto(stored)
+    }
+
+    /// Rebuild period `period` of `group`'s ledger from stored changes, as
+    /// [`SignedDoc::load_trusted`] does.
+    pub fn load_ledger_period(
+        group: Hash32,
+        period: u64,
+        stored: Vec<SignedChange>,
+    ) -> Result<SignedDoc, Error> {
+        SignedDoc::ledger_period(group, period)?.load_onto(stored)
+    }
+
+    fn load_onto(self, stored: Vec<SignedChange>) -> Result<SignedDoc, Error> {
+        let id = self.id;
+        let mut doc = self;
         let mut changes = Vec::with_capacity(stored.len());
         for s in &stored {
             let change = parse_change(&s.change).map_err(|e| {
@@ -213,9 +340,20 @@ impl SignedDoc {
         self.doc.set_actor(writer.actor());
     }
 
-    /// Check a batch of incoming changes and apply the valid ones in one
-    /// step. Invalid changes change nothing.
+    /// Check a batch of incoming changes to a document that keeps no
+    /// ledger records and apply the valid ones in one step.
     pub fn apply(&mut self, incoming: Vec<SignedChange>) -> ApplyReport {
+        self.apply_with(incoming, &mut NoLedger)
+    }
+
+    /// Check a batch of incoming changes and apply the valid ones in one
+    /// step, with `gate` judging ledger records. Invalid changes change
+    /// nothing.
+    pub fn apply_with(
+        &mut self,
+        incoming: Vec<SignedChange>,
+        gate: &mut dyn RecordGate,
+    ) -> ApplyReport {
         let mut report = ApplyReport::default();
         let verdicts = SignedChange::verify_all(&incoming);
 
@@ -263,8 +401,9 @@ impl SignedDoc {
         let mut fate: Vec<Fate> = vec![Fate::Waiting; candidates.len()];
         while let Some(i) = ready.pop() {
             let (signed, change) = &candidates[i];
-            match self.check_change(signed.author, change, &mut pending) {
-                Ok(()) => {
+            match self.check_change(signed.author, change, &pending, gate) {
+                Ok(added) => {
+                    pending.absorb(added);
                     accepted.push(i);
                     fate[i] = Fate::Accepted;
                     for &d in &dependents[i] {
@@ -274,7 +413,8 @@ impl SignedDoc {
                         }
                     }
                 }
-                Err(reason) => {
+                Err(Hold::Wait) => {}
+                Err(Hold::Reject(reason)) => {
                     tracing::debug!(doc = %self.id.short(), change = %signed.hash.short(), %reason, "change rejected");
                     report.rejected.push(rejection(signed, reason));
                     fate[i] = Fate::Rejected;
@@ -324,19 +464,34 @@ impl SignedDoc {
         &mut self,
         writer: &Writer,
         body: RecordBody,
+        gate: &mut dyn RecordGate,
         now_ms: u64,
     ) -> Result<(Hash32, SignedChange), Error> {
-        if !self.members.contains(&writer.id()) {
+        let member = match self.ledger {
+            Some(_) => gate.is_member(&writer.id()),
+            None => self.members.contains(&writer.id()),
+        };
+        if !member {
             return Err(RuleError(format!("{} is not a member of this group", writer.id())).into());
         }
         rules::check_record(
             &body,
             &RecordContext {
                 in_genesis_change: false,
+                in_ledger: self.ledger.is_some(),
             },
         )?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
+        if matches!(body, RecordBody::Payment(_) | RecordBody::CreditLimit(_)) {
+            gate.admit(&writer.id(), id, &body).map_err(|r| match r {
+                Refusal::Broken(e) => Error::Rule(e),
+                Refusal::Missing(ids) => Error::Rule(RuleError(format!(
+                    "it relies on {} record(s) this node does not have",
+                    ids.len()
+                ))),
+            })?;
+        }
         let records = self.records_exid()?;
         let signed = self
             .local_change(writer, now_ms, |tx| {
@@ -421,6 +576,11 @@ impl SignedDoc {
         self.doc
             .get_changes(&have)
             .into_iter()
+            .filter(|change| {
+                self.signatures
+                    .get(&change.hash())
+                    .is_some_and(|s| !s.is_empty())
+            })
             .map(|mut change| {
                 let hash = change.hash();
                 SignedChange {
@@ -493,19 +653,61 @@ impl SignedDoc {
         }
     }
 
+    /// Check one change against the document, what the batch has added so
+    /// far (`batch`), and the gate. Returns what the change adds.
     fn check_change(
         &self,
         author: MemberId,
         change: &Change,
+        batch: &Pending,
+        gate: &mut dyn RecordGate,
+    ) -> Result<Pending, Hold> {
+        let mut pending = Pending::default();
+        let is_first = change.deps().is_empty();
+        if is_first && (!self.doc.get_heads().is_empty() || batch.genesis_seen) {
+            return Err(Hold::Reject(
+                "a second first change: the document already has its genesis".into(),
+            ));
+        }
+        if self.ledger.is_some() {
+            // A ledger period's roll is the group's; an admission may still
+            // be on its way, so an unknown author waits rather than fails.
+            if !gate.is_member(&author) {
+                return Err(Hold::Wait);
+            }
+        } else if !is_first && !self.members.contains(&author) && !batch.members.contains(&author) {
+            return Err(Hold::Reject(format!(
+                "{author} is not a member of this group"
+            )));
+        }
+        self.check_ops(author, change, is_first, batch, &mut pending)
+            .map_err(Hold::Reject)?;
+        match pending.ledger_records.len() {
+            0 => {}
+            1 => {
+                let (id, body) = &pending.ledger_records[0];
+                gate.admit(&author, *id, body).map_err(|r| match r {
+                    Refusal::Missing(_) => Hold::Wait,
+                    Refusal::Broken(e) => Hold::Reject(e.0),
+                })?;
+            }
+            _ => {
+                return Err(Hold::Reject(
+                    "a change may carry at most one ledger record".into(),
+                ))
+            }
+        }
+        Ok(pending)
+    }
+
+    fn check_ops(
+        &self,
+        author: MemberId,
+        change: &Change,
+        is_first: bool,
+        batch: &Pending,
         pending: &mut Pending,
     ) -> Result<(), String> {
-        let is_first = change.deps().is_empty();
-        if is_first && (!self.doc.get_heads().is_empty() || pending.genesis_seen) {
-            return Err("a second first change: the document already has its genesis".into());
-        }
-        if !is_first && !self.members.contains(&author) && !pending.members.contains(&author) {
-            return Err(format!("{author} is not a member of this group"));
-        }
         let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
             .map_err(|_| "the change's operations cannot be decoded".to_string())?;
         let start = change.start_op().get();
@@ -538,9 +740,15 @@ impl SignedDoc {
                 }
                 ObjectId::Id(o) => {
                     let obj: OpKey = (o.counter(), o.actor().clone());
-                    if self.records_obj.as_ref().or(pending.records_obj.as_ref()) == Some(&obj) {
-                        self.check_record_op(author, is_first, op, pending)?;
-                    } else if self.is_free_object(&obj, pending) {
+                    let records = self
+                        .records_obj
+                        .as_ref()
+                        .or(batch.records_obj.as_ref())
+                        .or(pending.records_obj.as_ref());
+                    if records == Some(&obj) {
+                        self.check_record_op(author, is_first, op, batch, pending)?;
+                    } else if self.is_free_object(&obj, batch) || self.is_free_object(&obj, pending)
+                    {
                         if matches!(op.action, OpType::Make(_)) {
                             pending.free_objects.insert(op_key);
                         }
@@ -561,6 +769,7 @@ impl SignedDoc {
         author: MemberId,
         is_first: bool,
         op: &automerge::legacy::Op,
+        batch: &Pending,
         pending: &mut Pending,
     ) -> Result<(), String> {
         let key = match &op.key {
@@ -579,7 +788,12 @@ impl SignedDoc {
         let id: Hash32 = key
             .parse()
             .map_err(|_| format!("record key {key:?} is not a record id"))?;
-        if let Some(existing) = self.records.get(&id).or(pending.records.get(&id)) {
+        if let Some(existing) = self
+            .records
+            .get(&id)
+            .or(batch.records.get(&id))
+            .or(pending.records.get(&id))
+        {
             // The same record put concurrently by two devices is harmless
             // (identical values); anything else is an overwrite.
             if !op.pred.is_empty() || existing.encode() != *bytes {
@@ -614,6 +828,7 @@ impl SignedDoc {
             &body,
             &RecordContext {
                 in_genesis_change: is_first,
+                in_ledger: self.ledger.is_some(),
             },
         )
         .map_err(|e| e.0)?;
@@ -631,6 +846,9 @@ impl SignedDoc {
             }
             RecordBody::Admission(a) => {
                 pending.members.insert(a.member);
+            }
+            RecordBody::Payment(_) | RecordBody::CreditLimit(_) => {
+                pending.ledger_records.push((id, body));
             }
         }
         pending.records.insert(id, record);
@@ -704,7 +922,7 @@ impl SignedDoc {
             Ok(RecordBody::Admission(a)) => {
                 self.members.insert(a.member);
             }
-            Err(_) => {}
+            Ok(RecordBody::Payment(_) | RecordBody::CreditLimit(_)) | Err(_) => {}
         }
         self.records.insert(record.id(), record);
     }

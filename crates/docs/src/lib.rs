@@ -22,11 +22,12 @@
 //! variants with their rules in [`rules`].
 
 pub mod engine;
+pub mod ledger;
 pub mod record;
 pub mod rules;
 pub mod view;
 
-pub use engine::{ApplyReport, Rejection, SignedDoc, Writer};
+pub use engine::{ApplyReport, NoLedger, RecordGate, Rejection, SignedDoc, Writer};
 pub use record::{Admission, Article, Charter, GroupGenesis, GroupKind, RecordBody, Rules};
 pub use view::{CharterView, GroupView};
 

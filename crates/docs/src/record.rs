@@ -17,6 +17,10 @@ pub enum RecordBody {
     GroupGenesis(GroupGenesis),
     /// A member admits a newcomer who presented one of their invite tickets.
     Admission(Admission),
+    /// A payment on the group's ledger (stored in a ledger period document).
+    Payment(crate::ledger::Payment),
+    /// A change of credit limits (stored in the group document).
+    CreditLimit(crate::ledger::CreditLimit),
 }
 
 impl RecordBody {
@@ -35,6 +39,8 @@ impl RecordBody {
         match self {
             RecordBody::GroupGenesis(_) => "group genesis",
             RecordBody::Admission(_) => "admission",
+            RecordBody::Payment(_) => "payment",
+            RecordBody::CreditLimit(_) => "credit limit",
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct GroupGenesis {
     pub kind: GroupKind,
     /// The group this one belongs to, if any.
     pub parent: Option<Hash32>,
+    /// The unit of the group's ledger ("hours"); amounts are integers of it.
+    pub unit: String,
     /// Milliseconds since the Unix epoch, from the creator's clock.
     pub created_at_ms: u64,
     /// Random bytes so that two groups with the same name differ.
@@ -136,6 +144,10 @@ pub struct Rules {
     pub default_credit_ceiling: i64,
     /// Whether admitting a member needs a vote besides an invite.
     pub entry_needs_vote: bool,
+    /// Payments per ledger period: a period's document is closed to new
+    /// payments once it holds this many (concurrent payers may overfill it
+    /// slightly), and the next period opens.
+    pub ledger_period_payments: u32,
 }
 
 impl Default for Rules {
@@ -151,6 +163,7 @@ impl Default for Rules {
             default_credit_floor: -10_000,
             default_credit_ceiling: 50_000,
             entry_needs_vote: false,
+            ledger_period_payments: 10_000,
         }
     }
 }

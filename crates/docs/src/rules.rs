@@ -29,11 +29,31 @@ fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
 pub struct RecordContext {
     /// True only for the first change of a document.
     pub in_genesis_change: bool,
+    /// True in a ledger period document.
+    pub in_ledger: bool,
 }
 
 /// Check a record body against its kind's rules.
 pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
     match body {
+        RecordBody::GroupGenesis(_) | RecordBody::Admission(_) | RecordBody::CreditLimit(_)
+            if ctx.in_ledger =>
+        {
+            broken(format!(
+                "a {} has no place in a ledger period",
+                body.kind_name()
+            ))
+        }
+        RecordBody::Payment(_) if !ctx.in_ledger => {
+            broken("a payment belongs in a ledger period, not the group document")
+        }
+        RecordBody::Payment(_) => Ok(()),
+        RecordBody::CreditLimit(_) => {
+            if ctx.in_genesis_change {
+                return broken("a credit limit cannot be part of a group's founding change");
+            }
+            Ok(())
+        }
         RecordBody::GroupGenesis(g) => {
             if !ctx.in_genesis_change {
                 return broken("a group genesis record may only appear in a group's first change");
@@ -72,7 +92,25 @@ pub fn check_group_name(name: &str) -> Result<(), RuleError> {
 
 fn check_genesis(g: &GroupGenesis) -> Result<(), RuleError> {
     check_group_name(&g.name)?;
+    check_unit(&g.unit)?;
     check_charter(&g.charter)
+}
+
+/// Longest ledger unit name, in characters.
+pub const MAX_UNIT_CHARS: usize = 24;
+
+/// A ledger unit: 1 to [`MAX_UNIT_CHARS`] characters, letters and spaces.
+pub fn check_unit(unit: &str) -> Result<(), RuleError> {
+    let chars = unit.chars().count();
+    if chars == 0 || chars > MAX_UNIT_CHARS || unit.trim() != unit {
+        return broken(format!(
+            "the ledger unit must be 1 to {MAX_UNIT_CHARS} characters with no spaces around it"
+        ));
+    }
+    if unit.chars().any(|c| c.is_control() || c.is_ascii_digit()) {
+        return broken("the ledger unit may not contain digits or control characters");
+    }
+    Ok(())
 }
 
 /// A charter's articles and rules are within bounds.
@@ -126,6 +164,9 @@ pub fn check_rules(r: &Rules) -> Result<(), RuleError> {
     }
     if r.default_credit_ceiling < 0 {
         return broken("the default credit ceiling must be zero or above");
+    }
+    if r.ledger_period_payments == 0 {
+        return broken("a ledger period must hold at least one payment");
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ fn genesis(name: &str) -> GroupGenesis {
         name: name.to_string(),
         kind: GroupKind::Hub,
         parent: None,
+        unit: "hours".to_string(),
         created_at_ms: 1_700_000_000_000,
         nonce: [1; 16],
         charter: Charter::default(),
@@ -223,7 +224,12 @@ fn a_second_genesis_record_is_refused() {
     let creator = writer(1, 1);
     let (mut doc, _) = SignedDoc::create_group(&creator, genesis("Riverside"), 5).expect("create");
     let err = doc
-        .add_record(&creator, RecordBody::GroupGenesis(genesis("Again")), 6)
+        .add_record(
+            &creator,
+            RecordBody::GroupGenesis(genesis("Again")),
+            &mut nestwork_docs::engine::NoLedger,
+            6,
+        )
         .expect_err("second genesis");
     assert!(err.to_string().contains("first change"), "{err}");
 }
@@ -339,8 +345,13 @@ fn an_admitted_member_can_write_and_every_replica_agrees() {
         ticket: Hash32::of(b"ticket"),
         admitted_at_ms: 6,
     };
-    doc.add_record(&creator, RecordBody::Admission(admission), 6)
-        .expect("admit");
+    doc.add_record(
+        &creator,
+        RecordBody::Admission(admission),
+        &mut nestwork_docs::engine::NoLedger,
+        6,
+    )
+    .expect("admit");
     assert!(doc.admission_by_ticket(&Hash32::of(b"ticket")).is_some());
 
     // The newcomer's node receives the history, then writes.

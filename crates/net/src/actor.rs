@@ -424,9 +424,10 @@ impl EventLoop {
     }
 
     fn on_doc_event(&mut self, event: DocEvent) {
-        if self.seal_for(&event.doc).is_none() {
-            if let Some(genesis) = self.replica.genesis(&event.doc) {
-                self.subscribe(event.doc, &genesis);
+        let group = self.replica.group_of(&event.doc).unwrap_or(event.doc);
+        if self.seal_for(&group).is_none() {
+            if let Some(genesis) = self.replica.genesis(&group) {
+                self.subscribe(group, &genesis);
             }
         }
         if !event.local || event.changes.is_empty() {
@@ -439,16 +440,18 @@ impl EventLoop {
         for change in event.changes {
             let len = change.change.len() + 256;
             if size + len > MAX_GOSSIP_BYTES / 2 && !chunk.is_empty() {
-                self.publish(event.doc, encoding::encode(&std::mem::take(&mut chunk)));
+                let payload = encoding::encode(&std::mem::take(&mut chunk));
+                self.publish(group, event.doc, payload);
                 size = 0;
             }
             size += len;
             chunk.push(change);
         }
-        self.publish(event.doc, encoding::encode(&chunk));
+        self.publish(group, event.doc, encoding::encode(&chunk));
     }
 
-    fn publish(&mut self, group: Hash32, plaintext: Vec<u8>) {
+    /// Publish changes of `doc` (a document of `group`) on the group's topic.
+    fn publish(&mut self, group: Hash32, doc: Hash32, plaintext: Vec<u8>) {
         let Some(seal) = self.seal_for(&group) else {
             return;
         };
@@ -465,7 +468,7 @@ impl EventLoop {
         if mesh_empty {
             let peers: Vec<PeerId> = self.peers.keys().copied().collect();
             for peer in peers {
-                self.start_sync(peer, group);
+                self.start_sync(peer, doc);
             }
         }
     }
@@ -502,7 +505,7 @@ impl EventLoop {
             Command::Unblock(peer) => {
                 self.swarm.behaviour_mut().blocks.unblock_peer(peer);
             }
-            Command::PublishRaw(group, bytes) => self.publish(group, bytes),
+            Command::PublishRaw(group, bytes) => self.publish(group, group, bytes),
             Command::ProbeSync(peer, doc, reply) => {
                 let request = Request::Sync {
                     doc,
@@ -754,8 +757,8 @@ impl EventLoop {
                 let changes: Vec<SignedChange> =
                     encoding::decode("gossip payload", &plain, MAX_GOSSIP_BYTES)
                         .map_err(|_| "malformed payload")?;
-                if changes.is_empty() || changes.iter().any(|c| c.doc != group) {
-                    return Err("payload is empty or names another group");
+                if changes.is_empty() || changes.iter().any(|c| c.doc != changes[0].doc) {
+                    return Err("payload is empty or mixes documents");
                 }
                 Ok((group, changes))
             });
@@ -785,17 +788,25 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let mut by_group: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
-            for (_, _, group, changes) in &batch {
-                by_group
-                    .entry(*group)
-                    .or_default()
-                    .extend(changes.iter().cloned());
-            }
-            let mut applied: HashSet<Hash32> = HashSet::new();
+            // One batch per document; a document must belong to the group
+            // whose topic carried it.
+            let mut by_doc: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
             let mut rejected: HashSet<Hash32> = HashSet::new();
             let mut missing: HashSet<Hash32> = HashSet::new();
-            for (group, changes) in by_group {
+            for (_, _, group, changes) in &batch {
+                let doc = changes[0].doc;
+                match replica.group_of(&doc) {
+                    Some(g) if g == *group => by_doc
+                        .entry(doc)
+                        .or_default()
+                        .extend(changes.iter().cloned()),
+                    Some(_) => rejected.extend(changes.iter().map(|c| c.hash)),
+                    // A ledger period this node has not opened yet: sync.
+                    None => missing.extend(changes.iter().map(|c| c.hash)),
+                }
+            }
+            let mut applied: HashSet<Hash32> = HashSet::new();
+            for (group, changes) in by_doc {
                 match replica.apply_remote(group, changes, false) {
                     Ok(report) => {
                         applied.extend(report.applied.iter().map(|c| c.hash));
@@ -818,7 +829,7 @@ impl EventLoop {
                 let verdict = if changes.iter().any(|c| rejected.contains(&c.hash)) {
                     MessageAcceptance::Reject
                 } else if changes.iter().any(|c| missing.contains(&c.hash)) {
-                    syncs.push((source, group));
+                    syncs.extend(replica.docs_of(&group).into_iter().map(|d| (source, d)));
                     MessageAcceptance::Ignore
                 } else if changes.iter().any(|c| applied.contains(&c.hash)) {
                     MessageAcceptance::Accept
@@ -1103,9 +1114,11 @@ impl EventLoop {
             return;
         };
         let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
-        for doc in groups {
-            if self.replica.is_member(&doc, &member) {
-                self.start_sync(peer, doc);
+        for group in groups {
+            if self.replica.is_member(&group, &member) {
+                for doc in self.replica.docs_of(&group) {
+                    self.start_sync(peer, doc);
+                }
             }
         }
     }
@@ -1121,11 +1134,14 @@ impl EventLoop {
                 continue;
             };
             let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
-            for doc in groups {
-                if self.replica.is_member(&doc, &member)
-                    && self.replica.peer_heads(&member, &doc) != self.replica.heads(&doc)
-                {
-                    self.start_sync(peer, doc);
+            for group in groups {
+                if !self.replica.is_member(&group, &member) {
+                    continue;
+                }
+                for doc in self.replica.docs_of(&group) {
+                    if self.replica.peer_heads(&member, &doc) != self.replica.heads(&doc) {
+                        self.start_sync(peer, doc);
+                    }
                 }
             }
             if let Some(p) = self.peers.get(&peer) {

@@ -84,9 +84,15 @@ pub trait Replica: Send + Sync + 'static {
     /// Every group this node holds, with its genesis record's bytes (the
     /// seed of the group's gossip seal).
     fn groups(&self) -> Vec<(Hash32, Vec<u8>)>;
+    /// The group a document belongs to (a group document belongs to
+    /// itself); `None` for a document this node does not hold.
+    fn group_of(&self, doc: &Hash32) -> Option<Hash32>;
+    /// Every document of a group this node holds: the group document and
+    /// its ledger periods.
+    fn docs_of(&self, group: &Hash32) -> Vec<Hash32>;
     /// The genesis bytes of one group.
     fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>>;
-    /// Whether `member` is on the group's roll.
+    /// Whether `member` is on the roll of the group `doc` belongs to.
     fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool;
     /// The document's heads (`None` if this node does not hold it).
     fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>>;

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod data_dir;
 pub mod identity;
+pub mod ledger;
 pub mod node;
 
 pub use config::Config;

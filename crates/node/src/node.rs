@@ -10,7 +10,7 @@
 //! change announced (to the network, which publishes local changes), so
 //! nothing is forwarded that is not durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +26,11 @@ use tokio::sync::broadcast;
 
 use crate::data_dir::DataDir;
 use crate::identity;
+use crate::ledger::{
+    account_view, parse_period_kind, payment_view, period_kind, BalanceView, Gate, GroupLedger,
+    LedgerView, PaymentView,
+};
+use nestwork_docs::ledger::{Account, CreditLimit, Equivocation, NoProposals};
 
 /// Why a request to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,12 @@ fn summarise(rejections: &[Rejection]) -> String {
     }
 }
 
+impl From<nestwork_docs::rules::RuleError> for NodeError {
+    fn from(e: nestwork_docs::rules::RuleError) -> Self {
+        NodeError::Invalid(e.0)
+    }
+}
+
 impl From<nestwork_docs::Error> for NodeError {
     fn from(e: nestwork_docs::Error) -> Self {
         NodeError::Invalid(e.to_string())
@@ -88,6 +99,33 @@ pub struct CreateGroup {
     /// An optional first description.
     #[serde(default)]
     pub description: Option<String>,
+    /// The ledger's unit (default "hours").
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// What `pay` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PayRequest {
+    /// A member id (or a unique start of one on the roll), or "commons".
+    pub to: String,
+    /// Minor units.
+    pub amount: u64,
+    /// Optional memo.
+    #[serde(default)]
+    pub memo: String,
+}
+
+/// What `limit` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LimitRequest {
+    /// A member (id or unique start of one), or none for the group default.
+    #[serde(default)]
+    pub member: Option<String>,
+    /// Lowest balance allowed (zero or below).
+    pub floor: i64,
+    /// Highest balance allowed (zero or above).
+    pub ceiling: i64,
 }
 
 /// Node health, for `nestwork status`.
@@ -109,6 +147,10 @@ pub struct Status {
     pub uptime_secs: u64,
     /// How long opening the store and loading documents took.
     pub load_ms: u64,
+    /// Payments held, over all groups.
+    pub payments: usize,
+    /// Frozen accounts (two payments with one sequence number), by group.
+    pub equivocations: Vec<(Hash32, Equivocation)>,
 }
 
 /// The outcome of importing a bundle.
@@ -124,12 +166,93 @@ pub struct ImportReport {
     pub duplicates: usize,
 }
 
+/// What the node holds in memory, under one lock.
+#[derive(Default)]
+struct State {
+    /// Group documents by group id.
+    groups: BTreeMap<Hash32, SignedDoc>,
+    /// Each group's ledger and period documents, by group id.
+    ledgers: BTreeMap<Hash32, GroupLedger>,
+    /// Which group each open period document belongs to.
+    periods: HashMap<Hash32, Hash32>,
+}
+
+impl State {
+    /// Create the ledger of a group whose genesis is known, if missing.
+    fn ensure_ledger(&mut self, group: Hash32, writer: &Writer) {
+        if !self.ledgers.contains_key(&group) {
+            if let Some(l) = self.groups.get(&group).and_then(GroupLedger::of_group) {
+                self.ledgers.insert(group, l);
+            }
+        }
+        if let Some(l) = self.ledgers.get_mut(&group) {
+            l.open_periods(group, writer, &mut self.periods);
+        }
+    }
+
+    /// The group a document belongs to.
+    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+        if self.groups.contains_key(doc) {
+            Some(*doc)
+        } else {
+            self.periods.get(doc).copied()
+        }
+    }
+
+    /// A document by id: a group document or a period document.
+    fn doc(&self, doc: &Hash32) -> Option<&SignedDoc> {
+        if let Some(d) = self.groups.get(doc) {
+            return Some(d);
+        }
+        let group = self.periods.get(doc)?;
+        self.ledgers
+            .get(group)?
+            .periods
+            .values()
+            .find(|d| d.id() == *doc)
+    }
+
+    /// The store kind of a document.
+    fn kind_of(&self, doc: &Hash32) -> Option<String> {
+        if self.groups.contains_key(doc) {
+            return Some("group".to_string());
+        }
+        let group = self.periods.get(doc)?;
+        let (_, period) = self.doc(doc)?.ledger_period_of()?;
+        Some(period_kind(group, period))
+    }
+
+    /// Apply changes to a group or period document with its ledger's gate.
+    fn apply(&mut self, doc: Hash32, changes: Vec<SignedChange>) -> Option<ApplyReport> {
+        let group = self.group_of(&doc)?;
+        let members = self.groups.get(&group)?.members().clone();
+        let ledger = self.ledgers.get_mut(&group);
+        if doc == group {
+            let target = self.groups.get_mut(&group)?;
+            let mut gate = Gate {
+                ledger: ledger.map(|l| &mut l.ledger),
+                members: &members,
+            };
+            Some(target.apply_with(changes, &mut gate))
+        } else {
+            let l = ledger?;
+            let (ledger, periods) = (&mut l.ledger, &mut l.periods);
+            let target = periods.values_mut().find(|d| d.id() == doc)?;
+            let mut gate = Gate {
+                ledger: Some(ledger),
+                members: &members,
+            };
+            Some(target.apply_with(changes, &mut gate))
+        }
+    }
+}
+
 /// The running node's state.
 pub struct Node {
     dir: DataDir,
     writer: Writer,
     store: Store,
-    docs: Mutex<BTreeMap<Hash32, SignedDoc>>,
+    docs: Mutex<State>,
     events: broadcast::Sender<DocEvent>,
     started: Instant,
     load_time: Duration,
@@ -143,13 +266,19 @@ impl Node {
         let device = identity::device_tag(dir)?;
         let writer = Writer::new(key, device);
         let store = Store::open(&dir.store_dir())?;
-        let mut docs = BTreeMap::new();
-        for (id, meta) in store.docs()? {
+        let mut docs = State::default();
+        let stored = store.docs()?;
+        let mut period_docs = Vec::new();
+        for (id, meta) in stored {
+            if let Some((group, period)) = parse_period_kind(&meta.kind) {
+                period_docs.push((group, period, id));
+                continue;
+            }
             let changes = store.changes(&id)?;
             match SignedDoc::load_trusted(id, changes) {
                 Ok(mut doc) => {
                     doc.set_writer(&writer);
-                    docs.insert(id, doc);
+                    docs.groups.insert(id, doc);
                 }
                 // A damaged document must not keep the node from starting;
                 // its changes stay on disk for inspection.
@@ -158,9 +287,35 @@ impl Node {
                 }
             }
         }
+        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        for group in &groups {
+            if let Some(l) = docs.groups.get(group).and_then(GroupLedger::of_group) {
+                docs.ledgers.insert(*group, l);
+            }
+        }
+        for (group, period, id) in period_docs {
+            let Some(l) = docs.ledgers.get_mut(&group) else {
+                tracing::error!(doc = %id, "ledger period of a group this node does not hold");
+                continue;
+            };
+            match SignedDoc::load_ledger_period(group, period, store.changes(&id)?) {
+                Ok(mut doc) => {
+                    doc.set_writer(&writer);
+                    docs.periods.insert(id, group);
+                    l.periods.insert(period, doc);
+                }
+                Err(e) => tracing::error!(doc = %id, error = %e, "cannot load ledger period"),
+            }
+        }
+        for group in groups {
+            if let Some(l) = docs.ledgers.get_mut(&group) {
+                l.absorb_loaded();
+            }
+            docs.ensure_ledger(group, &writer);
+        }
         let load_time = started.elapsed();
         tracing::info!(
-            documents = docs.len(),
+            documents = docs.groups.len() + docs.periods.len(),
             changes = store.change_count(),
             ms = load_time.as_millis() as u64,
             "store loaded"
@@ -183,15 +338,22 @@ impl Node {
 
     /// Node health.
     pub fn status(&self) -> Status {
+        let docs = self.lock();
         Status {
             member: self.member().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_dir: self.dir.root().display().to_string(),
-            groups: self.lock().len(),
+            groups: docs.groups.len(),
             changes: self.store.change_count(),
             store_bytes: self.store.size_on_disk(),
             uptime_secs: self.started.elapsed().as_secs(),
             load_ms: self.load_time.as_millis() as u64,
+            payments: docs.ledgers.values().map(|l| l.ledger.len()).sum(),
+            equivocations: docs
+                .ledgers
+                .iter()
+                .flat_map(|(g, l)| l.ledger.equivocations().into_iter().map(|e| (*g, e)))
+                .collect(),
         }
     }
 
@@ -203,12 +365,13 @@ impl Node {
         };
         let parent = match req.parent.as_deref() {
             None => None,
-            Some(sel) => Some(self.resolve(&self.lock(), sel)?),
+            Some(sel) => Some(self.resolve(&self.lock().groups, sel)?),
         };
         let genesis = GroupGenesis {
             name: req.name,
             kind,
             parent,
+            unit: req.unit.clone().unwrap_or_else(|| "hours".to_string()),
             created_at_ms: now_ms(),
             nonce: rand::random(),
             charter: Charter::default(),
@@ -224,7 +387,8 @@ impl Node {
         {
             let mut docs = self.lock();
             self.store.append(id, &group_meta(), &changes)?;
-            docs.insert(id, doc);
+            docs.groups.insert(id, doc);
+            docs.ensure_ledger(id, &self.writer);
         }
         self.store.flush()?;
         self.announce(id, changes, true);
@@ -234,7 +398,12 @@ impl Node {
 
     /// Every group, sorted by name.
     pub fn groups(&self) -> Vec<GroupView> {
-        let mut views: Vec<GroupView> = self.lock().values().filter_map(GroupView::of).collect();
+        let mut views: Vec<GroupView> = self
+            .lock()
+            .groups
+            .values()
+            .filter_map(GroupView::of)
+            .collect();
         views.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         views
     }
@@ -257,15 +426,16 @@ impl Node {
     pub fn describe(&self, sel: &str, text: &str) -> Result<GroupView, NodeError> {
         let (id, view, change) = {
             let mut docs = self.lock();
-            let id = self.resolve(&docs, sel)?;
+            let id = self.resolve(&docs.groups, sel)?;
             let doc = docs
+                .groups
                 .get_mut(&id)
                 .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
             let change = doc.set_description(&self.writer, text, now_ms())?;
             if let Some(c) = &change {
                 self.persist(&mut docs, id, std::slice::from_ref(c))?;
             }
-            (id, docs.get(&id).and_then(GroupView::of), change)
+            (id, docs.groups.get(&id).and_then(GroupView::of), change)
         };
         self.store.flush()?;
         self.announce(id, change.into_iter().collect(), true);
@@ -288,7 +458,7 @@ impl Node {
     pub fn import(&self, bundle: ChangeBundle) -> Result<ImportReport, NodeError> {
         let report = {
             let mut docs = self.lock();
-            let mut candidate = match docs.get(&bundle.doc) {
+            let mut candidate = match docs.groups.get(&bundle.doc) {
                 Some(doc) => doc.clone(),
                 None => SignedDoc::empty(bundle.doc),
             };
@@ -310,7 +480,8 @@ impl Node {
                     .append(bundle.doc, &group_meta(), &report.applied)?;
             }
             candidate.set_writer(&self.writer);
-            docs.insert(bundle.doc, candidate);
+            docs.groups.insert(bundle.doc, candidate);
+            docs.ensure_ledger(bundle.doc, &self.writer);
             (
                 ImportReport {
                     doc: bundle.doc,
@@ -338,21 +509,39 @@ impl Node {
     ) -> Result<ApplyReport, NodeError> {
         let report = {
             let mut docs = self.lock();
-            let known = docs.contains_key(&doc);
+            let known = docs.group_of(&doc).is_some();
             if !known && !joining {
                 return Err(NodeError::NotFound(doc.to_hex()));
             }
-            let target = docs.entry(doc).or_insert_with(|| SignedDoc::empty(doc));
-            let report = target.apply(changes);
-            if !known && target.genesis().is_none() {
-                docs.remove(&doc);
-            } else if !report.applied.is_empty() {
-                if !known {
-                    if let Some(d) = docs.get_mut(&doc) {
-                        d.set_writer(&self.writer);
-                    }
+            let report = if known {
+                docs.apply(doc, changes)
+                    .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?
+            } else {
+                // A group joined: its genesis first, so that its ledger
+                // exists to judge limit changes among the rest.
+                docs.groups.insert(doc, SignedDoc::empty(doc));
+                let (first, rest): (Vec<_>, Vec<_>) = changes
+                    .into_iter()
+                    .partition(|c| nestwork_docs::engine::is_first_change(&c.change));
+                let mut report = docs.apply(doc, first).unwrap_or_default();
+                let genesis_known = docs.groups.get(&doc).is_some_and(|d| d.genesis().is_some());
+                if !genesis_known {
+                    docs.groups.remove(&doc);
+                    return Ok(report);
                 }
+                if let Some(d) = docs.groups.get_mut(&doc) {
+                    d.set_writer(&self.writer);
+                }
+                docs.ensure_ledger(doc, &self.writer);
+                let more = docs.apply(doc, rest).unwrap_or_default();
+                report.merge(more);
+                report
+            };
+            if !report.applied.is_empty() {
                 self.persist(&mut docs, doc, &report.applied)?;
+                if let Some(group) = docs.group_of(&doc) {
+                    docs.ensure_ledger(group, &self.writer);
+                }
             }
             report
         };
@@ -370,6 +559,7 @@ impl Node {
         let change = {
             let mut docs = self.lock();
             let group = docs
+                .groups
                 .get_mut(doc)
                 .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?;
             if let Some(used) = group.admission_by_ticket(&ticket) {
@@ -388,7 +578,8 @@ impl Node {
                 ticket,
                 admitted_at_ms: now_ms(),
             });
-            let (_, change) = group.add_record(&self.writer, body, now_ms())?;
+            let (_, change) =
+                group.add_record(&self.writer, body, &mut nestwork_docs::NoLedger, now_ms())?;
             self.persist(&mut docs, *doc, std::slice::from_ref(&change))?;
             change
         };
@@ -396,6 +587,195 @@ impl Node {
         tracing::info!(group = %doc.short(), %member, "member admitted");
         self.announce(*doc, vec![change], true);
         Ok(())
+    }
+
+    /// Pay `req.amount` from this member's account in group `sel`. The
+    /// payment cites what this node has seen and is checked by the rules
+    /// every peer applies before it is signed; it is durable before this
+    /// returns.
+    pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
+        let (doc_id, change, view) = {
+            let mut docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let members = docs
+                .groups
+                .get(&group)
+                .map(|d| d.members().clone())
+                .unwrap_or_default();
+            let to = account_of(&members, &req.to)?;
+            let me = self.member();
+            let state = &mut *docs;
+            let l = state
+                .ledgers
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let payment = l.ledger.prepare(
+                &me,
+                Account::Member(me),
+                to,
+                req.amount,
+                &req.memo,
+                None,
+                now_ms(),
+                &|m: &MemberId| members.contains(m),
+                &NoProposals,
+            )?;
+            l.open_periods(group, &self.writer, &mut state.periods);
+            let period = payment.period;
+            let GroupLedger { ledger, periods } = l;
+            let doc = periods
+                .get_mut(&period)
+                .ok_or_else(|| NodeError::Invalid(format!("ledger period {period} is not open")))?;
+            let mut gate = Gate {
+                ledger: Some(ledger),
+                members: &members,
+            };
+            let (id, change) = doc.add_record(
+                &self.writer,
+                RecordBody::Payment(payment),
+                &mut gate,
+                now_ms(),
+            )?;
+            let doc_id = doc.id();
+            self.persist(&mut docs, doc_id, std::slice::from_ref(&change))?;
+            docs.ensure_ledger(group, &self.writer);
+            let l = docs
+                .ledgers
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let entry = l
+                .ledger
+                .entry(&id)
+                .ok_or_else(|| NodeError::Invalid("the payment went missing".into()))?;
+            (doc_id, change, payment_view(&l.ledger, entry))
+        };
+        self.store.flush()?;
+        tracing::info!(payment = %view.id.short(), to = %view.to, amount = view.amount, "payment made");
+        self.announce(doc_id, vec![change], true);
+        Ok(view)
+    }
+
+    /// Set credit limits in group `sel` (its creator only, until the
+    /// governance issue makes this a decision of passed proposals).
+    pub fn set_limit(&self, sel: &str, req: &LimitRequest) -> Result<BalanceView, NodeError> {
+        let (group, change) = {
+            let mut docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let state = &mut *docs;
+            let doc = state
+                .groups
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let members = doc.members().clone();
+            let member = match &req.member {
+                None => None,
+                Some(m) => match account_of(&members, m)? {
+                    Account::Member(m) => Some(m),
+                    Account::Commons => {
+                        return Err(NodeError::Invalid(
+                            "the commons' limits are fixed: it cannot go below zero".into(),
+                        ))
+                    }
+                },
+            };
+            let l = state
+                .ledgers
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let head = l.ledger.limit_head();
+            let seq = head
+                .and_then(|_| l.ledger.limit_seq_of_head())
+                .map_or(1, |s| s + 1);
+            let body = RecordBody::CreditLimit(CreditLimit {
+                member,
+                floor: req.floor,
+                ceiling: req.ceiling,
+                seq,
+                prev: head,
+            });
+            let mut gate = Gate {
+                ledger: Some(&mut l.ledger),
+                members: &members,
+            };
+            let (_, change) = doc.add_record(&self.writer, body, &mut gate, now_ms())?;
+            self.persist(&mut docs, group, std::slice::from_ref(&change))?;
+            (group, change)
+        };
+        self.store.flush()?;
+        self.announce(group, vec![change], true);
+        self.balance(&group.to_hex(), req.member.as_deref())
+    }
+
+    /// Balances in group `sel`: one account, or every member's and the
+    /// commons'.
+    pub fn balance(&self, sel: &str, account: Option<&str>) -> Result<BalanceView, NodeError> {
+        let docs = self.lock();
+        let group = self.resolve(&docs.groups, sel)?;
+        let doc = docs
+            .groups
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let l = docs
+            .ledgers
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let accounts: Vec<Account> = match account {
+            Some(a) => vec![account_of(doc.members(), a)?],
+            None => {
+                let mut all: Vec<Account> =
+                    doc.members().iter().map(|m| Account::Member(*m)).collect();
+                all.push(Account::Commons);
+                all
+            }
+        };
+        Ok(BalanceView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            accounts: accounts
+                .iter()
+                .map(|a| account_view(&l.ledger, a))
+                .collect(),
+            total: l.ledger.balances().values().sum(),
+            payments: l.ledger.len(),
+            equivocations: l.ledger.equivocations(),
+        })
+    }
+
+    /// A page of group `sel`'s payments, newest first; only those touching
+    /// `account` when given.
+    pub fn ledger(
+        &self,
+        sel: &str,
+        account: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<LedgerView, NodeError> {
+        let docs = self.lock();
+        let group = self.resolve(&docs.groups, sel)?;
+        let doc = docs
+            .groups
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let l = docs
+            .ledgers
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let account = account.map(|a| account_of(doc.members(), a)).transpose()?;
+        Ok(LedgerView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            payments: l
+                .ledger
+                .history(account.as_ref(), skip, limit.min(1_000))
+                .into_iter()
+                .map(|e| payment_view(&l.ledger, e))
+                .collect(),
+            total: l.ledger.len(),
+            periods: l.ledger.periods().iter().map(|(k, v)| (*k, *v)).collect(),
+            equivocations: l.ledger.equivocations(),
+        })
     }
 
     /// Events about documents: every stored change, local or received.
@@ -418,23 +798,54 @@ impl Node {
     /// that memory does not run ahead of the disk.
     fn persist(
         &self,
-        docs: &mut MutexGuard<'_, BTreeMap<Hash32, SignedDoc>>,
+        docs: &mut MutexGuard<'_, State>,
         id: Hash32,
         changes: &[SignedChange],
     ) -> Result<(), NodeError> {
-        if let Err(e) = self.store.append(id, &group_meta(), changes) {
-            tracing::error!(doc = %id.short(), error = %e, "store append failed; reloading document");
-            let stored = self.store.changes(&id)?;
-            match SignedDoc::load_trusted(id, stored) {
-                Ok(mut doc) => {
-                    doc.set_writer(&self.writer);
-                    docs.insert(id, doc);
-                }
-                Err(_) => {
-                    docs.remove(&id);
-                }
+        let meta = DocMeta {
+            kind: docs.kind_of(&id).unwrap_or_else(|| "group".to_string()),
+            first_stored_ms: now_ms(),
+        };
+        if let Err(e) = self.store.append(id, &meta, changes) {
+            tracing::error!(doc = %id.short(), error = %e, "store append failed; reloading");
+            // Memory must not run ahead of the disk: rebuild this group
+            // (its document, its ledger and its periods) from the store.
+            if let Some(group) = docs.group_of(&id) {
+                self.reload_group(docs, group)?;
             }
             return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Rebuild one group's document, ledger and periods from the store.
+    fn reload_group(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+        if let Some(l) = docs.ledgers.remove(&group) {
+            for d in l.periods.values() {
+                docs.periods.remove(&d.id());
+            }
+        }
+        docs.groups.remove(&group);
+        let stored = self.store.changes(&group)?;
+        if let Ok(mut doc) = SignedDoc::load_trusted(group, stored) {
+            doc.set_writer(&self.writer);
+            docs.groups.insert(group, doc);
+        }
+        if let Some(mut l) = docs.groups.get(&group).and_then(GroupLedger::of_group) {
+            for (id, meta) in self.store.docs()? {
+                match parse_period_kind(&meta.kind) {
+                    Some((g, period)) if g == group => {
+                        let doc =
+                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        docs.periods.insert(id, group);
+                        l.periods.insert(period, doc);
+                    }
+                    _ => {}
+                }
+            }
+            l.absorb_loaded();
+            docs.ledgers.insert(group, l);
+            docs.ensure_ledger(group, &self.writer);
         }
         Ok(())
     }
@@ -445,8 +856,9 @@ impl Node {
         f: impl FnOnce(&SignedDoc) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
         let docs = self.lock();
-        let id = self.resolve(&docs, sel)?;
-        docs.get(&id)
+        let id = self.resolve(&docs.groups, sel)?;
+        docs.groups
+            .get(&id)
             .ok_or_else(|| NodeError::NotFound(sel.to_string()))
             .and_then(f)
     }
@@ -492,7 +904,7 @@ impl Node {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<Hash32, SignedDoc>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a document half-changed
         // (the engine only swaps in fully checked state), so keep serving.
         self.docs
@@ -510,25 +922,41 @@ impl Node {
 impl Replica for Node {
     fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
         self.lock()
+            .groups
             .values()
             .filter_map(|d| d.genesis().map(|(r, _)| (d.id(), r.encode())))
             .collect()
     }
 
+    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+        self.lock().group_of(doc)
+    }
+
+    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+        let docs = self.lock();
+        let mut out = vec![*group];
+        if let Some(l) = docs.ledgers.get(group) {
+            out.extend(l.periods.values().map(SignedDoc::id));
+        }
+        out
+    }
+
     fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
         self.lock()
+            .groups
             .get(doc)
             .and_then(|d| d.genesis().map(|(r, _)| r.encode()))
     }
 
     fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
-        self.lock()
-            .get(doc)
+        let docs = self.lock();
+        docs.group_of(doc)
+            .and_then(|g| docs.groups.get(&g))
             .is_some_and(|d| d.members().contains(member))
     }
 
     fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
-        self.lock().get(doc).map(SignedDoc::heads)
+        self.lock().doc(doc).map(SignedDoc::heads)
     }
 
     fn changes_since(
@@ -539,7 +967,7 @@ impl Replica for Node {
     ) -> (Vec<SignedChange>, bool) {
         let all = self
             .lock()
-            .get(doc)
+            .doc(doc)
             .map(|d| d.changes_since(have))
             .unwrap_or_default();
         let mut size = 0;
@@ -582,6 +1010,40 @@ impl Replica for Node {
     }
 }
 
+/// An account named on the command line: "commons", a member id, or a
+/// unique start (4+ characters) of the id of a member on the roll.
+fn account_of(
+    members: &std::collections::BTreeSet<MemberId>,
+    sel: &str,
+) -> Result<Account, NodeError> {
+    let sel = sel.trim();
+    if let Ok(a) = sel.parse::<Account>() {
+        return match a {
+            Account::Member(m) if !members.contains(&m) => Err(NodeError::Invalid(format!(
+                "{m} is not a member of this group"
+            ))),
+            a => Ok(a),
+        };
+    }
+    let found: Vec<&MemberId> = if sel.len() >= 4 {
+        members
+            .iter()
+            .filter(|m| m.to_string().starts_with(sel))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match found.as_slice() {
+        [one] => Ok(Account::Member(**one)),
+        [] => Err(NodeError::Invalid(format!(
+            "no member of this group matches {sel:?}; `nestwork group show` lists them"
+        ))),
+        _ => Err(NodeError::Invalid(format!(
+            "{sel:?} matches several members; use more of the id"
+        ))),
+    }
+}
+
 fn group_meta() -> DocMeta {
     DocMeta {
         kind: "group".to_string(),
@@ -611,6 +1073,7 @@ mod tests {
             kind: None,
             parent: None,
             description: Some("tools and seeds".into()),
+            unit: None,
         })
     }
 

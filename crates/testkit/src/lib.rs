@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
-use nestwork_core::{Hash32, MemberId, MemberKey};
+use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use nestwork_net::actor::peer_of;
 use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
 use nestwork_node::node::CreateGroup;
@@ -138,9 +139,74 @@ impl TestNode {
                 kind: None,
                 parent: None,
                 description: None,
+                unit: None,
             })
             .expect("create group")
             .id
+    }
+
+    /// Sign a payment as member `seed` on another device (tag `device`),
+    /// built from what this node holds, the way a second machine with the
+    /// same key would: it cites this node's view of the ledger. Returns the
+    /// period document and the signed change, not yet given to anyone.
+    pub fn payment_from_elsewhere(
+        &self,
+        group: Hash32,
+        seed: u8,
+        device: [u8; 8],
+        to: MemberId,
+        amount: u64,
+    ) -> (Hash32, SignedChange) {
+        use nestwork_docs::ledger::{Account, NoProposals};
+        use nestwork_node::ledger::{period_id, Gate, GroupLedger};
+        let replica: &dyn Replica = &*self.node;
+        let mut group_doc = SignedDoc::empty(group);
+        let report = group_doc.apply(replica.changes_since(&group, &[], usize::MAX).0);
+        assert!(report.rejected.is_empty(), "group copy");
+        let mut ledger = GroupLedger::of_group(&group_doc).expect("ledger");
+        let members = group_doc.members().clone();
+        let mut period = 0;
+        loop {
+            let id = period_id(&group, period);
+            if replica.heads(&id).is_none() {
+                break;
+            }
+            let mut doc = SignedDoc::ledger_period(group, period).expect("period");
+            let changes = replica.changes_since(&id, &[], usize::MAX).0;
+            let mut gate = Gate {
+                ledger: Some(&mut ledger.ledger),
+                members: &members,
+            };
+            let report = doc.apply_with(changes, &mut gate);
+            assert!(report.rejected.is_empty(), "period copy");
+            ledger.periods.insert(period, doc);
+            period += 1;
+        }
+        let writer = Writer::new(key(seed), device);
+        let payment = ledger
+            .ledger
+            .prepare(
+                &writer.id(),
+                Account::Member(writer.id()),
+                Account::Member(to),
+                amount,
+                "from elsewhere",
+                None,
+                1,
+                &|m: &MemberId| members.contains(m),
+                &NoProposals,
+            )
+            .expect("a payment within the rules");
+        let GroupLedger { ledger, periods } = &mut ledger;
+        let doc = periods.get_mut(&payment.period).expect("open period");
+        let mut gate = Gate {
+            ledger: Some(ledger),
+            members: &members,
+        };
+        let (_, change) = doc
+            .add_record(&writer, RecordBody::Payment(payment), &mut gate, 1)
+            .expect("sign");
+        (doc.id(), change)
     }
 
     /// Invite from this node and join from `other` over the network.

@@ -1,0 +1,827 @@
+//! The mutual-credit ledger: payments, limits, balances and equivocations.
+//! Pure logic, no I/O, no clock.
+//!
+//! Each account (a member, or the group's commons) has a hash chain of the
+//! payments out of it: sequence numbers from 1, each naming the previous
+//! payment's id. A payment also names the payments it was made against: the
+//! newest payment of every other chain the payer's node had seen (`seen`),
+//! and the newest limit change it had seen (`limits`). Those citations are
+//! the payer's **causal past**, fixed in the signed record, so the verdict
+//! on a payment depends on nothing but the payment and what it cites:
+//!
+//! - the payer's balance in that past, minus the amount, is at or above its
+//!   floor (the commons' floor is zero);
+//! - the payee's balance in that past, plus the amount, is at or below its
+//!   ceiling (ceilings are not exact: two payers who have not seen each other
+//!   can together pass one; the account then receives nothing more until it
+//!   is back under it, as design §4 says).
+//!
+//! A payment that cites something this node does not have yet waits
+//! ([`Refusal::Missing`]); every node that has what it cites reaches the
+//! same verdict. All valid payments count in balances, so balances sum to
+//! zero, and an honest account never goes past its floor: what it cited is
+//! a subset of what counts.
+//!
+//! Two valid payments on one chain with the same sequence number are an
+//! equivocation (the same key on two machines, or a cheat). Both are kept
+//! and counted (the payees were paid in good faith); the pair is the proof,
+//! the account is shown frozen everywhere, and no node signs another
+//! payment from it. (A payment's own chain is linear, so its causal past
+//! can never hold its own fork: a modified node that keeps spending on one
+//! branch is held to its floor on that branch, and flagged.)
+//!
+//! Sums along a chain use per-payee prefix sums, so checking a payment costs
+//! O(cited chains x log n) whatever the history's length; a chain with an
+//! equivocation below the cited point is summed by walking it instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use nestwork_core::{Hash32, MemberId};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::RuleError;
+
+/// Largest amount of one payment, in minor units.
+pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
+/// Longest memo, in characters.
+pub const MAX_MEMO_CHARS: usize = 280;
+/// Most chains a payment may cite.
+pub const MAX_SEEN: usize = 4_096;
+/// Largest absolute credit limit, in minor units.
+pub const MAX_LIMIT: i64 = 1_000_000_000_000_000;
+
+/// An account on a group's ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Account {
+    /// The group's solidarity fund, spent only by passed proposals.
+    Commons,
+    /// A member's account.
+    Member(MemberId),
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Commons => f.write_str("commons"),
+            Account::Member(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Account {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "commons" {
+            return Ok(Account::Commons);
+        }
+        s.parse::<MemberId>()
+            .map(Account::Member)
+            .map_err(|_| format!("{s:?} is neither a member id nor \"commons\""))
+    }
+}
+
+/// A payment, signed by the member who makes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The account paid from: the signer's own, or the commons (then
+    /// `proposal` names the passed proposal that orders it).
+    pub from: Account,
+    /// The account paid to.
+    pub to: Account,
+    /// Minor units, 1 to [`MAX_AMOUNT`].
+    pub amount: u64,
+    /// Free text, up to [`MAX_MEMO_CHARS`] characters.
+    pub memo: String,
+    /// Position on the `from` chain, from 1.
+    pub seq: u64,
+    /// The previous payment on the `from` chain (`None` only for seq 1).
+    pub prev: Option<Hash32>,
+    /// The ledger period (document) this payment is stored in.
+    pub period: u64,
+    /// The newest payment of every other chain the payer had seen, sorted.
+    pub seen: Vec<Hash32>,
+    /// The newest credit-limit change the payer had seen.
+    pub limits: Option<Hash32>,
+    /// For a payment out of the commons: the passed proposal ordering it.
+    pub proposal: Option<Hash32>,
+    /// When, by the payer's clock (ms since the Unix epoch). Shown, never
+    /// used in a verdict.
+    pub made_at_ms: u64,
+}
+
+/// A change of credit limits, by the member entitled to set them (the
+/// group's creator; passed proposals once governance exists). Limit changes
+/// form a chain of their own, cited by payments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditLimit {
+    /// Whose limits: one member's, or the group default when `None`.
+    pub member: Option<MemberId>,
+    /// Lowest balance allowed (zero or below).
+    pub floor: i64,
+    /// Highest balance allowed (zero or above).
+    pub ceiling: i64,
+    /// Position on the limit chain, from 1.
+    pub seq: u64,
+    /// The previous limit change (`None` only for seq 1).
+    pub prev: Option<Hash32>,
+}
+
+/// Why a payment or limit change cannot be accepted now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It cites records this node does not have yet: wait for them.
+    Missing(Vec<Hash32>),
+    /// It breaks a rule; it will never be valid.
+    Broken(RuleError),
+}
+
+impl From<RuleError> for Refusal {
+    fn from(e: RuleError) -> Self {
+        Refusal::Broken(e)
+    }
+}
+
+fn broken<T>(msg: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::Broken(RuleError(msg.into())))
+}
+
+/// Decides whether a passed proposal orders a payment out of the commons.
+/// The governance issue supplies the real one; until then
+/// [`NoProposals`] refuses every payout.
+pub trait PayoutGate {
+    /// `Ok` if `proposal` passed and orders paying `amount` to `to`.
+    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), String>;
+}
+
+/// No proposal has passed: the commons cannot be paid out of.
+pub struct NoProposals;
+
+impl PayoutGate for NoProposals {
+    fn authorizes(&self, proposal: &Hash32, _: &Account, _: u64) -> Result<(), String> {
+        Err(format!(
+            "no passed proposal {} orders this payout",
+            proposal.short()
+        ))
+    }
+}
+
+/// Two signed payments with the same payer and sequence number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Equivocation {
+    /// The account.
+    pub account: Account,
+    /// The sequence number both claim.
+    pub seq: u64,
+    /// The two payment ids, sorted.
+    pub payments: [Hash32; 2],
+}
+
+/// One accepted payment, as the ledger keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The payment id (hash of the signed record).
+    pub id: Hash32,
+    /// Who signed it.
+    pub signer: MemberId,
+    /// The payment.
+    pub payment: Payment,
+    /// Total paid out of `from` along this chain, this payment included.
+    out_total: i128,
+}
+
+#[derive(Default)]
+struct Chain {
+    /// Payment ids by seq - 1 (more than one where the chain forks).
+    by_seq: Vec<Vec<Hash32>>,
+    /// Lowest seq with two payments.
+    first_fork: Option<u64>,
+    /// Per payee: (seq, running total paid to it along the chain), in the
+    /// order accepted. Exact for any seq below `first_fork`.
+    to: HashMap<Account, Vec<(u64, i128)>>,
+}
+
+struct LimitEntry {
+    change: CreditLimit,
+}
+
+/// Limits in force: the charter's defaults, and the limit changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Lowest balance allowed.
+    pub floor: i64,
+    /// Highest balance allowed.
+    pub ceiling: i64,
+}
+
+/// A group's ledger: every accepted payment and what follows from them.
+pub struct Ledger {
+    unit: String,
+    authority: MemberId,
+    defaults: Limits,
+    period_payments: u64,
+    entries: HashMap<Hash32, Entry>,
+    chains: HashMap<Account, Chain>,
+    balances: BTreeMap<Account, i128>,
+    limit_changes: HashMap<Hash32, LimitEntry>,
+    limit_chain: Vec<Vec<Hash32>>,
+    period_counts: BTreeMap<u64, u64>,
+    /// Accepted payment ids in the order accepted (newest last).
+    order: Vec<Hash32>,
+}
+
+/// The balances and chain heads a payment was evaluated against.
+struct View<'a> {
+    heads: HashMap<Account, &'a Entry>,
+}
+
+impl Ledger {
+    /// An empty ledger in `unit`, with limits set by `authority` on top of
+    /// the charter's `defaults`, cut into periods of `period_payments`.
+    pub fn new(unit: &str, authority: MemberId, defaults: Limits, period_payments: u32) -> Self {
+        Ledger {
+            unit: unit.to_string(),
+            authority,
+            defaults,
+            period_payments: u64::from(period_payments.max(1)),
+            entries: HashMap::new(),
+            chains: HashMap::new(),
+            balances: BTreeMap::new(),
+            limit_changes: HashMap::new(),
+            limit_chain: Vec::new(),
+            period_counts: BTreeMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// The unit amounts are counted in.
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    /// Check a payment signed by `signer` against the rules, without
+    /// changing anything. `is_member` says who is on the roll.
+    pub fn check(
+        &self,
+        signer: &MemberId,
+        p: &Payment,
+        is_member: &dyn Fn(&MemberId) -> bool,
+        gate: &dyn PayoutGate,
+    ) -> Result<(), Refusal> {
+        check_shape(signer, p)?;
+        let mut missing = Vec::new();
+        for id in p.prev.iter().chain(&p.seen).chain(&p.limits) {
+            let known = self.entries.contains_key(id) || self.limit_changes.contains_key(id);
+            if !known {
+                missing.push(*id);
+            }
+        }
+        for m in [Some(signer), member_of(&p.to)].into_iter().flatten() {
+            if !is_member(m) {
+                // The admission may still be on its way: wait, do not judge.
+                return Err(Refusal::Missing(missing));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Refusal::Missing(missing));
+        }
+        if let Some(l) = &p.limits {
+            if !self.limit_changes.contains_key(l) {
+                return broken("the cited limit change is a payment");
+            }
+        }
+
+        // The chain link.
+        let prev = match &p.prev {
+            None => None,
+            Some(id) => {
+                let Some(e) = self.entries.get(id) else {
+                    return broken("the previous payment named is a limit change");
+                };
+                if e.payment.from != p.from || e.payment.seq + 1 != p.seq {
+                    return broken(format!(
+                        "broken chain: the previous payment named is not payment {} of {}",
+                        p.seq - 1,
+                        p.from
+                    ));
+                }
+                Some(e)
+            }
+        };
+
+        // The causal past.
+        let mut view = View {
+            heads: HashMap::new(),
+        };
+        if let Some(e) = prev {
+            view.heads.insert(p.from, e);
+        }
+        let mut base_period = prev.map_or(0, |e| e.payment.period);
+        for id in &p.seen {
+            let Some(e) = self.entries.get(id) else {
+                return broken("a cited payment is a limit change");
+            };
+            if e.payment.from == p.from {
+                return broken(
+                    "a payment cites its own chain in `seen`; that is what `prev` is for",
+                );
+            }
+            if view.heads.insert(e.payment.from, e).is_some() {
+                return broken(format!("two cited payments from {}", e.payment.from));
+            }
+            base_period = base_period.max(e.payment.period);
+        }
+        if p.period < base_period || p.period > base_period + 1 {
+            return broken(format!(
+                "payment filed in period {}; what it cites puts it in period {base_period} or {}",
+                p.period,
+                base_period + 1
+            ));
+        }
+        // Commons payouts.
+        if p.from == Account::Commons {
+            let Some(proposal) = &p.proposal else {
+                return broken(
+                    "a payment out of the commons must name the passed proposal ordering it",
+                );
+            };
+            gate.authorizes(proposal, &p.to, p.amount)
+                .map_err(|e| Refusal::Broken(RuleError(e)))?;
+            let mut cursor = prev;
+            while let Some(e) = cursor {
+                if e.payment.proposal.as_ref() == Some(proposal) {
+                    return broken(format!(
+                        "proposal {} has already been paid out",
+                        proposal.short()
+                    ));
+                }
+                cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
+            }
+        }
+
+        // Limits, evaluated in the causal past.
+        let amount = i128::from(p.amount);
+        let payer_after = self.balance_in(&view, &p.from) - amount;
+        let payer_floor = self.limits_at(&p.limits, &p.from)?.floor;
+        if payer_after < i128::from(payer_floor) {
+            let whose = match p.from {
+                Account::Commons => "the commons' floor".to_string(),
+                Account::Member(_) => "your floor".to_string(),
+            };
+            return broken(format!(
+                "would take {} to {payer_after} {unit}; {whose} is {payer_floor} {unit}",
+                self.subject(&p.from, signer),
+                unit = self.unit
+            ));
+        }
+        if p.to != Account::Commons {
+            let payee_after = self.balance_in(&view, &p.to) + amount;
+            let ceiling = self.limits_at(&p.limits, &p.to)?.ceiling;
+            if payee_after > i128::from(ceiling) {
+                return broken(format!(
+                    "would take {} to {payee_after} {unit}; their ceiling is {ceiling} {unit}",
+                    p.to,
+                    unit = self.unit
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn subject(&self, account: &Account, signer: &MemberId) -> String {
+        match account {
+            Account::Member(m) if m == signer => "you".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Record a payment that passed [`Ledger::check`].
+    pub fn insert(&mut self, id: Hash32, signer: MemberId, payment: Payment) {
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        let amount = i128::from(payment.amount);
+        let out_total = payment
+            .prev
+            .and_then(|p| self.entries.get(&p))
+            .map_or(0, |e| e.out_total)
+            + amount;
+        let chain = self.chains.entry(payment.from).or_default();
+        let slot = (payment.seq - 1) as usize;
+        if chain.by_seq.len() <= slot {
+            chain.by_seq.resize_with(slot + 1, Vec::new);
+        }
+        chain.by_seq[slot].push(id);
+        chain.by_seq[slot].sort();
+        if chain.by_seq[slot].len() > 1 {
+            chain.first_fork = Some(chain.first_fork.map_or(payment.seq, |f| f.min(payment.seq)));
+        }
+        let to = chain.to.entry(payment.to).or_default();
+        let before = match payment.prev {
+            Some(_) => to.last().map_or(0, |l| l.1),
+            None => 0,
+        };
+        to.push((payment.seq, before + amount));
+        *self.balances.entry(payment.from).or_default() -= amount;
+        *self.balances.entry(payment.to).or_default() += amount;
+        *self.period_counts.entry(payment.period).or_default() += 1;
+        self.order.push(id);
+        self.entries.insert(
+            id,
+            Entry {
+                id,
+                signer,
+                payment,
+                out_total,
+            },
+        );
+    }
+
+    /// Judge a ledger record from `author` and record it if valid.
+    pub fn admit(
+        &mut self,
+        author: &MemberId,
+        id: Hash32,
+        body: &crate::RecordBody,
+        is_member: &dyn Fn(&MemberId) -> bool,
+        gate: &dyn PayoutGate,
+    ) -> Result<(), Refusal> {
+        match body {
+            crate::RecordBody::Payment(p) => {
+                self.check(author, p, is_member, gate)?;
+                self.insert(id, *author, p.clone());
+                Ok(())
+            }
+            crate::RecordBody::CreditLimit(c) => {
+                self.check_limit(author, c)?;
+                self.insert_limit(id, c.clone());
+                Ok(())
+            }
+            other => broken(format!("a {} is not a ledger record", other.kind_name())),
+        }
+    }
+
+    /// Record payments this node accepted earlier (read back from its own
+    /// store), in an order where everything a payment cites comes first.
+    pub fn insert_trusted(&mut self, payments: Vec<(Hash32, MemberId, Payment)>) {
+        let mut waiting: HashMap<Hash32, Vec<usize>> = HashMap::new();
+        let mut blockers: Vec<usize> = vec![0; payments.len()];
+        let ids: BTreeSet<Hash32> = payments.iter().map(|(id, _, _)| *id).collect();
+        let mut ready = Vec::new();
+        for (i, (_, _, p)) in payments.iter().enumerate() {
+            for dep in p.prev.iter().chain(&p.seen) {
+                if ids.contains(dep) && !self.entries.contains_key(dep) {
+                    blockers[i] += 1;
+                    waiting.entry(*dep).or_default().push(i);
+                }
+            }
+            if blockers[i] == 0 {
+                ready.push(i);
+            }
+        }
+        let mut slots: Vec<Option<(Hash32, MemberId, Payment)>> =
+            payments.into_iter().map(Some).collect();
+        while let Some(i) = ready.pop() {
+            let Some((id, signer, payment)) = slots[i].take() else {
+                continue;
+            };
+            self.insert(id, signer, payment);
+            for d in waiting.remove(&id).unwrap_or_default() {
+                blockers[d] -= 1;
+                if blockers[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+    }
+
+    /// Check a credit-limit change signed by `signer`.
+    pub fn check_limit(&self, signer: &MemberId, c: &CreditLimit) -> Result<(), Refusal> {
+        if *signer != self.authority {
+            return broken(format!(
+                "only {} may change credit limits in this group",
+                self.authority
+            ));
+        }
+        if c.floor > 0 || c.floor < -MAX_LIMIT {
+            return broken(format!("a floor must lie between -{MAX_LIMIT} and 0"));
+        }
+        if c.ceiling < 0 || c.ceiling > MAX_LIMIT {
+            return broken(format!("a ceiling must lie between 0 and {MAX_LIMIT}"));
+        }
+        match (&c.prev, c.seq) {
+            (None, 1) => Ok(()),
+            (Some(prev), seq) if seq > 1 => match self.limit_changes.get(prev) {
+                None => Err(Refusal::Missing(vec![*prev])),
+                Some(e) if e.change.seq + 1 == seq => Ok(()),
+                Some(_) => broken("broken chain: the previous limit change has the wrong number"),
+            },
+            _ => broken("broken chain: limit change 1 names no previous one, and only it"),
+        }
+    }
+
+    /// Record a limit change that passed [`Ledger::check_limit`].
+    pub fn insert_limit(&mut self, id: Hash32, change: CreditLimit) {
+        if self.limit_changes.contains_key(&id) {
+            return;
+        }
+        let slot = (change.seq - 1) as usize;
+        if self.limit_chain.len() <= slot {
+            self.limit_chain.resize_with(slot + 1, Vec::new);
+        }
+        self.limit_chain[slot].push(id);
+        self.limit_chain[slot].sort();
+        self.limit_changes.insert(id, LimitEntry { change });
+    }
+
+    /// The limits of `account` after the limit change `at` (the charter's
+    /// defaults when `None`).
+    fn limits_at(&self, at: &Option<Hash32>, account: &Account) -> Result<Limits, Refusal> {
+        if *account == Account::Commons {
+            return Ok(Limits {
+                floor: 0,
+                ceiling: i64::MAX,
+            });
+        }
+        let mut own = None;
+        let mut default = None;
+        let mut cursor = at.and_then(|id| self.limit_changes.get(&id));
+        while let Some(e) = cursor {
+            let limits = Limits {
+                floor: e.change.floor,
+                ceiling: e.change.ceiling,
+            };
+            match e.change.member {
+                Some(m) if Account::Member(m) == *account && own.is_none() => own = Some(limits),
+                None if default.is_none() => default = Some(limits),
+                _ => {}
+            }
+            if own.is_some() {
+                break;
+            }
+            cursor = e.change.prev.and_then(|id| self.limit_changes.get(&id));
+        }
+        Ok(own.or(default).unwrap_or(self.defaults))
+    }
+
+    /// The limits in force for `account` as this node knows them.
+    pub fn limits_of(&self, account: &Account) -> Limits {
+        self.limits_at(&self.limit_head(), account)
+            .unwrap_or(self.defaults)
+    }
+
+    /// The sequence number of the newest limit change.
+    pub fn limit_seq_of_head(&self) -> Option<u64> {
+        self.limit_head()
+            .and_then(|id| self.limit_changes.get(&id))
+            .map(|e| e.change.seq)
+    }
+
+    /// The newest limit change (lowest id where the chain forks).
+    pub fn limit_head(&self) -> Option<Hash32> {
+        self.limit_chain.last().and_then(|ids| ids.first()).copied()
+    }
+
+    /// Build the next payment out of `from` as this node knows the ledger,
+    /// and check it by the same rules a peer will: the node never signs
+    /// what others would refuse.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare(
+        &self,
+        signer: &MemberId,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+        made_at_ms: u64,
+        is_member: &dyn Fn(&MemberId) -> bool,
+        gate: &dyn PayoutGate,
+    ) -> Result<Payment, RuleError> {
+        if let Some(e) = self.frozen(&from) {
+            return Err(RuleError(format!(
+                "account {from} is frozen: it signed two payments with sequence number {} ({} and {}); the group must decide",
+                e.seq,
+                e.payments[0].short(),
+                e.payments[1].short()
+            )));
+        }
+        if let Account::Member(m) = to {
+            if !is_member(&m) {
+                return Err(RuleError(format!("{m} is not a member of this group")));
+            }
+        }
+        let prev = self.head_of(&from);
+        let mut seen: Vec<Hash32> = self
+            .chains
+            .keys()
+            .filter(|a| **a != from)
+            .filter_map(|a| self.head_of(a))
+            .map(|e| e.id)
+            .collect();
+        seen.sort();
+        seen.truncate(MAX_SEEN);
+        let base = seen
+            .iter()
+            .filter_map(|id| self.entries.get(id))
+            .chain(prev)
+            .map(|e| e.payment.period)
+            .max()
+            .unwrap_or(0);
+        let period = if self.period_counts.get(&base).copied().unwrap_or(0) >= self.period_payments
+        {
+            base + 1
+        } else {
+            base
+        };
+        let payment = Payment {
+            from,
+            to,
+            amount,
+            memo: memo.to_string(),
+            seq: prev.map_or(1, |e| e.payment.seq + 1),
+            prev: prev.map(|e| e.id),
+            period,
+            seen,
+            limits: self.limit_head(),
+            proposal,
+            made_at_ms,
+        };
+        match self.check(signer, &payment, is_member, gate) {
+            Ok(()) => Ok(payment),
+            Err(Refusal::Broken(e)) => Err(e),
+            Err(Refusal::Missing(_)) => Err(RuleError(format!(
+                "{} is not a member of this group",
+                member_of(&to).map_or_else(|| signer.to_string(), |m| m.to_string())
+            ))),
+        }
+    }
+
+    /// The newest payment on `account`'s chain (the lowest id at the top
+    /// sequence number where the chain forks).
+    fn head_of(&self, account: &Account) -> Option<&Entry> {
+        let chain = self.chains.get(account)?;
+        let id = chain.by_seq.last()?.first()?;
+        self.entries.get(id)
+    }
+
+    /// Balance of `account` counting every accepted payment.
+    pub fn balance(&self, account: &Account) -> i128 {
+        self.balances.get(account).copied().unwrap_or(0)
+    }
+
+    /// Every account that has moved, with its balance.
+    pub fn balances(&self) -> &BTreeMap<Account, i128> {
+        &self.balances
+    }
+
+    /// The equivocation that froze `account`, if any (the lowest sequence
+    /// number with two payments, and its two lowest ids).
+    pub fn frozen(&self, account: &Account) -> Option<Equivocation> {
+        let chain = self.chains.get(account)?;
+        let seq = chain.first_fork?;
+        let ids = &chain.by_seq[(seq - 1) as usize];
+        Some(Equivocation {
+            account: *account,
+            seq,
+            payments: [ids[0], ids[1]],
+        })
+    }
+
+    /// Every frozen account with its proof.
+    pub fn equivocations(&self) -> Vec<Equivocation> {
+        let mut all: Vec<Equivocation> =
+            self.chains.keys().filter_map(|a| self.frozen(a)).collect();
+        all.sort_by_key(|e| e.account);
+        all
+    }
+
+    /// An accepted payment.
+    pub fn entry(&self, id: &Hash32) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// How many payments are accepted.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no payment is accepted yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Payments newest first, skipping `skip`, at most `limit`, only those
+    /// touching `account` when given.
+    pub fn history(&self, account: Option<&Account>, skip: usize, limit: usize) -> Vec<&Entry> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|e| account.is_none_or(|a| e.payment.from == *a || e.payment.to == *a))
+            .skip(skip)
+            .take(limit)
+            .collect()
+    }
+
+    /// The period a payment made now would be filed in, and how many
+    /// payments each period holds.
+    pub fn periods(&self) -> &BTreeMap<u64, u64> {
+        &self.period_counts
+    }
+
+    /// Balance of `account` in a causal past.
+    fn balance_in(&self, view: &View<'_>, account: &Account) -> i128 {
+        let received: i128 = view
+            .heads
+            .iter()
+            .map(|(chain, head)| self.paid_to_along(chain, account, head))
+            .sum();
+        let paid = view.heads.get(account).map_or(0, |e| e.out_total);
+        received - paid
+    }
+
+    /// Total paid to `payee` along `chain` up to and including `head`.
+    fn paid_to_along(&self, chain_of: &Account, payee: &Account, head: &Entry) -> i128 {
+        let Some(chain) = self.chains.get(chain_of) else {
+            return 0;
+        };
+        let seq = head.payment.seq;
+        if chain.first_fork.is_none_or(|f| f > seq) {
+            let Some(sums) = chain.to.get(payee) else {
+                return 0;
+            };
+            let n = sums.partition_point(|(s, _)| *s <= seq);
+            return if n == 0 { 0 } else { sums[n - 1].1 };
+        }
+        // The chain forks at or below `head`: walk this branch.
+        let mut total = 0;
+        let mut cursor = Some(head);
+        while let Some(e) = cursor {
+            if e.payment.to == *payee {
+                total += i128::from(e.payment.amount);
+            }
+            cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
+        }
+        total
+    }
+}
+
+fn member_of(account: &Account) -> Option<&MemberId> {
+    match account {
+        Account::Member(m) => Some(m),
+        Account::Commons => None,
+    }
+}
+
+/// The rules a payment meets on its own.
+fn check_shape(signer: &MemberId, p: &Payment) -> Result<(), Refusal> {
+    if p.amount == 0 {
+        return broken("the amount must be more than zero");
+    }
+    if p.amount > MAX_AMOUNT {
+        return broken(format!(
+            "the amount {} is over the largest allowed, {MAX_AMOUNT}",
+            p.amount
+        ));
+    }
+    if p.from == p.to {
+        return broken("an account cannot pay itself");
+    }
+    match p.from {
+        Account::Member(m) if m == *signer => {
+            if p.proposal.is_some() {
+                return broken("only a payment out of the commons names a proposal");
+            }
+        }
+        Account::Member(m) => {
+            return broken(format!("{signer} cannot pay out of {m}'s account"));
+        }
+        Account::Commons => {}
+    }
+    let chars = p.memo.chars().count();
+    if chars > MAX_MEMO_CHARS {
+        return broken(format!(
+            "the memo is {chars} characters; the limit is {MAX_MEMO_CHARS}"
+        ));
+    }
+    if p.memo.chars().any(char::is_control) {
+        return broken("the memo contains control characters");
+    }
+    match (p.seq, &p.prev) {
+        (1, None) => {}
+        (s, Some(_)) if s > 1 => {}
+        _ => return broken("broken chain: payment 1 names no previous payment, and only it"),
+    }
+    if p.seen.len() > MAX_SEEN {
+        return broken(format!("a payment may cite at most {MAX_SEEN} chains"));
+    }
+    if p.seen.windows(2).any(|w| w[0] >= w[1]) {
+        return broken("cited payments are not sorted and distinct");
+    }
+    let cited: BTreeSet<&Hash32> = p.seen.iter().collect();
+    if p.prev.as_ref().is_some_and(|prev| cited.contains(prev)) {
+        return broken("the previous payment is also cited in `seen`");
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! A group's ledger on this node: the [`Ledger`] state and the period
+//! documents that store its payments, plus what `balance` and `ledger`
+//! show.
+//!
+//! Payments live in ledger period documents, one Automerge document per
+//! period (design §7: applying a change costs in proportion to the
+//! document's history, so no document may grow without bound). A period
+//! closes once it holds the charter's `ledger_period_payments`; payments
+//! that cite it then open the next. The node keeps every period with
+//! payments open, plus the next one (empty), so that a peer's first payment
+//! in a new period finds a document to land in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use nestwork_core::{Hash32, MemberId};
+use nestwork_docs::engine::{ledger_period_id, RecordGate};
+use nestwork_docs::ledger::{
+    Account, CreditLimit, Entry, Equivocation, Ledger, Limits, NoProposals, Payment, Refusal,
+};
+use nestwork_docs::{RecordBody, SignedDoc, Writer};
+use serde::{Deserialize, Serialize};
+
+/// The store's kind string for a period document of `group`.
+pub fn period_kind(group: &Hash32, period: u64) -> String {
+    format!("ledger {} {period}", group.to_hex())
+}
+
+/// The group and period of a stored period document's kind string.
+pub fn parse_period_kind(kind: &str) -> Option<(Hash32, u64)> {
+    let mut parts = kind.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("ledger"), Some(group), Some(period), None) => {
+            Some((group.parse().ok()?, period.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// A group's ledger and its period documents.
+pub struct GroupLedger {
+    /// The ledger state.
+    pub ledger: Ledger,
+    /// Period documents by number.
+    pub periods: BTreeMap<u64, SignedDoc>,
+}
+
+impl GroupLedger {
+    /// The empty ledger of a group document (its genesis must be present),
+    /// with the group's limit changes recorded.
+    pub fn of_group(doc: &SignedDoc) -> Option<GroupLedger> {
+        let (record, genesis) = doc.genesis()?;
+        let rules = &genesis.charter.rules;
+        let mut ledger = Ledger::new(
+            &genesis.unit,
+            record.author,
+            Limits {
+                floor: rules.default_credit_floor,
+                ceiling: rules.default_credit_ceiling,
+            },
+            rules.ledger_period_payments,
+        );
+        let mut limits: Vec<(Hash32, CreditLimit)> = doc
+            .records()
+            .iter()
+            .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                Ok(RecordBody::CreditLimit(c)) => Some((*id, c)),
+                _ => None,
+            })
+            .collect();
+        limits.sort_by_key(|(_, c)| c.seq);
+        for (id, c) in limits {
+            ledger.insert_limit(id, c);
+        }
+        Some(GroupLedger {
+            ledger,
+            periods: BTreeMap::new(),
+        })
+    }
+
+    /// Make sure periods up to one past the newest with payments are open,
+    /// and list them in `index` (period document id to group).
+    pub fn open_periods(
+        &mut self,
+        group: Hash32,
+        writer: &Writer,
+        index: &mut HashMap<Hash32, Hash32>,
+    ) {
+        let newest = self
+            .ledger
+            .periods()
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        for period in 0..=newest + 1 {
+            if self.periods.contains_key(&period) {
+                continue;
+            }
+            match SignedDoc::ledger_period(group, period) {
+                Ok(mut doc) => {
+                    doc.set_writer(writer);
+                    index.insert(doc.id(), group);
+                    self.periods.insert(period, doc);
+                }
+                Err(e) => {
+                    tracing::error!(group = %group.short(), period, error = %e, "cannot open ledger period")
+                }
+            }
+        }
+    }
+
+    /// The period document with id `doc`.
+    pub fn period_doc_mut(&mut self, doc: &Hash32) -> Option<&mut SignedDoc> {
+        self.periods.values_mut().find(|d| d.id() == *doc)
+    }
+
+    /// Record the payments of loaded period documents (trusted: this node
+    /// checked them before storing them).
+    pub fn absorb_loaded(&mut self) {
+        let mut payments = Vec::new();
+        for doc in self.periods.values() {
+            for (id, record) in doc.records() {
+                if let Ok(RecordBody::Payment(p)) = RecordBody::decode(&record.body) {
+                    payments.push((*id, record.author, p));
+                }
+            }
+        }
+        self.ledger.insert_trusted(payments);
+    }
+}
+
+/// The gate through which a group's documents reach its ledger.
+pub struct Gate<'a> {
+    /// The ledger, when the group's genesis is known.
+    pub ledger: Option<&'a mut Ledger>,
+    /// The group's roll.
+    pub members: &'a BTreeSet<MemberId>,
+}
+
+impl RecordGate for Gate<'_> {
+    fn is_member(&self, member: &MemberId) -> bool {
+        self.members.contains(member)
+    }
+
+    fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        let members = self.members;
+        match self.ledger.as_deref_mut() {
+            Some(ledger) => ledger.admit(
+                author,
+                id,
+                body,
+                &|m: &MemberId| members.contains(m),
+                &NoProposals,
+            ),
+            None => Err(Refusal::Missing(Vec::new())),
+        }
+    }
+}
+
+/// The id of a period document.
+pub fn period_id(group: &Hash32, period: u64) -> Hash32 {
+    ledger_period_id(group, period)
+}
+
+/// One account, for `balance`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountView {
+    /// A member id, or "commons".
+    pub account: String,
+    /// Received minus paid, over every accepted payment.
+    pub balance: i128,
+    /// Lowest balance allowed.
+    pub floor: i64,
+    /// Highest balance allowed.
+    pub ceiling: i64,
+    /// Over its ceiling (two payers who had not seen each other can pass
+    /// it together); it receives nothing more until back under.
+    pub over_ceiling: bool,
+    /// Why the account is frozen, if it is: two payments with one sequence
+    /// number, kept as proof.
+    pub frozen: Option<Equivocation>,
+}
+
+/// Balances of a group, for `balance`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BalanceView {
+    /// The group.
+    pub group: Hash32,
+    /// The group's name.
+    pub group_name: String,
+    /// The ledger's unit.
+    pub unit: String,
+    /// The accounts asked for.
+    pub accounts: Vec<AccountView>,
+    /// The sum of every balance in the group (always zero).
+    pub total: i128,
+    /// Payments accepted.
+    pub payments: usize,
+    /// Every frozen account in the group, with its proof.
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// One payment, for `ledger` and `pay`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PaymentView {
+    /// The payment id.
+    pub id: Hash32,
+    /// Paid from.
+    pub from: String,
+    /// Paid to.
+    pub to: String,
+    /// Minor units.
+    pub amount: u64,
+    /// The memo.
+    pub memo: String,
+    /// Position on the payer's chain.
+    pub seq: u64,
+    /// The ledger period that stores it.
+    pub period: u64,
+    /// When, by the payer's clock.
+    pub made_at_ms: u64,
+    /// Who signed it.
+    pub signer: MemberId,
+    /// Part of an equivocation (same payer, same sequence number).
+    pub equivocation: bool,
+}
+
+/// A page of a group's history, for `ledger`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerView {
+    /// The group.
+    pub group: Hash32,
+    /// The group's name.
+    pub group_name: String,
+    /// The ledger's unit.
+    pub unit: String,
+    /// Payments, newest first.
+    pub payments: Vec<PaymentView>,
+    /// How many payments the ledger holds in all.
+    pub total: usize,
+    /// Periods and how many payments each holds.
+    pub periods: Vec<(u64, u64)>,
+    /// Every frozen account, with its proof.
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// The view of one accepted payment.
+pub fn payment_view(ledger: &Ledger, e: &Entry) -> PaymentView {
+    let p: &Payment = &e.payment;
+    let equivocation = ledger
+        .frozen(&p.from)
+        .is_some_and(|q| q.payments.contains(&e.id));
+    PaymentView {
+        id: e.id,
+        from: p.from.to_string(),
+        to: p.to.to_string(),
+        amount: p.amount,
+        memo: p.memo.clone(),
+        seq: p.seq,
+        period: p.period,
+        made_at_ms: p.made_at_ms,
+        signer: e.signer,
+        equivocation,
+    }
+}
+
+/// The view of one account.
+pub fn account_view(ledger: &Ledger, account: &Account) -> AccountView {
+    let limits = ledger.limits_of(account);
+    let balance = ledger.balance(account);
+    AccountView {
+        account: account.to_string(),
+        balance,
+        floor: limits.floor,
+        ceiling: limits.ceiling,
+        over_ceiling: *account != Account::Commons && balance > i128::from(limits.ceiling),
+        frozen: ledger.frozen(account),
+    }
+}
