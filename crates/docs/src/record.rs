@@ -163,7 +163,7 @@ impl Default for Rules {
             default_credit_floor: -10_000,
             default_credit_ceiling: 50_000,
             entry_needs_vote: false,
-            ledger_period_payments: 10_000,
+            ledger_period_payments: 1_000,
         }
     }
 }

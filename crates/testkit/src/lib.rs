@@ -6,6 +6,8 @@
 //! Waits are on conditions with a deadline that fails loudly, never blind
 //! sleeps.
 
+pub mod ledger_sim;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

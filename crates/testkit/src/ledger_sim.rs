@@ -1,0 +1,198 @@
+//! A busy ledger made in memory, fast, for the cost test and the ledger
+//! benchmark: real keys, real signed payments and changes, real period
+//! documents, no network and no disk.
+//!
+//! An **author** state makes payments (each member pays in turn, to a
+//! member picked by a seeded generator, a few units, so no limit is hit)
+//! and a **replica** state receives them the way a node receives them from
+//! the network: verified and applied by `SignedDoc::apply_with` through the
+//! ledger's gate.
+
+use std::collections::BTreeMap;
+
+use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::ledger::{Account, NoProposals};
+use nestwork_docs::{
+    Admission, ApplyReport, Charter, GroupGenesis, GroupKind, RecordBody, Rules, SignedDoc, Writer,
+};
+use nestwork_node::ledger::{Gate, GroupLedger};
+
+use crate::key;
+
+/// One side: the group document, its ledger and period documents.
+pub struct LedgerState {
+    /// The group document.
+    pub group: SignedDoc,
+    /// The ledger and periods.
+    pub ledger: GroupLedger,
+}
+
+impl LedgerState {
+    fn of(group: SignedDoc) -> LedgerState {
+        let ledger = GroupLedger::of_group(&group).expect("genesis");
+        LedgerState { group, ledger }
+    }
+
+    /// Apply changes of period `period` as a node applies a batch from
+    /// the network.
+    pub fn apply(&mut self, period: u64, changes: Vec<SignedChange>) -> ApplyReport {
+        let id = self.group.id();
+        let members = self.group.members().clone();
+        let GroupLedger { ledger, periods } = &mut self.ledger;
+        let doc = periods
+            .entry(period)
+            .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
+        let mut gate = Gate {
+            ledger: Some(ledger),
+            members: &members,
+        };
+        doc.apply_with(changes, &mut gate)
+    }
+}
+
+/// A group with `members` members and a ledger cut into periods of
+/// `period_payments`.
+pub struct LedgerSim {
+    writers: Vec<Writer>,
+    /// Where payments are made.
+    pub author: LedgerState,
+    /// Where they are received.
+    pub replica: LedgerState,
+    next_payer: usize,
+    rng: u64,
+}
+
+impl LedgerSim {
+    /// A new group; member 0 (seed 1) founds it and admits the others.
+    pub fn new(members: usize, period_payments: u32) -> LedgerSim {
+        let writers: Vec<Writer> = (0..members)
+            .map(|i| Writer::new(key(i as u8 + 1), [1; 8]))
+            .collect();
+        let genesis = GroupGenesis {
+            name: "Busy ledger".into(),
+            kind: GroupKind::Hub,
+            parent: None,
+            unit: "hours".into(),
+            created_at_ms: 1,
+            nonce: [7; 16],
+            charter: Charter {
+                rules: Rules {
+                    ledger_period_payments: period_payments,
+                    ..Rules::default()
+                },
+                ..Charter::default()
+            },
+        };
+        let (mut group, _) = SignedDoc::create_group(&writers[0], genesis, 1).expect("group");
+        for (i, w) in writers.iter().enumerate().skip(1) {
+            let admission = RecordBody::Admission(Admission {
+                member: w.id(),
+                ticket: Hash32::of(&[i as u8]),
+                admitted_at_ms: 1,
+            });
+            group
+                .add_record(&writers[0], admission, &mut nestwork_docs::NoLedger, 1)
+                .expect("admit");
+        }
+        LedgerSim {
+            author: LedgerState::of(group.clone()),
+            replica: LedgerState::of(group),
+            writers,
+            next_payer: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// The member ids.
+    pub fn members(&self) -> Vec<MemberId> {
+        self.writers.iter().map(Writer::id).collect()
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64: deterministic, no dependency.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Make the next payment on the author side: (period, signed change).
+    pub fn pay(&mut self) -> (u64, SignedChange) {
+        let n = self.writers.len();
+        let payer = self.next_payer;
+        self.next_payer = (payer + 1) % n;
+        let payee = (payer + 1 + (self.random() as usize % (n - 1))) % n;
+        let amount = 1 + self.random() % 3;
+        let writer = self.writers[payer].clone();
+        let to = self.writers[payee].id();
+        let state = &mut self.author;
+        let members = state.group.members().clone();
+        let payment = state
+            .ledger
+            .ledger
+            .prepare(
+                &writer.id(),
+                Account::Member(writer.id()),
+                Account::Member(to),
+                amount,
+                "",
+                None,
+                1,
+                &|m: &MemberId| members.contains(m),
+                &NoProposals,
+            )
+            .expect("a payment within the limits");
+        let period = payment.period;
+        let id = state.group.id();
+        let GroupLedger { ledger, periods } = &mut state.ledger;
+        let doc = periods
+            .entry(period)
+            .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
+        let mut gate = Gate {
+            ledger: Some(ledger),
+            members: &members,
+        };
+        let (_, change) = doc
+            .add_record(&writer, RecordBody::Payment(payment), &mut gate, 1)
+            .expect("sign");
+        (period, change)
+    }
+
+    /// Make `count` payments and deliver them to the replica in batches of
+    /// `batch`.
+    pub fn grow(&mut self, count: usize, batch: usize) {
+        let mut pending: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
+        let mut queued = 0;
+        for _ in 0..count {
+            let (period, change) = self.pay();
+            pending.entry(period).or_default().push(change);
+            queued += 1;
+            if queued >= batch {
+                self.deliver(&mut pending);
+                queued = 0;
+            }
+        }
+        self.deliver(&mut pending);
+    }
+
+    fn deliver(&mut self, pending: &mut BTreeMap<u64, Vec<SignedChange>>) {
+        for (period, changes) in std::mem::take(pending) {
+            let report = self.replica.apply(period, changes);
+            assert!(
+                report.rejected.is_empty() && report.missing_deps.is_empty(),
+                "history applies cleanly: {:?}",
+                report.rejected.first()
+            );
+        }
+    }
+
+    /// Payments the replica holds.
+    pub fn len(&self) -> usize {
+        self.replica.ledger.ledger.len()
+    }
+
+    /// Whether the replica holds no payment.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
