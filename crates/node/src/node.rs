@@ -706,19 +706,24 @@ impl Node {
         self.balance(&group.to_hex(), req.member.as_deref())
     }
 
+    /// Group `sel`'s id, document and ledger.
+    fn group_and_ledger<'a>(
+        &self,
+        docs: &'a State,
+        sel: &str,
+    ) -> Result<(Hash32, &'a SignedDoc, &'a GroupLedger), NodeError> {
+        let group = self.resolve(&docs.groups, sel)?;
+        let not_found = || NodeError::NotFound(sel.to_string());
+        let doc = docs.groups.get(&group).ok_or_else(not_found)?;
+        let l = docs.ledgers.get(&group).ok_or_else(not_found)?;
+        Ok((group, doc, l))
+    }
+
     /// Balances in group `sel`: one account, or every member's and the
     /// commons'.
     pub fn balance(&self, sel: &str, account: Option<&str>) -> Result<BalanceView, NodeError> {
         let docs = self.lock();
-        let group = self.resolve(&docs.groups, sel)?;
-        let doc = docs
-            .groups
-            .get(&group)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-        let l = docs
-            .ledgers
-            .get(&group)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
         let accounts: Vec<Account> = match account {
             Some(a) => vec![account_of(doc.members(), a)?],
             None => {
@@ -752,15 +757,7 @@ impl Node {
         limit: usize,
     ) -> Result<LedgerView, NodeError> {
         let docs = self.lock();
-        let group = self.resolve(&docs.groups, sel)?;
-        let doc = docs
-            .groups
-            .get(&group)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-        let l = docs
-            .ledgers
-            .get(&group)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
         let account = account.map(|a| account_of(doc.members(), a)).transpose()?;
         Ok(LedgerView {
             group,
