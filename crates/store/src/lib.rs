@@ -37,6 +37,10 @@ pub enum StoreError {
     },
 }
 
+/// How long [`Store::open`] waits for a store that was just closed to
+/// release its lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Result with [`StoreError`].
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -61,7 +65,25 @@ pub struct Store {
 
 impl Store {
     /// Open (or create) the store in `dir`.
+    ///
+    /// sled releases its file lock from a background thread a moment after
+    /// the last handle is dropped (spacejam/sled#1289), so a store closed
+    /// just now (a restart in the same process) may still look held: the
+    /// lock is retried for up to [`LOCK_WAIT`] before the store is reported
+    /// in use by another process.
     pub fn open(dir: &Path) -> Result<Store> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Store::try_open(dir) {
+                Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_open(dir: &Path) -> Result<Store> {
         let db = sled::Config::new().path(dir).open().map_err(|e| match e {
             sled::Error::Io(io)
                 if io.kind() == std::io::ErrorKind::WouldBlock
