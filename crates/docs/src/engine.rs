@@ -270,7 +270,7 @@ impl SignedDoc {
             &body,
             &RecordContext {
                 in_genesis_change: true,
-                in_ledger: false,
+                ledger_period: None,
             },
         )?;
         let record = SignedRecord::sign(writer.key(), body.encode());
@@ -478,18 +478,21 @@ impl SignedDoc {
             &body,
             &RecordContext {
                 in_genesis_change: false,
-                in_ledger: self.ledger.is_some(),
+                ledger_period: self.ledger.map(|(_, period)| period),
             },
         )?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
-        if matches!(body, RecordBody::Payment(_) | RecordBody::CreditLimit(_)) {
+        if body.is_ledger_record() {
             gate.admit(&writer.id(), id, &body).map_err(|r| match r {
                 Refusal::Broken(e) => Error::Rule(e),
                 Refusal::Missing(ids) => Error::Rule(RuleError(format!(
                     "it relies on {} record(s) this node does not have",
                     ids.len()
                 ))),
+                Refusal::History => Error::Rule(RuleError(
+                    "it relies on history this node is reloading; try again in a moment".into(),
+                )),
             })?;
         }
         let records = self.records_exid()?;
@@ -687,7 +690,7 @@ impl SignedDoc {
             1 => {
                 let (id, body) = &pending.ledger_records[0];
                 gate.admit(&author, *id, body).map_err(|r| match r {
-                    Refusal::Missing(_) => Hold::Wait,
+                    Refusal::Missing(_) | Refusal::History => Hold::Wait,
                     Refusal::Broken(e) => Hold::Reject(e.0),
                 })?;
             }
@@ -828,7 +831,7 @@ impl SignedDoc {
             &body,
             &RecordContext {
                 in_genesis_change: is_first,
-                in_ledger: self.ledger.is_some(),
+                ledger_period: self.ledger.map(|(_, period)| period),
             },
         )
         .map_err(|e| e.0)?;
@@ -847,7 +850,7 @@ impl SignedDoc {
             RecordBody::Admission(a) => {
                 pending.members.insert(a.member);
             }
-            RecordBody::Payment(_) | RecordBody::CreditLimit(_) => {
+            RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
                 pending.ledger_records.push((id, body));
             }
         }
@@ -922,7 +925,10 @@ impl SignedDoc {
             Ok(RecordBody::Admission(a)) => {
                 self.members.insert(a.member);
             }
-            Ok(RecordBody::Payment(_) | RecordBody::CreditLimit(_)) | Err(_) => {}
+            Ok(
+                RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_),
+            )
+            | Err(_) => {}
         }
         self.records.insert(record.id(), record);
     }

@@ -33,6 +33,23 @@
 //! Sums along a chain use per-payee prefix sums, so checking a payment costs
 //! O(cited chains x log n) whatever the history's length; a chain with an
 //! equivocation below the cited point is summed by walking it instead.
+//!
+//! **Periods.** A ledger is cut into periods. When a period holds the
+//! charter's number of payments, a member's node signs a [`PeriodClose`]:
+//! a cut (the newest payment of every chain it had seen), the balances at
+//! that cut and how many payments it covers. Every node recomputes the
+//! balances before accepting it. Payments made after it cite it and are
+//! filed in the next period, and must have seen at least its cut. Concurrent
+//! closings of one period are all valid; each is a checkpoint.
+//!
+//! Because every view a payment can cite is at least the cut of a recent
+//! closing, a node keeps in memory only a [`Base`] (the positions and
+//! balances at a cut below every recent closing, computed by this node from
+//! payments it verified) and the payments past it: memory and start-up time
+//! follow the recent periods, not the whole history. A payment that needs
+//! the history below the base (its payer was cut off for several periods)
+//! is reported as [`Refusal::Missing`] with [`Ledger::needs_history`] set,
+//! and the node reloads that history to judge it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -97,8 +114,12 @@ pub struct Payment {
     pub seq: u64,
     /// The previous payment on the `from` chain (`None` only for seq 1).
     pub prev: Option<Hash32>,
-    /// The ledger period (document) this payment is stored in.
+    /// The ledger period (document) this payment is stored in: one past
+    /// the period of `closing`, or 0 without one.
     pub period: u64,
+    /// The newest period closing the payer had seen; the payment's causal
+    /// past holds at least its cut.
+    pub closing: Option<Hash32>,
     /// The newest payment of every other chain the payer had seen, sorted.
     pub seen: Vec<Hash32>,
     /// The newest credit-limit change the payer had seen.
@@ -127,6 +148,41 @@ pub struct CreditLimit {
     pub prev: Option<Hash32>,
 }
 
+/// The close of a ledger period, signed by the member whose node made it,
+/// stored as the first record of the next period. Any member may sign one;
+/// every node checks the balances against the payments it covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodClose {
+    /// The period it closes.
+    pub period: u64,
+    /// The closing of the period before, which this one builds on (`None`
+    /// only for period 0).
+    pub prev: Option<Hash32>,
+    /// The cut: the newest payment of every chain, sorted by id.
+    pub heads: Vec<Hash32>,
+    /// Every non-zero balance at the cut, sorted by account.
+    pub balances: Vec<(Account, i128)>,
+    /// How many payments the cut covers.
+    pub payments: u64,
+}
+
+/// What this node keeps of the history below its recent periods: where
+/// each chain stood at a cut, and the balances there. Computed by this node
+/// from payments it verified, stored with its own data, never sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// The period of the closings the cut lies under.
+    pub period: u64,
+    /// Per chain: sequence number and id of its newest payment at the cut.
+    pub heads: BTreeMap<Account, (u64, Hash32)>,
+    /// Balances at the cut.
+    pub balances: BTreeMap<Account, i128>,
+    /// Proposals paid out of the commons at or below the cut.
+    pub payouts: BTreeSet<Hash32>,
+    /// Payments at or below the cut.
+    pub payments: u64,
+}
+
 /// Why a payment or limit change cannot be accepted now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -134,6 +190,9 @@ pub enum Refusal {
     Missing(Vec<Hash32>),
     /// It breaks a rule; it will never be valid.
     Broken(RuleError),
+    /// It can only be judged against history below this node's base: wait
+    /// while the node reloads it.
+    History,
 }
 
 impl From<RuleError> for Refusal {
@@ -192,7 +251,11 @@ pub struct Entry {
 
 #[derive(Default)]
 struct Chain {
-    /// Payment ids by seq - 1 (more than one where the chain forks).
+    /// The chain's position in the base: payments at or below it are not
+    /// held.
+    base: Option<(u64, Hash32)>,
+    /// Payment ids by seq - base seq - 1 (more than one where the chain
+    /// forks).
     by_seq: Vec<Vec<Hash32>>,
     /// Lowest seq with two payments.
     first_fork: Option<u64>,
@@ -214,12 +277,25 @@ pub struct Limits {
     pub ceiling: i64,
 }
 
-/// A group's ledger: every accepted payment and what follows from them.
+/// A period closing as this node keeps it.
+struct Closing {
+    close: PeriodClose,
+    /// The cut's head per chain.
+    cut: HashMap<Account, Hash32>,
+}
+
+/// A group's ledger: the base, every accepted payment past it, and what
+/// follows from them.
 pub struct Ledger {
     unit: String,
     authority: MemberId,
     defaults: Limits,
     period_payments: u64,
+    base: Base,
+    /// The base's heads by id.
+    base_ids: HashMap<Hash32, Account>,
+    closings: HashMap<Hash32, Closing>,
+    needs_history: bool,
     entries: HashMap<Hash32, Entry>,
     chains: HashMap<Account, Chain>,
     balances: BTreeMap<Account, i128>,
@@ -230,9 +306,21 @@ pub struct Ledger {
     order: Vec<Hash32>,
 }
 
-/// The balances and chain heads a payment was evaluated against.
+/// Where a chain stands: an accepted payment, or its position in the base.
+#[derive(Clone, Copy)]
+struct Pos<'a> {
+    id: Hash32,
+    account: Account,
+    seq: u64,
+    /// Paid out along the chain up to here, counted from the base.
+    out_total: i128,
+    /// The payment, unless this is the base's position.
+    entry: Option<&'a Entry>,
+}
+
+/// The chain heads a payment or closing was made against: its causal past.
 struct View<'a> {
-    heads: HashMap<Account, &'a Entry>,
+    heads: HashMap<Account, Pos<'a>>,
 }
 
 impl Ledger {
@@ -244,6 +332,10 @@ impl Ledger {
             authority,
             defaults,
             period_payments: u64::from(period_payments.max(1)),
+            base: Base::default(),
+            base_ids: HashMap::new(),
+            closings: HashMap::new(),
+            needs_history: false,
             entries: HashMap::new(),
             chains: HashMap::new(),
             balances: BTreeMap::new(),
@@ -269,75 +361,73 @@ impl Ledger {
         gate: &dyn PayoutGate,
     ) -> Result<(), Refusal> {
         check_shape(signer, p)?;
-        let mut missing = Vec::new();
-        for id in p.prev.iter().chain(&p.seen).chain(&p.limits) {
-            let known = self.entries.contains_key(id) || self.limit_changes.contains_key(id);
-            if !known {
-                missing.push(*id);
-            }
-        }
+        let missing: Vec<Hash32> = p
+            .prev
+            .iter()
+            .chain(&p.seen)
+            .chain(&p.limits)
+            .chain(&p.closing)
+            .filter(|id| !self.knows(id))
+            .copied()
+            .collect();
         for m in [Some(signer), member_of(&p.to)].into_iter().flatten() {
             if !is_member(m) {
                 // The admission may still be on its way: wait, do not judge.
                 return Err(Refusal::Missing(missing));
             }
         }
+        let base_seq = self
+            .chains
+            .get(&p.from)
+            .and_then(|c| c.base)
+            .map_or(0, |(seq, _)| seq);
+        if p.seq <= base_seq {
+            // A second payment at a position the base already covers: an
+            // equivocation only the history below the base can show.
+            return Err(Refusal::History);
+        }
         if !missing.is_empty() {
-            return Err(Refusal::Missing(missing));
+            return Err(self.missing(p.period, missing));
         }
         if let Some(l) = &p.limits {
             if !self.limit_changes.contains_key(l) {
-                return broken("the cited limit change is a payment");
+                return broken("the cited limit change is not a limit change");
             }
         }
+        let closing = self.cited_closing(&p.closing, p.period, "payment")?;
 
         // The chain link.
         let prev = match &p.prev {
             None => None,
             Some(id) => {
-                let Some(e) = self.entries.get(id) else {
-                    return broken("the previous payment named is a limit change");
+                let Some(pos) = self.pos(id) else {
+                    return broken("the previous payment named is not a payment");
                 };
-                if e.payment.from != p.from || e.payment.seq + 1 != p.seq {
+                if pos.account != p.from || pos.seq + 1 != p.seq {
                     return broken(format!(
                         "broken chain: the previous payment named is not payment {} of {}",
                         p.seq - 1,
                         p.from
                     ));
                 }
-                Some(e)
+                Some(pos)
             }
         };
 
         // The causal past.
-        let mut view = View {
-            heads: HashMap::new(),
-        };
-        if let Some(e) = prev {
-            view.heads.insert(p.from, e);
-        }
-        let mut base_period = prev.map_or(0, |e| e.payment.period);
+        let mut cited: Vec<Pos<'_>> = prev.into_iter().collect();
         for id in &p.seen {
-            let Some(e) = self.entries.get(id) else {
-                return broken("a cited payment is a limit change");
+            let Some(pos) = self.pos(id) else {
+                return broken("a cited payment is not a payment");
             };
-            if e.payment.from == p.from {
+            if pos.account == p.from {
                 return broken(
                     "a payment cites its own chain in `seen`; that is what `prev` is for",
                 );
             }
-            if view.heads.insert(e.payment.from, e).is_some() {
-                return broken(format!("two cited payments from {}", e.payment.from));
-            }
-            base_period = base_period.max(e.payment.period);
+            cited.push(pos);
         }
-        if p.period < base_period || p.period > base_period + 1 {
-            return broken(format!(
-                "payment filed in period {}; what it cites puts it in period {base_period} or {}",
-                p.period,
-                base_period + 1
-            ));
-        }
+        let view = self.view(cited, closing)?;
         // Commons payouts.
         if p.from == Account::Commons {
             let Some(proposal) = &p.proposal else {
@@ -347,15 +437,17 @@ impl Ledger {
             };
             gate.authorizes(proposal, &p.to, p.amount)
                 .map_err(|e| Refusal::Broken(RuleError(e)))?;
-            let mut cursor = prev;
-            while let Some(e) = cursor {
-                if e.payment.proposal.as_ref() == Some(proposal) {
-                    return broken(format!(
-                        "proposal {} has already been paid out",
-                        proposal.short()
-                    ));
-                }
+            let mut cursor = prev.and_then(|pos| pos.entry);
+            let mut paid = self.base.payouts.contains(proposal);
+            while let (false, Some(e)) = (paid, cursor) {
+                paid = e.payment.proposal.as_ref() == Some(proposal);
                 cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
+            }
+            if paid {
+                return broken(format!(
+                    "proposal {} has already been paid out",
+                    proposal.short()
+                ));
             }
         }
 
@@ -388,6 +480,146 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether `id` is a payment, position, limit change or closing this
+    /// ledger holds.
+    fn knows(&self, id: &Hash32) -> bool {
+        self.pos(id).is_some()
+            || self.limit_changes.contains_key(id)
+            || self.closings.contains_key(id)
+    }
+
+    /// Why a record filed in `period` that cites `missing` waits: the
+    /// records have not arrived, or (filed at or below the base) they lie
+    /// in history this node no longer holds in memory.
+    fn missing(&self, period: u64, missing: Vec<Hash32>) -> Refusal {
+        if !self.base.heads.is_empty() && period <= self.base.period + 1 {
+            Refusal::History
+        } else {
+            Refusal::Missing(missing)
+        }
+    }
+
+    /// The closing a record filed in `period` cites, checked for its place.
+    fn cited_closing(
+        &self,
+        closing: &Option<Hash32>,
+        period: u64,
+        what: &str,
+    ) -> Result<Option<&Closing>, Refusal> {
+        match (closing, period) {
+            (None, 0) => Ok(None),
+            (None, n) => broken(format!(
+                "a {what} in period {n} must cite a closing of period {}",
+                n - 1
+            )),
+            (Some(id), n) => {
+                let Some(c) = self.closings.get(id) else {
+                    return broken(format!(
+                        "the closing a {what} cites is not a period closing"
+                    ));
+                };
+                if c.close.period + 1 != n {
+                    return broken(format!(
+                        "a {what} in period {n} cites the closing of period {}",
+                        c.close.period
+                    ));
+                }
+                Ok(Some(c))
+            }
+        }
+    }
+
+    /// Where a chain stands at `id`: a payment held, or a base position.
+    fn pos(&self, id: &Hash32) -> Option<Pos<'_>> {
+        if let Some(e) = self.entries.get(id) {
+            return Some(Pos {
+                id: *id,
+                account: e.payment.from,
+                seq: e.payment.seq,
+                out_total: e.out_total,
+                entry: Some(e),
+            });
+        }
+        let account = self.base_ids.get(id)?;
+        let (seq, _) = self.base.heads.get(account)?;
+        Some(Pos {
+            id: *id,
+            account: *account,
+            seq: *seq,
+            out_total: 0,
+            entry: None,
+        })
+    }
+
+    /// Whether `head` is `ancestor` or comes after it on its chain.
+    fn descends(&self, head: &Pos<'_>, ancestor: &Hash32) -> bool {
+        let Some(a) = self.pos(ancestor) else {
+            return false;
+        };
+        if a.account != head.account || head.seq < a.seq {
+            return false;
+        }
+        let forked = self
+            .chains
+            .get(&head.account)
+            .and_then(|c| c.first_fork)
+            .is_some_and(|f| f <= head.seq);
+        if !forked {
+            return head.seq > a.seq || head.id == a.id;
+        }
+        let mut cursor = *head;
+        while cursor.seq > a.seq {
+            let Some(prev) = cursor
+                .entry
+                .and_then(|e| e.payment.prev)
+                .and_then(|id| self.pos(&id))
+            else {
+                return false;
+            };
+            cursor = prev;
+        }
+        cursor.id == a.id
+    }
+
+    /// The causal past made of `cited` chain heads, which must have seen at
+    /// least the cut of `over` (the closing it builds on) and, to be judged
+    /// here, the base.
+    fn view<'a>(
+        &'a self,
+        cited: Vec<Pos<'a>>,
+        over: Option<&Closing>,
+    ) -> Result<View<'a>, Refusal> {
+        let mut view = View {
+            heads: HashMap::new(),
+        };
+        for pos in cited {
+            if view.heads.insert(pos.account, pos).is_some() {
+                return broken(format!("two cited payments from {}", pos.account));
+            }
+        }
+        for (account, head) in over.map(|c| &c.cut).into_iter().flatten() {
+            if !view
+                .heads
+                .get(account)
+                .is_some_and(|pos| self.descends(pos, head))
+            {
+                return broken(format!(
+                    "it has not seen {account}'s payments up to the closing it cites"
+                ));
+            }
+        }
+        for (account, (_, head)) in &self.base.heads {
+            if !view
+                .heads
+                .get(account)
+                .is_some_and(|pos| self.descends(pos, head))
+            {
+                return Err(Refusal::History);
+            }
+        }
+        Ok(view)
+    }
+
     fn subject(&self, account: &Account, signer: &MemberId) -> String {
         match account {
             Account::Member(m) if m == signer => "you".into(),
@@ -407,7 +639,12 @@ impl Ledger {
             .map_or(0, |e| e.out_total)
             + amount;
         let chain = self.chains.entry(payment.from).or_default();
-        let slot = (payment.seq - 1) as usize;
+        let base_seq = chain.base.map_or(0, |(seq, _)| seq);
+        if payment.seq <= base_seq {
+            // At or below the base: already counted there.
+            return;
+        }
+        let slot = (payment.seq - base_seq - 1) as usize;
         if chain.by_seq.len() <= slot {
             chain.by_seq.resize_with(slot + 1, Vec::new);
         }
@@ -446,19 +683,23 @@ impl Ledger {
         is_member: &dyn Fn(&MemberId) -> bool,
         gate: &dyn PayoutGate,
     ) -> Result<(), Refusal> {
-        match body {
-            crate::RecordBody::Payment(p) => {
-                self.check(author, p, is_member, gate)?;
-                self.insert(id, *author, p.clone());
-                Ok(())
-            }
-            crate::RecordBody::CreditLimit(c) => {
-                self.check_limit(author, c)?;
-                self.insert_limit(id, c.clone());
-                Ok(())
-            }
+        let verdict = match body {
+            crate::RecordBody::Payment(p) => self.check(author, p, is_member, gate),
+            crate::RecordBody::CreditLimit(c) => self.check_limit(author, c),
+            crate::RecordBody::PeriodClose(c) => self.check_close(c),
             other => broken(format!("a {} is not a ledger record", other.kind_name())),
+        };
+        match (verdict, body) {
+            (Ok(()), crate::RecordBody::Payment(p)) => self.insert(id, *author, p.clone()),
+            (Ok(()), crate::RecordBody::CreditLimit(c)) => self.insert_limit(id, c.clone()),
+            (Ok(()), crate::RecordBody::PeriodClose(c)) => self.insert_close(id, c.clone()),
+            (Err(Refusal::History), _) => {
+                self.needs_history = true;
+                return Err(Refusal::History);
+            }
+            (other, _) => return other,
         }
+        Ok(())
     }
 
     /// Record payments this node accepted earlier (read back from its own
@@ -584,7 +825,8 @@ impl Ledger {
 
     /// Build the next payment out of `from` as this node knows the ledger,
     /// and check it by the same rules a peer will: the node never signs
-    /// what others would refuse.
+    /// what others would refuse. If a period is due to close, the node
+    /// signs [`Ledger::close_due`] first.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -611,37 +853,25 @@ impl Ledger {
                 return Err(RuleError(format!("{m} is not a member of this group")));
             }
         }
-        let prev = self.head_of(&from);
-        let mut seen: Vec<Hash32> = self
-            .chains
-            .keys()
-            .filter(|a| **a != from)
-            .filter_map(|a| self.head_of(a))
-            .map(|e| e.id)
+        let closing = self.newest_closing();
+        let heads = self.heads_over(closing.map(|(_, c)| c));
+        let prev = heads.iter().find(|pos| pos.account == from);
+        let mut seen: Vec<Hash32> = heads
+            .iter()
+            .filter(|pos| pos.account != from)
+            .map(|pos| pos.id)
             .collect();
         seen.sort();
         seen.truncate(MAX_SEEN);
-        let base = seen
-            .iter()
-            .filter_map(|id| self.entries.get(id))
-            .chain(prev)
-            .map(|e| e.payment.period)
-            .max()
-            .unwrap_or(0);
-        let period = if self.period_counts.get(&base).copied().unwrap_or(0) >= self.period_payments
-        {
-            base + 1
-        } else {
-            base
-        };
         let payment = Payment {
             from,
             to,
             amount,
             memo: memo.to_string(),
-            seq: prev.map_or(1, |e| e.payment.seq + 1),
-            prev: prev.map(|e| e.id),
-            period,
+            seq: prev.map_or(1, |pos| pos.seq + 1),
+            prev: prev.map(|pos| pos.id),
+            period: closing.map_or(0, |(_, c)| c.close.period + 1),
+            closing: closing.map(|(id, _)| *id),
             seen,
             limits: self.limit_head(),
             proposal,
@@ -650,6 +880,9 @@ impl Ledger {
         match self.check(signer, &payment, is_member, gate) {
             Ok(()) => Ok(payment),
             Err(Refusal::Broken(e)) => Err(e),
+            Err(Refusal::History) => Err(RuleError(
+                "this node is reloading the ledger's history; try again in a moment".into(),
+            )),
             Err(Refusal::Missing(_)) => Err(RuleError(format!(
                 "{} is not a member of this group",
                 member_of(&to).map_or_else(|| signer.to_string(), |m| m.to_string())
@@ -657,12 +890,270 @@ impl Ledger {
         }
     }
 
+    /// The newest payment of every chain, as this node knows them; where a
+    /// chain forks, the branch that follows the cut of `over`.
+    fn heads_over(&self, over: Option<&Closing>) -> Vec<Pos<'_>> {
+        self.chains
+            .keys()
+            .filter_map(|account| {
+                let head = self.head_of(account)?;
+                match over.and_then(|c| c.cut.get(account)) {
+                    Some(cut) if !self.descends(&head, cut) => self.pos(cut),
+                    _ => Some(head),
+                }
+            })
+            .collect()
+    }
+
     /// The newest payment on `account`'s chain (the lowest id at the top
-    /// sequence number where the chain forks).
-    fn head_of(&self, account: &Account) -> Option<&Entry> {
+    /// sequence number where the chain forks), or its base position.
+    fn head_of(&self, account: &Account) -> Option<Pos<'_>> {
         let chain = self.chains.get(account)?;
-        let id = chain.by_seq.last()?.first()?;
-        self.entries.get(id)
+        match chain.by_seq.last().and_then(|ids| ids.first()) {
+            Some(id) => self.pos(id),
+            None => chain.base.and_then(|(_, id)| self.pos(&id)),
+        }
+    }
+
+    /// The closing the next payment builds on: of the highest period, the
+    /// lowest id.
+    fn newest_closing(&self) -> Option<(&Hash32, &Closing)> {
+        self.closings
+            .iter()
+            .max_by_key(|(id, c)| (c.close.period, std::cmp::Reverse(**id)))
+    }
+
+    /// The period closing this node should sign before its next payment:
+    /// `Some` once the period the next payment would go to is full.
+    pub fn close_due(&self) -> Option<PeriodClose> {
+        let newest = self.newest_closing();
+        let period = newest.map_or(0, |(_, c)| c.close.period + 1);
+        if self.period_counts.get(&period).copied().unwrap_or(0) < self.period_payments {
+            return None;
+        }
+        let heads = self.heads_over(newest.map(|(_, c)| c));
+        let mut ids: Vec<Hash32> = heads.iter().map(|pos| pos.id).collect();
+        ids.sort();
+        let payments = heads.iter().map(|pos| pos.seq).sum();
+        let view = View {
+            heads: heads.into_iter().map(|pos| (pos.account, pos)).collect(),
+        };
+        Some(PeriodClose {
+            period,
+            prev: newest.map(|(id, _)| *id),
+            heads: ids,
+            balances: self.balances_in(&view).into_iter().collect(),
+            payments,
+        })
+    }
+
+    /// Check a period closing: its place, its cut, and that its balances
+    /// and count are what the payments it covers make them.
+    pub fn check_close(&self, c: &PeriodClose) -> Result<(), Refusal> {
+        if c.heads.len() > MAX_SEEN + 1 {
+            return broken(format!(
+                "a closing may cite at most {} chains",
+                MAX_SEEN + 1
+            ));
+        }
+        if c.heads.windows(2).any(|w| w[0] >= w[1]) {
+            return broken("a closing's heads are not sorted and distinct");
+        }
+        if c.balances.windows(2).any(|w| w[0].0 >= w[1].0) || c.balances.iter().any(|b| b.1 == 0) {
+            return broken("a closing's balances are not sorted, distinct and non-zero");
+        }
+        let missing: Vec<Hash32> = c
+            .prev
+            .iter()
+            .chain(&c.heads)
+            .filter(|id| !self.knows(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(self.missing(c.period + 1, missing));
+        }
+        let prev = self.cited_closing(&c.prev, c.period, "closing of a period")?;
+        let mut cited = Vec::with_capacity(c.heads.len());
+        for id in &c.heads {
+            let Some(pos) = self.pos(id) else {
+                return broken("a closing's head is not a payment");
+            };
+            cited.push(pos);
+        }
+        let payments: u64 = cited.iter().map(|pos| pos.seq).sum();
+        let view = self.view(cited, prev)?;
+        let balances = self.balances_in(&view);
+        let mut theirs: BTreeMap<Account, i128> = c.balances.iter().copied().collect();
+        for (account, ours) in &balances {
+            let said = theirs.remove(account).unwrap_or(0);
+            if said != *ours {
+                return broken(format!(
+                    "the closing says {account} holds {said} {unit}; the payments it covers make it {ours} {unit}",
+                    unit = self.unit
+                ));
+            }
+        }
+        if let Some((account, said)) = theirs.into_iter().next() {
+            return broken(format!(
+                "the closing says {account} holds {said} {unit}; the payments it covers make it 0 {unit}",
+                unit = self.unit
+            ));
+        }
+        if payments != c.payments {
+            return broken(format!(
+                "the closing says it covers {} payments; its cut holds {payments}",
+                c.payments
+            ));
+        }
+        Ok(())
+    }
+
+    /// Record a closing that passed [`Ledger::check_close`] (or was read
+    /// back from this node's store).
+    pub fn insert_close(&mut self, id: Hash32, c: PeriodClose) {
+        let cut = c
+            .heads
+            .iter()
+            .filter_map(|head| self.pos(head).map(|pos| (pos.account, *head)))
+            .collect();
+        self.closings.insert(id, Closing { close: c, cut });
+    }
+
+    /// Closings held, by period.
+    pub fn closings(&self) -> BTreeMap<u64, Vec<Hash32>> {
+        let mut by_period: BTreeMap<u64, Vec<Hash32>> = BTreeMap::new();
+        for (id, c) in &self.closings {
+            by_period.entry(c.close.period).or_default().push(*id);
+        }
+        by_period
+    }
+
+    /// Whether a record could only be judged against history below the
+    /// base; cleared by reading it.
+    pub fn take_needs_history(&mut self) -> bool {
+        std::mem::take(&mut self.needs_history)
+    }
+
+    /// The base this ledger counts from.
+    pub fn base(&self) -> &Base {
+        &self.base
+    }
+
+    /// A base under every closing of the period before the newest one (so
+    /// every payment that is not late can be judged above it), if that is
+    /// higher than the current base. Chains that fork, or that some of
+    /// those closings do not cover, stay whole.
+    pub fn next_base(&self) -> Option<Base> {
+        let newest = self.newest_closing()?.1.close.period;
+        let period = newest.checked_sub(1)?;
+        if !self.base.heads.is_empty() && self.base.period >= period {
+            return None;
+        }
+        let closings: Vec<&Closing> = self
+            .closings
+            .values()
+            .filter(|c| c.close.period == period)
+            .collect();
+        let first = closings.first()?;
+        let mut heads: HashMap<Account, Pos<'_>> = HashMap::new();
+        'chains: for account in first.cut.keys() {
+            if self
+                .chains
+                .get(account)
+                .is_some_and(|c| c.first_fork.is_some())
+            {
+                continue;
+            }
+            let mut lowest: Option<Pos<'_>> = None;
+            for c in &closings {
+                let Some(pos) = c.cut.get(account).and_then(|id| self.pos(id)) else {
+                    continue 'chains;
+                };
+                if lowest.is_none_or(|l| pos.seq < l.seq) {
+                    lowest = Some(pos);
+                }
+            }
+            if let Some(pos) = lowest {
+                heads.insert(*account, pos);
+            }
+        }
+        if heads.is_empty() {
+            return None;
+        }
+        for (account, (seq, _)) in &self.base.heads {
+            if heads.get(account).is_none_or(|pos| pos.seq < *seq) {
+                return None;
+            }
+        }
+        let view = View { heads };
+        let mut payouts = self.base.payouts.clone();
+        let mut cursor = view.heads.get(&Account::Commons).and_then(|pos| pos.entry);
+        while let Some(e) = cursor {
+            payouts.extend(e.payment.proposal);
+            cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
+        }
+        Some(Base {
+            period,
+            heads: view
+                .heads
+                .iter()
+                .map(|(account, pos)| (*account, (pos.seq, pos.id)))
+                .collect(),
+            balances: self.balances_in(&view),
+            payouts,
+            payments: view.heads.values().map(|pos| pos.seq).sum(),
+        })
+    }
+
+    /// This ledger counted from `base` (from [`Ledger::next_base`]): the
+    /// payments at or below it are dropped from memory.
+    pub fn rebased(&self, base: Base) -> Ledger {
+        let mut ledger = self.emptied();
+        ledger.set_base(base);
+        for (id, c) in &self.closings {
+            if c.close.period >= ledger.base.period {
+                ledger.insert_close(*id, c.close.clone());
+            }
+        }
+        let held = self
+            .order
+            .iter()
+            .filter_map(|id| self.entries.get(id))
+            .map(|e| (e.id, e.signer, e.payment.clone()))
+            .collect();
+        ledger.insert_trusted(held);
+        ledger
+    }
+
+    /// This ledger with its limits but no payments or closings.
+    pub fn emptied(&self) -> Ledger {
+        let mut ledger = Ledger::new(&self.unit, self.authority, self.defaults, 1);
+        ledger.period_payments = self.period_payments;
+        ledger.limit_chain = self.limit_chain.clone();
+        ledger.limit_changes = self
+            .limit_changes
+            .iter()
+            .map(|(id, e)| {
+                (
+                    *id,
+                    LimitEntry {
+                        change: e.change.clone(),
+                    },
+                )
+            })
+            .collect();
+        ledger
+    }
+
+    /// Count from `base` (on an empty ledger: this node's stored base,
+    /// before its payments are read back).
+    pub fn set_base(&mut self, base: Base) {
+        for (account, (seq, id)) in &base.heads {
+            self.chains.entry(*account).or_default().base = Some((*seq, *id));
+            self.base_ids.insert(*id, *account);
+        }
+        self.balances = base.balances.clone();
+        self.base = base;
     }
 
     /// Balance of `account` counting every accepted payment.
@@ -680,7 +1171,8 @@ impl Ledger {
     pub fn frozen(&self, account: &Account) -> Option<Equivocation> {
         let chain = self.chains.get(account)?;
         let seq = chain.first_fork?;
-        let ids = &chain.by_seq[(seq - 1) as usize];
+        let base_seq = chain.base.map_or(0, |(seq, _)| seq);
+        let ids = &chain.by_seq[(seq - base_seq - 1) as usize];
         Some(Equivocation {
             account: *account,
             seq,
@@ -701,14 +1193,19 @@ impl Ledger {
         self.entries.get(id)
     }
 
-    /// How many payments are accepted.
+    /// How many payments are accepted (those below the base included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.base.payments as usize + self.entries.len()
     }
 
     /// Whether no payment is accepted yet.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    /// How many payments are held in memory (those past the base).
+    pub fn held(&self) -> usize {
+        self.entries.len()
     }
 
     /// Payments newest first, skipping `skip`, at most `limit`, only those
@@ -737,16 +1234,44 @@ impl Ledger {
             .iter()
             .map(|(chain, head)| self.paid_to_along(chain, account, head))
             .sum();
-        let paid = view.heads.get(account).map_or(0, |e| e.out_total);
-        received - paid
+        let paid = view.heads.get(account).map_or(0, |pos| pos.out_total);
+        self.base.balances.get(account).copied().unwrap_or(0) + received - paid
     }
 
-    /// Total paid to `payee` along `chain` up to and including `head`.
-    fn paid_to_along(&self, chain_of: &Account, payee: &Account, head: &Entry) -> i128 {
+    /// Every non-zero balance in a causal past.
+    fn balances_in(&self, view: &View<'_>) -> BTreeMap<Account, i128> {
+        let mut balances = self.base.balances.clone();
+        for (chain_of, head) in &view.heads {
+            *balances.entry(*chain_of).or_default() -= head.out_total;
+            let Some(chain) = self.chains.get(chain_of) else {
+                continue;
+            };
+            if chain.first_fork.is_none_or(|f| f > head.seq) {
+                for (payee, sums) in &chain.to {
+                    let n = sums.partition_point(|(s, _)| *s <= head.seq);
+                    if n > 0 {
+                        *balances.entry(*payee).or_default() += sums[n - 1].1;
+                    }
+                }
+            } else {
+                let mut cursor = head.entry;
+                while let Some(e) = cursor {
+                    *balances.entry(e.payment.to).or_default() += i128::from(e.payment.amount);
+                    cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
+                }
+            }
+        }
+        balances.retain(|_, b| *b != 0);
+        balances
+    }
+
+    /// Total paid to `payee` along `chain` after the base, up to and
+    /// including `head`.
+    fn paid_to_along(&self, chain_of: &Account, payee: &Account, head: &Pos<'_>) -> i128 {
         let Some(chain) = self.chains.get(chain_of) else {
             return 0;
         };
-        let seq = head.payment.seq;
+        let seq = head.seq;
         if chain.first_fork.is_none_or(|f| f > seq) {
             let Some(sums) = chain.to.get(payee) else {
                 return 0;
@@ -756,7 +1281,7 @@ impl Ledger {
         }
         // The chain forks at or below `head`: walk this branch.
         let mut total = 0;
-        let mut cursor = Some(head);
+        let mut cursor = head.entry;
         while let Some(e) = cursor {
             if e.payment.to == *payee {
                 total += i128::from(e.payment.amount);

@@ -21,6 +21,8 @@ pub enum RecordBody {
     Payment(crate::ledger::Payment),
     /// A change of credit limits (stored in the group document).
     CreditLimit(crate::ledger::CreditLimit),
+    /// The close of a ledger period (stored first in the next period).
+    PeriodClose(crate::ledger::PeriodClose),
 }
 
 impl RecordBody {
@@ -34,6 +36,14 @@ impl RecordBody {
         encoding::decode("record body", bytes, MAX_BODY_BYTES)
     }
 
+    /// Whether the group's ledger judges it (besides the engine's checks).
+    pub fn is_ledger_record(&self) -> bool {
+        matches!(
+            self,
+            RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_)
+        )
+    }
+
     /// A word for logs and errors.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -41,6 +51,7 @@ impl RecordBody {
             RecordBody::Admission(_) => "admission",
             RecordBody::Payment(_) => "payment",
             RecordBody::CreditLimit(_) => "credit limit",
+            RecordBody::PeriodClose(_) => "period closing",
         }
     }
 }

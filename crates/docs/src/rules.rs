@@ -29,25 +29,42 @@ fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
 pub struct RecordContext {
     /// True only for the first change of a document.
     pub in_genesis_change: bool,
-    /// True in a ledger period document.
-    pub in_ledger: bool,
+    /// In a ledger period document: its period.
+    pub ledger_period: Option<u64>,
 }
 
 /// Check a record body against its kind's rules.
 pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
     match body {
         RecordBody::GroupGenesis(_) | RecordBody::Admission(_) | RecordBody::CreditLimit(_)
-            if ctx.in_ledger =>
+            if ctx.ledger_period.is_some() =>
         {
             broken(format!(
                 "a {} has no place in a ledger period",
                 body.kind_name()
             ))
         }
-        RecordBody::Payment(_) if !ctx.in_ledger => {
-            broken("a payment belongs in a ledger period, not the group document")
+        RecordBody::Payment(_) | RecordBody::PeriodClose(_) if ctx.ledger_period.is_none() => {
+            broken(format!(
+                "a {} belongs in a ledger period, not the group document",
+                body.kind_name()
+            ))
         }
-        RecordBody::Payment(_) => Ok(()),
+        RecordBody::Payment(p) => match ctx.ledger_period {
+            Some(period) if period != p.period => broken(format!(
+                "a payment for period {} filed in period {period}",
+                p.period
+            )),
+            _ => Ok(()),
+        },
+        RecordBody::PeriodClose(c) => match ctx.ledger_period {
+            Some(period) if period != c.period + 1 => broken(format!(
+                "the closing of period {} filed in period {period}; it opens period {}",
+                c.period,
+                c.period + 1
+            )),
+            _ => Ok(()),
+        },
         RecordBody::CreditLimit(_) => {
             if ctx.in_genesis_change {
                 return broken("a credit limit cannot be part of a group's founding change");

@@ -42,6 +42,10 @@ pub struct GroupLedger {
     pub ledger: Ledger,
     /// Period documents by number.
     pub periods: BTreeMap<u64, SignedDoc>,
+    /// The ledger moves its base only to this period or later: after a late
+    /// record needed the history below the base, the base waits a while so
+    /// that the record's fellows (delivered by the next syncs) find it.
+    rebase_from: u64,
 }
 
 impl GroupLedger {
@@ -74,6 +78,7 @@ impl GroupLedger {
         Some(GroupLedger {
             ledger,
             periods: BTreeMap::new(),
+            rebase_from: 0,
         })
     }
 
@@ -109,23 +114,99 @@ impl GroupLedger {
         }
     }
 
+    /// Sign `body` into period `period` (opened if need be), judged by the
+    /// ledger on the way; the ledger settles after it.
+    pub fn add_record(
+        &mut self,
+        group: Hash32,
+        writer: &Writer,
+        members: &BTreeSet<MemberId>,
+        period: u64,
+        body: RecordBody,
+        index: &mut HashMap<Hash32, Hash32>,
+    ) -> Result<(Hash32, nestwork_core::SignedChange), nestwork_docs::Error> {
+        self.open_periods(group, writer, index);
+        let Some(doc) = self.periods.get_mut(&period) else {
+            return Err(nestwork_docs::Error::Rule(nestwork_docs::rules::RuleError(
+                format!("ledger period {period} is not open"),
+            )));
+        };
+        let mut gate = Gate {
+            ledger: Some(&mut self.ledger),
+            members,
+        };
+        let made = doc.add_record(writer, body, &mut gate, crate::node::now_ms())?;
+        self.settle();
+        Ok(made)
+    }
+
+    /// Apply changes from elsewhere to the period document `doc`, judged
+    /// by the ledger; the ledger settles after them. `None` if the period
+    /// is not open here.
+    pub fn apply_to(
+        &mut self,
+        doc: &Hash32,
+        members: &BTreeSet<MemberId>,
+        changes: Vec<nestwork_core::SignedChange>,
+    ) -> Option<nestwork_docs::ApplyReport> {
+        let target = self.periods.values_mut().find(|d| d.id() == *doc)?;
+        let mut gate = Gate {
+            ledger: Some(&mut self.ledger),
+            members,
+        };
+        let report = target.apply_with(changes, &mut gate);
+        self.settle();
+        Some(report)
+    }
+
     /// The period document with id `doc`.
     pub fn period_doc_mut(&mut self, doc: &Hash32) -> Option<&mut SignedDoc> {
         self.periods.values_mut().find(|d| d.id() == *doc)
     }
 
-    /// Record the payments of loaded period documents (trusted: this node
-    /// checked them before storing them).
+    /// Record the payments and closings of loaded period documents
+    /// (trusted: this node checked them before storing them), then move the
+    /// base up as far as it may go.
     pub fn absorb_loaded(&mut self) {
         let mut payments = Vec::new();
+        let mut closings = Vec::new();
         for doc in self.periods.values() {
             for (id, record) in doc.records() {
-                if let Ok(RecordBody::Payment(p)) = RecordBody::decode(&record.body) {
-                    payments.push((*id, record.author, p));
+                match RecordBody::decode(&record.body) {
+                    Ok(RecordBody::Payment(p)) => payments.push((*id, record.author, p)),
+                    Ok(RecordBody::PeriodClose(c)) => closings.push((*id, c)),
+                    _ => {}
                 }
             }
         }
         self.ledger.insert_trusted(payments);
+        for (id, c) in closings {
+            self.ledger.insert_close(id, c);
+        }
+        self.settle();
+    }
+
+    /// After records reached the ledger: reload the whole history if a
+    /// late record needs what lies below the base, otherwise move the base
+    /// up when a period has closed, dropping what lies below it from
+    /// memory.
+    pub fn settle(&mut self) {
+        if self.ledger.take_needs_history() {
+            let newest = self.ledger.closings().keys().next_back().copied();
+            tracing::info!(
+                base = self.ledger.base().period,
+                "a late ledger record needs older history: reloading it"
+            );
+            self.ledger = self.ledger.emptied();
+            self.rebase_from = newest.map_or(0, |p| p + 2);
+            self.absorb_loaded();
+            return;
+        }
+        if let Some(base) = self.ledger.next_base() {
+            if base.period >= self.rebase_from {
+                self.ledger = self.ledger.rebased(base);
+            }
+        }
     }
 }
 

@@ -27,8 +27,8 @@ use tokio::sync::broadcast;
 use crate::data_dir::DataDir;
 use crate::identity;
 use crate::ledger::{
-    account_view, parse_period_kind, payment_view, period_kind, BalanceView, Gate, GroupLedger,
-    LedgerView, PaymentView,
+    account_view, parse_period_kind, payment_view, period_id, period_kind, BalanceView, Gate,
+    GroupLedger, LedgerView, PaymentView,
 };
 use nestwork_docs::ledger::{Account, CreditLimit, Equivocation, NoProposals};
 
@@ -235,14 +235,7 @@ impl State {
             };
             Some(target.apply_with(changes, &mut gate))
         } else {
-            let l = ledger?;
-            let (ledger, periods) = (&mut l.ledger, &mut l.periods);
-            let target = periods.values_mut().find(|d| d.id() == doc)?;
-            let mut gate = Gate {
-                ledger: Some(ledger),
-                members: &members,
-            };
-            Some(target.apply_with(changes, &mut gate))
+            ledger?.apply_to(&doc, &members, changes)
         }
     }
 }
@@ -594,7 +587,7 @@ impl Node {
     /// every peer applies before it is signed; it is durable before this
     /// returns.
     pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
-        let (doc_id, change, view) = {
+        let (doc_id, changes, view) = {
             let mut docs = self.lock();
             let group = self.resolve(&docs.groups, sel)?;
             let members = docs
@@ -609,6 +602,23 @@ impl Node {
                 .ledgers
                 .get_mut(&group)
                 .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let mut changes = Vec::new();
+            // A full period is closed first: this node signs the balances
+            // at its cut, and the payment builds on them.
+            let mut close_period = 0;
+            if let Some(close) = l.ledger.close_due() {
+                let period = close.period + 1;
+                close_period = period;
+                let (_, change) = l.add_record(
+                    group,
+                    &self.writer,
+                    &members,
+                    period,
+                    RecordBody::PeriodClose(close),
+                    &mut state.periods,
+                )?;
+                changes.push(change);
+            }
             let payment = l.ledger.prepare(
                 &me,
                 Account::Member(me),
@@ -619,25 +629,33 @@ impl Node {
                 now_ms(),
                 &|m: &MemberId| members.contains(m),
                 &NoProposals,
-            )?;
-            l.open_periods(group, &self.writer, &mut state.periods);
-            let period = payment.period;
-            let GroupLedger { ledger, periods } = l;
-            let doc = periods
-                .get_mut(&period)
-                .ok_or_else(|| NodeError::Invalid(format!("ledger period {period} is not open")))?;
-            let mut gate = Gate {
-                ledger: Some(ledger),
-                members: &members,
+            );
+            let payment = match payment {
+                Ok(payment) => payment,
+                Err(e) => {
+                    // A closing made on the way stays: it is valid on its own.
+                    if let Some(close) = changes.pop() {
+                        let doc_id = period_id(&group, close_period);
+                        self.persist(&mut docs, doc_id, std::slice::from_ref(&close))?;
+                        drop(docs);
+                        self.store.flush()?;
+                        self.announce(doc_id, vec![close], true);
+                    }
+                    return Err(e.into());
+                }
             };
-            let (id, change) = doc.add_record(
+            let period = payment.period;
+            let (id, change) = l.add_record(
+                group,
                 &self.writer,
+                &members,
+                period,
                 RecordBody::Payment(payment),
-                &mut gate,
-                now_ms(),
+                &mut state.periods,
             )?;
-            let doc_id = doc.id();
-            self.persist(&mut docs, doc_id, std::slice::from_ref(&change))?;
+            changes.push(change);
+            let doc_id = period_id(&group, period);
+            self.persist(&mut docs, doc_id, &changes)?;
             docs.ensure_ledger(group, &self.writer);
             let l = docs
                 .ledgers
@@ -647,11 +665,11 @@ impl Node {
                 .ledger
                 .entry(&id)
                 .ok_or_else(|| NodeError::Invalid("the payment went missing".into()))?;
-            (doc_id, change, payment_view(&l.ledger, entry))
+            (doc_id, changes, payment_view(&l.ledger, entry))
         };
         self.store.flush()?;
         tracing::info!(payment = %view.id.short(), to = %view.to, amount = view.amount, "payment made");
-        self.announce(doc_id, vec![change], true);
+        self.announce(doc_id, changes, true);
         Ok(view)
     }
 

@@ -8,14 +8,14 @@
 //! the network: verified and applied by `SignedDoc::apply_with` through the
 //! ledger's gate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nestwork_core::{Hash32, MemberId, SignedChange};
 use nestwork_docs::ledger::{Account, NoProposals};
 use nestwork_docs::{
     Admission, ApplyReport, Charter, GroupGenesis, GroupKind, RecordBody, Rules, SignedDoc, Writer,
 };
-use nestwork_node::ledger::{Gate, GroupLedger};
+use nestwork_node::ledger::{period_id, GroupLedger};
 
 use crate::key;
 
@@ -38,15 +38,13 @@ impl LedgerState {
     pub fn apply(&mut self, period: u64, changes: Vec<SignedChange>) -> ApplyReport {
         let id = self.group.id();
         let members = self.group.members().clone();
-        let GroupLedger { ledger, periods } = &mut self.ledger;
-        let doc = periods
+        self.ledger
+            .periods
             .entry(period)
             .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
-        let mut gate = Gate {
-            ledger: Some(ledger),
-            members: &members,
-        };
-        doc.apply_with(changes, &mut gate)
+        self.ledger
+            .apply_to(&period_id(&id, period), &members, changes)
+            .expect("open period")
     }
 }
 
@@ -116,8 +114,10 @@ impl LedgerSim {
         self.rng
     }
 
-    /// Make the next payment on the author side: (period, signed change).
-    pub fn pay(&mut self) -> (u64, SignedChange) {
+    /// Make the next payment on the author side, after the closing of a
+    /// full period when one is due, as a node does: (period, signed
+    /// changes).
+    pub fn pay(&mut self) -> (u64, Vec<SignedChange>) {
         let n = self.writers.len();
         let payer = self.next_payer;
         self.next_payer = (payer + 1) % n;
@@ -127,6 +127,24 @@ impl LedgerSim {
         let to = self.writers[payee].id();
         let state = &mut self.author;
         let members = state.group.members().clone();
+        let group = state.group.id();
+        let mut index = HashMap::new();
+        let mut changes = Vec::new();
+        if let Some(close) = state.ledger.ledger.close_due() {
+            let period = close.period + 1;
+            let (_, change) = state
+                .ledger
+                .add_record(
+                    group,
+                    &writer,
+                    &members,
+                    period,
+                    RecordBody::PeriodClose(close),
+                    &mut index,
+                )
+                .expect("close");
+            changes.push(change);
+        }
         let payment = state
             .ledger
             .ledger
@@ -143,19 +161,19 @@ impl LedgerSim {
             )
             .expect("a payment within the limits");
         let period = payment.period;
-        let id = state.group.id();
-        let GroupLedger { ledger, periods } = &mut state.ledger;
-        let doc = periods
-            .entry(period)
-            .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
-        let mut gate = Gate {
-            ledger: Some(ledger),
-            members: &members,
-        };
-        let (_, change) = doc
-            .add_record(&writer, RecordBody::Payment(payment), &mut gate, 1)
+        let (_, change) = state
+            .ledger
+            .add_record(
+                group,
+                &writer,
+                &members,
+                period,
+                RecordBody::Payment(payment),
+                &mut index,
+            )
             .expect("sign");
-        (period, change)
+        changes.push(change);
+        (period, changes)
     }
 
     /// Make `count` payments and deliver them to the replica in batches of
@@ -164,8 +182,8 @@ impl LedgerSim {
         let mut pending: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
         let mut queued = 0;
         for _ in 0..count {
-            let (period, change) = self.pay();
-            pending.entry(period).or_default().push(change);
+            let (period, changes) = self.pay();
+            pending.entry(period).or_default().extend(changes);
             queued += 1;
             if queued >= batch {
                 self.deliver(&mut pending);
@@ -189,6 +207,11 @@ impl LedgerSim {
     /// Payments the replica holds.
     pub fn len(&self) -> usize {
         self.replica.ledger.ledger.len()
+    }
+
+    /// Payments the replica holds in memory (past its base).
+    pub fn held(&self) -> usize {
+        self.replica.ledger.ledger.held()
     }
 
     /// Whether the replica holds no payment.

@@ -199,16 +199,18 @@ impl TestNode {
                 &NoProposals,
             )
             .expect("a payment within the rules");
-        let GroupLedger { ledger, periods } = &mut ledger;
-        let doc = periods.get_mut(&payment.period).expect("open period");
-        let mut gate = Gate {
-            ledger: Some(ledger),
-            members: &members,
-        };
-        let (_, change) = doc
-            .add_record(&writer, RecordBody::Payment(payment), &mut gate, 1)
+        let period = payment.period;
+        let (_, change) = ledger
+            .add_record(
+                group,
+                &writer,
+                &members,
+                period,
+                RecordBody::Payment(payment),
+                &mut std::collections::HashMap::new(),
+            )
             .expect("sign");
-        (doc.id(), change)
+        (period_id(&group, period), change)
     }
 
     /// Invite from this node and join from `other` over the network.
