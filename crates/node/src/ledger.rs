@@ -42,10 +42,18 @@ pub struct GroupLedger {
     pub ledger: Ledger,
     /// Period documents by number.
     pub periods: BTreeMap<u64, SignedDoc>,
+    /// Periods whose every payment lies at or below the base: not loaded,
+    /// with their heads (for sync). Loaded again when a peer asks for one or
+    /// sends to it.
+    pub cold: BTreeMap<u64, Vec<Hash32>>,
     /// The ledger moves its base only to this period or later: after a late
     /// record needed the history below the base, the base waits a while so
     /// that the record's fellows (delivered by the next syncs) find it.
-    rebase_from: u64,
+    pub rebase_from: u64,
+    /// A record needed the history below the base: the node must reload it.
+    history_wanted: bool,
+    /// The base moved: the node must store it and may unload periods.
+    rebased: bool,
 }
 
 impl GroupLedger {
@@ -78,7 +86,10 @@ impl GroupLedger {
         Some(GroupLedger {
             ledger,
             periods: BTreeMap::new(),
+            cold: BTreeMap::new(),
             rebase_from: 0,
+            history_wanted: false,
+            rebased: false,
         })
     }
 
@@ -98,7 +109,7 @@ impl GroupLedger {
             .copied()
             .unwrap_or(0);
         for period in 0..=newest + 1 {
-            if self.periods.contains_key(&period) {
+            if self.periods.contains_key(&period) || self.cold.contains_key(&period) {
                 continue;
             }
             match SignedDoc::ledger_period(group, period) {
@@ -168,44 +179,102 @@ impl GroupLedger {
     /// (trusted: this node checked them before storing them), then move the
     /// base up as far as it may go.
     pub fn absorb_loaded(&mut self) {
-        let mut payments = Vec::new();
-        let mut closings = Vec::new();
-        for doc in self.periods.values() {
-            for (id, record) in doc.records() {
-                match RecordBody::decode(&record.body) {
-                    Ok(RecordBody::Payment(p)) => payments.push((*id, record.author, p)),
-                    Ok(RecordBody::PeriodClose(c)) => closings.push((*id, c)),
-                    _ => {}
-                }
-            }
-        }
-        self.ledger.insert_trusted(payments);
-        for (id, c) in closings {
-            self.ledger.insert_close(id, c);
-        }
+        let docs: Vec<&SignedDoc> = self.periods.values().collect();
+        absorb(&mut self.ledger, &docs);
         self.settle();
     }
 
-    /// After records reached the ledger: reload the whole history if a
-    /// late record needs what lies below the base, otherwise move the base
-    /// up when a period has closed, dropping what lies below it from
-    /// memory.
+    /// After records reached the ledger: note if a late record needs what
+    /// lies below the base (the node then reloads it with
+    /// [`GroupLedger::reload`]), otherwise move the base up when a period
+    /// has closed, dropping what lies below it from memory.
     pub fn settle(&mut self) {
         if self.ledger.take_needs_history() {
-            let newest = self.ledger.closings().keys().next_back().copied();
-            tracing::info!(
-                base = self.ledger.base().period,
-                "a late ledger record needs older history: reloading it"
-            );
-            self.ledger = self.ledger.emptied();
-            self.rebase_from = newest.map_or(0, |p| p + 2);
-            self.absorb_loaded();
+            self.history_wanted = true;
             return;
         }
         if let Some(base) = self.ledger.next_base() {
             if base.period >= self.rebase_from {
                 self.ledger = self.ledger.rebased(base);
+                self.rebased = true;
             }
+        }
+    }
+
+    /// Whether a record needed the history below the base (cleared).
+    pub fn take_history_wanted(&mut self) -> bool {
+        std::mem::take(&mut self.history_wanted)
+    }
+
+    /// Whether the base moved (cleared).
+    pub fn take_rebased(&mut self) -> bool {
+        std::mem::take(&mut self.rebased)
+    }
+
+    /// Count every loaded period again from nothing (all periods must be
+    /// loaded), and keep the base below the newest closing for a while.
+    pub fn reload(&mut self) {
+        let newest = self.ledger.closings().keys().next_back().copied();
+        tracing::info!(
+            base = self.ledger.base().period,
+            "a late ledger record needs older history: reloading it"
+        );
+        self.ledger = self.ledger.emptied();
+        self.rebase_from = newest.map_or(0, |p| p + 2);
+        self.history_wanted = false;
+        self.absorb_loaded();
+    }
+
+    /// Loaded periods whose every payment lies at or below the base.
+    pub fn coolable(&self) -> Vec<u64> {
+        let base = self.ledger.base();
+        if base.heads.is_empty() {
+            return Vec::new();
+        }
+        let held = self.ledger.periods();
+        self.periods
+            .keys()
+            .filter(|p| **p <= base.period && !held.contains_key(p))
+            .copied()
+            .collect()
+    }
+
+    /// Unload period `period`, keeping its heads; returns them.
+    pub fn cool(&mut self, period: u64) -> Option<Vec<Hash32>> {
+        let doc = self.periods.remove(&period)?;
+        let heads = doc.heads();
+        self.cold.insert(period, heads.clone());
+        Some(heads)
+    }
+
+    /// Load period `period` again (read back from the store).
+    pub fn warm(&mut self, period: u64, doc: SignedDoc) {
+        self.cold.remove(&period);
+        absorb(&mut self.ledger, &[&doc]);
+        self.periods.insert(period, doc);
+    }
+}
+
+/// Record the payments and closings of `docs` in `ledger` (trusted).
+/// Closings older than the base are of no use to it and are skipped.
+fn absorb(ledger: &mut Ledger, docs: &[&SignedDoc]) {
+    let mut payments = Vec::new();
+    let mut closings = Vec::new();
+    for doc in docs {
+        for (id, record) in doc.records() {
+            match RecordBody::decode(&record.body) {
+                Ok(RecordBody::Payment(p)) => payments.push((*id, record.author, p)),
+                Ok(RecordBody::PeriodClose(c)) => closings.push((*id, c)),
+                _ => {}
+            }
+        }
+    }
+    ledger.insert_trusted(payments);
+    let base = ledger.base().period;
+    let rebased = !ledger.base().heads.is_empty();
+    for (id, c) in closings {
+        if !rebased || c.period >= base {
+            ledger.insert_close(id, c);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! change announced (to the network, which publishes local changes), so
 //! nothing is forwarded that is not durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -147,8 +147,15 @@ pub struct Status {
     pub uptime_secs: u64,
     /// How long opening the store and loading documents took.
     pub load_ms: u64,
-    /// Payments held, over all groups.
+    /// Payments accepted, over all groups.
     pub payments: usize,
+    /// Of those, payments held in memory (past each ledger's base); the
+    /// rest are counted in the base and stay on disk.
+    pub payments_in_memory: usize,
+    /// Ledger period documents loaded.
+    pub periods_loaded: usize,
+    /// Ledger period documents kept on disk only.
+    pub periods_on_disk: usize,
     /// Frozen accounts (two payments with one sequence number), by group.
     pub equivocations: Vec<(Hash32, Equivocation)>,
 }
@@ -210,6 +217,16 @@ impl State {
             .periods
             .values()
             .find(|d| d.id() == *doc)
+    }
+
+    /// The heads of an unloaded (cold) period document.
+    fn cold_heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+        let group = self.periods.get(doc)?;
+        let l = self.ledgers.get(group)?;
+        l.cold
+            .iter()
+            .find(|(p, _)| period_id(group, **p) == *doc)
+            .map(|(_, heads)| heads.clone())
     }
 
     /// The store kind of a document.
@@ -286,11 +303,41 @@ impl Node {
                 docs.ledgers.insert(*group, l);
             }
         }
+        // A group whose base is stored counts from it, and its periods
+        // marked cold (wholly below the base, unchanged since) stay on disk.
+        let mut bases = BTreeSet::new();
+        for group in &groups {
+            let Some(l) = docs.ledgers.get_mut(group) else {
+                continue;
+            };
+            let stored = store.mark(&base_mark(group))?;
+            match stored.map(|b| nestwork_core::encoding::decode("ledger base", &b, usize::MAX)) {
+                Some(Ok(base)) => {
+                    l.ledger.set_base(base);
+                    bases.insert(*group);
+                }
+                Some(Err(e)) => {
+                    tracing::error!(group = %group.short(), error = %e, "stored ledger base is damaged; loading every period")
+                }
+                None => {}
+            }
+        }
         for (group, period, id) in period_docs {
             let Some(l) = docs.ledgers.get_mut(&group) else {
                 tracing::error!(doc = %id, "ledger period of a group this node does not hold");
                 continue;
             };
+            if bases.contains(&group) {
+                let cold = store.mark(&id)?.and_then(|h| {
+                    nestwork_core::encoding::decode::<Vec<Hash32>>("period heads", &h, usize::MAX)
+                        .ok()
+                });
+                if let Some(heads) = cold {
+                    docs.periods.insert(id, group);
+                    l.cold.insert(period, heads);
+                    continue;
+                }
+            }
             match SignedDoc::load_ledger_period(group, period, store.changes(&id)?) {
                 Ok(mut doc) => {
                     doc.set_writer(&writer);
@@ -300,28 +347,36 @@ impl Node {
                 Err(e) => tracing::error!(doc = %id, error = %e, "cannot load ledger period"),
             }
         }
-        for group in groups {
-            if let Some(l) = docs.ledgers.get_mut(&group) {
+        for group in &groups {
+            if let Some(l) = docs.ledgers.get_mut(group) {
                 l.absorb_loaded();
             }
-            docs.ensure_ledger(group, &writer);
         }
-        let load_time = started.elapsed();
-        tracing::info!(
-            documents = docs.groups.len() + docs.periods.len(),
-            changes = store.change_count(),
-            ms = load_time.as_millis() as u64,
-            "store loaded"
-        );
-        Ok(Node {
+        let mut node = Node {
             dir: dir.clone(),
             writer,
             store,
             docs: Mutex::new(docs),
             events: broadcast::channel(1024).0,
             started,
-            load_time,
-        })
+            load_time: Duration::ZERO,
+        };
+        {
+            let mut docs = node.lock();
+            for group in groups {
+                node.tend_ledger(&mut docs, group)?;
+                docs.ensure_ledger(group, &node.writer);
+            }
+            node.store.flush()?;
+            tracing::info!(
+                documents = docs.groups.len() + docs.periods.len(),
+                changes = node.store.change_count(),
+                ms = started.elapsed().as_millis() as u64,
+                "store loaded"
+            );
+        }
+        node.load_time = started.elapsed();
+        Ok(node)
     }
 
     /// This node's member id.
@@ -342,6 +397,9 @@ impl Node {
             uptime_secs: self.started.elapsed().as_secs(),
             load_ms: self.load_time.as_millis() as u64,
             payments: docs.ledgers.values().map(|l| l.ledger.len()).sum(),
+            payments_in_memory: docs.ledgers.values().map(|l| l.ledger.held()).sum(),
+            periods_loaded: docs.ledgers.values().map(|l| l.periods.len()).sum(),
+            periods_on_disk: docs.ledgers.values().map(|l| l.cold.len()).sum(),
             equivocations: docs
                 .ledgers
                 .iter()
@@ -507,6 +565,7 @@ impl Node {
                 return Err(NodeError::NotFound(doc.to_hex()));
             }
             let report = if known {
+                self.warm(&mut docs, &doc)?;
                 docs.apply(doc, changes)
                     .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?
             } else {
@@ -532,9 +591,10 @@ impl Node {
             };
             if !report.applied.is_empty() {
                 self.persist(&mut docs, doc, &report.applied)?;
-                if let Some(group) = docs.group_of(&doc) {
-                    docs.ensure_ledger(group, &self.writer);
-                }
+            }
+            if let Some(group) = docs.group_of(&doc) {
+                self.tend_ledger(&mut docs, group)?;
+                docs.ensure_ledger(group, &self.writer);
             }
             report
         };
@@ -656,6 +716,7 @@ impl Node {
             changes.push(change);
             let doc_id = period_id(&group, period);
             self.persist(&mut docs, doc_id, &changes)?;
+            self.tend_ledger(&mut docs, group)?;
             docs.ensure_ledger(group, &self.writer);
             let l = docs
                 .ledgers
@@ -826,15 +887,68 @@ impl Node {
             // Memory must not run ahead of the disk: rebuild this group
             // (its document, its ledger and its periods) from the store.
             if let Some(group) = docs.group_of(&id) {
-                self.reload_group(docs, group)?;
+                self.reload_group(docs, group, false)?;
             }
             return Err(e.into());
         }
         Ok(())
     }
 
-    /// Rebuild one group's document, ledger and periods from the store.
-    fn reload_group(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+    /// After records reached a group's ledger: reload the history below its
+    /// base if a late record needs it; when the base moved, store it and
+    /// unload the periods that lie wholly below it.
+    fn tend_ledger(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+        let Some(l) = docs.ledgers.get_mut(&group) else {
+            return Ok(());
+        };
+        if l.take_history_wanted() {
+            self.store.remove_mark(&base_mark(&group))?;
+            return self.reload_group(docs, group, true);
+        }
+        if l.take_rebased() {
+            let base = nestwork_core::encoding::encode(l.ledger.base());
+            self.store.set_mark(&base_mark(&group), &base)?;
+            for period in l.coolable() {
+                if let Some(heads) = l.cool(period) {
+                    let heads = nestwork_core::encoding::encode(&heads);
+                    self.store.set_mark(&period_id(&group, period), &heads)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Load a period document that was unloaded (cold) back from the store.
+    fn warm(&self, docs: &mut State, doc: &Hash32) -> Result<(), NodeError> {
+        let Some(group) = docs.periods.get(doc).copied() else {
+            return Ok(());
+        };
+        let Some(l) = docs.ledgers.get_mut(&group) else {
+            return Ok(());
+        };
+        let Some(period) = l
+            .cold
+            .keys()
+            .copied()
+            .find(|p| period_id(&group, *p) == *doc)
+        else {
+            return Ok(());
+        };
+        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(doc)?)?;
+        loaded.set_writer(&self.writer);
+        l.warm(period, loaded);
+        Ok(())
+    }
+
+    /// Rebuild one group's document, ledger and every period from the
+    /// store; `hold_base` keeps the base below the newest closing a while
+    /// (a late record needed the history).
+    fn reload_group(
+        &self,
+        docs: &mut State,
+        group: Hash32,
+        hold_base: bool,
+    ) -> Result<(), NodeError> {
         if let Some(l) = docs.ledgers.remove(&group) {
             for d in l.periods.values() {
                 docs.periods.remove(&d.id());
@@ -858,7 +972,11 @@ impl Node {
                     _ => {}
                 }
             }
-            l.absorb_loaded();
+            if hold_base {
+                l.reload();
+            } else {
+                l.absorb_loaded();
+            }
             docs.ledgers.insert(group, l);
             docs.ensure_ledger(group, &self.writer);
         }
@@ -952,6 +1070,7 @@ impl Replica for Node {
         let mut out = vec![*group];
         if let Some(l) = docs.ledgers.get(group) {
             out.extend(l.periods.values().map(SignedDoc::id));
+            out.extend(l.cold.keys().map(|p| period_id(group, *p)));
         }
         out
     }
@@ -971,7 +1090,10 @@ impl Replica for Node {
     }
 
     fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
-        self.lock().doc(doc).map(SignedDoc::heads)
+        let docs = self.lock();
+        docs.doc(doc)
+            .map(SignedDoc::heads)
+            .or_else(|| docs.cold_heads(doc))
     }
 
     fn changes_since(
@@ -980,11 +1102,18 @@ impl Replica for Node {
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
-        let all = self
-            .lock()
-            .doc(doc)
-            .map(|d| d.changes_since(have))
-            .unwrap_or_default();
+        let all = {
+            let mut docs = self.lock();
+            if docs.cold_heads(doc).is_some_and(|heads| heads == have) {
+                return (Vec::new(), false);
+            }
+            if let Err(e) = self.warm(&mut docs, doc) {
+                tracing::error!(doc = %doc.short(), error = %e, "cannot load a ledger period");
+            }
+            docs.doc(doc)
+                .map(|d| d.changes_since(have))
+                .unwrap_or_default()
+        };
         let mut size = 0;
         let mut out = Vec::new();
         for c in all.iter() {
@@ -1057,6 +1186,12 @@ fn account_of(
             "{sel:?} matches several members; use more of the id"
         ))),
     }
+}
+
+/// Where a group's ledger base is kept in the store's marks (an id no
+/// document has, so no change ever erases it).
+fn base_mark(group: &Hash32) -> Hash32 {
+    Hash32::of_parts(&[b"nestwork/ledger-base/v1", &group.0])
 }
 
 fn group_meta() -> DocMeta {

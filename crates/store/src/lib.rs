@@ -61,6 +61,9 @@ pub struct Store {
     changes: sled::Tree,
     /// Heads each peer had when last synced, by peer || document.
     peers: sled::Tree,
+    /// Notes the node keeps about a document while it is unchanged, by
+    /// document id (see [`Store::set_mark`]).
+    marks: sled::Tree,
 }
 
 impl Store {
@@ -107,6 +110,7 @@ impl Store {
             docs: db.open_tree("docs")?,
             changes: db.open_tree("changes")?,
             peers: db.open_tree("peers")?,
+            marks: db.open_tree("marks")?,
             db,
         })
     }
@@ -117,8 +121,9 @@ impl Store {
     pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
         let meta_bytes = nestwork_core::encoding::encode(meta);
         let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
-        (&self.docs, &self.changes)
-            .transaction(|(docs, stored)| {
+        (&self.docs, &self.changes, &self.marks)
+            .transaction(|(docs, stored, marks)| {
+                marks.remove(&doc.0)?;
                 if docs.get(doc.0)?.is_none() {
                     docs.insert(&doc.0, meta_bytes.as_slice())?;
                 }
@@ -134,6 +139,25 @@ impl Store {
                     StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
                 }
             })
+    }
+
+    /// Keep a note about document `doc` (or any other id) that holds only
+    /// while the document is unchanged: appending a change to it erases the
+    /// note in the same transaction. Durable with the next flush.
+    pub fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
+        self.marks.insert(doc.0, note)?;
+        Ok(())
+    }
+
+    /// The note kept about `doc`, if it still holds.
+    pub fn mark(&self, doc: &Hash32) -> Result<Option<Vec<u8>>> {
+        Ok(self.marks.get(doc.0)?.map(|v| v.to_vec()))
+    }
+
+    /// Drop the note about `doc`.
+    pub fn remove_mark(&self, doc: &Hash32) -> Result<()> {
+        self.marks.remove(doc.0)?;
+        Ok(())
     }
 
     /// Make everything written so far durable (fsync). Concurrent callers
@@ -261,6 +285,20 @@ mod tests {
             .changes(&Hash32::of(b"other"))
             .expect("changes")
             .is_empty());
+    }
+
+    #[test]
+    fn a_mark_holds_until_its_document_changes() {
+        let store = Store::temporary().expect("store");
+        let doc = Hash32::of(b"doc");
+        let other = Hash32::of(b"other");
+        store.append(doc, &meta(), &[change(1)]).expect("append");
+        store.set_mark(&doc, b"cold").expect("mark");
+        store.set_mark(&other, b"base").expect("mark");
+        assert_eq!(store.mark(&doc).expect("mark"), Some(b"cold".to_vec()));
+        store.append(doc, &meta(), &[change(2)]).expect("append");
+        assert_eq!(store.mark(&doc).expect("mark"), None);
+        assert_eq!(store.mark(&other).expect("mark"), Some(b"base".to_vec()));
     }
 
     #[test]

@@ -42,9 +42,24 @@ impl LedgerState {
             .periods
             .entry(period)
             .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
-        self.ledger
+        let report = self
+            .ledger
             .apply_to(&period_id(&id, period), &members, changes)
-            .expect("open period")
+            .expect("open period");
+        if self.ledger.take_history_wanted() {
+            self.ledger.reload();
+        }
+        self.ledger.take_rebased();
+        self.unload_old_periods();
+        report
+    }
+
+    /// Drop the period documents wholly below the base, as a node unloads
+    /// them (a node keeps them on disk; here they are simply gone).
+    fn unload_old_periods(&mut self) {
+        for period in self.ledger.coolable() {
+            self.ledger.cool(period);
+        }
     }
 }
 
@@ -173,6 +188,7 @@ impl LedgerSim {
             )
             .expect("sign");
         changes.push(change);
+        state.unload_old_periods();
         (period, changes)
     }
 
