@@ -307,12 +307,15 @@ fn secs(s: u64) -> String {
 fn status_text(report: &StatusReport) -> String {
     let s = &report.node;
     let mut out = format!(
-        "member    {}\nversion   {}\ndata      {}\ngroups    {}\npayments  {}\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
+        "member    {}\nversion   {}\ndata      {}\ngroups    {}\npayments  {} ({} in memory; ledger periods: {} loaded, {} on disk only)\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
         s.member,
         s.version,
         s.data_dir,
         s.groups,
         s.payments,
+        s.payments_in_memory,
+        s.periods_loaded,
+        s.periods_on_disk,
         s.changes,
         s.store_bytes,
         secs(s.uptime_secs),

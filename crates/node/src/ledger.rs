@@ -388,6 +388,10 @@ pub struct LedgerView {
     pub payments: Vec<PaymentView>,
     /// How many payments the ledger holds in all.
     pub total: usize,
+    /// How many of them can be listed: those of the recent periods, held in
+    /// memory. Older ones are counted in the period closings and kept on
+    /// disk.
+    pub listed: usize,
     /// Periods and how many payments each holds.
     pub periods: Vec<(u64, u64)>,
     /// Every frozen account, with its proof.

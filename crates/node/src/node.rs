@@ -849,6 +849,7 @@ impl Node {
                 .map(|e| payment_view(&l.ledger, e))
                 .collect(),
             total: l.ledger.len(),
+            listed: l.ledger.held(),
             periods: l.ledger.periods().iter().map(|(k, v)| (*k, *v)).collect(),
             equivocations: l.ledger.equivocations(),
         })
