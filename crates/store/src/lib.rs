@@ -41,6 +41,20 @@ pub enum StoreError {
 /// release its lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// sled's page cache. Its default (1 GiB) would let a node holding years
+/// of history grow toward a gigabyte; documents are read whole and rarely,
+/// so a small cache costs little.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The marks key of the number of stored changes (shorter than any id, so
+/// no document's mark). Kept in the append transaction because counting a
+/// sled tree reads all of it.
+const CHANGE_COUNT: &[u8] = b"changes";
+
+fn count_of(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or_default()
+}
+
 /// Result with [`StoreError`].
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -87,15 +101,19 @@ impl Store {
     }
 
     fn try_open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                StoreError::InUse(dir.display().to_string())
-            }
-            other => StoreError::Sled(other),
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::InUse(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
         Store::from_db(db)
     }
 
@@ -106,13 +124,20 @@ impl Store {
     }
 
     fn from_db(db: sled::Db) -> Result<Store> {
-        Ok(Store {
+        let store = Store {
             docs: db.open_tree("docs")?,
             changes: db.open_tree("changes")?,
             peers: db.open_tree("peers")?,
             marks: db.open_tree("marks")?,
             db,
-        })
+        };
+        if store.marks.get(CHANGE_COUNT)?.is_none() {
+            // A store from before the count was kept: count once (sled's
+            // `len` reads the whole tree).
+            let count = store.changes.len() as u64;
+            store.marks.insert(CHANGE_COUNT, &count.to_be_bytes())?;
+        }
+        Ok(store)
     }
 
     /// Append accepted changes of `doc`, registering the document with
@@ -124,6 +149,8 @@ impl Store {
         (&self.docs, &self.changes, &self.marks)
             .transaction(|(docs, stored, marks)| {
                 marks.remove(&doc.0)?;
+                let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
+                marks.insert(CHANGE_COUNT, &(count + encoded.len() as u64).to_be_bytes())?;
                 if docs.get(doc.0)?.is_none() {
                     docs.insert(&doc.0, meta_bytes.as_slice())?;
                 }
@@ -221,7 +248,10 @@ impl Store {
 
     /// How many changes are stored, over all documents.
     pub fn change_count(&self) -> usize {
-        self.changes.len()
+        match self.marks.get(CHANGE_COUNT) {
+            Ok(Some(v)) => count_of(&v) as usize,
+            _ => 0,
+        }
     }
 
     /// Bytes the store occupies on disk.
@@ -298,6 +328,7 @@ mod tests {
         assert_eq!(store.mark(&doc).expect("mark"), Some(b"cold".to_vec()));
         store.append(doc, &meta(), &[change(2)]).expect("append");
         assert_eq!(store.mark(&doc).expect("mark"), None);
+        assert_eq!(store.change_count(), 2);
         assert_eq!(store.mark(&other).expect("mark"), Some(b"base".to_vec()));
     }
 
