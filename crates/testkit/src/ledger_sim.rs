@@ -8,7 +8,7 @@
 //! the network: verified and applied by `SignedDoc::apply_with` through the
 //! ledger's gate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nestwork_core::{Hash32, MemberId, SignedChange};
 use nestwork_docs::ledger::{Account, NoProposals};
@@ -61,6 +61,50 @@ impl LedgerState {
             self.ledger.cool(period);
         }
     }
+}
+
+/// Sign a payment from `writer` to `to` as a node does: after the closing
+/// of a full period when one is due. Returns the period and the changes.
+pub fn sign_payment(
+    ledger: &mut GroupLedger,
+    group: Hash32,
+    writer: &Writer,
+    members: &BTreeSet<MemberId>,
+    to: MemberId,
+    amount: u64,
+    memo: &str,
+) -> (u64, Vec<SignedChange>) {
+    let mut index = HashMap::new();
+    let mut changes = Vec::new();
+    if let Some(close) = ledger.ledger.close_due() {
+        let period = close.period + 1;
+        let body = RecordBody::PeriodClose(close);
+        let (_, change) = ledger
+            .add_record(group, writer, members, period, body, &mut index)
+            .expect("close");
+        changes.push(change);
+    }
+    let payment = ledger
+        .ledger
+        .prepare(
+            &writer.id(),
+            Account::Member(writer.id()),
+            Account::Member(to),
+            amount,
+            memo,
+            None,
+            1,
+            &|m: &MemberId| members.contains(m),
+            &NoProposals,
+        )
+        .expect("a payment within the rules");
+    let period = payment.period;
+    let body = RecordBody::Payment(payment);
+    let (_, change) = ledger
+        .add_record(group, writer, members, period, body, &mut index)
+        .expect("sign");
+    changes.push(change);
+    (period, changes)
 }
 
 /// A group with `members` members and a ledger cut into periods of
@@ -142,52 +186,15 @@ impl LedgerSim {
         let to = self.writers[payee].id();
         let state = &mut self.author;
         let members = state.group.members().clone();
-        let group = state.group.id();
-        let mut index = HashMap::new();
-        let mut changes = Vec::new();
-        if let Some(close) = state.ledger.ledger.close_due() {
-            let period = close.period + 1;
-            let (_, change) = state
-                .ledger
-                .add_record(
-                    group,
-                    &writer,
-                    &members,
-                    period,
-                    RecordBody::PeriodClose(close),
-                    &mut index,
-                )
-                .expect("close");
-            changes.push(change);
-        }
-        let payment = state
-            .ledger
-            .ledger
-            .prepare(
-                &writer.id(),
-                Account::Member(writer.id()),
-                Account::Member(to),
-                amount,
-                "",
-                None,
-                1,
-                &|m: &MemberId| members.contains(m),
-                &NoProposals,
-            )
-            .expect("a payment within the limits");
-        let period = payment.period;
-        let (_, change) = state
-            .ledger
-            .add_record(
-                group,
-                &writer,
-                &members,
-                period,
-                RecordBody::Payment(payment),
-                &mut index,
-            )
-            .expect("sign");
-        changes.push(change);
+        let (period, changes) = sign_payment(
+            &mut state.ledger,
+            state.group.id(),
+            &writer,
+            &members,
+            to,
+            amount,
+            "",
+        );
         state.unload_old_periods();
         (period, changes)
     }

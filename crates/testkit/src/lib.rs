@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
-use nestwork_docs::{RecordBody, SignedDoc, Writer};
+use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::actor::peer_of;
 use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
 use nestwork_node::node::CreateGroup;
@@ -159,7 +159,6 @@ impl TestNode {
         to: MemberId,
         amount: u64,
     ) -> (Hash32, SignedChange) {
-        use nestwork_docs::ledger::{Account, NoProposals};
         use nestwork_node::ledger::{period_id, Gate, GroupLedger};
         let replica: &dyn Replica = &*self.node;
         let mut group_doc = SignedDoc::empty(group);
@@ -185,31 +184,17 @@ impl TestNode {
             period += 1;
         }
         let writer = Writer::new(key(seed), device);
-        let payment = ledger
-            .ledger
-            .prepare(
-                &writer.id(),
-                Account::Member(writer.id()),
-                Account::Member(to),
-                amount,
-                "from elsewhere",
-                None,
-                1,
-                &|m: &MemberId| members.contains(m),
-                &NoProposals,
-            )
-            .expect("a payment within the rules");
-        let period = payment.period;
-        let (_, change) = ledger
-            .add_record(
-                group,
-                &writer,
-                &members,
-                period,
-                RecordBody::Payment(payment),
-                &mut std::collections::HashMap::new(),
-            )
-            .expect("sign");
+        let (period, mut changes) = crate::ledger_sim::sign_payment(
+            &mut ledger,
+            group,
+            &writer,
+            &members,
+            to,
+            amount,
+            "from elsewhere",
+        );
+        assert_eq!(changes.len(), 1, "no period closing due");
+        let change = changes.pop().expect("the payment");
         (period_id(&group, period), change)
     }
 
