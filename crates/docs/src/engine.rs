@@ -269,6 +269,8 @@ impl SignedDoc {
         rules::check_record(
             &body,
             &RecordContext {
+                group: Hash32([0; 32]),
+                author: writer.id(),
                 in_genesis_change: true,
                 ledger_period: None,
             },
@@ -477,10 +479,14 @@ impl SignedDoc {
         rules::check_record(
             &body,
             &RecordContext {
+                group: self.group(),
+                author: writer.id(),
                 in_genesis_change: false,
                 ledger_period: self.ledger.map(|(_, period)| period),
             },
         )?;
+        self.check_references(&body, &writer.id(), &Pending::default(), &Pending::default())
+            .map_err(RuleError)?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
         if body.is_ledger_record() {
@@ -830,11 +836,14 @@ impl SignedDoc {
         rules::check_record(
             &body,
             &RecordContext {
+                group: self.group(),
+                author,
                 in_genesis_change: is_first,
                 ledger_period: self.ledger.map(|(_, period)| period),
             },
         )
         .map_err(|e| e.0)?;
+        self.check_references(&body, &author, batch, pending)?;
         match body {
             RecordBody::GroupGenesis(_) => {
                 if id != self.id {
@@ -853,9 +862,53 @@ impl SignedDoc {
             RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
                 pending.ledger_records.push((id, body));
             }
+            RecordBody::Proposal(_)
+            | RecordBody::Vote(_)
+            | RecordBody::Exit(_)
+            | RecordBody::CharterEdit(_)
+            | RecordBody::Delegation(_)
+            | RecordBody::Counterpart(_) => {}
         }
         pending.records.insert(id, record);
         Ok(())
+    }
+
+    /// The group this document belongs to.
+    fn group(&self) -> Hash32 {
+        self.ledger.map_or(self.id, |(group, _)| group)
+    }
+
+    /// Rules that look at the records a governance record names: a vote's
+    /// proposal must be in the document (the voter saw it, so it is in the
+    /// vote's causal past), and only the creator edits the charter
+    /// directly.
+    fn check_references(
+        &self,
+        body: &RecordBody,
+        author: &MemberId,
+        batch: &Pending,
+        pending: &Pending,
+    ) -> Result<(), String> {
+        let find = |id: &Hash32| {
+            self.records
+                .get(id)
+                .or(batch.records.get(id))
+                .or(pending.records.get(id))
+        };
+        match body {
+            RecordBody::Vote(v) => match find(&v.proposal).map(|r| RecordBody::decode(&r.body)) {
+                Some(Ok(RecordBody::Proposal(_))) => Ok(()),
+                _ => Err(format!(
+                    "a vote for {}, which is not a proposal of this group",
+                    v.proposal.short()
+                )),
+            },
+            RecordBody::CharterEdit(_) => match find(&self.id) {
+                Some(genesis) if genesis.author == *author => Ok(()),
+                _ => Err("only the group's creator edits the charter directly".into()),
+            },
+            _ => Ok(()),
+        }
     }
 
     fn is_free_object(&self, obj: &OpKey, pending: &Pending) -> bool {
@@ -925,10 +978,7 @@ impl SignedDoc {
             Ok(RecordBody::Admission(a)) => {
                 self.members.insert(a.member);
             }
-            Ok(
-                RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_),
-            )
-            | Err(_) => {}
+            _ => {}
         }
         self.records.insert(record.id(), record);
     }

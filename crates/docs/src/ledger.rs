@@ -146,6 +146,9 @@ pub struct CreditLimit {
     pub seq: u64,
     /// The previous limit change (`None` only for seq 1).
     pub prev: Option<Hash32>,
+    /// The passed proposal that orders it (`None`: set by the group's
+    /// creator directly).
+    pub proposal: Option<Hash32>,
 }
 
 /// The close of a ledger period, signed by the member whose node made it,
@@ -205,20 +208,29 @@ fn broken<T>(msg: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal::Broken(RuleError(msg.into())))
 }
 
-/// Decides whether a passed proposal orders a payment out of the commons.
-/// The governance issue supplies the real one; until then
-/// [`NoProposals`] refuses every payout.
+/// Decides whether a passed proposal orders a payment out of the commons
+/// or a change of limits (the group's governance supplies it). A proposal
+/// this node has not seen decided yet is [`Refusal::Missing`]: the record
+/// waits, it is not refused.
 pub trait PayoutGate {
     /// `Ok` if `proposal` passed and orders paying `amount` to `to`.
-    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), String>;
+    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), Refusal>;
+    /// `Ok` if `proposal` passed and orders the limits of `change`.
+    fn authorizes_limits(&self, proposal: &Hash32, change: &CreditLimit) -> Result<(), Refusal> {
+        let _ = change;
+        broken(format!(
+            "no passed proposal {} orders these limits",
+            proposal.short()
+        ))
+    }
 }
 
 /// No proposal has passed: the commons cannot be paid out of.
 pub struct NoProposals;
 
 impl PayoutGate for NoProposals {
-    fn authorizes(&self, proposal: &Hash32, _: &Account, _: u64) -> Result<(), String> {
-        Err(format!(
+    fn authorizes(&self, proposal: &Hash32, _: &Account, _: u64) -> Result<(), Refusal> {
+        broken(format!(
             "no passed proposal {} orders this payout",
             proposal.short()
         ))
@@ -435,8 +447,7 @@ impl Ledger {
                     "a payment out of the commons must name the passed proposal ordering it",
                 );
             };
-            gate.authorizes(proposal, &p.to, p.amount)
-                .map_err(|e| Refusal::Broken(RuleError(e)))?;
+            gate.authorizes(proposal, &p.to, p.amount)?;
             let mut cursor = prev.and_then(|pos| pos.entry);
             let mut paid = self.base.payouts.contains(proposal);
             while let (false, Some(e)) = (paid, cursor) {
@@ -685,7 +696,7 @@ impl Ledger {
     ) -> Result<(), Refusal> {
         let verdict = match body {
             crate::RecordBody::Payment(p) => self.check(author, p, is_member, gate),
-            crate::RecordBody::CreditLimit(c) => self.check_limit(author, c),
+            crate::RecordBody::CreditLimit(c) => self.check_limit(author, c, gate),
             crate::RecordBody::PeriodClose(c) => self.check_close(c),
             other => broken(format!("a {} is not a ledger record", other.kind_name())),
         };
@@ -737,12 +748,21 @@ impl Ledger {
     }
 
     /// Check a credit-limit change signed by `signer`.
-    pub fn check_limit(&self, signer: &MemberId, c: &CreditLimit) -> Result<(), Refusal> {
-        if *signer != self.authority {
-            return broken(format!(
-                "only {} may change credit limits in this group",
-                self.authority
-            ));
+    pub fn check_limit(
+        &self,
+        signer: &MemberId,
+        c: &CreditLimit,
+        gate: &dyn PayoutGate,
+    ) -> Result<(), Refusal> {
+        match &c.proposal {
+            Some(proposal) => gate.authorizes_limits(proposal, c)?,
+            None if *signer != self.authority => {
+                return broken(format!(
+                    "only a passed proposal (or {}, the group's creator) may change credit limits in this group",
+                    self.authority
+                ))
+            }
+            None => {}
         }
         if c.floor > 0 || c.floor < -MAX_LIMIT {
             return broken(format!("a floor must lie between -{MAX_LIMIT} and 0"));
@@ -816,6 +836,18 @@ impl Ledger {
         self.limit_head()
             .and_then(|id| self.limit_changes.get(&id))
             .map(|e| e.change.seq)
+    }
+
+    /// Whether a payment out of the commons on `proposal` has been made.
+    pub fn paid_out(&self, proposal: &Hash32) -> bool {
+        self.base.payouts.contains(proposal)
+            || self
+                .chains
+                .get(&Account::Commons)
+                .into_iter()
+                .flat_map(|c| c.by_seq.iter().flatten())
+                .filter_map(|id| self.entries.get(id))
+                .any(|e| e.payment.proposal.as_ref() == Some(proposal))
     }
 
     /// The newest limit change (lowest id where the chain forks).

@@ -18,10 +18,11 @@
 //! What the user sees is a pure function of the document ([`view`]).
 //!
 //! This crate does no I/O: no disk, no network, no clock (time is passed in).
-//! Ledger, distress and governance records slot in as new [`record::RecordBody`]
-//! variants with their rules in [`rules`].
+//! Ledger ([`ledger`]) and governance ([`governance`]) records are
+//! [`record::RecordBody`] variants with their rules beside them.
 
 pub mod engine;
+pub mod governance;
 pub mod ledger;
 pub mod record;
 pub mod rules;

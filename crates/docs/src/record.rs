@@ -23,6 +23,18 @@ pub enum RecordBody {
     CreditLimit(crate::ledger::CreditLimit),
     /// The close of a ledger period (stored first in the next period).
     PeriodClose(crate::ledger::PeriodClose),
+    /// A proposal put to the group's vote.
+    Proposal(crate::governance::Proposal),
+    /// A vote on a proposal.
+    Vote(crate::governance::Vote),
+    /// A member leaves.
+    Exit(crate::governance::Exit),
+    /// The creator edits the charter before anyone else joins.
+    CharterEdit(crate::governance::CharterEdit),
+    /// A child group's delegates, filed in the parent tier.
+    Delegation(crate::governance::Delegation),
+    /// The other party's decision on a treaty, filed in this party.
+    Counterpart(crate::governance::Counterpart),
 }
 
 impl RecordBody {
@@ -52,6 +64,12 @@ impl RecordBody {
             RecordBody::Payment(_) => "payment",
             RecordBody::CreditLimit(_) => "credit limit",
             RecordBody::PeriodClose(_) => "period closing",
+            RecordBody::Proposal(_) => "proposal",
+            RecordBody::Vote(_) => "vote",
+            RecordBody::Exit(_) => "exit",
+            RecordBody::CharterEdit(_) => "founders' charter edit",
+            RecordBody::Delegation(_) => "delegation",
+            RecordBody::Counterpart(_) => "treaty counterpart",
         }
     }
 }
@@ -155,6 +173,11 @@ pub struct Rules {
     pub default_credit_ceiling: i64,
     /// Whether admitting a member needs a vote besides an invite.
     pub entry_needs_vote: bool,
+    /// What becomes of a leaver's balance: when true, a positive balance
+    /// is paid into the commons as they leave; a debt stays on the books.
+    pub exit_credit_to_commons: bool,
+    /// How many distress signals one member may raise per hour.
+    pub distress_per_hour: u32,
     /// Payments per ledger period: a period's document is closed to new
     /// payments once it holds this many (concurrent payers may overfill it
     /// slightly), and the next period opens.
@@ -174,6 +197,8 @@ impl Default for Rules {
             default_credit_floor: -10_000,
             default_credit_ceiling: 50_000,
             entry_needs_vote: false,
+            exit_credit_to_commons: true,
+            distress_per_hour: 10,
             ledger_period_payments: 1_000,
         }
     }

@@ -27,6 +27,10 @@ fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
 
 /// Where a record is being added.
 pub struct RecordContext {
+    /// The document's group (for a ledger period, its group).
+    pub group: nestwork_core::Hash32,
+    /// Who signed the record.
+    pub author: nestwork_core::MemberId,
     /// True only for the first change of a document.
     pub in_genesis_change: bool,
     /// In a ledger period document: its period.
@@ -43,6 +47,20 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
                 "a {} has no place in a ledger period",
                 body.kind_name()
             ))
+        }
+        RecordBody::Proposal(_)
+        | RecordBody::Vote(_)
+        | RecordBody::Exit(_)
+        | RecordBody::CharterEdit(_)
+        | RecordBody::Delegation(_)
+        | RecordBody::Counterpart(_) => {
+            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
+                return broken(format!(
+                    "a {} belongs in the group document, after its founding change",
+                    body.kind_name()
+                ));
+            }
+            crate::governance::check_record(body, &ctx.group, &ctx.author)
         }
         RecordBody::Payment(_) | RecordBody::PeriodClose(_) if ctx.ledger_period.is_none() => {
             broken(format!(

@@ -5,7 +5,8 @@ use nestwork_core::{Hash32, MemberId};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::SignedDoc;
-use crate::record::{Article, GroupKind, Rules};
+use crate::governance::{ArticleState, DelegationState, Governance};
+use crate::record::{GroupKind, Rules};
 
 /// A group as shown by `group show` and `group list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,30 +33,66 @@ pub struct GroupView {
     pub changes: usize,
 }
 
-/// A charter as shown by `charter show`.
+/// A charter as shown by `charter show`: articles, rules, the roll, the
+/// tier, and where the revision cycle stands, at one moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CharterView {
     /// The group the charter belongs to.
     pub group: Hash32,
     /// The group's name.
     pub group_name: String,
-    /// Articles, numbered from 1.
-    pub articles: Vec<NumberedArticle>,
+    /// Hub, region, ...
+    pub kind: GroupKind,
+    /// Articles in force, by number.
+    pub articles: Vec<ArticleState>,
+    /// Numbers of repealed articles.
+    pub repealed: Vec<u32>,
     /// The decision rules.
     pub rules: Rules,
     /// The member roll, sorted.
     pub members: Vec<MemberId>,
+    /// Admitted by ticket, waiting for an entry vote.
+    pub awaiting_entry: Vec<MemberId>,
+    /// Former members and when they left or were removed.
+    pub former: Vec<(MemberId, u64)>,
+    /// The parent tier.
+    pub parent: Option<Hash32>,
+    /// Child groups in this tier.
+    pub children: Vec<Hash32>,
+    /// This group's delegates in its parent, until when, and the proposal.
+    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    /// Child groups' delegates, as filed here.
+    pub child_delegations: Vec<DelegationState>,
+    /// The revision cycle: its number (from 0) and when it started.
+    pub cycle: (u64, u64),
+    /// Articles amended or reaffirmed in this cycle.
+    pub revisited_this_cycle: usize,
+    /// How many the charter asks for each cycle.
+    pub revisit_per_cycle: usize,
+    /// Articles not revisited within a cycle.
+    pub overdue: Vec<u32>,
+    /// Proposals still open.
+    pub open_proposals: usize,
+    /// Whether the creator may still edit the charter directly (nobody else
+    /// has joined).
+    pub founders_may_edit: bool,
+    /// When this view holds.
+    pub now_ms: u64,
 }
 
-/// An article with its number.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NumberedArticle {
-    /// 1-based position.
-    pub number: usize,
-    /// Title.
-    pub title: String,
-    /// Ratified text.
-    pub text: String,
+/// The governance of a group document at `now_ms`; `None` until its
+/// genesis has arrived.
+pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
+    let (record, genesis) = doc.genesis()?;
+    Some(Governance::at(
+        doc.id(),
+        record.author,
+        genesis.created_at_ms,
+        &genesis.charter,
+        genesis.parent,
+        doc.records(),
+        now_ms,
+    ))
 }
 
 impl GroupView {
@@ -80,27 +117,33 @@ impl GroupView {
 }
 
 impl CharterView {
-    /// The charter of a group document; `None` until its genesis has arrived.
-    pub fn of(doc: &SignedDoc) -> Option<CharterView> {
+    /// The charter of a group document at `now_ms`; `None` until its
+    /// genesis has arrived.
+    pub fn of(doc: &SignedDoc, now_ms: u64) -> Option<CharterView> {
         let (_, genesis) = doc.genesis()?;
+        let g = governance_of(doc, now_ms)?;
+        let joined = doc.members().iter().any(|m| *m != g.creator);
         Some(CharterView {
             group: doc.id(),
             group_name: genesis.name,
-            articles: number(genesis.charter.articles),
-            rules: genesis.charter.rules,
-            members: doc.members().iter().copied().collect(),
+            kind: genesis.kind,
+            overdue: g.overdue(),
+            open_proposals: g.proposals.iter().filter(|p| p.is_open()).count(),
+            articles: g.articles,
+            repealed: g.repealed,
+            rules: g.rules,
+            members: g.roll.keys().copied().collect(),
+            awaiting_entry: g.awaiting_entry.into_iter().collect(),
+            former: g.former.into_iter().collect(),
+            parent: g.parent,
+            children: g.children.into_iter().collect(),
+            delegates: g.delegates,
+            child_delegations: g.child_delegations.into_values().collect(),
+            cycle: g.cycle,
+            revisited_this_cycle: g.revisited_this_cycle,
+            revisit_per_cycle: g.revisit_per_cycle,
+            founders_may_edit: !joined,
+            now_ms,
         })
     }
-}
-
-fn number(articles: Vec<Article>) -> Vec<NumberedArticle> {
-    articles
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| NumberedArticle {
-            number: i + 1,
-            title: a.title,
-            text: a.text,
-        })
-        .collect()
 }

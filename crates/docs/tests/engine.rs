@@ -72,7 +72,7 @@ fn a_new_group_has_its_creator_as_first_member_and_the_default_charter() {
     assert_eq!(view.name, "Riverside");
     assert_eq!(view.members, vec![w.id()]);
     assert_eq!(view.creator, w.id());
-    let charter = nestwork_docs::CharterView::of(&doc).expect("charter");
+    let charter = nestwork_docs::CharterView::of(&doc, 1).expect("charter");
     assert_eq!(charter.articles.len(), Charter::default().articles.len());
     assert_eq!(
         doc.id(),

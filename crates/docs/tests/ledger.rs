@@ -474,11 +474,13 @@ fn an_equivocation_freezes_the_account_with_its_proof() {
 struct Passed(Hash32);
 
 impl PayoutGate for Passed {
-    fn authorizes(&self, proposal: &Hash32, _: &Account, _: u64) -> Result<(), String> {
+    fn authorizes(&self, proposal: &Hash32, _: &Account, _: u64) -> Result<(), Refusal> {
         if *proposal == self.0 {
             Ok(())
         } else {
-            Err("not passed".into())
+            Err(Refusal::Broken(nestwork_docs::rules::RuleError(
+                "not passed".into(),
+            )))
         }
     }
 }
@@ -524,12 +526,13 @@ fn limits_follow_the_limit_change_the_payer_cited() {
         ceiling: 1_000,
         seq: 1,
         prev: None,
+        proposal: None,
     };
     assert!(matches!(
-        l.check_limit(&k[1].id(), &change),
+        l.check_limit(&k[1].id(), &change, &NoProposals),
         Err(Refusal::Broken(_))
     ));
-    l.check_limit(&k[0].id(), &change).expect("the authority");
+    l.check_limit(&k[0].id(), &change, &NoProposals).expect("the authority");
     l.insert_limit(Hash32::of(b"limit 1"), change);
     let err = pay(&l, &k[1], Account::Member(k[0].id()), 11).expect_err("new floor");
     assert!(err.contains("floor is -10"), "{err}");

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::{ledger_period_id, RecordGate};
 use nestwork_docs::ledger::{
-    Account, CreditLimit, Entry, Equivocation, Ledger, Limits, NoProposals, Payment, Refusal,
+    Account, CreditLimit, Entry, Equivocation, Ledger, Limits, Payment, PayoutGate, Refusal,
 };
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use serde::{Deserialize, Serialize};
@@ -135,6 +135,7 @@ impl GroupLedger {
         period: u64,
         body: RecordBody,
         index: &mut HashMap<Hash32, Hash32>,
+        decisions: &dyn PayoutGate,
     ) -> Result<(Hash32, nestwork_core::SignedChange), nestwork_docs::Error> {
         self.open_periods(group, writer, index);
         let Some(doc) = self.periods.get_mut(&period) else {
@@ -145,6 +146,7 @@ impl GroupLedger {
         let mut gate = Gate {
             ledger: Some(&mut self.ledger),
             members,
+            decisions,
         };
         let made = doc.add_record(writer, body, &mut gate, crate::node::now_ms())?;
         self.settle();
@@ -159,11 +161,13 @@ impl GroupLedger {
         doc: &Hash32,
         members: &BTreeSet<MemberId>,
         changes: Vec<nestwork_core::SignedChange>,
+        decisions: &dyn PayoutGate,
     ) -> Option<nestwork_docs::ApplyReport> {
         let target = self.periods.values_mut().find(|d| d.id() == *doc)?;
         let mut gate = Gate {
             ledger: Some(&mut self.ledger),
             members,
+            decisions,
         };
         let report = target.apply_with(changes, &mut gate);
         self.settle();
@@ -285,6 +289,8 @@ pub struct Gate<'a> {
     pub ledger: Option<&'a mut Ledger>,
     /// The group's roll.
     pub members: &'a BTreeSet<MemberId>,
+    /// Which proposals have passed (commons payouts, limit changes).
+    pub decisions: &'a dyn PayoutGate,
 }
 
 impl RecordGate for Gate<'_> {
@@ -300,7 +306,7 @@ impl RecordGate for Gate<'_> {
                 id,
                 body,
                 &|m: &MemberId| members.contains(m),
-                &NoProposals,
+                self.decisions,
             ),
             None => Err(Refusal::Missing(Vec::new())),
         }

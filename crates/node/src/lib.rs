@@ -6,6 +6,9 @@
 //! - [`identity`]: the member key and device tag, with backup and restore;
 //! - [`config`]: embedded defaults, then the TOML file, then the environment
 //!   (flags are applied last by the CLI);
+//! - [`clock`]: the node's clock, which tests can move;
+//! - [`governance`]: proposals, votes, exits, treaties and tiers as the
+//!   node carries them out (the rules are in `nestwork_docs::governance`);
 //! - [`node`]: [`Node`] owns the store and the open documents, carries out
 //!   what members ask (create a group, describe it, import a bundle), and
 //!   makes every change durable before it reports success.
@@ -15,12 +18,15 @@
 //! from peers go through the same engine check (`SignedDoc::apply`) and
 //! the same persist-then-flush path as local ones.
 
+pub mod clock;
 pub mod config;
 pub mod data_dir;
+pub mod governance;
 pub mod identity;
 pub mod ledger;
 pub mod node;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use data_dir::DataDir;
 pub use node::{Node, NodeError};

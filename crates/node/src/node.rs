@@ -30,7 +30,9 @@ use crate::ledger::{
     account_view, parse_period_kind, payment_view, period_id, period_kind, BalanceView, Gate,
     GroupLedger, LedgerView, PaymentView,
 };
-use nestwork_docs::ledger::{Account, CreditLimit, Equivocation, NoProposals};
+use crate::clock::Clock;
+use crate::governance::Decisions;
+use nestwork_docs::ledger::{Account, CreditLimit, Equivocation};
 
 /// Why a request to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,18 +177,18 @@ pub struct ImportReport {
 
 /// What the node holds in memory, under one lock.
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// Group documents by group id.
-    groups: BTreeMap<Hash32, SignedDoc>,
+    pub(crate) groups: BTreeMap<Hash32, SignedDoc>,
     /// Each group's ledger and period documents, by group id.
-    ledgers: BTreeMap<Hash32, GroupLedger>,
+    pub(crate) ledgers: BTreeMap<Hash32, GroupLedger>,
     /// Which group each open period document belongs to.
-    periods: HashMap<Hash32, Hash32>,
+    pub(crate) periods: HashMap<Hash32, Hash32>,
 }
 
 impl State {
     /// Create the ledger of a group whose genesis is known, if missing.
-    fn ensure_ledger(&mut self, group: Hash32, writer: &Writer) {
+    pub(crate) fn ensure_ledger(&mut self, group: Hash32, writer: &Writer) {
         if !self.ledgers.contains_key(&group) {
             if let Some(l) = self.groups.get(&group).and_then(GroupLedger::of_group) {
                 self.ledgers.insert(group, l);
@@ -239,20 +241,28 @@ impl State {
         Some(period_kind(group, period))
     }
 
-    /// Apply changes to a group or period document with its ledger's gate.
-    fn apply(&mut self, doc: Hash32, changes: Vec<SignedChange>) -> Option<ApplyReport> {
+    /// Apply changes to a group or period document with its ledger's gate;
+    /// proposals are judged as of `now_ms`.
+    fn apply(&mut self, doc: Hash32, changes: Vec<SignedChange>, now_ms: u64) -> Option<ApplyReport> {
         let group = self.group_of(&doc)?;
         let members = self.groups.get(&group)?.members().clone();
-        let ledger = self.ledgers.get_mut(&group);
         if doc == group {
+            // The group document itself changes: judge proposals on what
+            // it held before this batch.
+            let decisions = Decisions::of(self.groups.get(&group), now_ms).resolved();
+            let ledger = self.ledgers.get_mut(&group);
             let target = self.groups.get_mut(&group)?;
             let mut gate = Gate {
                 ledger: ledger.map(|l| &mut l.ledger),
                 members: &members,
+                decisions: &decisions,
             };
             Some(target.apply_with(changes, &mut gate))
         } else {
-            ledger?.apply_to(&doc, &members, changes)
+            let decisions = Decisions::of(self.groups.get(&group), now_ms);
+            self.ledgers
+                .get_mut(&group)?
+                .apply_to(&doc, &members, changes, &decisions)
         }
     }
 }
@@ -260,18 +270,24 @@ impl State {
 /// The running node's state.
 pub struct Node {
     dir: DataDir,
-    writer: Writer,
-    store: Store,
+    pub(crate) writer: Writer,
+    pub(crate) store: Store,
     docs: Mutex<State>,
     events: broadcast::Sender<DocEvent>,
     started: Instant,
     load_time: Duration,
+    pub(crate) clock: Clock,
 }
 
 impl Node {
     /// Open the node in `dir` as `key`: open the store (refused if another
     /// process has it) and load every document.
     pub fn open(dir: &DataDir, key: MemberKey) -> Result<Node, NodeError> {
+        Node::open_with_clock(dir, key, Clock::default())
+    }
+
+    /// [`Node::open`] with a clock of the caller's (tests move it).
+    pub fn open_with_clock(dir: &DataDir, key: MemberKey, clock: Clock) -> Result<Node, NodeError> {
         let started = Instant::now();
         let device = identity::device_tag(dir)?;
         let writer = Writer::new(key, device);
@@ -360,6 +376,7 @@ impl Node {
             events: broadcast::channel(1024).0,
             started,
             load_time: Duration::ZERO,
+            clock,
         };
         {
             let mut docs = node.lock();
@@ -382,6 +399,16 @@ impl Node {
     /// This node's member id.
     pub fn member(&self) -> MemberId {
         self.writer.id()
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, by the node's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Node health.
@@ -423,11 +450,11 @@ impl Node {
             kind,
             parent,
             unit: req.unit.clone().unwrap_or_else(|| "hours".to_string()),
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             nonce: rand::random(),
             charter: Charter::default(),
         };
-        let (mut doc, first) = SignedDoc::create_group(&self.writer, genesis, now_ms())?;
+        let (mut doc, first) = SignedDoc::create_group(&self.writer, genesis, self.now_ms())?;
         let mut changes = vec![first];
         if let Some(text) = req.description.as_deref() {
             changes.extend(doc.set_description(&self.writer, text, now_ms())?);
@@ -469,7 +496,7 @@ impl Node {
     /// A group's charter.
     pub fn charter(&self, sel: &str) -> Result<CharterView, NodeError> {
         self.with_doc(sel, |doc| {
-            CharterView::of(doc).ok_or_else(|| NodeError::NotFound(sel.to_string()))
+            CharterView::of(doc, self.now_ms()).ok_or_else(|| NodeError::NotFound(sel.to_string()))
         })
     }
 
@@ -566,7 +593,7 @@ impl Node {
             }
             let report = if known {
                 self.warm(&mut docs, &doc)?;
-                docs.apply(doc, changes)
+                docs.apply(doc, changes, self.now_ms())
                     .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?
             } else {
                 // A group joined: its genesis first, so that its ledger
@@ -575,7 +602,7 @@ impl Node {
                 let (first, rest): (Vec<_>, Vec<_>) = changes
                     .into_iter()
                     .partition(|c| nestwork_docs::engine::is_first_change(&c.change));
-                let mut report = docs.apply(doc, first).unwrap_or_default();
+                let mut report = docs.apply(doc, first, self.now_ms()).unwrap_or_default();
                 let genesis_known = docs.groups.get(&doc).is_some_and(|d| d.genesis().is_some());
                 if !genesis_known {
                     docs.groups.remove(&doc);
@@ -585,7 +612,7 @@ impl Node {
                     d.set_writer(&self.writer);
                 }
                 docs.ensure_ledger(doc, &self.writer);
-                let more = docs.apply(doc, rest).unwrap_or_default();
+                let more = docs.apply(doc, rest, self.now_ms()).unwrap_or_default();
                 report.merge(more);
                 report
             };
@@ -629,10 +656,10 @@ impl Node {
             let body = RecordBody::Admission(Admission {
                 member,
                 ticket,
-                admitted_at_ms: now_ms(),
+                admitted_at_ms: self.now_ms(),
             });
             let (_, change) =
-                group.add_record(&self.writer, body, &mut nestwork_docs::NoLedger, now_ms())?;
+                group.add_record(&self.writer, body, &mut nestwork_docs::NoLedger, self.now_ms())?;
             self.persist(&mut docs, *doc, std::slice::from_ref(&change))?;
             change
         };
@@ -647,21 +674,61 @@ impl Node {
     /// every peer applies before it is signed; it is durable before this
     /// returns.
     pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
+        let me = self.member();
+        let (group, to) = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let to = account_of(doc.members(), &req.to)?;
+            // Someone who left (or was removed) neither pays nor is paid.
+            if let Some(gov) = nestwork_docs::view::governance_of(doc, self.now_ms()) {
+                if !gov.is_member(&me) {
+                    return Err(NodeError::Invalid(
+                        "you are not on this group's roll (you left or were removed), so you cannot pay".into(),
+                    ));
+                }
+                if let Account::Member(m) = to {
+                    if !gov.is_member(&m) {
+                        return Err(NodeError::Invalid(format!(
+                            "{m} is no longer on this group's roll"
+                        )));
+                    }
+                }
+            }
+            (group, to)
+        };
+        self.make_payment(group, Account::Member(me), to, req.amount, &req.memo, None)
+    }
+
+    /// Sign a payment out of `from` (this member's account, or the commons
+    /// on a passed proposal), closing a full period first.
+    pub(crate) fn make_payment(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
+        let now = self.now_ms();
         let (doc_id, changes, view) = {
             let mut docs = self.lock();
-            let group = self.resolve(&docs.groups, sel)?;
             let members = docs
                 .groups
                 .get(&group)
                 .map(|d| d.members().clone())
                 .unwrap_or_default();
-            let to = account_of(&members, &req.to)?;
             let me = self.member();
             let state = &mut *docs;
+            let decisions = Decisions::of(state.groups.get(&group), now);
             let l = state
                 .ledgers
                 .get_mut(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
             let mut changes = Vec::new();
             // A full period is closed first: this node signs the balances
             // at its cut, and the payment builds on them.
@@ -676,19 +743,20 @@ impl Node {
                     period,
                     RecordBody::PeriodClose(close),
                     &mut state.periods,
+                    &decisions,
                 )?;
                 changes.push(change);
             }
             let payment = l.ledger.prepare(
                 &me,
-                Account::Member(me),
+                from,
                 to,
-                req.amount,
-                &req.memo,
-                None,
-                now_ms(),
+                amount,
+                memo,
+                proposal,
+                now,
                 &|m: &MemberId| members.contains(m),
-                &NoProposals,
+                &decisions,
             );
             let payment = match payment {
                 Ok(payment) => payment,
@@ -712,6 +780,7 @@ impl Node {
                 period,
                 RecordBody::Payment(payment),
                 &mut state.periods,
+                &decisions,
             )?;
             changes.push(change);
             let doc_id = period_id(&group, period);
@@ -721,7 +790,7 @@ impl Node {
             let l = docs
                 .ledgers
                 .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
             let entry = l
                 .ledger
                 .entry(&id)
@@ -734,21 +803,19 @@ impl Node {
         Ok(view)
     }
 
-    /// Set credit limits in group `sel` (its creator only, until the
-    /// governance issue makes this a decision of passed proposals).
+    /// Set credit limits in group `sel` directly (its creator only; the
+    /// group changes them by `set-limits` proposals).
     pub fn set_limit(&self, sel: &str, req: &LimitRequest) -> Result<BalanceView, NodeError> {
-        let (group, change) = {
-            let mut docs = self.lock();
+        let (group, member) = {
+            let docs = self.lock();
             let group = self.resolve(&docs.groups, sel)?;
-            let state = &mut *docs;
-            let doc = state
+            let doc = docs
                 .groups
-                .get_mut(&group)
+                .get(&group)
                 .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-            let members = doc.members().clone();
             let member = match &req.member {
                 None => None,
-                Some(m) => match account_of(&members, m)? {
+                Some(m) => match account_of(doc.members(), m)? {
                     Account::Member(m) => Some(m),
                     Account::Commons => {
                         return Err(NodeError::Invalid(
@@ -757,36 +824,64 @@ impl Node {
                     }
                 },
             };
+            (group, member)
+        };
+        self.write_limit(group, member, req.floor, req.ceiling, None)?;
+        self.balance(&group.to_hex(), req.member.as_deref())
+    }
+
+    /// Sign the next change of credit limits into `group`'s limit chain,
+    /// directly (the creator) or on a passed proposal.
+    pub(crate) fn write_limit(
+        &self,
+        group: Hash32,
+        member: Option<MemberId>,
+        floor: i64,
+        ceiling: i64,
+        proposal: Option<Hash32>,
+    ) -> Result<(), NodeError> {
+        let now = self.now_ms();
+        let change = {
+            let mut docs = self.lock();
+            let state = &mut *docs;
+            let decisions = Decisions::of(state.groups.get(&group), now).resolved();
+            let doc = state
+                .groups
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            let members = doc.members().clone();
             let l = state
                 .ledgers
                 .get_mut(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
             let head = l.ledger.limit_head();
             let seq = head
                 .and_then(|_| l.ledger.limit_seq_of_head())
                 .map_or(1, |s| s + 1);
             let body = RecordBody::CreditLimit(CreditLimit {
                 member,
-                floor: req.floor,
-                ceiling: req.ceiling,
+                floor,
+                ceiling,
                 seq,
                 prev: head,
+                proposal,
             });
             let mut gate = Gate {
                 ledger: Some(&mut l.ledger),
                 members: &members,
+                decisions: &decisions,
             };
-            let (_, change) = doc.add_record(&self.writer, body, &mut gate, now_ms())?;
+            let (_, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
             self.persist(&mut docs, group, std::slice::from_ref(&change))?;
-            (group, change)
+            change
         };
         self.store.flush()?;
         self.announce(group, vec![change], true);
-        self.balance(&group.to_hex(), req.member.as_deref())
+        Ok(())
     }
 
     /// Group `sel`'s id, document and ledger.
-    fn group_and_ledger<'a>(
+    pub(crate) fn group_and_ledger<'a>(
         &self,
         docs: &'a State,
         sel: &str,
@@ -860,7 +955,7 @@ impl Node {
         self.events.subscribe()
     }
 
-    fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
+    pub(crate) fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
         if !changes.is_empty() {
             // No receiver (no network running) is fine.
             let _ = self.events.send(DocEvent {
@@ -873,7 +968,7 @@ impl Node {
 
     /// Append to the store; on failure reload the document from the store so
     /// that memory does not run ahead of the disk.
-    fn persist(
+    pub(crate) fn persist(
         &self,
         docs: &mut MutexGuard<'_, State>,
         id: Hash32,
@@ -898,7 +993,7 @@ impl Node {
     /// After records reached a group's ledger: reload the history below its
     /// base if a late record needs it; when the base moved, store it and
     /// unload the periods that lie wholly below it.
-    fn tend_ledger(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+    pub(crate) fn tend_ledger(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
         let Some(l) = docs.ledgers.get_mut(&group) else {
             return Ok(());
         };
@@ -998,7 +1093,7 @@ impl Node {
     }
 
     /// A group by full id, unique id prefix (4+ hex characters) or exact name.
-    fn resolve(&self, docs: &BTreeMap<Hash32, SignedDoc>, sel: &str) -> Result<Hash32, NodeError> {
+    pub(crate) fn resolve(&self, docs: &BTreeMap<Hash32, SignedDoc>, sel: &str) -> Result<Hash32, NodeError> {
         let sel_trim = sel.trim();
         if let Ok(id) = sel_trim.parse::<Hash32>() {
             return docs
@@ -1038,7 +1133,7 @@ impl Node {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a document half-changed
         // (the engine only swaps in fully checked state), so keep serving.
         self.docs

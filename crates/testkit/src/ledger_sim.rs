@@ -44,7 +44,7 @@ impl LedgerState {
             .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
         let report = self
             .ledger
-            .apply_to(&period_id(&id, period), &members, changes)
+            .apply_to(&period_id(&id, period), &members, changes, &NoProposals)
             .expect("open period");
         if self.ledger.take_history_wanted() {
             self.ledger.reload();
@@ -80,7 +80,7 @@ pub fn sign_payment(
         let period = close.period + 1;
         let body = RecordBody::PeriodClose(close);
         let (_, change) = ledger
-            .add_record(group, writer, members, period, body, &mut index)
+            .add_record(group, writer, members, period, body, &mut index, &NoProposals)
             .expect("close");
         changes.push(change);
     }
@@ -101,7 +101,7 @@ pub fn sign_payment(
     let period = payment.period;
     let body = RecordBody::Payment(payment);
     let (_, change) = ledger
-        .add_record(group, writer, members, period, body, &mut index)
+        .add_record(group, writer, members, period, body, &mut index, &NoProposals)
         .expect("sign");
     changes.push(change);
     (period, changes)

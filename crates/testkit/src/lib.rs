@@ -177,6 +177,7 @@ impl TestNode {
             let mut gate = Gate {
                 ledger: Some(&mut ledger.ledger),
                 members: &members,
+                decisions: &nestwork_docs::ledger::NoProposals,
             };
             let report = doc.apply_with(changes, &mut gate);
             assert!(report.rejected.is_empty(), "period copy");

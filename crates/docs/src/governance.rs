@@ -1,0 +1,1592 @@
+//! Governance: proposals and votes, entry and exit, revision cycles, nested
+//! tiers with delegates, treaties that lapse unless renewed, lotteries.
+//! Pure logic, no I/O; the clock is an argument.
+//!
+//! **The timeline.** Every governance record carries the time its author's
+//! node signed it. The state of a group at a moment is a pure function of
+//! its records and that moment ([`Governance::at`]): the records are put on
+//! one timeline (admissions, exits, founders' edits, proposals, and the
+//! decisions that follow from them), ordered by (time, kind, id), and
+//! replayed. Two nodes holding the same records compute the same charter,
+//! roll, tallies and outcomes, whatever order the records reached them in.
+//!
+//! **A proposal** is judged by the rules and the roll in force at its
+//! submission (the eligible seats: the members, plus one seat per admitted
+//! child group, cast by its delegates). Each seat's last vote counts. It is
+//! decided as soon as no seat still to vote can change the outcome (every
+//! seat has voted, or enough have), at the latest at its deadline
+//! (submission + voting period). Votes after the decision count for
+//! nothing, and a node refuses to sign them. A passed proposal takes effect
+//! at its decision time on every node alike.
+//!
+//! **Records the engine checks** (the same on every node, from the record
+//! alone or the records it names): a proposal's action is well formed; a
+//! vote names a proposal of the group; an exit is signed by the member who
+//! leaves; a founders' edit is signed by the creator; a delegation is signed
+//! by one of the delegates. What depends on the timeline (a vote by someone
+//! who has left, after the deadline, for a group the parent never admitted)
+//! is kept, counts for nothing, and is listed with the reason.
+//!
+//! **Across groups** (a child's delegates in its parent, the other party's
+//! ratification of a treaty) facts are carried by members of both groups:
+//! their node reads the decision in the other group's records and signs a
+//! [`Delegation`] or [`Counterpart`] into this one. Nodes that hold only one
+//! of the groups trust those members for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nestwork_core::{encoding, Hash32, MemberId, SignedRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{Account, MAX_AMOUNT, MAX_LIMIT, MAX_MEMO_CHARS};
+use crate::record::{Article, Charter, RecordBody, Rules};
+use crate::rules::{
+    check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
+};
+
+/// Most delegates a group may name.
+pub const MAX_DELEGATES: usize = 32;
+/// Longest treaty terms, in characters.
+pub const MAX_TERMS_CHARS: usize = 8_000;
+/// Longest lottery role name, in characters.
+pub const MAX_ROLE_CHARS: usize = 80;
+/// Most people a lottery may pick.
+pub const MAX_LOTTERY_PICKS: u32 = 100;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
+    Err(RuleError(msg.into()))
+}
+
+/// A vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Choice {
+    /// For.
+    Yes,
+    /// Against.
+    No,
+    /// Present, neither for nor against (counts for the quorum).
+    Abstain,
+}
+
+impl std::str::FromStr for Choice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "yes" => Ok(Choice::Yes),
+            "no" => Ok(Choice::No),
+            "abstain" => Ok(Choice::Abstain),
+            other => Err(format!("unknown vote {other:?}: expected yes, no or abstain")),
+        }
+    }
+}
+
+/// What a treaty binds its parties to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TreatyKind {
+    /// Distress signals cross between the parties.
+    MutualAid,
+    /// Anything else the terms say.
+    Cooperation,
+}
+
+impl TreatyKind {
+    /// The name on the command line and in JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TreatyKind::MutualAid => "mutual-aid",
+            TreatyKind::Cooperation => "cooperation",
+        }
+    }
+}
+
+impl std::str::FromStr for TreatyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mutual-aid" => Ok(TreatyKind::MutualAid),
+            "cooperation" => Ok(TreatyKind::Cooperation),
+            other => Err(format!(
+                "unknown treaty kind {other:?}: expected mutual-aid or cooperation"
+            )),
+        }
+    }
+}
+
+/// A treaty between two groups: specific terms, limited in time. Both
+/// groups ratify the same treaty (the same bytes, so the same id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Treaty {
+    /// The two groups, sorted.
+    pub parties: [Hash32; 2],
+    /// What it does.
+    pub kind: TreatyKind,
+    /// The terms, in words.
+    pub terms: String,
+    /// When it starts (ms since the Unix epoch).
+    pub start_ms: u64,
+    /// When it ends unless both parties renew it.
+    pub end_ms: u64,
+}
+
+impl Treaty {
+    /// The treaty's id: the hash of its canonical bytes.
+    pub fn id(&self) -> Hash32 {
+        Hash32::of_parts(&[b"nestwork/treaty/v1", &encoding::encode(self)])
+    }
+
+    /// The party that is not `group`.
+    pub fn other(&self, group: &Hash32) -> Hash32 {
+        if self.parties[0] == *group {
+            self.parties[1]
+        } else {
+            self.parties[0]
+        }
+    }
+}
+
+/// What a proposal asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// Add an article.
+    AddArticle {
+        /// A short title.
+        title: String,
+        /// Its text.
+        text: String,
+    },
+    /// Replace an article's text.
+    AmendArticle {
+        /// The article's number.
+        article: u32,
+        /// The new text.
+        text: String,
+    },
+    /// Strike an article (its number is not reused).
+    RepealArticle {
+        /// The article's number.
+        article: u32,
+    },
+    /// Confirm an article as it stands, for this revision cycle.
+    ReaffirmArticle {
+        /// The article's number.
+        article: u32,
+    },
+    /// Change one rule of the charter.
+    SetRule {
+        /// The rule's name (see [`RULE_NAMES`]).
+        rule: String,
+        /// Its new value, in words ("60", "14days", "true").
+        value: String,
+    },
+    /// Admit someone to the roll (where entry needs a vote).
+    AdmitMember {
+        /// Who.
+        member: MemberId,
+    },
+    /// Take someone off the roll.
+    RemoveMember {
+        /// Who.
+        member: MemberId,
+    },
+    /// Set credit limits: one member's, or the group default.
+    SetLimits {
+        /// Whose (the group default when `None`).
+        member: Option<MemberId>,
+        /// Lowest balance allowed (zero or below).
+        floor: i64,
+        /// Highest balance allowed (zero or above).
+        ceiling: i64,
+    },
+    /// Pay out of the commons account.
+    Payout {
+        /// The payee (a member).
+        to: Account,
+        /// Minor units.
+        amount: u64,
+        /// What for.
+        memo: String,
+    },
+    /// Join a parent tier (the parent decides on its side too).
+    JoinParent {
+        /// The parent group.
+        parent: Hash32,
+    },
+    /// Leave the parent tier.
+    LeaveParent,
+    /// Admit a child group into this tier (it decided to join on its side).
+    AdmitGroup {
+        /// The child group.
+        group: Hash32,
+    },
+    /// Take a child group out of this tier.
+    RemoveGroup {
+        /// The child group.
+        group: Hash32,
+    },
+    /// Name the delegates who vote for this group in its parent, for one
+    /// revision cycle.
+    SetDelegates {
+        /// The delegates (members of this group).
+        delegates: Vec<MemberId>,
+    },
+    /// Ratify a treaty with another group.
+    RatifyTreaty {
+        /// The treaty.
+        treaty: Treaty,
+    },
+    /// Extend a treaty that is still in force.
+    RenewTreaty {
+        /// The treaty's id.
+        treaty: Hash32,
+        /// The new end (ms since the Unix epoch).
+        end_ms: u64,
+    },
+    /// End a treaty now.
+    EndTreaty {
+        /// The treaty's id.
+        treaty: Hash32,
+    },
+    /// Pick members at random for a role (a jury, a steward), verifiably.
+    Lottery {
+        /// The role.
+        role: String,
+        /// How many to pick.
+        count: u32,
+    },
+}
+
+impl Action {
+    /// The kind's name, as on the command line.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Action::AddArticle { .. } => "add-article",
+            Action::AmendArticle { .. } => "amend-article",
+            Action::RepealArticle { .. } => "repeal-article",
+            Action::ReaffirmArticle { .. } => "reaffirm-article",
+            Action::SetRule { .. } => "set-rule",
+            Action::AdmitMember { .. } => "admit-member",
+            Action::RemoveMember { .. } => "remove-member",
+            Action::SetLimits { .. } => "set-limits",
+            Action::Payout { .. } => "payout",
+            Action::JoinParent { .. } => "join-parent",
+            Action::LeaveParent => "leave-parent",
+            Action::AdmitGroup { .. } => "admit-group",
+            Action::RemoveGroup { .. } => "remove-group",
+            Action::SetDelegates { .. } => "set-delegates",
+            Action::RatifyTreaty { .. } => "ratify-treaty",
+            Action::RenewTreaty { .. } => "renew-treaty",
+            Action::EndTreaty { .. } => "end-treaty",
+            Action::Lottery { .. } => "lottery",
+        }
+    }
+
+    /// Whether it changes only the charter's text and rules (what the
+    /// founders may edit directly before anyone joins).
+    pub fn is_charter_edit(&self) -> bool {
+        matches!(
+            self,
+            Action::AddArticle { .. }
+                | Action::AmendArticle { .. }
+                | Action::RepealArticle { .. }
+                | Action::SetRule { .. }
+        )
+    }
+
+    /// A one-line description for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::AddArticle { title, .. } => format!("add article \"{title}\""),
+            Action::AmendArticle { article, .. } => format!("amend article {article}"),
+            Action::RepealArticle { article } => format!("repeal article {article}"),
+            Action::ReaffirmArticle { article } => format!("reaffirm article {article}"),
+            Action::SetRule { rule, value } => format!("set rule {rule} to {value}"),
+            Action::AdmitMember { member } => format!("admit {member}"),
+            Action::RemoveMember { member } => format!("remove {member}"),
+            Action::SetLimits {
+                member,
+                floor,
+                ceiling,
+            } => match member {
+                Some(m) => format!("limits of {m}: floor {floor}, ceiling {ceiling}"),
+                None => format!("default limits: floor {floor}, ceiling {ceiling}"),
+            },
+            Action::Payout { to, amount, memo } => {
+                format!("pay {amount} out of the commons to {to} ({memo})")
+            }
+            Action::JoinParent { parent } => format!("join parent tier {}", parent.short()),
+            Action::LeaveParent => "leave the parent tier".to_string(),
+            Action::AdmitGroup { group } => format!("admit group {} into this tier", group.short()),
+            Action::RemoveGroup { group } => format!("remove group {} from this tier", group.short()),
+            Action::SetDelegates { delegates } => format!(
+                "delegates: {}",
+                delegates
+                    .iter()
+                    .map(MemberId::short)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::RatifyTreaty { treaty } => format!(
+                "ratify {} treaty {} with {}",
+                treaty.kind.as_str(),
+                treaty.id().short(),
+                treaty.parties.map(|p| p.short()).join(" and ")
+            ),
+            Action::RenewTreaty { treaty, .. } => format!("renew treaty {}", treaty.short()),
+            Action::EndTreaty { treaty } => format!("end treaty {}", treaty.short()),
+            Action::Lottery { role, count } => format!("pick {count} by lot as {role}"),
+        }
+    }
+}
+
+/// A proposal, signed by the member who submits it. Its content is frozen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// What it asks for.
+    pub action: Action,
+    /// When it was submitted, by the proposer's clock.
+    pub submitted_at_ms: u64,
+}
+
+/// A vote, signed by the voter. A seat's last vote before the decision counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// The proposal.
+    pub proposal: Hash32,
+    /// Yes, no or abstain.
+    pub choice: Choice,
+    /// When, by the voter's clock.
+    pub cast_at_ms: u64,
+    /// In a parent tier: the child group this delegate votes for (`None`:
+    /// the voter's own seat).
+    pub for_group: Option<Hash32>,
+}
+
+/// A member leaves, by their own signed word. Nobody can block it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// Who leaves (must be the signer).
+    pub member: MemberId,
+    /// When, by their clock.
+    pub at_ms: u64,
+}
+
+/// The creator edits the charter directly, before anyone else has joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CharterEdit {
+    /// A charter edit (article or rule).
+    pub action: Action,
+    /// When, by the creator's clock.
+    pub at_ms: u64,
+}
+
+/// Filed in a parent tier by a delegate of a child group: the child's
+/// passed "set delegates" proposal, carried over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    /// The child group.
+    pub child: Hash32,
+    /// Its delegates (the signer is one of them).
+    pub delegates: Vec<MemberId>,
+    /// The child's proposal that named them.
+    pub proposal: Hash32,
+    /// From when (the child's decision).
+    pub from_ms: u64,
+    /// Until when (one revision cycle of the child later).
+    pub until_ms: u64,
+}
+
+/// What the other party of a treaty decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreatyAct {
+    /// It ratified the treaty.
+    Ratified(Treaty),
+    /// It renewed it until a new end.
+    Renewed {
+        /// The new end.
+        end_ms: u64,
+    },
+    /// It ended it.
+    Ended,
+}
+
+/// Filed in one party of a treaty by a member of both: the other party's
+/// decision about it, carried over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterpart {
+    /// The treaty.
+    pub treaty: Hash32,
+    /// The other party.
+    pub group: Hash32,
+    /// Its proposal that decided.
+    pub proposal: Hash32,
+    /// What it decided.
+    pub act: TreatyAct,
+    /// When its decision took effect.
+    pub at_ms: u64,
+}
+
+/// The names [`Action::SetRule`] accepts.
+pub const RULE_NAMES: &[&str] = &[
+    "quorum_percent",
+    "approval_percent",
+    "voting_period",
+    "revision_cycle",
+    "revision_share_percent",
+    "distress_escalation",
+    "distress_per_hour",
+    "entry_needs_vote",
+    "exit_credit_to_commons",
+];
+
+/// Apply `rule = value` to `rules`, checked.
+pub fn set_rule(rules: &Rules, rule: &str, value: &str) -> Result<Rules, RuleError> {
+    let mut r = rules.clone();
+    let percent = |v: &str| -> Result<u8, RuleError> {
+        v.trim_end_matches('%')
+            .parse::<u8>()
+            .map_err(|_| RuleError(format!("{rule} must be a share from 0 to 100, not {v:?}")))
+    };
+    let secs = |v: &str| -> Result<u64, RuleError> {
+        if let Ok(n) = v.parse::<u64>() {
+            return Ok(n);
+        }
+        humantime::parse_duration(v)
+            .map(|d| d.as_secs())
+            .map_err(|_| RuleError(format!("{rule} must be a duration such as 7days or 30m, not {v:?}")))
+    };
+    let flag = |v: &str| -> Result<bool, RuleError> {
+        v.parse::<bool>()
+            .map_err(|_| RuleError(format!("{rule} must be true or false, not {v:?}")))
+    };
+    match rule {
+        "quorum_percent" => r.quorum_percent = percent(value)?,
+        "approval_percent" => r.approval_percent = percent(value)?,
+        "voting_period" => r.voting_period_secs = secs(value)?,
+        "revision_cycle" => r.revision_cycle_secs = secs(value)?,
+        "revision_share_percent" => r.revision_share_percent = percent(value)?,
+        "distress_escalation" => r.distress_escalation_secs = secs(value)?,
+        "distress_per_hour" => {
+            r.distress_per_hour = value
+                .parse()
+                .map_err(|_| RuleError(format!("{rule} must be a whole number, not {value:?}")))?
+        }
+        "entry_needs_vote" => r.entry_needs_vote = flag(value)?,
+        "exit_credit_to_commons" => r.exit_credit_to_commons = flag(value)?,
+        "default_credit_floor" | "default_credit_ceiling" => {
+            return broken(
+                "credit limits are set with a set-limits proposal (set-limits default FLOOR CEILING)",
+            )
+        }
+        other => {
+            return broken(format!(
+                "unknown rule {other:?}; the rules are {}",
+                RULE_NAMES.join(", ")
+            ))
+        }
+    }
+    check_rules(&r)?;
+    Ok(r)
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), RuleError> {
+    if text.trim().is_empty() {
+        return broken(format!("the {what} is empty"));
+    }
+    let n = text.chars().count();
+    if n > max {
+        return broken(format!("the {what} is {n} characters; the limit is {max}"));
+    }
+    Ok(())
+}
+
+/// Check an action's shape (everything that does not depend on the
+/// group's state). `group` is the group it is proposed in.
+pub fn check_action(action: &Action, group: &Hash32) -> Result<(), RuleError> {
+    match action {
+        Action::AddArticle { title, text } => {
+            check_text("article title", title, MAX_ARTICLE_TITLE_CHARS)?;
+            check_text("article text", text, MAX_ARTICLE_TEXT_CHARS)
+        }
+        Action::AmendArticle { article, text } => {
+            check_article_number(*article)?;
+            check_text("article text", text, MAX_ARTICLE_TEXT_CHARS)
+        }
+        Action::RepealArticle { article } | Action::ReaffirmArticle { article } => {
+            check_article_number(*article)
+        }
+        Action::SetRule { rule, value } => set_rule(&Rules::default(), rule, value).map(|_| ()),
+        Action::AdmitMember { .. } | Action::RemoveMember { .. } | Action::LeaveParent => Ok(()),
+        Action::SetLimits { floor, ceiling, .. } => {
+            if *floor > 0 || *floor < -MAX_LIMIT {
+                return broken(format!("a floor must lie between -{MAX_LIMIT} and 0"));
+            }
+            if *ceiling < 0 || *ceiling > MAX_LIMIT {
+                return broken(format!("a ceiling must lie between 0 and {MAX_LIMIT}"));
+            }
+            Ok(())
+        }
+        Action::Payout { to, amount, memo } => {
+            if *to == Account::Commons {
+                return broken("a payout goes from the commons to a member, not to the commons");
+            }
+            if *amount == 0 || *amount > MAX_AMOUNT {
+                return broken(format!("a payout is 1 to {MAX_AMOUNT} units"));
+            }
+            if memo.chars().count() > MAX_MEMO_CHARS {
+                return broken(format!("the memo is over {MAX_MEMO_CHARS} characters"));
+            }
+            Ok(())
+        }
+        Action::JoinParent { parent } => {
+            if parent == group {
+                return broken("a group cannot be its own parent");
+            }
+            Ok(())
+        }
+        Action::AdmitGroup { group: g } | Action::RemoveGroup { group: g } => {
+            if g == group {
+                return broken("a group cannot be its own child");
+            }
+            Ok(())
+        }
+        Action::SetDelegates { delegates } => {
+            if delegates.is_empty() || delegates.len() > MAX_DELEGATES {
+                return broken(format!("name 1 to {MAX_DELEGATES} delegates"));
+            }
+            let distinct: BTreeSet<_> = delegates.iter().collect();
+            if distinct.len() != delegates.len() {
+                return broken("a delegate is named twice");
+            }
+            Ok(())
+        }
+        Action::RatifyTreaty { treaty } => check_treaty(treaty, group),
+        Action::RenewTreaty { .. } | Action::EndTreaty { .. } => Ok(()),
+        Action::Lottery { role, count } => {
+            check_text("role", role, MAX_ROLE_CHARS)?;
+            if *count == 0 || *count > MAX_LOTTERY_PICKS {
+                return broken(format!("a lottery picks 1 to {MAX_LOTTERY_PICKS} people"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_article_number(n: u32) -> Result<(), RuleError> {
+    if n == 0 || n as usize > MAX_ARTICLES * 10 {
+        return broken(format!("there is no article {n}"));
+    }
+    Ok(())
+}
+
+/// A treaty's shape: two different parties in order, one of them `group`,
+/// terms, an end after its start.
+pub fn check_treaty(t: &Treaty, group: &Hash32) -> Result<(), RuleError> {
+    if t.parties[0] >= t.parties[1] {
+        return broken("a treaty's two parties must be two different groups, in order");
+    }
+    if !t.parties.contains(group) {
+        return broken("this group is not a party to the treaty");
+    }
+    check_text("treaty terms", &t.terms, MAX_TERMS_CHARS)?;
+    if t.end_ms <= t.start_ms {
+        return broken("a treaty must end after it starts");
+    }
+    Ok(())
+}
+
+/// Check a governance record's shape as filed in `group` by `author`
+/// (everything that does not depend on other records).
+pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Result<(), RuleError> {
+    match body {
+        RecordBody::Proposal(p) => check_action(&p.action, group),
+        RecordBody::Vote(v) => match v.for_group {
+            Some(g) if g == *group => broken("a group cannot vote for itself in its own tier"),
+            _ => Ok(()),
+        },
+        RecordBody::Exit(e) => {
+            if e.member != *author {
+                return broken(format!(
+                    "an exit signed by {author} for {}: only the member who leaves can sign it",
+                    e.member
+                ));
+            }
+            Ok(())
+        }
+        RecordBody::CharterEdit(e) => {
+            if !e.action.is_charter_edit() {
+                return broken(format!(
+                    "a founders' edit changes articles and rules only, not {}",
+                    e.action.kind_name()
+                ));
+            }
+            check_action(&e.action, group)
+        }
+        RecordBody::Delegation(d) => {
+            if d.child == *group {
+                return broken("a group cannot delegate to itself");
+            }
+            if d.delegates.is_empty() || d.delegates.len() > MAX_DELEGATES {
+                return broken(format!("a delegation names 1 to {MAX_DELEGATES} delegates"));
+            }
+            if !d.delegates.contains(author) {
+                return broken("a delegation must be filed by one of its delegates");
+            }
+            if d.until_ms <= d.from_ms {
+                return broken("a delegation must end after it starts");
+            }
+            Ok(())
+        }
+        RecordBody::Counterpart(c) => {
+            if c.group == *group {
+                return broken("a treaty's counterpart is the other group, not this one");
+            }
+            if let TreatyAct::Ratified(t) = &c.act {
+                check_treaty(t, group)?;
+                if t.id() != c.treaty || !t.parties.contains(&c.group) {
+                    return broken("the counterpart's treaty does not match");
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One article as it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArticleState {
+    /// Its number (never reused).
+    pub number: u32,
+    /// Title.
+    pub title: String,
+    /// Ratified text.
+    pub text: String,
+    /// When it was last ratified, amended or reaffirmed.
+    pub revised_at_ms: u64,
+    /// Not revisited within one revision cycle.
+    pub overdue: bool,
+}
+
+/// A seat in a vote: a member, or a child group through its delegates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Seat {
+    /// A member's own seat.
+    Member(MemberId),
+    /// A child group's seat, cast by its delegates.
+    Group(Hash32),
+}
+
+/// Where a proposal stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Votes may still change it.
+    Open,
+    /// Passed; in effect since its decision.
+    Passed,
+    /// Failed.
+    Failed,
+}
+
+/// A vote that counts for nothing, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredVote {
+    /// The vote record.
+    pub vote: Hash32,
+    /// Its signer.
+    pub voter: MemberId,
+    /// Why it does not count.
+    pub reason: String,
+}
+
+/// A proposal with its tally.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalState {
+    /// The proposal's id.
+    pub id: Hash32,
+    /// Who proposed it.
+    pub proposer: MemberId,
+    /// What it asks for.
+    pub proposal: Proposal,
+    /// Its deadline.
+    pub deadline_ms: u64,
+    /// Quorum and approval it is judged by (from the rules at submission).
+    pub quorum_percent: u8,
+    /// See `quorum_percent`.
+    pub approval_percent: u8,
+    /// How many seats may vote.
+    pub seats: usize,
+    /// Seats voting yes.
+    pub yes: usize,
+    /// Seats voting no.
+    pub no: usize,
+    /// Seats abstaining.
+    pub abstain: usize,
+    /// The seats' counted votes.
+    pub votes: BTreeMap<Seat, (Choice, Hash32)>,
+    /// Open, passed or failed.
+    pub outcome: Outcome,
+    /// When it was decided.
+    pub decided_at_ms: Option<u64>,
+    /// What it did, or why a passed proposal could not take effect.
+    pub effect: Option<String>,
+    /// Votes that count for nothing, with the reason.
+    pub ignored: Vec<IgnoredVote>,
+}
+
+/// What became of a treaty, as this group sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TreatyStatus {
+    /// Proposed here; not ratified by this group yet.
+    Proposed,
+    /// One party has ratified; waiting for the other.
+    AwaitingOther,
+    /// Ratified by both; not started yet.
+    NotStarted,
+    /// In force.
+    Active,
+    /// Its end passed without both parties renewing it.
+    Expired,
+    /// Ended by a party.
+    Ended,
+}
+
+/// A treaty and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreatyState {
+    /// Its id.
+    pub id: Hash32,
+    /// The treaty.
+    pub treaty: Treaty,
+    /// The other party.
+    pub other: Hash32,
+    /// When this group ratified it.
+    pub ratified_here_ms: Option<u64>,
+    /// When the other party ratified it (as carried over).
+    pub ratified_there_ms: Option<u64>,
+    /// The end this group has agreed to.
+    pub end_here_ms: u64,
+    /// The end the other party has agreed to.
+    pub end_there_ms: u64,
+    /// When it was ended by a party, if it was.
+    pub ended_ms: Option<u64>,
+    /// Where it stands.
+    pub status: TreatyStatus,
+}
+
+impl TreatyState {
+    /// The end in force: what both parties agreed to.
+    pub fn end_ms(&self) -> u64 {
+        self.end_here_ms.min(self.end_there_ms)
+    }
+}
+
+/// A child group's delegates as this (parent) group knows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationState {
+    /// The delegation record.
+    pub record: Hash32,
+    /// The delegation.
+    pub delegation: Delegation,
+}
+
+/// A lottery's pick.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotteryPick {
+    /// The proposal that called for it.
+    pub proposal: Hash32,
+    /// The role.
+    pub role: String,
+    /// The seed: the hash of the proposal and the votes that decided it.
+    pub seed: Hash32,
+    /// Who was picked, in order.
+    pub picked: Vec<MemberId>,
+}
+
+/// A group's governance at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Governance {
+    /// The group.
+    pub group: Hash32,
+    /// When this state holds.
+    pub now_ms: u64,
+    /// The group's creator.
+    pub creator: MemberId,
+    /// When it was founded.
+    pub created_at_ms: u64,
+    /// Articles in force, by number.
+    pub articles: Vec<ArticleState>,
+    /// Numbers of repealed articles.
+    pub repealed: Vec<u32>,
+    /// The rules in force.
+    pub rules: Rules,
+    /// The roll: members and when they (last) joined.
+    pub roll: BTreeMap<MemberId, u64>,
+    /// Admitted by ticket, waiting for an entry vote.
+    pub awaiting_entry: BTreeSet<MemberId>,
+    /// Former members and when they left or were removed.
+    pub former: BTreeMap<MemberId, u64>,
+    /// The parent tier, if any.
+    pub parent: Option<Hash32>,
+    /// Child groups admitted into this tier.
+    pub children: BTreeSet<Hash32>,
+    /// This group's delegates in its parent, and until when.
+    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    /// Child groups' delegations filed here, newest per child.
+    pub child_delegations: BTreeMap<Hash32, DelegationState>,
+    /// Every proposal, oldest first.
+    pub proposals: Vec<ProposalState>,
+    /// Treaties this group is party to.
+    pub treaties: BTreeMap<Hash32, TreatyState>,
+    /// Lottery picks.
+    pub lotteries: Vec<LotteryPick>,
+    /// The current revision cycle (from 0) and when it started.
+    pub cycle: (u64, u64),
+    /// Articles revisited since the current cycle started.
+    pub revisited_this_cycle: usize,
+    /// How many articles the charter asks to revisit each cycle.
+    pub revisit_per_cycle: usize,
+    /// Founders' edits that did not take effect, and why.
+    pub ignored_edits: Vec<(Hash32, String)>,
+}
+
+/// A governance record with its id and signer.
+struct Signed<T> {
+    id: Hash32,
+    author: MemberId,
+    body: T,
+}
+
+/// Something that happens on the timeline. The order of the variants is
+/// the order of events at the same millisecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Admission(usize),
+    Edit(usize),
+    Exit(usize),
+    Decision(usize),
+    Submission(usize),
+}
+
+impl Governance {
+    /// The governance of `group` at `now_ms`, from the group's genesis
+    /// (`creator`, `created_at_ms`, `charter`) and its records.
+    pub fn at(
+        group: Hash32,
+        creator: MemberId,
+        created_at_ms: u64,
+        charter: &Charter,
+        parent: Option<Hash32>,
+        records: &BTreeMap<Hash32, SignedRecord>,
+        now_ms: u64,
+    ) -> Governance {
+        let mut admissions = Vec::new();
+        let mut exits = Vec::new();
+        let mut edits = Vec::new();
+        let mut proposals = Vec::new();
+        let mut votes: BTreeMap<Hash32, Vec<Signed<Vote>>> = BTreeMap::new();
+        let mut delegations = Vec::new();
+        let mut counterparts = Vec::new();
+        for (id, r) in records {
+            let Ok(body) = RecordBody::decode(&r.body) else {
+                continue;
+            };
+            let (id, author) = (*id, r.author);
+            match body {
+                RecordBody::Admission(a) => admissions.push((a.member, a.admitted_at_ms)),
+                RecordBody::Exit(e) => exits.push((e.member, e.at_ms)),
+                RecordBody::CharterEdit(e) => edits.push(Signed { id, author, body: e }),
+                RecordBody::Proposal(p) => proposals.push(Signed { id, author, body: p }),
+                RecordBody::Vote(v) => votes.entry(v.proposal).or_default().push(Signed {
+                    id,
+                    author,
+                    body: v,
+                }),
+                RecordBody::Delegation(d) => delegations.push(Signed { id, author, body: d }),
+                RecordBody::Counterpart(c) => counterparts.push(Signed { id, author, body: c }),
+                _ => {}
+            }
+        }
+        let mut g = Governance {
+            group,
+            now_ms,
+            creator,
+            created_at_ms,
+            articles: charter
+                .articles
+                .iter()
+                .enumerate()
+                .map(|(i, a)| ArticleState {
+                    number: i as u32 + 1,
+                    title: a.title.clone(),
+                    text: a.text.clone(),
+                    revised_at_ms: created_at_ms,
+                    overdue: false,
+                })
+                .collect(),
+            repealed: Vec::new(),
+            rules: charter.rules.clone(),
+            roll: BTreeMap::from([(creator, created_at_ms)]),
+            awaiting_entry: BTreeSet::new(),
+            former: BTreeMap::new(),
+            parent,
+            children: BTreeSet::new(),
+            delegates: None,
+            child_delegations: BTreeMap::new(),
+            proposals: Vec::new(),
+            treaties: BTreeMap::new(),
+            lotteries: Vec::new(),
+            cycle: (0, created_at_ms),
+            revisited_this_cycle: 0,
+            revisit_per_cycle: 0,
+            ignored_edits: Vec::new(),
+        };
+        let mut next_article = charter.articles.len() as u32 + 1;
+        let mut others_joined = false;
+
+        // The timeline, as a queue ordered by (time, event, id); decisions
+        // are added as submissions are judged.
+        let mut queue: BTreeSet<(u64, Event, Hash32)> = BTreeSet::new();
+        for (i, (_, at)) in admissions.iter().enumerate() {
+            queue.insert((*at, Event::Admission(i), Hash32([0; 32])));
+        }
+        for (i, e) in edits.iter().enumerate() {
+            queue.insert((e.body.at_ms, Event::Edit(i), e.id));
+        }
+        for (i, (_, at)) in exits.iter().enumerate() {
+            queue.insert((*at, Event::Exit(i), Hash32([0; 32])));
+        }
+        for (i, p) in proposals.iter().enumerate() {
+            queue.insert((p.body.submitted_at_ms, Event::Submission(i), p.id));
+        }
+        // Each proposal's state, by index; filled at submission.
+        let mut states: Vec<Option<ProposalState>> = vec![None; proposals.len()];
+
+        while let Some((at, event, _)) = queue.pop_first() {
+            if at > now_ms {
+                break;
+            }
+            match event {
+                Event::Admission(i) => {
+                    let member = admissions[i].0;
+                    if member != creator {
+                        others_joined = true;
+                    }
+                    if g.roll.contains_key(&member) {
+                        continue;
+                    }
+                    if g.rules.entry_needs_vote {
+                        g.awaiting_entry.insert(member);
+                    } else {
+                        g.roll.insert(member, at);
+                        g.former.remove(&member);
+                    }
+                }
+                Event::Exit(i) => {
+                    let member = exits[i].0;
+                    if g.roll.remove(&member).is_some() || g.awaiting_entry.remove(&member) {
+                        g.former.insert(member, at);
+                    }
+                }
+                Event::Edit(i) => {
+                    let e = &edits[i];
+                    let why = if e.author != creator {
+                        Some("only the group's creator edits the charter directly".to_string())
+                    } else if others_joined {
+                        Some("members had joined: the charter changes by proposals now".to_string())
+                    } else {
+                        g.apply(&e.body.action, e.id, at, &mut next_article, &[]).err()
+                    };
+                    if let Some(why) = why {
+                        g.ignored_edits.push((e.id, why));
+                    }
+                }
+                Event::Submission(i) => {
+                    let p = &proposals[i];
+                    let state = g.judge(p, votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]), &exits, &delegations, now_ms);
+                    if let Some(decided) = state.decided_at_ms {
+                        queue.insert((decided, Event::Decision(i), p.id));
+                    }
+                    states[i] = Some(state);
+                }
+                Event::Decision(i) => {
+                    let Some(state) = states[i].as_mut() else {
+                        continue;
+                    };
+                    if state.outcome != Outcome::Passed {
+                        continue;
+                    }
+                    let counted: Vec<Hash32> = state.votes.values().map(|(_, id)| *id).collect();
+                    let action = state.proposal.action.clone();
+                    let effect = g.apply(&action, state.id, at, &mut next_article, &counted);
+                    if let Some(s) = states[i].as_mut() {
+                        s.effect = Some(match effect {
+                            Ok(()) => "in effect".to_string(),
+                            Err(why) => format!("passed, but could not take effect: {why}"),
+                        });
+                    }
+                }
+            }
+        }
+        g.proposals = states.into_iter().flatten().collect();
+        g.file_delegations(&delegations);
+        g.file_counterparts(&counterparts);
+        g.settle_treaties(now_ms);
+        g.settle_cycle(now_ms);
+        g
+    }
+
+    /// Judge a proposal at its submission: its rules, seats and votes.
+    fn judge(
+        &self,
+        p: &Signed<Proposal>,
+        votes: &[Signed<Vote>],
+        exits: &[(MemberId, u64)],
+        delegations: &[Signed<Delegation>],
+        now_ms: u64,
+    ) -> ProposalState {
+        let submitted = p.body.submitted_at_ms;
+        let deadline = submitted.saturating_add(self.rules.voting_period_secs.saturating_mul(1000));
+        let mut seats: BTreeSet<Seat> = self.roll.keys().map(|m| Seat::Member(*m)).collect();
+        seats.extend(self.children.iter().map(|c| Seat::Group(*c)));
+        let mut state = ProposalState {
+            id: p.id,
+            proposer: p.author,
+            proposal: p.body.clone(),
+            deadline_ms: deadline,
+            quorum_percent: self.rules.quorum_percent,
+            approval_percent: self.rules.approval_percent,
+            seats: seats.len(),
+            yes: 0,
+            no: 0,
+            abstain: 0,
+            votes: BTreeMap::new(),
+            outcome: Outcome::Open,
+            decided_at_ms: None,
+            effect: None,
+            ignored: Vec::new(),
+        };
+        if !self.roll.contains_key(&p.author) {
+            state.outcome = Outcome::Failed;
+            state.decided_at_ms = Some(submitted);
+            state.effect = Some("the proposer was not on the roll when submitting".into());
+            return state;
+        }
+        let mut ordered: Vec<&Signed<Vote>> = votes.iter().collect();
+        ordered.sort_by_key(|v| (v.body.cast_at_ms, v.id));
+        let ignore = |state: &mut ProposalState, v: &Signed<Vote>, reason: String| {
+            state.ignored.push(IgnoredVote {
+                vote: v.id,
+                voter: v.author,
+                reason,
+            })
+        };
+        for v in ordered {
+            let at = v.body.cast_at_ms;
+            if state.decided_at_ms.is_some() {
+                ignore(&mut state, v, "cast after the proposal was decided".into());
+                continue;
+            }
+            if at > now_ms {
+                // Not yet, by this clock.
+                continue;
+            }
+            if at < submitted {
+                ignore(&mut state, v, "cast before the proposal was submitted".into());
+                continue;
+            }
+            if at > deadline {
+                ignore(&mut state, v, "cast after the deadline".into());
+                continue;
+            }
+            let seat = match v.body.for_group {
+                None => Seat::Member(v.author),
+                Some(child) => Seat::Group(child),
+            };
+            if !seats.contains(&seat) {
+                let reason = match seat {
+                    Seat::Member(_) => "the voter was not on the roll when it was submitted",
+                    Seat::Group(_) => "that group was not in this tier when it was submitted",
+                };
+                ignore(&mut state, v, reason.into());
+                continue;
+            }
+            if let Some((_, left)) = exits.iter().find(|(m, t)| *m == v.author && *t <= at) {
+                let _ = left;
+                ignore(&mut state, v, "the voter had left the group".into());
+                continue;
+            }
+            if let Some(child) = v.body.for_group {
+                let holds = delegations.iter().any(|d| {
+                    d.body.child == child
+                        && d.body.delegates.contains(&v.author)
+                        && d.body.from_ms <= at
+                        && at < d.body.until_ms
+                });
+                if !holds {
+                    ignore(
+                        &mut state,
+                        v,
+                        format!("not a delegate of {} at the time", child.short()),
+                    );
+                    continue;
+                }
+            }
+            state.votes.insert(seat, (v.body.choice, v.id));
+            state.count();
+            if let Some(passed) = state.settled() {
+                state.decide(passed, at);
+            }
+        }
+        if state.decided_at_ms.is_none() && deadline <= now_ms {
+            let passed = state.passes(0, 0);
+            state.decide(passed, deadline);
+        }
+        state
+    }
+
+    /// Apply a decided action at `at`. `counted` are the votes that
+    /// decided it (the lottery's seed).
+    fn apply(
+        &mut self,
+        action: &Action,
+        proposal: Hash32,
+        at: u64,
+        next_article: &mut u32,
+        counted: &[Hash32],
+    ) -> Result<(), String> {
+        match action {
+            Action::AddArticle { title, text } => {
+                if self.articles.len() >= MAX_ARTICLES {
+                    return Err(format!("the charter already has {MAX_ARTICLES} articles"));
+                }
+                self.articles.push(ArticleState {
+                    number: *next_article,
+                    title: title.clone(),
+                    text: text.clone(),
+                    revised_at_ms: at,
+                    overdue: false,
+                });
+                *next_article += 1;
+            }
+            Action::AmendArticle { article, text } => {
+                let a = self.article_mut(*article)?;
+                a.text = text.clone();
+                a.revised_at_ms = at;
+            }
+            Action::ReaffirmArticle { article } => self.article_mut(*article)?.revised_at_ms = at,
+            Action::RepealArticle { article } => {
+                self.article_mut(*article)?;
+                self.articles.retain(|a| a.number != *article);
+                self.repealed.push(*article);
+            }
+            Action::SetRule { rule, value } => {
+                self.rules = set_rule(&self.rules, rule, value).map_err(|e| e.0)?;
+            }
+            Action::AdmitMember { member } => {
+                if self.roll.contains_key(member) {
+                    return Err("already a member".into());
+                }
+                self.awaiting_entry.remove(member);
+                self.former.remove(member);
+                self.roll.insert(*member, at);
+            }
+            Action::RemoveMember { member } => {
+                if self.roll.remove(member).is_none() {
+                    return Err("not a member".into());
+                }
+                self.former.insert(*member, at);
+            }
+            // Carried out on the ledger by the proposer's node.
+            Action::SetLimits { .. } | Action::Payout { .. } => {}
+            Action::JoinParent { parent } => self.parent = Some(*parent),
+            Action::LeaveParent => self.parent = None,
+            Action::AdmitGroup { group } => {
+                self.children.insert(*group);
+            }
+            Action::RemoveGroup { group } => {
+                if !self.children.remove(group) {
+                    return Err("that group is not in this tier".into());
+                }
+            }
+            Action::SetDelegates { delegates } => {
+                if let Some(d) = delegates.iter().find(|d| !self.roll.contains_key(d)) {
+                    return Err(format!("{d} is not a member"));
+                }
+                let until = at.saturating_add(self.rules.revision_cycle_secs.saturating_mul(1000));
+                self.delegates = Some((delegates.clone(), until, proposal));
+            }
+            Action::RatifyTreaty { treaty } => {
+                let id = treaty.id();
+                if at >= treaty.end_ms {
+                    return Err("the treaty's end has passed".into());
+                }
+                let t = self.treaties.entry(id).or_insert_with(|| TreatyState {
+                    id,
+                    treaty: treaty.clone(),
+                    other: treaty.other(&self.group),
+                    ratified_here_ms: None,
+                    ratified_there_ms: None,
+                    end_here_ms: treaty.end_ms,
+                    end_there_ms: treaty.end_ms,
+                    ended_ms: None,
+                    status: TreatyStatus::Proposed,
+                });
+                t.ratified_here_ms.get_or_insert(at);
+            }
+            Action::RenewTreaty { treaty, end_ms } => {
+                let t = self
+                    .treaties
+                    .get_mut(treaty)
+                    .ok_or("this group has not ratified that treaty")?;
+                if t.ended_ms.is_some() || at >= t.end_ms() {
+                    return Err("the treaty has lapsed; a new treaty is needed".into());
+                }
+                t.end_here_ms = t.end_here_ms.max(*end_ms);
+            }
+            Action::EndTreaty { treaty } => {
+                let t = self
+                    .treaties
+                    .get_mut(treaty)
+                    .ok_or("this group has not ratified that treaty")?;
+                t.ended_ms.get_or_insert(at);
+            }
+            Action::Lottery { role, count } => {
+                let mut ids: Vec<Hash32> = counted.to_vec();
+                ids.sort();
+                let mut parts: Vec<&[u8]> = vec![b"nestwork/lottery/v1", &proposal.0];
+                parts.extend(ids.iter().map(|h| h.0.as_slice()));
+                let seed = Hash32::of_parts(&parts);
+                let mut pool: Vec<(Hash32, MemberId)> = self
+                    .roll
+                    .keys()
+                    .map(|m| (Hash32::of_parts(&[&seed.0, &m.0]), *m))
+                    .collect();
+                pool.sort();
+                self.lotteries.push(LotteryPick {
+                    proposal,
+                    role: role.clone(),
+                    seed,
+                    picked: pool.into_iter().take(*count as usize).map(|(_, m)| m).collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn article_mut(&mut self, number: u32) -> Result<&mut ArticleState, String> {
+        if self.repealed.contains(&number) {
+            return Err(format!("article {number} was repealed"));
+        }
+        self.articles
+            .iter_mut()
+            .find(|a| a.number == number)
+            .ok_or_else(|| format!("there is no article {number}"))
+    }
+
+    /// Delegations filed here by child groups' delegates: the newest per
+    /// child that is in this tier.
+    fn file_delegations(&mut self, delegations: &[Signed<Delegation>]) {
+        for d in delegations {
+            if !self.children.contains(&d.body.child) || d.body.from_ms > self.now_ms {
+                continue;
+            }
+            let newer = self
+                .child_delegations
+                .get(&d.body.child)
+                .is_none_or(|old| (old.delegation.from_ms, old.record) < (d.body.from_ms, d.id));
+            if newer {
+                self.child_delegations.insert(
+                    d.body.child,
+                    DelegationState {
+                        record: d.id,
+                        delegation: d.body.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The other parties' decisions, carried over, in time order.
+    fn file_counterparts(&mut self, counterparts: &[Signed<Counterpart>]) {
+        let mut ordered: Vec<&Signed<Counterpart>> = counterparts
+            .iter()
+            .filter(|c| c.body.at_ms <= self.now_ms)
+            .collect();
+        ordered.sort_by_key(|c| (c.body.at_ms, c.id));
+        for c in ordered {
+            let Some(t) = self.treaties.get_mut(&c.body.treaty) else {
+                // Ratified there first: shown once this group ratifies.
+                if let TreatyAct::Ratified(treaty) = &c.body.act {
+                    let id = treaty.id();
+                    self.treaties.insert(
+                        id,
+                        TreatyState {
+                            id,
+                            treaty: treaty.clone(),
+                            other: c.body.group,
+                            ratified_here_ms: None,
+                            ratified_there_ms: Some(c.body.at_ms),
+                            end_here_ms: treaty.end_ms,
+                            end_there_ms: treaty.end_ms,
+                            ended_ms: None,
+                            status: TreatyStatus::Proposed,
+                        },
+                    );
+                }
+                continue;
+            };
+            if t.other != c.body.group {
+                continue;
+            }
+            match &c.body.act {
+                TreatyAct::Ratified(_) => {
+                    t.ratified_there_ms.get_or_insert(c.body.at_ms);
+                }
+                TreatyAct::Renewed { end_ms } => {
+                    if t.ended_ms.is_none() && c.body.at_ms < t.end_ms() {
+                        t.end_there_ms = t.end_there_ms.max(*end_ms);
+                    }
+                }
+                TreatyAct::Ended => {
+                    t.ended_ms.get_or_insert(c.body.at_ms);
+                }
+            }
+        }
+    }
+
+    fn settle_treaties(&mut self, now: u64) {
+        for t in self.treaties.values_mut() {
+            t.status = match (t.ratified_here_ms, t.ratified_there_ms) {
+                _ if t.ended_ms.is_some() => TreatyStatus::Ended,
+                (None, _) => TreatyStatus::Proposed,
+                (Some(_), None) => TreatyStatus::AwaitingOther,
+                _ if now >= t.end_ms() => TreatyStatus::Expired,
+                _ if now < t.treaty.start_ms => TreatyStatus::NotStarted,
+                _ => TreatyStatus::Active,
+            };
+        }
+    }
+
+    fn settle_cycle(&mut self, now: u64) {
+        let cycle_ms = self.rules.revision_cycle_secs.saturating_mul(1000).max(1);
+        let n = now.saturating_sub(self.created_at_ms) / cycle_ms;
+        let start = self.created_at_ms + n * cycle_ms;
+        self.cycle = (n, start);
+        self.revisited_this_cycle = self
+            .articles
+            .iter()
+            .filter(|a| a.revised_at_ms >= start && a.revised_at_ms > self.created_at_ms)
+            .count();
+        let share = usize::from(self.rules.revision_share_percent);
+        self.revisit_per_cycle = (self.articles.len() * share).div_ceil(100);
+        for a in &mut self.articles {
+            a.overdue = now.saturating_sub(a.revised_at_ms) > cycle_ms;
+        }
+    }
+
+    /// Whether `member` is on the roll now.
+    pub fn is_member(&self, member: &MemberId) -> bool {
+        self.roll.contains_key(member)
+    }
+
+    /// A proposal by id.
+    pub fn proposal(&self, id: &Hash32) -> Option<&ProposalState> {
+        self.proposals.iter().find(|p| p.id == *id)
+    }
+
+    /// Articles overdue for revision.
+    pub fn overdue(&self) -> Vec<u32> {
+        self.articles
+            .iter()
+            .filter(|a| a.overdue)
+            .map(|a| a.number)
+            .collect()
+    }
+
+    /// Treaties in force now.
+    pub fn active_treaties(&self) -> Vec<&TreatyState> {
+        self.treaties
+            .values()
+            .filter(|t| t.status == TreatyStatus::Active)
+            .collect()
+    }
+
+    /// Whether `proposal` passed and orders `action`.
+    pub fn passed(&self, proposal: &Hash32, action: &Action) -> Result<&ProposalState, String> {
+        let p = self
+            .proposal(proposal)
+            .ok_or_else(|| format!("proposal {} is not known here", proposal.short()))?;
+        if p.proposal.action != *action {
+            return Err(format!(
+                "proposal {} orders something else ({})",
+                proposal.short(),
+                p.proposal.action.describe()
+            ));
+        }
+        match p.outcome {
+            Outcome::Passed => Ok(p),
+            Outcome::Open => Err(format!("proposal {} is not decided yet", proposal.short())),
+            Outcome::Failed => Err(format!("proposal {} failed", proposal.short())),
+        }
+    }
+
+    /// The articles as a plain charter (for export).
+    pub fn charter(&self) -> Charter {
+        Charter {
+            articles: self
+                .articles
+                .iter()
+                .map(|a| Article {
+                    title: a.title.clone(),
+                    text: a.text.clone(),
+                })
+                .collect(),
+            rules: self.rules.clone(),
+        }
+    }
+
+    /// Days (rounded up) until `until_ms`.
+    pub fn days_left(&self, until_ms: u64) -> u64 {
+        until_ms.saturating_sub(self.now_ms).div_ceil(DAY_MS)
+    }
+}
+
+impl ProposalState {
+    fn count(&mut self) {
+        let (mut y, mut n, mut a) = (0, 0, 0);
+        for (choice, _) in self.votes.values() {
+            match choice {
+                Choice::Yes => y += 1,
+                Choice::No => n += 1,
+                Choice::Abstain => a += 1,
+            }
+        }
+        (self.yes, self.no, self.abstain) = (y, n, a);
+    }
+
+    /// Whether it passes with `extra_yes` and `extra_no` more votes.
+    fn passes(&self, extra_yes: usize, extra_no: usize) -> bool {
+        let (y, n) = (self.yes + extra_yes, self.no + extra_no);
+        let turnout = y + n + self.abstain;
+        let quorum = turnout * 100 >= usize::from(self.quorum_percent) * self.seats;
+        let approved = y + n > 0 && y * 100 >= usize::from(self.approval_percent) * (y + n);
+        self.seats > 0 && quorum && approved
+    }
+
+    /// The outcome if no seat still to vote can change it.
+    fn settled(&self) -> Option<bool> {
+        let remaining = self.seats - self.votes.len();
+        // Those still to vote could stay away (the quorum's worst case) or
+        // all vote no (the approval's worst case); any mix lies between.
+        if self.passes(0, 0) && self.passes(0, remaining) {
+            return Some(true);
+        }
+        if !self.passes(remaining, 0) {
+            return Some(false);
+        }
+        None
+    }
+
+    fn decide(&mut self, passed: bool, at: u64) {
+        self.outcome = if passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        };
+        self.decided_at_ms = Some(at);
+    }
+
+    /// Whether votes are still taken.
+    pub fn is_open(&self) -> bool {
+        self.outcome == Outcome::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(seats: usize, quorum: u8, approval: u8) -> ProposalState {
+        ProposalState {
+            id: Hash32([0; 32]),
+            proposer: MemberId([0; 32]),
+            proposal: Proposal {
+                action: Action::LeaveParent,
+                submitted_at_ms: 0,
+            },
+            deadline_ms: 0,
+            quorum_percent: quorum,
+            approval_percent: approval,
+            seats,
+            yes: 0,
+            no: 0,
+            abstain: 0,
+            votes: BTreeMap::new(),
+            outcome: Outcome::Open,
+            decided_at_ms: None,
+            effect: None,
+            ignored: Vec::new(),
+        }
+    }
+
+    fn vote(s: &mut ProposalState, seat: u8, choice: Choice) {
+        s.votes
+            .insert(Seat::Member(MemberId([seat; 32])), (choice, Hash32([seat; 32])));
+        s.count();
+    }
+
+    #[test]
+    fn settles_early_only_when_no_vote_can_change_it() {
+        let mut s = state(5, 50, 60);
+        vote(&mut s, 1, Choice::Yes);
+        vote(&mut s, 2, Choice::Yes);
+        assert_eq!(s.settled(), None);
+        vote(&mut s, 3, Choice::Yes);
+        // 3 yes of 5: quorum met; 2 more no would give 60%: still passes.
+        assert_eq!(s.settled(), Some(true));
+
+        let mut s = state(5, 50, 60);
+        vote(&mut s, 1, Choice::No);
+        vote(&mut s, 2, Choice::No);
+        assert_eq!(s.settled(), None);
+        vote(&mut s, 3, Choice::Abstain);
+        // 0 yes, 2 no: 2 more yes give 50% < 60%.
+        assert_eq!(s.settled(), Some(false));
+    }
+
+    #[test]
+    fn rules_by_name() {
+        let r = set_rule(&Rules::default(), "voting_period", "2days").expect("duration");
+        assert_eq!(r.voting_period_secs, 2 * 24 * 3600);
+        assert!(set_rule(&Rules::default(), "quorum_percent", "101").is_err());
+        assert!(set_rule(&Rules::default(), "nonsense", "1").is_err());
+        assert!(set_rule(&Rules::default(), "entry_needs_vote", "maybe").is_err());
+    }
+
+    #[test]
+    fn treaty_shape() {
+        let a = Hash32([1; 32]);
+        let b = Hash32([2; 32]);
+        let t = Treaty {
+            parties: [a, b],
+            kind: TreatyKind::MutualAid,
+            terms: "help".into(),
+            start_ms: 0,
+            end_ms: 10,
+        };
+        assert!(check_treaty(&t, &a).is_ok());
+        assert!(check_treaty(&t, &Hash32([3; 32])).is_err());
+        let backwards = Treaty {
+            parties: [b, a],
+            ..t.clone()
+        };
+        assert!(check_treaty(&backwards, &a).is_err());
+    }
+}

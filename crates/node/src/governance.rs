@@ -1,0 +1,963 @@
+//! Governance as this node carries it out: it turns what members ask for
+//! (`propose`, `vote`, `group leave`, `charter edit`) into signed records
+//! after checking them against the group's state, shows proposals,
+//! charters and treaties, and, on each [`Node::tick`], carries out what
+//! passed proposals order that needs someone to sign: the limit changes
+//! and commons payouts of this member's own proposals, and the facts that
+//! cross from one group to another (a child's delegates into its parent, a
+//! treaty party's decisions into the other party) where this member
+//! belongs to both. The rules themselves are `nestwork_docs::governance`.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use nestwork_core::{Hash32, MemberId};
+use nestwork_docs::governance::{
+    self, Action, Choice, Counterpart, Delegation, Exit, Governance, LotteryPick, Outcome,
+    Proposal, ProposalState, Treaty, TreatyAct, TreatyState, TreatyStatus, Vote,
+};
+use nestwork_docs::ledger::{Account, CreditLimit, PayoutGate, Refusal};
+use nestwork_docs::rules::RuleError;
+use nestwork_docs::view::governance_of;
+use nestwork_docs::{CharterView, GroupView, RecordBody, SignedDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::Gate;
+use crate::node::{Node, NodeError, State};
+
+/// Which proposals have passed, for the ledger's payout and limit checks.
+/// Computed from the group document only when a record needs it.
+pub struct Decisions<'a> {
+    doc: Option<&'a SignedDoc>,
+    now_ms: u64,
+    gov: OnceCell<Option<Governance>>,
+}
+
+impl<'a> Decisions<'a> {
+    /// The decisions of group document `doc` as of `now_ms`.
+    pub fn of(doc: Option<&'a SignedDoc>, now_ms: u64) -> Decisions<'a> {
+        Decisions {
+            doc,
+            now_ms,
+            gov: OnceCell::new(),
+        }
+    }
+
+    /// Computed now, so that the document may change while they are used.
+    pub fn resolved(self) -> Decisions<'static> {
+        let gov = self.governance().cloned();
+        Decisions {
+            doc: None,
+            now_ms: self.now_ms,
+            gov: OnceCell::from(gov),
+        }
+    }
+
+    fn governance(&self) -> Option<&Governance> {
+        self.gov
+            .get_or_init(|| self.doc.and_then(|d| governance_of(d, self.now_ms)))
+            .as_ref()
+    }
+
+    /// `Ok` if `proposal` passed and its action satisfies `wanted`; a
+    /// proposal not known or not decided here yet means wait.
+    fn decided(&self, proposal: &Hash32, wanted: impl Fn(&Action) -> bool) -> Result<(), Refusal> {
+        let Some(p) = self.governance().and_then(|g| g.proposal(proposal)) else {
+            return Err(Refusal::Missing(vec![*proposal]));
+        };
+        if !wanted(&p.proposal.action) {
+            return Err(Refusal::Broken(RuleError(format!(
+                "proposal {} orders something else ({})",
+                proposal.short(),
+                p.proposal.action.describe()
+            ))));
+        }
+        match p.outcome {
+            Outcome::Passed => Ok(()),
+            Outcome::Open => Err(Refusal::Missing(vec![*proposal])),
+            Outcome::Failed => Err(Refusal::Broken(RuleError(format!(
+                "proposal {} failed",
+                proposal.short()
+            )))),
+        }
+    }
+}
+
+impl PayoutGate for Decisions<'_> {
+    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), Refusal> {
+        self.decided(proposal, |a| {
+            matches!(a, Action::Payout { to: t, amount: x, .. } if t == to && *x == amount)
+        })
+    }
+
+    fn authorizes_limits(&self, proposal: &Hash32, c: &CreditLimit) -> Result<(), Refusal> {
+        self.decided(proposal, |a| {
+            matches!(a, Action::SetLimits { member, floor, ceiling }
+                if *member == c.member && *floor == c.floor && *ceiling == c.ceiling)
+        })
+    }
+}
+
+/// What `propose` (and `charter edit`) asks for: a kind and its arguments,
+/// as on the command line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProposeRequest {
+    /// The kind (`add-article`, `set-rule`, ...).
+    pub kind: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// What `vote` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// yes, no or abstain.
+    pub choice: String,
+    /// As a delegate: the child group voted for.
+    #[serde(default)]
+    pub for_group: Option<String>,
+}
+
+/// One proposal, for `propose`, `vote` and `proposals`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProposalView {
+    /// The group.
+    pub group: Hash32,
+    /// The group's name.
+    pub group_name: String,
+    /// What it asks for, in words.
+    pub summary: String,
+    /// The proposal, its tally and outcome.
+    #[serde(flatten)]
+    pub state: ProposalState,
+}
+
+/// A group's proposals, for `proposals`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProposalsView {
+    /// The group.
+    pub group: Hash32,
+    /// The group's name.
+    pub group_name: String,
+    /// Open ones first, then decided ones, newest first.
+    pub proposals: Vec<ProposalView>,
+    /// Lotteries drawn.
+    pub lotteries: Vec<LotteryPick>,
+    /// When this view holds.
+    pub now_ms: u64,
+}
+
+/// What leaving does, for `group leave`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaveView {
+    /// The group.
+    pub group: Hash32,
+    /// The group's name.
+    pub group_name: String,
+    /// The leaver's balance.
+    pub balance: i128,
+    /// The ledger's unit.
+    pub unit: String,
+    /// What happens to it, by the charter's rule.
+    pub consequence: String,
+    /// Whether the exit was signed (false: this is what would happen).
+    pub done: bool,
+}
+
+/// A treaty, for `treaty list` and `treaty show`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TreatyView {
+    /// The group this view is from.
+    pub group: Hash32,
+    /// Its name.
+    pub group_name: String,
+    /// The other party's name, if this node holds it.
+    pub other_name: Option<String>,
+    /// Days until the end in force.
+    pub days_left: u64,
+    /// The treaty and where it stands.
+    #[serde(flatten)]
+    pub state: TreatyState,
+}
+
+fn invalid(msg: impl Into<String>) -> NodeError {
+    NodeError::Invalid(msg.into())
+}
+
+/// The kinds `propose` takes, with their arguments.
+pub const PROPOSAL_USAGE: &[(&str, &str)] = &[
+    ("add-article", "[TITLE] TEXT"),
+    ("amend-article", "N TEXT"),
+    ("repeal-article", "N"),
+    ("reaffirm-article", "N"),
+    ("set-rule", "NAME VALUE"),
+    ("admit-member", "MEMBER"),
+    ("remove-member", "MEMBER"),
+    ("set-limits", "MEMBER|default FLOOR CEILING"),
+    ("payout", "MEMBER AMOUNT [MEMO]"),
+    ("join-parent", "GROUP"),
+    ("leave-parent", ""),
+    ("admit-group", "GROUP"),
+    ("remove-group", "GROUP"),
+    ("set-delegates", "MEMBER..."),
+    ("ratify-treaty", "TREATY | GROUP KIND DURATION TERMS"),
+    ("renew-treaty", "TREATY DURATION"),
+    ("end-treaty", "TREATY"),
+    ("lottery", "ROLE COUNT"),
+];
+
+fn usage(kind: &str) -> NodeError {
+    match PROPOSAL_USAGE.iter().find(|(k, _)| *k == kind) {
+        Some((k, args)) => invalid(format!("usage: propose GROUP {k} {args}")),
+        None => invalid(format!(
+            "unknown proposal kind {kind:?}; the kinds are {}",
+            PROPOSAL_USAGE
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn number(kind: &str, s: &str) -> Result<u32, NodeError> {
+    s.parse().map_err(|_| usage(kind))
+}
+
+fn duration_ms(s: &str) -> Result<u64, NodeError> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| invalid(format!("{s:?} is not a duration (e.g. 30days, 12h)")))
+}
+
+/// A member among `candidates`: a full id, or a unique start (4+ characters).
+fn member_among<'a>(
+    candidates: impl Iterator<Item = &'a MemberId>,
+    sel: &str,
+) -> Result<MemberId, NodeError> {
+    let found: BTreeSet<MemberId> = candidates
+        .filter(|m| {
+            let id = m.to_string();
+            id == sel || (sel.len() >= 4 && id.starts_with(sel))
+        })
+        .copied()
+        .collect();
+    match found.len() {
+        1 => Ok(*found.iter().next().expect("one")),
+        0 => Err(invalid(format!("no member matches {sel:?}"))),
+        _ => Err(invalid(format!("{sel:?} matches several members; use more of the id"))),
+    }
+}
+
+impl Node {
+    /// The governance of group `group` now.
+    fn governance(&self, docs: &State, group: &Hash32) -> Result<Governance, NodeError> {
+        docs.groups
+            .get(group)
+            .and_then(|d| governance_of(d, self.now_ms()))
+            .ok_or_else(|| NodeError::NotFound(group.to_hex()))
+    }
+
+    /// A group by selector among those held, or any group by full id.
+    fn group_id(&self, docs: &State, sel: &str) -> Result<Hash32, NodeError> {
+        match self.resolve(&docs.groups, sel) {
+            Ok(id) => Ok(id),
+            Err(e) => sel.trim().parse::<Hash32>().map_err(|_| e),
+        }
+    }
+
+    fn group_name(docs: &State, group: &Hash32) -> Option<String> {
+        docs.groups.get(group).and_then(GroupView::of).map(|v| v.name)
+    }
+
+    /// Put a proposal to group `sel`'s vote. The proposal is checked
+    /// against the group as it stands, then frozen.
+    pub fn propose(&self, sel: &str, req: &ProposeRequest) -> Result<ProposalView, NodeError> {
+        let (group, action) = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let gov = self.governance(&docs, &group)?;
+            if !gov.is_member(&self.member()) {
+                return Err(invalid("only members on the roll may propose"));
+            }
+            (group, self.parse_action(&docs, &gov, req)?)
+        };
+        let body = RecordBody::Proposal(Proposal {
+            action,
+            submitted_at_ms: self.now_ms(),
+        });
+        let id = self.write_group_record(group, |_| Ok(body))?;
+        tracing::info!(group = %group.short(), proposal = %id.short(), kind = %req.kind, "proposal submitted");
+        self.proposal_view(&group, &id)
+    }
+
+    /// The creator edits the charter directly, before anyone else joins.
+    pub fn charter_edit(&self, sel: &str, req: &ProposeRequest) -> Result<CharterView, NodeError> {
+        let group = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let gov = self.governance(&docs, &group)?;
+            if gov.creator != self.member() {
+                return Err(invalid(
+                    "only the group's creator edits the charter directly; others propose",
+                ));
+            }
+            if docs
+                .groups
+                .get(&group)
+                .is_some_and(|d| d.members().iter().any(|m| *m != gov.creator))
+            {
+                return Err(invalid(
+                    "members have joined: the charter now changes by proposals and votes",
+                ));
+            }
+            let action = self.parse_action(&docs, &gov, req)?;
+            if !action.is_charter_edit() {
+                return Err(invalid(
+                    "a direct edit changes articles and rules: add-article, amend-article, repeal-article, set-rule",
+                ));
+            }
+            let body = RecordBody::CharterEdit(governance::CharterEdit {
+                action,
+                at_ms: self.now_ms(),
+            });
+            drop(docs);
+            self.write_group_record(group, |_| Ok(body))?;
+            group
+        };
+        self.charter(&group.to_hex())
+    }
+
+    /// Cast (or change) this member's vote on a proposal, given by id or a
+    /// unique start of one.
+    pub fn vote(&self, proposal_sel: &str, req: &VoteRequest) -> Result<ProposalView, NodeError> {
+        let choice: Choice = req.choice.parse().map_err(NodeError::Invalid)?;
+        let me = self.member();
+        let now = self.now_ms();
+        let (group, proposal, for_group) = {
+            let docs = self.lock();
+            let (group, gov, p) = self.find_proposal(&docs, proposal_sel)?;
+            if !p.is_open() {
+                let when = p.decided_at_ms.unwrap_or(p.deadline_ms);
+                return Err(invalid(format!(
+                    "proposal {} was decided ({:?}) {} ago; votes no longer count",
+                    p.id.short(),
+                    p.outcome,
+                    ago(now, when)
+                )));
+            }
+            if now > p.deadline_ms {
+                return Err(invalid(format!(
+                    "voting on proposal {} closed at its deadline",
+                    p.id.short()
+                )));
+            }
+            let for_group = match req.for_group.as_deref() {
+                None => {
+                    if !gov.is_member(&me) {
+                        return Err(invalid(
+                            "you are not on this group's roll, so you cannot vote",
+                        ));
+                    }
+                    None
+                }
+                Some(sel) => {
+                    let child = self.group_id(&docs, sel)?;
+                    if !gov.children.contains(&child) {
+                        return Err(invalid(format!(
+                            "group {} is not in this tier, so no delegate votes for it here",
+                            child.short()
+                        )));
+                    }
+                    let delegate = gov.child_delegations.get(&child).is_some_and(|d| {
+                        d.delegation.delegates.contains(&me)
+                            && d.delegation.from_ms <= now
+                            && now < d.delegation.until_ms
+                    });
+                    if !delegate {
+                        return Err(invalid(format!(
+                            "you are not a current delegate of group {} here",
+                            child.short()
+                        )));
+                    }
+                    Some(child)
+                }
+            };
+            (group, p.id, for_group)
+        };
+        let body = RecordBody::Vote(Vote {
+            proposal,
+            choice,
+            cast_at_ms: now,
+            for_group,
+        });
+        self.write_group_record(group, |_| Ok(body))?;
+        self.proposal_view(&group, &proposal)
+    }
+
+    /// Group `sel`'s proposals: open ones first, then the decided, newest
+    /// first.
+    pub fn proposals(&self, sel: &str) -> Result<ProposalsView, NodeError> {
+        let docs = self.lock();
+        let group = self.resolve(&docs.groups, sel)?;
+        let gov = self.governance(&docs, &group)?;
+        let group_name = Self::group_name(&docs, &group).unwrap_or_default();
+        let mut proposals: Vec<ProposalView> = gov
+            .proposals
+            .iter()
+            .map(|p| ProposalView {
+                group,
+                group_name: group_name.clone(),
+                summary: p.proposal.action.describe(),
+                state: p.clone(),
+            })
+            .collect();
+        proposals.sort_by_key(|p| {
+            (
+                !p.state.is_open(),
+                std::cmp::Reverse(p.state.proposal.submitted_at_ms),
+            )
+        });
+        Ok(ProposalsView {
+            group,
+            group_name,
+            proposals,
+            lotteries: gov.lotteries,
+            now_ms: gov.now_ms,
+        })
+    }
+
+    /// Leave group `sel`, by this member's own signed record. Without
+    /// `confirm`, only says what would happen to the balance.
+    pub fn leave(&self, sel: &str, confirm: bool) -> Result<LeaveView, NodeError> {
+        let me = self.member();
+        let (group, view) = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let gov = self.governance(&docs, &group)?;
+            if !gov.is_member(&me) {
+                return Err(invalid("you are not on this group's roll"));
+            }
+            let l = docs
+                .ledgers
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let balance = l.ledger.balance(&Account::Member(me));
+            let unit = l.ledger.unit().to_string();
+            let consequence = match balance {
+                b if b > 0 && gov.rules.exit_credit_to_commons => {
+                    format!("your balance of {b} {unit} is paid into the group's commons as you leave")
+                }
+                b if b > 0 => format!("your balance of {b} {unit} stays on the books, frozen"),
+                b if b < 0 => format!(
+                    "your balance of {b} {unit} stays on the books as owed to the group"
+                ),
+                _ => "your balance is zero: nothing to settle".to_string(),
+            };
+            let view = LeaveView {
+                group,
+                group_name: Self::group_name(&docs, &group).unwrap_or_default(),
+                balance,
+                unit,
+                consequence,
+                done: false,
+            };
+            if confirm && balance > 0 && gov.rules.exit_credit_to_commons {
+                drop(docs);
+                let amount = u64::try_from(balance).map_err(|_| invalid("balance too large"))?;
+                self.make_payment(
+                    group,
+                    Account::Member(me),
+                    Account::Commons,
+                    amount,
+                    "balance given to the commons on leaving",
+                    None,
+                )?;
+            }
+            (group, view)
+        };
+        if !confirm {
+            return Ok(view);
+        }
+        let body = RecordBody::Exit(Exit {
+            member: me,
+            at_ms: self.now_ms(),
+        });
+        self.write_group_record(group, |_| Ok(body))?;
+        tracing::info!(group = %group.short(), "left the group");
+        Ok(LeaveView { done: true, ..view })
+    }
+
+    /// Treaties of group `sel`, or of every group held.
+    pub fn treaties(&self, sel: Option<&str>) -> Result<Vec<TreatyView>, NodeError> {
+        let docs = self.lock();
+        let groups: Vec<Hash32> = match sel {
+            Some(s) => vec![self.resolve(&docs.groups, s)?],
+            None => docs.groups.keys().copied().collect(),
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            let gov = self.governance(&docs, &group)?;
+            let group_name = Self::group_name(&docs, &group).unwrap_or_default();
+            for t in gov.treaties.values() {
+                out.push(TreatyView {
+                    group,
+                    group_name: group_name.clone(),
+                    other_name: Self::group_name(&docs, &t.other),
+                    days_left: gov.days_left(t.end_ms()),
+                    state: t.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One treaty by id or a unique start of one, as each group held sees it.
+    pub fn treaty(&self, sel: &str) -> Result<Vec<TreatyView>, NodeError> {
+        let sel = sel.trim().to_ascii_lowercase();
+        let found: Vec<TreatyView> = self
+            .treaties(None)?
+            .into_iter()
+            .filter(|t| sel.len() >= 4 && t.state.id.to_hex().starts_with(&sel))
+            .collect();
+        let ids: BTreeSet<Hash32> = found.iter().map(|t| t.state.id).collect();
+        match ids.len() {
+            0 => Err(invalid(format!("no treaty matches {sel:?}; `nestwork treaty list` shows them"))),
+            1 => Ok(found),
+            _ => Err(invalid(format!("{sel:?} matches several treaties; use more of the id"))),
+        }
+    }
+
+    /// Carry out what passed proposals order and this node must sign;
+    /// returns how many records it wrote. Run on a timer by `nestwork run`.
+    pub fn tick(&self) -> usize {
+        let me = self.member();
+        let mut todo: Vec<Task> = Vec::new();
+        {
+            let docs = self.lock();
+            let now = self.now_ms();
+            for (group, doc) in &docs.groups {
+                let Some(gov) = governance_of(doc, now) else {
+                    continue;
+                };
+                let ledger = docs.ledgers.get(group);
+                for p in gov.proposals.iter().filter(|p| p.outcome == Outcome::Passed) {
+                    match &p.proposal.action {
+                        Action::SetLimits {
+                            member,
+                            floor,
+                            ceiling,
+                        } if p.proposer == me && !limit_written(doc, &p.id) => {
+                            todo.push(Task::Limit(*group, *member, *floor, *ceiling, p.id))
+                        }
+                        Action::Payout { to, amount, memo }
+                            if p.proposer == me
+                                && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id)) =>
+                        {
+                            todo.push(Task::Payout(*group, *to, *amount, memo.clone(), p.id))
+                        }
+                        _ => {}
+                    }
+                }
+                // A delegate carries the group's delegation into the parent.
+                if let (Some((delegates, until, proposal)), Some(parent)) = (&gov.delegates, gov.parent) {
+                    let from = gov.proposal(proposal).and_then(|p| p.decided_at_ms).unwrap_or(now);
+                    let filed = docs.groups.get(&parent).is_some_and(|d| {
+                        has_record(d, |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal))
+                    });
+                    if delegates.contains(&me) && !filed && self.belongs(&docs, &parent) {
+                        todo.push(Task::File(
+                            parent,
+                            RecordBody::Delegation(Delegation {
+                                child: *group,
+                                delegates: delegates.clone(),
+                                proposal: *proposal,
+                                from_ms: from,
+                                until_ms: *until,
+                            }),
+                        ));
+                    }
+                }
+                // A member of both parties carries treaty decisions across.
+                for p in gov.proposals.iter().filter(|p| p.outcome == Outcome::Passed) {
+                    let (treaty, act) = match &p.proposal.action {
+                        Action::RatifyTreaty { treaty } => {
+                            (treaty.id(), TreatyAct::Ratified(treaty.clone()))
+                        }
+                        Action::RenewTreaty { treaty, end_ms } => {
+                            (*treaty, TreatyAct::Renewed { end_ms: *end_ms })
+                        }
+                        Action::EndTreaty { treaty } => (*treaty, TreatyAct::Ended),
+                        _ => continue,
+                    };
+                    if p.effect.as_deref() != Some("in effect") {
+                        continue;
+                    }
+                    let Some(t) = gov.treaties.get(&treaty) else {
+                        continue;
+                    };
+                    let filed = docs.groups.get(&t.other).is_some_and(|d| {
+                        has_record(d, |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id))
+                    });
+                    if !filed && self.belongs(&docs, &t.other) && gov.is_member(&me) {
+                        todo.push(Task::File(
+                            t.other,
+                            RecordBody::Counterpart(Counterpart {
+                                treaty,
+                                group: *group,
+                                proposal: p.id,
+                                act,
+                                at_ms: p.decided_at_ms.unwrap_or(now),
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut written = 0;
+        for task in todo {
+            let done = match task {
+                Task::Limit(group, member, floor, ceiling, p) => {
+                    self.write_limit(group, member, floor, ceiling, Some(p))
+                }
+                Task::Payout(group, to, amount, memo, p) => self
+                    .make_payment(group, Account::Commons, to, amount, &memo, Some(p))
+                    .map(|_| ()),
+                Task::File(group, body) => self.write_group_record(group, |_| Ok(body)).map(|_| ()),
+            };
+            match done {
+                Ok(()) => written += 1,
+                Err(e) => tracing::warn!(error = %e, "could not carry out a decision"),
+            }
+        }
+        written
+    }
+
+    /// Whether this member is on `group`'s roll here.
+    fn belongs(&self, docs: &State, group: &Hash32) -> bool {
+        docs.groups
+            .get(group)
+            .and_then(|d| governance_of(d, self.now_ms()))
+            .is_some_and(|g| g.is_member(&self.member()))
+    }
+
+    fn find_proposal(
+        &self,
+        docs: &State,
+        sel: &str,
+    ) -> Result<(Hash32, Governance, ProposalState), NodeError> {
+        let sel = sel.trim().to_ascii_lowercase();
+        if sel.len() < 4 {
+            return Err(invalid("give at least 4 characters of the proposal id"));
+        }
+        let mut found = Vec::new();
+        for group in docs.groups.keys() {
+            let gov = self.governance(docs, group)?;
+            if let Some(p) = gov
+                .proposals
+                .iter()
+                .find(|p| p.id.to_hex().starts_with(&sel))
+                .cloned()
+            {
+                found.push((*group, gov, p));
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(invalid(format!(
+                "no proposal matches {sel:?}; `nestwork proposals GROUP` lists them"
+            ))),
+            _ => Err(invalid(format!("{sel:?} matches several proposals; use more of the id"))),
+        }
+    }
+
+    fn proposal_view(&self, group: &Hash32, id: &Hash32) -> Result<ProposalView, NodeError> {
+        let docs = self.lock();
+        let gov = self.governance(&docs, group)?;
+        let p = gov
+            .proposal(id)
+            .ok_or_else(|| invalid("the proposal went missing"))?;
+        Ok(ProposalView {
+            group: *group,
+            group_name: Self::group_name(&docs, group).unwrap_or_default(),
+            summary: p.proposal.action.describe(),
+            state: p.clone(),
+        })
+    }
+
+    /// Sign the record `make` builds (from the state, under the lock) into
+    /// group `group`'s document; durable and announced before it returns.
+    pub(crate) fn write_group_record(
+        &self,
+        group: Hash32,
+        make: impl FnOnce(&State) -> Result<RecordBody, NodeError>,
+    ) -> Result<Hash32, NodeError> {
+        let now = self.now_ms();
+        let (id, change) = {
+            let mut docs = self.lock();
+            let body = make(&docs)?;
+            let state = &mut *docs;
+            let decisions = Decisions::of(state.groups.get(&group), now).resolved();
+            let doc = state
+                .groups
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            let members = doc.members().clone();
+            let mut gate = Gate {
+                ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
+                members: &members,
+                decisions: &decisions,
+            };
+            let (id, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
+            self.persist(&mut docs, group, std::slice::from_ref(&change))?;
+            (id, change)
+        };
+        self.store.flush()?;
+        self.announce(group, vec![change], true);
+        Ok(id)
+    }
+
+    /// Turn a kind and its arguments into an action, checked against the
+    /// group's state with a message a member can act on.
+    fn parse_action(
+        &self,
+        docs: &State,
+        gov: &Governance,
+        req: &ProposeRequest,
+    ) -> Result<Action, NodeError> {
+        let kind = req.kind.as_str();
+        let a: Vec<&str> = req.args.iter().map(String::as_str).collect();
+        let article = |n: &str| -> Result<u32, NodeError> {
+            let n = number(kind, n)?;
+            if gov.repealed.contains(&n) {
+                return Err(invalid(format!("article {n} was repealed")));
+            }
+            if !gov.articles.iter().any(|x| x.number == n) {
+                return Err(invalid(format!(
+                    "there is no article {n}; `nestwork charter show` lists them"
+                )));
+            }
+            Ok(n)
+        };
+        let on_roll = |sel: &str| member_among(gov.roll.keys(), sel);
+        let treaty_of = |sel: &str| -> Result<&TreatyState, NodeError> {
+            let sel = sel.to_ascii_lowercase();
+            let found: Vec<&TreatyState> = gov
+                .treaties
+                .values()
+                .filter(|t| sel.len() >= 4 && t.id.to_hex().starts_with(&sel))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(one),
+                [] => Err(invalid(format!("this group has no treaty {sel:?}"))),
+                _ => Err(invalid(format!("{sel:?} matches several treaties"))),
+            }
+        };
+        let action = match (kind, a.as_slice()) {
+            ("add-article", [text]) => Action::AddArticle {
+                title: text.split_whitespace().take(6).collect::<Vec<_>>().join(" "),
+                text: text.to_string(),
+            },
+            ("add-article", [title, text]) => Action::AddArticle {
+                title: title.to_string(),
+                text: text.to_string(),
+            },
+            ("amend-article", [n, text]) => Action::AmendArticle {
+                article: article(n)?,
+                text: text.to_string(),
+            },
+            ("repeal-article", [n]) => Action::RepealArticle {
+                article: article(n)?,
+            },
+            ("reaffirm-article", [n]) => Action::ReaffirmArticle {
+                article: article(n)?,
+            },
+            ("set-rule", [rule, value]) => {
+                governance::set_rule(&gov.rules, rule, value)?;
+                Action::SetRule {
+                    rule: rule.to_string(),
+                    value: value.to_string(),
+                }
+            }
+            ("admit-member", [m]) => {
+                let member = member_among(
+                    gov.awaiting_entry.iter().chain(gov.former.keys()),
+                    m,
+                )
+                .map_err(|_| {
+                    invalid(format!(
+                        "{m:?} is not waiting to enter (they need an invite ticket first) nor a former member"
+                    ))
+                })?;
+                Action::AdmitMember { member }
+            }
+            ("remove-member", [m]) => Action::RemoveMember { member: on_roll(m)? },
+            ("set-limits", [m, floor, ceiling]) => {
+                let member = match *m {
+                    "default" => None,
+                    m => Some(on_roll(m)?),
+                };
+                let floor = floor.parse().map_err(|_| usage(kind))?;
+                let ceiling = ceiling.parse().map_err(|_| usage(kind))?;
+                Action::SetLimits {
+                    member,
+                    floor,
+                    ceiling,
+                }
+            }
+            ("payout", [m, amount, memo @ ..]) => {
+                let to = Account::Member(on_roll(m)?);
+                let amount: u64 = amount.parse().map_err(|_| usage(kind))?;
+                let held = docs
+                    .ledgers
+                    .get(&gov.group)
+                    .map_or(0, |l| l.ledger.balance(&Account::Commons));
+                if i128::from(amount) > held {
+                    return Err(invalid(format!(
+                        "the commons holds {held}; it cannot pay out {amount}"
+                    )));
+                }
+                Action::Payout {
+                    to,
+                    amount,
+                    memo: memo.join(" "),
+                }
+            }
+            ("join-parent", [g]) => Action::JoinParent {
+                parent: self.group_id(docs, g)?,
+            },
+            ("leave-parent", []) => {
+                if gov.parent.is_none() {
+                    return Err(invalid("this group has no parent tier"));
+                }
+                Action::LeaveParent
+            }
+            ("admit-group", [g]) => Action::AdmitGroup {
+                group: self.group_id(docs, g)?,
+            },
+            ("remove-group", [g]) => {
+                let group = self.group_id(docs, g)?;
+                if !gov.children.contains(&group) {
+                    return Err(invalid("that group is not in this tier"));
+                }
+                Action::RemoveGroup { group }
+            }
+            ("set-delegates", members) if !members.is_empty() => {
+                if gov.parent.is_none() {
+                    return Err(invalid(
+                        "this group has no parent tier to send delegates to (propose join-parent first)",
+                    ));
+                }
+                let delegates = members
+                    .iter()
+                    .map(|m| on_roll(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Action::SetDelegates { delegates }
+            }
+            ("ratify-treaty", [id]) => {
+                let t = self.known_treaty(docs, id)?;
+                Action::RatifyTreaty { treaty: t }
+            }
+            ("ratify-treaty", [other, treaty_kind, duration, terms]) => {
+                let other = self.group_id(docs, other)?;
+                let start = self.now_ms();
+                let mut parties = [gov.group, other];
+                parties.sort();
+                Action::RatifyTreaty {
+                    treaty: Treaty {
+                        parties,
+                        kind: treaty_kind.parse().map_err(NodeError::Invalid)?,
+                        terms: terms.to_string(),
+                        start_ms: start,
+                        end_ms: start.saturating_add(duration_ms(duration)?),
+                    },
+                }
+            }
+            ("renew-treaty", [t, duration]) => {
+                let t = treaty_of(t)?;
+                if matches!(t.status, TreatyStatus::Expired | TreatyStatus::Ended) {
+                    return Err(invalid(format!(
+                        "treaty {} has {}; it cannot be renewed (ratify a new one)",
+                        t.id.short(),
+                        if t.status == TreatyStatus::Ended { "ended" } else { "expired" }
+                    )));
+                }
+                Action::RenewTreaty {
+                    treaty: t.id,
+                    end_ms: t.end_ms().saturating_add(duration_ms(duration)?),
+                }
+            }
+            ("end-treaty", [t]) => {
+                let t = treaty_of(t)?;
+                if t.status == TreatyStatus::Ended {
+                    return Err(invalid("that treaty has ended already"));
+                }
+                Action::EndTreaty { treaty: t.id }
+            }
+            ("lottery", [role, count]) => Action::Lottery {
+                role: role.to_string(),
+                count: count.parse().map_err(|_| usage(kind))?,
+            },
+            _ => return Err(usage(kind)),
+        };
+        governance::check_action(&action, &gov.group)?;
+        Ok(action)
+    }
+
+    /// A treaty by id (or a unique start) from any group held: ratified
+    /// or proposed there, or carried over from its other party.
+    fn known_treaty(&self, docs: &State, sel: &str) -> Result<Treaty, NodeError> {
+        let sel = sel.to_ascii_lowercase();
+        let mut found: BTreeMap<Hash32, Treaty> = BTreeMap::new();
+        let now = self.now_ms();
+        for doc in docs.groups.values() {
+            if let Some(gov) = governance_of(doc, now) {
+                for t in gov.treaties.values() {
+                    found.insert(t.id, t.treaty.clone());
+                }
+                for p in &gov.proposals {
+                    if let Action::RatifyTreaty { treaty } = &p.proposal.action {
+                        found.insert(treaty.id(), treaty.clone());
+                    }
+                }
+            }
+        }
+        let matching: Vec<Treaty> = found
+            .into_iter()
+            .filter(|(id, _)| sel.len() >= 4 && id.to_hex().starts_with(&sel))
+            .map(|(_, t)| t)
+            .collect();
+        match matching.len() {
+            1 => Ok(matching.into_iter().next().expect("one")),
+            0 => Err(invalid(format!(
+                "no treaty {sel:?} is known here; to make a new one: ratify-treaty GROUP KIND DURATION TERMS"
+            ))),
+            _ => Err(invalid(format!("{sel:?} matches several treaties"))),
+        }
+    }
+}
+
+/// What [`Node::tick`] must sign.
+enum Task {
+    Limit(Hash32, Option<MemberId>, i64, i64, Hash32),
+    Payout(Hash32, Account, u64, String, Hash32),
+    File(Hash32, RecordBody),
+}
+
+fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
+    doc.records()
+        .values()
+        .any(|r| RecordBody::decode(&r.body).is_ok_and(|b| pred(&b)))
+}
+
+fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
+    has_record(doc, |b| {
+        matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal))
+    })
+}
+
+fn ago(now: u64, then: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(then) / 1000))
+        .to_string()
+}
