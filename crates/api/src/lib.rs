@@ -21,6 +21,14 @@
 //! | POST | `/groups/{group}/invite` | issue an invite ticket |
 //! | POST | `/join` | join a group with a ticket |
 //! | GET | `/peers` | connected peers |
+//! | GET, POST | `/groups/{group}/payments` | the ledger's history; pay |
+//! | GET | `/groups/{group}/balances` | balances (`?account=`) |
+//! | POST | `/groups/{group}/limits` | credit limits (the creator) |
+//! | GET, POST | `/groups/{group}/proposals` | proposals with tallies; propose `{kind, args}` |
+//! | POST | `/groups/{group}/charter/edits` | the creator edits the charter before anyone joins |
+//! | POST | `/groups/{group}/leave` | leave (`{confirm: false}` only says what happens) |
+//! | POST | `/proposals/{proposal}/votes` | vote `{choice, for_group}` |
+//! | GET | `/treaties`, `/treaties/{treaty}` | treaties (`?group=`) |
 //!
 //! This crate holds no state of its own; everything goes to
 //! `nestwork_node::Node`.

@@ -14,6 +14,9 @@ use axum::{Json, Router};
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
 use nestwork_core::ChangeBundle;
 use nestwork_node::ledger::{BalanceView, LedgerView, PaymentView};
+use nestwork_node::governance::{
+    LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
+};
 use nestwork_node::node::{CreateGroup, LimitRequest, PayRequest};
 use nestwork_node::{Node, NodeError};
 
@@ -114,6 +117,15 @@ pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router 
         .route("/v1/groups/{group}/payments", get(ledger).post(pay))
         .route("/v1/groups/{group}/balances", get(balances))
         .route("/v1/groups/{group}/limits", post(set_limit))
+        .route(
+            "/v1/groups/{group}/proposals",
+            get(list_proposals).post(propose),
+        )
+        .route("/v1/groups/{group}/charter/edits", post(edit_charter))
+        .route("/v1/groups/{group}/leave", post(leave))
+        .route("/v1/proposals/{proposal}/votes", post(vote))
+        .route("/v1/treaties", get(list_treaties))
+        .route("/v1/treaties/{treaty}", get(show_treaty))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -342,4 +354,83 @@ async fn ledger(
         })
         .await?,
     ))
+}
+
+async fn propose(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<ProposeRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProposalView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.propose(&group, &req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_proposals(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<ProposalsView> {
+    Ok(Json(blocking(&s, move |n| n.proposals(&group)).await?))
+}
+
+async fn edit_charter(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<ProposeRequest>, JsonRejection>,
+) -> ApiResult<nestwork_docs::CharterView> {
+    let Json(req) = body?;
+    Ok(Json(
+        blocking(&s, move |n| n.charter_edit(&group, &req)).await?,
+    ))
+}
+
+/// The body of `POST /groups/{group}/leave`.
+#[derive(serde::Deserialize)]
+struct LeaveRequest {
+    /// Sign the exit (otherwise only say what it would do).
+    #[serde(default)]
+    confirm: bool,
+}
+
+async fn leave(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<LeaveRequest>, JsonRejection>,
+) -> ApiResult<LeaveView> {
+    let Json(req) = body?;
+    Ok(Json(
+        blocking(&s, move |n| n.leave(&group, req.confirm)).await?,
+    ))
+}
+
+async fn vote(
+    State(s): State<AppState>,
+    Path(proposal): Path<String>,
+    body: Result<Json<VoteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProposalView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.vote(&proposal, &req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Query of `GET /treaties`.
+#[derive(serde::Deserialize)]
+struct TreatyQuery {
+    group: Option<String>,
+}
+
+async fn list_treaties(
+    State(s): State<AppState>,
+    Query(q): Query<TreatyQuery>,
+) -> ApiResult<Vec<TreatyView>> {
+    Ok(Json(
+        blocking(&s, move |n| n.treaties(q.group.as_deref())).await?,
+    ))
+}
+
+async fn show_treaty(
+    State(s): State<AppState>,
+    Path(treaty): Path<String>,
+) -> ApiResult<Vec<TreatyView>> {
+    Ok(Json(blocking(&s, move |n| n.treaty(&treaty)).await?))
 }

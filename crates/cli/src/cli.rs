@@ -63,6 +63,44 @@ pub enum Command {
         #[command(subcommand)]
         action: CharterCommand,
     },
+    /// Put a proposal to a group's vote; prints its id. KIND is one of
+    /// add-article [TITLE] TEXT, amend-article N TEXT, repeal-article N,
+    /// reaffirm-article N, set-rule NAME VALUE, admit-member MEMBER,
+    /// remove-member MEMBER, set-limits MEMBER|default FLOOR CEILING,
+    /// payout MEMBER AMOUNT [MEMO], join-parent GROUP, leave-parent,
+    /// admit-group GROUP, remove-group GROUP, set-delegates MEMBER...,
+    /// ratify-treaty TREATY | ratify-treaty GROUP mutual-aid|cooperation
+    /// DURATION TERMS, renew-treaty TREATY DURATION, end-treaty TREATY,
+    /// lottery ROLE COUNT.
+    Propose {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The kind of proposal.
+        kind: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Vote on a proposal (your last vote before the decision counts).
+    Vote {
+        /// The proposal id, or a unique start of it.
+        proposal: String,
+        /// yes, no or abstain.
+        choice: String,
+        /// As a delegate in a parent tier: the child group you vote for.
+        #[arg(long = "for", value_name = "GROUP")]
+        for_group: Option<String>,
+    },
+    /// A group's proposals: open ones first, with tallies and outcomes.
+    Proposals {
+        /// Id, id prefix or name of the group.
+        group: String,
+    },
+    /// Treaties between groups.
+    Treaty {
+        #[command(subcommand)]
+        action: TreatyCommand,
+    },
     /// Pay a member (or the group's commons) from your account.
     Pay {
         /// Id, id prefix or name of the group.
@@ -96,8 +134,9 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         per_page: usize,
     },
-    /// Set credit limits (the group's creator, for now): one member's, or
-    /// the group default when no member is named.
+    /// Set credit limits directly (the group's creator; the group changes
+    /// them with `propose GROUP set-limits`): one member's, or the group
+    /// default when no member is named.
     Limit {
         /// Id, id prefix or name of the group.
         group: String,
@@ -194,14 +233,52 @@ pub enum GroupCommand {
         /// The bundle.
         file: PathBuf,
     },
+    /// Leave a group, at once, by your own signed word. Without --yes,
+    /// says what happens to your balance first.
+    Leave {
+        /// Id, id prefix or name.
+        group: String,
+        /// Leave now.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `nestwork charter ...`
 #[derive(Subcommand, Debug)]
 pub enum CharterCommand {
-    /// Print a group's charter: articles, rules, members.
+    /// Print a group's charter: articles (with when each was last
+    /// revised, and which are overdue), rules, tier, members.
     Show {
         /// Id, id prefix or name.
         group: String,
+    },
+    /// Edit the charter directly: the creator only, before anyone else
+    /// has joined. KIND is add-article, amend-article, repeal-article or
+    /// set-rule, with the same arguments as `propose`.
+    Edit {
+        /// Id, id prefix or name.
+        group: String,
+        /// The kind of edit.
+        kind: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// `nestwork treaty ...`
+#[derive(Subcommand, Debug)]
+pub enum TreatyCommand {
+    /// Treaties of your groups, with their state and days left.
+    List {
+        /// Only this group's (id, id prefix or name).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// One treaty, as each of your groups sees it.
+    Show {
+        /// The treaty id, or a unique start of it.
+        treaty: String,
     },
 }

@@ -9,13 +9,13 @@ use anyhow::{bail, Context};
 use nestwork_api::client::Client;
 use nestwork_api::Description;
 use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
-use nestwork_docs::view::{CharterView, GroupView};
+use nestwork_docs::view::GroupView;
 use nestwork_net::PeerInfo;
 use nestwork_node::node::{CreateGroup, ImportReport};
 use nestwork_node::{identity, DataDir};
 use serde::Serialize;
 
-use crate::cli::{Args, CharterCommand, Command, GroupCommand, KeyCommand};
+use crate::cli::{Args, CharterCommand, Command, GroupCommand, KeyCommand, TreatyCommand};
 
 /// Carry out one command.
 pub fn dispatch(args: Args) -> anyhow::Result<()> {
@@ -67,11 +67,25 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
         Command::Group { action } => group_command(&dir, &out, action),
         Command::Charter {
             action: CharterCommand::Show { group },
-        } => {
-            let charter: CharterView =
-                Client::connect(&dir)?.get(&format!("/groups/{}/charter", segment(&group)))?;
-            out.print(&charter, || charter_text(&charter))
+        } => crate::governance::charter_show(&dir, &out, &group),
+        Command::Charter {
+            action: CharterCommand::Edit { group, kind, args },
+        } => crate::governance::charter_edit(&dir, &out, &group, kind, args),
+        Command::Propose { group, kind, args } => {
+            crate::governance::propose(&dir, &out, &group, kind, args)
         }
+        Command::Vote {
+            proposal,
+            choice,
+            for_group,
+        } => crate::governance::vote(&dir, &out, &proposal, choice, for_group),
+        Command::Proposals { group } => crate::governance::proposals(&dir, &out, &group),
+        Command::Treaty {
+            action: TreatyCommand::List { group },
+        } => crate::governance::treaty_list(&dir, &out, group),
+        Command::Treaty {
+            action: TreatyCommand::Show { treaty },
+        } => crate::governance::treaty_show(&dir, &out, &treaty),
         Command::Pay {
             group,
             member,
@@ -240,6 +254,7 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
                 )
             })
         }
+        GroupCommand::Leave { group, yes } => crate::governance::leave(dir, out, &group, yes),
     }
 }
 
@@ -300,7 +315,7 @@ pub(crate) fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn secs(s: u64) -> String {
+pub(crate) fn secs(s: u64) -> String {
     humantime::format_duration(Duration::from_secs(s)).to_string()
 }
 
@@ -415,31 +430,3 @@ fn group_text(g: &GroupView) -> String {
     out.trim_end().to_string()
 }
 
-fn charter_text(c: &CharterView) -> String {
-    let r = &c.rules;
-    let mut out = format!(
-        "Charter of {} ({})\n\nArticles\n",
-        c.group_name,
-        c.group.short()
-    );
-    for a in &c.articles {
-        out.push_str(&format!("  {}. {}\n     {}\n", a.number, a.title, a.text));
-    }
-    out.push_str(&format!(
-        "\nRules\n  quorum               {}% of members\n  approval             {}% of yes and no votes\n  voting period        {}\n  revision cycle       {}, {}% of articles each cycle\n  distress escalation  {}\n  credit limits        floor {}, ceiling {} (minor units)\n  entry                {}\n",
-        r.quorum_percent,
-        r.approval_percent,
-        secs(r.voting_period_secs),
-        secs(r.revision_cycle_secs),
-        r.revision_share_percent,
-        secs(r.distress_escalation_secs),
-        r.default_credit_floor,
-        r.default_credit_ceiling,
-        if r.entry_needs_vote { "by invite and a vote" } else { "by invite" },
-    ));
-    out.push_str(&format!("\nMembers ({})\n", c.members.len()));
-    for m in &c.members {
-        out.push_str(&format!("  {m}\n"));
-    }
-    out.trim_end().to_string()
-}

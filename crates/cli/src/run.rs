@@ -50,6 +50,10 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
         .await
         .context("opening the node")??;
     let node = Arc::new(node);
+    // Passed proposals that need a signature from this node (limit
+    // changes, payouts, facts carried to another group) are carried out
+    // every second.
+    let ticker = nestwork_node::governance::spawn_ticker(&node, std::time::Duration::from_secs(1));
     let net = nestwork_net::spawn(config.network.clone(), key_for_net, node.clone())
         .await
         .map_err(|e| anyhow::anyhow!("starting the network: {e}"))?;
@@ -92,6 +96,7 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
         shutdown_signal(),
     )
     .await;
+    ticker.abort();
     net.shutdown().await;
     Endpoint::remove(dir);
     node.close()?;

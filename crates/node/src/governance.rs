@@ -961,3 +961,22 @@ fn ago(now: u64, then: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(then) / 1000))
         .to_string()
 }
+
+/// Run [`Node::tick`] every `every` while the node lives (the task holds
+/// no reference between ticks, so it never keeps a node open).
+pub fn spawn_ticker(
+    node: &std::sync::Arc<Node>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let weak = std::sync::Arc::downgrade(node);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        loop {
+            interval.tick().await;
+            let Some(node) = weak.upgrade() else {
+                break;
+            };
+            let _ = tokio::task::spawn_blocking(move || node.tick()).await;
+        }
+    })
+}

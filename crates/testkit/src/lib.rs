@@ -68,6 +68,7 @@ impl TestNode {
                 .expect("open node")
         };
         let node = Arc::new(node);
+        nestwork_node::governance::spawn_ticker(&node, Duration::from_millis(200));
         let net = nestwork_net::spawn(config, key(seed), node.clone())
             .await
             .expect("network");
