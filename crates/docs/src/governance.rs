@@ -148,9 +148,9 @@ impl Treaty {
     }
 }
 
-/// What a proposal asks for.
+/// What a proposal asks for. (Externally tagged: the canonical encoding
+/// cannot read internally tagged enums.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Action {
     /// Add an article.
     AddArticle {

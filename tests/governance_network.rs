@@ -1,0 +1,356 @@
+//! Governance across real nodes: a hub amends its charter by vote, a member
+//! leaves and can no longer vote or pay, a hub joins a region whose
+//! delegate votes there, and a treaty between two hubs becomes active,
+//! lapses when the clock passes its end, and holds when both renew it.
+
+use std::time::Duration;
+
+use nestwork_core::Hash32;
+use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
+use nestwork_node::governance::{ProposalView, ProposeRequest, VoteRequest};
+use nestwork_node::node::PayRequest;
+use nestwork_testkit::{group_of, wait_until, TestNode};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn propose(n: &TestNode, group: &Hash32, kind: &str, args: &[&str]) -> ProposalView {
+    n.node
+        .propose(
+            &group.to_hex(),
+            &ProposeRequest {
+                kind: kind.into(),
+                args: args.iter().map(|a| a.to_string()).collect(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("propose {kind}: {e}"))
+}
+
+fn vote(n: &TestNode, proposal: &Hash32, choice: &str, for_group: Option<&Hash32>) {
+    n.node
+        .vote(
+            &proposal.to_hex(),
+            &VoteRequest {
+                choice: choice.into(),
+                for_group: for_group.map(Hash32::to_hex),
+            },
+        )
+        .unwrap_or_else(|e| panic!("vote: {e}"));
+}
+
+fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<Outcome> {
+    n.node
+        .proposals(&group.to_hex())
+        .ok()?
+        .proposals
+        .into_iter()
+        .find(|p| p.state.id == *proposal)
+        .map(|p| p.state.outcome)
+}
+
+async fn passed_everywhere(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
+    wait_until("the proposal to pass on every node", LIMIT, || {
+        nodes
+            .iter()
+            .all(|n| outcome(n, group, proposal) == Some(Outcome::Passed))
+    })
+    .await;
+}
+
+async fn has_proposal(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
+    wait_until("the proposal to reach every node", LIMIT, || {
+        nodes.iter().all(|n| outcome(n, group, proposal).is_some())
+    })
+    .await;
+}
+
+async fn roll_of(nodes: &[&TestNode], group: &Hash32, size: usize) {
+    wait_until("every node to see the whole roll", LIMIT, || {
+        nodes.iter().all(|n| {
+            n.node
+                .charter(&group.to_hex())
+                .is_ok_and(|c| c.members.len() == size)
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
+    let (nodes, hub) = group_of(5).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &hub, 5).await;
+
+    let amended = "Each revision cycle the members meet and amend or reaffirm a quarter of these articles.";
+    let p = propose(&nodes[1], &hub, "amend-article", &["4", amended]);
+    assert_eq!(p.state.seats, 5);
+    has_proposal(&all, &hub, &p.state.id).await;
+    for n in &nodes[..2] {
+        vote(n, &p.state.id, "yes", None);
+    }
+    assert_eq!(outcome(&nodes[1], &hub, &p.state.id), Some(Outcome::Open));
+    vote(&nodes[2], &p.state.id, "yes", None);
+    // Three yes of five seats: two more no votes would leave 60%, so it is
+    // decided at once, on every node.
+    passed_everywhere(&all, &hub, &p.state.id).await;
+    for n in &all {
+        let charter = n.node.charter(&hub.to_hex()).expect("charter");
+        let article = charter.articles.iter().find(|a| a.number == 4).expect("article 4");
+        assert_eq!(article.text, amended);
+    }
+    // A vote after the decision is refused, and changes nothing.
+    let late = nodes[3].node.vote(
+        &p.state.id.to_hex(),
+        &VoteRequest {
+            choice: "no".into(),
+            for_group: None,
+        },
+    );
+    assert!(late.is_err(), "a vote after the decision");
+
+    // Member 4 pays member 0, then leaves; nobody can stop it.
+    nodes[4]
+        .node
+        .pay(
+            &hub.to_hex(),
+            &PayRequest {
+                to: nodes[0].member().to_string(),
+                amount: 5,
+                memo: "seeds".into(),
+            },
+        )
+        .expect("pay before leaving");
+    let before = nodes[4].node.leave(&hub.to_hex(), false).expect("what leaving does");
+    assert!(!before.done);
+    assert!(before.consequence.contains("-5"), "{}", before.consequence);
+    nodes[4].node.leave(&hub.to_hex(), true).expect("leave");
+    roll_of(&all, &hub, 4).await;
+
+    let q = propose(&nodes[0], &hub, "add-article", &["Tools", "Tools are shared."]);
+    assert_eq!(q.state.seats, 4, "the leaver has no seat");
+    has_proposal(&all, &hub, &q.state.id).await;
+    let refused = nodes[4].node.vote(
+        &q.state.id.to_hex(),
+        &VoteRequest {
+            choice: "yes".into(),
+            for_group: None,
+        },
+    );
+    assert!(refused.unwrap_err().to_string().contains("not on this group's roll"));
+    let refused = nodes[4].node.pay(
+        &hub.to_hex(),
+        &PayRequest {
+            to: nodes[0].member().to_string(),
+            amount: 1,
+            memo: String::new(),
+        },
+    );
+    assert!(refused.unwrap_err().to_string().contains("cannot pay"));
+    let refused = nodes[0].node.pay(
+        &hub.to_hex(),
+        &PayRequest {
+            to: nodes[4].member().to_string(),
+            amount: 1,
+            memo: String::new(),
+        },
+    );
+    assert!(refused.unwrap_err().to_string().contains("no longer"));
+    for n in &nodes {
+        let _ = n;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
+    // Hub: nodes 1-3 (node 1 founds it). Region: node 4 founds it; node 1
+    // joins it too, to be the hub's delegate.
+    let (hub_nodes, hub) = group_of(3).await;
+    let region_founder = TestNode::start(4).await;
+    let region = region_founder.create_group("North Valley");
+    region_founder.admit(&hub_nodes[0], region).await;
+    let delegate = &hub_nodes[0];
+    let hub_all: Vec<&TestNode> = hub_nodes.iter().collect();
+    roll_of(&hub_all, &hub, 3).await;
+    roll_of(&[&region_founder, delegate], &region, 2).await;
+
+    // The hub decides to join; the region admits it by its own rules.
+    let join = propose(delegate, &hub, "join-parent", &[&region.to_hex()]);
+    has_proposal(&hub_all, &hub, &join.state.id).await;
+    vote(&hub_nodes[0], &join.state.id, "yes", None);
+    vote(&hub_nodes[1], &join.state.id, "yes", None);
+    passed_everywhere(&hub_all, &hub, &join.state.id).await;
+
+    let admit = propose(&region_founder, &region, "admit-group", &[&hub.to_hex()]);
+    has_proposal(&[&region_founder, delegate], &region, &admit.state.id).await;
+    vote(&region_founder, &admit.state.id, "yes", None);
+    vote(delegate, &admit.state.id, "yes", None);
+    passed_everywhere(&[&region_founder, delegate], &region, &admit.state.id).await;
+
+    // The hub names its delegate; the delegate's node files it in the region.
+    let member = delegate.member().to_string();
+    let name = propose(&hub_nodes[1], &hub, "set-delegates", &[&member]);
+    has_proposal(&hub_all, &hub, &name.state.id).await;
+    for n in &hub_nodes[..2] {
+        vote(n, &name.state.id, "yes", None);
+    }
+    passed_everywhere(&hub_all, &hub, &name.state.id).await;
+    wait_until("the delegation to reach the region", LIMIT, || {
+        region_founder
+            .node
+            .charter(&region.to_hex())
+            .is_ok_and(|c| c.child_delegations.iter().any(|d| d.delegation.child == hub))
+    })
+    .await;
+
+    // A region proposal: three seats (two members and the hub).
+    let p = propose(&region_founder, &region, "add-article", &["Hubs help each other."]);
+    assert_eq!(p.state.seats, 3);
+    has_proposal(&[&region_founder, delegate], &region, &p.state.id).await;
+    vote(delegate, &p.state.id, "yes", Some(&hub));
+    wait_until("the hub's vote to count in the region", LIMIT, || {
+        region_founder
+            .node
+            .proposals(&region.to_hex())
+            .is_ok_and(|v| {
+                v.proposals.iter().any(|x| {
+                    x.state.id == p.state.id
+                        && x.state.votes.get(&Seat::Group(hub)).is_some()
+                })
+            })
+    })
+    .await;
+    // A delegate vote for a group that is not in the region is refused.
+    let stranger = Hash32([7; 32]);
+    let refused = delegate.node.vote(
+        &p.state.id.to_hex(),
+        &VoteRequest {
+            choice: "yes".into(),
+            for_group: Some(stranger.to_hex()),
+        },
+    );
+    assert!(refused.unwrap_err().to_string().contains("not in this tier"));
+    // A member of the hub who is no delegate cannot vote in the region.
+    assert!(hub_nodes[1]
+        .node
+        .vote(
+            &p.state.id.to_hex(),
+            &VoteRequest {
+                choice: "yes".into(),
+                for_group: Some(hub.to_hex()),
+            },
+        )
+        .is_err());
+}
+
+fn treaty_status(n: &TestNode, group: &Hash32, treaty: &Hash32) -> Option<TreatyStatus> {
+    n.node
+        .treaties(Some(&group.to_hex()))
+        .ok()?
+        .into_iter()
+        .find(|t| t.state.id == *treaty)
+        .map(|t| t.state.status)
+}
+
+/// Both hubs ratify (or renew) by passing the same kind of proposal; the
+/// liaison (a member of both) carries each decision to the other hub.
+async fn both_pass(a: &TestNode, b: &TestNode, hub_a: &Hash32, hub_b: &Hash32, kind: &str, args_a: &[&str], args_b: &[&str]) {
+    let pa = propose(a, hub_a, kind, args_a);
+    vote(a, &pa.state.id, "yes", None);
+    passed_everywhere(&[a], hub_a, &pa.state.id).await;
+    let pb = propose(b, hub_b, kind, args_b);
+    has_proposal(&[a, b], hub_b, &pb.state.id).await;
+    vote(b, &pb.state.id, "yes", None);
+    vote(a, &pb.state.id, "yes", None);
+    passed_everywhere(&[a, b], hub_b, &pb.state.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_renewed() {
+    // Hub A: node 1 alone. Hub B: node 2, and node 1 as liaison.
+    let a = TestNode::start(1).await;
+    let b = TestNode::start(2).await;
+    let hub_a = a.create_group("Riverside");
+    let hub_b = b.create_group("Hillside");
+    b.admit(&a, hub_b).await;
+    roll_of(&[&a, &b], &hub_b, 2).await;
+    let day = Duration::from_secs(24 * 3600);
+    let advance = |by: Duration| {
+        a.node.clock().advance(by);
+        b.node.clock().advance(by);
+    };
+
+    // One treaty, 30 days, not renewed.
+    let pa = propose(&a, &hub_a, "ratify-treaty", &[&hub_b.to_hex(), "mutual-aid", "30days", "Distress signals cross between Riverside and Hillside."]);
+    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action else {
+        panic!("a treaty proposal");
+    };
+    let lapsing = treaty.id();
+    vote(&a, &pa.state.id, "yes", None);
+    wait_until("hub A to ratify", LIMIT, || {
+        treaty_status(&a, &hub_a, &lapsing) == Some(TreatyStatus::AwaitingOther)
+    })
+    .await;
+    // Ratified by one side only: not active anywhere. The liaison's node
+    // carries A's ratification to B, where it waits for B's decision.
+    wait_until("A's ratification to reach B", LIMIT, || {
+        treaty_status(&b, &hub_b, &lapsing) == Some(TreatyStatus::Proposed)
+    })
+    .await;
+    let pb = propose(&b, &hub_b, "ratify-treaty", &[&lapsing.to_hex()]);
+    has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
+    vote(&b, &pb.state.id, "yes", None);
+    vote(&a, &pb.state.id, "yes", None);
+    wait_until("the treaty to be active on both sides", LIMIT, || {
+        treaty_status(&a, &hub_a, &lapsing) == Some(TreatyStatus::Active)
+            && treaty_status(&b, &hub_b, &lapsing) == Some(TreatyStatus::Active)
+    })
+    .await;
+
+    // A second treaty, 30 days, which both renew for 60 more.
+    let hub_b_hex = hub_b.to_hex();
+    let args_a = [hub_b_hex.as_str(), "cooperation", "30days", "Tools are lent between the hubs."];
+    let pa = propose(&a, &hub_a, "ratify-treaty", &args_a);
+    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action else {
+        panic!("a treaty proposal");
+    };
+    let renewed = treaty.id();
+    vote(&a, &pa.state.id, "yes", None);
+    passed_everywhere(&[&a], &hub_a, &pa.state.id).await;
+    wait_until("A's ratification to reach B", LIMIT, || {
+        treaty_status(&b, &hub_b, &renewed) == Some(TreatyStatus::Proposed)
+    })
+    .await;
+    let pb = propose(&b, &hub_b, "ratify-treaty", &[&renewed.to_hex()]);
+    has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
+    vote(&b, &pb.state.id, "yes", None);
+    vote(&a, &pb.state.id, "yes", None);
+    wait_until("the second treaty to be active", LIMIT, || {
+        treaty_status(&a, &hub_a, &renewed) == Some(TreatyStatus::Active)
+    })
+    .await;
+    let renewed_hex = renewed.to_hex();
+    both_pass(&a, &b, &hub_a, &hub_b, "renew-treaty", &[&renewed_hex, "60days"], &[&renewed_hex, "60days"]).await;
+    wait_until("both renewals to be known on both sides", LIMIT, || {
+        [(&a, &hub_a), (&b, &hub_b)].iter().all(|(n, g)| {
+            n.node.treaties(Some(&g.to_hex())).is_ok_and(|ts| {
+                ts.iter().any(|t| t.state.id == renewed && t.days_left > 60)
+            })
+        })
+    })
+    .await;
+
+    // 31 days on: the first has lapsed by itself, the renewed one holds.
+    advance(day * 31);
+    for (n, g) in [(&a, &hub_a), (&b, &hub_b)] {
+        assert_eq!(treaty_status(n, g, &lapsing), Some(TreatyStatus::Expired));
+        assert_eq!(treaty_status(n, g, &renewed), Some(TreatyStatus::Active));
+    }
+    // An expired treaty cannot be renewed.
+    let refused = a.node.propose(
+        &hub_a.to_hex(),
+        &ProposeRequest {
+            kind: "renew-treaty".into(),
+            args: vec![lapsing.to_hex(), "30days".into()],
+        },
+    );
+    assert!(refused.unwrap_err().to_string().contains("expired"));
+}
