@@ -107,6 +107,57 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     );
     assert!(late.is_err(), "a vote after the decision");
 
+    // Limits and the commons fund move only by passed proposals; the
+    // proposer's node signs what they order, and every node accepts it.
+    let pay = |n: &TestNode, to: String, amount: u64| {
+        n.node
+            .pay(&hub.to_hex(), &PayRequest { to, amount, memo: String::new() })
+            .expect("pay")
+    };
+    pay(&nodes[2], "commons".into(), 20);
+    wait_until("the gift to the commons on every node", LIMIT, || {
+        all.iter().all(|n| {
+            n.node
+                .balance(&hub.to_hex(), Some("commons"))
+                .is_ok_and(|b| b.accounts[0].balance == 20)
+        })
+    })
+    .await;
+    let member3 = nodes[3].member().to_string();
+    let limits = propose(&nodes[1], &hub, "set-limits", &[&member3, "-50", "100"]);
+    let payout = propose(&nodes[1], &hub, "payout", &[&member3, "8", "boots"]);
+    has_proposal(&all, &hub, &payout.state.id).await;
+    for n in &nodes[..3] {
+        vote(n, &limits.state.id, "yes", None);
+        vote(n, &payout.state.id, "yes", None);
+    }
+    wait_until("the new limits and the payout on every node", LIMIT, || {
+        all.iter().all(|n| {
+            n.node.balance(&hub.to_hex(), Some(&member3)).is_ok_and(|b| {
+                b.accounts[0].floor == -50 && b.accounts[0].ceiling == 100 && b.accounts[0].balance == 8
+            })
+        })
+    })
+    .await;
+    let commons = nodes[0].node.balance(&hub.to_hex(), Some("commons")).expect("commons");
+    assert_eq!(commons.accounts[0].balance, 12);
+    // Nobody pays out of the commons without a passed proposal.
+    let failed = propose(&nodes[0], &hub, "payout", &[&member3, "5"]);
+    has_proposal(&all, &hub, &failed.state.id).await;
+    for n in &nodes[..3] {
+        vote(n, &failed.state.id, "no", None);
+    }
+    wait_until("the payout proposal to fail", LIMIT, || {
+        outcome(&nodes[0], &hub, &failed.state.id) == Some(Outcome::Failed)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        nodes[0].node.balance(&hub.to_hex(), Some("commons")).expect("commons").accounts[0].balance,
+        12,
+        "a failed payout pays nothing"
+    );
+
     // Member 4 pays member 0, then leaves; nobody can stop it.
     nodes[4]
         .node
@@ -154,9 +205,6 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         },
     );
     assert!(refused.unwrap_err().to_string().contains("no longer"));
-    for n in &nodes {
-        let _ = n;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
