@@ -80,7 +80,8 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     let all: Vec<&TestNode> = nodes.iter().collect();
     roll_of(&all, &hub, 5).await;
 
-    let amended = "Each revision cycle the members meet and amend or reaffirm a quarter of these articles.";
+    let amended =
+        "Each revision cycle the members meet and amend or reaffirm a quarter of these articles.";
     let p = propose(&nodes[1], &hub, "amend-article", &["4", amended]);
     assert_eq!(p.state.seats, 5);
     has_proposal(&all, &hub, &p.state.id).await;
@@ -94,7 +95,11 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     passed_everywhere(&all, &hub, &p.state.id).await;
     for n in &all {
         let charter = n.node.charter(&hub.to_hex()).expect("charter");
-        let article = charter.articles.iter().find(|a| a.number == 4).expect("article 4");
+        let article = charter
+            .articles
+            .iter()
+            .find(|a| a.number == 4)
+            .expect("article 4");
         assert_eq!(article.text, amended);
     }
     // A vote after the decision is refused, and changes nothing.
@@ -111,7 +116,14 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     // proposer's node signs what they order, and every node accepts it.
     let pay = |n: &TestNode, to: String, amount: u64| {
         n.node
-            .pay(&hub.to_hex(), &PayRequest { to, amount, memo: String::new() })
+            .pay(
+                &hub.to_hex(),
+                &PayRequest {
+                    to,
+                    amount,
+                    memo: String::new(),
+                },
+            )
             .expect("pay")
     };
     pay(&nodes[2], "commons".into(), 20);
@@ -133,13 +145,20 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     }
     wait_until("the new limits and the payout on every node", LIMIT, || {
         all.iter().all(|n| {
-            n.node.balance(&hub.to_hex(), Some(&member3)).is_ok_and(|b| {
-                b.accounts[0].floor == -50 && b.accounts[0].ceiling == 100 && b.accounts[0].balance == 8
-            })
+            n.node
+                .balance(&hub.to_hex(), Some(&member3))
+                .is_ok_and(|b| {
+                    b.accounts[0].floor == -50
+                        && b.accounts[0].ceiling == 100
+                        && b.accounts[0].balance == 8
+                })
         })
     })
     .await;
-    let commons = nodes[0].node.balance(&hub.to_hex(), Some("commons")).expect("commons");
+    let commons = nodes[0]
+        .node
+        .balance(&hub.to_hex(), Some("commons"))
+        .expect("commons");
     assert_eq!(commons.accounts[0].balance, 12);
     // Nobody pays out of the commons without a passed proposal.
     let failed = propose(&nodes[0], &hub, "payout", &[&member3, "5"]);
@@ -153,7 +172,12 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        nodes[0].node.balance(&hub.to_hex(), Some("commons")).expect("commons").accounts[0].balance,
+        nodes[0]
+            .node
+            .balance(&hub.to_hex(), Some("commons"))
+            .expect("commons")
+            .accounts[0]
+            .balance,
         12,
         "a failed payout pays nothing"
     );
@@ -170,13 +194,21 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             },
         )
         .expect("pay before leaving");
-    let before = nodes[4].node.leave(&hub.to_hex(), false).expect("what leaving does");
+    let before = nodes[4]
+        .node
+        .leave(&hub.to_hex(), false)
+        .expect("what leaving does");
     assert!(!before.done);
     assert!(before.consequence.contains("-5"), "{}", before.consequence);
     nodes[4].node.leave(&hub.to_hex(), true).expect("leave");
     roll_of(&all, &hub, 4).await;
 
-    let q = propose(&nodes[0], &hub, "add-article", &["Tools", "Tools are shared."]);
+    let q = propose(
+        &nodes[0],
+        &hub,
+        "add-article",
+        &["Tools", "Tools are shared."],
+    );
     assert_eq!(q.state.seats, 4, "the leaver has no seat");
     has_proposal(&all, &hub, &q.state.id).await;
     let refused = nodes[4].node.vote(
@@ -186,7 +218,10 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             for_group: None,
         },
     );
-    assert!(refused.unwrap_err().to_string().contains("not on this group's roll"));
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("not on this group's roll"));
     let refused = nodes[4].node.pay(
         &hub.to_hex(),
         &PayRequest {
@@ -245,12 +280,21 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
         region_founder
             .node
             .charter(&region.to_hex())
-            .is_ok_and(|c| c.child_delegations.iter().any(|d| d.delegation.child == hub))
+            .is_ok_and(|c| {
+                c.child_delegations
+                    .iter()
+                    .any(|d| d.delegation.child == hub)
+            })
     })
     .await;
 
     // A region proposal: three seats (two members and the hub).
-    let p = propose(&region_founder, &region, "add-article", &["Hubs help each other."]);
+    let p = propose(
+        &region_founder,
+        &region,
+        "add-article",
+        &["Hubs help each other."],
+    );
     assert_eq!(p.state.seats, 3);
     has_proposal(&[&region_founder, delegate], &region, &p.state.id).await;
     vote(delegate, &p.state.id, "yes", Some(&hub));
@@ -260,8 +304,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
             .proposals(&region.to_hex())
             .is_ok_and(|v| {
                 v.proposals.iter().any(|x| {
-                    x.state.id == p.state.id
-                        && x.state.votes.get(&Seat::Group(hub)).is_some()
+                    x.state.id == p.state.id && x.state.votes.get(&Seat::Group(hub)).is_some()
                 })
             })
     })
@@ -275,7 +318,10 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
             for_group: Some(stranger.to_hex()),
         },
     );
-    assert!(refused.unwrap_err().to_string().contains("not in this tier"));
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("not in this tier"));
     // A member of the hub who is no delegate cannot vote in the region.
     assert!(hub_nodes[1]
         .node
@@ -300,7 +346,15 @@ fn treaty_status(n: &TestNode, group: &Hash32, treaty: &Hash32) -> Option<Treaty
 
 /// Both hubs ratify (or renew) by passing the same kind of proposal; the
 /// liaison (a member of both) carries each decision to the other hub.
-async fn both_pass(a: &TestNode, b: &TestNode, hub_a: &Hash32, hub_b: &Hash32, kind: &str, args_a: &[&str], args_b: &[&str]) {
+async fn both_pass(
+    a: &TestNode,
+    b: &TestNode,
+    hub_a: &Hash32,
+    hub_b: &Hash32,
+    kind: &str,
+    args_a: &[&str],
+    args_b: &[&str],
+) {
     let pa = propose(a, hub_a, kind, args_a);
     vote(a, &pa.state.id, "yes", None);
     passed_everywhere(&[a], hub_a, &pa.state.id).await;
@@ -327,8 +381,19 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
     };
 
     // One treaty, 30 days, not renewed.
-    let pa = propose(&a, &hub_a, "ratify-treaty", &[&hub_b.to_hex(), "mutual-aid", "30days", "Distress signals cross between Riverside and Hillside."]);
-    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action else {
+    let pa = propose(
+        &a,
+        &hub_a,
+        "ratify-treaty",
+        &[
+            &hub_b.to_hex(),
+            "mutual-aid",
+            "30days",
+            "Distress signals cross between Riverside and Hillside.",
+        ],
+    );
+    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action
+    else {
         panic!("a treaty proposal");
     };
     let lapsing = treaty.id();
@@ -355,9 +420,15 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
 
     // A second treaty, 30 days, which both renew for 60 more.
     let hub_b_hex = hub_b.to_hex();
-    let args_a = [hub_b_hex.as_str(), "cooperation", "30days", "Tools are lent between the hubs."];
+    let args_a = [
+        hub_b_hex.as_str(),
+        "cooperation",
+        "30days",
+        "Tools are lent between the hubs.",
+    ];
     let pa = propose(&a, &hub_a, "ratify-treaty", &args_a);
-    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action else {
+    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action
+    else {
         panic!("a treaty proposal");
     };
     let renewed = treaty.id();
@@ -376,12 +447,21 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
     })
     .await;
     let renewed_hex = renewed.to_hex();
-    both_pass(&a, &b, &hub_a, &hub_b, "renew-treaty", &[&renewed_hex, "60days"], &[&renewed_hex, "60days"]).await;
+    both_pass(
+        &a,
+        &b,
+        &hub_a,
+        &hub_b,
+        "renew-treaty",
+        &[&renewed_hex, "60days"],
+        &[&renewed_hex, "60days"],
+    )
+    .await;
     wait_until("both renewals to be known on both sides", LIMIT, || {
         [(&a, &hub_a), (&b, &hub_b)].iter().all(|(n, g)| {
-            n.node.treaties(Some(&g.to_hex())).is_ok_and(|ts| {
-                ts.iter().any(|t| t.state.id == renewed && t.days_left > 60)
-            })
+            n.node
+                .treaties(Some(&g.to_hex()))
+                .is_ok_and(|ts| ts.iter().any(|t| t.state.id == renewed && t.days_left > 60))
         })
     })
     .await;

@@ -13,10 +13,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
 use nestwork_core::ChangeBundle;
-use nestwork_node::ledger::{BalanceView, LedgerView, PaymentView};
 use nestwork_node::governance::{
     LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
 };
+use nestwork_node::ledger::{BalanceView, LedgerView, PaymentView};
 use nestwork_node::node::{CreateGroup, LimitRequest, PayRequest};
 use nestwork_node::{Node, NodeError};
 

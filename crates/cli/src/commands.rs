@@ -429,4 +429,3 @@ fn group_text(g: &GroupView) -> String {
     }
     out.trim_end().to_string()
 }
-

@@ -115,9 +115,7 @@ pub fn leave(dir: &DataDir, out: &Output, group: &str, confirm: bool) -> anyhow:
         } else {
             format!(
                 "Leaving {}: {}.\nNobody can stop you. To leave now: nestwork group leave {} --yes",
-                view.group_name,
-                view.consequence,
-                group
+                view.group_name, view.consequence, group
             )
         }
     })
@@ -189,7 +187,9 @@ fn status_text(t: &TreatyView) -> String {
     match t.state.status {
         TreatyStatus::Proposed => "not ratified by this group yet".to_string(),
         TreatyStatus::AwaitingOther => "ratified here; waiting for the other party".to_string(),
-        TreatyStatus::NotStarted => format!("ratified by both; starts {}", when(t.state.treaty.start_ms)),
+        TreatyStatus::NotStarted => {
+            format!("ratified by both; starts {}", when(t.state.treaty.start_ms))
+        }
         TreatyStatus::Active => format!("ACTIVE, {} days left", t.days_left),
         TreatyStatus::Expired => format!("expired {}", when(t.state.end_ms())),
         TreatyStatus::Ended => "ended by a party".to_string(),
@@ -232,7 +232,11 @@ fn proposal_text(p: &ProposalView) -> String {
         text.push_str(&format!("\n    {who}: {choice:?}"));
     }
     for i in &s.ignored {
-        text.push_str(&format!("\n    not counted ({}): {}", i.voter.short(), i.reason));
+        text.push_str(&format!(
+            "\n    not counted ({}): {}",
+            i.voter.short(),
+            i.reason
+        ));
     }
     text
 }
@@ -247,7 +251,11 @@ pub fn charter_text(c: &CharterView) -> String {
         c.group.short()
     );
     for a in &c.articles {
-        let flag = if a.overdue { "  [OVERDUE for revision]" } else { "" };
+        let flag = if a.overdue {
+            "  [OVERDUE for revision]"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "  {}. {}{}\n     {}\n     (last ratified {})\n",
             a.number,
@@ -260,7 +268,11 @@ pub fn charter_text(c: &CharterView) -> String {
     if !c.repealed.is_empty() {
         out.push_str(&format!(
             "  repealed: {}\n",
-            c.repealed.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            c.repealed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     out.push_str(&format!(
@@ -273,7 +285,11 @@ pub fn charter_text(c: &CharterView) -> String {
     if !c.overdue.is_empty() {
         out.push_str(&format!(
             "\n  overdue: articles {}",
-            c.overdue.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            c.overdue
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     out.push_str(&format!(
@@ -307,7 +323,11 @@ pub fn charter_text(c: &CharterView) -> String {
     if !c.children.is_empty() {
         out.push_str(&format!(
             "Child groups {}\n",
-            c.children.iter().map(|g| g.short()).collect::<Vec<_>>().join(", ")
+            c.children
+                .iter()
+                .map(|g| g.short())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     out.push_str(&format!("\nMembers ({})\n", c.members.len()));
@@ -324,7 +344,11 @@ pub fn charter_text(c: &CharterView) -> String {
         out.push_str("\nNobody has joined yet: the creator may still edit this charter directly (nestwork charter edit).\n");
     }
     if c.open_proposals > 0 {
-        out.push_str(&format!("\n{} open proposals: nestwork proposals {}\n", c.open_proposals, c.group.short()));
+        out.push_str(&format!(
+            "\n{} open proposals: nestwork proposals {}\n",
+            c.open_proposals,
+            c.group.short()
+        ));
     }
     out.trim_end().to_string()
 }

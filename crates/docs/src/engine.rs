@@ -485,8 +485,13 @@ impl SignedDoc {
                 ledger_period: self.ledger.map(|(_, period)| period),
             },
         )?;
-        self.check_references(&body, &writer.id(), &Pending::default(), &Pending::default())
-            .map_err(RuleError)?;
+        self.check_references(
+            &body,
+            &writer.id(),
+            &Pending::default(),
+            &Pending::default(),
+        )
+        .map_err(RuleError)?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
         if body.is_ledger_record() {

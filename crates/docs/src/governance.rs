@@ -78,7 +78,9 @@ impl std::str::FromStr for Choice {
             "yes" => Ok(Choice::Yes),
             "no" => Ok(Choice::No),
             "abstain" => Ok(Choice::Abstain),
-            other => Err(format!("unknown vote {other:?}: expected yes, no or abstain")),
+            other => Err(format!(
+                "unknown vote {other:?}: expected yes, no or abstain"
+            )),
         }
     }
 }
@@ -321,7 +323,9 @@ impl Action {
             Action::JoinParent { parent } => format!("join parent tier {}", parent.short()),
             Action::LeaveParent => "leave the parent tier".to_string(),
             Action::AdmitGroup { group } => format!("admit group {} into this tier", group.short()),
-            Action::RemoveGroup { group } => format!("remove group {} from this tier", group.short()),
+            Action::RemoveGroup { group } => {
+                format!("remove group {} from this tier", group.short())
+            }
             Action::SetDelegates { delegates } => format!(
                 "delegates: {}",
                 delegates
@@ -457,7 +461,11 @@ pub fn set_rule(rules: &Rules, rule: &str, value: &str) -> Result<Rules, RuleErr
         }
         humantime::parse_duration(v)
             .map(|d| d.as_secs())
-            .map_err(|_| RuleError(format!("{rule} must be a duration such as 7days or 30m, not {v:?}")))
+            .map_err(|_| {
+                RuleError(format!(
+                    "{rule} must be a duration such as 7days or 30m, not {v:?}"
+                ))
+            })
     };
     let flag = |v: &str| -> Result<bool, RuleError> {
         v.parse::<bool>()
@@ -477,11 +485,9 @@ pub fn set_rule(rules: &Rules, rule: &str, value: &str) -> Result<Rules, RuleErr
         }
         "entry_needs_vote" => r.entry_needs_vote = flag(value)?,
         "exit_credit_to_commons" => r.exit_credit_to_commons = flag(value)?,
-        "default_credit_floor" | "default_credit_ceiling" => {
-            return broken(
-                "credit limits are set with a set-limits proposal (set-limits default FLOOR CEILING)",
-            )
-        }
+        "default_credit_floor" | "default_credit_ceiling" => return broken(
+            "credit limits are set with a set-limits proposal (set-limits default FLOOR CEILING)",
+        ),
         other => {
             return broken(format!(
                 "unknown rule {other:?}; the rules are {}",
@@ -901,15 +907,31 @@ impl Governance {
             match body {
                 RecordBody::Admission(a) => admissions.push((a.member, a.admitted_at_ms)),
                 RecordBody::Exit(e) => exits.push((e.member, e.at_ms)),
-                RecordBody::CharterEdit(e) => edits.push(Signed { id, author, body: e }),
-                RecordBody::Proposal(p) => proposals.push(Signed { id, author, body: p }),
+                RecordBody::CharterEdit(e) => edits.push(Signed {
+                    id,
+                    author,
+                    body: e,
+                }),
+                RecordBody::Proposal(p) => proposals.push(Signed {
+                    id,
+                    author,
+                    body: p,
+                }),
                 RecordBody::Vote(v) => votes.entry(v.proposal).or_default().push(Signed {
                     id,
                     author,
                     body: v,
                 }),
-                RecordBody::Delegation(d) => delegations.push(Signed { id, author, body: d }),
-                RecordBody::Counterpart(c) => counterparts.push(Signed { id, author, body: c }),
+                RecordBody::Delegation(d) => delegations.push(Signed {
+                    id,
+                    author,
+                    body: d,
+                }),
+                RecordBody::Counterpart(c) => counterparts.push(Signed {
+                    id,
+                    author,
+                    body: c,
+                }),
                 _ => {}
             }
         }
@@ -1001,7 +1023,8 @@ impl Governance {
                     } else if others_joined {
                         Some("members had joined: the charter changes by proposals now".to_string())
                     } else {
-                        g.apply(&e.body.action, e.id, at, &mut next_article, &[]).err()
+                        g.apply(&e.body.action, e.id, at, &mut next_article, &[])
+                            .err()
                     };
                     if let Some(why) = why {
                         g.ignored_edits.push((e.id, why));
@@ -1009,7 +1032,13 @@ impl Governance {
                 }
                 Event::Submission(i) => {
                     let p = &proposals[i];
-                    let state = g.judge(p, votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]), &exits, &delegations, now_ms);
+                    let state = g.judge(
+                        p,
+                        votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]),
+                        &exits,
+                        &delegations,
+                        now_ms,
+                    );
                     if let Some(decided) = state.decided_at_ms {
                         queue.insert((decided, Event::Decision(i), p.id));
                     }
@@ -1098,7 +1127,11 @@ impl Governance {
                 continue;
             }
             if at < submitted {
-                ignore(&mut state, v, "cast before the proposal was submitted".into());
+                ignore(
+                    &mut state,
+                    v,
+                    "cast before the proposal was submitted".into(),
+                );
                 continue;
             }
             if at > deadline {
@@ -1273,7 +1306,11 @@ impl Governance {
                     proposal,
                     role: role.clone(),
                     seed,
-                    picked: pool.into_iter().take(*count as usize).map(|(_, m)| m).collect(),
+                    picked: pool
+                        .into_iter()
+                        .take(*count as usize)
+                        .map(|(_, m)| m)
+                        .collect(),
                 });
             }
         }
@@ -1537,8 +1574,10 @@ mod tests {
     }
 
     fn vote(s: &mut ProposalState, seat: u8, choice: Choice) {
-        s.votes
-            .insert(Seat::Member(MemberId([seat; 32])), (choice, Hash32([seat; 32])));
+        s.votes.insert(
+            Seat::Member(MemberId([seat; 32])),
+            (choice, Hash32([seat; 32])),
+        );
         s.count();
     }
 

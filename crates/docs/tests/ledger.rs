@@ -532,7 +532,8 @@ fn limits_follow_the_limit_change_the_payer_cited() {
         l.check_limit(&k[1].id(), &change, &NoProposals),
         Err(Refusal::Broken(_))
     ));
-    l.check_limit(&k[0].id(), &change, &NoProposals).expect("the authority");
+    l.check_limit(&k[0].id(), &change, &NoProposals)
+        .expect("the authority");
     l.insert_limit(Hash32::of(b"limit 1"), change);
     let err = pay(&l, &k[1], Account::Member(k[0].id()), 11).expect_err("new floor");
     assert!(err.contains("floor is -10"), "{err}");

@@ -85,9 +85,10 @@ impl<'a> Decisions<'a> {
 
 impl PayoutGate for Decisions<'_> {
     fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), Refusal> {
-        self.decided(proposal, |a| {
-            matches!(a, Action::Payout { to: t, amount: x, .. } if t == to && *x == amount)
-        })
+        self.decided(
+            proposal,
+            |a| matches!(a, Action::Payout { to: t, amount: x, .. } if t == to && *x == amount),
+        )
     }
 
     fn authorizes_limits(&self, proposal: &Hash32, c: &CreditLimit) -> Result<(), Refusal> {
@@ -246,7 +247,9 @@ fn member_among<'a>(
     match found.len() {
         1 => Ok(*found.iter().next().expect("one")),
         0 => Err(invalid(format!("no member matches {sel:?}"))),
-        _ => Err(invalid(format!("{sel:?} matches several members; use more of the id"))),
+        _ => Err(invalid(format!(
+            "{sel:?} matches several members; use more of the id"
+        ))),
     }
 }
 
@@ -268,7 +271,10 @@ impl Node {
     }
 
     fn group_name(docs: &State, group: &Hash32) -> Option<String> {
-        docs.groups.get(group).and_then(GroupView::of).map(|v| v.name)
+        docs.groups
+            .get(group)
+            .and_then(GroupView::of)
+            .map(|v| v.name)
     }
 
     /// Put a proposal to group `sel`'s vote. The proposal is checked
@@ -447,12 +453,14 @@ impl Node {
             let unit = l.ledger.unit().to_string();
             let consequence = match balance {
                 b if b > 0 && gov.rules.exit_credit_to_commons => {
-                    format!("your balance of {b} {unit} is paid into the group's commons as you leave")
+                    format!(
+                        "your balance of {b} {unit} is paid into the group's commons as you leave"
+                    )
                 }
                 b if b > 0 => format!("your balance of {b} {unit} stays on the books, frozen"),
-                b if b < 0 => format!(
-                    "your balance of {b} {unit} stays on the books as owed to the group"
-                ),
+                b if b < 0 => {
+                    format!("your balance of {b} {unit} stays on the books as owed to the group")
+                }
                 _ => "your balance is zero: nothing to settle".to_string(),
             };
             let view = LeaveView {
@@ -523,9 +531,13 @@ impl Node {
             .collect();
         let ids: BTreeSet<Hash32> = found.iter().map(|t| t.state.id).collect();
         match ids.len() {
-            0 => Err(invalid(format!("no treaty matches {sel:?}; `nestwork treaty list` shows them"))),
+            0 => Err(invalid(format!(
+                "no treaty matches {sel:?}; `nestwork treaty list` shows them"
+            ))),
             1 => Ok(found),
-            _ => Err(invalid(format!("{sel:?} matches several treaties; use more of the id"))),
+            _ => Err(invalid(format!(
+                "{sel:?} matches several treaties; use more of the id"
+            ))),
         }
     }
 
@@ -542,7 +554,11 @@ impl Node {
                     continue;
                 };
                 let ledger = docs.ledgers.get(group);
-                for p in gov.proposals.iter().filter(|p| p.outcome == Outcome::Passed) {
+                for p in gov
+                    .proposals
+                    .iter()
+                    .filter(|p| p.outcome == Outcome::Passed)
+                {
                     match &p.proposal.action {
                         Action::SetLimits {
                             member,
@@ -561,10 +577,18 @@ impl Node {
                     }
                 }
                 // A delegate carries the group's delegation into the parent.
-                if let (Some((delegates, until, proposal)), Some(parent)) = (&gov.delegates, gov.parent) {
-                    let from = gov.proposal(proposal).and_then(|p| p.decided_at_ms).unwrap_or(now);
+                if let (Some((delegates, until, proposal)), Some(parent)) =
+                    (&gov.delegates, gov.parent)
+                {
+                    let from = gov
+                        .proposal(proposal)
+                        .and_then(|p| p.decided_at_ms)
+                        .unwrap_or(now);
                     let filed = docs.groups.get(&parent).is_some_and(|d| {
-                        has_record(d, |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal))
+                        has_record(
+                            d,
+                            |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal),
+                        )
                     });
                     if delegates.contains(&me) && !filed && self.belongs(&docs, &parent) {
                         todo.push(Task::File(
@@ -580,7 +604,11 @@ impl Node {
                     }
                 }
                 // A member of both parties carries treaty decisions across.
-                for p in gov.proposals.iter().filter(|p| p.outcome == Outcome::Passed) {
+                for p in gov
+                    .proposals
+                    .iter()
+                    .filter(|p| p.outcome == Outcome::Passed)
+                {
                     let (treaty, act) = match &p.proposal.action {
                         Action::RatifyTreaty { treaty } => {
                             (treaty.id(), TreatyAct::Ratified(treaty.clone()))
@@ -598,7 +626,10 @@ impl Node {
                         continue;
                     };
                     let filed = docs.groups.get(&t.other).is_some_and(|d| {
-                        has_record(d, |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id))
+                        has_record(
+                            d,
+                            |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id),
+                        )
                     });
                     if !filed && self.belongs(&docs, &t.other) && gov.is_member(&me) {
                         todo.push(Task::File(
@@ -668,7 +699,9 @@ impl Node {
             0 => Err(invalid(format!(
                 "no proposal matches {sel:?}; `nestwork proposals GROUP` lists them"
             ))),
-            _ => Err(invalid(format!("{sel:?} matches several proposals; use more of the id"))),
+            _ => Err(invalid(format!(
+                "{sel:?} matches several proposals; use more of the id"
+            ))),
         }
     }
 
@@ -756,7 +789,11 @@ impl Node {
         };
         let action = match (kind, a.as_slice()) {
             ("add-article", [text]) => Action::AddArticle {
-                title: text.split_whitespace().take(6).collect::<Vec<_>>().join(" "),
+                title: text
+                    .split_whitespace()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 text: text.to_string(),
             },
             ("add-article", [title, text]) => Action::AddArticle {
@@ -792,7 +829,9 @@ impl Node {
                 })?;
                 Action::AdmitMember { member }
             }
-            ("remove-member", [m]) => Action::RemoveMember { member: on_roll(m)? },
+            ("remove-member", [m]) => Action::RemoveMember {
+                member: on_roll(m)?,
+            },
             ("set-limits", [m, floor, ceiling]) => {
                 let member = match *m {
                     "default" => None,
@@ -880,7 +919,11 @@ impl Node {
                     return Err(invalid(format!(
                         "treaty {} has {}; it cannot be renewed (ratify a new one)",
                         t.id.short(),
-                        if t.status == TreatyStatus::Ended { "ended" } else { "expired" }
+                        if t.status == TreatyStatus::Ended {
+                            "ended"
+                        } else {
+                            "expired"
+                        }
                     )));
                 }
                 Action::RenewTreaty {
@@ -952,14 +995,17 @@ fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
 }
 
 fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
-    has_record(doc, |b| {
-        matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal))
-    })
+    has_record(
+        doc,
+        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal)),
+    )
 }
 
 fn ago(now: u64, then: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(then) / 1000))
-        .to_string()
+    humantime::format_duration(std::time::Duration::from_secs(
+        now.saturating_sub(then) / 1000,
+    ))
+    .to_string()
 }
 
 /// Run [`Node::tick`] every `every` while the node lives (the task holds

@@ -24,14 +24,14 @@ use nestwork_store::{DocMeta, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::clock::Clock;
 use crate::data_dir::DataDir;
+use crate::governance::Decisions;
 use crate::identity;
 use crate::ledger::{
     account_view, parse_period_kind, payment_view, period_id, period_kind, BalanceView, Gate,
     GroupLedger, LedgerView, PaymentView,
 };
-use crate::clock::Clock;
-use crate::governance::Decisions;
 use nestwork_docs::ledger::{Account, CreditLimit, Equivocation};
 
 /// Why a request to the node failed.
@@ -243,7 +243,12 @@ impl State {
 
     /// Apply changes to a group or period document with its ledger's gate;
     /// proposals are judged as of `now_ms`.
-    fn apply(&mut self, doc: Hash32, changes: Vec<SignedChange>, now_ms: u64) -> Option<ApplyReport> {
+    fn apply(
+        &mut self,
+        doc: Hash32,
+        changes: Vec<SignedChange>,
+        now_ms: u64,
+    ) -> Option<ApplyReport> {
         let group = self.group_of(&doc)?;
         let members = self.groups.get(&group)?.members().clone();
         if doc == group {
@@ -658,8 +663,12 @@ impl Node {
                 ticket,
                 admitted_at_ms: self.now_ms(),
             });
-            let (_, change) =
-                group.add_record(&self.writer, body, &mut nestwork_docs::NoLedger, self.now_ms())?;
+            let (_, change) = group.add_record(
+                &self.writer,
+                body,
+                &mut nestwork_docs::NoLedger,
+                self.now_ms(),
+            )?;
             self.persist(&mut docs, *doc, std::slice::from_ref(&change))?;
             change
         };
@@ -1093,7 +1102,11 @@ impl Node {
     }
 
     /// A group by full id, unique id prefix (4+ hex characters) or exact name.
-    pub(crate) fn resolve(&self, docs: &BTreeMap<Hash32, SignedDoc>, sel: &str) -> Result<Hash32, NodeError> {
+    pub(crate) fn resolve(
+        &self,
+        docs: &BTreeMap<Hash32, SignedDoc>,
+        sel: &str,
+    ) -> Result<Hash32, NodeError> {
         let sel_trim = sel.trim();
         if let Ok(id) = sel_trim.parse::<Hash32>() {
             return docs

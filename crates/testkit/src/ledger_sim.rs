@@ -80,7 +80,15 @@ pub fn sign_payment(
         let period = close.period + 1;
         let body = RecordBody::PeriodClose(close);
         let (_, change) = ledger
-            .add_record(group, writer, members, period, body, &mut index, &NoProposals)
+            .add_record(
+                group,
+                writer,
+                members,
+                period,
+                body,
+                &mut index,
+                &NoProposals,
+            )
             .expect("close");
         changes.push(change);
     }
@@ -101,7 +109,15 @@ pub fn sign_payment(
     let period = payment.period;
     let body = RecordBody::Payment(payment);
     let (_, change) = ledger
-        .add_record(group, writer, members, period, body, &mut index, &NoProposals)
+        .add_record(
+            group,
+            writer,
+            members,
+            period,
+            body,
+            &mut index,
+            &NoProposals,
+        )
         .expect("sign");
     changes.push(change);
     (period, changes)

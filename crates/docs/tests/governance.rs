@@ -1,0 +1,323 @@
+//! Governance: every replica computes the same charter, roll, tallies and
+//! outcomes whatever order the records reach it in; bad records are
+//! refused or count for nothing.
+
+use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_docs::governance::{Action, CharterEdit, Choice, Exit, Outcome, Proposal, Vote};
+use nestwork_docs::view::governance_of;
+use nestwork_docs::{
+    Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
+};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const T0: u64 = 1_700_000_000_000;
+const DAY: u64 = 24 * 3600 * 1000;
+
+fn writer(n: u8) -> Writer {
+    Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
+}
+
+/// A group founded by member 1 with members 2..=n admitted.
+fn founded(n: u8) -> SignedDoc {
+    let genesis = GroupGenesis {
+        name: "Riverside".into(),
+        kind: GroupKind::Hub,
+        parent: None,
+        unit: "hours".into(),
+        created_at_ms: T0,
+        nonce: [3; 16],
+        charter: Charter::default(),
+    };
+    let (mut doc, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
+    for m in 2..=n {
+        add(
+            &mut doc,
+            1,
+            RecordBody::Admission(Admission {
+                member: writer(m).id(),
+                ticket: Hash32([m; 32]),
+                admitted_at_ms: T0 + u64::from(m),
+            }),
+        )
+        .expect("admit");
+    }
+    doc
+}
+
+fn add(doc: &mut SignedDoc, who: u8, body: RecordBody) -> Result<Hash32, String> {
+    doc.add_record(&writer(who), body, &mut NoLedger, T0)
+        .map(|(id, _)| id)
+        .map_err(|e| e.to_string())
+}
+
+fn proposal(action: Action, at: u64) -> RecordBody {
+    RecordBody::Proposal(Proposal {
+        action,
+        submitted_at_ms: at,
+    })
+}
+
+fn vote(p: Hash32, choice: Choice, at: u64) -> RecordBody {
+    RecordBody::Vote(Vote {
+        proposal: p,
+        choice,
+        cast_at_ms: at,
+        for_group: None,
+    })
+}
+
+/// Deliver `changes` to `doc` in `chunk`-sized batches until nothing more
+/// applies (changes whose dependencies come later wait and are retried).
+fn deliver(doc: &mut SignedDoc, changes: Vec<SignedChange>, chunk: usize) {
+    let mut waiting = changes;
+    loop {
+        let before = waiting.len();
+        let mut next = Vec::new();
+        for batch in waiting.chunks(chunk.max(1)) {
+            let report = doc.apply(batch.to_vec());
+            assert!(
+                report.rejected.is_empty(),
+                "rejected: {:?}",
+                report.rejected
+            );
+            next.extend(report.missing_deps);
+        }
+        waiting = next;
+        if waiting.is_empty() || waiting.len() == before {
+            break;
+        }
+    }
+    assert!(waiting.is_empty(), "changes never applied");
+}
+
+fn random_action(rng: &mut StdRng, members: &[MemberId]) -> Action {
+    match rng.gen_range(0..6) {
+        0 => Action::AddArticle {
+            title: "Tools".into(),
+            text: format!("Tools are shared ({}).", rng.gen::<u16>()),
+        },
+        1 => Action::AmendArticle {
+            article: rng.gen_range(1..=5),
+            text: format!("Amended text {}.", rng.gen::<u16>()),
+        },
+        2 => Action::SetRule {
+            rule: "quorum_percent".into(),
+            value: rng.gen_range(10..=90).to_string(),
+        },
+        3 => Action::SetRule {
+            rule: "voting_period".into(),
+            value: format!("{}h", rng.gen_range(1..=96)),
+        },
+        4 => Action::RemoveMember {
+            member: *members.choose(rng).expect("members"),
+        },
+        _ => Action::ReaffirmArticle {
+            article: rng.gen_range(1..=4),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Members propose, vote and leave on their own replicas, syncing now
+    /// and then; afterwards every record reaches three fresh replicas in
+    /// random orders, batches and with duplicates. Every replica computes
+    /// the same governance at every moment.
+    #[test]
+    fn replicas_agree_on_every_outcome(seed in any::<u64>(), n in 2u8..6, steps in 5usize..40) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let base = founded(n);
+        let members: Vec<MemberId> = (1..=n).map(|m| writer(m).id()).collect();
+        let mut replicas: Vec<SignedDoc> = (0..n).map(|_| base.clone()).collect();
+        for _ in 0..steps {
+            let i = rng.gen_range(0..n as usize);
+            let who = i as u8 + 1;
+            let at = T0 + rng.gen_range(0..6 * DAY);
+            match rng.gen_range(0..10) {
+                0..=2 => {
+                    let action = random_action(&mut rng, &members);
+                    add(&mut replicas[i], who, proposal(action, at)).expect("propose");
+                }
+                3..=6 => {
+                    let known: Vec<Hash32> = replicas[i]
+                        .records()
+                        .iter()
+                        .filter(|(_, r)| matches!(RecordBody::decode(&r.body), Ok(RecordBody::Proposal(_))))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if let Some(p) = known.choose(&mut rng) {
+                        let choice = *[Choice::Yes, Choice::Yes, Choice::No, Choice::Abstain].choose(&mut rng).expect("choice");
+                        add(&mut replicas[i], who, vote(*p, choice, at)).expect("vote");
+                    }
+                }
+                7 => {
+                    add(&mut replicas[i], who, RecordBody::Exit(Exit { member: writer(who).id(), at_ms: at })).expect("exit");
+                }
+                _ => {
+                    let j = rng.gen_range(0..n as usize);
+                    let theirs = replicas[j].changes_since(&[]);
+                    deliver(&mut replicas[i], theirs, 7);
+                }
+            }
+        }
+        let mut all: Vec<SignedChange> = replicas.iter().flat_map(|r| r.changes_since(&[])).collect();
+        let mut views = Vec::new();
+        for _ in 0..3 {
+            all.shuffle(&mut rng);
+            let dupes: Vec<SignedChange> = all.iter().take(5).cloned().collect();
+            let mut delivery = all.clone();
+            delivery.extend(dupes);
+            let mut replica = SignedDoc::empty(base.id());
+            let chunk = rng.gen_range(1..20);
+            deliver(&mut replica, delivery, chunk);
+            let at: Vec<_> = [T0 + DAY, T0 + 3 * DAY, T0 + 20 * DAY]
+                .iter()
+                .map(|now| governance_of(&replica, *now).expect("governance"))
+                .collect();
+            views.push(at);
+        }
+        prop_assert_eq!(&views[0], &views[1]);
+        prop_assert_eq!(&views[0], &views[2]);
+        for g in &views[0] {
+            for p in &g.proposals {
+                prop_assert!(p.yes + p.no + p.abstain <= p.seats);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_vote_for_no_proposal_and_a_forged_exit_are_refused() {
+    let mut doc = founded(3);
+    let err = add(&mut doc, 2, vote(Hash32([9; 32]), Choice::Yes, T0 + 10)).expect_err("unknown");
+    assert!(err.contains("not a proposal"), "{err}");
+    let forged = RecordBody::Exit(Exit {
+        member: writer(3).id(),
+        at_ms: T0 + 10,
+    });
+    let err = add(&mut doc, 2, forged).expect_err("forged exit");
+    assert!(err.contains("only the member who leaves"), "{err}");
+    let edit = RecordBody::CharterEdit(CharterEdit {
+        action: Action::RepealArticle { article: 1 },
+        at_ms: T0 + 10,
+    });
+    let err = add(&mut doc, 2, edit).expect_err("not the creator");
+    assert!(err.contains("creator"), "{err}");
+    let bad = proposal(
+        Action::SetRule {
+            rule: "quorum_percent".into(),
+            value: "250".into(),
+        },
+        T0,
+    );
+    assert!(add(&mut doc, 2, bad).is_err(), "a rule out of range");
+}
+
+#[test]
+fn a_stranger_cannot_vote() {
+    let mut doc = founded(2);
+    let p = add(&mut doc, 1, proposal(Action::LeaveParent, T0 + 100)).expect("propose");
+    let err = add(&mut doc, 7, vote(p, Choice::Yes, T0 + 200)).expect_err("not a member");
+    assert!(err.contains("not a member"), "{err}");
+    assert_eq!(
+        governance_of(&doc, T0 + 300)
+            .expect("gov")
+            .proposal(&p)
+            .expect("p")
+            .yes,
+        0
+    );
+}
+
+#[test]
+fn timeline_rules_late_votes_leavers_and_founders_edits() {
+    let mut doc = founded(1);
+    // The founder edits the charter alone: it takes effect.
+    add(
+        &mut doc,
+        1,
+        RecordBody::CharterEdit(CharterEdit {
+            action: Action::AddArticle {
+                title: "Seeds".into(),
+                text: "Seeds are saved.".into(),
+            },
+            at_ms: T0 + 5,
+        }),
+    )
+    .expect("edit");
+    for m in 2..=4u8 {
+        add(
+            &mut doc,
+            1,
+            RecordBody::Admission(Admission {
+                member: writer(m).id(),
+                ticket: Hash32([m; 32]),
+                admitted_at_ms: T0 + 10 + u64::from(m),
+            }),
+        )
+        .expect("admit");
+    }
+    // After others joined, a direct edit counts for nothing.
+    add(
+        &mut doc,
+        1,
+        RecordBody::CharterEdit(CharterEdit {
+            action: Action::RepealArticle { article: 1 },
+            at_ms: T0 + 50,
+        }),
+    )
+    .expect("stored");
+    let p = add(
+        &mut doc,
+        2,
+        proposal(Action::ReaffirmArticle { article: 2 }, T0 + 100),
+    )
+    .expect("propose");
+    // Member 4 leaves before voting; member 3 votes after the deadline.
+    add(
+        &mut doc,
+        4,
+        RecordBody::Exit(Exit {
+            member: writer(4).id(),
+            at_ms: T0 + 150,
+        }),
+    )
+    .expect("exit");
+    add(&mut doc, 4, vote(p, Choice::Yes, T0 + 200)).expect("stored");
+    add(&mut doc, 3, vote(p, Choice::No, T0 + 100 + 8 * DAY)).expect("stored");
+    add(&mut doc, 1, vote(p, Choice::No, T0 + 300)).expect("vote");
+    add(&mut doc, 1, vote(p, Choice::Yes, T0 + 400)).expect("changed vote");
+    add(&mut doc, 2, vote(p, Choice::Yes, T0 + 500)).expect("vote");
+
+    let g = governance_of(&doc, T0 + 30 * DAY).expect("gov");
+    assert_eq!(
+        g.articles.len(),
+        5,
+        "the founders' edit before anyone joined"
+    );
+    assert!(
+        g.articles.iter().any(|a| a.number == 1),
+        "the later edit did nothing"
+    );
+    assert_eq!(g.ignored_edits.len(), 1);
+    let state = g.proposal(&p).expect("proposal");
+    assert_eq!(state.seats, 4, "the roll at submission");
+    assert_eq!((state.yes, state.no), (2, 0), "last votes of 1 and 2 count");
+    let reasons: Vec<&str> = state.ignored.iter().map(|i| i.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("left")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("deadline") || r.contains("decided")),
+        "{reasons:?}"
+    );
+    assert_eq!(state.outcome, Outcome::Passed);
+    assert!(!g.is_member(&writer(4).id()));
+    // Before its deadline (and with votes outstanding) it is open.
+    let early = governance_of(&doc, T0 + 450).expect("gov");
+    assert_eq!(early.proposal(&p).expect("p").outcome, Outcome::Open);
+}
