@@ -346,6 +346,27 @@ fn status_text(report: &StatusReport) -> String {
             e.payments[1].short()
         ));
     }
+    for c in &s.charters {
+        if !c.overdue.is_empty() || c.open_proposals > 0 {
+            out.push_str(&format!(
+                "charter   {}: {} open proposals{}\n",
+                c.name,
+                c.open_proposals,
+                if c.overdue.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; articles overdue for revision: {}",
+                        c.overdue
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+        }
+    }
     match &report.network {
         None => out.push_str("network   not running\n"),
         Some(n) => {

@@ -733,7 +733,8 @@ pub struct ProposalState {
     pub no: usize,
     /// Seats abstaining.
     pub abstain: usize,
-    /// The seats' counted votes.
+    /// The seats' counted votes (a list in JSON, whose keys are strings).
+    #[serde(with = "seat_map")]
     pub votes: BTreeMap<Seat, (Choice, Hash32)>,
     /// Open, passed or failed.
     pub outcome: Outcome,
@@ -743,6 +744,24 @@ pub struct ProposalState {
     pub effect: Option<String>,
     /// Votes that count for nothing, with the reason.
     pub ignored: Vec<IgnoredVote>,
+}
+
+mod seat_map {
+    use super::{Choice, Hash32, Seat};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Votes = BTreeMap<Seat, (Choice, Hash32)>;
+
+    pub fn serialize<S: Serializer>(votes: &Votes, s: S) -> Result<S::Ok, S::Error> {
+        votes.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Votes, D::Error> {
+        Ok(Vec::<(Seat, (Choice, Hash32))>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// What became of a treaty, as this group sees it.

@@ -160,6 +160,22 @@ pub struct Status {
     pub periods_on_disk: usize,
     /// Frozen accounts (two payments with one sequence number), by group.
     pub equivocations: Vec<(Hash32, Equivocation)>,
+    /// Per group: articles overdue for revision and proposals open.
+    #[serde(default)]
+    pub charters: Vec<CharterStatus>,
+}
+
+/// A group's charter at a glance, for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CharterStatus {
+    /// The group.
+    pub group: Hash32,
+    /// Its name.
+    pub name: String,
+    /// Articles not revisited within a revision cycle.
+    pub overdue: Vec<u32>,
+    /// Proposals still open.
+    pub open_proposals: usize,
 }
 
 /// The outcome of importing a bundle.
@@ -436,6 +452,17 @@ impl Node {
                 .ledgers
                 .iter()
                 .flat_map(|(g, l)| l.ledger.equivocations().into_iter().map(|e| (*g, e)))
+                .collect(),
+            charters: docs
+                .groups
+                .values()
+                .filter_map(|d| CharterView::of(d, self.now_ms()))
+                .map(|c| CharterStatus {
+                    group: c.group,
+                    name: c.group_name,
+                    overdue: c.overdue,
+                    open_proposals: c.open_proposals,
+                })
                 .collect(),
         }
     }
