@@ -1,0 +1,117 @@
+//! `governance-bench`: time for a decision in a group of 20 in-process
+//! nodes (release build, loopback, mDNS off, real stores): from the moment
+//! the deciding vote is cast to the moment every node shows the proposal
+//! passed and the amended charter. The outcome is computed from the
+//! signed votes on each node, so this is the time for the vote to be
+//! verified, stored and applied everywhere.
+//!
+//! Run with `scripts/bench-governance`; `NESTWORK_BENCH_QUICK=1` for a
+//! smoke run (5 nodes, 2 decisions).
+
+use std::time::{Duration, Instant};
+
+use nestwork_core::Hash32;
+use nestwork_docs::governance::Outcome;
+use nestwork_node::governance::{ProposeRequest, VoteRequest};
+use nestwork_testkit::{group_of, wait_until, TestNode};
+use rand::{Rng, SeedableRng};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<(Outcome, usize)> {
+    let view = n.node.proposals(&group.to_hex()).ok()?;
+    let p = view
+        .proposals
+        .into_iter()
+        .find(|p| p.state.id == *proposal)?;
+    Some((p.state.outcome, p.state.votes.len()))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
+    let (n, rounds) = if quick { (5, 2) } else { (20, 20) };
+    println!(
+        "nestwork governance benchmark ({} build), {n} nodes in one group, loopback, mDNS off",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let (nodes, group) = group_of(n).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for i in 1..n {
+        for _ in 0..3 {
+            let j = rng.gen_range(0..n);
+            if j != i {
+                nodes[i].connect(&nodes[j]).await;
+            }
+        }
+    }
+    wait_until("every node to see the whole roll", LIMIT, || {
+        nodes.iter().all(|x| {
+            x.node
+                .charter(&group.to_hex())
+                .is_ok_and(|c| c.members.len() == n)
+        })
+    })
+    .await;
+    // Quorum 50%, approval 60%: with n seats, the vote that makes yes reach
+    // 60% of all seats decides at once.
+    let deciding = (n * 60).div_ceil(100);
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let p = nodes[0]
+            .node
+            .propose(
+                &group.to_hex(),
+                &ProposeRequest {
+                    kind: "add-article".into(),
+                    args: vec![format!("Article added in round {round}.")],
+                },
+            )
+            .expect("propose")
+            .state
+            .id;
+        wait_until("the proposal everywhere", LIMIT, || {
+            nodes.iter().all(|x| outcome(x, &group, &p).is_some())
+        })
+        .await;
+        let yes = VoteRequest {
+            choice: "yes".into(),
+            for_group: None,
+        };
+        for voter in &nodes[..deciding - 1] {
+            voter.node.vote(&p.to_hex(), &yes).expect("vote");
+        }
+        wait_until("the earlier votes everywhere", LIMIT, || {
+            nodes
+                .iter()
+                .all(|x| outcome(x, &group, &p).is_some_and(|(_, v)| v == deciding - 1))
+        })
+        .await;
+        let cast = Instant::now();
+        nodes[deciding - 1]
+            .node
+            .vote(&p.to_hex(), &yes)
+            .expect("deciding vote");
+        let mut pending: Vec<&TestNode> = nodes.iter().collect();
+        while !pending.is_empty() {
+            pending.retain(|x| outcome(x, &group, &p).map(|(o, _)| o) != Some(Outcome::Passed));
+            assert!(
+                cast.elapsed() < LIMIT,
+                "the decision did not reach every node"
+            );
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        times.push(cast.elapsed());
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "time for a decision (deciding vote cast -> passed on all {n} nodes), {rounds} decisions: p50 {:.1} ms, max {:.1} ms",
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1])
+    );
+}
