@@ -219,7 +219,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         },
     );
     assert!(refused
-        .unwrap_err()
+        .expect_err("refused")
         .to_string()
         .contains("not on this group's roll"));
     let refused = nodes[4].node.pay(
@@ -230,7 +230,10 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             memo: String::new(),
         },
     );
-    assert!(refused.unwrap_err().to_string().contains("cannot pay"));
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("cannot pay"));
     let refused = nodes[0].node.pay(
         &hub.to_hex(),
         &PayRequest {
@@ -239,7 +242,10 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             memo: String::new(),
         },
     );
-    assert!(refused.unwrap_err().to_string().contains("no longer"));
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("no longer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -304,7 +310,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
             .proposals(&region.to_hex())
             .is_ok_and(|v| {
                 v.proposals.iter().any(|x| {
-                    x.state.id == p.state.id && x.state.votes.get(&Seat::Group(hub)).is_some()
+                    x.state.id == p.state.id && x.state.votes.contains_key(&Seat::Group(hub))
                 })
             })
     })
@@ -319,7 +325,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
         },
     );
     assert!(refused
-        .unwrap_err()
+        .expect_err("refused")
         .to_string()
         .contains("not in this tier"));
     // A member of the hub who is no delegate cannot vote in the region.
@@ -480,5 +486,8 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
             args: vec![lapsing.to_hex(), "30days".into()],
         },
     );
-    assert!(refused.unwrap_err().to_string().contains("expired"));
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("expired"));
 }

@@ -127,6 +127,7 @@ impl GroupLedger {
 
     /// Sign `body` into period `period` (opened if need be), judged by the
     /// ledger on the way; the ledger settles after it.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_record(
         &mut self,
         group: Hash32,
