@@ -245,6 +245,8 @@ fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Re
                 parent: None,
                 description: None,
                 unit: None,
+                floor: None,
+                ceiling: None,
             },
         )?;
         groups.push(view.id.to_hex());

@@ -189,9 +189,16 @@ pub enum GroupCommand {
         /// A first description.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
-        /// The unit of the group's ledger.
+        /// The unit of the group's ledger (amounts are whole numbers of it,
+        /// so name the smallest unit you count in).
         #[arg(long, default_value = "hours")]
         unit: String,
+        /// The default credit floor: how far below zero an account may go.
+        #[arg(long, allow_hyphen_values = true)]
+        floor: Option<i64>,
+        /// The default credit ceiling: how much an account may hold.
+        #[arg(long)]
+        ceiling: Option<i64>,
     },
     /// Your groups.
     List,

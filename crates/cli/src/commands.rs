@@ -156,6 +156,8 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
             parent,
             description,
             unit,
+            floor,
+            ceiling,
         } => {
             let req = CreateGroup {
                 name,
@@ -163,6 +165,8 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
                 parent,
                 description,
                 unit: Some(unit),
+                floor,
+                ceiling,
             };
             let view: GroupView = client.send("POST", "/groups", &req)?;
             out.print(&view, || {

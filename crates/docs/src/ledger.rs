@@ -426,6 +426,21 @@ impl Ledger {
             }
         };
 
+        // Limits never go back in time along a chain: a payment cites at
+        // least the limit change its previous payment cited (otherwise a
+        // modified node could cite none and be judged by looser defaults).
+        if let Some(before) = prev
+            .and_then(|pos| pos.entry)
+            .and_then(|e| e.payment.limits)
+        {
+            let seq_of = |id: &Hash32| self.limit_changes.get(id).map(|e| e.change.seq);
+            if p.limits.as_ref().and_then(seq_of) < seq_of(&before) {
+                return broken(
+                    "the payment cites older credit limits than the payer's previous payment did",
+                );
+            }
+        }
+
         // The causal past.
         let mut cited: Vec<Pos<'_>> = prev.into_iter().collect();
         for id in &p.seen {

@@ -321,3 +321,95 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
     let early = governance_of(&doc, T0 + 450).expect("gov");
     assert_eq!(early.proposal(&p).expect("p").outcome, Outcome::Open);
 }
+
+#[test]
+fn entry_by_vote_revision_cycles_and_a_verifiable_lottery() {
+    let mut doc = founded(1);
+    add(
+        &mut doc,
+        1,
+        RecordBody::CharterEdit(CharterEdit {
+            action: Action::SetRule {
+                rule: "entry_needs_vote".into(),
+                value: "true".into(),
+            },
+            at_ms: T0 + 1,
+        }),
+    )
+    .expect("edit");
+    add(
+        &mut doc,
+        1,
+        RecordBody::Admission(Admission {
+            member: writer(2).id(),
+            ticket: Hash32([2; 32]),
+            admitted_at_ms: T0 + 10,
+        }),
+    )
+    .expect("admit by ticket");
+    let g = governance_of(&doc, T0 + 20).expect("gov");
+    assert!(!g.is_member(&writer(2).id()), "waits for the entry vote");
+    assert!(g.awaiting_entry.contains(&writer(2).id()));
+    let p = add(
+        &mut doc,
+        1,
+        proposal(
+            Action::AdmitMember {
+                member: writer(2).id(),
+            },
+            T0 + 30,
+        ),
+    )
+    .expect("propose entry");
+    add(&mut doc, 1, vote(p, Choice::Yes, T0 + 40)).expect("vote");
+    let g = governance_of(&doc, T0 + 50).expect("gov");
+    assert!(g.is_member(&writer(2).id()), "admitted by the vote");
+
+    // A cycle (28 days) on, every article is overdue; a reaffirmed one is not.
+    let later = T0 + 29 * DAY;
+    assert_eq!(governance_of(&doc, later).expect("gov").overdue().len(), 4);
+    let r = add(
+        &mut doc,
+        2,
+        proposal(Action::ReaffirmArticle { article: 3 }, later),
+    )
+    .expect("reaffirm");
+    add(&mut doc, 1, vote(r, Choice::Yes, later + 1)).expect("vote");
+    add(&mut doc, 2, vote(r, Choice::Yes, later + 2)).expect("vote");
+    let g = governance_of(&doc, later + 10).expect("gov");
+    assert_eq!(g.overdue(), vec![1, 2, 4]);
+    assert_eq!(g.revisited_this_cycle, 1);
+    assert_eq!(g.revisit_per_cycle, 1, "25% of 4 articles");
+
+    // A lottery: the pick is a function of the proposal and its votes, the
+    // same on every replica, and anyone can recompute it.
+    let l = add(
+        &mut doc,
+        1,
+        proposal(
+            Action::Lottery {
+                role: "steward".into(),
+                count: 1,
+            },
+            later + 20,
+        ),
+    )
+    .expect("lottery");
+    let v1 = add(&mut doc, 1, vote(l, Choice::Yes, later + 21)).expect("vote");
+    let v2 = add(&mut doc, 2, vote(l, Choice::Yes, later + 22)).expect("vote");
+    let g = governance_of(&doc, later + 30).expect("gov");
+    let pick = g.lotteries.first().expect("drawn");
+    assert_eq!(pick.picked.len(), 1);
+    let mut ids = [v1, v2];
+    ids.sort();
+    let seed = Hash32::of_parts(&[b"nestwork/lottery/v1", &l.0, &ids[0].0, &ids[1].0]);
+    assert_eq!(pick.seed, seed);
+    let mut replica = SignedDoc::empty(doc.id());
+    let mut changes = doc.changes_since(&[]);
+    changes.reverse();
+    deliver(&mut replica, changes, 3);
+    assert_eq!(
+        governance_of(&replica, later + 30).expect("gov").lotteries,
+        g.lotteries
+    );
+}

@@ -545,6 +545,21 @@ fn limits_follow_the_limit_change_the_payer_cited() {
     assert!(l.check(&k[1].id(), &old, &everyone, &NoProposals).is_ok());
     let set: BTreeSet<i64> = [l.limits_of(&Account::Member(k[1].id())).floor].into();
     assert_eq!(set, [-10].into());
+    // Once a payment cited the change, the next one on the chain cannot go
+    // back to citing none (and the looser defaults).
+    let first = pay(&l, &k[1], Account::Member(k[0].id()), 5).expect("small");
+    assert!(first.limits.is_some());
+    accept(&mut l, &k[1], first);
+    let mut escape = pay(&l, &k[1], Account::Member(k[0].id()), 1).expect("small");
+    escape.limits = None;
+    escape.amount = 50;
+    let err = l
+        .check(&k[1].id(), &escape, &everyone, &NoProposals)
+        .expect_err("older limits");
+    assert!(
+        matches!(&err, Refusal::Broken(e) if e.0.contains("older credit limits")),
+        "{err:?}"
+    );
 }
 
 #[test]

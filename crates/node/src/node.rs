@@ -104,6 +104,13 @@ pub struct CreateGroup {
     /// The ledger's unit (default "hours").
     #[serde(default)]
     pub unit: Option<String>,
+    /// The default credit floor (zero or below; the charter's default if
+    /// not given).
+    #[serde(default)]
+    pub floor: Option<i64>,
+    /// The default credit ceiling (zero or above).
+    #[serde(default)]
+    pub ceiling: Option<i64>,
 }
 
 /// What `pay` asks for.
@@ -484,7 +491,16 @@ impl Node {
             unit: req.unit.clone().unwrap_or_else(|| "hours".to_string()),
             created_at_ms: self.now_ms(),
             nonce: rand::random(),
-            charter: Charter::default(),
+            charter: {
+                let mut charter = Charter::default();
+                if let Some(floor) = req.floor {
+                    charter.rules.default_credit_floor = floor;
+                }
+                if let Some(ceiling) = req.ceiling {
+                    charter.rules.default_credit_ceiling = ceiling;
+                }
+                charter
+            },
         };
         let (mut doc, first) = SignedDoc::create_group(&self.writer, genesis, self.now_ms())?;
         let mut changes = vec![first];
@@ -1360,6 +1376,8 @@ mod tests {
             parent: None,
             description: Some("tools and seeds".into()),
             unit: None,
+            floor: None,
+            ceiling: None,
         })
     }
 

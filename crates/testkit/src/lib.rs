@@ -143,6 +143,8 @@ impl TestNode {
                 parent: None,
                 description: None,
                 unit: None,
+                floor: None,
+                ceiling: None,
             })
             .expect("create group")
             .id
