@@ -112,6 +112,52 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     );
     assert!(late.is_err(), "a vote after the decision");
 
+    // A draft edited by two members, then submitted: its text is frozen.
+    let draft = nodes[0]
+        .node
+        .draft_new(
+            &hub.to_hex(),
+            &ProposeRequest {
+                kind: "add-article".into(),
+                args: vec!["Tools".into(), "Tools are lent.".into()],
+            },
+        )
+        .expect("draft");
+    wait_until("the draft on member 2's node", LIMIT, || {
+        nodes[1]
+            .node
+            .drafts(&hub.to_hex())
+            .is_ok_and(|d| d.len() == 1)
+    })
+    .await;
+    nodes[1]
+        .node
+        .draft_edit(
+            &hub.to_hex(),
+            &draft.id,
+            "Tools are lent to any member who asks.",
+        )
+        .expect("edit");
+    wait_until("the edit back on member 1's node", LIMIT, || {
+        nodes[0]
+            .node
+            .drafts(&hub.to_hex())
+            .is_ok_and(|d| d[0].text.ends_with("who asks."))
+    })
+    .await;
+    let submitted = nodes[0]
+        .node
+        .draft_submit(&hub.to_hex(), &draft.id)
+        .expect("submit");
+    assert!(matches!(
+        &submitted.state.proposal.action,
+        nestwork_docs::governance::Action::AddArticle { text, .. } if text == "Tools are lent to any member who asks."
+    ));
+    assert!(nodes[0]
+        .node
+        .draft_edit(&hub.to_hex(), &draft.id, "changed after")
+        .is_err());
+
     // Limits and the commons fund move only by passed proposals; the
     // proposer's node signs what they order, and every node accepts it.
     let pay = |n: &TestNode, to: String, amount: u64| {

@@ -26,6 +26,9 @@
 //! | POST | `/groups/{group}/limits` | credit limits (the creator) |
 //! | GET, POST | `/groups/{group}/proposals` | proposals with tallies; propose `{kind, args}` |
 //! | POST | `/groups/{group}/charter/edits` | the creator edits the charter before anyone joins |
+//! | GET, POST | `/groups/{group}/drafts` | drafts of proposals; start one `{kind, args}` (text last) |
+//! | PUT | `/groups/{group}/drafts/{draft}` | replace a draft's text `{text}` (edits merge) |
+//! | POST | `/groups/{group}/drafts/{draft}/submit` | submit it as a proposal |
 //! | POST | `/groups/{group}/leave` | leave (`{confirm: false}` only says what happens) |
 //! | POST | `/proposals/{proposal}/votes` | vote `{choice, for_group}` |
 //! | GET | `/treaties`, `/treaties/{treaty}` | treaties (`?group=`) |

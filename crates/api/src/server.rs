@@ -122,6 +122,15 @@ pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router 
             get(list_proposals).post(propose),
         )
         .route("/v1/groups/{group}/charter/edits", post(edit_charter))
+        .route(
+            "/v1/groups/{group}/drafts",
+            get(list_drafts).post(new_draft),
+        )
+        .route("/v1/groups/{group}/drafts/{draft}", put(edit_draft))
+        .route(
+            "/v1/groups/{group}/drafts/{draft}/submit",
+            post(submit_draft),
+        )
         .route("/v1/groups/{group}/leave", post(leave))
         .route("/v1/proposals/{proposal}/votes", post(vote))
         .route("/v1/treaties", get(list_treaties))
@@ -433,4 +442,40 @@ async fn show_treaty(
     Path(treaty): Path<String>,
 ) -> ApiResult<Vec<TreatyView>> {
     Ok(Json(blocking(&s, move |n| n.treaty(&treaty)).await?))
+}
+
+async fn list_drafts(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Vec<nestwork_docs::engine::Draft>> {
+    Ok(Json(blocking(&s, move |n| n.drafts(&group)).await?))
+}
+
+async fn new_draft(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<ProposeRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<nestwork_docs::engine::Draft>), ApiError> {
+    let Json(req) = body?;
+    let draft = blocking(&s, move |n| n.draft_new(&group, &req)).await?;
+    Ok((StatusCode::CREATED, Json(draft)))
+}
+
+async fn edit_draft(
+    State(s): State<AppState>,
+    Path((group, draft)): Path<(String, String)>,
+    body: Result<Json<Description>, JsonRejection>,
+) -> ApiResult<nestwork_docs::engine::Draft> {
+    let Json(req) = body?;
+    Ok(Json(
+        blocking(&s, move |n| n.draft_edit(&group, &draft, &req.text)).await?,
+    ))
+}
+
+async fn submit_draft(
+    State(s): State<AppState>,
+    Path((group, draft)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ProposalView>), ApiError> {
+    let view = blocking(&s, move |n| n.draft_submit(&group, &draft)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }

@@ -81,6 +81,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Drafts of proposals, edited together before they are submitted.
+    Draft {
+        #[command(subcommand)]
+        action: DraftCommand,
+    },
     /// Vote on a proposal (your last vote before the decision counts).
     Vote {
         /// The proposal id, or a unique start of it.
@@ -271,6 +276,44 @@ pub enum CharterCommand {
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+/// `nestwork draft ...`
+#[derive(Subcommand, Debug)]
+pub enum DraftCommand {
+    /// Start a draft: add-article [TITLE] TEXT, amend-article N TEXT, or
+    /// ratify-treaty GROUP KIND DURATION TERMS. The last argument is the
+    /// text members edit together.
+    New {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The kind of proposal it will be.
+        kind: String,
+        /// Its arguments, the text last.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Replace a draft's text (edits by several members merge).
+    Edit {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The draft's id.
+        draft: String,
+        /// The new text.
+        text: String,
+    },
+    /// A group's drafts.
+    List {
+        /// Id, id prefix or name of the group.
+        group: String,
+    },
+    /// Submit a draft as a proposal: its text is frozen from then on.
+    Submit {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// The draft's id.
+        draft: String,
     },
 }
 

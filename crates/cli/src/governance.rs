@@ -2,6 +2,7 @@
 //! the governance commands.
 
 use nestwork_api::client::Client;
+use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
 use nestwork_docs::view::CharterView;
 use nestwork_node::governance::{
@@ -9,6 +10,7 @@ use nestwork_node::governance::{
 };
 use nestwork_node::DataDir;
 
+use crate::cli::DraftCommand;
 use crate::commands::{secs, segment, when, Output};
 
 /// `nestwork charter show GROUP`
@@ -53,6 +55,64 @@ pub fn propose(
             p.state.id.short()
         )
     })
+}
+
+/// `nestwork draft new|edit|list|submit`
+pub fn draft(dir: &DataDir, out: &Output, action: DraftCommand) -> anyhow::Result<()> {
+    let client = Client::connect(dir)?;
+    let show = |d: &Draft| {
+        format!(
+            "draft {} ({} {}){}\n  {}",
+            d.id,
+            d.kind,
+            d.args.join(" "),
+            d.submitted
+                .as_ref()
+                .map(|p| format!(", submitted as proposal {}", &p[..12.min(p.len())]))
+                .unwrap_or_default(),
+            d.text.replace('\n', "\n  ")
+        )
+    };
+    match action {
+        DraftCommand::New { group, kind, args } => {
+            let req = ProposeRequest { kind, args };
+            let d: Draft =
+                client.send("POST", &format!("/groups/{}/drafts", segment(&group)), &req)?;
+            out.print(&d, || {
+                format!(
+                    "{}\nEdit with: nestwork draft edit {group} {} TEXT; submit with: nestwork draft submit {group} {}",
+                    show(&d),
+                    d.id,
+                    d.id
+                )
+            })
+        }
+        DraftCommand::Edit { group, draft, text } => {
+            let path = format!("/groups/{}/drafts/{}", segment(&group), segment(&draft));
+            let d: Draft = client.send("PUT", &path, &serde_json::json!({ "text": text }))?;
+            out.print(&d, || show(&d))
+        }
+        DraftCommand::List { group } => {
+            let drafts: Vec<Draft> = client.get(&format!("/groups/{}/drafts", segment(&group)))?;
+            out.print(&drafts, || {
+                if drafts.is_empty() {
+                    return "No drafts.".to_string();
+                }
+                drafts.iter().map(show).collect::<Vec<_>>().join("\n")
+            })
+        }
+        DraftCommand::Submit { group, draft } => {
+            let path = format!(
+                "/groups/{}/drafts/{}/submit",
+                segment(&group),
+                segment(&draft)
+            );
+            let p: ProposalView = client.send("POST", &path, &serde_json::json!({}))?;
+            out.print(&p, || {
+                format!("Submitted; the text is frozen.\n{}", proposal_text(&p))
+            })
+        }
+    }
 }
 
 /// `nestwork vote PROPOSAL yes|no|abstain [--for GROUP]`

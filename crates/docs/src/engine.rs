@@ -32,6 +32,9 @@ use automerge::{
 };
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
+mod drafts;
+pub use drafts::Draft;
+
 use crate::ledger::Refusal;
 use crate::record::{GroupGenesis, RecordBody};
 use crate::rules::{self, RecordContext, RuleError};

@@ -413,3 +413,36 @@ fn entry_by_vote_revision_cycles_and_a_verifiable_lottery() {
         g.lotteries
     );
 }
+
+#[test]
+fn drafts_edited_concurrently_merge() {
+    let base = founded(2);
+    let mut a = base.clone();
+    let mut b = base.clone();
+    let made = a
+        .create_draft(&writer(1), "d1", "add-article", &[], "Tools are lent.", T0)
+        .expect("draft")
+        .expect("a change");
+    deliver(&mut b, vec![made], 1);
+    let ea = a
+        .edit_draft(&writer(1), "d1", "Tools are lent freely.", T0)
+        .expect("edit")
+        .expect("a change");
+    let eb = b
+        .edit_draft(&writer(2), "d1", "All tools are lent.", T0)
+        .expect("edit")
+        .expect("a change");
+    deliver(&mut a, vec![eb], 1);
+    deliver(&mut b, vec![ea], 1);
+    let (da, db) = (a.drafts(), b.drafts());
+    assert_eq!(da, db);
+    assert_eq!(da[0].text, "All tools are lent freely.");
+    // A stranger cannot edit.
+    assert!(a.edit_draft(&writer(9), "d1", "mine", T0).is_err());
+    a.mark_draft_submitted(&writer(1), "d1", "abcd", T0)
+        .expect("mark");
+    assert!(
+        a.edit_draft(&writer(1), "d1", "later", T0).is_err(),
+        "frozen"
+    );
+}

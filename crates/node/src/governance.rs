@@ -12,6 +12,7 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId};
+use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
     self, Action, Choice, Counterpart, Delegation, Exit, Governance, LotteryPick, Outcome,
     Proposal, ProposalState, Treaty, TreatyAct, TreatyState, TreatyStatus, Vote,
@@ -1006,6 +1007,82 @@ fn ago(now: u64, then: u64) -> String {
         now.saturating_sub(then) / 1000,
     ))
     .to_string()
+}
+
+/// Kinds whose last argument is a text that members may draft together.
+const DRAFTABLE: &[&str] = &["add-article", "amend-article", "ratify-treaty"];
+
+impl Node {
+    /// Start a draft proposal in group `sel`: `req.args`' last element is
+    /// the text members edit together; the others are fixed.
+    pub fn draft_new(&self, sel: &str, req: &ProposeRequest) -> Result<Draft, NodeError> {
+        if !DRAFTABLE.contains(&req.kind.as_str()) {
+            return Err(invalid(format!(
+                "drafts are for texts: {}",
+                DRAFTABLE.join(", ")
+            )));
+        }
+        let (text, fixed) = req.args.split_last().ok_or_else(|| usage(&req.kind))?;
+        let group = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let gov = self.governance(&docs, &group)?;
+            // The finished proposal must make sense; check it now.
+            self.parse_action(&docs, &gov, req)?;
+            group
+        };
+        let id = hex::encode(rand::random::<[u8; 6]>());
+        self.write_group_change(group, |doc, w, now| {
+            doc.create_draft(w, &id, &req.kind, fixed, text, now)
+        })?;
+        self.draft(&group, &id)
+    }
+
+    /// Replace a draft's text; concurrent edits by others merge.
+    pub fn draft_edit(&self, sel: &str, id: &str, text: &str) -> Result<Draft, NodeError> {
+        let group = self.resolve(&self.lock().groups, sel)?;
+        self.write_group_change(group, |doc, w, now| doc.edit_draft(w, id, text, now))?;
+        self.draft(&group, id)
+    }
+
+    /// Group `sel`'s drafts.
+    pub fn drafts(&self, sel: &str) -> Result<Vec<Draft>, NodeError> {
+        self.with_doc(sel, |doc| Ok(doc.drafts()))
+    }
+
+    /// Submit a draft: its text as it stands becomes a frozen proposal.
+    pub fn draft_submit(&self, sel: &str, id: &str) -> Result<ProposalView, NodeError> {
+        let group = self.resolve(&self.lock().groups, sel)?;
+        let draft = self.draft(&group, id)?;
+        if let Some(p) = &draft.submitted {
+            return Err(invalid(format!(
+                "this draft was submitted already as proposal {p}"
+            )));
+        }
+        let mut args = draft.args.clone();
+        args.push(draft.text.clone());
+        let view = self.propose(
+            &group.to_hex(),
+            &ProposeRequest {
+                kind: draft.kind.clone(),
+                args,
+            },
+        )?;
+        let proposal = view.state.id.to_hex();
+        self.write_group_change(group, |doc, w, now| {
+            doc.mark_draft_submitted(w, id, &proposal, now)
+        })?;
+        Ok(view)
+    }
+
+    fn draft(&self, group: &Hash32, id: &str) -> Result<Draft, NodeError> {
+        self.with_doc(&group.to_hex(), |doc| {
+            doc.drafts()
+                .into_iter()
+                .find(|d| d.id == id)
+                .ok_or_else(|| invalid(format!("no draft {id:?} in this group")))
+        })
+    }
 }
 
 /// Run [`Node::tick`] every `every` while the node lives (the task holds

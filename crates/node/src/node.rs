@@ -550,22 +550,40 @@ impl Node {
 
     /// Replace a group's description.
     pub fn describe(&self, sel: &str, text: &str) -> Result<GroupView, NodeError> {
-        let (id, view, change) = {
+        let id = self.resolve(&self.lock().groups, sel)?;
+        self.write_group_change(id, |doc, w, now| doc.set_description(w, text, now))?;
+        self.group(&id.to_hex())
+    }
+
+    /// Make a change to the free area of group `group`'s document with
+    /// `edit` (given the document, this node's writer and now); durable and
+    /// announced before it returns.
+    pub(crate) fn write_group_change(
+        &self,
+        group: Hash32,
+        edit: impl FnOnce(
+            &mut SignedDoc,
+            &Writer,
+            u64,
+        ) -> Result<Option<SignedChange>, nestwork_docs::Error>,
+    ) -> Result<(), NodeError> {
+        let change = {
             let mut docs = self.lock();
-            let id = self.resolve(&docs.groups, sel)?;
             let doc = docs
                 .groups
-                .get_mut(&id)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-            let change = doc.set_description(&self.writer, text, now_ms())?;
+                .get_mut(&group)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            let change = edit(doc, &self.writer, self.now_ms())?;
             if let Some(c) = &change {
-                self.persist(&mut docs, id, std::slice::from_ref(c))?;
+                self.persist(&mut docs, group, std::slice::from_ref(c))?;
             }
-            (id, docs.groups.get(&id).and_then(GroupView::of), change)
+            change
         };
-        self.store.flush()?;
-        self.announce(id, change.into_iter().collect(), true);
-        view.ok_or_else(|| NodeError::NotFound(sel.to_string()))
+        if let Some(c) = change {
+            self.store.flush()?;
+            self.announce(group, vec![c], true);
+        }
+        Ok(())
     }
 
     /// Every change of a group with its signature.
@@ -1131,7 +1149,7 @@ impl Node {
         Ok(())
     }
 
-    fn with_doc<T>(
+    pub(crate) fn with_doc<T>(
         &self,
         sel: &str,
         f: impl FnOnce(&SignedDoc) -> Result<T, NodeError>,
