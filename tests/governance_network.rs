@@ -7,72 +7,14 @@ use std::time::Duration;
 
 use nestwork_core::Hash32;
 use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
-use nestwork_node::governance::{ProposalView, ProposeRequest, VoteRequest};
+use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_node::node::PayRequest;
+use nestwork_testkit::governance::{
+    has_proposal, outcome, passed_everywhere, propose, roll_of, vote,
+};
 use nestwork_testkit::{group_of, wait_until, TestNode};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn propose(n: &TestNode, group: &Hash32, kind: &str, args: &[&str]) -> ProposalView {
-    n.node
-        .propose(
-            &group.to_hex(),
-            &ProposeRequest {
-                kind: kind.into(),
-                args: args.iter().map(|a| a.to_string()).collect(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("propose {kind}: {e}"))
-}
-
-fn vote(n: &TestNode, proposal: &Hash32, choice: &str, for_group: Option<&Hash32>) {
-    n.node
-        .vote(
-            &proposal.to_hex(),
-            &VoteRequest {
-                choice: choice.into(),
-                for_group: for_group.map(Hash32::to_hex),
-            },
-        )
-        .unwrap_or_else(|e| panic!("vote: {e}"));
-}
-
-fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<Outcome> {
-    n.node
-        .proposals(&group.to_hex())
-        .ok()?
-        .proposals
-        .into_iter()
-        .find(|p| p.state.id == *proposal)
-        .map(|p| p.state.outcome)
-}
-
-async fn passed_everywhere(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
-    wait_until("the proposal to pass on every node", LIMIT, || {
-        nodes
-            .iter()
-            .all(|n| outcome(n, group, proposal) == Some(Outcome::Passed))
-    })
-    .await;
-}
-
-async fn has_proposal(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
-    wait_until("the proposal to reach every node", LIMIT, || {
-        nodes.iter().all(|n| outcome(n, group, proposal).is_some())
-    })
-    .await;
-}
-
-async fn roll_of(nodes: &[&TestNode], group: &Hash32, size: usize) {
-    wait_until("every node to see the whole roll", LIMIT, || {
-        nodes.iter().all(|n| {
-            n.node
-                .charter(&group.to_hex())
-                .is_ok_and(|c| c.members.len() == size)
-        })
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {

@@ -124,6 +124,40 @@ impl Client {
         json_or_error(response)
     }
 
+    /// GET a server-sent event stream and hand each event's data to
+    /// `on_event` until it returns false or the node goes away.
+    pub fn events(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        use std::io::BufRead;
+        // A stream stays open as long as the member watches: no timeout.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = agent
+            .get(self.url(path))
+            .header("Authorization", self.auth())
+            .header("Accept", "text/event-stream")
+            .call()
+            .map_err(|e| self.transport(e))?;
+        if !response.status().is_success() {
+            return Err(api_error(response));
+        }
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| ClientError::Transport(e.to_string()))?;
+            if let Some(data) = line.strip_prefix("data:") {
+                if !on_event(data.trim_start()) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/v1{}", self.base, path)
     }

@@ -31,6 +31,10 @@
 //! | POST | `/groups/{group}/drafts/{draft}/submit` | submit it as a proposal |
 //! | POST | `/groups/{group}/leave` | leave (`{confirm: false}` only says what happens) |
 //! | POST | `/proposals/{proposal}/votes` | vote `{choice, for_group}` |
+//! | POST | `/groups/{group}/distress` | raise a signal `{category, severity, location, expires_secs, text}` |
+//! | GET | `/distress` | signals (`?group=`, `?all=true` for resolved and expired) |
+//! | GET | `/distress/events` | server-sent events: each new signal (`signal`) and answer (`update`) |
+//! | POST | `/distress/{signal}/answers` | ack, respond or resolve `{kind, text, eta_secs}` |
 //! | GET | `/treaties`, `/treaties/{treaty}` | treaties (`?group=`) |
 //!
 //! This crate holds no state of its own; everything goes to

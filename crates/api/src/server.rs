@@ -8,11 +8,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
 use nestwork_core::ChangeBundle;
+use nestwork_docs::distress::{SignalStatus, SignalView};
+use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
 use nestwork_node::governance::{
     LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
 };
@@ -133,6 +136,10 @@ pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router 
         )
         .route("/v1/groups/{group}/leave", post(leave))
         .route("/v1/proposals/{proposal}/votes", post(vote))
+        .route("/v1/groups/{group}/distress", post(raise_signal))
+        .route("/v1/distress", get(list_signals))
+        .route("/v1/distress/events", get(distress_events))
+        .route("/v1/distress/{signal}/answers", post(answer_signal))
         .route("/v1/treaties", get(list_treaties))
         .route("/v1/treaties/{treaty}", get(show_treaty))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
@@ -478,4 +485,105 @@ async fn submit_draft(
 ) -> Result<(StatusCode, Json<ProposalView>), ApiError> {
     let view = blocking(&s, move |n| n.draft_submit(&group, &draft)).await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn raise_signal(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    body: Result<Json<RaiseRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SignalView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.distress_raise(&group, &req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn answer_signal(
+    State(s): State<AppState>,
+    Path(signal): Path<String>,
+    body: Result<Json<AnswerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SignalView>), ApiError> {
+    let Json(req) = body?;
+    let view = blocking(&s, move |n| n.distress_answer(&signal, &req)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Query of `GET /distress`.
+#[derive(serde::Deserialize)]
+struct SignalQuery {
+    group: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list_signals(
+    State(s): State<AppState>,
+    Query(q): Query<SignalQuery>,
+) -> ApiResult<Vec<SignalItem>> {
+    Ok(Json(
+        blocking(&s, move |n| n.distress_list(q.group.as_deref(), q.all)).await?,
+    ))
+}
+
+/// `GET /distress/events`: server-sent events, one per live signal at
+/// first, then one for each new signal (`signal`) and each new answer
+/// (`update`), each carrying the signal as JSON.
+async fn distress_events(
+    State(s): State<AppState>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let node = s.node.clone();
+    let mut changes = node.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    tokio::spawn(async move {
+        // Answers seen per signal, so only what is new is sent.
+        let mut seen: std::collections::HashMap<nestwork_core::Hash32, usize> = Default::default();
+        loop {
+            let n = node.clone();
+            let Ok(Ok(items)) =
+                tokio::task::spawn_blocking(move || n.distress_list(None, true)).await
+            else {
+                break;
+            };
+            for item in items {
+                let answers = item.view.answers.len();
+                let live = matches!(
+                    item.view.status,
+                    SignalStatus::Open | SignalStatus::Answered
+                );
+                let kind = match seen.insert(item.view.id, answers) {
+                    None if live => "signal",
+                    Some(before) if before < answers => "update",
+                    _ => continue,
+                };
+                let Ok(data) = serde_json::to_string(&item) else {
+                    continue;
+                };
+                if tx
+                    .send(Event::default().event(kind).data(data))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // Wait for a change to a group document (payments live in
+            // period documents and are of no concern here).
+            loop {
+                match changes.recv().await {
+                    Ok(event) if node.group(&event.doc.to_hex()).is_ok() => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

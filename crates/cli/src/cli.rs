@@ -101,6 +101,11 @@ pub enum Command {
         /// Id, id prefix or name of the group.
         group: String,
     },
+    /// Distress signals: raise, answer, list, watch.
+    Distress {
+        #[command(subcommand)]
+        action: DistressCommand,
+    },
     /// Treaties between groups.
     Treaty {
         #[command(subcommand)]
@@ -315,6 +320,67 @@ pub enum DraftCommand {
         /// The draft's id.
         draft: String,
     },
+}
+
+/// `nestwork distress ...`
+#[derive(Subcommand, Debug)]
+pub enum DistressCommand {
+    /// Call for help: every member of the group gets it at once; if nobody
+    /// answers in time it climbs to the next tier and to mutual-aid partners.
+    Raise {
+        /// Id, id prefix or name of the group.
+        group: String,
+        /// medical, safety, shelter, food-water, eviction, legal or other.
+        #[arg(long)]
+        category: String,
+        /// low, high or critical.
+        #[arg(long)]
+        severity: String,
+        /// A coarse location (a street, a camp).
+        #[arg(long)]
+        location: Option<String>,
+        /// How long it asks for help (default 1day, at most 7days).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// What is happening.
+        text: String,
+    },
+    /// Say you have seen a signal (stops it climbing further).
+    Ack {
+        /// The signal id, or a unique start of it.
+        signal: String,
+        /// A few words.
+        text: Option<String>,
+    },
+    /// Say you are on your way.
+    Respond {
+        /// The signal id, or a unique start of it.
+        signal: String,
+        /// When you expect to be there (e.g. 15m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        eta: Option<std::time::Duration>,
+        /// A few words.
+        text: Option<String>,
+    },
+    /// Close a signal: help came (the raiser, or someone who responded).
+    Resolve {
+        /// The signal id, or a unique start of it.
+        signal: String,
+        /// A few words.
+        text: Option<String>,
+    },
+    /// Signals: open ones first, with who has answered.
+    List {
+        /// Only this group's.
+        #[arg(long)]
+        group: Option<String>,
+        /// Resolved and expired ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print signals and answers as they arrive, until Ctrl-C (one JSON
+    /// object per line with --json).
+    Watch,
 }
 
 /// `nestwork treaty ...`

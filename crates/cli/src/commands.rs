@@ -79,6 +79,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
             choice,
             for_group,
         } => crate::governance::vote(&dir, &out, &proposal, choice, for_group),
+        Command::Distress { action } => crate::distress::distress(&dir, &out, action),
         Command::Draft { action } => crate::governance::draft(&dir, &out, action),
         Command::Proposals { group } => crate::governance::proposals(&dir, &out, &group),
         Command::Treaty {

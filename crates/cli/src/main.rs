@@ -10,6 +10,7 @@
 
 mod cli;
 mod commands;
+mod distress;
 mod governance;
 mod ledger;
 mod run;

@@ -138,6 +138,49 @@ pub struct SignedDoc {
     members: BTreeSet<MemberId>,
     /// For a ledger period document: its group and period number.
     ledger: Option<(Hash32, u64)>,
+    /// Distress signals and answers, indexed for the engine's checks.
+    distress: DistressIndex,
+}
+
+/// What the engine looks up when it checks distress records.
+#[derive(Clone, Default)]
+struct DistressIndex {
+    /// Each member's signals by sequence number.
+    chain: HashMap<(MemberId, u64), Hash32>,
+    /// Every signal the group holds (its own and escalated in), with its raiser.
+    signals: HashMap<Hash32, MemberId>,
+    /// Who has responded to which signal.
+    responders: HashSet<(Hash32, MemberId)>,
+}
+
+impl DistressIndex {
+    fn absorb(&mut self, id: Hash32, author: MemberId, body: &RecordBody) {
+        match body {
+            RecordBody::Signal(s) => {
+                self.chain.entry((author, s.seq)).or_insert(id);
+                self.signals.insert(id, author);
+            }
+            RecordBody::Escalation(e) => {
+                if let Ok((record, _)) = e.signal() {
+                    self.signals.insert(record.id(), record.author);
+                }
+            }
+            RecordBody::Answer(a) => {
+                if matches!(a.kind, crate::distress::AnswerKind::Respond { .. }) {
+                    self.responders.insert((a.signal, author));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn extend(&mut self, other: DistressIndex) {
+        for (k, v) in other.chain {
+            self.chain.entry(k).or_insert(v);
+        }
+        self.signals.extend(other.signals);
+        self.responders.extend(other.responders);
+    }
 }
 
 /// The id of period `period` of `group`'s ledger.
@@ -159,6 +202,7 @@ struct Pending {
     records: BTreeMap<Hash32, SignedRecord>,
     members: BTreeSet<MemberId>,
     genesis_seen: bool,
+    distress: DistressIndex,
     /// Ledger records the change carries, for the gate.
     ledger_records: Vec<(Hash32, RecordBody)>,
 }
@@ -171,6 +215,7 @@ impl Pending {
         self.records.extend(other.records);
         self.members.extend(other.members);
         self.genesis_seen |= other.genesis_seen;
+        self.distress.extend(other.distress);
     }
 }
 
@@ -203,6 +248,9 @@ impl RecordGate for NoLedger {
         false
     }
     fn admit(&mut self, _: &MemberId, _: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        if let RecordBody::Signal(_) = body {
+            return Ok(());
+        }
         Err(Refusal::Broken(RuleError(format!(
             "this document keeps no ledger, so a {} has no place in it",
             body.kind_name()
@@ -223,6 +271,7 @@ impl SignedDoc {
             records: BTreeMap::new(),
             members: BTreeSet::new(),
             ledger: None,
+            distress: DistressIndex::default(),
         }
     }
 
@@ -870,6 +919,13 @@ impl SignedDoc {
             RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
                 pending.ledger_records.push((id, body));
             }
+            RecordBody::Signal(_) => {
+                pending.distress.absorb(id, author, &body);
+                pending.ledger_records.push((id, body));
+            }
+            RecordBody::Answer(_) | RecordBody::Escalation(_) => {
+                pending.distress.absorb(id, author, &body);
+            }
             RecordBody::Proposal(_)
             | RecordBody::Vote(_)
             | RecordBody::Exit(_)
@@ -915,6 +971,41 @@ impl SignedDoc {
                 Some(genesis) if genesis.author == *author => Ok(()),
                 _ => Err("only the group's creator edits the charter directly".into()),
             },
+            RecordBody::Signal(s) => {
+                let per_hour = self
+                    .genesis()
+                    .map_or(10, |(_, g)| g.charter.rules.distress_per_hour);
+                let taken = [&self.distress, &batch.distress, &pending.distress]
+                    .iter()
+                    .any(|d| d.chain.contains_key(&(*author, s.seq)));
+                let lookup =
+                    |id: &Hash32| match find(id).map(|r| (r.author, RecordBody::decode(&r.body))) {
+                        Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),
+                        _ => None,
+                    };
+                crate::distress::check_chain(author, s, per_hour, taken, &lookup).map_err(|e| e.0)
+            }
+            RecordBody::Answer(a) => {
+                let raiser = [&self.distress, &batch.distress, &pending.distress]
+                    .iter()
+                    .find_map(|d| d.signals.get(&a.signal).copied());
+                let Some(raiser) = raiser else {
+                    return Err(format!(
+                        "an answer to {}, which is not a signal this group holds",
+                        a.signal.short()
+                    ));
+                };
+                let responded = [&self.distress, &batch.distress, &pending.distress]
+                    .iter()
+                    .any(|d| d.responders.contains(&(a.signal, *author)));
+                if a.kind == crate::distress::AnswerKind::Resolve && raiser != *author && !responded
+                {
+                    return Err(
+                        "only the raiser or someone who responded may resolve a signal".into(),
+                    );
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -986,6 +1077,7 @@ impl SignedDoc {
             Ok(RecordBody::Admission(a)) => {
                 self.members.insert(a.member);
             }
+            Ok(body) => self.distress.absorb(record.id(), record.author, &body),
             _ => {}
         }
         self.records.insert(record.id(), record);

@@ -21,6 +21,7 @@
 //! Ledger ([`ledger`]) and governance ([`governance`]) records are
 //! [`record::RecordBody`] variants with their rules beside them.
 
+pub mod distress;
 pub mod engine;
 pub mod governance;
 pub mod ledger;

@@ -35,6 +35,12 @@ pub enum RecordBody {
     Delegation(crate::governance::Delegation),
     /// The other party's decision on a treaty, filed in this party.
     Counterpart(crate::governance::Counterpart),
+    /// A call for help.
+    Signal(crate::distress::Signal),
+    /// An answer to a call for help.
+    Answer(crate::distress::Answer),
+    /// A call for help carried in from another group.
+    Escalation(crate::distress::Escalation),
 }
 
 impl RecordBody {
@@ -48,11 +54,16 @@ impl RecordBody {
         encoding::decode("record body", bytes, MAX_BODY_BYTES)
     }
 
-    /// Whether the group's ledger judges it (besides the engine's checks).
+    /// Whether the node's gate judges it besides the engine's checks (the
+    /// ledger's records; signals, which wait while they claim a time still
+    /// to come by the node's clock).
     pub fn is_ledger_record(&self) -> bool {
         matches!(
             self,
-            RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_)
+            RecordBody::Payment(_)
+                | RecordBody::CreditLimit(_)
+                | RecordBody::PeriodClose(_)
+                | RecordBody::Signal(_)
         )
     }
 
@@ -70,6 +81,9 @@ impl RecordBody {
             RecordBody::CharterEdit(_) => "founders' charter edit",
             RecordBody::Delegation(_) => "delegation",
             RecordBody::Counterpart(_) => "treaty counterpart",
+            RecordBody::Signal(_) => "distress signal",
+            RecordBody::Answer(_) => "answer to a distress signal",
+            RecordBody::Escalation(_) => "distress escalation",
         }
     }
 }

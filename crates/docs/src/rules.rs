@@ -62,6 +62,15 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             }
             crate::governance::check_record(body, &ctx.group, &ctx.author)
         }
+        RecordBody::Signal(_) | RecordBody::Answer(_) | RecordBody::Escalation(_) => {
+            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
+                return broken(format!(
+                    "a {} belongs in the group document, after its founding change",
+                    body.kind_name()
+                ));
+            }
+            crate::distress::check_record(body, &ctx.group)
+        }
         RecordBody::Payment(_) | RecordBody::PeriodClose(_) if ctx.ledger_period.is_none() => {
             broken(format!(
                 "a {} belongs in a ledger period, not the group document",

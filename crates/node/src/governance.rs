@@ -542,8 +542,9 @@ impl Node {
         }
     }
 
-    /// Carry out what passed proposals order and this node must sign;
-    /// returns how many records it wrote. Run on a timer by `nestwork run`.
+    /// Carry out what passed proposals order and this node must sign, and
+    /// escalate unanswered distress signals; returns how many records it
+    /// wrote. Run on a timer by `nestwork run`.
     pub fn tick(&self) -> usize {
         let me = self.member();
         let mut todo: Vec<Task> = Vec::new();
@@ -648,6 +649,15 @@ impl Node {
             }
         }
         let mut written = 0;
+        {
+            // Unanswered distress signals climb the tiers and cross treaties.
+            let docs = self.lock();
+            todo.extend(
+                self.due_escalations(&docs)
+                    .into_iter()
+                    .map(|(group, body)| Task::File(group, body)),
+            );
+        }
         for task in todo {
             let done = match task {
                 Task::Limit(group, member, floor, ceiling, p) => {
@@ -742,6 +752,7 @@ impl Node {
                 ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
                 members: &members,
                 decisions: &decisions,
+                now_ms: now,
             };
             let (id, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
             self.persist(&mut docs, group, std::slice::from_ref(&change))?;

@@ -148,6 +148,9 @@ impl GroupLedger {
             ledger: Some(&mut self.ledger),
             members,
             decisions,
+            // Period documents hold no signals, the only records judged
+            // by the clock.
+            now_ms: 0,
         };
         let made = doc.add_record(writer, body, &mut gate, crate::node::now_ms())?;
         self.settle();
@@ -169,6 +172,9 @@ impl GroupLedger {
             ledger: Some(&mut self.ledger),
             members,
             decisions,
+            // Period documents hold no signals, the only records judged
+            // by the clock.
+            now_ms: 0,
         };
         let report = target.apply_with(changes, &mut gate);
         self.settle();
@@ -292,7 +298,13 @@ pub struct Gate<'a> {
     pub members: &'a BTreeSet<MemberId>,
     /// Which proposals have passed (commons payouts, limit changes).
     pub decisions: &'a dyn PayoutGate,
+    /// Now, by the node's clock: a signal that claims a later time (beyond
+    /// a few minutes of clock skew) waits until then.
+    pub now_ms: u64,
 }
+
+/// How far ahead of this node's clock a signal's time may be.
+pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 impl RecordGate for Gate<'_> {
     fn is_member(&self, member: &MemberId) -> bool {
@@ -300,6 +312,12 @@ impl RecordGate for Gate<'_> {
     }
 
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        if let RecordBody::Signal(s) = body {
+            if s.raised_at_ms > self.now_ms.saturating_add(CLOCK_SKEW_MS) {
+                return Err(Refusal::Missing(Vec::new()));
+            }
+            return Ok(());
+        }
         let members = self.members;
         match self.ledger.as_deref_mut() {
             Some(ledger) => ledger.admit(

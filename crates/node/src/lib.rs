@@ -7,6 +7,7 @@
 //! - [`config`]: embedded defaults, then the TOML file, then the environment
 //!   (flags are applied last by the CLI);
 //! - [`clock`]: the node's clock, which tests can move;
+//! - [`distress`]: distress signals raised, answered, listed and escalated;
 //! - [`governance`]: proposals, votes, exits, treaties and tiers as the
 //!   node carries them out (the rules are in `nestwork_docs::governance`);
 //! - [`node`]: [`Node`] owns the store and the open documents, carries out
@@ -21,6 +22,7 @@
 pub mod clock;
 pub mod config;
 pub mod data_dir;
+pub mod distress;
 pub mod governance;
 pub mod identity;
 pub mod ledger;

@@ -284,6 +284,7 @@ impl State {
                 ledger: ledger.map(|l| &mut l.ledger),
                 members: &members,
                 decisions: &decisions,
+                now_ms,
             };
             Some(target.apply_with(changes, &mut gate))
         } else {
@@ -940,6 +941,7 @@ impl Node {
                 ledger: Some(&mut l.ledger),
                 members: &members,
                 decisions: &decisions,
+                now_ms: now,
             };
             let (_, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
             self.persist(&mut docs, group, std::slice::from_ref(&change))?;

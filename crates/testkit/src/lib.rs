@@ -6,6 +6,7 @@
 //! Waits are on conditions with a deadline that fails loudly, never blind
 //! sleeps.
 
+pub mod governance;
 pub mod ledger_sim;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::actor::peer_of;
 use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
 use nestwork_node::node::CreateGroup;
-use nestwork_node::{DataDir, Node};
+use nestwork_node::{Clock, DataDir, Node};
 
 /// One running node.
 pub struct TestNode {
@@ -56,13 +57,28 @@ impl TestNode {
         n
     }
 
+    /// A fresh node whose clock is `clock` (shared, so tests move the
+    /// time of several nodes at once).
+    pub async fn start_clocked(seed: u8, clock: &Clock) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("node");
+        let mut n = TestNode::start_with(&dir, seed, loopback_config(), clock.clone()).await;
+        n._tmp = Some(tmp);
+        n
+    }
+
     /// A node on an existing data directory (a restart) with `config`.
     pub async fn start_in(dir: &Path, seed: u8, config: NetConfig) -> TestNode {
+        TestNode::start_with(dir, seed, config, Clock::default()).await
+    }
+
+    /// [`TestNode::start_in`] with a clock of the test's.
+    pub async fn start_with(dir: &Path, seed: u8, config: NetConfig, clock: Clock) -> TestNode {
         let data = DataDir::new(dir);
         data.ensure().expect("data dir");
         let node = {
             let data = data.clone();
-            tokio::task::spawn_blocking(move || Node::open(&data, key(seed)))
+            tokio::task::spawn_blocking(move || Node::open_with_clock(&data, key(seed), clock))
                 .await
                 .expect("join")
                 .expect("open node")
@@ -181,6 +197,7 @@ impl TestNode {
                 ledger: Some(&mut ledger.ledger),
                 members: &members,
                 decisions: &nestwork_docs::ledger::NoProposals,
+                now_ms: 0,
             };
             let report = doc.apply_with(changes, &mut gate);
             assert!(report.rejected.is_empty(), "period copy");

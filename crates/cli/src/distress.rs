@@ -1,0 +1,215 @@
+//! `distress raise|ack|respond|resolve|list|watch`: calls for help.
+
+use std::io::Write;
+
+use nestwork_api::client::Client;
+use nestwork_docs::distress::{AnswerKind, SignalStatus, SignalView};
+use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
+use nestwork_node::DataDir;
+
+use crate::cli::DistressCommand;
+use crate::commands::{segment, when, Output};
+
+/// Carry out one `distress` command.
+pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow::Result<()> {
+    let client = Client::connect(dir)?;
+    match action {
+        DistressCommand::Raise {
+            group,
+            category,
+            severity,
+            location,
+            expires,
+            text,
+        } => {
+            let req = RaiseRequest {
+                category,
+                severity,
+                location,
+                expires_secs: expires.map(|d| d.as_secs()),
+                text,
+            };
+            let v: SignalView = client.send(
+                "POST",
+                &format!("/groups/{}/distress", segment(&group)),
+                &req,
+            )?;
+            out.print(&v, || {
+                format!(
+                    "Signal {} raised and sent to every member of the group.\nIt climbs to the next tier if nobody answers in time.",
+                    v.id.short()
+                )
+            })
+        }
+        DistressCommand::Ack { signal, text } => answer(&client, out, &signal, "ack", text, None),
+        DistressCommand::Respond { signal, eta, text } => answer(
+            &client,
+            out,
+            &signal,
+            "respond",
+            text,
+            eta.map(|d| d.as_secs()),
+        ),
+        DistressCommand::Resolve { signal, text } => {
+            answer(&client, out, &signal, "resolve", text, None)
+        }
+        DistressCommand::List { group, all } => {
+            let mut path = format!("/distress?all={all}");
+            if let Some(g) = &group {
+                path.push_str(&format!("&group={}", segment(g)));
+            }
+            let items: Vec<SignalItem> = client.get(&path)?;
+            out.print(&items, || {
+                if items.is_empty() {
+                    return "No open signals.".to_string();
+                }
+                items
+                    .iter()
+                    .map(signal_text)
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            })
+        }
+        DistressCommand::Watch => {
+            if !out.json {
+                eprintln!("Watching for distress signals; Ctrl-C to stop.");
+            }
+            let json = out.json;
+            client.events("/distress/events", |data| {
+                let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
+                    return true;
+                };
+                let mut stdout = std::io::stdout().lock();
+                let written = if json {
+                    writeln!(stdout, "{data}")
+                } else if item.view.answers.is_empty() {
+                    writeln!(stdout, "{}\n", alarm(&item))
+                } else {
+                    let last = item
+                        .view
+                        .answers
+                        .last()
+                        .map(answer_line)
+                        .unwrap_or_default();
+                    writeln!(stdout, "  [{}] {}\n", item.view.id.short(), last)
+                };
+                // The reader went away (a closed pipe): stop watching.
+                written.and_then(|_| stdout.flush()).is_ok()
+            })?;
+            Ok(())
+        }
+    }
+}
+
+fn answer(
+    client: &Client,
+    out: &Output,
+    signal: &str,
+    kind: &str,
+    text: Option<String>,
+    eta_secs: Option<u64>,
+) -> anyhow::Result<()> {
+    let req = AnswerRequest {
+        kind: kind.into(),
+        text: text.unwrap_or_default(),
+        eta_secs,
+    };
+    let v: SignalView = client.send(
+        "POST",
+        &format!("/distress/{}/answers", segment(signal)),
+        &req,
+    )?;
+    out.print(&v, || {
+        format!(
+            "Answer recorded on signal {} ({} answers).",
+            v.id.short(),
+            v.answers.len()
+        )
+    })
+}
+
+/// A new signal, made to stand out from everything else on the screen.
+fn alarm(item: &SignalItem) -> String {
+    let v = &item.view;
+    let bar = "!".repeat(60);
+    format!(
+        "{bar}\n!!! DISTRESS [{}] {} in {}\n!!! {}\n{}!!! raised by {} at {}{}\n!!! answer: nestwork distress ack {}\n{bar}",
+        v.signal.severity.as_str().to_uppercase(),
+        v.signal.category.as_str(),
+        item.origin_name.clone().unwrap_or_else(|| v.origin.short()),
+        v.signal.text,
+        v.signal
+            .location
+            .as_ref()
+            .map(|l| format!("!!! where: {l}\n"))
+            .unwrap_or_default(),
+        v.raiser.short(),
+        when(v.signal.raised_at_ms),
+        if v.path.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (escalated via {})",
+                v.path.iter().map(|g| g.short()).collect::<Vec<_>>().join(" > ")
+            )
+        },
+        v.id.short()
+    )
+}
+
+fn answer_line(a: &nestwork_docs::distress::AnswerView) -> String {
+    let eta = match a.answer {
+        AnswerKind::Respond { eta_secs: Some(s) } => format!(" (eta {} min)", s.div_ceil(60)),
+        _ => String::new(),
+    };
+    format!(
+        "{}: {}{}{}",
+        a.by.short(),
+        a.answer.as_str(),
+        eta,
+        if a.text.is_empty() {
+            String::new()
+        } else {
+            format!(" \"{}\"", a.text)
+        }
+    )
+}
+
+fn signal_text(item: &SignalItem) -> String {
+    let v = &item.view;
+    let status = match v.status {
+        SignalStatus::Open => "OPEN, no answer yet",
+        SignalStatus::Answered => "answered",
+        SignalStatus::Resolved => "resolved",
+        SignalStatus::Expired => "expired",
+    };
+    let mut text = format!(
+        "{} [{}] {} in {}: {}\n  {} | raised by {} at {} | until {}",
+        v.id.short(),
+        v.signal.severity.as_str().to_uppercase(),
+        v.signal.category.as_str(),
+        item.origin_name.clone().unwrap_or_else(|| v.origin.short()),
+        v.signal.text,
+        status,
+        v.raiser.short(),
+        when(v.signal.raised_at_ms),
+        when(v.signal.expires_at_ms)
+    );
+    if let Some(l) = &v.signal.location {
+        text.push_str(&format!("\n  where: {l}"));
+    }
+    if !v.path.is_empty() {
+        text.push_str(&format!(
+            "\n  escalated via {}",
+            v.path
+                .iter()
+                .map(|g| g.short())
+                .collect::<Vec<_>>()
+                .join(" > ")
+        ));
+    }
+    for a in &v.answers {
+        text.push_str(&format!("\n  {}", answer_line(a)));
+    }
+    text
+}

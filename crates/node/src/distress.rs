@@ -1,0 +1,425 @@
+//! Distress signals as this node carries them: raising and answering them
+//! (signed records in the group's document, checked like any change),
+//! listing them across every group held, and escalating the unanswered
+//! ones on each [`Node::tick`] into the parent tier and, from the group
+//! they were raised in, into every group bound to it by an active
+//! mutual-aid treaty, wherever this member belongs to both. The rules are
+//! `nestwork_docs::distress`.
+
+use std::collections::BTreeMap;
+
+use nestwork_core::{Hash32, MemberId};
+use nestwork_docs::distress::{
+    self, Answer, AnswerKind, Escalation, Signal, SignalStatus, SignalView, DEFAULT_EXPIRY_MS,
+    MAX_EXPIRY_MS,
+};
+use nestwork_docs::governance::{Governance, TreatyKind, TreatyState};
+use nestwork_docs::view::governance_of;
+use nestwork_docs::{GroupView, RecordBody, SignedDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::node::{Node, NodeError, State};
+
+/// What `distress raise` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RaiseRequest {
+    /// medical, safety, shelter, food-water, eviction, legal, other.
+    pub category: String,
+    /// low, high or critical.
+    pub severity: String,
+    /// A coarse location.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// How long it asks for help, in seconds (default a day).
+    #[serde(default)]
+    pub expires_secs: Option<u64>,
+    /// What is happening.
+    pub text: String,
+}
+
+/// What `distress ack|respond|resolve` asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AnswerRequest {
+    /// ack, respond or resolve.
+    pub kind: String,
+    /// A few words.
+    #[serde(default)]
+    pub text: String,
+    /// For respond: seconds until there.
+    #[serde(default)]
+    pub eta_secs: Option<u64>,
+}
+
+/// A signal with the name of the group it is seen in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignalItem {
+    /// The origin group's name, if this node holds it.
+    pub origin_name: Option<String>,
+    /// The signal as seen here.
+    #[serde(flatten)]
+    pub view: SignalView,
+}
+
+fn invalid(msg: impl Into<String>) -> NodeError {
+    NodeError::Invalid(msg.into())
+}
+
+/// Whether a mutual-aid treaty was in force at `at`.
+fn mutual_aid_at(t: &TreatyState, at: u64) -> bool {
+    t.treaty.kind == TreatyKind::MutualAid
+        && t.ratified_here_ms.is_some()
+        && t.ratified_there_ms.is_some()
+        && t.ended_ms.is_none_or(|e| at < e)
+        && t.treaty.start_ms <= at
+        && at < t.end_ms()
+}
+
+/// The signals of one group document as of `now`.
+fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
+    // An escalation counts from a child tier, or from the other party of a
+    // mutual-aid treaty in force when it came.
+    let accepts = |from: &Hash32, at: u64| {
+        gov.children.contains(from)
+            || gov
+                .treaties
+                .values()
+                .any(|t| t.other == *from && mutual_aid_at(t, at))
+    };
+    distress::signals(doc.id(), doc.records(), now, &accepts)
+}
+
+/// The raw signed record of signal `id` as `doc` holds it.
+fn signal_bytes(doc: &SignedDoc, id: &Hash32) -> Option<Vec<u8>> {
+    if let Some(r) = doc.records().get(id) {
+        return Some(r.encode());
+    }
+    doc.records()
+        .values()
+        .find_map(|r| match RecordBody::decode(&r.body) {
+            Ok(RecordBody::Escalation(e)) => e
+                .signal()
+                .ok()
+                .filter(|(s, _)| s.id() == *id)
+                .map(|_| e.signal.clone()),
+            _ => None,
+        })
+}
+
+impl Node {
+    /// Raise a signal in group `sel`. Only members on the roll may; the
+    /// rate limit and every other rule are checked as a peer would.
+    pub fn distress_raise(&self, sel: &str, req: &RaiseRequest) -> Result<SignalView, NodeError> {
+        let me = self.member();
+        let category = req.category.parse().map_err(NodeError::Invalid)?;
+        let severity = req.severity.parse().map_err(NodeError::Invalid)?;
+        let life = match req.expires_secs {
+            None => DEFAULT_EXPIRY_MS,
+            Some(0) => return Err(invalid("a signal must last longer than zero")),
+            Some(s) => s.saturating_mul(1000),
+        };
+        if life > MAX_EXPIRY_MS {
+            return Err(invalid("a signal lasts at most 7 days"));
+        }
+        let now = self.now_ms();
+        let group = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let gov =
+                governance_of(doc, now).ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            if !gov.is_member(&me) {
+                return Err(invalid(
+                    "only members on the roll may raise a signal in this group",
+                ));
+            }
+            group
+        };
+        let id = self.write_group_record(group, |docs| {
+            // The next link of this member's chain of signals.
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            let last = doc
+                .records()
+                .iter()
+                .filter(|(_, r)| r.author == me)
+                .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                    Ok(RecordBody::Signal(s)) => Some((s.seq, *id)),
+                    _ => None,
+                })
+                .max();
+            Ok(RecordBody::Signal(Signal {
+                category,
+                severity,
+                text: req.text.clone(),
+                location: req.location.clone().filter(|l| !l.trim().is_empty()),
+                raised_at_ms: now,
+                expires_at_ms: now.saturating_add(life),
+                seq: last.map_or(1, |(seq, _)| seq + 1),
+                prev: last.map(|(_, id)| id),
+            }))
+        })?;
+        tracing::warn!(group = %group.short(), signal = %id.short(), category = %req.category, severity = %req.severity, "distress signal raised");
+        self.signal(&id)
+    }
+
+    /// Answer a signal (by id or a unique start of one) in the groups where
+    /// this node holds it and this member is on the roll.
+    pub fn distress_answer(&self, sel: &str, req: &AnswerRequest) -> Result<SignalView, NodeError> {
+        let kind = match req.kind.as_str() {
+            "ack" => AnswerKind::Ack,
+            "respond" => AnswerKind::Respond {
+                eta_secs: req.eta_secs,
+            },
+            "resolve" => AnswerKind::Resolve,
+            other => {
+                return Err(invalid(format!(
+                    "unknown answer {other:?}: expected ack, respond or resolve"
+                )))
+            }
+        };
+        let me = self.member();
+        let now = self.now_ms();
+        let (signal, group) = {
+            let docs = self.lock();
+            let found = self.find_signal(&docs, sel)?;
+            if found.status == SignalStatus::Resolved {
+                return Err(invalid("this signal has been resolved already"));
+            }
+            if kind == AnswerKind::Resolve
+                && found.raiser != me
+                && !found
+                    .answers
+                    .iter()
+                    .any(|a| a.by == me && matches!(a.answer, AnswerKind::Respond { .. }))
+            {
+                return Err(invalid(
+                    "only the raiser or someone who responded may resolve a signal",
+                ));
+            }
+            // Answer where this member may write: the group it is seen in.
+            let group = self
+                .groups_holding(&docs, &found.id)
+                .into_iter()
+                .find(|g| self.on_roll(&docs, g))
+                .ok_or_else(|| {
+                    invalid("you are not on the roll of a group that holds this signal")
+                })?;
+            (found.id, group)
+        };
+        self.write_group_record(group, |_| {
+            Ok(RecordBody::Answer(Answer {
+                signal,
+                kind: kind.clone(),
+                text: req.text.clone(),
+                at_ms: now,
+            }))
+        })?;
+        self.signal(&signal)
+    }
+
+    /// Signals of group `group` (all groups when `None`): the live ones,
+    /// or with `all` the resolved and expired too. One entry per signal,
+    /// with its answers from every group this node holds it in.
+    pub fn distress_list(
+        &self,
+        group: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<SignalItem>, NodeError> {
+        let docs = self.lock();
+        let groups: Vec<Hash32> = match group {
+            Some(sel) => vec![self.resolve(&docs.groups, sel)?],
+            None => docs.groups.keys().copied().collect(),
+        };
+        let merged = self.merged_signals(&docs, &groups);
+        Ok(merged
+            .into_values()
+            .filter(|v| all || matches!(v.status, SignalStatus::Open | SignalStatus::Answered))
+            .map(|view| SignalItem {
+                origin_name: docs
+                    .groups
+                    .get(&view.origin)
+                    .and_then(GroupView::of)
+                    .map(|g| g.name),
+                view,
+            })
+            .collect::<Vec<_>>())
+        .map(|mut items: Vec<SignalItem>| {
+            items.sort_by(|a, b| {
+                let live = |v: &SignalView| {
+                    matches!(v.status, SignalStatus::Open | SignalStatus::Answered)
+                };
+                live(&b.view)
+                    .cmp(&live(&a.view))
+                    .then(b.view.signal.severity.cmp(&a.view.signal.severity))
+                    .then(b.view.signal.raised_at_ms.cmp(&a.view.signal.raised_at_ms))
+            });
+            items
+        })
+    }
+
+    /// One signal by full id.
+    fn signal(&self, id: &Hash32) -> Result<SignalView, NodeError> {
+        let docs = self.lock();
+        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        self.merged_signals(&docs, &groups)
+            .remove(id)
+            .ok_or_else(|| invalid("the signal went missing"))
+    }
+
+    /// Signals of `groups`, one per id: the view from its own group when
+    /// held, with the answers given anywhere.
+    fn merged_signals(&self, docs: &State, groups: &[Hash32]) -> BTreeMap<Hash32, SignalView> {
+        let now = self.now_ms();
+        let mut merged: BTreeMap<Hash32, SignalView> = BTreeMap::new();
+        for g in groups {
+            let Some(doc) = docs.groups.get(g) else {
+                continue;
+            };
+            let Some(gov) = governance_of(doc, now) else {
+                continue;
+            };
+            for v in signals_of(doc, &gov, now) {
+                match merged.get_mut(&v.id) {
+                    None => {
+                        merged.insert(v.id, v);
+                    }
+                    Some(m) => {
+                        for a in v.answers {
+                            if !m.answers.iter().any(|x| x.id == a.id) {
+                                m.answers.push(a);
+                            }
+                        }
+                        if v.path.len() > m.path.len() {
+                            m.path = v.path;
+                        }
+                        m.answers.sort_by_key(|a| (a.at_ms, a.id));
+                        if m.status == SignalStatus::Open && !m.answers.is_empty() {
+                            m.status = SignalStatus::Answered;
+                        }
+                        if m.answers.iter().any(|a| a.answer == AnswerKind::Resolve) {
+                            m.status = SignalStatus::Resolved;
+                        }
+                    }
+                }
+            }
+        }
+        merged
+    }
+
+    fn find_signal(&self, docs: &State, sel: &str) -> Result<SignalView, NodeError> {
+        let sel = sel.trim().to_ascii_lowercase();
+        if sel.len() < 4 {
+            return Err(invalid("give at least 4 characters of the signal id"));
+        }
+        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        let found: Vec<SignalView> = self
+            .merged_signals(docs, &groups)
+            .into_values()
+            .filter(|v| v.id.to_hex().starts_with(&sel))
+            .collect();
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one")),
+            0 => Err(invalid(format!(
+                "no signal matches {sel:?}; `nestwork distress list --all` shows them"
+            ))),
+            _ => Err(invalid(format!(
+                "{sel:?} matches several signals; use more of the id"
+            ))),
+        }
+    }
+
+    fn groups_holding(&self, docs: &State, signal: &Hash32) -> Vec<Hash32> {
+        let now = self.now_ms();
+        docs.groups
+            .iter()
+            .filter(|(_, doc)| {
+                governance_of(doc, now)
+                    .is_some_and(|gov| signals_of(doc, &gov, now).iter().any(|v| v.id == *signal))
+            })
+            .map(|(g, _)| *g)
+            .collect()
+    }
+
+    fn on_roll(&self, docs: &State, group: &Hash32) -> bool {
+        docs.groups
+            .get(group)
+            .and_then(|d| governance_of(d, self.now_ms()))
+            .is_some_and(|g| g.is_member(&self.member()))
+    }
+
+    /// Escalations this node should file now: unanswered signals whose
+    /// group's escalation time has passed, into each next group this
+    /// member belongs to that does not hold them yet.
+    pub(crate) fn due_escalations(&self, docs: &State) -> Vec<(Hash32, RecordBody)> {
+        let now = self.now_ms();
+        let me: MemberId = self.member();
+        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        let merged = self.merged_signals(docs, &groups);
+        let mut out = Vec::new();
+        for (g, doc) in &docs.groups {
+            let Some(gov) = governance_of(doc, now) else {
+                continue;
+            };
+            if !gov.is_member(&me) {
+                continue;
+            }
+            let wait = gov.rules.distress_escalation_secs.saturating_mul(1000);
+            for v in signals_of(doc, &gov, now) {
+                // An answer anywhere stops escalation everywhere.
+                let answered = merged.get(&v.id).is_some_and(|m| !m.answers.is_empty());
+                if answered
+                    || v.status != SignalStatus::Open
+                    || now < v.arrived_at_ms.saturating_add(wait)
+                {
+                    continue;
+                }
+                let mut targets: Vec<Hash32> = gov.parent.into_iter().collect();
+                if v.origin == *g {
+                    targets.extend(
+                        gov.treaties
+                            .values()
+                            .filter(|t| mutual_aid_at(t, now))
+                            .map(|t| t.other),
+                    );
+                }
+                for t in targets {
+                    let Some(target) = docs.groups.get(&t) else {
+                        continue;
+                    };
+                    let Some(tgov) = governance_of(target, now) else {
+                        continue;
+                    };
+                    let held = signals_of(target, &tgov, now).iter().any(|x| x.id == v.id)
+                        || v.path.contains(&t);
+                    if held || !tgov.is_member(&me) {
+                        continue;
+                    }
+                    let Some(bytes) = signal_bytes(doc, &v.id) else {
+                        continue;
+                    };
+                    let mut path = v.path.clone();
+                    if path.is_empty() {
+                        path.push(v.origin);
+                    } else {
+                        path.push(*g);
+                    }
+                    out.push((
+                        t,
+                        RecordBody::Escalation(Escalation {
+                            signal: bytes,
+                            origin: v.origin,
+                            path,
+                            at_ms: now,
+                        }),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,346 @@
+//! Distress signals across real nodes: a signal reaches every member of a
+//! hub at once; unanswered, it climbs to the region after the escalation
+//! time and crosses to a mutual-aid treaty partner; answered in time it
+//! stays; an answer in the region stops it climbing further; a flood from
+//! one member is limited while another member's signal still arrives; a
+//! node that was away sees the open signals when it comes back.
+
+use std::time::{Duration, Instant};
+
+use nestwork_core::Hash32;
+use nestwork_node::distress::{AnswerRequest, RaiseRequest};
+use nestwork_node::Clock;
+use nestwork_testkit::governance::{pass, roll_of};
+use nestwork_testkit::{group_of, loopback_config, wait_until, TestNode};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
+    n.node
+        .distress_raise(
+            &group.to_hex(),
+            &RaiseRequest {
+                category: "medical".into(),
+                severity: "critical".into(),
+                location: Some("north camp".into()),
+                expires_secs: None,
+                text: text.into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("raise: {e}"))
+        .id
+}
+
+fn answer(n: &TestNode, signal: &Hash32, kind: &str) {
+    n.node
+        .distress_answer(
+            &signal.to_hex(),
+            &AnswerRequest {
+                kind: kind.into(),
+                text: "coming".into(),
+                eta_secs: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+}
+
+/// Whether `n` holds `signal` in `group`'s document, and by which path.
+fn path_in(n: &TestNode, group: &Hash32, signal: &Hash32) -> Option<Vec<Hash32>> {
+    n.node
+        .distress_list(Some(&group.to_hex()), true)
+        .ok()?
+        .into_iter()
+        .find(|s| s.view.id == *signal)
+        .map(|s| s.view.path)
+}
+
+fn answers_on(n: &TestNode, signal: &Hash32) -> usize {
+    n.node
+        .distress_list(None, true)
+        .ok()
+        .and_then(|l| l.into_iter().find(|s| s.view.id == *signal))
+        .map_or(0, |s| s.view.answers.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
+    let clock = Clock::default();
+    let mut hub_nodes = Vec::new();
+    for seed in 1..=5 {
+        hub_nodes.push(TestNode::start_clocked(seed, &clock).await);
+    }
+    let region_node = TestNode::start_clocked(6, &clock).await;
+    let partner_node = TestNode::start_clocked(7, &clock).await;
+    let liaison = &hub_nodes[0];
+    let hub = liaison.create_group("Riverside");
+    for n in &hub_nodes[1..] {
+        liaison.admit(n, hub).await;
+    }
+    let region = region_node.create_group("North Valley");
+    let federation = region_node.create_group("The Wide Federation");
+    let partner = partner_node.create_group("Hillside");
+    region_node.admit(liaison, region).await;
+    partner_node.admit(liaison, partner).await;
+    let hub_all: Vec<&TestNode> = hub_nodes.iter().collect();
+    roll_of(&hub_all, &hub, 5).await;
+    roll_of(&[&region_node, liaison], &region, 2).await;
+    roll_of(&[&partner_node, liaison], &partner, 2).await;
+
+    // Tiers: the hub joins the region, the region joins the federation.
+    let three: Vec<&TestNode> = hub_nodes[..3].iter().collect();
+    let region_hex = region.to_hex();
+    pass(
+        liaison,
+        &three,
+        &hub_all,
+        &hub,
+        "join-parent",
+        &[&region_hex],
+    )
+    .await;
+    let both = [&region_node, liaison];
+    pass(
+        &region_node,
+        &both,
+        &both,
+        &region,
+        "admit-group",
+        &[&hub.to_hex()],
+    )
+    .await;
+    pass(
+        &region_node,
+        &both,
+        &both,
+        &region,
+        "join-parent",
+        &[&federation.to_hex()],
+    )
+    .await;
+    pass(
+        &region_node,
+        &[&region_node],
+        &[&region_node],
+        &federation,
+        "admit-group",
+        &[&region_hex],
+    )
+    .await;
+    // A mutual-aid treaty between the hub and Hillside.
+    let p = pass(
+        liaison,
+        &three,
+        &hub_all,
+        &hub,
+        "ratify-treaty",
+        &[
+            &partner.to_hex(),
+            "mutual-aid",
+            "90days",
+            "Distress signals cross between us.",
+        ],
+    )
+    .await;
+    let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &p.state.proposal.action
+    else {
+        panic!("a treaty");
+    };
+    let treaty = treaty.id().to_hex();
+    wait_until("the ratification to reach Hillside", LIMIT, || {
+        partner_node.node.treaty(&treaty).is_ok()
+    })
+    .await;
+    let pair = [&partner_node, liaison];
+    pass(
+        &partner_node,
+        &pair,
+        &pair,
+        &partner,
+        "ratify-treaty",
+        &[&treaty],
+    )
+    .await;
+    wait_until("the treaty to be active in the hub", LIMIT, || {
+        liaison.node.treaties(Some(&hub.to_hex())).is_ok_and(|ts| {
+            ts.iter()
+                .any(|t| t.state.status == nestwork_docs::governance::TreatyStatus::Active)
+        })
+    })
+    .await;
+
+    // A signal reaches all five members of the hub.
+    let start = Instant::now();
+    let unanswered = raise(&hub_nodes[1], &hub, "Fell from the roof, leg broken");
+    wait_until("the signal on every hub node", LIMIT, || {
+        hub_nodes
+            .iter()
+            .all(|n| path_in(n, &hub, &unanswered).is_some())
+    })
+    .await;
+    println!("signal on all 5 hub nodes in {:?}", start.elapsed());
+    let answered = raise(&hub_nodes[2], &hub, "Out of water at the camp");
+    wait_until("the second signal everywhere", LIMIT, || {
+        hub_nodes
+            .iter()
+            .all(|n| path_in(n, &hub, &answered).is_some())
+    })
+    .await;
+    answer(&hub_nodes[3], &answered, "ack");
+    wait_until("the ack on the liaison's node", LIMIT, || {
+        answers_on(liaison, &answered) == 1
+    })
+    .await;
+    assert!(
+        path_in(&region_node, &region, &unanswered).is_none(),
+        "not before its time"
+    );
+
+    // Past the escalation time (5 minutes): the unanswered one climbs to the
+    // region and crosses to the treaty partner; the answered one stays.
+    clock.advance(Duration::from_secs(6 * 60));
+    wait_until(
+        "the signal in the region and at the treaty partner",
+        LIMIT,
+        || {
+            path_in(&region_node, &region, &unanswered) == Some(vec![hub])
+                && path_in(&partner_node, &partner, &unanswered) == Some(vec![hub])
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        path_in(&region_node, &region, &answered).is_none(),
+        "an answered signal stays"
+    );
+
+    // Answered in the region: it does not climb to the federation.
+    answer(&region_node, &unanswered, "ack");
+    clock.advance(Duration::from_secs(6 * 60));
+    // One not answered anywhere does climb on: hub, region, federation.
+    let lonely = raise(&hub_nodes[4], &hub, "Eviction notice, bailiffs at the door");
+    clock.advance(Duration::from_secs(6 * 60));
+    wait_until("the third signal in the region", LIMIT, || {
+        path_in(&region_node, &region, &lonely).is_some()
+    })
+    .await;
+    clock.advance(Duration::from_secs(6 * 60));
+    wait_until("the third signal in the federation", LIMIT, || {
+        path_in(&region_node, &federation, &lonely) == Some(vec![hub, region])
+    })
+    .await;
+    assert!(
+        path_in(&region_node, &federation, &unanswered).is_none(),
+        "an answer in the region stopped it"
+    );
+    // The answer in the region is seen with the signal wherever it is held.
+    assert!(answers_on(liaison, &unanswered) >= 1);
+    // Bad answers: unknown signal, a resolve by someone who is neither
+    // raiser nor responder.
+    let err = hub_nodes[3]
+        .node
+        .distress_answer(
+            &"ab".repeat(32),
+            &AnswerRequest {
+                kind: "ack".into(),
+                text: String::new(),
+                eta_secs: None,
+            },
+        )
+        .expect_err("unknown signal");
+    assert!(err.to_string().contains("no signal matches"), "{err}");
+    let err = hub_nodes[3]
+        .node
+        .distress_answer(
+            &lonely.to_hex(),
+            &AnswerRequest {
+                kind: "resolve".into(),
+                text: String::new(),
+                eta_secs: None,
+            },
+        )
+        .expect_err("not raiser or responder");
+    assert!(err.to_string().contains("only the raiser"), "{err}");
+    answer(&hub_nodes[3], &lonely, "respond");
+    answer(&hub_nodes[3], &lonely, "resolve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_is_limited_and_another_members_signal_still_arrives() {
+    let (nodes, group) = group_of(5).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &group, 5).await;
+    let flooder = nodes[1].node.clone();
+    let g = group.to_hex();
+    let flood = tokio::task::spawn_blocking(move || {
+        let (mut accepted, mut limited) = (0, 0);
+        let start = Instant::now();
+        for i in 0..1000 {
+            let r = flooder.distress_raise(
+                &g,
+                &RaiseRequest {
+                    category: "other".into(),
+                    severity: "low".into(),
+                    location: None,
+                    expires_secs: None,
+                    text: format!("flood {i}"),
+                },
+            );
+            match r {
+                Ok(_) => accepted += 1,
+                Err(e) if e.to_string().contains("rate limit") => limited += 1,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        (accepted, limited, start.elapsed())
+    });
+    let start = Instant::now();
+    let legit = raise(&nodes[2], &group, "Smoke in the stairwell");
+    wait_until("the legitimate signal everywhere", LIMIT, || {
+        nodes.iter().all(|n| path_in(n, &group, &legit).is_some())
+    })
+    .await;
+    let delivered = start.elapsed();
+    let (accepted, limited, took) = flood.await.expect("flood");
+    println!("flood: {accepted} accepted, {limited} refused in {took:?}; legitimate signal on all 5 nodes in {delivered:?}");
+    assert_eq!(
+        accepted, 10,
+        "the charter's default: 10 per member per hour"
+    );
+    assert_eq!(limited, 990);
+    wait_until("the flooder's ten everywhere, and no more", LIMIT, || {
+        nodes.iter().all(|n| {
+            n.node
+                .distress_list(Some(&group.to_hex()), true)
+                .is_ok_and(|l| {
+                    l.iter()
+                        .filter(|s| s.view.raiser == nodes[1].member())
+                        .count()
+                        == 10
+                })
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_was_away_sees_open_signals_when_it_returns() {
+    let (mut nodes, group) = group_of(3).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &group, 3).await;
+    let away = nodes.pop().expect("node 3");
+    let (dir, seed, tmp) = away.stop().await;
+    let signal = raise(&nodes[1], &group, "Flooding on the lower road");
+    let back = TestNode::start_in(&dir, seed, loopback_config()).await;
+    back.connect(&nodes[0]).await;
+    wait_until(
+        "the returning node to catch up on the signal",
+        LIMIT,
+        || {
+            back.node
+                .distress_list(None, false)
+                .is_ok_and(|l| l.iter().any(|s| s.view.id == signal))
+        },
+    )
+    .await;
+    drop(tmp);
+}
