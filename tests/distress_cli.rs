@@ -1,0 +1,232 @@
+//! Distress signals through the `nestwork` binary: raise, watch (JSON
+//! lines and the alarm text), answer, list, and bad input refused with a
+//! reason and nothing stored.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{bin, fails, json, ok, RunningNode};
+
+/// `nestwork distress watch` in the background; its lines on a channel.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(dir: &std::path::Path, json: bool) -> Watch {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data-dir").arg(dir);
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .args(["distress", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// The first line containing `needle`, within ten seconds.
+    fn until(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("watch never printed {needle:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn raise_watch_answer_and_refuse_bad_signals() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("a");
+    let _node = RunningNode::start(&dir);
+    json(&dir, &["group", "create", "Riverside"]);
+    let watch = Watch::start(&dir, true);
+    let alarm = Watch::start(&dir, false);
+
+    let changes = json(&dir, &["status"])["changes"].clone();
+    let long = "x".repeat(1001);
+    for (args, needle) in [
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "medical",
+                "--severity",
+                "high",
+                "",
+            ],
+            "empty",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "medical",
+                "--severity",
+                "high",
+                &long,
+            ],
+            "limit is 1000",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "volcano",
+                "--severity",
+                "high",
+                "x",
+            ],
+            "unknown category",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "medical",
+                "--severity",
+                "meh",
+                "x",
+            ],
+            "unknown severity",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "medical",
+                "--severity",
+                "low",
+                "--expires",
+                "30days",
+                "x",
+            ],
+            "at most 7 days",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Nowhere",
+                "--category",
+                "medical",
+                "--severity",
+                "low",
+                "x",
+            ],
+            "no group matches",
+        ),
+        (vec!["distress", "ack", "abcdef"], "no signal matches"),
+    ] {
+        let err = fails(&dir, &args, 1);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(
+        json(&dir, &["status"])["changes"],
+        changes,
+        "nothing stored"
+    );
+
+    let raised = json(
+        &dir,
+        &[
+            "distress",
+            "raise",
+            "Riverside",
+            "--category",
+            "medical",
+            "--severity",
+            "critical",
+            "--location",
+            "north camp",
+            "Leg broken by the well",
+        ],
+    );
+    let id = raised["id"].as_str().expect("id").to_string();
+    let line = watch.until("Leg broken by the well");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["status"], "open");
+    alarm.until("!!! DISTRESS [CRITICAL] medical in Riverside");
+
+    ok(
+        &dir,
+        &["distress", "respond", &id[..8], "--eta", "10m", "on my way"],
+    );
+    let line = watch.until("on my way");
+    assert!(line.contains(&id), "{line}");
+    let listed = json(&dir, &["distress", "list"]);
+    assert_eq!(listed[0]["answers"][0]["text"], "on my way");
+    let text = ok(&dir, &["distress", "list"]);
+    assert!(
+        text.contains("north camp") && text.contains("on the way"),
+        "{text}"
+    );
+
+    ok(&dir, &["distress", "resolve", &id[..8], "help came"]);
+    assert_eq!(
+        json(&dir, &["distress", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        json(&dir, &["distress", "list", "--all"])[0]["status"],
+        "resolved"
+    );
+    let err = fails(&dir, &["distress", "ack", &id[..8]], 1);
+    assert!(err.contains("resolved already"), "{err}");
+
+    // Someone no longer on the roll cannot raise.
+    ok(&dir, &["group", "leave", "Riverside", "--yes"]);
+    let err = fails(
+        &dir,
+        &[
+            "distress",
+            "raise",
+            "Riverside",
+            "--category",
+            "safety",
+            "--severity",
+            "high",
+            "x",
+        ],
+        1,
+    );
+    assert!(err.contains("only members on the roll"), "{err}");
+}
