@@ -60,6 +60,11 @@ pub struct SignalItem {
     pub view: SignalView,
 }
 
+/// Open or answered: still asking for help.
+fn is_live(v: &SignalView) -> bool {
+    matches!(v.status, SignalStatus::Open | SignalStatus::Answered)
+}
+
 fn invalid(msg: impl Into<String>) -> NodeError {
     NodeError::Invalid(msg.into())
 }
@@ -235,31 +240,23 @@ impl Node {
             Some(sel) => vec![self.resolve(&docs.groups, sel)?],
             None => docs.groups.keys().copied().collect(),
         };
-        let merged = self.merged_signals(&docs, &groups);
-        Ok(merged
+        let mut items: Vec<SignalItem> = self
+            .merged_signals(&docs, &groups)
             .into_values()
-            .filter(|v| all || matches!(v.status, SignalStatus::Open | SignalStatus::Answered))
+            .filter(|v| all || is_live(v))
             .map(|view| SignalItem {
-                origin_name: docs
-                    .groups
-                    .get(&view.origin)
-                    .and_then(GroupView::of)
-                    .map(|g| g.name),
+                origin_name: docs.groups.get(&view.origin).and_then(GroupView::of).map(|g| g.name),
                 view,
             })
-            .collect::<Vec<_>>())
-        .map(|mut items: Vec<SignalItem>| {
-            items.sort_by(|a, b| {
-                let live = |v: &SignalView| {
-                    matches!(v.status, SignalStatus::Open | SignalStatus::Answered)
-                };
-                live(&b.view)
-                    .cmp(&live(&a.view))
-                    .then(b.view.signal.severity.cmp(&a.view.signal.severity))
-                    .then(b.view.signal.raised_at_ms.cmp(&a.view.signal.raised_at_ms))
-            });
-            items
-        })
+            .collect();
+        // Live first, then the most severe, then the newest.
+        items.sort_by(|a, b| {
+            is_live(&b.view)
+                .cmp(&is_live(&a.view))
+                .then(b.view.signal.severity.cmp(&a.view.signal.severity))
+                .then(b.view.signal.raised_at_ms.cmp(&a.view.signal.raised_at_ms))
+        });
+        Ok(items)
     }
 
     /// One signal by full id.
