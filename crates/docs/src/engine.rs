@@ -151,6 +151,8 @@ struct DistressIndex {
     signals: HashMap<Hash32, MemberId>,
     /// Who has responded to which signal.
     responders: HashSet<(Hash32, MemberId)>,
+    /// Each member's newest signal: its number and id.
+    heads: HashMap<MemberId, (u64, Hash32)>,
 }
 
 impl DistressIndex {
@@ -159,6 +161,10 @@ impl DistressIndex {
             RecordBody::Signal(s) => {
                 self.chain.entry((author, s.seq)).or_insert(id);
                 self.signals.insert(id, author);
+                let head = self.heads.entry(author).or_insert((s.seq, id));
+                if s.seq > head.0 {
+                    *head = (s.seq, id);
+                }
             }
             RecordBody::Escalation(e) => {
                 if let Ok((record, _)) = e.signal() {
@@ -180,6 +186,12 @@ impl DistressIndex {
         }
         self.signals.extend(other.signals);
         self.responders.extend(other.responders);
+        for (member, (seq, id)) in other.heads {
+            let head = self.heads.entry(member).or_insert((seq, id));
+            if seq > head.0 {
+                *head = (seq, id);
+            }
+        }
     }
 }
 
@@ -935,6 +947,28 @@ impl SignedDoc {
         }
         pending.records.insert(id, record);
         Ok(())
+    }
+
+    /// `member`'s newest distress signal here: its number and id.
+    pub fn signal_head(&self, member: &MemberId) -> Option<(u64, Hash32)> {
+        self.distress.heads.get(member).copied()
+    }
+
+    /// Check a record `author` would add now by every rule a peer applies
+    /// that needs no gate, without signing or changing anything (a cheap
+    /// refusal before any other work).
+    pub fn precheck(&self, author: &MemberId, body: &RecordBody) -> Result<(), RuleError> {
+        rules::check_record(
+            body,
+            &RecordContext {
+                group: self.group(),
+                author: *author,
+                in_genesis_change: false,
+                ledger_period: self.ledger.map(|(_, period)| period),
+            },
+        )?;
+        self.check_references(body, author, &Pending::default(), &Pending::default())
+            .map_err(RuleError)
     }
 
     /// The group this document belongs to.

@@ -126,38 +126,18 @@ impl Node {
             return Err(invalid("a signal lasts at most 7 days"));
         }
         let now = self.now_ms();
-        let group = {
+        let (group, body) = {
             let docs = self.lock();
             let group = self.resolve(&docs.groups, sel)?;
             let doc = docs
                 .groups
                 .get(&group)
                 .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-            let gov =
-                governance_of(doc, now).ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
-            if !gov.is_member(&me) {
-                return Err(invalid(
-                    "only members on the roll may raise a signal in this group",
-                ));
-            }
-            group
-        };
-        let id = self.write_group_record(group, |docs| {
-            // The next link of this member's chain of signals.
-            let doc = docs
-                .groups
-                .get(&group)
-                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let last = doc
-                .records()
-                .iter()
-                .filter(|(_, r)| r.author == me)
-                .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
-                    Ok(RecordBody::Signal(s)) => Some((s.seq, *id)),
-                    _ => None,
-                })
-                .max();
-            Ok(RecordBody::Signal(Signal {
+            // The next link of this member's chain of signals; the rate
+            // limit and the shape are checked first, as cheaply as they can
+            // be, so a flood costs its sender little.
+            let last = doc.signal_head(&me);
+            let body = RecordBody::Signal(Signal {
                 category,
                 severity,
                 text: req.text.clone(),
@@ -166,8 +146,18 @@ impl Node {
                 expires_at_ms: now.saturating_add(life),
                 seq: last.map_or(1, |(seq, _)| seq + 1),
                 prev: last.map(|(_, id)| id),
-            }))
-        })?;
+            });
+            doc.precheck(&me, &body)?;
+            let gov =
+                governance_of(doc, now).ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            if !gov.is_member(&me) {
+                return Err(invalid(
+                    "only members on the roll may raise a signal in this group",
+                ));
+            }
+            (group, body)
+        };
+        let id = self.write_group_record(group, |_| Ok(body))?;
         tracing::warn!(group = %group.short(), signal = %id.short(), category = %req.category, severity = %req.severity, "distress signal raised");
         self.signal(&id)
     }
@@ -245,7 +235,11 @@ impl Node {
             .into_values()
             .filter(|v| all || is_live(v))
             .map(|view| SignalItem {
-                origin_name: docs.groups.get(&view.origin).and_then(GroupView::of).map(|g| g.name),
+                origin_name: docs
+                    .groups
+                    .get(&view.origin)
+                    .and_then(GroupView::of)
+                    .map(|g| g.name),
                 view,
             })
             .collect();
@@ -352,24 +346,40 @@ impl Node {
     /// Escalations this node should file now: unanswered signals whose
     /// group's escalation time has passed, into each next group this
     /// member belongs to that does not hold them yet.
-    pub(crate) fn due_escalations(&self, docs: &State) -> Vec<(Hash32, RecordBody)> {
+    pub(crate) fn due_escalations(
+        &self,
+        docs: &State,
+        govs: &BTreeMap<Hash32, Governance>,
+    ) -> Vec<(Hash32, RecordBody)> {
         let now = self.now_ms();
         let me: MemberId = self.member();
-        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
-        let merged = self.merged_signals(docs, &groups);
+        let signals: BTreeMap<Hash32, Vec<SignalView>> = govs
+            .iter()
+            .filter_map(|(g, gov)| Some((*g, signals_of(docs.groups.get(g)?, gov, now))))
+            .collect();
+        // An answer anywhere stops escalation everywhere.
+        let answered: std::collections::BTreeSet<Hash32> = signals
+            .values()
+            .flatten()
+            .filter(|v| v.answered())
+            .map(|v| v.id)
+            .collect();
+        let holds = |group: &Hash32, id: &Hash32| {
+            signals
+                .get(group)
+                .is_some_and(|l| l.iter().any(|x| x.id == *id))
+        };
         let mut out = Vec::new();
-        for (g, doc) in &docs.groups {
-            let Some(gov) = governance_of(doc, now) else {
+        for (g, gov) in govs {
+            let Some(doc) = docs.groups.get(g) else {
                 continue;
             };
             if !gov.is_member(&me) {
                 continue;
             }
             let wait = gov.rules.distress_escalation_secs.saturating_mul(1000);
-            for v in signals_of(doc, &gov, now) {
-                // An answer anywhere stops escalation everywhere.
-                let answered = merged.get(&v.id).is_some_and(|m| !m.answers.is_empty());
-                if answered
+            for v in signals.get(g).into_iter().flatten() {
+                if answered.contains(&v.id)
                     || v.status != SignalStatus::Open
                     || now < v.arrived_at_ms.saturating_add(wait)
                 {
@@ -385,15 +395,8 @@ impl Node {
                     );
                 }
                 for t in targets {
-                    let Some(target) = docs.groups.get(&t) else {
-                        continue;
-                    };
-                    let Some(tgov) = governance_of(target, now) else {
-                        continue;
-                    };
-                    let held = signals_of(target, &tgov, now).iter().any(|x| x.id == v.id)
-                        || v.path.contains(&t);
-                    if held || !tgov.is_member(&me) {
+                    let member_there = govs.get(&t).is_some_and(|tg| tg.is_member(&me));
+                    if !member_there || holds(&t, &v.id) || v.path.contains(&t) {
                         continue;
                     }
                     let Some(bytes) = signal_bytes(doc, &v.id) else {

@@ -551,8 +551,15 @@ impl Node {
         {
             let docs = self.lock();
             let now = self.now_ms();
-            for (group, doc) in &docs.groups {
-                let Some(gov) = governance_of(doc, now) else {
+            // Each group's governance, once per tick.
+            let govs: BTreeMap<Hash32, Governance> = docs
+                .groups
+                .iter()
+                .filter_map(|(g, d)| governance_of(d, now).map(|gov| (*g, gov)))
+                .collect();
+            let belongs = |group: &Hash32| govs.get(group).is_some_and(|g| g.is_member(&me));
+            for (group, gov) in &govs {
+                let Some(doc) = docs.groups.get(group) else {
                     continue;
                 };
                 let ledger = docs.ledgers.get(group);
@@ -592,7 +599,7 @@ impl Node {
                             |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal),
                         )
                     });
-                    if delegates.contains(&me) && !filed && self.belongs(&docs, &parent) {
+                    if delegates.contains(&me) && !filed && belongs(&parent) {
                         todo.push(Task::File(
                             parent,
                             RecordBody::Delegation(Delegation {
@@ -633,7 +640,7 @@ impl Node {
                             |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id),
                         )
                     });
-                    if !filed && self.belongs(&docs, &t.other) && gov.is_member(&me) {
+                    if !filed && belongs(&t.other) && gov.is_member(&me) {
                         todo.push(Task::File(
                             t.other,
                             RecordBody::Counterpart(Counterpart {
@@ -647,17 +654,14 @@ impl Node {
                     }
                 }
             }
-        }
-        let mut written = 0;
-        {
             // Unanswered distress signals climb the tiers and cross treaties.
-            let docs = self.lock();
             todo.extend(
-                self.due_escalations(&docs)
+                self.due_escalations(&docs, &govs)
                     .into_iter()
                     .map(|(group, body)| Task::File(group, body)),
             );
         }
+        let mut written = 0;
         for task in todo {
             let done = match task {
                 Task::Limit(group, member, floor, ceiling, p) => {
@@ -674,14 +678,6 @@ impl Node {
             }
         }
         written
-    }
-
-    /// Whether this member is on `group`'s roll here.
-    fn belongs(&self, docs: &State, group: &Hash32) -> bool {
-        docs.groups
-            .get(group)
-            .and_then(|d| governance_of(d, self.now_ms()))
-            .is_some_and(|g| g.is_member(&self.member()))
     }
 
     fn find_proposal(
@@ -742,7 +738,12 @@ impl Node {
             let mut docs = self.lock();
             let body = make(&docs)?;
             let state = &mut *docs;
-            let decisions = Decisions::of(state.groups.get(&group), now).resolved();
+            // Only a limit change asks which proposals passed.
+            let decisions = match body {
+                RecordBody::CreditLimit(_) => Decisions::of(state.groups.get(&group), now),
+                _ => Decisions::of(None, now),
+            }
+            .resolved();
             let doc = state
                 .groups
                 .get_mut(&group)
