@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use nestwork_core::Hash32;
 use nestwork_docs::governance::Outcome;
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
-use nestwork_testkit::{group_of, wait_until, TestNode};
-use rand::{Rng, SeedableRng};
+use nestwork_testkit::{meshed_group, wait_until, TestNode};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -39,24 +38,7 @@ async fn main() {
             "release"
         }
     );
-    let (nodes, group) = group_of(n).await;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    for i in 1..n {
-        for _ in 0..3 {
-            let j = rng.gen_range(0..n);
-            if j != i {
-                nodes[i].connect(&nodes[j]).await;
-            }
-        }
-    }
-    wait_until("every node to see the whole roll", LIMIT, || {
-        nodes.iter().all(|x| {
-            x.node
-                .charter(&group.to_hex())
-                .is_ok_and(|c| c.members.len() == n)
-        })
-    })
-    .await;
+    let (nodes, group) = meshed_group(n, 11).await;
     // Quorum 50%, approval 60%: with n seats, the vote that makes yes reach
     // 60% of all seats decides at once.
     let deciding = (n * 60).div_ceil(100);

@@ -806,6 +806,21 @@ pub struct TreatyState {
 }
 
 impl TreatyState {
+    /// A treaty of `group`'s that neither party has ratified yet.
+    fn new(treaty: &Treaty, group: &Hash32) -> TreatyState {
+        TreatyState {
+            id: treaty.id(),
+            treaty: treaty.clone(),
+            other: treaty.other(group),
+            ratified_here_ms: None,
+            ratified_there_ms: None,
+            end_here_ms: treaty.end_ms,
+            end_there_ms: treaty.end_ms,
+            ended_ms: None,
+            status: TreatyStatus::Proposed,
+        }
+    }
+
     /// The end in force: what both parties agreed to.
     pub fn end_ms(&self) -> u64 {
         self.end_here_ms.min(self.end_there_ms)
@@ -1279,17 +1294,11 @@ impl Governance {
                 if at >= treaty.end_ms {
                     return Err("the treaty's end has passed".into());
                 }
-                let t = self.treaties.entry(id).or_insert_with(|| TreatyState {
-                    id,
-                    treaty: treaty.clone(),
-                    other: treaty.other(&self.group),
-                    ratified_here_ms: None,
-                    ratified_there_ms: None,
-                    end_here_ms: treaty.end_ms,
-                    end_there_ms: treaty.end_ms,
-                    ended_ms: None,
-                    status: TreatyStatus::Proposed,
-                });
+                let group = self.group;
+                let t = self
+                    .treaties
+                    .entry(id)
+                    .or_insert_with(|| TreatyState::new(treaty, &group));
                 t.ratified_here_ms.get_or_insert(at);
             }
             Action::RenewTreaty { treaty, end_ms } => {
@@ -1380,21 +1389,9 @@ impl Governance {
             let Some(t) = self.treaties.get_mut(&c.body.treaty) else {
                 // Ratified there first: shown once this group ratifies.
                 if let TreatyAct::Ratified(treaty) = &c.body.act {
-                    let id = treaty.id();
-                    self.treaties.insert(
-                        id,
-                        TreatyState {
-                            id,
-                            treaty: treaty.clone(),
-                            other: c.body.group,
-                            ratified_here_ms: None,
-                            ratified_there_ms: Some(c.body.at_ms),
-                            end_here_ms: treaty.end_ms,
-                            end_there_ms: treaty.end_ms,
-                            ended_ms: None,
-                            status: TreatyStatus::Proposed,
-                        },
-                    );
+                    let mut t = TreatyState::new(treaty, &self.group);
+                    t.ratified_there_ms = Some(c.body.at_ms);
+                    self.treaties.insert(t.id, t);
                 }
                 continue;
             };

@@ -258,6 +258,36 @@ pub async fn group_of(n: usize) -> (Vec<TestNode>, Hash32) {
     (nodes, group)
 }
 
+/// [`group_of`], then three random links (seeded) from each node, so the
+/// group is a mesh as it would be after discovery rather than a star
+/// around its founder; waits until every node sees the whole roll.
+pub async fn meshed_group(n: usize, seed: u64) -> (Vec<TestNode>, Hash32) {
+    use rand::{Rng, SeedableRng};
+    let (nodes, group) = group_of(n).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for i in 1..n {
+        for _ in 0..3 {
+            let j = rng.gen_range(0..n);
+            if j != i {
+                nodes[i].connect(&nodes[j]).await;
+            }
+        }
+    }
+    wait_until(
+        "every node to see the whole roll",
+        Duration::from_secs(120),
+        || {
+            nodes.iter().all(|x| {
+                x.node
+                    .charter(&group.to_hex())
+                    .is_ok_and(|c| c.members.len() == n)
+            })
+        },
+    )
+    .await;
+    (nodes, group)
+}
+
 /// Wait until every node has the same heads for `doc`.
 pub async fn converged(nodes: &[&TestNode], doc: &Hash32, limit: Duration) {
     wait_until("all nodes to reach the same heads", limit, || {
