@@ -344,3 +344,90 @@ async fn a_node_that_was_away_sees_open_signals_when_it_returns() {
     .await;
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
+    use nestwork_docs::distress::{Category, Severity, Signal};
+    use nestwork_docs::{NoLedger, RecordBody, SignedDoc, Writer};
+    use nestwork_net::Replica;
+
+    let (nodes, group) = group_of(3).await;
+    for i in 0..3 {
+        for j in i + 1..3 {
+            nodes[i].connect(&nodes[j]).await;
+        }
+    }
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &group, 3).await;
+    // The flooder (node 3) keeps a copy of the group as it is now, raises
+    // one honest signal, then signs a thousand more on its copy: each is a
+    // second signal number 1, which no node accepts.
+    let flooder = &nodes[2];
+    let replica: &dyn Replica = &*flooder.node;
+    let mut copy = SignedDoc::empty(group);
+    copy.apply(replica.changes_since(&group, &[], usize::MAX).0);
+    let honest = raise(flooder, &group, "first and only");
+    wait_until("the honest signal everywhere", LIMIT, || {
+        nodes.iter().all(|n| path_in(n, &group, &honest).is_some())
+    })
+    .await;
+    let writer = Writer::new(nestwork_testkit::key(3), [9; 8]);
+    let now = flooder.node.now_ms();
+    let forged: Vec<nestwork_core::SignedChange> = (0..1000)
+        .map(|i| {
+            let mut fork = copy.clone();
+            let body = RecordBody::Signal(Signal {
+                category: Category::Other,
+                severity: Severity::Critical,
+                text: format!("flood {i}"),
+                location: None,
+                raised_at_ms: now,
+                expires_at_ms: now + 3_600_000,
+                seq: 1,
+                prev: None,
+            });
+            fork.add_record(&writer, body, &mut NoLedger, now)
+                .expect("sign")
+                .1
+        })
+        .collect();
+    let stored_before = nodes[0].node.status().changes;
+    let sender = flooder.net.clone();
+    let flood = tokio::spawn(async move {
+        for change in forged {
+            sender
+                .publish_raw(group, nestwork_core::encoding::encode(&vec![change]))
+                .await
+                .expect("publish");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let start = Instant::now();
+    let legit = raise(&nodes[1], &group, "Gas smell in the kitchen");
+    wait_until("the legitimate signal during the flood", LIMIT, || {
+        path_in(&nodes[0], &group, &legit).is_some()
+    })
+    .await;
+    println!(
+        "legitimate signal delivered in {:?} during the forged flood",
+        start.elapsed()
+    );
+    flood.await.expect("flood");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        nodes[0].node.status().changes,
+        stored_before + 1,
+        "only the legitimate signal was stored"
+    );
+    let status = nodes[0].net.status().await.expect("status");
+    assert!(status.gossip.rejected >= 1, "{:?}", status.gossip);
+    let peers = nodes[0].net.peers().await.expect("peers");
+    let score = peers
+        .iter()
+        .find(|p| p.peer == flooder.peer().to_string())
+        .and_then(|p| p.score);
+    assert!(
+        score.is_some_and(|s| s < 0.0),
+        "the flooder's score drops: {score:?}"
+    );
+}

@@ -442,7 +442,6 @@ pub const RULE_NAMES: &[&str] = &[
     "revision_cycle",
     "revision_share_percent",
     "distress_escalation",
-    "distress_per_hour",
     "entry_needs_vote",
     "exit_credit_to_commons",
 ];
@@ -479,9 +478,9 @@ pub fn set_rule(rules: &Rules, rule: &str, value: &str) -> Result<Rules, RuleErr
         "revision_share_percent" => r.revision_share_percent = percent(value)?,
         "distress_escalation" => r.distress_escalation_secs = secs(value)?,
         "distress_per_hour" => {
-            r.distress_per_hour = value
-                .parse()
-                .map_err(|_| RuleError(format!("{rule} must be a whole number, not {value:?}")))?
+            // Every node checks the rate against the member's chain of
+            // signals, with one number for the group's whole life.
+            return broken("distress_per_hour is fixed when a group is founded");
         }
         "entry_needs_vote" => r.entry_needs_vote = flag(value)?,
         "exit_credit_to_commons" => r.exit_credit_to_commons = flag(value)?,
