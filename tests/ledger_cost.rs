@@ -4,7 +4,7 @@
 //!
 //! This compares two costs measured in one run on one machine, so it holds
 //! on slow and fast machines alike; the figures themselves come from
-//! `scripts/bench-ledger`.
+//! `scripts/bench ledger`.
 
 use std::time::Instant;
 

@@ -4,13 +4,14 @@
 //! (raises as fast as it can; its node refuses all but the charter's ten
 //! per hour, and the ten it signs travel with the rest).
 //!
-//! Run with `scripts/bench-distress`; `NESTWORK_BENCH_QUICK=1` for a smoke
+//! Run with `scripts/bench distress`; `NESTWORK_BENCH_QUICK=1` for a smoke
 //! run (5 nodes, 10 signals).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nestwork_bench::{figure, Better, Limit};
 use nestwork_core::Hash32;
 use nestwork_node::distress::RaiseRequest;
 use nestwork_testkit::{meshed_group, TestNode};
@@ -69,7 +70,7 @@ async fn run(
     times
 }
 
-fn report(what: &str, n: usize, times: &[Duration]) {
+fn report(what: &str, key: &str, n: usize, times: &[Duration]) {
     let p =
         |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
     println!(
@@ -78,6 +79,20 @@ fn report(what: &str, n: usize, times: &[Duration]) {
         p(0.5),
         p(0.99)
     );
+    for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+        figure(
+            &format!("distress_{key}_{label}"),
+            &format!("distress signal delivery {label}, {what}"),
+            p(q),
+            "ms",
+            Better::Lower,
+            &format!("{n} in-process nodes, one group, {} signals", times.len()),
+            Limit::Figure(
+                format!("propagation{n}_{label}"),
+                "change propagation at idle, same run".into(),
+            ),
+        );
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +124,7 @@ async fn main() {
         });
     }
     let idle = run(&nodes, &group, &dirty, count, 0).await;
-    report("idle", n, &idle);
+    report("idle", "idle", n, &idle);
 
     // The last member floods from its node, 1,000 signals a second (the
     // issue's figure), for as long as the second run lasts.
@@ -132,7 +147,7 @@ async fn main() {
     let flooded = run(&nodes, &group, &dirty, count, count).await;
     stop.store(true, Ordering::Relaxed);
     let (sent, refused, took) = flood.await.expect("flood");
-    report("one member flooding", n, &flooded);
+    report("one member flooding", "flood", n, &flooded);
     println!(
         "the flooder tried {} signals in {:.1} s ({:.0}/s): {sent} signed, {refused} refused by the rate limit",
         sent + refused,

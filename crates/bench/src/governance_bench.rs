@@ -5,7 +5,7 @@
 //! signed votes on each node, so this is the time for the vote to be
 //! verified, stored and applied everywhere.
 //!
-//! Run with `scripts/bench-governance`; `NESTWORK_BENCH_QUICK=1` for a
+//! Run with `scripts/bench governance`; `NESTWORK_BENCH_QUICK=1` for a
 //! smoke run (5 nodes, 2 decisions).
 
 use std::time::{Duration, Instant};
@@ -90,7 +90,16 @@ async fn main() {
         times.push(cast.elapsed());
     }
     times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ms = nestwork_bench::ms;
+    nestwork_bench::figure(
+        "decision",
+        &format!("time for a decision, {n} nodes"),
+        ms(times[times.len() / 2]),
+        "ms",
+        nestwork_bench::Better::Lower,
+        &format!("deciding vote cast -> passed on all {n} nodes, median of {rounds}"),
+        nestwork_bench::Limit::None,
+    );
     println!(
         "time for a decision (deciding vote cast -> passed on all {n} nodes), {rounds} decisions: p50 {:.1} ms, max {:.1} ms",
         ms(times[times.len() / 2]),

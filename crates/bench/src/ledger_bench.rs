@@ -8,12 +8,13 @@
 //! - cold start and resident memory of a node whose store holds the whole
 //!   history (measured in a fresh process that opens the store).
 //!
-//! Run it with `scripts/bench-ledger`. `NESTWORK_BENCH_QUICK=1` stops the
+//! Run it with `scripts/bench ledger`. `NESTWORK_BENCH_QUICK=1` stops the
 //! history at 10k for a smoke run.
 
 use std::time::Instant;
 
 use anyhow::Context;
+use nestwork_bench::{figure, ms, read_files, Better, Limit};
 use nestwork_core::{Hash32, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
@@ -65,6 +66,35 @@ fn main() -> anyhow::Result<()> {
         backlog as f64 / secs,
         secs
     );
+    // The floor: ed25519 batch verification alone. Each payment carries two
+    // signatures (its record's and its change's); the batch is timed on the
+    // change signatures and counted twice.
+    let signed: Vec<SignedChange> = made.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+    let verify = Instant::now();
+    for chunk in signed.chunks(1_000) {
+        anyhow::ensure!(
+            SignedChange::verify_all(chunk).iter().all(Result::is_ok),
+            "a signature failed"
+        );
+    }
+    let per_signature = verify.elapsed().as_secs_f64() / signed.len() as f64;
+    let verify_rate = 1.0 / (2.0 * per_signature);
+    println!(
+        "  ed25519 batch verification alone, two signatures a payment: {verify_rate:.0} payments/s"
+    );
+    figure(
+        "payments_per_sec",
+        "payments verified and applied per second, one node",
+        backlog as f64 / secs,
+        "/s",
+        Better::Higher,
+        &format!("{backlog} payments from the network in batches of 1,000, {MEMBERS} members"),
+        Limit::Value(
+            verify_rate,
+            "ed25519-dalek batch verification alone on the same signatures".into(),
+        ),
+    );
+    let mut cost_at_1k: Option<f64> = None;
 
     // Cost per payment as history grows; the same history goes into a
     // real node's store for the cold start.
@@ -105,6 +135,17 @@ fn main() -> anyhow::Result<()> {
         }
         done += SAMPLES;
         times.sort_by(f64::total_cmp);
+        let median = times[SAMPLES / 2];
+        let base = *cost_at_1k.get_or_insert(median);
+        figure(
+            &format!("payment_cost_{target}"),
+            &format!("cost of one payment after {target} payments of history"),
+            median,
+            "µs",
+            Better::Lower,
+            &format!("median of {SAMPLES}, each applied on its own"),
+            Limit::Value(base, "the same cost at 1.5k payments of history".into()),
+        );
         println!(
             "receive one payment after {:>9} payments of history: median {:>6.0} µs, p90 {:>6.0} µs, {} held in memory   (history built in {:.0} s)",
             target,
@@ -180,6 +221,40 @@ fn open_and_report(dir: &str) -> anyhow::Result<()> {
         status.store_bytes / 1_000_000,
         load.as_secs_f64(),
         rss
+    );
+    drop(node);
+    let (read, bytes) = read_files(&data.store_dir())?;
+    println!(
+        "  reading the store's files alone: {:.2} s ({} MB)",
+        read.as_secs_f64(),
+        bytes / 1_000_000
+    );
+    let conditions = format!("{} payments in one group, fresh process", status.payments);
+    figure(
+        "cold_start_ledger",
+        "cold start with a year of payments",
+        ms(load),
+        "ms",
+        Better::Lower,
+        &conditions,
+        Limit::Value(ms(read), "time to read the store files".into()),
+    );
+    let kb: f64 = rss
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN);
+    figure(
+        "resident_memory",
+        "resident memory after the cold start",
+        kb / 1024.0,
+        "MiB",
+        Better::Lower,
+        &conditions,
+        Limit::Value(
+            bytes as f64 / (1024.0 * 1024.0),
+            "size of the data on disk".into(),
+        ),
     );
     Ok(())
 }

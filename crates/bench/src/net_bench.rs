@@ -10,7 +10,7 @@
 //!   size of the missing changes;
 //! - repeat sync: the same node misses one more change and reconnects.
 //!
-//! Run with `scripts/bench-net`; `NESTWORK_BENCH_QUICK=1` for a smoke run.
+//! Run with `scripts/bench net`; `NESTWORK_BENCH_QUICK=1` for a smoke run.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ use nestwork_net::NetStatus;
 use nestwork_testkit::{converged, group_of, key, loopback_config, wait_until, TestNode};
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
+
+use nestwork_bench::{figure, loopback_round_trip, ms, Better, Limit};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -47,8 +49,10 @@ async fn main() {
     } else {
         &[(10, 200), (50, 200)]
     };
+    let rtt = loopback_round_trip().expect("loopback round trip");
+    println!("loopback TCP round trip: {:.3} ms (median of 500)", ms(rtt));
     for &(n, changes) in runs {
-        propagation(n, changes).await;
+        propagation(n, changes, rtt).await;
     }
     catch_up(if quick { 500 } else { 10_000 }).await;
 }
@@ -58,11 +62,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-async fn propagation(n: usize, changes: usize) {
+async fn propagation(n: usize, changes: usize, rtt: Duration) {
     let (nodes, group) = group_of(n).await;
     // Joining made a star around node 0; add random links (seeded) so the
     // group is a mesh, as it would be after discovery.
@@ -134,9 +134,77 @@ async fn propagation(n: usize, changes: usize) {
         "  gossip copies received per message per node: {:.2}   ({copies} copies of {unique} messages)",
         copies as f64 / unique.max(1) as f64
     );
+    // The floor: a loopback round trip for every hop from the author to
+    // the farthest node, over the connections the nodes actually hold.
+    let hops = eccentricities(&nodes).await;
+    let mut sorted = hops.clone();
+    sorted.sort();
+    let typical = sorted[sorted.len() / 2] as f64;
+    let worst = *sorted.last().unwrap_or(&1) as f64;
+    println!("  hops from an author to the farthest node: median {typical}, at most {worst}");
+    let conditions = format!("{n} in-process nodes, one group, loopback, {changes} changes");
+    for (q, label, h) in [(0.5, "p50", typical), (0.99, "p99", worst)] {
+        figure(
+            &format!("propagation{n}_{label}"),
+            &format!("change propagation {label}, {n} nodes"),
+            ms(percentile(&latencies, q)),
+            "ms",
+            Better::Lower,
+            &conditions,
+            Limit::Value(ms(rtt) * h, format!("loopback round trip x {h} hops")),
+        );
+    }
+    figure(
+        &format!("copies{n}"),
+        &format!("copies received per unique message, {n} nodes"),
+        copies as f64 / unique.max(1) as f64,
+        "copies",
+        Better::Lower,
+        &conditions,
+        Limit::Value(1.0, "one copy".into()),
+    );
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// For each node, the most connection hops to any other node.
+async fn eccentricities(nodes: &[TestNode]) -> Vec<usize> {
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.peer().to_string(), i))
+        .collect();
+    let mut links: Vec<Vec<usize>> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let peers = n.net.peers().await.expect("peers");
+        links.push(
+            peers
+                .iter()
+                .filter_map(|p| index.get(&p.peer).copied())
+                .collect(),
+        );
+    }
+    (0..nodes.len())
+        .map(|from| {
+            let mut dist = vec![usize::MAX; nodes.len()];
+            dist[from] = 0;
+            let mut queue = std::collections::VecDeque::from([from]);
+            while let Some(i) = queue.pop_front() {
+                for &j in &links[i] {
+                    if dist[j] == usize::MAX {
+                        dist[j] = dist[i] + 1;
+                        queue.push_back(j);
+                    }
+                }
+            }
+            dist.into_iter()
+                .filter(|d| *d != usize::MAX)
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        })
+        .collect()
 }
 
 async fn warm_up(nodes: &[TestNode], group: Hash32) {
@@ -184,6 +252,8 @@ async fn catch_up(missed: usize) {
         );
     }
     let missing_bytes: usize = history.iter().map(|c| c.encode().len()).sum();
+    let before: Vec<nestwork_core::SignedChange> =
+        a.node.export(&group.to_hex()).expect("export").changes;
     a.node
         .import(ChangeBundle {
             doc: group,
@@ -201,12 +271,69 @@ async fn catch_up(missed: usize) {
         a.net.status().await.expect("status").sync_traffic,
         b.net.status().await.expect("status").sync_traffic,
     );
+    let sync_bytes = (a1.bytes_sent - a0.bytes_sent) + (a1.bytes_received - a0.bytes_received);
+    let round_trips = (a1.requests_sent - a0.requests_sent) + b1.requests_sent;
     println!();
     println!(
         "catch-up after missing {missed} changes: {:>8.1} ms   {} bytes   {} round trips   (missing changes: {missing_bytes} bytes)",
         ms(took),
-        (a1.bytes_sent - a0.bytes_sent) + (a1.bytes_received - a0.bytes_received),
-        (a1.requests_sent - a0.requests_sent) + b1.requests_sent
+        sync_bytes,
+        round_trips
+    );
+    let full = a.node.export(&group.to_hex()).expect("export").changes;
+    let (am_time, am_bytes, am_rounds) = automerge_sync(&before, &full);
+    println!(
+        "  automerge's own sync protocol, in memory, same documents: {:.1} ms   {am_bytes} bytes   {am_rounds} round trips",
+        ms(am_time)
+    );
+    let conditions = format!("a node rejoins after {missed} changes were made without it");
+    figure(
+        "catchup_ms",
+        &format!("catch-up after {missed} missed changes, time"),
+        ms(took),
+        "ms",
+        Better::Lower,
+        &conditions,
+        Limit::Value(
+            ms(am_time),
+            "Automerge's sync protocol in memory on the same documents".into(),
+        ),
+    );
+    figure(
+        "catchup_bytes",
+        &format!("catch-up after {missed} missed changes, bytes"),
+        sync_bytes as f64,
+        "bytes",
+        Better::Lower,
+        &conditions,
+        Limit::Value(
+            missing_bytes as f64,
+            "bytes of the missing changes (signed)".into(),
+        ),
+    );
+    figure(
+        "catchup_automerge_bytes",
+        "Automerge's sync protocol in memory, bytes (reference)",
+        am_bytes as f64,
+        "bytes",
+        Better::Lower,
+        &conditions,
+        Limit::Value(
+            missing_bytes as f64,
+            "bytes of the missing changes (signed)".into(),
+        ),
+    );
+    figure(
+        "catchup_round_trips",
+        &format!("catch-up after {missed} missed changes, round trips"),
+        round_trips as f64,
+        "round trips",
+        Better::Lower,
+        &conditions,
+        Limit::Value(
+            am_rounds as f64,
+            "Automerge's sync protocol in memory".into(),
+        ),
     );
 
     // One more change while B is cut off, then reconnect.
@@ -237,15 +364,89 @@ async fn catch_up(missed: usize) {
         a.net.status().await.expect("status").sync_traffic,
         b.net.status().await.expect("status").sync_traffic,
     );
+    let repeat_bytes = (a3.bytes_sent - a2.bytes_sent) + (a3.bytes_received - a2.bytes_received);
+    let repeat_rounds =
+        (a3.requests_sent - a2.requests_sent) + (b3.requests_sent - b2.requests_sent);
     println!(
         "repeat sync after one new change:        {:>8.1} ms   {} bytes   {} round trips   (the change: {change_bytes} bytes)",
         ms(took),
-        (a3.bytes_sent - a2.bytes_sent) + (a3.bytes_received - a2.bytes_received),
-        (a3.requests_sent - a2.requests_sent) + (b3.requests_sent - b2.requests_sent)
+        repeat_bytes,
+        repeat_rounds
+    );
+    let conditions = "a node reconnects after missing one change";
+    figure(
+        "repeat_bytes",
+        "repeat sync after one new change, bytes",
+        repeat_bytes as f64,
+        "bytes",
+        Better::Lower,
+        conditions,
+        Limit::Value(change_bytes as f64, "size of that change".into()),
+    );
+    figure(
+        "repeat_round_trips",
+        "repeat sync after one new change, round trips",
+        repeat_rounds as f64,
+        "round trips",
+        Better::Lower,
+        conditions,
+        Limit::Value(1.0, "one round trip".into()),
     );
     b.stop().await;
     a.stop().await;
     drop(tmp);
+}
+
+/// Automerge's own sync protocol between two in-memory documents, one
+/// holding `have`, the other `full`: time, bytes both ways, round trips.
+fn automerge_sync(
+    have: &[nestwork_core::SignedChange],
+    full: &[nestwork_core::SignedChange],
+) -> (Duration, usize, usize) {
+    use automerge::sync::{State, SyncDoc};
+    let load = |changes: &[nestwork_core::SignedChange]| {
+        let mut doc = automerge::Automerge::new();
+        let parsed: Vec<automerge::Change> = changes
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.change.clone()).expect("a stored change"))
+            .collect();
+        doc.apply_changes(parsed).expect("apply");
+        doc
+    };
+    let (mut behind, mut ahead) = (load(have), load(full));
+    let (mut sb, mut sa) = (State::new(), State::new());
+    let start = Instant::now();
+    let (mut bytes, mut rounds) = (0usize, 0usize);
+    loop {
+        let mut moved = false;
+        if let Some(m) = behind.generate_sync_message(&mut sb) {
+            let m = m.encode();
+            bytes += m.len();
+            ahead
+                .receive_sync_message(
+                    &mut sa,
+                    automerge::sync::Message::decode(&m).expect("decode"),
+                )
+                .expect("receive");
+            moved = true;
+        }
+        if let Some(m) = ahead.generate_sync_message(&mut sa) {
+            let m = m.encode();
+            bytes += m.len();
+            behind
+                .receive_sync_message(
+                    &mut sb,
+                    automerge::sync::Message::decode(&m).expect("decode"),
+                )
+                .expect("receive");
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+        rounds += 1;
+    }
+    (start.elapsed(), bytes, rounds)
 }
 
 async fn wait_for_disconnect(a: &TestNode, b: &TestNode) {

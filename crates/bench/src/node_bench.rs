@@ -7,7 +7,7 @@
 //!   change flushed to disk before the answer), with 1 and with 8 clients;
 //! - for reference, how fast a 10,000-change bundle is verified and applied.
 //!
-//! Run it with `scripts/bench-node`. `NESTWORK_BENCH_QUICK=1` shrinks every
+//! Run it with `scripts/bench node`. `NESTWORK_BENCH_QUICK=1` shrinks every
 //! size for a smoke run.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use nestwork_bench::{figure, ms, read_files, Better, Limit};
 
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
@@ -74,6 +76,16 @@ fn main() -> anyhow::Result<()> {
         ms(empty),
         sizes.starts
     );
+    let (read_empty, _) = read_files(&dir.store_dir())?;
+    figure(
+        "cold_start_empty",
+        "cold start, empty store",
+        ms(empty),
+        "ms",
+        Better::Lower,
+        &format!("process start to API ready, median of {}", sizes.starts),
+        Limit::Value(ms(read_empty), "time to read the store files".into()),
+    );
 
     let (imported, import_time) = {
         let node = Node::start(&bin, &dir)?;
@@ -100,6 +112,11 @@ fn main() -> anyhow::Result<()> {
         ms(import_time)
     );
 
+    let flush_rate = sled_flush_rate(tmp.path(), Duration::from_secs(sizes.write_secs))?;
+    println!(
+        "{:<52} {:>10.0} /s   ({} s, insert + flush, nothing else)",
+        "sled alone: durable writes", flush_rate, sizes.write_secs
+    );
     let node = Node::start(&bin, &dir)?;
     for clients in [1usize, 8] {
         let rate = durable_writes(&dir, clients, Duration::from_secs(sizes.write_secs))?;
@@ -108,6 +125,15 @@ fn main() -> anyhow::Result<()> {
             format!("durable changes through the API, {clients} client(s)"),
             rate,
             sizes.write_secs
+        );
+        figure(
+            &format!("durable_writes_{clients}"),
+            &format!("durable writes per second, {clients} client(s)"),
+            rate,
+            "/s",
+            Better::Higher,
+            "through the API, each a signed change flushed before the answer",
+            Limit::Value(flush_rate, "sled insert + flush alone".into()),
         );
     }
     let status: nestwork_api::StatusReport = Client::connect(&dir)?.get("/status")?;
@@ -120,8 +146,21 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// Small inserts each flushed to disk, with sled alone, for `time`.
+fn sled_flush_rate(tmp: &std::path::Path, time: Duration) -> anyhow::Result<f64> {
+    let db = sled::Config::new()
+        .path(tmp.join("sled-alone"))
+        .cache_capacity(64 << 20)
+        .open()?;
+    let value = vec![7u8; 400];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < time {
+        db.insert(n.to_be_bytes(), value.as_slice())?;
+        db.flush()?;
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// The `nestwork` binary built beside this one.
@@ -130,7 +169,7 @@ fn nestwork_binary() -> anyhow::Result<PathBuf> {
     let bin = me.with_file_name("nestwork");
     if !bin.exists() {
         bail!(
-            "{} not found: build it first (scripts/bench-node does)",
+            "{} not found: build it first (scripts/bench node does)",
             bin.display()
         );
     }
