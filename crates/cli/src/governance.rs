@@ -326,14 +326,7 @@ pub fn charter_text(c: &CharterView) -> String {
         ));
     }
     if !c.repealed.is_empty() {
-        out.push_str(&format!(
-            "  repealed: {}\n",
-            c.repealed
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        out.push_str(&format!("  repealed: {}\n", numbers(&c.repealed)));
     }
     out.push_str(&format!(
         "\nRevision\n  cycle {} began {}; {} of the {} articles it asks for revisited",
@@ -343,14 +336,7 @@ pub fn charter_text(c: &CharterView) -> String {
         c.revisit_per_cycle
     ));
     if !c.overdue.is_empty() {
-        out.push_str(&format!(
-            "\n  overdue: articles {}",
-            c.overdue
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        out.push_str(&format!("\n  overdue: articles {}", numbers(&c.overdue)));
     }
     out.push_str(&format!(
         "\n\nRules\n  quorum               {}% of seats\n  approval             {}% of yes and no votes\n  voting period        {}\n  revision cycle       {}, {}% of articles each cycle\n  distress escalation  {}\n  distress signals     at most {} per member per hour\n  credit limits        floor {}, ceiling {} at founding (set-limits proposals change them)\n  entry                {}\n  leaving              {}\n",
@@ -411,6 +397,14 @@ pub fn charter_text(c: &CharterView) -> String {
         ));
     }
     out.trim_end().to_string()
+}
+
+/// Article numbers as "1, 4, 7".
+fn numbers(list: &[u32]) -> String {
+    list.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn capital(s: &str) -> String {

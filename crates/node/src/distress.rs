@@ -126,13 +126,7 @@ impl Node {
             return Err(invalid("a signal lasts at most 7 days"));
         }
         let now = self.now_ms();
-        let (group, body) = {
-            let docs = self.lock();
-            let group = self.resolve(&docs.groups, sel)?;
-            let doc = docs
-                .groups
-                .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let (group, body) = self.with_doc(sel, |doc| {
             // The next link of this member's chain of signals; the rate
             // limit and the shape are checked first, as cheaply as they can
             // be, so a flood costs its sender little.
@@ -155,8 +149,8 @@ impl Node {
                     "only members on the roll may raise a signal in this group",
                 ));
             }
-            (group, body)
-        };
+            Ok((doc.id(), body))
+        })?;
         let id = self.write_group_record(group, |_| Ok(body))?;
         tracing::warn!(group = %group.short(), signal = %id.short(), category = %req.category, severity = %req.severity, "distress signal raised");
         self.signal(&id)

@@ -746,13 +746,7 @@ impl Node {
     /// returns.
     pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
         let me = self.member();
-        let (group, to) = {
-            let docs = self.lock();
-            let group = self.resolve(&docs.groups, sel)?;
-            let doc = docs
-                .groups
-                .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+        let (group, to) = self.with_doc(sel, |doc| {
             let to = account_of(doc.members(), &req.to)?;
             // Someone who left (or was removed) neither pays nor is paid.
             if let Some(gov) = nestwork_docs::view::governance_of(doc, self.now_ms()) {
@@ -769,8 +763,8 @@ impl Node {
                     }
                 }
             }
-            (group, to)
-        };
+            Ok((doc.id(), to))
+        })?;
         self.make_payment(group, Account::Member(me), to, req.amount, &req.memo, None)
     }
 
