@@ -567,16 +567,18 @@ async fn distress_events(
             }
             // Wait for a change to a group document (payments live in
             // period documents and are of no concern here).
+            // The watcher leaving ends the task at once.
             loop {
-                match changes.recv().await {
+                let received = tokio::select! {
+                    r = changes.recv() => r,
+                    _ = tx.closed() => return,
+                };
+                match received {
                     Ok(event) if node.group(&event.doc.to_hex()).is_ok() => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
-            }
-            if tx.is_closed() {
-                return;
             }
         }
     });
