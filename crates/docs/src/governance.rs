@@ -39,7 +39,7 @@ use nestwork_core::{encoding, Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Account, MAX_AMOUNT, MAX_LIMIT, MAX_MEMO_CHARS};
-use crate::record::{Article, Charter, RecordBody, Rules};
+use crate::record::{Charter, RecordBody, Rules};
 use crate::rules::{
     check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
 };
@@ -1460,48 +1460,6 @@ impl Governance {
             .filter(|a| a.overdue)
             .map(|a| a.number)
             .collect()
-    }
-
-    /// Treaties in force now.
-    pub fn active_treaties(&self) -> Vec<&TreatyState> {
-        self.treaties
-            .values()
-            .filter(|t| t.status == TreatyStatus::Active)
-            .collect()
-    }
-
-    /// Whether `proposal` passed and orders `action`.
-    pub fn passed(&self, proposal: &Hash32, action: &Action) -> Result<&ProposalState, String> {
-        let p = self
-            .proposal(proposal)
-            .ok_or_else(|| format!("proposal {} is not known here", proposal.short()))?;
-        if p.proposal.action != *action {
-            return Err(format!(
-                "proposal {} orders something else ({})",
-                proposal.short(),
-                p.proposal.action.describe()
-            ));
-        }
-        match p.outcome {
-            Outcome::Passed => Ok(p),
-            Outcome::Open => Err(format!("proposal {} is not decided yet", proposal.short())),
-            Outcome::Failed => Err(format!("proposal {} failed", proposal.short())),
-        }
-    }
-
-    /// The articles as a plain charter (for export).
-    pub fn charter(&self) -> Charter {
-        Charter {
-            articles: self
-                .articles
-                .iter()
-                .map(|a| Article {
-                    title: a.title.clone(),
-                    text: a.text.clone(),
-                })
-                .collect(),
-            rules: self.rules.clone(),
-        }
     }
 
     /// Days (rounded up) until `until_ms`.
