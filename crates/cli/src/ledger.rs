@@ -165,12 +165,6 @@ fn ledger_text(v: &LedgerView, page: usize, per_page: usize) -> String {
     }
     let pages = v.listed.div_ceil(per_page).max(1);
     out.push_str(&format!("page {page} of {pages} (--page N for more)\n"));
-    if v.total > v.listed {
-        out.push_str(&format!(
-            "{} older payments are counted in the signed closings of past periods and kept on disk.\n",
-            v.total - v.listed
-        ));
-    }
     for e in &v.equivocations {
         out.push_str(&format!(
             "Equivocation: {} signed two payments numbered {}: {} and {}\n",

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::{ledger_period_id, RecordGate};
 use nestwork_docs::ledger::{
-    Account, CreditLimit, Entry, Equivocation, Ledger, Limits, Payment, PayoutGate, Refusal,
+    Account, CreditLimit, Equivocation, Ledger, Limits, Payment, PayoutGate, Refusal,
 };
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use serde::{Deserialize, Serialize};
@@ -413,9 +413,8 @@ pub struct LedgerView {
     pub payments: Vec<PaymentView>,
     /// How many payments the ledger holds in all.
     pub total: usize,
-    /// How many of them can be listed: those of the recent periods, held in
-    /// memory. Older ones are counted in the period closings and kept on
-    /// disk.
+    /// How many of them can be listed (all: the recent periods from
+    /// memory, older ones read from the store).
     pub listed: usize,
     /// Periods and how many payments each holds.
     pub periods: Vec<(u64, u64)>,
@@ -424,13 +423,12 @@ pub struct LedgerView {
 }
 
 /// The view of one accepted payment.
-pub fn payment_view(ledger: &Ledger, e: &Entry) -> PaymentView {
-    let p: &Payment = &e.payment;
+pub fn payment_view(ledger: &Ledger, id: Hash32, signer: MemberId, p: &Payment) -> PaymentView {
     let equivocation = ledger
         .frozen(&p.from)
-        .is_some_and(|q| q.payments.contains(&e.id));
+        .is_some_and(|q| q.payments.contains(&id));
     PaymentView {
-        id: e.id,
+        id,
         from: p.from.to_string(),
         to: p.to.to_string(),
         amount: p.amount,
@@ -438,7 +436,7 @@ pub fn payment_view(ledger: &Ledger, e: &Entry) -> PaymentView {
         seq: p.seq,
         period: p.period,
         made_at_ms: p.made_at_ms,
-        signer: e.signer,
+        signer,
         equivocation,
     }
 }

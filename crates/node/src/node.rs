@@ -860,7 +860,11 @@ impl Node {
                 .ledger
                 .entry(&id)
                 .ok_or_else(|| NodeError::Invalid("the payment went missing".into()))?;
-            (doc_id, changes, payment_view(&l.ledger, entry))
+            (
+                doc_id,
+                changes,
+                payment_view(&l.ledger, entry.id, entry.signer, &entry.payment),
+            )
         };
         self.store.flush()?;
         tracing::info!(payment = %view.id.short(), to = %view.to, amount = view.amount, "payment made");
@@ -988,7 +992,8 @@ impl Node {
     }
 
     /// A page of group `sel`'s payments, newest first; only those touching
-    /// `account` when given.
+    /// `account` when given. The recent periods are in memory; a page that
+    /// reaches further back reads the older periods from the store.
     pub fn ledger(
         &self,
         sel: &str,
@@ -999,18 +1004,65 @@ impl Node {
         let docs = self.lock();
         let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
         let account = account.map(|a| account_of(doc.members(), a)).transpose()?;
+        let limit = limit.min(1_000);
+        let touches =
+            |p: &nestwork_docs::ledger::Payment| account.is_none_or(|a| p.from == a || p.to == a);
+        let mut payments: Vec<PaymentView> = l
+            .ledger
+            .history(account.as_ref(), skip, limit)
+            .into_iter()
+            .map(|e| payment_view(&l.ledger, e.id, e.signer, &e.payment))
+            .collect();
+        if payments.len() < limit && l.ledger.len() > l.ledger.held() {
+            let in_memory = l.ledger.history(account.as_ref(), 0, usize::MAX).len();
+            let mut older_skip = skip.saturating_sub(in_memory);
+            let mut numbers: Vec<u64> = l.periods.keys().chain(l.cold.keys()).copied().collect();
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            numbers.dedup();
+            for period in numbers {
+                if payments.len() == limit {
+                    break;
+                }
+                let loaded;
+                let period_doc = match l.periods.get(&period) {
+                    Some(d) => d,
+                    None => {
+                        let id = period_id(&group, period);
+                        loaded =
+                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        &loaded
+                    }
+                };
+                // Payments past the base are listed from memory above.
+                let mut older: Vec<(Hash32, MemberId, nestwork_docs::ledger::Payment)> = period_doc
+                    .records()
+                    .iter()
+                    .filter(|(id, _)| l.ledger.entry(id).is_none())
+                    .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                        Ok(RecordBody::Payment(p)) if touches(&p) => Some((*id, r.author, p)),
+                        _ => None,
+                    })
+                    .collect();
+                older.sort_by(|a, b| b.2.made_at_ms.cmp(&a.2.made_at_ms).then(b.0.cmp(&a.0)));
+                for (id, signer, p) in older {
+                    if older_skip > 0 {
+                        older_skip -= 1;
+                        continue;
+                    }
+                    payments.push(payment_view(&l.ledger, id, signer, &p));
+                    if payments.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
         Ok(LedgerView {
             group,
             group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
             unit: l.ledger.unit().to_string(),
-            payments: l
-                .ledger
-                .history(account.as_ref(), skip, limit.min(1_000))
-                .into_iter()
-                .map(|e| payment_view(&l.ledger, e))
-                .collect(),
+            payments,
             total: l.ledger.len(),
-            listed: l.ledger.held(),
+            listed: l.ledger.len(),
             periods: l.ledger.periods().iter().map(|(k, v)| (*k, *v)).collect(),
             equivocations: l.ledger.equivocations(),
         })
