@@ -417,30 +417,23 @@ fn automerge_sync(
     let (mut sb, mut sa) = (State::new(), State::new());
     let start = Instant::now();
     let (mut bytes, mut rounds) = (0usize, 0usize);
+    // One message from `from` to `to`, through its encoded bytes; its size.
+    fn pass(
+        from: &automerge::Automerge,
+        from_state: &mut State,
+        to: &mut automerge::Automerge,
+        to_state: &mut State,
+    ) -> Option<usize> {
+        let m = from.generate_sync_message(from_state)?.encode();
+        let decoded = automerge::sync::Message::decode(&m).expect("decode");
+        to.receive_sync_message(to_state, decoded).expect("receive");
+        Some(m.len())
+    }
     loop {
-        let mut moved = false;
-        if let Some(m) = behind.generate_sync_message(&mut sb) {
-            let m = m.encode();
-            bytes += m.len();
-            ahead
-                .receive_sync_message(
-                    &mut sa,
-                    automerge::sync::Message::decode(&m).expect("decode"),
-                )
-                .expect("receive");
-            moved = true;
-        }
-        if let Some(m) = ahead.generate_sync_message(&mut sa) {
-            let m = m.encode();
-            bytes += m.len();
-            behind
-                .receive_sync_message(
-                    &mut sb,
-                    automerge::sync::Message::decode(&m).expect("decode"),
-                )
-                .expect("receive");
-            moved = true;
-        }
+        let there = pass(&behind, &mut sb, &mut ahead, &mut sa);
+        let back = pass(&ahead, &mut sa, &mut behind, &mut sb);
+        let moved = there.is_some() || back.is_some();
+        bytes += there.unwrap_or(0) + back.unwrap_or(0);
         if !moved {
             break;
         }

@@ -215,8 +215,8 @@ struct Pending {
     members: BTreeSet<MemberId>,
     genesis_seen: bool,
     distress: DistressIndex,
-    /// Ledger records the change carries, for the gate.
-    ledger_records: Vec<(Hash32, RecordBody)>,
+    /// Records the change carries that the gate judges (ledger records, signals).
+    gated: Vec<(Hash32, RecordBody)>,
 }
 
 impl Pending {
@@ -558,7 +558,7 @@ impl SignedDoc {
         .map_err(RuleError)?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
-        if body.is_ledger_record() {
+        if body.needs_gate() {
             gate.admit(&writer.id(), id, &body).map_err(|r| match r {
                 Refusal::Broken(e) => Error::Rule(e),
                 Refusal::Missing(ids) => Error::Rule(RuleError(format!(
@@ -760,10 +760,10 @@ impl SignedDoc {
         }
         self.check_ops(author, change, is_first, batch, &mut pending)
             .map_err(Hold::Reject)?;
-        match pending.ledger_records.len() {
+        match pending.gated.len() {
             0 => {}
             1 => {
-                let (id, body) = &pending.ledger_records[0];
+                let (id, body) = &pending.gated[0];
                 gate.admit(&author, *id, body).map_err(|r| match r {
                     Refusal::Missing(_) | Refusal::History => Hold::Wait,
                     Refusal::Broken(e) => Hold::Reject(e.0),
@@ -929,11 +929,11 @@ impl SignedDoc {
                 pending.members.insert(a.member);
             }
             RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
-                pending.ledger_records.push((id, body));
+                pending.gated.push((id, body));
             }
             RecordBody::Signal(_) => {
                 pending.distress.absorb(id, author, &body);
-                pending.ledger_records.push((id, body));
+                pending.gated.push((id, body));
             }
             RecordBody::Answer(_) | RecordBody::Escalation(_) => {
                 pending.distress.absorb(id, author, &body);

@@ -1183,8 +1183,7 @@ impl Governance {
                 ignore(&mut state, v, reason.into());
                 continue;
             }
-            if let Some((_, left)) = exits.iter().find(|(m, t)| *m == v.author && *t <= at) {
-                let _ = left;
+            if exits.iter().any(|(m, t)| *m == v.author && *t <= at) {
                 ignore(&mut state, v, "the voter had left the group".into());
                 continue;
             }

@@ -57,7 +57,7 @@ impl RecordBody {
     /// Whether the node's gate judges it besides the engine's checks (the
     /// ledger's records; signals, which wait while they claim a time still
     /// to come by the node's clock).
-    pub fn is_ledger_record(&self) -> bool {
+    pub fn needs_gate(&self) -> bool {
         matches!(
             self,
             RecordBody::Payment(_)
