@@ -377,9 +377,20 @@ fn status_text(report: &StatusReport) -> String {
         None => out.push_str("network   not running\n"),
         Some(n) => {
             out.push_str(&format!(
-                "network   {} peers connected, NAT {}\n",
-                n.connected_peers, n.nat
+                "network   {} peers connected; {}\n",
+                n.connected_peers, n.reachability
             ));
+            for r in &n.relays {
+                out.push_str(&format!(
+                    "  relay {}  {}\n",
+                    r.relay,
+                    match (r.connected, r.reserved) {
+                        (_, true) => "slot reserved",
+                        (true, false) => "connected, no slot yet",
+                        (false, false) => "not connected",
+                    }
+                ));
+            }
             for a in &n.listening {
                 out.push_str(&format!("  listening {a}\n"));
             }
@@ -416,7 +427,7 @@ fn peers_text(peers: &[PeerInfo]) -> String {
                 "{}\n  {}  {}  {}  {}\n  groups: {}",
                 p.peer,
                 p.address,
-                if p.relayed { "relayed" } else { "direct" },
+                p.connection,
                 if p.lan { "LAN" } else { "internet" },
                 p.latency_ms
                     .map(|l| format!("{l:.1} ms"))

@@ -11,28 +11,39 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use libp2p::{
+    dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+};
 use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::protocol::{Request, Response, MAX_HEADS, SYNC_BATCH_BYTES};
+use crate::reach::{self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_TIMEOUT};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, GroupSeal};
-use crate::{DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, Replica};
+use crate::{
+    DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot, Replica,
+};
 
 /// Most sync rounds in one session before giving up until the next trigger.
 const MAX_SYNC_ROUNDS: u32 = 8;
 /// How often to compare heads with connected members and retry direct
 /// connections to peers reached only through a relay.
 const ANTI_ENTROPY: Duration = Duration::from_secs(15);
+/// How often to look after connections: joins past their deadline, members
+/// and relays to reach again (after a restart, a drop, a move).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Least time between two dials to the same member or relay.
+const REDIAL_AFTER: Duration = Duration::from_secs(5);
 
 /// Commands from the handle to the loop.
 enum Command {
@@ -266,7 +277,14 @@ pub async fn spawn(
             .parse()
             .map_err(|e| format!("relay address {relay:?}: {e}"))?;
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-            relays.insert(peer, (addr, None));
+            relays.insert(
+                peer,
+                Relay {
+                    addr,
+                    listener: None,
+                    reserved: false,
+                },
+            );
         }
     }
 
@@ -288,6 +306,9 @@ pub async fn spawn(
         syncing: HashMap::new(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
+        join_attempts: HashMap::new(),
+        known: HashMap::new(),
+        last_dial: HashMap::new(),
         counts: GossipCounts::default(),
         relays,
         metrics,
@@ -333,18 +354,10 @@ enum Pending {
         doc: Hash32,
         round: u32,
     },
-    /// A join, and the group its ticket names.
-    Join(JoinReply, Hash32),
+    /// A join, with its ticket (sent again if the connection drops).
+    Join(JoinReply, Ticket),
     /// A test's probe: answered with what came back.
     Probe(JoinReply),
-}
-
-/// What we know of a connected peer.
-struct Peer {
-    address: Multiaddr,
-    relayed: bool,
-    rtt: Option<Duration>,
-    direct_addrs: Vec<Multiaddr>,
 }
 
 struct EventLoop {
@@ -362,20 +375,29 @@ struct EventLoop {
     /// Sync sessions in progress; `true` if another was asked for meanwhile.
     syncing: HashMap<(PeerId, Hash32), bool>,
     peers: HashMap<PeerId, Peer>,
+    /// Joins waiting for a connection to their inviter.
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
+    /// The dials made for those joins, and their deadline.
+    join_attempts: HashMap<PeerId, Attempt>,
+    /// Members' nodes we have been connected to, to reach again.
+    known: HashMap<PeerId, Known>,
+    /// When each member or relay was last dialed (not to hammer them).
+    last_dial: HashMap<PeerId, Instant>,
     counts: GossipCounts,
     /// Sync protocol traffic, counted by the codec.
     traffic: Arc<crate::protocol::SyncTraffic>,
     /// gossipsub's counters (for copies received per message).
     metrics: prometheus_client::registry::Registry,
-    /// Configured relays: address, and our circuit listener on it if any.
-    relays: HashMap<PeerId, (Multiaddr, Option<libp2p::core::transport::ListenerId>)>,
+    /// Configured relays and our slot on each.
+    relays: HashMap<PeerId, Relay>,
 }
 
 impl EventLoop {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(ANTI_ENTROPY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -394,6 +416,7 @@ impl EventLoop {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 _ = tick.tick() => self.anti_entropy(),
+                _ = housekeeping.tick() => self.housekeeping(),
             }
         }
         tracing::debug!("network stopped");
@@ -552,63 +575,113 @@ impl EventLoop {
             self.send_join(inviter, ticket, reply);
             return;
         }
-        let addrs: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        if addrs.is_empty() {
-            let _ = reply.send(Err(
-                "the ticket carries no address to reach the inviter".into()
-            ));
-            return;
-        }
-        for addr in &addrs {
+        let direct: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        for addr in direct.iter().filter(|a| !reach::is_circuit(a)) {
             self.swarm.add_peer_address(inviter, addr.clone());
         }
-        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(inviter)
-            .addresses(addrs)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            let _ = reply.send(Err(format!("cannot reach the inviter: {e}")));
+        // Through each of our relays too: the inviter may hold a slot there
+        // that its ticket does not name.
+        let mut addrs = direct;
+        for relay in self.relays.values() {
+            let circuit = reach::circuit_via(&relay.addr, inviter);
+            if !addrs.contains(&circuit) {
+                addrs.push(circuit);
+            }
+        }
+        if addrs.is_empty() {
+            let _ = reply.send(Err(
+                "the ticket carries no address to reach the inviter, and no relay is configured"
+                    .into(),
+            ));
             return;
         }
         self.join_waiters
             .entry(inviter)
             .or_default()
             .push((ticket, reply));
+        self.dial_for_join(inviter, addrs);
+    }
+
+    /// Dial the inviter for the joins waiting on it. The dial runs beside
+    /// any other dial to the same peer (Kademlia, a relay, hole punching):
+    /// whichever connects first carries the join.
+    fn dial_for_join(&mut self, inviter: PeerId, addrs: Vec<Multiaddr>) {
+        let opts = DialOpts::peer_id(inviter)
+            .addresses(addrs)
+            .condition(PeerCondition::Always)
+            .build();
+        let id = opts.connection_id();
+        let attempt = self
+            .join_attempts
+            .entry(inviter)
+            .or_insert_with(|| Attempt {
+                dials: Vec::new(),
+                deadline: Instant::now() + JOIN_TIMEOUT,
+            });
+        match self.swarm.dial(opts) {
+            Ok(()) => attempt.dials.push(id),
+            Err(e) => {
+                tracing::info!(peer = %inviter, error = %e, "cannot dial the inviter");
+                if attempt.dials.is_empty() {
+                    self.fail_joins(inviter);
+                }
+            }
+        }
+    }
+
+    /// Tell every join waiting on `inviter` that it could not be reached.
+    fn fail_joins(&mut self, inviter: PeerId) {
+        self.join_attempts.remove(&inviter);
+        for (_, reply) in self.join_waiters.remove(&inviter).unwrap_or_default() {
+            let _ = reply.send(Err(INVITER_UNREACHABLE.into()));
+        }
     }
 
     /// Ask the (connected) inviter to admit us with `ticket`.
     fn send_join(&mut self, inviter: PeerId, ticket: Ticket, reply: JoinReply) {
-        let group = ticket.group;
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&inviter, Request::Join { ticket });
+        let id = self.swarm.behaviour_mut().sync.send_request(
+            &inviter,
+            Request::Join {
+                ticket: ticket.clone(),
+            },
+        );
         self.pending
-            .insert(id, (inviter, Pending::Join(reply, group)));
+            .insert(id, (inviter, Pending::Join(reply, ticket)));
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
                 let address = endpoint.get_remote_address().clone();
                 let relayed = endpoint.is_relayed();
-                let entry = self.peers.entry(peer_id).or_insert_with(|| Peer {
-                    address: address.clone(),
-                    relayed,
-                    rtt: None,
-                    direct_addrs: Vec::new(),
-                });
-                // Prefer describing a direct connection when there is one.
-                if entry.relayed && !relayed {
-                    entry.address = address;
-                    entry.relayed = false;
-                }
+                self.peers.entry(peer_id).or_default().links.insert(
+                    connection_id,
+                    Link {
+                        address: address.clone(),
+                        relayed,
+                        hole_punched: false,
+                    },
+                );
                 tracing::debug!(peer = %peer_id, relayed, "connected");
                 if !relayed {
                     self.reserve_on_relay(peer_id);
                 }
+                if self.relays.contains_key(&peer_id) {
+                    // Members unreachable a moment ago may be reachable
+                    // through this relay now: try them at once.
+                    self.last_dial.retain(|p, _| self.peers.contains_key(p));
+                }
+                if endpoint.is_dialer() && !relayed {
+                    if let Some(known) = self.known.get_mut(&peer_id) {
+                        known.remember(address);
+                    }
+                }
+                self.join_attempts.remove(&peer_id);
                 if let Some(waiters) = self.join_waiters.remove(&peer_id) {
                     for (ticket, reply) in waiters {
                         self.send_join(peer_id, ticket, reply);
@@ -619,21 +692,35 @@ impl EventLoop {
                 if *self.swarm.local_peer_id() < peer_id {
                     self.sync_shared_groups(peer_id);
                 }
+                self.note_member(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.peers.remove(&peer_id);
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    // Reach a member again at once, not after a pause.
+                    self.last_dial.remove(&peer_id);
+                } else if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.links.remove(&connection_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
+                connection_id,
                 error,
-                ..
-            } if !self.swarm.is_connected(&peer) => {
-                for (_, reply) in self.join_waiters.remove(&peer).unwrap_or_default() {
-                    let _ = reply.send(Err(format!("cannot reach the inviter: {error}")));
+            } => {
+                tracing::debug!(%peer, %error, "dial failed");
+                if let Some(attempt) = self.join_attempts.get_mut(&peer) {
+                    attempt.dials.retain(|d| *d != connection_id);
+                    // Only our own dials for the join decide it; another
+                    // dial's failure is not the join's.
+                    if attempt.dials.is_empty() && !self.swarm.is_connected(&peer) {
+                        self.fail_joins(peer);
+                    }
                 }
             }
             SwarmEvent::ListenerClosed {
@@ -641,12 +728,25 @@ impl EventLoop {
                 reason,
                 ..
             } => {
-                for (relay, (_, listener)) in self.relays.iter_mut() {
-                    if *listener == Some(listener_id) {
-                        tracing::info!(%relay, ?reason, "relay slot closed; will reserve again on reconnect");
-                        *listener = None;
+                for (peer, relay) in self.relays.iter_mut() {
+                    if relay.listener == Some(listener_id) {
+                        tracing::info!(relay = %peer, ?reason, "relay slot closed; will reserve again on reconnect");
+                        relay.listener = None;
+                        relay.reserved = false;
                     }
                 }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } if !reach::is_circuit(&address) => {
+                // One of our addresses is gone (the laptop moved, the
+                // network changed): connections made over it are dead even
+                // if no error says so yet. Drop them all and reach every
+                // member and relay again at once.
+                tracing::info!(%address, "address gone; reconnecting");
+                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                self.last_dial.clear();
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -681,9 +781,7 @@ impl EventLoop {
             }) => {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match self.pending.remove(&request_id) {
-                    Some((_, Pending::Join(reply, _))) => {
-                        let _ = reply.send(Err(format!("the inviter did not answer: {error}")));
-                    }
+                    Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
                     Some((peer, Pending::Sync { doc, .. })) => {
                         self.syncing.remove(&(peer, doc));
                     }
@@ -707,6 +805,46 @@ impl EventLoop {
                     p.rtt = Some(rtt);
                 }
             }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            }) => {
+                // Pings went unanswered: the path is gone (a router
+                // changed, a laptop moved). Close it so the peer is reached
+                // again, rather than waiting minutes for TCP to notice.
+                tracing::info!(%peer, %error, "connection stopped answering; closing it");
+                self.swarm.close_connection(connection);
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(connection) => {
+                    tracing::info!(peer = %remote_peer_id, "direct connection by hole punching");
+                    if let Some(link) = self
+                        .peers
+                        .get_mut(&remote_peer_id)
+                        .and_then(|p| p.links.get_mut(&connection))
+                    {
+                        link.hole_punched = true;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %remote_peer_id, %error, "hole punching failed");
+                }
+            },
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                ..
+            }) => {
+                if let Some(relay) = self.relays.get_mut(&relay_peer_id) {
+                    if !relay.reserved {
+                        tracing::info!(relay = %relay_peer_id, "slot reserved on relay");
+                    }
+                    relay.reserved = true;
+                }
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in &info.listen_addrs {
                     self.swarm
@@ -714,12 +852,18 @@ impl EventLoop {
                         .kad
                         .add_address(&peer_id, addr.clone());
                 }
+                let direct: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !reach::is_circuit(a))
+                    .collect();
+                if let Some(known) = self.known.get_mut(&peer_id) {
+                    for addr in direct.iter().rev() {
+                        known.remember(addr.clone());
+                    }
+                }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
-                    p.direct_addrs = info
-                        .listen_addrs
-                        .into_iter()
-                        .filter(|a| !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
-                        .collect();
+                    p.direct_addrs = direct;
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
@@ -887,6 +1031,7 @@ impl EventLoop {
                     }
                     // Fetch anything the join answer did not carry.
                     self.start_sync(inviter, *doc);
+                    self.note_member(inviter);
                 }
                 let _ = reply.send(result);
             }
@@ -1007,7 +1152,8 @@ impl EventLoop {
                 tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
                 self.syncing.remove(&(peer, doc));
             }
-            (Pending::Join(reply, expected), Response::Joined { changes }) => {
+            (Pending::Join(reply, ticket), Response::Joined { changes }) => {
+                let expected = ticket.group;
                 let doc = changes.first().map(|c| c.doc);
                 tokio::task::spawn_blocking(move || {
                     let result = match doc {
@@ -1051,22 +1197,109 @@ impl EventLoop {
         }
     }
 
+    /// A join request was lost with its connection (a relayed connection
+    /// replaced, a drop): ask again, over the connection still open or a new
+    /// dial, until the join's deadline. Admission is idempotent for the same
+    /// member and ticket, so asking twice never admits twice.
+    fn retry_join(&mut self, inviter: PeerId, ticket: Ticket, reply: JoinReply) {
+        if self.swarm.is_connected(&inviter) {
+            self.send_join(inviter, ticket, reply);
+            return;
+        }
+        let addrs: Vec<Multiaddr> = ticket
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .chain(
+                self.relays
+                    .values()
+                    .map(|r| reach::circuit_via(&r.addr, inviter)),
+            )
+            .collect();
+        self.join_waiters
+            .entry(inviter)
+            .or_default()
+            .push((ticket, reply));
+        self.dial_for_join(inviter, addrs);
+    }
+
+    /// Joins past their deadline fail in plain words; members and relays
+    /// we are not connected to are dialed again (directly and through each
+    /// relay), so a node that restarted, dropped or moved is back in its
+    /// groups within seconds.
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .join_attempts
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for inviter in expired {
+            if !self.swarm.is_connected(&inviter) {
+                self.fail_joins(inviter);
+            }
+        }
+        let due =
+            |last: Option<&Instant>| last.is_none_or(|t| now.duration_since(*t) >= REDIAL_AFTER);
+        let relays: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(p, _)| !self.swarm.is_connected(p))
+            .map(|(p, r)| (*p, r.addr.clone()))
+            .collect();
+        for (peer, addr) in relays {
+            if due(self.last_dial.get(&peer)) {
+                self.last_dial.insert(peer, now);
+                let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(relay = %peer, error = %e, "cannot dial relay");
+                }
+            }
+        }
+        let members: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .known
+            .iter()
+            .filter(|(p, _)| !self.swarm.is_connected(p))
+            .map(|(p, k)| (*p, k.addrs.clone()))
+            .collect();
+        for (peer, mut addrs) in members {
+            if !due(self.last_dial.get(&peer)) {
+                continue;
+            }
+            self.last_dial.insert(peer, now);
+            addrs.extend(
+                self.relays
+                    .iter()
+                    .filter(|(r, _)| self.swarm.is_connected(r))
+                    .map(|(_, r)| reach::circuit_via(&r.addr, peer)),
+            );
+            if addrs.is_empty() {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "cannot dial member");
+            }
+        }
+    }
+
     /// Reserve a slot on `peer` if it is one of our relays and we hold none.
     fn reserve_on_relay(&mut self, peer: PeerId) {
-        let Some((addr, listener)) = self.relays.get(&peer) else {
+        let Some(relay) = self.relays.get(&peer) else {
             return;
         };
-        if listener.is_some() {
+        if relay.listener.is_some() {
             return;
         }
         match self
             .swarm
-            .listen_on(addr.clone().with(Protocol::P2pCircuit))
+            .listen_on(relay.addr.clone().with(Protocol::P2pCircuit))
         {
             Ok(id) => {
                 tracing::info!(relay = %peer, "reserving a slot on relay");
                 if let Some(entry) = self.relays.get_mut(&peer) {
-                    entry.1 = Some(id);
+                    entry.listener = Some(id);
                 }
             }
             Err(e) => tracing::warn!(relay = %peer, error = %e, "cannot reserve a slot on relay"),
@@ -1128,7 +1361,17 @@ impl EventLoop {
     fn anti_entropy(&mut self) {
         // Refresh the Kademlia routing table (no-op until it knows a peer).
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        // Keep reaching the nodes of fellow members, and only them.
+        let known: Vec<PeerId> = self.known.keys().copied().collect();
+        for peer in known {
+            if !self.shares_group(&peer) {
+                self.known.remove(&peer);
+            }
+        }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in &peers {
+            self.note_member(*peer);
+        }
         for peer in peers {
             let Some(member) = member_of(&peer) else {
                 continue;
@@ -1145,15 +1388,40 @@ impl EventLoop {
                 }
             }
             if let Some(p) = self.peers.get(&peer) {
-                if p.relayed && !p.direct_addrs.is_empty() {
-                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                if p.relayed_only() && !p.direct_addrs.is_empty() {
+                    let opts = DialOpts::peer_id(peer)
                         .addresses(p.direct_addrs.clone())
-                        .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                        .condition(PeerCondition::Always)
                         .build();
                     let _ = self.swarm.dial(opts);
                 }
             }
         }
+    }
+
+    /// Whether `peer` is on the roll of a group this node follows.
+    fn shares_group(&self, peer: &PeerId) -> bool {
+        let Some(member) = member_of(peer) else {
+            return false;
+        };
+        self.seals
+            .values()
+            .any(|(group, _)| self.replica.is_member(group, &member))
+    }
+
+    /// Remember a connected peer's node as one to reach again if it is a
+    /// fellow member.
+    fn note_member(&mut self, peer: PeerId) {
+        if self.known.contains_key(&peer) || !self.shares_group(&peer) {
+            return;
+        }
+        let mut known = Known::default();
+        if let Some(p) = self.peers.get(&peer) {
+            for addr in p.direct_addrs.iter().rev() {
+                known.remember(addr.clone());
+            }
+        }
+        self.known.insert(peer, known);
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {
@@ -1162,7 +1430,8 @@ impl EventLoop {
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
-            .map(|(peer, p)| {
+            .filter_map(|(peer, p)| Some((peer, p, p.best()?)))
+            .map(|(peer, p, link)| {
                 let groups = member_of(peer)
                     .map(|m| {
                         group_names
@@ -1175,9 +1444,11 @@ impl EventLoop {
                 PeerInfo {
                     peer: peer.to_string(),
                     groups,
-                    address: p.address.to_string(),
-                    relayed: p.relayed,
-                    lan: is_lan(&p.address),
+                    address: link.address.to_string(),
+                    relayed: link.relayed,
+                    hole_punched: link.hole_punched,
+                    connection: reach::link_kind(link).to_string(),
+                    lan: is_lan(&link.address),
                     latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     score: self.swarm.behaviour().gossipsub.peer_score(peer),
                 }
@@ -1220,6 +1491,19 @@ impl EventLoop {
                 .collect(),
             connected_peers: self.peers.len(),
             nat: format!("{:?}", self.swarm.behaviour().autonat.nat_status()).to_lowercase(),
+            reachability: reach::reachability(
+                &self.swarm.behaviour().autonat.nat_status(),
+                &self.relays,
+            ),
+            relays: self
+                .relays
+                .iter()
+                .map(|(peer, r)| RelaySlot {
+                    relay: peer.to_string(),
+                    connected: self.swarm.is_connected(peer),
+                    reserved: r.reserved,
+                })
+                .collect(),
             sync,
             gossip: GossipCounts {
                 unique_received: self.metric_total("topic_msg_recv_counts_total"),

@@ -81,7 +81,13 @@ impl Behaviour {
                 IDENTIFY_VERSION.into(),
                 key.public(),
             )),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(10))),
+            // Two pings unanswered close a connection (see the actor): a
+            // dead path is noticed in about 20 s, not TCP's minutes.
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(5)),
+            ),
             mdns: mdns.into(),
             kad,
             relay_client,

@@ -13,12 +13,15 @@
 //!   DCUtR, AutoNAT, gossipsub, the sync protocol, a block list);
 //! - [`topic`]: topic names and sealed gossip payloads;
 //! - [`protocol`]: the sync and join protocol and its bounded codec;
+//! - [`reach`]: connections, relay slots and members to reach again, and
+//!   the plain words for where the node stands;
 //! - [`ticket`]: invite tickets;
 //! - [`actor`]: the event loop and the handle.
 
 pub mod actor;
 pub mod behaviour;
 pub mod protocol;
+pub mod reach;
 pub mod ticket;
 pub mod topic;
 
@@ -134,6 +137,12 @@ pub struct PeerInfo {
     pub address: String,
     /// Through a relay rather than direct.
     pub relayed: bool,
+    /// A direct connection made by hole punching through NAT (DCUtR).
+    #[serde(default)]
+    pub hole_punched: bool,
+    /// The connection in plain words: direct, direct (hole punched), relayed.
+    #[serde(default)]
+    pub connection: String,
     /// On the local network (private, loopback or link-local address).
     pub lan: bool,
     /// Last ping round trip, in milliseconds.
@@ -153,6 +162,13 @@ pub struct NetStatus {
     pub connected_peers: usize,
     /// AutoNAT's view: public, private or unknown.
     pub nat: String,
+    /// Where this node stands, in plain words: reachable directly, behind
+    /// NAT and reachable through a relay, or not reachable.
+    #[serde(default)]
+    pub reachability: String,
+    /// The configured relays and our slot on each.
+    #[serde(default)]
+    pub relays: Vec<RelaySlot>,
     /// Per group and connected member: whether we are in sync.
     pub sync: Vec<GroupSync>,
     /// Gossip messages received (after gossipsub's own duplicate filter),
@@ -161,6 +177,17 @@ pub struct NetStatus {
     pub gossip: GossipCounts,
     /// Traffic of the sync protocol since start.
     pub sync_traffic: SyncCounts,
+}
+
+/// A configured relay, for `nestwork status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RelaySlot {
+    /// The relay's peer id.
+    pub relay: String,
+    /// Connected to it now.
+    pub connected: bool,
+    /// It accepted our reservation: others can reach us through it.
+    pub reserved: bool,
 }
 
 /// Sync protocol traffic since the node started.
