@@ -325,3 +325,35 @@ fn bad_expired_and_tampered_tickets_are_refused_with_a_clear_error() {
         "nothing was joined"
     );
 }
+
+#[test]
+fn a_join_whose_inviter_is_down_says_so_in_plain_words() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let na = RunningNode::start(&a);
+    let _nb = RunningNode::start(&b);
+    ok(&a, &["group", "create", "Riverside"]);
+    let ticket = json(&a, &["group", "invite", "Riverside", "--expires", "1h"])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string();
+    na.kill();
+
+    let err = fails(&b, &["group", "join", &ticket], 1);
+    assert!(
+        err.contains(
+            "the inviter's node could not be reached directly or through a relay; is it running?"
+        ),
+        "{err}"
+    );
+    // No libp2p error text reaches the member.
+    for raw in ["Dial error", "Transport", "PeerCondition", "Os {"] {
+        assert!(!err.contains(raw), "raw libp2p text in: {err}");
+    }
+    assert_eq!(
+        json(&b, &["group", "list"]).as_array().map(Vec::len),
+        Some(0),
+        "nothing was joined"
+    );
+}

@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::protocol::{Request, Response, MAX_HEADS, SYNC_BATCH_BYTES};
-use crate::reach::{self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_TIMEOUT};
+use crate::reach::{
+    self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
+};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, GroupSeal};
 use crate::{
@@ -256,7 +258,14 @@ pub async fn spawn(
             swarm.add_external_address(addr);
         }
     }
+    let mut first_dials: Vec<&String> = Vec::new();
     for addr in config.bootstrap.iter().chain(config.relays.iter()) {
+        if !first_dials.contains(&addr) {
+            first_dials.push(addr);
+        }
+    }
+    let mut last_dial = HashMap::new();
+    for addr in first_dials {
         let addr: Multiaddr = addr
             .parse()
             .map_err(|e| format!("peer address {addr:?}: {e}"))?;
@@ -264,6 +273,7 @@ pub async fn spawn(
             return Err(format!("{addr} must end with /p2p/PEER_ID"));
         };
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        last_dial.insert(peer, Instant::now());
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial configured peer");
         }
@@ -308,7 +318,8 @@ pub async fn spawn(
         join_waiters: HashMap::new(),
         join_attempts: HashMap::new(),
         known: HashMap::new(),
-        last_dial: HashMap::new(),
+        last_dial,
+        resync: HashSet::new(),
         counts: GossipCounts::default(),
         relays,
         metrics,
@@ -383,6 +394,9 @@ struct EventLoop {
     known: HashMap<PeerId, Known>,
     /// When each member or relay was last dialed (not to hammer them).
     last_dial: HashMap<PeerId, Instant>,
+    /// Peers this node lost when its address changed: it starts the
+    /// catch-up with them on reconnecting, whichever side usually would.
+    resync: HashSet<PeerId>,
     counts: GossipCounts,
     /// Sync protocol traffic, counted by the codec.
     traffic: Arc<crate::protocol::SyncTraffic>,
@@ -606,6 +620,7 @@ impl EventLoop {
     /// any other dial to the same peer (Kademlia, a relay, hole punching):
     /// whichever connects first carries the join.
     fn dial_for_join(&mut self, inviter: PeerId, addrs: Vec<Multiaddr>) {
+        let addrs_again = addrs.clone();
         let opts = DialOpts::peer_id(inviter)
             .addresses(addrs)
             .condition(PeerCondition::Always)
@@ -617,6 +632,8 @@ impl EventLoop {
             .or_insert_with(|| Attempt {
                 dials: Vec::new(),
                 deadline: Instant::now() + JOIN_TIMEOUT,
+                addrs: addrs_again,
+                retry_at: None,
             });
         match self.swarm.dial(opts) {
             Ok(()) => attempt.dials.push(id),
@@ -626,6 +643,19 @@ impl EventLoop {
                     self.fail_joins(inviter);
                 }
             }
+        }
+    }
+
+    /// Every dial made for a join failed. A relay may refuse for a moment
+    /// (its limits), the inviter's slot may be on its way: try again
+    /// shortly, until the join's deadline.
+    fn join_dials_failed(&mut self, inviter: PeerId) {
+        let now = Instant::now();
+        match self.join_attempts.get_mut(&inviter) {
+            Some(attempt) if now + JOIN_RETRY < attempt.deadline => {
+                attempt.retry_at = Some(now + JOIN_RETRY);
+            }
+            _ => self.fail_joins(inviter),
         }
     }
 
@@ -670,6 +700,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, relayed, "connected");
                 if !relayed {
                     self.reserve_on_relay(peer_id);
+                    self.close_relayed(peer_id);
                 }
                 if self.relays.contains_key(&peer_id) {
                     // Members unreachable a moment ago may be reachable
@@ -689,7 +720,7 @@ impl EventLoop {
                 }
                 // One side starts the session (it runs both ways), so a
                 // catch-up is not sent twice; the smaller peer id starts.
-                if *self.swarm.local_peer_id() < peer_id {
+                if *self.swarm.local_peer_id() < peer_id || self.resync.remove(&peer_id) {
                     self.sync_shared_groups(peer_id);
                 }
                 self.note_member(peer_id);
@@ -719,7 +750,7 @@ impl EventLoop {
                     // Only our own dials for the join decide it; another
                     // dial's failure is not the join's.
                     if attempt.dials.is_empty() && !self.swarm.is_connected(&peer) {
-                        self.fail_joins(peer);
+                        self.join_dials_failed(peer);
                     }
                 }
             }
@@ -745,6 +776,9 @@ impl EventLoop {
                 let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                 for peer in peers {
                     let _ = self.swarm.disconnect_peer_id(peer);
+                    // They may still send over the dead path for a while:
+                    // this side asks for what it missed once reconnected.
+                    self.resync.insert(peer);
                 }
                 self.last_dial.clear();
             }
@@ -1240,6 +1274,20 @@ impl EventLoop {
                 self.fail_joins(inviter);
             }
         }
+        let retry: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .join_attempts
+            .iter_mut()
+            .filter(|(_, a)| a.retry_at.is_some_and(|t| t <= now))
+            .map(|(p, a)| {
+                a.retry_at = None;
+                (*p, a.addrs.clone())
+            })
+            .collect();
+        for (inviter, addrs) in retry {
+            if !self.swarm.is_connected(&inviter) {
+                self.dial_for_join(inviter, addrs);
+            }
+        }
         let due =
             |last: Option<&Instant>| last.is_none_or(|t| now.duration_since(*t) >= REDIAL_AFTER);
         let relays: Vec<(PeerId, Multiaddr)> = self
@@ -1251,7 +1299,10 @@ impl EventLoop {
         for (peer, addr) in relays {
             if due(self.last_dial.get(&peer)) {
                 self.last_dial.insert(peer, now);
-                let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::Disconnected)
+                    .build();
                 if let Err(e) = self.swarm.dial(opts) {
                     tracing::debug!(relay = %peer, error = %e, "cannot dial relay");
                 }
@@ -1277,10 +1328,33 @@ impl EventLoop {
             if addrs.is_empty() {
                 continue;
             }
-            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            // Beside any dial still hanging on a dead address (a dial to a
+            // path that vanished can take 20 s to give up).
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::Disconnected)
+                .build();
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%peer, error = %e, "cannot dial member");
             }
+        }
+    }
+
+    /// A direct connection to `peer` is up: close the relayed ones. A
+    /// relay's circuits are few and someone else's to lend; a request
+    /// still on one is asked again over the direct connection.
+    fn close_relayed(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let relayed: Vec<_> = p
+            .links
+            .iter()
+            .filter(|(_, l)| l.relayed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in relayed {
+            self.swarm.close_connection(id);
         }
     }
 

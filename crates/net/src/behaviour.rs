@@ -112,10 +112,17 @@ impl Behaviour {
 /// A relay for a group's members carries whole sync sessions, not just a
 /// hole-punching handshake: the default limits (2 minutes, 128 KiB per
 /// circuit) would cut a catch-up short.
+/// A community's relay: circuits last (members sync through them), and a
+/// member whose laptop restarted or moved, leaving a dead connection or
+/// two the relay has not noticed yet, still gets a slot. The rate limits
+/// against floods stay libp2p's.
 fn relay_config() -> relay::Config {
     relay::Config {
         max_circuit_duration: Duration::from_secs(24 * 60 * 60),
         max_circuit_bytes: 1 << 30,
+        max_reservations_per_peer: 8,
+        max_circuits: 64,
+        max_circuits_per_peer: 8,
         ..relay::Config::default()
     }
 }

@@ -16,7 +16,12 @@ use libp2p::{Multiaddr, PeerId};
 
 /// How long a join waits for the inviter's node to become reachable (a
 /// direct dial, a relay circuit, or a dial already in flight) and answer.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// When every dial for a join failed, how long before trying again (until
+/// the deadline): a relay refusing for a moment, or the inviter's slot on
+/// its way, is no reason to give up.
+pub const JOIN_RETRY: Duration = Duration::from_secs(2);
 
 /// What a user reads when the inviter cannot be reached. The libp2p error
 /// goes to the log, never to the user.
@@ -77,6 +82,10 @@ pub struct Attempt {
     pub dials: Vec<ConnectionId>,
     /// Give up after this.
     pub deadline: Instant,
+    /// Where to dial the inviter.
+    pub addrs: Vec<Multiaddr>,
+    /// All dials failed: dial again at this time.
+    pub retry_at: Option<Instant>,
 }
 
 /// A member's node we were connected to and want to stay connected to.
