@@ -426,6 +426,22 @@ fn lab_runs(lab: &Lab, root: &Path, transport: &'static str, runs: usize) -> Rep
         );
         report.move_ms = Some(moved.elapsed().as_millis());
     }
+    // AutoNAT (the relay dials back and the router drops it) and the slot
+    // on the relay, in the words `status` uses.
+    common::wait_for(
+        "home 1's status to say it is behind NAT and reachable through the relay",
+        Duration::from_secs(120),
+        || {
+            home1
+                .try_json(&["status"])
+                .map(|s| {
+                    s["network"]["reachability"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("behind NAT; reachable through relay"))
+                })
+                .unwrap_or(false)
+        },
+    );
     report
 }
 
