@@ -938,7 +938,11 @@ impl Governance {
             };
             let (id, author) = (*id, r.author);
             match body {
-                RecordBody::Admission(a) => admissions.push((a.member, a.admitted_at_ms)),
+                RecordBody::Admission(a) => admissions.push(Signed {
+                    id,
+                    author,
+                    body: a,
+                }),
                 RecordBody::Exit(e) => exits.push((e.member, e.at_ms)),
                 RecordBody::CharterEdit(e) => edits.push(Signed {
                     id,
@@ -1008,9 +1012,13 @@ impl Governance {
         // The timeline, as a queue ordered by (time, event, id); decisions
         // are added as submissions are judged.
         let mut queue: BTreeSet<(u64, Event, Hash32)> = BTreeSet::new();
-        for (i, (_, at)) in admissions.iter().enumerate() {
-            queue.insert((*at, Event::Admission(i), Hash32([0; 32])));
+        for (i, a) in admissions.iter().enumerate() {
+            queue.insert((a.body.admitted_at_ms, Event::Admission(i), a.id));
         }
+        // Tickets already used (a ticket admits once), and members removed
+        // by a vote, who come back only by a vote.
+        let mut used_tickets: BTreeSet<Hash32> = BTreeSet::new();
+        let mut removed: BTreeSet<MemberId> = BTreeSet::new();
         for (i, e) in edits.iter().enumerate() {
             queue.insert((e.body.at_ms, Event::Edit(i), e.id));
         }
@@ -1029,14 +1037,24 @@ impl Governance {
             }
             match event {
                 Event::Admission(i) => {
-                    let member = admissions[i].0;
+                    let a = &admissions[i];
+                    let member = a.body.member;
+                    // The engine refuses these already; the timeline
+                    // ignores them too, so no stored history can make an
+                    // admission count that was not earned.
+                    if !g.roll.contains_key(&a.author)
+                        || a.author == member
+                        || !used_tickets.insert(a.body.ticket)
+                    {
+                        continue;
+                    }
                     if member != creator {
                         others_joined = true;
                     }
                     if g.roll.contains_key(&member) {
                         continue;
                     }
-                    if g.rules.entry_needs_vote {
+                    if g.rules.entry_needs_vote || removed.contains(&member) {
                         g.awaiting_entry.insert(member);
                     } else {
                         g.roll.insert(member, at);
@@ -1087,6 +1105,15 @@ impl Governance {
                     let counted: Vec<Hash32> = state.votes.values().map(|(_, id)| *id).collect();
                     let action = state.proposal.action.clone();
                     let effect = g.apply(&action, state.id, at, &mut next_article, &counted);
+                    match (&action, &effect) {
+                        (Action::RemoveMember { member }, Ok(())) => {
+                            removed.insert(*member);
+                        }
+                        (Action::AdmitMember { member }, Ok(())) => {
+                            removed.remove(member);
+                        }
+                        _ => {}
+                    }
                     if let Some(s) = states[i].as_mut() {
                         s.effect = Some(match effect {
                             Ok(()) => "in effect".to_string(),
