@@ -548,3 +548,31 @@ mod random_histories {
         }
     }
 }
+
+#[test]
+fn finding_3_the_roll_at_causal_past_survives_a_restart() {
+    let (mut doc, mut history) = group_of_three();
+    history.extend(remove_three(&mut doc));
+    // A node restarts from its store: the roll index is rebuilt from the
+    // stored changes, and judges the former member as before.
+    let loaded = SignedDoc::load_trusted(doc.id(), doc.changes_since(&[])).expect("load");
+    assert_eq!(loaded.members(), doc.members());
+    assert!(!loaded.members().contains(&writer(3).id()));
+    assert!(loaded.ever_members().contains(&writer(3).id()));
+    let mut loaded = loaded;
+    let mut theirs = replica_from(&history, doc.id());
+    let late = theirs
+        .set_description_anyway(&writer(3), "after a restart", T0 + 300)
+        .expect("signed anyway")
+        .expect("change");
+    let report = loaded.apply(vec![late]);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
+    // A member's change is still taken.
+    let mut members_node = replica_from(&history, doc.id());
+    let ok = members_node
+        .set_description(&writer(2), "by a member", T0 + 301)
+        .expect("member")
+        .expect("change");
+    let report = loaded.apply(vec![ok]);
+    assert_eq!(report.applied.len(), 1, "{:?}", report.rejected);
+}
