@@ -14,7 +14,10 @@
 //!    a new key whose value is a valid signed record hashing to that key and
 //!    signed by the change's author (a delete or an overwrite is rejected);
 //!    anything else must lie under `free`;
-//! 4. authority: the author of any change after the first is a member;
+//! 4. authority: the author of any change after the first is on the roll
+//!    at the change's causal past (its dependencies), so a member who left
+//!    or was removed is refused on every node whatever the delivery order
+//!    (see `engine/roll.rs`); a ledger period asks the group's roll;
 //! 5. the kind's rules for each new record ([`crate::rules`]).
 //!
 //! The verdict depends only on the change and its causal past, so every

@@ -23,9 +23,12 @@
 //! alone or the records it names): a proposal's action is well formed; a
 //! vote names a proposal of the group; an exit is signed by the member who
 //! leaves; a founders' edit is signed by the creator; a delegation is signed
-//! by one of the delegates. What depends on the timeline (a vote by someone
-//! who has left, after the deadline, for a group the parent never admitted)
-//! is kept, counts for nothing, and is listed with the reason.
+//! by one of the delegates; the engine also refuses any record whose author
+//! is off the roll at its causal past (a vote cast after one's own exit).
+//! What depends on the timeline (a vote after the deadline, for a group the
+//! parent never admitted, an admission by someone off the roll or with a
+//! used ticket) is kept, counts for nothing, and is listed with the reason
+//! where there is a list.
 //!
 //! **Across groups** (a child's delegates in its parent, the other party's
 //! ratification of a treaty) facts are carried by members of both groups:
