@@ -198,7 +198,9 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         &["Tools", "Tools are shared."],
     );
     assert_eq!(q.state.seats, 4, "the leaver has no seat");
-    has_proposal(&all, &hub, &q.state.id).await;
+    // What is written after an exit no longer reaches the leaver (issue
+    // 13), so it cannot even find the proposal to vote on.
+    has_proposal(&all[..4], &hub, &q.state.id).await;
     let refused = nodes[4].node.vote(
         &q.state.id.to_hex(),
         &VoteRequest {
@@ -206,10 +208,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             for_group: None,
         },
     );
-    assert!(refused
-        .expect_err("refused")
-        .to_string()
-        .contains("not on this group's roll"));
+    assert!(refused.is_err(), "a leaver's vote");
     let refused = nodes[4].node.pay(
         &hub.to_hex(),
         &PayRequest {

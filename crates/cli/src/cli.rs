@@ -235,7 +235,7 @@ pub enum GroupCommand {
     /// Join a group with an invite ticket: reach the inviter, be admitted,
     /// sync the group.
     Join {
-        /// The ticket text (nwinvite1...).
+        /// The ticket text (nwinvite2...).
         ticket: String,
     },
     /// Write a group's signed changes to FILE (to carry it by hand).

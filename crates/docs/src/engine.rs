@@ -14,7 +14,10 @@
 //!    a new key whose value is a valid signed record hashing to that key and
 //!    signed by the change's author (a delete or an overwrite is rejected);
 //!    anything else must lie under `free`;
-//! 4. authority: the author of any change after the first is a member;
+//! 4. authority: the author of any change after the first is on the roll
+//!    at the change's causal past (its dependencies), so a member who left
+//!    or was removed is refused on every node whatever the delivery order
+//!    (see `engine/roll.rs`); a ledger period asks the group's roll;
 //! 5. the kind's rules for each new record ([`crate::rules`]).
 //!
 //! The verdict depends only on the change and its causal past, so every
@@ -33,6 +36,7 @@ use automerge::{
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
 mod drafts;
+mod roll;
 pub use drafts::Draft;
 
 use crate::ledger::Refusal;
@@ -135,7 +139,13 @@ pub struct SignedDoc {
     free_objects: HashSet<OpKey>,
     /// Every record in the document, verified, by id.
     records: BTreeMap<Hash32, SignedRecord>,
+    /// The roll at the document's heads (it shrinks when members leave or
+    /// are removed).
     members: BTreeSet<MemberId>,
+    /// Everyone who was ever admitted (their accounts stay on the books).
+    ever: BTreeSet<MemberId>,
+    /// The roll at each change's causal past (group documents only).
+    roll: roll::RollIndex,
     /// For a ledger period document: its group and period number.
     ledger: Option<(Hash32, u64)>,
     /// Distress signals and answers, indexed for the engine's checks.
@@ -212,7 +222,8 @@ struct Pending {
     free_obj: Option<OpKey>,
     free_objects: HashSet<OpKey>,
     records: BTreeMap<Hash32, SignedRecord>,
-    members: BTreeSet<MemberId>,
+    /// Roll records the change carries (the batch's total is unused).
+    roll_records: Vec<SignedRecord>,
     genesis_seen: bool,
     distress: DistressIndex,
     /// Records the change carries that the gate judges (ledger records, signals).
@@ -225,7 +236,6 @@ impl Pending {
         self.free_obj = self.free_obj.take().or(other.free_obj);
         self.free_objects.extend(other.free_objects);
         self.records.extend(other.records);
-        self.members.extend(other.members);
         self.genesis_seen |= other.genesis_seen;
         self.distress.extend(other.distress);
     }
@@ -282,6 +292,8 @@ impl SignedDoc {
             free_objects: HashSet::new(),
             records: BTreeMap::new(),
             members: BTreeSet::new(),
+            ever: BTreeSet::new(),
+            roll: roll::RollIndex::default(),
             ledger: None,
             distress: DistressIndex::default(),
         }
@@ -389,16 +401,98 @@ impl SignedDoc {
         let id = self.id;
         let mut doc = self;
         let mut changes = Vec::with_capacity(stored.len());
+        let mut shapes = Vec::with_capacity(stored.len());
         for s in &stored {
             let change = parse_change(&s.change).map_err(|e| {
                 Error::Malformed(id.to_hex(), format!("stored change {}: {e}", s.hash))
             })?;
             doc.signatures.insert(change.hash(), s.signature.clone());
+            shapes.push(ChangeShape {
+                hash: change.hash(),
+                deps: change.deps().to_vec(),
+                actor: change.actor_id().clone(),
+                ops: change.start_op().get()..change.max_op() + 1,
+            });
             changes.push(change);
         }
         doc.doc.apply_changes(changes)?;
         doc.rebuild_derived()?;
+        doc.rebuild_roll(shapes)?;
         Ok(doc)
+    }
+
+    /// Recompute the roll records in each stored change's causal past. A
+    /// record's change is found from the id of the op that put it, so no
+    /// change's operations are decoded.
+    fn rebuild_roll(&mut self, shapes: Vec<ChangeShape>) -> Result<(), Error> {
+        if self.ledger.is_some() {
+            return Ok(());
+        }
+        let records = self.records_exid()?;
+        let mut by_actor: HashMap<ActorId, Vec<(std::ops::Range<u64>, ChangeHash)>> =
+            HashMap::new();
+        for shape in &shapes {
+            by_actor
+                .entry(shape.actor.clone())
+                .or_default()
+                .push((shape.ops.clone(), shape.hash));
+        }
+        for v in by_actor.values_mut() {
+            v.sort_by_key(|(ops, _)| ops.start);
+        }
+        let change_of = |op: &ObjId| match op {
+            ObjId::Id(counter, actor, _) => by_actor.get(actor).and_then(|v| {
+                let i = v.partition_point(|(ops, _)| ops.end <= *counter);
+                v.get(i)
+                    .filter(|(ops, _)| ops.contains(counter))
+                    .map(|(_, hash)| *hash)
+            }),
+            ObjId::Root => None,
+        };
+        let mut own: HashMap<ChangeHash, Vec<SignedRecord>> = HashMap::new();
+        for (id, record) in &self.records {
+            let Ok(body) = RecordBody::decode(&record.body) else {
+                continue;
+            };
+            if !roll::is_roll_record(&body) {
+                continue;
+            }
+            // Every put of the record (two devices may put the same one).
+            for (_, op) in self.doc.get_all(&records, id.to_hex())? {
+                if let Some(hash) = change_of(&op) {
+                    own.entry(hash).or_default().push(record.clone());
+                }
+            }
+        }
+        // Stored changes come in causal order; a change whose dependencies
+        // are not done yet is tried again after the others.
+        let mut todo = shapes;
+        loop {
+            let before = todo.len();
+            let mut later = Vec::new();
+            for shape in todo {
+                match self.roll.union_of_deps(&shape.deps, &HashMap::new()) {
+                    Some(base) => {
+                        let mine = own.get(&shape.hash).map(Vec::as_slice).unwrap_or(&[]);
+                        let set = self.roll.with_records(base, mine);
+                        self.roll.set_past(shape.hash, set);
+                    }
+                    None => later.push(shape),
+                }
+            }
+            if later.is_empty() {
+                break;
+            }
+            if later.len() == before {
+                return Err(Error::Malformed(
+                    self.id.to_hex(),
+                    "stored changes depend on changes that are not stored".into(),
+                ));
+            }
+            todo = later;
+        }
+        self.refresh_roll();
+        Ok(())
     }
 
     /// Set the actor used for local changes made on this device.
@@ -465,10 +559,25 @@ impl SignedDoc {
         let mut pending = Pending::default();
         let mut accepted: Vec<usize> = Vec::new();
         let mut fate: Vec<Fate> = vec![Fate::Waiting; candidates.len()];
+        // The roll index is taken out while the batch is checked (it caches
+        // as it goes); the sets of accepted changes join it once applied.
+        let mut roll_index = std::mem::take(&mut self.roll);
+        let mut batch_past: HashMap<ChangeHash, roll::SetId> = HashMap::new();
         while let Some(i) = ready.pop() {
             let (signed, change) = &candidates[i];
-            match self.check_change(signed.author, change, &pending, gate) {
-                Ok(added) => {
+            let checked = self.check_change(
+                signed.author,
+                change,
+                &pending,
+                gate,
+                &mut roll_index,
+                &batch_past,
+            );
+            match checked {
+                Ok((added, set)) => {
+                    if let Some(set) = set {
+                        batch_past.insert(change.hash(), set);
+                    }
                     pending.absorb(added);
                     accepted.push(i);
                     fate[i] = Fate::Accepted;
@@ -488,6 +597,7 @@ impl SignedDoc {
                 }
             }
         }
+        self.roll = roll_index;
         for (i, (signed, _)) in candidates.iter().enumerate() {
             match fate[i] {
                 Fate::Accepted | Fate::Rejected => {}
@@ -513,6 +623,9 @@ impl SignedDoc {
                 ));
             }
             return report;
+        }
+        for (hash, set) in batch_past {
+            self.roll.set_past(hash, set);
         }
         self.merge(pending);
         for &i in &accepted {
@@ -558,6 +671,7 @@ impl SignedDoc {
         .map_err(RuleError)?;
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
+        let is_roll_record = roll::is_roll_record(&body);
         if body.needs_gate() {
             gate.admit(&writer.id(), id, &body).map_err(|r| match r {
                 Refusal::Broken(e) => Error::Rule(e),
@@ -578,8 +692,54 @@ impl SignedDoc {
             .ok_or_else(|| {
                 Error::Malformed(self.id.to_hex(), "adding a record made no change".into())
             })?;
+        if is_roll_record && self.ledger.is_none() {
+            let hash = ChangeHash(signed.hash.0);
+            if let Some(base) = self.roll.past_of(&hash) {
+                let set = self.roll.with_records(base, std::slice::from_ref(&record));
+                self.roll.set_past(hash, set);
+            }
+        }
         self.absorb_record(record);
+        self.refresh_roll();
         Ok((id, signed))
+    }
+
+    /// Test hook: sign and add `body` as `writer` with none of the local
+    /// checks, as a modified node would. It gives no power over anyone
+    /// else: every receiving node checks every rule itself, which is what
+    /// the tests of hostile members use this to show.
+    #[doc(hidden)]
+    pub fn sign_record_anyway(
+        &mut self,
+        writer: &Writer,
+        body: RecordBody,
+        now_ms: u64,
+    ) -> Result<(Hash32, SignedChange), Error> {
+        let record = SignedRecord::sign(writer.key(), body.encode());
+        let id = record.id();
+        let records = self.records_exid()?;
+        let signed = self
+            .local_change(writer, now_ms, |tx| {
+                tx.put(&records, id.to_hex(), ScalarValue::Bytes(record.encode()))
+            })?
+            .ok_or_else(|| {
+                Error::Malformed(self.id.to_hex(), "adding a record made no change".into())
+            })?;
+        self.records.insert(id, record);
+        Ok((id, signed))
+    }
+
+    /// Test hook: edit the description as `writer` with no membership
+    /// check (see [`SignedDoc::sign_record_anyway`]).
+    #[doc(hidden)]
+    pub fn set_description_anyway(
+        &mut self,
+        writer: &Writer,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<Option<SignedChange>, Error> {
+        let description = self.description_exid()?;
+        self.local_change(writer, now_ms, |tx| tx.update_text(&description, text))
     }
 
     /// Replace the group's free-form description (an Automerge text, so
@@ -618,6 +778,14 @@ impl SignedDoc {
         let change = self.doc.get_change_by_hash(&hash).ok_or_else(|| {
             Error::Malformed(self.id.to_hex(), "a new change went missing".into())
         })?;
+        if self.ledger.is_none() {
+            // Its own roll records, if any, are added by the caller.
+            let set = self
+                .roll
+                .union_of_deps(change.deps(), &HashMap::new())
+                .unwrap_or(roll::EMPTY);
+            self.roll.set_past(hash, set);
+        }
         let signed = sign_change(writer, self.id, change);
         self.signatures.insert(hash, signed.signature.clone());
         Ok(Some(signed))
@@ -677,9 +845,15 @@ impl SignedDoc {
         &self.records
     }
 
-    /// The current members.
+    /// The roll at the document's heads: who may write now.
     pub fn members(&self) -> &BTreeSet<MemberId> {
         &self.members
+    }
+
+    /// Everyone ever on the roll, former members included (whose accounts
+    /// stay on the books).
+    pub fn ever_members(&self) -> &BTreeSet<MemberId> {
+        &self.ever
     }
 
     /// The group's genesis, if this is a group document.
@@ -732,14 +906,18 @@ impl SignedDoc {
     }
 
     /// Check one change against the document, what the batch has added so
-    /// far (`batch`), and the gate. Returns what the change adds.
+    /// far (`batch`, and the roll sets of its accepted changes in
+    /// `batch_past`), and the gate. Returns what the change adds and, in a
+    /// group document, the roll records in its causal past.
     fn check_change(
         &self,
         author: MemberId,
         change: &Change,
         batch: &Pending,
         gate: &mut dyn RecordGate,
-    ) -> Result<Pending, Hold> {
+        roll_index: &mut roll::RollIndex,
+        batch_past: &HashMap<ChangeHash, roll::SetId>,
+    ) -> Result<(Pending, Option<roll::SetId>), Hold> {
         let mut pending = Pending::default();
         let is_first = change.deps().is_empty();
         if is_first && (!self.doc.get_heads().is_empty() || batch.genesis_seen) {
@@ -747,16 +925,28 @@ impl SignedDoc {
                 "a second first change: the document already has its genesis".into(),
             ));
         }
+        let mut past = None;
         if self.ledger.is_some() {
             // A ledger period's roll is the group's; an admission may still
             // be on its way, so an unknown author waits rather than fails.
             if !gate.is_member(&author) {
                 return Err(Hold::Wait);
             }
-        } else if !is_first && !self.members.contains(&author) && !batch.members.contains(&author) {
-            return Err(Hold::Reject(format!(
-                "{author} is not a member of this group"
-            )));
+        } else {
+            // Membership at the change's causal past: the same verdict on
+            // every node, whatever else it holds.
+            let base = roll_index
+                .union_of_deps(change.deps(), batch_past)
+                .ok_or_else(|| {
+                    Hold::Reject("the engine lost track of a dependency's roll (a bug)".into())
+                })?;
+            if !is_first && !roll_index.roll(&self.id, base).members.contains(&author) {
+                return Err(Hold::Reject(format!(
+                    "{author} is not a member of this group at the change's causal past \
+                     (never admitted, awaiting an entry vote, left or removed)"
+                )));
+            }
+            past = Some(base);
         }
         self.check_ops(author, change, is_first, batch, &mut pending)
             .map_err(Hold::Reject)?;
@@ -775,7 +965,8 @@ impl SignedDoc {
                 ))
             }
         }
-        Ok(pending)
+        let past = past.map(|base| roll_index.with_records(base, &pending.roll_records));
+        Ok((pending, past))
     }
 
     fn check_ops(
@@ -880,6 +1071,9 @@ impl SignedDoc {
                     id.short()
                 ));
             }
+            if RecordBody::decode(&existing.body).is_ok_and(|b| roll::is_roll_record(&b)) {
+                pending.roll_records.push(existing.clone());
+            }
             return Ok(());
         }
         if !op.pred.is_empty() {
@@ -913,6 +1107,9 @@ impl SignedDoc {
         )
         .map_err(|e| e.0)?;
         self.check_references(&body, &author, batch, pending)?;
+        if roll::is_roll_record(&body) {
+            pending.roll_records.push(record.clone());
+        }
         match body {
             RecordBody::GroupGenesis(_) => {
                 if id != self.id {
@@ -923,11 +1120,8 @@ impl SignedDoc {
                     ));
                 }
                 pending.genesis_seen = true;
-                pending.members.insert(author);
             }
-            RecordBody::Admission(a) => {
-                pending.members.insert(a.member);
-            }
+            RecordBody::Admission(_) | RecordBody::LegacyAdmission(_) => {}
             RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
                 pending.gated.push((id, body));
             }
@@ -1100,19 +1294,27 @@ impl SignedDoc {
         for record in pending.records.into_values() {
             self.absorb_record(record);
         }
+        self.refresh_roll();
+    }
+
+    /// Recompute the roll at the heads (a ledger period has none of its own).
+    fn refresh_roll(&mut self) {
+        if self.ledger.is_some() {
+            return;
+        }
+        let heads = self.doc.get_heads();
+        if let Some(set) = self.roll.union_of_deps(&heads, &HashMap::new()) {
+            let roll = self.roll.roll(&self.id, set);
+            self.members = roll.members.clone();
+            self.ever
+                .extend(roll.members.iter().chain(&roll.former).copied());
+        }
     }
 
     /// Update what is derived from records with one more record.
     fn absorb_record(&mut self, record: SignedRecord) {
-        match RecordBody::decode(&record.body) {
-            Ok(RecordBody::GroupGenesis(_)) => {
-                self.members.insert(record.author);
-            }
-            Ok(RecordBody::Admission(a)) => {
-                self.members.insert(a.member);
-            }
-            Ok(body) => self.distress.absorb(record.id(), record.author, &body),
-            _ => {}
+        if let Ok(body) = RecordBody::decode(&record.body) {
+            self.distress.absorb(record.id(), record.author, &body);
         }
         self.records.insert(record.id(), record);
     }
@@ -1153,6 +1355,15 @@ impl SignedDoc {
         }
         Ok(())
     }
+}
+
+/// What the roll index needs to know of a stored change.
+struct ChangeShape {
+    hash: ChangeHash,
+    deps: Vec<ChangeHash>,
+    actor: ActorId,
+    /// The counters of its ops.
+    ops: std::ops::Range<u64>,
 }
 
 /// What became of one change of a batch.

@@ -23,9 +23,12 @@
 //! alone or the records it names): a proposal's action is well formed; a
 //! vote names a proposal of the group; an exit is signed by the member who
 //! leaves; a founders' edit is signed by the creator; a delegation is signed
-//! by one of the delegates. What depends on the timeline (a vote by someone
-//! who has left, after the deadline, for a group the parent never admitted)
-//! is kept, counts for nothing, and is listed with the reason.
+//! by one of the delegates; the engine also refuses any record whose author
+//! is off the roll at its causal past (a vote cast after one's own exit).
+//! What depends on the timeline (a vote after the deadline, for a group the
+//! parent never admitted, an admission by someone off the roll or with a
+//! used ticket) is kept, counts for nothing, and is listed with the reason
+//! where there is a list.
 //!
 //! **Across groups** (a child's delegates in its parent, the other party's
 //! ratification of a treaty) facts are carried by members of both groups:
@@ -938,7 +941,11 @@ impl Governance {
             };
             let (id, author) = (*id, r.author);
             match body {
-                RecordBody::Admission(a) => admissions.push((a.member, a.admitted_at_ms)),
+                RecordBody::Admission(a) => admissions.push(Signed {
+                    id,
+                    author,
+                    body: a,
+                }),
                 RecordBody::Exit(e) => exits.push((e.member, e.at_ms)),
                 RecordBody::CharterEdit(e) => edits.push(Signed {
                     id,
@@ -1008,9 +1015,13 @@ impl Governance {
         // The timeline, as a queue ordered by (time, event, id); decisions
         // are added as submissions are judged.
         let mut queue: BTreeSet<(u64, Event, Hash32)> = BTreeSet::new();
-        for (i, (_, at)) in admissions.iter().enumerate() {
-            queue.insert((*at, Event::Admission(i), Hash32([0; 32])));
+        for (i, a) in admissions.iter().enumerate() {
+            queue.insert((a.body.admitted_at_ms, Event::Admission(i), a.id));
         }
+        // Tickets already used (a ticket admits once), and members removed
+        // by a vote, who come back only by a vote.
+        let mut used_tickets: BTreeSet<Hash32> = BTreeSet::new();
+        let mut removed: BTreeSet<MemberId> = BTreeSet::new();
         for (i, e) in edits.iter().enumerate() {
             queue.insert((e.body.at_ms, Event::Edit(i), e.id));
         }
@@ -1029,14 +1040,24 @@ impl Governance {
             }
             match event {
                 Event::Admission(i) => {
-                    let member = admissions[i].0;
+                    let a = &admissions[i];
+                    let member = a.body.member;
+                    // The engine refuses these already; the timeline
+                    // ignores them too, so no stored history can make an
+                    // admission count that was not earned.
+                    if !g.roll.contains_key(&a.author)
+                        || a.author == member
+                        || !used_tickets.insert(a.body.ticket)
+                    {
+                        continue;
+                    }
                     if member != creator {
                         others_joined = true;
                     }
                     if g.roll.contains_key(&member) {
                         continue;
                     }
-                    if g.rules.entry_needs_vote {
+                    if g.rules.entry_needs_vote || removed.contains(&member) {
                         g.awaiting_entry.insert(member);
                     } else {
                         g.roll.insert(member, at);
@@ -1087,6 +1108,15 @@ impl Governance {
                     let counted: Vec<Hash32> = state.votes.values().map(|(_, id)| *id).collect();
                     let action = state.proposal.action.clone();
                     let effect = g.apply(&action, state.id, at, &mut next_article, &counted);
+                    match (&action, &effect) {
+                        (Action::RemoveMember { member }, Ok(())) => {
+                            removed.insert(*member);
+                        }
+                        (Action::AdmitMember { member }, Ok(())) => {
+                            removed.remove(member);
+                        }
+                        _ => {}
+                    }
                     if let Some(s) = states[i].as_mut() {
                         s.effect = Some(match effect {
                             Ok(()) => "in effect".to_string(),

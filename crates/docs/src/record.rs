@@ -15,8 +15,10 @@ pub const MAX_BODY_BYTES: usize = nestwork_core::signed::MAX_RECORD_BYTES;
 pub enum RecordBody {
     /// The founding record of a group; its record id is the group id.
     GroupGenesis(GroupGenesis),
-    /// A member admits a newcomer who presented one of their invite tickets.
-    Admission(Admission),
+    /// An admission as nodes before the trust rules of issue 13 wrote it,
+    /// with no proof of the ticket. Kept so old bytes still decode; no node
+    /// accepts a new one and none counts toward the roll.
+    LegacyAdmission(LegacyAdmission),
     /// A payment on the group's ledger (stored in a ledger period document).
     Payment(crate::ledger::Payment),
     /// A change of credit limits (stored in the group document).
@@ -41,6 +43,9 @@ pub enum RecordBody {
     Answer(crate::distress::Answer),
     /// A call for help carried in from another group.
     Escalation(crate::distress::Escalation),
+    /// A member admits a newcomer who presented one of their invite
+    /// tickets; the record carries the ticket's signed id.
+    Admission(Admission),
 }
 
 impl RecordBody {
@@ -72,6 +77,7 @@ impl RecordBody {
         match self {
             RecordBody::GroupGenesis(_) => "group genesis",
             RecordBody::Admission(_) => "admission",
+            RecordBody::LegacyAdmission(_) => "admission without ticket proof",
             RecordBody::Payment(_) => "payment",
             RecordBody::CreditLimit(_) => "credit limit",
             RecordBody::PeriodClose(_) => "period closing",
@@ -250,6 +256,29 @@ impl Default for Charter {
     }
 }
 
+/// The old shape of an admission (no ticket proof). Never accepted in a
+/// new change; kept so that stored bytes still decode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyAdmission {
+    /// The newcomer.
+    pub member: MemberId,
+    /// The id of the ticket they presented.
+    pub ticket: Hash32,
+    /// When, by the admitting member's clock.
+    pub admitted_at_ms: u64,
+}
+
+/// Domain of what an invite ticket's issuer signs.
+const TICKET_DOMAIN: &[u8] = b"nestwork/ticket-id/v1\0";
+
+/// What the issuer of invite ticket `ticket` for `group` signs: the group
+/// and the ticket's id (a hash of the ticket's fields). An admission
+/// carries this signature, so every node can check that the member who
+/// admits is the member who issued the ticket, for this group.
+pub fn ticket_message(group: &Hash32, ticket: &Hash32) -> Vec<u8> {
+    [TICKET_DOMAIN, &group.0, &ticket.0].concat()
+}
+
 /// A newcomer admitted to the group by the member who signs this record
 /// (the one whose invite ticket they presented).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +287,45 @@ pub struct Admission {
     pub member: MemberId,
     /// The id of the ticket they presented (each ticket admits once).
     pub ticket: Hash32,
+    /// The issuer's signature over [`ticket_message`] of this group and
+    /// `ticket`: the issuer must be the admission's signer.
+    pub ticket_signature: Vec<u8>,
     /// When, by the admitting member's clock (ms since the Unix epoch).
     pub admitted_at_ms: u64,
+}
+
+impl Admission {
+    /// An admission of `member` to `group` with a ticket `ticket` that
+    /// `inviter` signs here and now (tests and tools; a node admits with
+    /// the signature of the ticket the newcomer presented).
+    pub fn self_issued(
+        inviter: &nestwork_core::MemberKey,
+        group: &Hash32,
+        member: MemberId,
+        ticket: Hash32,
+        admitted_at_ms: u64,
+    ) -> Admission {
+        Admission {
+            member,
+            ticket,
+            ticket_signature: inviter.sign(&ticket_message(group, &ticket)).to_vec(),
+            admitted_at_ms,
+        }
+    }
+
+    /// Whether `issuer` signed the ticket for `group`.
+    pub fn check_ticket(&self, group: &Hash32, issuer: &MemberId) -> Result<(), String> {
+        nestwork_core::signed::verify_signature(
+            issuer,
+            &ticket_message(group, &self.ticket),
+            &self.ticket_signature,
+            "invite ticket",
+        )
+        .map_err(|_| {
+            format!(
+                "the admission's ticket {} was not issued by its signer {issuer} for this group",
+                self.ticket.short()
+            )
+        })
+    }
 }

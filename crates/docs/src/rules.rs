@@ -40,6 +40,10 @@ pub struct RecordContext {
 /// Check a record body against its kind's rules.
 pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
     match body {
+        RecordBody::LegacyAdmission(_) => broken(
+            "an admission without its ticket's signature (written by an older node): \
+             the inviter must admit again",
+        ),
         RecordBody::GroupGenesis(_) | RecordBody::Admission(_) | RecordBody::CreditLimit(_)
             if ctx.ledger_period.is_some() =>
         {
@@ -104,11 +108,17 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             }
             check_genesis(g)
         }
-        RecordBody::Admission(_) => {
+        RecordBody::Admission(a) => {
             if ctx.in_genesis_change {
                 return broken("an admission cannot be part of a group's founding change");
             }
-            Ok(())
+            // Admissions are earned: someone else, already a member (the
+            // engine checks the roll at the change's causal past), vouches
+            // with a ticket they issued for this group.
+            if a.member == ctx.author {
+                return broken("nobody admits themselves");
+            }
+            a.check_ticket(&ctx.group, &ctx.author).map_err(RuleError)
         }
     }
 }

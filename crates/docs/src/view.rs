@@ -122,7 +122,7 @@ impl CharterView {
     pub fn of(doc: &SignedDoc, now_ms: u64) -> Option<CharterView> {
         let (_, genesis) = doc.genesis()?;
         let g = governance_of(doc, now_ms)?;
-        let joined = doc.members().iter().any(|m| *m != g.creator);
+        let joined = doc.ever_members().iter().any(|m| *m != g.creator);
         Some(CharterView {
             group: doc.id(),
             group_name: genesis.name,

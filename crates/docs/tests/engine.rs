@@ -340,11 +340,13 @@ fn an_admitted_member_can_write_and_every_replica_agrees() {
     let creator = writer(1, 1);
     let newcomer = writer(2, 1);
     let (mut doc, _) = SignedDoc::create_group(&creator, genesis("Riverside"), 5).expect("create");
-    let admission = Admission {
-        member: newcomer.id(),
-        ticket: Hash32::of(b"ticket"),
-        admitted_at_ms: 6,
-    };
+    let admission = Admission::self_issued(
+        creator.key(),
+        &doc.id(),
+        newcomer.id(),
+        Hash32::of(b"ticket"),
+        6,
+    );
     doc.add_record(
         &creator,
         RecordBody::Admission(admission),
@@ -371,11 +373,13 @@ fn an_admitted_member_can_write_and_every_replica_agrees() {
     let records = records_obj(&raw);
     let record = nestwork_core::SignedRecord::sign(
         stranger.key(),
-        RecordBody::Admission(Admission {
-            member: stranger.id(),
-            ticket: Hash32::of(b"x"),
-            admitted_at_ms: 8,
-        })
+        RecordBody::Admission(Admission::self_issued(
+            creator.key(),
+            &doc.id(),
+            stranger.id(),
+            Hash32::of(b"x"),
+            8,
+        ))
         .encode(),
     );
     let forged = hostile_change(&mut raw, stranger.key(), doc.id(), |tx| {

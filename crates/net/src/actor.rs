@@ -1127,8 +1127,13 @@ impl EventLoop {
                 tokio::task::spawn_blocking(move || {
                     let response = match admit(&*replica, &ticket, me, member) {
                         Ok(()) => {
-                            let (changes, _) =
+                            let (mut changes, _) =
                                 replica.changes_since(&ticket.group, &[], SYNC_BATCH_BYTES);
+                            if !replica.is_member(&ticket.group, &member) {
+                                // Admitted but awaiting the entry vote: the
+                                // founding change (name and charter) only.
+                                changes.truncate(1);
+                            }
                             Response::Joined { changes }
                         }
                         Err(reason) => {
@@ -1629,7 +1634,7 @@ fn admit(
     if replica.heads(&ticket.group).is_none() {
         return Err("unknown document".into());
     }
-    replica.admit(&ticket.group, member, ticket.id())
+    replica.admit(&ticket.group, member, ticket.id(), ticket.signature.clone())
 }
 
 fn refused(reason: &str) -> Response {

@@ -116,8 +116,15 @@ pub trait Replica: Send + Sync + 'static {
         joining: bool,
     ) -> Result<ApplyReport, String>;
     /// Admit `member` to the group with the invite `ticket` (issued by this
-    /// node); refuses a ticket that was already used.
-    fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), String>;
+    /// node, which signed it with `ticket_signature`); refuses a ticket that
+    /// was already used.
+    fn admit(
+        &self,
+        doc: &Hash32,
+        member: MemberId,
+        ticket: Hash32,
+        ticket_signature: Vec<u8>,
+    ) -> Result<(), String>;
     /// The heads `peer` had when last synced.
     fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
     /// Remember the heads `peer` has.

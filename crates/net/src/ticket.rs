@@ -4,10 +4,12 @@
 
 use nestwork_core::signed::verify_signature;
 use nestwork_core::{encoding, Hash32, MemberId, MemberKey};
+use nestwork_docs::record::ticket_message;
 use serde::{Deserialize, Serialize};
 
-/// Text prefix, with the format version.
-const PREFIX: &str = "nwinvite1";
+/// Text prefix, with the format version (2: the signature is over the
+/// ticket's id, which the admission record carries).
+const PREFIX: &str = "nwinvite2";
 const DOMAIN: &[u8] = b"nestwork/ticket/v1\0";
 /// Longest ticket text we parse.
 pub const MAX_TICKET_CHARS: usize = 4096;
@@ -29,7 +31,10 @@ pub struct Ticket {
     pub expires_at_ms: u64,
     /// Makes every ticket distinct.
     pub nonce: [u8; 16],
-    /// The inviter's signature over everything above.
+    /// The inviter's signature over the group and the ticket's id (a hash
+    /// of everything above), as [`nestwork_docs::record::ticket_message`]
+    /// lays it out; the admission record carries it, so every node can
+    /// check who issued the ticket.
     pub signature: Vec<u8>,
 }
 
@@ -79,7 +84,14 @@ impl Ticket {
         t
     }
 
+    /// What the inviter signs.
     fn message(&self) -> Vec<u8> {
+        ticket_message(&self.group, &self.id())
+    }
+
+    /// The ticket's id: a hash of its signed fields, what the inviter signs
+    /// and an admission record cites.
+    pub fn id(&self) -> Hash32 {
         let signed = Signed {
             group: &self.group,
             group_name: &self.group_name,
@@ -88,12 +100,7 @@ impl Ticket {
             expires_at_ms: self.expires_at_ms,
             nonce: &self.nonce,
         };
-        [DOMAIN, &encoding::encode(&signed)].concat()
-    }
-
-    /// The ticket's id: what an admission record cites.
-    pub fn id(&self) -> Hash32 {
-        Hash32::of(&encoding::encode(self))
+        Hash32::of_parts(&[DOMAIN, &encoding::encode(&signed)])
     }
 
     /// Check the signature and, at `now_ms`, the expiry.
@@ -110,7 +117,7 @@ impl Ticket {
         Ok(())
     }
 
-    /// The text form: `nwinvite1` then base58.
+    /// The text form: `nwinvite2` then base58.
     pub fn to_text(&self) -> String {
         format!(
             "{PREFIX}{}",

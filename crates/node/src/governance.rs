@@ -313,7 +313,7 @@ impl Node {
             if docs
                 .groups
                 .get(&group)
-                .is_some_and(|d| d.members().iter().any(|m| *m != gov.creator))
+                .is_some_and(|d| d.ever_members().iter().any(|m| *m != gov.creator))
             {
                 return Err(invalid(
                     "members have joined: the charter now changes by proposals and votes",

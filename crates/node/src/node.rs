@@ -658,6 +658,13 @@ impl Node {
             if !known && !joining {
                 return Err(NodeError::NotFound(doc.to_hex()));
             }
+            if known && !joining && self.left_roll(&docs, &doc) {
+                // Off the roll: what members write after is not for this
+                // node (others refuse it too; this is the honest side).
+                return Err(NodeError::Invalid(
+                    "this member is no longer on the group's roll".into(),
+                ));
+            }
             let report = if known {
                 self.warm(&mut docs, &doc)?;
                 docs.apply(doc, changes, self.now_ms())
@@ -699,10 +706,27 @@ impl Node {
         Ok(report)
     }
 
-    /// Admit `member` to group `doc` on the strength of invite `ticket`.
+    /// Whether this member was on the roll of `doc`'s group and is no
+    /// longer (left or removed). A newcomer awaiting an entry vote was
+    /// never on it, so others' pushes still reach them once voted in.
+    fn left_roll(&self, docs: &State, doc: &Hash32) -> bool {
+        let me = self.member();
+        docs.group_of(doc)
+            .and_then(|g| docs.groups.get(&g))
+            .is_some_and(|g| g.ever_members().contains(&me) && !g.members().contains(&me))
+    }
+
+    /// Admit `member` to group `doc` on the strength of invite `ticket`,
+    /// which this member signed (`ticket_signature`; every node checks it).
     /// Admitting someone already on the roll is a no-op; a ticket admits one
     /// member only.
-    pub fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), NodeError> {
+    pub fn admit(
+        &self,
+        doc: &Hash32,
+        member: MemberId,
+        ticket: Hash32,
+        ticket_signature: Vec<u8>,
+    ) -> Result<(), NodeError> {
         let change = {
             let mut docs = self.lock();
             let group = docs
@@ -723,6 +747,7 @@ impl Node {
             let body = RecordBody::Admission(Admission {
                 member,
                 ticket,
+                ticket_signature,
                 admitted_at_ms: self.now_ms(),
             });
             let (_, change) = group.add_record(
@@ -747,7 +772,7 @@ impl Node {
     pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
         let me = self.member();
         let (group, to) = self.with_doc(sel, |doc| {
-            let to = account_of(doc.members(), &req.to)?;
+            let to = account_of(doc.ever_members(), &req.to)?;
             // Someone who left (or was removed) neither pays nor is paid.
             if let Some(gov) = nestwork_docs::view::governance_of(doc, self.now_ms()) {
                 if !gov.is_member(&me) {
@@ -969,10 +994,13 @@ impl Node {
         let docs = self.lock();
         let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
         let accounts: Vec<Account> = match account {
-            Some(a) => vec![account_of(doc.members(), a)?],
+            Some(a) => vec![account_of(doc.ever_members(), a)?],
             None => {
-                let mut all: Vec<Account> =
-                    doc.members().iter().map(|m| Account::Member(*m)).collect();
+                let mut all: Vec<Account> = doc
+                    .ever_members()
+                    .iter()
+                    .map(|m| Account::Member(*m))
+                    .collect();
                 all.push(Account::Commons);
                 all
             }
@@ -1003,7 +1031,9 @@ impl Node {
     ) -> Result<LedgerView, NodeError> {
         let docs = self.lock();
         let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
-        let account = account.map(|a| account_of(doc.members(), a)).transpose()?;
+        let account = account
+            .map(|a| account_of(doc.ever_members(), a))
+            .transpose()?;
         let limit = limit.min(1_000);
         let touches =
             |p: &nestwork_docs::ledger::Payment| account.is_none_or(|a| p.from == a || p.to == a);
@@ -1353,8 +1383,14 @@ impl Replica for Node {
         Node::apply_remote(self, doc, changes, joining).map_err(|e| e.to_string())
     }
 
-    fn admit(&self, doc: &Hash32, member: MemberId, ticket: Hash32) -> Result<(), String> {
-        Node::admit(self, doc, member, ticket).map_err(|e| e.to_string())
+    fn admit(
+        &self,
+        doc: &Hash32,
+        member: MemberId,
+        ticket: Hash32,
+        ticket_signature: Vec<u8>,
+    ) -> Result<(), String> {
+        Node::admit(self, doc, member, ticket, ticket_signature).map_err(|e| e.to_string())
     }
 
     fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {

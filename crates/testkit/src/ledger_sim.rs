@@ -157,12 +157,15 @@ impl LedgerSim {
             },
         };
         let (mut group, _) = SignedDoc::create_group(&writers[0], genesis, 1).expect("group");
+        let gid = group.id();
         for (i, w) in writers.iter().enumerate().skip(1) {
-            let admission = RecordBody::Admission(Admission {
-                member: w.id(),
-                ticket: Hash32::of(&[i as u8]),
-                admitted_at_ms: 1,
-            });
+            let admission = RecordBody::Admission(Admission::self_issued(
+                writers[0].key(),
+                &gid,
+                w.id(),
+                Hash32::of(&[i as u8]),
+                1,
+            ));
             group
                 .add_record(&writers[0], admission, &mut nestwork_docs::NoLedger, 1)
                 .expect("admit");

@@ -1,0 +1,236 @@
+//! Who may write a change: the roll at the change's causal past.
+//!
+//! A change's causal past is everything its Automerge dependencies reach.
+//! Whether its author may write it is decided from the records in that
+//! past alone (the group's genesis, admissions, exits, proposals and votes:
+//! the *roll records*), evaluated by [`Governance::at`] at the latest time
+//! any of them claims. Two nodes holding the same change therefore judge it
+//! alike, whatever else they hold and in whatever order it reached them.
+//!
+//! Cost: each change keeps the id of an interned set of the roll records in
+//! its past (a bitset over this replica's numbering of them). A change that
+//! carries no roll record and depends on changes with one set shares their
+//! set, so the common case costs a hash-map lookup; a roll is computed once
+//! per distinct set and cached.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use automerge::ChangeHash;
+use nestwork_core::{Hash32, MemberId, SignedRecord};
+
+use crate::governance::Governance;
+use crate::record::RecordBody;
+
+/// The id of an interned set of roll records.
+pub(crate) type SetId = u32;
+
+/// The empty set: the past of a document's first change.
+pub(crate) const EMPTY: SetId = 0;
+
+/// Sets of roll records per change, and the roll each set gives.
+#[derive(Clone)]
+pub(crate) struct RollIndex {
+    /// The roll records in each applied change's causal past, the change's
+    /// own included.
+    past: HashMap<ChangeHash, SetId>,
+    /// Roll records by this replica's index of them.
+    records: Vec<SignedRecord>,
+    index: HashMap<Hash32, usize>,
+    /// Interned sets: bitsets over `records`, with no trailing zero words,
+    /// so equal sets have equal bits.
+    sets: Vec<Arc<Vec<u64>>>,
+    interned: HashMap<Arc<Vec<u64>>, SetId>,
+    /// The roll each set gives, once asked for.
+    rolls: HashMap<SetId, Arc<Roll>>,
+}
+
+impl Default for RollIndex {
+    fn default() -> Self {
+        let empty = Arc::new(Vec::new());
+        RollIndex {
+            past: HashMap::new(),
+            records: Vec::new(),
+            index: HashMap::new(),
+            sets: vec![empty.clone()],
+            interned: HashMap::from([(empty, EMPTY)]),
+            rolls: HashMap::new(),
+        }
+    }
+}
+
+/// Who is on the roll, and who was and is no longer.
+#[derive(Debug, Default)]
+pub(crate) struct Roll {
+    /// On the roll: may write.
+    pub(crate) members: BTreeSet<MemberId>,
+    /// Left or removed.
+    pub(crate) former: BTreeSet<MemberId>,
+}
+
+/// Whether a record decides who is on the roll.
+pub(crate) fn is_roll_record(body: &RecordBody) -> bool {
+    matches!(
+        body,
+        RecordBody::GroupGenesis(_)
+            | RecordBody::Admission(_)
+            | RecordBody::Exit(_)
+            | RecordBody::Proposal(_)
+            | RecordBody::Vote(_)
+            | RecordBody::CharterEdit(_)
+            | RecordBody::Delegation(_)
+            | RecordBody::Counterpart(_)
+    )
+}
+
+/// The time a roll record claims.
+fn claimed_ms(body: &RecordBody) -> u64 {
+    match body {
+        RecordBody::GroupGenesis(g) => g.created_at_ms,
+        RecordBody::Admission(a) => a.admitted_at_ms,
+        RecordBody::Exit(e) => e.at_ms,
+        RecordBody::Proposal(p) => p.submitted_at_ms,
+        RecordBody::Vote(v) => v.cast_at_ms,
+        RecordBody::CharterEdit(e) => e.at_ms,
+        RecordBody::Delegation(d) => d.from_ms,
+        RecordBody::Counterpart(c) => c.at_ms,
+        _ => 0,
+    }
+}
+
+impl RollIndex {
+    /// The set of a change already applied.
+    pub(crate) fn past_of(&self, hash: &ChangeHash) -> Option<SetId> {
+        self.past.get(hash).copied()
+    }
+
+    /// Record the set of an applied change.
+    pub(crate) fn set_past(&mut self, hash: ChangeHash, set: SetId) {
+        self.past.insert(hash, set);
+    }
+
+    /// The union of the sets of `deps`, looked up here or in `batch`
+    /// (changes accepted earlier in the same batch). `None` if a dependency
+    /// is unknown to both.
+    pub(crate) fn union_of_deps(
+        &mut self,
+        deps: &[ChangeHash],
+        batch: &HashMap<ChangeHash, SetId>,
+    ) -> Option<SetId> {
+        let mut ids: Vec<SetId> = Vec::with_capacity(deps.len());
+        for d in deps {
+            ids.push(self.past.get(d).or_else(|| batch.get(d)).copied()?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        match ids.as_slice() {
+            [] => Some(EMPTY),
+            [one] => Some(*one),
+            _ => {
+                let mut bits: Vec<u64> = Vec::new();
+                for id in ids {
+                    let set = &self.sets[id as usize];
+                    if bits.len() < set.len() {
+                        bits.resize(set.len(), 0);
+                    }
+                    for (w, s) in bits.iter_mut().zip(set.iter()) {
+                        *w |= s;
+                    }
+                }
+                Some(self.intern(bits))
+            }
+        }
+    }
+
+    /// `base` with `own` (roll records a change carries) added.
+    pub(crate) fn with_records(&mut self, base: SetId, own: &[SignedRecord]) -> SetId {
+        if own.is_empty() {
+            return base;
+        }
+        let mut bits = self.sets[base as usize].as_ref().clone();
+        for record in own {
+            let id = record.id();
+            let i = match self.index.get(&id) {
+                Some(i) => *i,
+                None => {
+                    self.records.push(record.clone());
+                    self.index.insert(id, self.records.len() - 1);
+                    self.records.len() - 1
+                }
+            };
+            if bits.len() <= i / 64 {
+                bits.resize(i / 64 + 1, 0);
+            }
+            bits[i / 64] |= 1 << (i % 64);
+        }
+        self.intern(bits)
+    }
+
+    fn intern(&mut self, mut bits: Vec<u64>) -> SetId {
+        while bits.last() == Some(&0) {
+            bits.pop();
+        }
+        if let Some(id) = self.interned.get(&bits) {
+            return *id;
+        }
+        let bits = Arc::new(bits);
+        let id = self.sets.len() as SetId;
+        self.sets.push(bits.clone());
+        self.interned.insert(bits, id);
+        id
+    }
+
+    /// The roll given by the records of `set`, for group `group`: the
+    /// governance timeline replayed up to the latest time those records
+    /// claim (what the author of a change built on them had seen happen).
+    pub(crate) fn roll(&mut self, group: &Hash32, set: SetId) -> Arc<Roll> {
+        if let Some(roll) = self.rolls.get(&set) {
+            return roll.clone();
+        }
+        let bits = self.sets[set as usize].clone();
+        let mut records: BTreeMap<Hash32, SignedRecord> = BTreeMap::new();
+        let mut genesis = None;
+        let mut now = 0;
+        for (w, word) in bits.iter().enumerate() {
+            for b in 0..64 {
+                if word & (1 << b) == 0 {
+                    continue;
+                }
+                let Some(record) = self.records.get(w * 64 + b) else {
+                    continue;
+                };
+                let Ok(body) = RecordBody::decode(&record.body) else {
+                    continue;
+                };
+                now = now.max(claimed_ms(&body));
+                if let RecordBody::GroupGenesis(g) = body {
+                    if record.id() == *group {
+                        genesis = Some((record.author, g));
+                    }
+                }
+                records.insert(record.id(), record.clone());
+            }
+        }
+        let roll = match genesis {
+            Some((creator, g)) => {
+                let gov = Governance::at(
+                    *group,
+                    creator,
+                    g.created_at_ms,
+                    &g.charter,
+                    g.parent,
+                    &records,
+                    now,
+                );
+                Roll {
+                    members: gov.roll.into_keys().collect(),
+                    former: gov.former.into_keys().collect(),
+                }
+            }
+            None => Roll::default(),
+        };
+        let roll = Arc::new(roll);
+        self.rolls.insert(set, roll.clone());
+        roll
+    }
+}

@@ -1,0 +1,304 @@
+//! A roll that holds, on real nodes (issue 13): a member voted out gets
+//! nothing written after, and a modified node of theirs that signs anyway
+//! is refused by every other node.
+
+use std::time::Duration;
+
+use nestwork_core::{Hash32, SignedChange};
+use nestwork_docs::distress::{Category, Severity, Signal};
+use nestwork_docs::governance::{Choice, Vote};
+use nestwork_docs::ledger::{Account, Payment};
+use nestwork_docs::{Admission, RecordBody, SignedDoc, Writer};
+use nestwork_testkit::governance::{has_proposal, passed_everywhere, propose, roll_of, vote};
+use nestwork_testkit::{group_of, key, wait_until, TestNode};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Gossip messages a node rejected, and the ones it ignored or accepted
+/// (a message counts as one or the other once the node has judged it).
+async fn gossip_counts(n: &TestNode) -> (u64, u64) {
+    let g = n.net.status().await.expect("status").gossip;
+    (g.rejected, g.ignored + g.accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything() {
+    let (nodes, hub) = group_of(3).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &hub, 3).await;
+    let out = &nodes[2];
+    let stayers = [&nodes[0], &nodes[1]];
+
+    // Gossip carries changes to every node before the vote.
+    wait_until("gossip to reach the third node", LIMIT, || {
+        let _ = nodes[0].node.describe(&hub.to_hex(), "warm up");
+        out.description(&hub).as_deref() == Some("warm up")
+    })
+    .await;
+
+    let p = propose(
+        &nodes[0],
+        &hub,
+        "remove-member",
+        &[&out.member().to_string()],
+    );
+    has_proposal(&all, &hub, &p.state.id).await;
+    vote(&nodes[0], &p.state.id, "yes", None);
+    vote(&nodes[1], &p.state.id, "yes", None);
+    passed_everywhere(&stayers, &hub, &p.state.id).await;
+    roll_of(&stayers, &hub, 2).await;
+    wait_until("the removed node to see its removal", LIMIT, || {
+        out.node
+            .charter(&hub.to_hex())
+            .is_ok_and(|c| c.members.len() == 2)
+    })
+    .await;
+
+    // An edit made afterwards reaches the other member, and the removed
+    // node (running honest code) takes none of it.
+    let (_, ignored_before) = gossip_counts(out).await;
+    nodes[0]
+        .node
+        .describe(&hub.to_hex(), "after the removal")
+        .expect("describe");
+    wait_until("the edit on the other member's node", LIMIT, || {
+        nodes[1].description(&hub).as_deref() == Some("after the removal")
+    })
+    .await;
+    // Wait until it has judged the edit's gossip, then look.
+    let mut ignored_now = ignored_before;
+    for _ in 0..3000 {
+        ignored_now = gossip_counts(out).await.1;
+        if ignored_now > ignored_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ignored_now > ignored_before, "the edit's gossip reached it");
+    assert_eq!(out.description(&hub).as_deref(), Some("warm up"));
+
+    // Its node, modified to sign anyway, tries everything.
+    let writer = Writer::new(key(out.seed), [0x66; 8]);
+    let mut theirs = SignedDoc::empty(hub);
+    let copy = theirs.apply(out.node.export(&hub.to_hex()).expect("export").changes);
+    assert!(copy.rejected.is_empty());
+    let now = out.node.now_ms();
+    let q = propose(
+        &nodes[0],
+        &hub,
+        "add-article",
+        &["Tools", "Tools are shared."],
+    );
+    has_proposal(&all[..2], &hub, &q.state.id).await;
+    let mut hostile: Vec<SignedChange> = Vec::new();
+    // A vote (on a proposal it learns of by other means).
+    // Each change is built on the copy alone, so each is judged on its own.
+    let mut with_q = theirs.clone();
+    with_q.apply(nodes[0].node.export(&hub.to_hex()).expect("export").changes);
+    hostile.push(
+        with_q
+            .sign_record_anyway(
+                &writer,
+                RecordBody::Vote(Vote {
+                    proposal: q.state.id,
+                    choice: Choice::No,
+                    cast_at_ms: now,
+                    for_group: None,
+                }),
+                now,
+            )
+            .expect("sign")
+            .1,
+    );
+    // Re-admitting itself, directly and through a sock puppet.
+    let puppet = Writer::new(key(77), [0x77; 8]);
+    hostile.push(
+        theirs
+            .clone()
+            .sign_record_anyway(
+                &writer,
+                RecordBody::Admission(Admission::self_issued(
+                    writer.key(),
+                    &hub,
+                    puppet.id(),
+                    Hash32([77; 32]),
+                    now,
+                )),
+                now,
+            )
+            .expect("sign")
+            .1,
+    );
+    hostile.push(
+        theirs
+            .clone()
+            .sign_record_anyway(
+                &puppet,
+                RecordBody::Admission(Admission::self_issued(
+                    puppet.key(),
+                    &hub,
+                    writer.id(),
+                    Hash32([78; 32]),
+                    now,
+                )),
+                now,
+            )
+            .expect("sign")
+            .1,
+    );
+    // A distress signal, and an edit.
+    hostile.push(
+        theirs
+            .clone()
+            .sign_record_anyway(
+                &writer,
+                RecordBody::Signal(Signal {
+                    category: Category::Safety,
+                    severity: Severity::Critical,
+                    text: "let me back in".into(),
+                    location: None,
+                    raised_at_ms: now,
+                    expires_at_ms: now + 3_600_000,
+                    seq: 1,
+                    prev: None,
+                }),
+                now,
+            )
+            .expect("sign")
+            .1,
+    );
+    hostile.push(
+        theirs
+            .clone()
+            .set_description_anyway(&writer, "still here", now)
+            .expect("sign")
+            .expect("change"),
+    );
+    let (rejected_before, ignored_before) = gossip_counts(&nodes[0]).await;
+    for change in &hostile {
+        out.net
+            .publish_raw(hub, nestwork_core::encoding::encode(&vec![change.clone()]))
+            .await
+            .expect("publish");
+    }
+    // A payment from its account, in the ledger's first period.
+    let mut period = SignedDoc::ledger_period(hub, 0).expect("period");
+    let (_, pay) = period
+        .sign_record_anyway(
+            &writer,
+            RecordBody::Payment(Payment {
+                from: Account::Member(writer.id()),
+                to: Account::Member(nodes[0].member()),
+                amount: 5,
+                memo: "for nothing".into(),
+                seq: 1,
+                prev: None,
+                period: 0,
+                closing: None,
+                seen: Vec::new(),
+                limits: None,
+                proposal: None,
+                made_at_ms: now,
+            }),
+            now,
+        )
+        .expect("sign");
+    out.net
+        .publish_raw(hub, nestwork_core::encoding::encode(&vec![pay.clone()]))
+        .await
+        .expect("publish");
+
+    // The member it is connected to refuses what reaches it by gossip (and
+    // the sender's score pays, so gossipsub may drop the rest unjudged).
+    let mut counts = (rejected_before, ignored_before);
+    for _ in 0..6000 {
+        counts = gossip_counts(&nodes[0]).await;
+        if counts.0 > rejected_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        counts.0 > rejected_before,
+        "hostile gossip judged: {counts:?}"
+    );
+    // However they arrive, every other node refuses each group change and
+    // holds the payment unapplied.
+    for n in stayers {
+        for change in &hostile {
+            let report = n
+                .node
+                .apply_remote(hub, vec![change.clone()], false)
+                .expect("judged");
+            assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
+        }
+        // Held (its payer is off the roll) or refused outright.
+        if let Ok(report) = n.node.apply_remote(pay.doc, vec![pay.clone()], false) {
+            assert!(report.applied.is_empty(), "a former member's payment");
+        }
+    }
+    for n in stayers {
+        let bundle = n.node.export(&hub.to_hex()).expect("export");
+        for h in &hostile {
+            assert!(bundle.changes.iter().all(|c| c.hash != h.hash));
+        }
+        let charter = n.node.charter(&hub.to_hex()).expect("charter");
+        assert_eq!(charter.members.len(), 2, "nobody came back");
+        let balance = n
+            .node
+            .balance(&hub.to_hex(), Some(&out.member().to_string()))
+            .expect("balance");
+        assert_eq!(balance.accounts[0].balance, 0, "the payment counts nowhere");
+        assert_eq!(n.description(&hub).as_deref(), Some("after the removal"));
+    }
+
+    // And its sync request gets exactly a stranger's answer.
+    let asked = out.net.probe_sync(nodes[0].peer(), hub).await;
+    let unknown = out
+        .net
+        .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
+        .await;
+    assert_eq!(asked, Err("unknown document".to_string()));
+    assert_eq!(asked, unknown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_change() {
+    let (nodes, hub) = group_of(2).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let p = propose(&nodes[0], &hub, "set-rule", &["entry_needs_vote", "true"]);
+    has_proposal(&all, &hub, &p.state.id).await;
+    vote(&nodes[0], &p.state.id, "yes", None);
+    vote(&nodes[1], &p.state.id, "yes", None);
+    passed_everywhere(&all, &hub, &p.state.id).await;
+    nodes[0]
+        .node
+        .describe(&hub.to_hex(), "members only")
+        .expect("describe");
+
+    // Admitted by ticket, awaiting the vote: the founding change only, and
+    // a stranger's answer to its sync requests.
+    let newcomer = TestNode::start(9).await;
+    nodes[0].admit(&newcomer, hub).await;
+    let held = newcomer.node.export(&hub.to_hex()).expect("export").changes;
+    assert_eq!(held.len(), 1, "the founding change only");
+    assert_ne!(newcomer.description(&hub).as_deref(), Some("members only"));
+    let asked = newcomer.net.probe_sync(nodes[0].peer(), hub).await;
+    assert_eq!(asked, Err("unknown document".to_string()));
+
+    // Voted in, it catches up.
+    let q = propose(
+        &nodes[0],
+        &hub,
+        "admit-member",
+        &[&newcomer.member().to_string()],
+    );
+    has_proposal(&all, &hub, &q.state.id).await;
+    vote(&nodes[0], &q.state.id, "yes", None);
+    vote(&nodes[1], &q.state.id, "yes", None);
+    passed_everywhere(&all, &hub, &q.state.id).await;
+    wait_until("the member voted in to catch up", LIMIT, || {
+        newcomer.description(&hub).as_deref() == Some("members only")
+    })
+    .await;
+}
