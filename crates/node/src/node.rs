@@ -288,10 +288,20 @@ impl State {
             };
             Some(target.apply_with(changes, &mut gate))
         } else {
+            // A payment does not cite the group's heads, so the roll at its
+            // causal past is unknown: judged by the current roll, a payment
+            // made just before its payer's removal would be taken by nodes
+            // that had not yet seen the removal and held by the others,
+            // and the replicas' balances would differ for good. Until
+            // payments cite the group's heads (a format change), ledger
+            // periods accept anyone ever admitted: the same verdict on
+            // every node. The payer's own node refuses once it is off the
+            // roll; a modified one is not stopped (README, Trust model).
+            let ever = self.groups.get(&group)?.ever_members().clone();
             let decisions = Decisions::of(self.groups.get(&group), now_ms);
             self.ledgers
                 .get_mut(&group)?
-                .apply_to(&doc, &members, changes, &decisions)
+                .apply_to(&doc, &ever, changes, &decisions)
         }
     }
 }
