@@ -2,10 +2,12 @@
 //! checked before it is applied.
 //!
 //! The check of a change, in order:
-//! 1. the envelope: it names this document, its signature verifies (batch
-//!    verification for the whole batch), its bytes parse as an Automerge
-//!    change (a decoder panic is caught and becomes a rejection) and hash to
-//!    the signed hash, and its actor id is the author's key plus a device tag;
+//! 1. the envelope: it names this document, it is within the size limits
+//!    the store reads back with ([`nestwork_core::limits`]), its signature
+//!    verifies (batch verification for the whole batch), its bytes parse as
+//!    an Automerge change (a decoder panic is caught and becomes a
+//!    rejection) and hash to the signed hash, and its actor id is the
+//!    author's key plus a device tag;
 //! 2. causality: its dependencies are in the document or earlier in the batch
 //!    (otherwise it waits, reported as missing dependencies, and is neither
 //!    applied nor stored);
@@ -715,6 +717,8 @@ impl SignedDoc {
                 self.id.short()
             ));
         }
+        // Size first: nothing larger than the store reads back is looked at.
+        signed.check_size().map_err(|e| e.to_string())?;
         verdict.map_err(|e| e.to_string())?;
         let change = parse_change(&signed.change)?;
         if change.hash().0 != signed.hash.0 {

@@ -19,8 +19,7 @@ use crate::protocol::{Codec, PROTOCOL};
 
 /// Identify's protocol version string.
 pub const IDENTIFY_VERSION: &str = "/nestwork/1";
-/// Largest gossip message.
-pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
+pub use nestwork_core::limits::MAX_GOSSIP_BYTES;
 
 /// Everything a Nestwork node speaks.
 #[derive(NetworkBehaviour)]

@@ -26,14 +26,9 @@ use crate::ticket::Ticket;
 
 /// The protocol name.
 pub const PROTOCOL: &str = "/nestwork/sync/1";
-/// Largest request frame.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
-/// Largest response frame.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub use nestwork_core::limits::{MAX_HEADS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 /// How many change bytes one sync answer carries before saying `more`.
 pub const SYNC_BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// Most heads a peer may list.
-pub const MAX_HEADS: usize = 1024;
 
 /// What a peer asks.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Text prefix, with the format version.
 const PREFIX: &str = "nwinvite1";
 const DOMAIN: &[u8] = b"nestwork/ticket/v1\0";
-/// Longest ticket text we parse.
-pub const MAX_TICKET_CHARS: usize = 4096;
+pub use nestwork_core::limits::MAX_TICKET_CHARS;
 /// Most addresses a ticket carries.
 pub const MAX_TICKET_ADDRS: usize = 8;
 

@@ -10,6 +10,7 @@
 //! This crate knows nothing of Automerge or of document kinds: it stores
 //! envelopes and small metadata, and hands them back.
 
+use nestwork_core::limits::{MAX_DOC_META_BYTES, MAX_PEER_HEADS_BYTES};
 use nestwork_core::{Hash32, SignedChange};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -25,6 +26,15 @@ pub enum StoreError {
     /// The disk or sled failed.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// A change over the size limit the store reads back with; nothing of
+    /// the write was stored.
+    #[error("refused to store change {hash}: {reason}")]
+    TooLarge {
+        /// The change's hash, in hex.
+        hash: String,
+        /// The limit it broke.
+        reason: String,
+    },
     /// A stored entry does not decode; the store was damaged outside sled.
     #[error("stored {what} under key {key} is damaged: {reason}")]
     Damaged {
@@ -144,6 +154,14 @@ impl Store {
     /// `meta` if it is new, in one atomic step. Not durable until
     /// [`Store::flush`] returns.
     pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
+        // Whatever is written must read back (`changes` decodes with the
+        // same limit), or the node could not start again.
+        for c in changes {
+            c.check_size().map_err(|e| StoreError::TooLarge {
+                hash: c.hash.to_hex(),
+                reason: e.to_string(),
+            })?;
+        }
         let meta_bytes = nestwork_core::encoding::encode(meta);
         let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
         (&self.docs, &self.changes, &self.marks)
@@ -201,13 +219,13 @@ impl Store {
             .map(|entry| {
                 let (k, v) = entry?;
                 let id = hash_from_key(&k, "document")?;
-                let meta = nestwork_core::encoding::decode("document metadata", &v, 4096).map_err(
-                    |e| StoreError::Damaged {
-                        what: "document metadata",
-                        key: id.to_hex(),
-                        reason: e.to_string(),
-                    },
-                )?;
+                let meta =
+                    nestwork_core::encoding::decode("document metadata", &v, MAX_DOC_META_BYTES)
+                        .map_err(|e| StoreError::Damaged {
+                            what: "document metadata",
+                            key: id.to_hex(),
+                            reason: e.to_string(),
+                        })?;
                 Ok((id, meta))
             })
             .collect()
@@ -240,10 +258,9 @@ impl Store {
     /// The heads `peer` had for `doc` when last synced.
     pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
         let key = [&peer[..], &doc.0[..]].concat();
-        Ok(self
-            .peers
-            .get(key)?
-            .and_then(|v| nestwork_core::encoding::decode("peer heads", &v, 64 * 1024).ok()))
+        Ok(self.peers.get(key)?.and_then(|v| {
+            nestwork_core::encoding::decode("peer heads", &v, MAX_PEER_HEADS_BYTES).ok()
+        }))
     }
 
     /// How many changes are stored, over all documents.
@@ -330,6 +347,31 @@ mod tests {
         assert_eq!(store.mark(&doc).expect("mark"), None);
         assert_eq!(store.change_count(), 2);
         assert_eq!(store.mark(&other).expect("mark"), Some(b"base".to_vec()));
+    }
+
+    #[test]
+    fn a_change_over_the_size_limit_is_refused_and_nothing_of_the_write_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = Hash32::of(b"doc");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let key = MemberKey::from_secret([1; 32]);
+            let big = SignedChange::sign(
+                &key,
+                doc,
+                Hash32::of(b"big"),
+                vec![0; nestwork_core::limits::MAX_CHANGE_BYTES],
+            );
+            match store.append(doc, &meta(), &[change(1), big]) {
+                Err(StoreError::TooLarge { .. }) => {}
+                other => panic!("expected TooLarge, got {other:?}"),
+            }
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(store.docs().expect("docs").is_empty());
+        assert!(store.changes(&doc).expect("changes").is_empty());
+        assert_eq!(store.change_count(), 0);
     }
 
     #[test]
