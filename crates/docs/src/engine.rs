@@ -5,8 +5,8 @@
 //! 1. the envelope: it names this document, it is within the size limits
 //!    the store reads back with ([`nestwork_core::limits`]), its signature
 //!    verifies (batch verification for the whole batch), its bytes parse as
-//!    an Automerge change (a decoder panic is caught and becomes a
-//!    rejection) and hash to the signed hash, and its actor id is the
+//!    an Automerge change (a compressed one is inflated under the size
+//!    limit first, a decoder panic is caught and becomes a rejection) and hash to the signed hash, and its actor id is the
 //!    author's key plus a device tag;
 //! 2. causality: its dependencies are in the document or earlier in the batch
 //!    (otherwise it waits, reported as missing dependencies, and is neither
@@ -32,6 +32,7 @@ use automerge::{
     ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef,
     Value, ValueRef, ROOT,
 };
+use nestwork_core::limits::{MAX_CHANGE_DATA_BYTES, MAX_CHANGE_OPS};
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
 mod drafts;
@@ -1188,11 +1189,92 @@ fn rejection(signed: &SignedChange, reason: String) -> Rejection {
 
 /// Parse untrusted change bytes; a panic inside the decoder is a rejection.
 fn parse_change(bytes: &[u8]) -> Result<Change, String> {
-    match catch_unwind(|| Change::from_bytes(bytes.to_vec())) {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(format!("corrupted change: {e}")),
-        Err(_) => Err("corrupted change: the decoder failed".into()),
+    check_chunk(bytes)?;
+    let change = match catch_unwind(|| Change::from_bytes(bytes.to_vec())) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("corrupted change: {e}")),
+        Err(_) => return Err("corrupted change: the decoder failed".into()),
+    };
+    // Run-length encoding lets a few bytes stand for many operations, and
+    // every one is expanded when the change is checked and applied.
+    if change.len() > MAX_CHANGE_OPS {
+        return Err(format!(
+            "the change carries {} operations, over the limit of {MAX_CHANGE_OPS}",
+            change.len()
+        ));
     }
+    Ok(change)
+}
+
+/// The start of every Automerge chunk.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Chunk types (after the magic and a 4-byte checksum).
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Bound what Automerge would inflate before it is asked to. Automerge
+/// inflates a compressed change chunk whole, with no limit (a megabyte of
+/// deflate is a gigabyte of zeros), and a document or bundle chunk inflates
+/// its columns, so: only change chunks are let through, and a compressed
+/// one must inflate to at most [`MAX_CHANGE_DATA_BYTES`], counted while
+/// inflating into nothing. Automerge then inflates it again, now known to
+/// be small.
+fn check_chunk(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > MAX_CHANGE_DATA_BYTES {
+        return Err(format!(
+            "the change is {} bytes, over the limit of {MAX_CHANGE_DATA_BYTES}",
+            bytes.len()
+        ));
+    }
+    let (magic, rest) = bytes
+        .split_at_checked(4)
+        .ok_or("corrupted change: truncated")?;
+    if magic != CHUNK_MAGIC {
+        return Err("corrupted change: not an Automerge chunk".into());
+    }
+    let (kind, rest) = match rest.get(4..).and_then(<[u8]>::split_first) {
+        Some((kind, rest)) => (*kind, rest),
+        None => return Err("corrupted change: truncated".into()),
+    };
+    match kind {
+        CHUNK_CHANGE => Ok(()),
+        CHUNK_COMPRESSED_CHANGE => {
+            let (len, rest) = read_uleb(rest).ok_or("corrupted change: bad chunk length")?;
+            let data = usize::try_from(len)
+                .ok()
+                .and_then(|len| rest.get(..len))
+                .ok_or("corrupted change: truncated")?;
+            let limit = MAX_CHANGE_DATA_BYTES as u64;
+            let mut inflater =
+                std::io::Read::take(flate2::bufread::DeflateDecoder::new(data), limit + 1);
+            let inflated = std::io::copy(&mut inflater, &mut std::io::sink())
+                .map_err(|_| "corrupted change: it does not inflate".to_string())?;
+            if inflated > limit {
+                return Err(format!(
+                    "the compressed change inflates past the limit of {MAX_CHANGE_DATA_BYTES} bytes"
+                ));
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "corrupted change: a chunk of type {other} where a change belongs"
+        )),
+    }
+}
+
+/// An unsigned LEB128 number (at most 10 bytes) and what follows it.
+fn read_uleb(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(byte & 0x7f);
+        value |= part
+            .checked_shl(7 * i as u32)
+            .filter(|v| v >> (7 * i as u32) == part)?;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 fn sign_change(writer: &Writer, doc: Hash32, mut change: Change) -> SignedChange {

@@ -1,0 +1,111 @@
+//! The engine against hostile bytes (issue 15): a change that would cost
+//! more than its size, or that reuses an actor's sequence number, is refused
+//! on its own and changes nothing else.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{Automerge, Change, ReadDoc, ScalarValue, ROOT};
+use nestwork_core::limits::MAX_CHANGE_DATA_BYTES;
+use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_docs::engine::FREE_KEY;
+use nestwork_docs::{Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
+
+fn writer(n: u8, device: u8) -> Writer {
+    Writer::new(MemberKey::from_secret([n; 32]), [device; 8])
+}
+
+fn group(w: &Writer) -> SignedDoc {
+    let genesis = GroupGenesis {
+        name: "Riverside".to_string(),
+        kind: GroupKind::Hub,
+        parent: None,
+        unit: "hours".to_string(),
+        created_at_ms: 1_700_000_000_000,
+        nonce: [1; 16],
+        charter: Charter::default(),
+    };
+    SignedDoc::create_group(w, genesis, 5).expect("create").0
+}
+
+/// A raw Automerge copy of a signed document writing as `actor_of`, for
+/// crafting changes a modified node could send.
+fn raw_copy(doc: &SignedDoc, actor_of: &Writer) -> Automerge {
+    let changes: Vec<Change> = doc
+        .changes_since(&[])
+        .into_iter()
+        .map(|c| Change::from_bytes(c.change).expect("stored change parses"))
+        .collect();
+    let mut raw = Automerge::new().with_actor(actor_of.actor());
+    raw.apply_changes(changes).expect("apply");
+    raw
+}
+
+/// A change putting `value` at `key` in the free area, signed by `w`, in
+/// the form Automerge sends it (compressed when that is smaller).
+fn free_put(
+    raw: &mut Automerge,
+    doc: Hash32,
+    w: &Writer,
+    key: &str,
+    value: ScalarValue,
+) -> SignedChange {
+    let free = match raw.get(ROOT, FREE_KEY).expect("get") {
+        Some((_, id)) => id,
+        None => panic!("no free area"),
+    };
+    raw.transact_with(
+        |_| CommitOptions::default().with_time(1),
+        |tx| tx.put(&free, key, value).map(|_| ()),
+    )
+    .map_err(|f| f.error)
+    .expect("transaction");
+    let mut change = raw.get_last_local_change().expect("change");
+    SignedChange::sign(
+        w.key(),
+        doc,
+        Hash32(change.hash().0),
+        change.bytes().into_owned(),
+    )
+}
+
+/// Finding 2: Automerge inflated a compressed change whole before any
+/// check; now a compressed change is refused as soon as it inflates past
+/// the limit, and honest compressed changes still pass.
+#[test]
+fn finding2_a_compressed_change_inflating_past_the_limit_is_refused_before_it_is_inflated() {
+    let w = writer(1, 1);
+    let doc = group(&w);
+    let mut raw = raw_copy(&doc, &w);
+    let bomb = free_put(
+        &mut raw,
+        doc.id(),
+        &w,
+        "zeros",
+        ScalarValue::Bytes(vec![0; 8 * MAX_CHANGE_DATA_BYTES]),
+    );
+    // Small on the wire: the size limit alone does not catch it.
+    assert!(bomb.check_size().is_ok(), "{} bytes", bomb.change.len());
+    let mut replica = doc.clone();
+    let report = replica.apply(vec![bomb]);
+    assert!(report.applied.is_empty(), "{report:?}");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert!(
+        report.rejected[0]
+            .reason
+            .contains("inflates past the limit"),
+        "{report:?}"
+    );
+    assert_eq!(replica.heads(), doc.heads());
+
+    // An honest compressed change under the limit is accepted.
+    let mut raw = raw_copy(&doc, &w);
+    let fine = free_put(
+        &mut raw,
+        doc.id(),
+        &w,
+        "zeros",
+        ScalarValue::Bytes(vec![0; 64 * 1024]),
+    );
+    assert!(fine.change.len() < 64 * 1024, "travels compressed");
+    let mut replica = doc.clone();
+    assert_eq!(replica.apply(vec![fine]).applied.len(), 1);
+}
