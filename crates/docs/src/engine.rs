@@ -43,6 +43,10 @@ use crate::record::{GroupGenesis, RecordBody};
 use crate::rules::{self, RecordContext, RuleError};
 use crate::Error;
 
+/// How many refused forks a document keeps as proof (each is at most one
+/// change envelope).
+pub const MAX_FORK_PROOFS: usize = 64;
+
 /// Top-level key of the insert-only record map.
 pub const RECORDS_KEY: &str = "records";
 /// Top-level key of the free-form collaborative area.
@@ -109,6 +113,13 @@ pub struct ApplyReport {
     pub missing_deps: Vec<SignedChange>,
     /// Refused, each with its reason. Nothing of these was applied.
     pub rejected: Vec<Rejection>,
+    /// Those of `rejected` refused only because they fork an actor's
+    /// history: their (actor, sequence number) is held with other content
+    /// (an author equivocating, or two devices sharing one copied data
+    /// directory), or they build on such a change. Each is validly signed,
+    /// so whoever forwarded it did nothing wrong; with the change held for
+    /// the same pair, it is the author's proof.
+    pub forked: Vec<SignedChange>,
 }
 
 impl ApplyReport {
@@ -118,6 +129,7 @@ impl ApplyReport {
         self.duplicates += other.duplicates;
         self.missing_deps.extend(other.missing_deps);
         self.rejected.extend(other.rejected);
+        self.forked.extend(other.forked);
     }
 }
 
@@ -141,6 +153,14 @@ pub struct SignedDoc {
     members: BTreeSet<MemberId>,
     /// For a ledger period document: its group and period number.
     ledger: Option<(Hash32, u64)>,
+    /// The change held for each (actor, sequence number). Automerge holds
+    /// one change per pair and refuses a whole batch that brings a second,
+    /// so a second one is found here and refused on its own.
+    seqs: HashMap<(ActorId, u64), ChangeHash>,
+    /// Changes refused for forking an actor's history: the proof, with the
+    /// held change of the same pair, that their author signed two (the
+    /// first [`MAX_FORK_PROOFS`] kept).
+    forks: Vec<SignedChange>,
     /// Distress signals and answers, indexed for the engine's checks.
     distress: DistressIndex,
 }
@@ -286,6 +306,8 @@ impl SignedDoc {
             records: BTreeMap::new(),
             members: BTreeSet::new(),
             ledger: None,
+            seqs: HashMap::new(),
+            forks: Vec::new(),
             distress: DistressIndex::default(),
         }
     }
@@ -313,6 +335,7 @@ impl SignedDoc {
             .ok_or_else(|| Error::Malformed(id.to_hex(), "the opening change is empty".into()))?;
         let mut period_doc = SignedDoc::empty(id);
         period_doc.signatures.insert(opening.hash(), Vec::new());
+        period_doc.note_seq(&opening);
         period_doc.doc = doc;
         period_doc.ledger = Some((group, period));
         period_doc.rebuild_derived()?;
@@ -397,6 +420,7 @@ impl SignedDoc {
                 Error::Malformed(id.to_hex(), format!("stored change {}: {e}", s.hash))
             })?;
             doc.signatures.insert(change.hash(), s.signature.clone());
+            doc.note_seq(&change);
             changes.push(change);
         }
         doc.doc.apply_changes(changes)?;
@@ -442,6 +466,40 @@ impl SignedDoc {
                 }
             }
         }
+        // A second change for an (actor, seq) pair forks that actor's
+        // history. The one held stays; within the batch the lowest hash is
+        // kept, whatever order the batch came in.
+        let mut lowest: HashMap<(ActorId, u64), ChangeHash> = HashMap::new();
+        for (_, change) in &candidates {
+            let slot = lowest
+                .entry((change.actor_id().clone(), change.seq()))
+                .or_insert(change.hash());
+            *slot = (*slot).min(change.hash());
+        }
+        let mut forked: HashSet<ChangeHash> = HashSet::new();
+        candidates.retain(|(signed, change)| {
+            let pair = (change.actor_id().clone(), change.seq());
+            let held = self.seqs.get(&pair).copied();
+            if held.is_none() && lowest.get(&pair) == Some(&change.hash()) {
+                return true;
+            }
+            let reason = match held {
+                Some(h) => format!(
+                    "it forks its device's history: change {} already holds sequence number {}",
+                    Hash32(h.0).short(),
+                    change.seq()
+                ),
+                None => format!(
+                    "it forks its device's history: another change of this batch has sequence number {}",
+                    change.seq()
+                ),
+            };
+            tracing::warn!(doc = %self.id.short(), change = %signed.hash.short(), author = %signed.author, "{reason}");
+            report.rejected.push(rejection(signed, reason));
+            report.forked.push(signed.clone());
+            forked.insert(change.hash());
+            false
+        });
 
         // 2-5. Causal order (Kahn's algorithm over the batch), then rules.
         let index: HashMap<ChangeHash, usize> = candidates
@@ -452,11 +510,14 @@ impl SignedDoc {
         let mut waiting_on: Vec<usize> = vec![0; candidates.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
         let mut missing: Vec<bool> = vec![false; candidates.len()];
+        let mut on_fork: Vec<usize> = Vec::new();
         for (i, (_, change)) in candidates.iter().enumerate() {
             for dep in change.deps() {
                 if let Some(&j) = index.get(dep) {
                     waiting_on[i] += 1;
                     dependents[j].push(i);
+                } else if forked.contains(dep) {
+                    on_fork.push(i);
                 } else if !self.has_change(dep) {
                     missing[i] = true;
                 }
@@ -468,6 +529,11 @@ impl SignedDoc {
         let mut pending = Pending::default();
         let mut accepted: Vec<usize> = Vec::new();
         let mut fate: Vec<Fate> = vec![Fate::Waiting; candidates.len()];
+        for i in on_fork {
+            fate[i] = Fate::OnFork;
+            mark_dependents_refused(i, &dependents, &mut fate, Fate::OnFork);
+        }
+        ready.retain(|&i| fate[i] == Fate::Waiting);
         while let Some(i) = ready.pop() {
             let (signed, change) = &candidates[i];
             match self.check_change(signed.author, change, &pending, gate) {
@@ -487,7 +553,7 @@ impl SignedDoc {
                     tracing::debug!(doc = %self.id.short(), change = %signed.hash.short(), %reason, "change rejected");
                     report.rejected.push(rejection(signed, reason));
                     fate[i] = Fate::Rejected;
-                    mark_dependents_refused(i, &dependents, &mut fate);
+                    mark_dependents_refused(i, &dependents, &mut fate, Fate::DependsOnRejected);
                 }
             }
         }
@@ -498,11 +564,19 @@ impl SignedDoc {
                     signed,
                     "depends on a rejected change".to_string(),
                 )),
+                Fate::OnFork => {
+                    report.rejected.push(rejection(
+                        signed,
+                        "builds on a change that forks its device's history".to_string(),
+                    ));
+                    report.forked.push(signed.clone());
+                }
                 Fate::Waiting => report.missing_deps.push(signed.clone()),
             }
         }
 
         if accepted.is_empty() {
+            self.keep_fork_proofs(&report.forked);
             return report;
         }
         let changes: Vec<Change> = accepted.iter().map(|&i| candidates[i].1.clone()).collect();
@@ -522,8 +596,10 @@ impl SignedDoc {
             let (signed, change) = &candidates[i];
             self.signatures
                 .insert(change.hash(), signed.signature.clone());
+            self.note_seq(change);
             report.applied.push(signed.clone());
         }
+        self.keep_fork_proofs(&report.forked);
         report
     }
 
@@ -621,6 +697,7 @@ impl SignedDoc {
         let change = self.doc.get_change_by_hash(&hash).ok_or_else(|| {
             Error::Malformed(self.id.to_hex(), "a new change went missing".into())
         })?;
+        self.note_seq(&change);
         let signed = sign_change(writer, self.id, change);
         self.signatures.insert(hash, signed.signature.clone());
         Ok(Some(signed))
@@ -704,6 +781,26 @@ impl SignedDoc {
 
     fn has_change(&self, hash: &ChangeHash) -> bool {
         self.signatures.contains_key(hash)
+    }
+
+    /// Remember which change holds its (actor, sequence number).
+    fn note_seq(&mut self, change: &Change) {
+        self.seqs
+            .insert((change.actor_id().clone(), change.seq()), change.hash());
+    }
+
+    fn keep_fork_proofs(&mut self, forked: &[SignedChange]) {
+        for fork in forked {
+            if self.forks.len() < MAX_FORK_PROOFS && !self.forks.contains(fork) {
+                self.forks.push(fork.clone());
+            }
+        }
+    }
+
+    /// Changes refused for forking their device's history, kept as proof
+    /// against their author (see [`ApplyReport::forked`]).
+    pub fn forks(&self) -> &[SignedChange] {
+        &self.forks
     }
 
     fn check_envelope(
@@ -1167,13 +1264,15 @@ enum Fate {
     Accepted,
     Rejected,
     DependsOnRejected,
+    /// It builds on a change refused for forking its device's history.
+    OnFork,
 }
 
-fn mark_dependents_refused(i: usize, dependents: &[Vec<usize>], fate: &mut [Fate]) {
+fn mark_dependents_refused(i: usize, dependents: &[Vec<usize>], fate: &mut [Fate], why: Fate) {
     let mut stack = dependents[i].clone();
     while let Some(d) = stack.pop() {
         if fate[d] == Fate::Waiting {
-            fate[d] = Fate::DependsOnRejected;
+            fate[d] = why;
             stack.extend(dependents[d].iter().copied());
         }
     }

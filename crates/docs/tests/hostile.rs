@@ -109,3 +109,54 @@ fn finding2_a_compressed_change_inflating_past_the_limit_is_refused_before_it_is
     let mut replica = doc.clone();
     assert_eq!(replica.apply(vec![fine]).applied.len(), 1);
 }
+
+/// A description edit made on a copy of `doc` by `w`.
+fn edit(doc: &SignedDoc, w: &Writer, text: &str) -> SignedChange {
+    doc.clone()
+        .set_description(w, text, 6)
+        .expect("describe")
+        .expect("a change")
+}
+
+/// Finding 3: a change whose (actor, seq) is already held with other
+/// content (a copied data directory, or an equivocating author) made
+/// Automerge refuse the whole batch.
+#[test]
+fn finding3_a_duplicate_actor_seq_is_refused_alone_with_proof_and_the_identical_change_ignored() {
+    let w = writer(1, 1);
+    let base = group(&w);
+    let held = edit(&base, &w, "one");
+    let fork = edit(&base, &w, "two");
+    let honest = edit(&base, &writer(1, 2), "three");
+    assert_ne!(held.hash, fork.hash);
+
+    let mut doc = base.clone();
+    assert_eq!(doc.apply(vec![held.clone()]).applied.len(), 1);
+    let report = doc.apply(vec![fork.clone(), honest.clone()]);
+    assert_eq!(report.applied, vec![honest], "{report:?}");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert!(report.rejected[0].reason.contains("forks"), "{report:?}");
+    assert_eq!(report.forked, vec![fork.clone()]);
+    assert_eq!(doc.forks(), &[fork.clone()][..]);
+
+    // The identical change again: ignored, nothing refused.
+    let again = doc.apply(vec![held.clone()]);
+    assert_eq!((again.duplicates, again.rejected.len()), (1, 0));
+
+    // Both in one batch, in either order: the same one is kept.
+    let mut kept = Vec::new();
+    for batch in [
+        vec![held.clone(), fork.clone()],
+        vec![fork.clone(), held.clone()],
+    ] {
+        let mut replica = base.clone();
+        let report = replica.apply(batch);
+        assert_eq!(
+            (report.applied.len(), report.forked.len()),
+            (1, 1),
+            "{report:?}"
+        );
+        kept.push(report.applied[0].hash);
+    }
+    assert_eq!(kept[0], kept[1]);
+}
