@@ -160,3 +160,27 @@ fn finding3_a_duplicate_actor_seq_is_refused_alone_with_proof_and_the_identical_
     }
     assert_eq!(kept[0], kept[1]);
 }
+
+/// Finding 5: the closing of the largest period number overflowed (a
+/// panic in a debug build) while it was checked.
+#[test]
+fn finding5_the_closing_of_the_last_period_number_is_refused_not_an_overflow() {
+    use nestwork_docs::ledger::PeriodClose;
+    use nestwork_docs::rules::{check_record, RecordContext};
+    use nestwork_docs::RecordBody;
+    let body = RecordBody::PeriodClose(PeriodClose {
+        period: u64::MAX,
+        prev: None,
+        heads: Vec::new(),
+        balances: Vec::new(),
+        payments: 0,
+    });
+    let ctx = RecordContext {
+        group: Hash32::of(b"g"),
+        author: writer(1, 1).id(),
+        in_genesis_change: false,
+        ledger_period: Some(0),
+    };
+    let err = check_record(&body, &ctx).expect_err("refused");
+    assert!(err.0.contains("never be closed"), "{err:?}");
+}

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -341,6 +342,39 @@ type Queued = (MessageId, PeerId, Hash32, Vec<SignedChange>);
 
 /// What to report for each validated message.
 type Verdicts = Vec<(MessageId, PeerId, MessageAcceptance)>;
+
+/// [`validate_batch`], which must not take the loop down with it: without
+/// an answer the loop would never validate again (`validating` stays set)
+/// and its queue would grow without bound. A panic (a bug, or a decoder
+/// tripping on hostile bytes) sends the batch through again message by
+/// message; the message that panics alone is rejected, the others are
+/// judged as usual.
+fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(PeerId, Hash32)>) {
+    let run = |part: &[Queued]| catch_unwind(AssertUnwindSafe(|| validate_batch(replica, part)));
+    if let Ok(done) = run(batch) {
+        return done;
+    }
+    tracing::error!(
+        messages = batch.len(),
+        "validation panicked; validating the batch message by message"
+    );
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut syncs = Vec::new();
+    for one in batch.chunks(1) {
+        match run(one) {
+            Ok((v, s)) => {
+                verdicts.extend(v);
+                syncs.extend(s);
+            }
+            Err(_) => {
+                let (id, source, group, _) = &one[0];
+                tracing::error!(peer = %source, group = %group.short(), "validation panicked on this message; rejected");
+                verdicts.push((id.clone(), *source, MessageAcceptance::Reject));
+            }
+        }
+    }
+    (verdicts, syncs)
+}
 
 /// Apply a batch of gossip messages as one batch per document and judge
 /// each message by what became of its changes; also the peers to sync with
@@ -1041,7 +1075,7 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let (verdicts, syncs) = validate_batch(&*replica, &batch);
+            let (verdicts, syncs) = validate_guarded(&*replica, &batch);
             let _ = done.blocking_send(Done::Validated(verdicts, syncs));
         });
     }
@@ -1816,5 +1850,29 @@ mod tests {
         );
         let doc = replica.doc.lock().expect("lock");
         assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
+    }
+
+    /// Finding 5: a panic in validation used to unwind out of the blocking
+    /// task, so the loop never heard back and never validated again.
+    #[test]
+    fn finding5_a_panic_in_validation_rejects_its_message_and_the_others_are_judged() {
+        let base = group();
+        let bad = edit(&base, 1, "one");
+        let honest = edit(&base, 2, "two");
+        let replica = OneDoc {
+            doc: Mutex::new(base.clone()),
+            panic_on: Some(bad.hash),
+        };
+        let batch = vec![message(1, &base, bad), message(2, &base, honest)];
+        let (verdicts, _) = validate_guarded(&replica, &batch);
+        assert_eq!(verdicts.len(), 2);
+        assert_eq!(
+            verdict_of(&verdicts, &batch[0].0),
+            MessageAcceptance::Reject
+        );
+        assert_eq!(
+            verdict_of(&verdicts, &batch[1].0),
+            MessageAcceptance::Accept
+        );
     }
 }
