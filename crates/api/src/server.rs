@@ -157,6 +157,12 @@ pub async fn serve(
     token: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if token.trim().is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "refusing to serve the API with an empty token (it would let anyone in)",
+        ));
+    }
     axum::serve(listener, router(node, net, token))
         .with_graceful_shutdown(shutdown)
         .await
@@ -169,7 +175,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+    // An empty token would match a request that sends none: never accept it.
+    if state.token.trim().is_empty() || !constant_time_eq(given.as_bytes(), state.token.as_bytes())
+    {
         return ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in the node's data directory, file api.token)"
