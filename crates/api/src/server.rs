@@ -64,7 +64,9 @@ impl From<NodeError> for ApiError {
             NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::Ambiguous(..) => StatusCode::CONFLICT,
             NodeError::Invalid(_) | NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            NodeError::Store(_) | NodeError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Store(_) | NodeError::Identity(_) | NodeError::NotDurable(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError(status, e.to_string())
     }

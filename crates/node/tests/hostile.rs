@@ -123,3 +123,49 @@ fn finding1_an_oversized_change_is_refused_with_a_reason_and_the_node_restarts()
         "Riverside"
     );
 }
+
+/// Finding 6: a failed flush reported an error though the payment was
+/// made, so a retried `pay` paid twice. A request id makes the retry
+/// answer with the payment already made, also after a restart.
+#[test]
+fn finding6_a_pay_retried_with_the_same_request_id_pays_once_even_after_a_restart() {
+    use nestwork_node::node::PayRequest;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let req = PayRequest {
+        to: "commons".into(),
+        amount: 3,
+        memo: "pump".into(),
+        request_id: Some("cli-7f3a".into()),
+    };
+    let (group, first) = {
+        let node = node_in(tmp.path());
+        let group = create(&node, "Riverside");
+        let first = node.pay(&group.to_hex(), &req).expect("pay");
+        let again = node.pay(&group.to_hex(), &req).expect("retry");
+        assert_eq!(again.id, first.id, "the retry made a second payment");
+        // The same id for another payment is refused, not ignored.
+        let other = PayRequest {
+            amount: 4,
+            ..req.clone()
+        };
+        assert!(matches!(
+            node.pay(&group.to_hex(), &other),
+            Err(NodeError::Invalid(_))
+        ));
+        node.close().expect("close");
+        (group, first)
+    };
+    let node = node_in(tmp.path());
+    let again = node
+        .pay(&group.to_hex(), &req)
+        .expect("retry after restart");
+    assert_eq!(again.id, first.id);
+    let balance = node.balance(&group.to_hex(), None).expect("balance");
+    assert_eq!(balance.payments, 1);
+    // Without a request id, each request is a payment of its own.
+    let fresh = PayRequest {
+        request_id: None,
+        ..req
+    };
+    assert_ne!(node.pay(&group.to_hex(), &fresh).expect("pay").id, first.id);
+}

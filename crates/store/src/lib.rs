@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,11 @@ pub struct Store {
     /// Notes the node keeps about a document while it is unchanged, by
     /// document id (see [`Store::set_mark`]).
     marks: sled::Tree,
+    /// Writes counted so far, and how many of them a finished flush
+    /// covers: a flush with nothing new to write costs no disk sync, and
+    /// [`Store::unflushed`] says whether everything written is durable.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    flushed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -140,6 +146,8 @@ impl Store {
             peers: db.open_tree("peers")?,
             marks: db.open_tree("marks")?,
             db,
+            written: Default::default(),
+            flushed: Default::default(),
         };
         if store.marks.get(CHANGE_COUNT)?.is_none() {
             // A store from before the count was kept: count once (sled's
@@ -154,6 +162,19 @@ impl Store {
     /// `meta` if it is new, in one atomic step. Not durable until
     /// [`Store::flush`] returns.
     pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
+        self.append_noting(doc, meta, changes, None)
+    }
+
+    /// [`Store::append`], keeping `note` (an id and its value in the
+    /// marks) in the same atomic step: a note that must be durable exactly
+    /// when the changes are (which request made which change).
+    pub fn append_noting(
+        &self,
+        doc: Hash32,
+        meta: &DocMeta,
+        changes: &[SignedChange],
+        note: Option<(&Hash32, &[u8])>,
+    ) -> Result<()> {
         // Whatever is written must read back (`changes` decodes with the
         // same limit), or the node could not start again.
         for c in changes {
@@ -176,6 +197,9 @@ impl Store {
                     let seq = stored.generate_id()?;
                     stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
                 }
+                if let Some((id, value)) = note {
+                    marks.insert(&id.0, value)?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -183,7 +207,21 @@ impl Store {
                 TransactionError::Abort(()) => {
                     StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
                 }
-            })
+            })?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Count a write, once it is in sled (so a flush that starts after
+    /// the count covers it).
+    fn touch(&self) {
+        self.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many writes are not yet known to be on disk.
+    pub fn unflushed(&self) -> u64 {
+        let written = self.written.load(Ordering::SeqCst);
+        written.saturating_sub(self.flushed.load(Ordering::SeqCst))
     }
 
     /// Keep a note about document `doc` (or any other id) that holds only
@@ -191,6 +229,7 @@ impl Store {
     /// note in the same transaction. Durable with the next flush.
     pub fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
         self.marks.insert(doc.0, note)?;
+        self.touch();
         Ok(())
     }
 
@@ -202,13 +241,21 @@ impl Store {
     /// Drop the note about `doc`.
     pub fn remove_mark(&self, doc: &Hash32) -> Result<()> {
         self.marks.remove(doc.0)?;
+        self.touch();
         Ok(())
     }
 
     /// Make everything written so far durable (fsync). Concurrent callers
-    /// share the same disk flush.
+    /// share the same disk flush; with nothing written since the last one,
+    /// nothing is done.
     pub fn flush(&self) -> Result<()> {
+        let target = self.written.load(Ordering::SeqCst);
+        if self.flushed.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
         self.db.flush()?;
+        // Writes counted after `target` may have missed this flush.
+        self.flushed.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }
 
