@@ -40,6 +40,23 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Largest sync response frame.
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
+/// Most a sync stream reads ahead of the bytes that actually arrived:
+/// a frame's length is a claim, so its buffer grows with what is received,
+/// in steps of this size, never to the claim at once.
+pub const MAX_READ_AHEAD_BYTES: usize = 64 * 1024;
+
+/// Most sync streams open at once on one connection.
+pub const MAX_SYNC_STREAMS: usize = 16;
+
+/// Most connections to one peer.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+
+/// Most incoming connections established at once.
+pub const MAX_INCOMING_CONNECTIONS: u32 = 256;
+
+/// Most incoming connections still in their handshake at once.
+pub const MAX_PENDING_INCOMING: u32 = 64;
+
 /// Most heads a peer may list.
 pub const MAX_HEADS: usize = 1024;
 
