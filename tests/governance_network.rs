@@ -110,6 +110,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
                     to,
                     amount,
                     memo: String::new(),
+                    request_id: None,
                 },
             )
             .expect("pay")
@@ -179,6 +180,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
                 to: nodes[0].member().to_string(),
                 amount: 5,
                 memo: "seeds".into(),
+                request_id: None,
             },
         )
         .expect("pay before leaving");
@@ -215,6 +217,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             to: nodes[0].member().to_string(),
             amount: 1,
             memo: String::new(),
+            request_id: None,
         },
     );
     assert!(refused
@@ -227,6 +230,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
             to: nodes[4].member().to_string(),
             amount: 1,
             memo: String::new(),
+            request_id: None,
         },
     );
     assert!(refused

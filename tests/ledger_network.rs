@@ -68,6 +68,7 @@ fn pay(n: &TestNode, group: &Hash32, to: &TestNode, amount: u64) -> Result<(), S
                 to: to.member().to_string(),
                 amount,
                 memo: String::new(),
+                request_id: None,
             },
         )
         .map(|_| ())

@@ -212,7 +212,10 @@ impl Node {
             )
             .stdout(Stdio::null())
             .stderr(
-                std::fs::File::create(self.dir.join("node.log"))
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("node.log"))
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null()),
             )
@@ -224,8 +227,19 @@ impl Node {
         });
     }
 
+    /// Stop as a member would (SIGTERM, as Ctrl-C), then make sure.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

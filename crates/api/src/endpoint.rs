@@ -40,9 +40,41 @@ pub fn token(dir: &DataDir) -> std::io::Result<String> {
     read_token(dir)
 }
 
-/// The token of `dir` as written by the node.
+/// The token of `dir` as written by the node. An empty (or whitespace)
+/// token is refused: the API would otherwise accept an empty one, which is
+/// no authentication at all.
 pub fn read_token(dir: &DataDir) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(dir.token_file())?
-        .trim()
-        .to_string())
+    let path = dir.token_file();
+    let token = std::fs::read_to_string(&path)?.trim().to_string();
+    if token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the API token in {} is empty; remove the file and a new token is made at the next start",
+                path.display()
+            ),
+        ));
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding9_an_empty_or_whitespace_token_is_refused_with_a_clear_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::new(tmp.path());
+        for content in ["", "  \n\t "] {
+            std::fs::write(dir.token_file(), content).expect("write");
+            let err = token(&dir).expect_err("an empty token was accepted");
+            assert!(err.to_string().contains("api.token"), "{err}");
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
+        std::fs::remove_file(dir.token_file()).expect("remove");
+        let fresh = token(&dir).expect("a new token");
+        assert_eq!(fresh.len(), 64);
+        assert_eq!(read_token(&dir).expect("read"), fresh);
+    }
 }

@@ -64,7 +64,9 @@ impl From<NodeError> for ApiError {
             NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::Ambiguous(..) => StatusCode::CONFLICT,
             NodeError::Invalid(_) | NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            NodeError::Store(_) | NodeError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Store(_) | NodeError::Identity(_) | NodeError::NotDurable(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -157,6 +159,12 @@ pub async fn serve(
     token: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if token.trim().is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "refusing to serve the API with an empty token (it would let anyone in)",
+        ));
+    }
     axum::serve(listener, router(node, net, token))
         .with_graceful_shutdown(shutdown)
         .await
@@ -169,7 +177,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+    // An empty token would match a request that sends none: never accept it.
+    if state.token.trim().is_empty() || !constant_time_eq(given.as_bytes(), state.token.as_bytes())
+    {
         return ApiError(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (it is in the node's data directory, file api.token)"

@@ -20,6 +20,9 @@ pub fn pay(
         to: member,
         amount,
         memo,
+        // One per invocation: if the answer is lost and the request is
+        // sent again, the node makes the payment once.
+        request_id: Some(format!("{:032x}", rand::random::<u128>())),
     };
     let path = format!("/groups/{}/payments", segment(group));
     let paid: PaymentView = Client::connect(dir)?.send("POST", &path, &req)?;

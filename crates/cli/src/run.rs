@@ -43,6 +43,9 @@ pub fn run(dir: &DataDir, flags: RunFlags) -> anyhow::Result<()> {
 }
 
 async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> anyhow::Result<()> {
+    // Before anything starts: a node whose API token is unusable does not
+    // start at all.
+    let token = endpoint::token(dir).context("reading the API token")?;
     let member = key.id();
     let key_for_net = key.clone();
     let open_dir = dir.clone();
@@ -63,7 +66,6 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
         .await
         .with_context(|| format!("cannot listen for the API on 127.0.0.1:{}", config.api.port))?;
     let addr = listener.local_addr()?;
-    let token = endpoint::token(dir).context("writing the API token")?;
     Endpoint {
         addr: addr.to_string(),
         pid: std::process::id(),

@@ -11,6 +11,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("canonical types always encode")
 }
 
+/// The length of a value's canonical encoding, without encoding it.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    // Size counting fails only where `encode` would (see there).
+    postcard::experimental::serialized_size(value).expect("canonical types always encode")
+}
+
 /// Decode untrusted bytes, refusing anything over `limit` bytes or with
 /// bytes left over after the value.
 pub fn decode<T: DeserializeOwned>(

@@ -13,11 +13,13 @@
 //! - [`hash`]: 32-byte SHA-256 ids for records, groups and documents;
 //! - [`signed`]: signed records (insert-only facts) and signed changes
 //!   (Automerge changes wrapped with their author's signature);
-//! - [`encoding`]: the canonical, bounded binary encoding.
+//! - [`encoding`]: the canonical, bounded binary encoding;
+//! - [`limits`]: every size limit, in one table.
 
 pub mod encoding;
 pub mod hash;
 pub mod keys;
+pub mod limits;
 pub mod signed;
 
 pub use hash::Hash32;

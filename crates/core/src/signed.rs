@@ -18,16 +18,13 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::MAX_CHANGE_DATA_BYTES;
 use crate::{encoding, Error, Hash32, MemberId, MemberKey, Result};
 
 const RECORD_DOMAIN: &[u8] = b"nestwork/record/v1\0";
 const CHANGE_DOMAIN: &[u8] = b"nestwork/change/v1\0";
 
-/// Largest encoded record we accept (a charter's genesis with its articles
-/// is the largest; a few KiB in practice).
-pub const MAX_RECORD_BYTES: usize = 64 * 1024;
-/// Largest encoded change envelope we accept.
-pub const MAX_CHANGE_BYTES: usize = 512 * 1024;
+pub use crate::limits::{MAX_BUNDLE_BYTES, MAX_CHANGE_BYTES, MAX_RECORD_BYTES};
 
 /// An insert-only fact signed by its author.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
@@ -163,6 +160,30 @@ impl SignedChange {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         encoding::decode("change", bytes, MAX_CHANGE_BYTES)
     }
+
+    /// Refuse a change over the size limits before anything is done with
+    /// it. A change arrives inside a larger message (a gossip batch, a sync
+    /// answer, a bundle), so [`SignedChange::decode`]'s limit is not checked
+    /// on the way in; the store reads every change back with that limit, so
+    /// one accepted over it would stop the node from starting.
+    pub fn check_size(&self) -> Result<()> {
+        if self.change.len() > MAX_CHANGE_DATA_BYTES {
+            return Err(Error::TooLarge {
+                what: "change",
+                size: self.change.len(),
+                limit: MAX_CHANGE_DATA_BYTES,
+            });
+        }
+        let size = encoding::encoded_len(self);
+        if size > MAX_CHANGE_BYTES {
+            return Err(Error::TooLarge {
+                what: "change envelope",
+                size,
+                limit: MAX_CHANGE_BYTES,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn change_message(doc: &Hash32, hash: &Hash32) -> Vec<u8> {
@@ -269,6 +290,16 @@ mod tests {
         assert_eq!(bad, vec![3]);
     }
 
+    #[test]
+    fn a_change_over_the_limit_fails_its_size_check_and_its_encoding_is_counted_exactly() {
+        let doc = Hash32::of(b"d");
+        let ok = SignedChange::sign(&key(1), doc, Hash32::of(b"c"), vec![7; 1000]);
+        assert_eq!(encoding::encoded_len(&ok), ok.encode().len());
+        assert!(ok.check_size().is_ok());
+        let big = SignedChange::sign(&key(1), doc, Hash32::of(b"c"), vec![7; MAX_CHANGE_BYTES]);
+        assert!(matches!(big.check_size(), Err(Error::TooLarge { .. })));
+    }
+
     proptest! {
         #[test]
         fn any_single_bit_flip_breaks_the_envelope(pos in 0usize..200, bit in 0u8..8) {
@@ -290,9 +321,6 @@ mod tests {
         }
     }
 }
-
-/// Largest bundle of changes accepted from a file or an API request.
-pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Tag at the start of a bundle, so that a wrong file is recognised as such.
 const BUNDLE_MAGIC: &[u8; 8] = b"NWBUNDL1";

@@ -2,10 +2,12 @@
 //! checked before it is applied.
 //!
 //! The check of a change, in order:
-//! 1. the envelope: it names this document, its signature verifies (batch
-//!    verification for the whole batch), its bytes parse as an Automerge
-//!    change (a decoder panic is caught and becomes a rejection) and hash to
-//!    the signed hash, and its actor id is the author's key plus a device tag;
+//! 1. the envelope: it names this document, it is within the size limits
+//!    the store reads back with ([`nestwork_core::limits`]), its signature
+//!    verifies (batch verification for the whole batch), its bytes parse as
+//!    an Automerge change (a compressed one is inflated under the size
+//!    limit first, a decoder panic is caught and becomes a rejection) and hash to the signed hash, and its actor id is the
+//!    author's key plus a device tag;
 //! 2. causality: its dependencies are in the document or earlier in the batch
 //!    (otherwise it waits, reported as missing dependencies, and is neither
 //!    applied nor stored);
@@ -33,6 +35,7 @@ use automerge::{
     ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef,
     Value, ValueRef, ROOT,
 };
+use nestwork_core::limits::{MAX_CHANGE_DATA_BYTES, MAX_CHANGE_OPS};
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
 mod drafts;
@@ -43,6 +46,10 @@ use crate::ledger::Refusal;
 use crate::record::{GroupGenesis, RecordBody};
 use crate::rules::{self, RecordContext, RuleError};
 use crate::Error;
+
+/// How many refused forks a document keeps as proof (each is at most one
+/// change envelope).
+pub const MAX_FORK_PROOFS: usize = 64;
 
 /// Top-level key of the insert-only record map.
 pub const RECORDS_KEY: &str = "records";
@@ -110,6 +117,13 @@ pub struct ApplyReport {
     pub missing_deps: Vec<SignedChange>,
     /// Refused, each with its reason. Nothing of these was applied.
     pub rejected: Vec<Rejection>,
+    /// Those of `rejected` refused only because they fork an actor's
+    /// history: their (actor, sequence number) is held with other content
+    /// (an author equivocating, or two devices sharing one copied data
+    /// directory), or they build on such a change. Each is validly signed,
+    /// so whoever forwarded it did nothing wrong; with the change held for
+    /// the same pair, it is the author's proof.
+    pub forked: Vec<SignedChange>,
 }
 
 impl ApplyReport {
@@ -119,6 +133,7 @@ impl ApplyReport {
         self.duplicates += other.duplicates;
         self.missing_deps.extend(other.missing_deps);
         self.rejected.extend(other.rejected);
+        self.forked.extend(other.forked);
     }
 }
 
@@ -148,6 +163,14 @@ pub struct SignedDoc {
     roll: roll::RollIndex,
     /// For a ledger period document: its group and period number.
     ledger: Option<(Hash32, u64)>,
+    /// The change held for each (actor, sequence number). Automerge holds
+    /// one change per pair and refuses a whole batch that brings a second,
+    /// so a second one is found here and refused on its own.
+    seqs: HashMap<(ActorId, u64), ChangeHash>,
+    /// Changes refused for forking an actor's history: the proof, with the
+    /// held change of the same pair, that their author signed two (the
+    /// first [`MAX_FORK_PROOFS`] kept).
+    forks: Vec<SignedChange>,
     /// Distress signals and answers, indexed for the engine's checks.
     distress: DistressIndex,
 }
@@ -295,6 +318,8 @@ impl SignedDoc {
             ever: BTreeSet::new(),
             roll: roll::RollIndex::default(),
             ledger: None,
+            seqs: HashMap::new(),
+            forks: Vec::new(),
             distress: DistressIndex::default(),
         }
     }
@@ -322,6 +347,7 @@ impl SignedDoc {
             .ok_or_else(|| Error::Malformed(id.to_hex(), "the opening change is empty".into()))?;
         let mut period_doc = SignedDoc::empty(id);
         period_doc.signatures.insert(opening.hash(), Vec::new());
+        period_doc.note_seq(&opening);
         period_doc.doc = doc;
         period_doc.ledger = Some((group, period));
         period_doc.rebuild_derived()?;
@@ -413,6 +439,7 @@ impl SignedDoc {
                 actor: change.actor_id().clone(),
                 ops: change.start_op().get()..change.max_op() + 1,
             });
+            doc.note_seq(&change);
             changes.push(change);
         }
         doc.doc.apply_changes(changes)?;
@@ -533,6 +560,40 @@ impl SignedDoc {
                 }
             }
         }
+        // A second change for an (actor, seq) pair forks that actor's
+        // history. The one held stays; within the batch the lowest hash is
+        // kept, whatever order the batch came in.
+        let mut lowest: HashMap<(ActorId, u64), ChangeHash> = HashMap::new();
+        for (_, change) in &candidates {
+            let slot = lowest
+                .entry((change.actor_id().clone(), change.seq()))
+                .or_insert(change.hash());
+            *slot = (*slot).min(change.hash());
+        }
+        let mut forked: HashSet<ChangeHash> = HashSet::new();
+        candidates.retain(|(signed, change)| {
+            let pair = (change.actor_id().clone(), change.seq());
+            let held = self.seqs.get(&pair).copied();
+            if held.is_none() && lowest.get(&pair) == Some(&change.hash()) {
+                return true;
+            }
+            let reason = match held {
+                Some(h) => format!(
+                    "it forks its device's history: change {} already holds sequence number {}",
+                    Hash32(h.0).short(),
+                    change.seq()
+                ),
+                None => format!(
+                    "it forks its device's history: another change of this batch has sequence number {}",
+                    change.seq()
+                ),
+            };
+            tracing::warn!(doc = %self.id.short(), change = %signed.hash.short(), author = %signed.author, "{reason}");
+            report.rejected.push(rejection(signed, reason));
+            report.forked.push(signed.clone());
+            forked.insert(change.hash());
+            false
+        });
 
         // 2-5. Causal order (Kahn's algorithm over the batch), then rules.
         let index: HashMap<ChangeHash, usize> = candidates
@@ -543,11 +604,14 @@ impl SignedDoc {
         let mut waiting_on: Vec<usize> = vec![0; candidates.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
         let mut missing: Vec<bool> = vec![false; candidates.len()];
+        let mut on_fork: Vec<usize> = Vec::new();
         for (i, (_, change)) in candidates.iter().enumerate() {
             for dep in change.deps() {
                 if let Some(&j) = index.get(dep) {
                     waiting_on[i] += 1;
                     dependents[j].push(i);
+                } else if forked.contains(dep) {
+                    on_fork.push(i);
                 } else if !self.has_change(dep) {
                     missing[i] = true;
                 }
@@ -563,6 +627,11 @@ impl SignedDoc {
         // as it goes); the sets of accepted changes join it once applied.
         let mut roll_index = std::mem::take(&mut self.roll);
         let mut batch_past: HashMap<ChangeHash, roll::SetId> = HashMap::new();
+        for i in on_fork {
+            fate[i] = Fate::OnFork;
+            mark_dependents_refused(i, &dependents, &mut fate, Fate::OnFork);
+        }
+        ready.retain(|&i| fate[i] == Fate::Waiting);
         while let Some(i) = ready.pop() {
             let (signed, change) = &candidates[i];
             let checked = self.check_change(
@@ -593,7 +662,7 @@ impl SignedDoc {
                     tracing::debug!(doc = %self.id.short(), change = %signed.hash.short(), %reason, "change rejected");
                     report.rejected.push(rejection(signed, reason));
                     fate[i] = Fate::Rejected;
-                    mark_dependents_refused(i, &dependents, &mut fate);
+                    mark_dependents_refused(i, &dependents, &mut fate, Fate::DependsOnRejected);
                 }
             }
         }
@@ -605,11 +674,19 @@ impl SignedDoc {
                     signed,
                     "depends on a rejected change".to_string(),
                 )),
+                Fate::OnFork => {
+                    report.rejected.push(rejection(
+                        signed,
+                        "builds on a change that forks its device's history".to_string(),
+                    ));
+                    report.forked.push(signed.clone());
+                }
                 Fate::Waiting => report.missing_deps.push(signed.clone()),
             }
         }
 
         if accepted.is_empty() {
+            self.keep_fork_proofs(&report.forked);
             return report;
         }
         let changes: Vec<Change> = accepted.iter().map(|&i| candidates[i].1.clone()).collect();
@@ -632,8 +709,10 @@ impl SignedDoc {
             let (signed, change) = &candidates[i];
             self.signatures
                 .insert(change.hash(), signed.signature.clone());
+            self.note_seq(change);
             report.applied.push(signed.clone());
         }
+        self.keep_fork_proofs(&report.forked);
         report
     }
 
@@ -786,6 +865,7 @@ impl SignedDoc {
                 .unwrap_or(roll::EMPTY);
             self.roll.set_past(hash, set);
         }
+        self.note_seq(&change);
         let signed = sign_change(writer, self.id, change);
         self.signatures.insert(hash, signed.signature.clone());
         Ok(Some(signed))
@@ -877,6 +957,26 @@ impl SignedDoc {
         self.signatures.contains_key(hash)
     }
 
+    /// Remember which change holds its (actor, sequence number).
+    fn note_seq(&mut self, change: &Change) {
+        self.seqs
+            .insert((change.actor_id().clone(), change.seq()), change.hash());
+    }
+
+    fn keep_fork_proofs(&mut self, forked: &[SignedChange]) {
+        for fork in forked {
+            if self.forks.len() < MAX_FORK_PROOFS && !self.forks.contains(fork) {
+                self.forks.push(fork.clone());
+            }
+        }
+    }
+
+    /// Changes refused for forking their device's history, kept as proof
+    /// against their author (see [`ApplyReport::forked`]).
+    pub fn forks(&self) -> &[SignedChange] {
+        &self.forks
+    }
+
     fn check_envelope(
         &self,
         signed: &SignedChange,
@@ -889,6 +989,8 @@ impl SignedDoc {
                 self.id.short()
             ));
         }
+        // Size first: nothing larger than the store reads back is looked at.
+        signed.check_size().map_err(|e| e.to_string())?;
         verdict.map_err(|e| e.to_string())?;
         let change = parse_change(&signed.change)?;
         if change.hash().0 != signed.hash.0 {
@@ -1373,13 +1475,15 @@ enum Fate {
     Accepted,
     Rejected,
     DependsOnRejected,
+    /// It builds on a change refused for forking its device's history.
+    OnFork,
 }
 
-fn mark_dependents_refused(i: usize, dependents: &[Vec<usize>], fate: &mut [Fate]) {
+fn mark_dependents_refused(i: usize, dependents: &[Vec<usize>], fate: &mut [Fate], why: Fate) {
     let mut stack = dependents[i].clone();
     while let Some(d) = stack.pop() {
         if fate[d] == Fate::Waiting {
-            fate[d] = Fate::DependsOnRejected;
+            fate[d] = why;
             stack.extend(dependents[d].iter().copied());
         }
     }
@@ -1395,11 +1499,92 @@ fn rejection(signed: &SignedChange, reason: String) -> Rejection {
 
 /// Parse untrusted change bytes; a panic inside the decoder is a rejection.
 fn parse_change(bytes: &[u8]) -> Result<Change, String> {
-    match catch_unwind(|| Change::from_bytes(bytes.to_vec())) {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(format!("corrupted change: {e}")),
-        Err(_) => Err("corrupted change: the decoder failed".into()),
+    check_chunk(bytes)?;
+    let change = match catch_unwind(|| Change::from_bytes(bytes.to_vec())) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("corrupted change: {e}")),
+        Err(_) => return Err("corrupted change: the decoder failed".into()),
+    };
+    // Run-length encoding lets a few bytes stand for many operations, and
+    // every one is expanded when the change is checked and applied.
+    if change.len() > MAX_CHANGE_OPS {
+        return Err(format!(
+            "the change carries {} operations, over the limit of {MAX_CHANGE_OPS}",
+            change.len()
+        ));
     }
+    Ok(change)
+}
+
+/// The start of every Automerge chunk.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Chunk types (after the magic and a 4-byte checksum).
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Bound what Automerge would inflate before it is asked to. Automerge
+/// inflates a compressed change chunk whole, with no limit (a megabyte of
+/// deflate is a gigabyte of zeros), and a document or bundle chunk inflates
+/// its columns, so: only change chunks are let through, and a compressed
+/// one must inflate to at most [`MAX_CHANGE_DATA_BYTES`], counted while
+/// inflating into nothing. Automerge then inflates it again, now known to
+/// be small.
+fn check_chunk(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > MAX_CHANGE_DATA_BYTES {
+        return Err(format!(
+            "the change is {} bytes, over the limit of {MAX_CHANGE_DATA_BYTES}",
+            bytes.len()
+        ));
+    }
+    let (magic, rest) = bytes
+        .split_at_checked(4)
+        .ok_or("corrupted change: truncated")?;
+    if magic != CHUNK_MAGIC {
+        return Err("corrupted change: not an Automerge chunk".into());
+    }
+    let (kind, rest) = match rest.get(4..).and_then(<[u8]>::split_first) {
+        Some((kind, rest)) => (*kind, rest),
+        None => return Err("corrupted change: truncated".into()),
+    };
+    match kind {
+        CHUNK_CHANGE => Ok(()),
+        CHUNK_COMPRESSED_CHANGE => {
+            let (len, rest) = read_uleb(rest).ok_or("corrupted change: bad chunk length")?;
+            let data = usize::try_from(len)
+                .ok()
+                .and_then(|len| rest.get(..len))
+                .ok_or("corrupted change: truncated")?;
+            let limit = MAX_CHANGE_DATA_BYTES as u64;
+            let mut inflater =
+                std::io::Read::take(flate2::bufread::DeflateDecoder::new(data), limit + 1);
+            let inflated = std::io::copy(&mut inflater, &mut std::io::sink())
+                .map_err(|_| "corrupted change: it does not inflate".to_string())?;
+            if inflated > limit {
+                return Err(format!(
+                    "the compressed change inflates past the limit of {MAX_CHANGE_DATA_BYTES} bytes"
+                ));
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "corrupted change: a chunk of type {other} where a change belongs"
+        )),
+    }
+}
+
+/// An unsigned LEB128 number (at most 10 bytes) and what follows it.
+fn read_uleb(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(byte & 0x7f);
+        value |= part
+            .checked_shl(7 * i as u32)
+            .filter(|v| v >> (7 * i as u32) == part)?;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 fn sign_change(writer: &Writer, doc: Hash32, mut change: Change) -> SignedChange {

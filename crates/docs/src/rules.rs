@@ -88,11 +88,13 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             )),
             _ => Ok(()),
         },
-        RecordBody::PeriodClose(c) => match ctx.ledger_period {
-            Some(period) if period != c.period + 1 => broken(format!(
-                "the closing of period {} filed in period {period}; it opens period {}",
-                c.period,
-                c.period + 1
+        // Checked: the period number is the sender's, and the largest one
+        // closes into a period that cannot exist.
+        RecordBody::PeriodClose(c) => match (ctx.ledger_period, c.period.checked_add(1)) {
+            (_, None) => broken(format!("period {} can never be closed", c.period)),
+            (Some(period), Some(next)) if period != next => broken(format!(
+                "the closing of period {} filed in period {period}; it opens period {next}",
+                c.period
             )),
             _ => Ok(()),
         },

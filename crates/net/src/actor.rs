@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -335,6 +336,114 @@ pub async fn spawn(
 /// Where the answer to a join goes.
 type JoinReply = oneshot::Sender<Result<Hash32, String>>;
 
+/// A gossip message waiting for validation: its id, who sent it, the group
+/// whose topic carried it, and its changes (all of one document).
+type Queued = (MessageId, PeerId, Hash32, Vec<SignedChange>);
+
+/// What to report for each validated message.
+type Verdicts = Vec<(MessageId, PeerId, MessageAcceptance)>;
+
+/// [`validate_batch`], which must not take the loop down with it: without
+/// an answer the loop would never validate again (`validating` stays set)
+/// and its queue would grow without bound. A panic (a bug, or a decoder
+/// tripping on hostile bytes) sends the batch through again message by
+/// message; the message that panics alone is rejected, the others are
+/// judged as usual.
+fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(PeerId, Hash32)>) {
+    let run = |part: &[Queued]| catch_unwind(AssertUnwindSafe(|| validate_batch(replica, part)));
+    if let Ok(done) = run(batch) {
+        return done;
+    }
+    tracing::error!(
+        messages = batch.len(),
+        "validation panicked; validating the batch message by message"
+    );
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut syncs = Vec::new();
+    for one in batch.chunks(1) {
+        match run(one) {
+            Ok((v, s)) => {
+                verdicts.extend(v);
+                syncs.extend(s);
+            }
+            Err(_) => {
+                let (id, source, group, _) = &one[0];
+                tracing::error!(peer = %source, group = %group.short(), "validation panicked on this message; rejected");
+                verdicts.push((id.clone(), *source, MessageAcceptance::Reject));
+            }
+        }
+    }
+    (verdicts, syncs)
+}
+
+/// Apply a batch of gossip messages as one batch per document and judge
+/// each message by what became of its changes; also the peers to sync with
+/// (their messages had missing dependencies).
+///
+/// A message is rejected (its forwarder penalised) only for a change that
+/// is invalid in itself. A change refused for forking its device's history
+/// is validly signed and valid where it was first accepted, so its message
+/// is ignored, not rejected; and honest changes batched with it apply.
+fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(PeerId, Hash32)>) {
+    // One batch per document; a document must belong to the group whose
+    // topic carried it.
+    let mut by_doc: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
+    let mut rejected: HashSet<Hash32> = HashSet::new();
+    let mut missing: HashSet<Hash32> = HashSet::new();
+    for (_, _, group, changes) in batch {
+        let doc = changes[0].doc;
+        match replica.group_of(&doc) {
+            Some(g) if g == *group => by_doc
+                .entry(doc)
+                .or_default()
+                .extend(changes.iter().cloned()),
+            Some(_) => rejected.extend(changes.iter().map(|c| c.hash)),
+            // A ledger period this node has not opened yet: sync.
+            None => missing.extend(changes.iter().map(|c| c.hash)),
+        }
+    }
+    let mut applied: HashSet<Hash32> = HashSet::new();
+    for (group, changes) in by_doc {
+        match replica.apply_remote(group, changes, false) {
+            Ok(report) => {
+                applied.extend(report.applied.iter().map(|c| c.hash));
+                missing.extend(report.missing_deps.iter().map(|c| c.hash));
+                let forked: HashSet<Hash32> = report.forked.iter().map(|c| c.hash).collect();
+                for r in &report.rejected {
+                    tracing::warn!(group = %group.short(), change = %r.change, author = %r.author, reason = %r.reason, "gossiped change rejected");
+                    match r.change.parse() {
+                        Ok(h) if !forked.contains(&h) => {
+                            rejected.insert(h);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = %group.short(), error = %e, "cannot apply gossiped changes")
+            }
+        }
+    }
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut syncs = Vec::new();
+    for (id, source, group, changes) in batch {
+        let verdict = if changes.iter().any(|c| rejected.contains(&c.hash)) {
+            MessageAcceptance::Reject
+        } else if changes.iter().any(|c| missing.contains(&c.hash)) {
+            syncs.extend(replica.docs_of(group).into_iter().map(|d| (*source, d)));
+            MessageAcceptance::Ignore
+        } else if changes.iter().any(|c| applied.contains(&c.hash)) {
+            MessageAcceptance::Accept
+        } else {
+            // Every change was already here (a replay), or forked: nothing
+            // to forward.
+            MessageAcceptance::Ignore
+        };
+        verdicts.push((id.clone(), *source, verdict));
+    }
+    (verdicts, syncs)
+}
+
 /// Blocking work finished off the loop.
 enum Done {
     /// A gossip batch was applied: what to report for each message, and
@@ -381,7 +490,7 @@ struct EventLoop {
     doc_events: tokio::sync::broadcast::Receiver<DocEvent>,
     seals: HashMap<TopicHash, (Hash32, GroupSeal)>,
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
-    gossip_queue: Vec<(MessageId, PeerId, Hash32, Vec<SignedChange>)>,
+    gossip_queue: Vec<Queued>,
     validating: bool,
     /// Sync sessions in progress; `true` if another was asked for meanwhile.
     syncing: HashMap<(PeerId, Hash32), bool>,
@@ -966,57 +1075,7 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
-            // One batch per document; a document must belong to the group
-            // whose topic carried it.
-            let mut by_doc: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
-            let mut rejected: HashSet<Hash32> = HashSet::new();
-            let mut missing: HashSet<Hash32> = HashSet::new();
-            for (_, _, group, changes) in &batch {
-                let doc = changes[0].doc;
-                match replica.group_of(&doc) {
-                    Some(g) if g == *group => by_doc
-                        .entry(doc)
-                        .or_default()
-                        .extend(changes.iter().cloned()),
-                    Some(_) => rejected.extend(changes.iter().map(|c| c.hash)),
-                    // A ledger period this node has not opened yet: sync.
-                    None => missing.extend(changes.iter().map(|c| c.hash)),
-                }
-            }
-            let mut applied: HashSet<Hash32> = HashSet::new();
-            for (group, changes) in by_doc {
-                match replica.apply_remote(group, changes, false) {
-                    Ok(report) => {
-                        applied.extend(report.applied.iter().map(|c| c.hash));
-                        missing.extend(report.missing_deps.iter().map(|c| c.hash));
-                        for r in &report.rejected {
-                            tracing::warn!(group = %group.short(), change = %r.change, author = %r.author, reason = %r.reason, "gossiped change rejected");
-                            if let Ok(h) = r.change.parse() {
-                                rejected.insert(h);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(group = %group.short(), error = %e, "cannot apply gossiped changes")
-                    }
-                }
-            }
-            let mut verdicts = Vec::with_capacity(batch.len());
-            let mut syncs = Vec::new();
-            for (id, source, group, changes) in batch {
-                let verdict = if changes.iter().any(|c| rejected.contains(&c.hash)) {
-                    MessageAcceptance::Reject
-                } else if changes.iter().any(|c| missing.contains(&c.hash)) {
-                    syncs.extend(replica.docs_of(&group).into_iter().map(|d| (source, d)));
-                    MessageAcceptance::Ignore
-                } else if changes.iter().any(|c| applied.contains(&c.hash)) {
-                    MessageAcceptance::Accept
-                } else {
-                    // Every change was already here (a replay): nothing to forward.
-                    MessageAcceptance::Ignore
-                };
-                verdicts.push((id, source, verdict));
-            }
+            let (verdicts, syncs) = validate_guarded(&*replica, &batch);
             let _ = done.blocking_send(Done::Validated(verdicts, syncs));
         });
     }
@@ -1665,4 +1724,160 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nestwork_docs::{ApplyReport, Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
+    use std::sync::Mutex;
+
+    /// A replica holding one group document and nothing else; it panics
+    /// when asked to apply the change `panic_on` (a stand-in for a bug).
+    struct OneDoc {
+        doc: Mutex<SignedDoc>,
+        panic_on: Option<Hash32>,
+    }
+
+    impl Replica for OneDoc {
+        fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+            Vec::new()
+        }
+        fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+            let id = self.doc.lock().expect("lock").id();
+            (id == *doc).then_some(id)
+        }
+        fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+            vec![*group]
+        }
+        fn genesis(&self, _: &Hash32) -> Option<Vec<u8>> {
+            None
+        }
+        fn is_member(&self, _: &Hash32, _: &MemberId) -> bool {
+            false
+        }
+        fn heads(&self, _: &Hash32) -> Option<Vec<Hash32>> {
+            None
+        }
+        fn changes_since(&self, _: &Hash32, _: &[Hash32], _: usize) -> (Vec<SignedChange>, bool) {
+            (Vec::new(), false)
+        }
+        fn apply_remote(
+            &self,
+            _: Hash32,
+            changes: Vec<SignedChange>,
+            _: bool,
+        ) -> Result<ApplyReport, String> {
+            if changes.iter().any(|c| Some(c.hash) == self.panic_on) {
+                panic!("a bug in validation");
+            }
+            Ok(self.doc.lock().expect("lock").apply(changes))
+        }
+        fn admit(&self, _: &Hash32, _: MemberId, _: Hash32, _: Vec<u8>) -> Result<(), String> {
+            Err("not here".into())
+        }
+        fn peer_heads(&self, _: &MemberId, _: &Hash32) -> Option<Vec<Hash32>> {
+            None
+        }
+        fn set_peer_heads(&self, _: &MemberId, _: &Hash32, _: &[Hash32]) {}
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent> {
+            tokio::sync::broadcast::channel(1).1
+        }
+    }
+
+    fn writer(device: u8) -> Writer {
+        Writer::new(MemberKey::from_secret([1; 32]), [device; 8])
+    }
+
+    fn group() -> SignedDoc {
+        let genesis = GroupGenesis {
+            name: "Riverside".to_string(),
+            kind: GroupKind::Hub,
+            parent: None,
+            unit: "hours".to_string(),
+            created_at_ms: 1_700_000_000_000,
+            nonce: [1; 16],
+            charter: Charter::default(),
+        };
+        SignedDoc::create_group(&writer(1), genesis, 5)
+            .expect("create")
+            .0
+    }
+
+    /// A description edit made on a copy of `doc` by device `device`.
+    fn edit(doc: &SignedDoc, device: u8, text: &str) -> SignedChange {
+        doc.clone()
+            .set_description(&writer(device), text, 6)
+            .expect("describe")
+            .expect("a change")
+    }
+
+    fn message(n: u8, doc: &SignedDoc, change: SignedChange) -> Queued {
+        (
+            MessageId::new(&[n]),
+            PeerId::random(),
+            doc.id(),
+            vec![change],
+        )
+    }
+
+    fn verdict_of(verdicts: &Verdicts, id: &MessageId) -> MessageAcceptance {
+        verdicts
+            .iter()
+            .find(|(m, _, _)| m == id)
+            .map(|(_, _, v)| *v)
+            .expect("a verdict for every message")
+    }
+
+    /// Finding 3: a change whose (actor, seq) is held with other content
+    /// made the whole batch fail, rejecting honest messages batched with it.
+    #[test]
+    fn finding3_a_forked_change_is_ignored_and_honest_messages_batched_with_it_are_accepted() {
+        let base = group();
+        let held = edit(&base, 1, "one");
+        let fork = edit(&base, 1, "two");
+        let honest = edit(&base, 2, "three");
+        let mut doc = base.clone();
+        assert_eq!(doc.apply(vec![held]).applied.len(), 1);
+        let replica = OneDoc {
+            doc: Mutex::new(doc),
+            panic_on: None,
+        };
+        let batch = vec![message(1, &base, fork.clone()), message(2, &base, honest)];
+        let (verdicts, _) = validate_batch(&replica, &batch);
+        assert_eq!(
+            verdict_of(&verdicts, &batch[0].0),
+            MessageAcceptance::Ignore
+        );
+        assert_eq!(
+            verdict_of(&verdicts, &batch[1].0),
+            MessageAcceptance::Accept
+        );
+        let doc = replica.doc.lock().expect("lock");
+        assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
+    }
+
+    /// Finding 5: a panic in validation used to unwind out of the blocking
+    /// task, so the loop never heard back and never validated again.
+    #[test]
+    fn finding5_a_panic_in_validation_rejects_its_message_and_the_others_are_judged() {
+        let base = group();
+        let bad = edit(&base, 1, "one");
+        let honest = edit(&base, 2, "two");
+        let replica = OneDoc {
+            doc: Mutex::new(base.clone()),
+            panic_on: Some(bad.hash),
+        };
+        let batch = vec![message(1, &base, bad), message(2, &base, honest)];
+        let (verdicts, _) = validate_guarded(&replica, &batch);
+        assert_eq!(verdicts.len(), 2);
+        assert_eq!(
+            verdict_of(&verdicts, &batch[0].0),
+            MessageAcceptance::Reject
+        );
+        assert_eq!(
+            verdict_of(&verdicts, &batch[1].0),
+            MessageAcceptance::Accept
+        );
+    }
 }

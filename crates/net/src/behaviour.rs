@@ -10,8 +10,8 @@ use libp2p::gossipsub::{
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, autonat, dcutr, identify, identity, kad, mdns, ping, relay, request_response,
-    StreamProtocol,
+    allow_block_list, autonat, connection_limits, dcutr, identify, identity, kad, mdns, ping,
+    relay, request_response, StreamProtocol,
 };
 use nestwork_core::Hash32;
 
@@ -19,8 +19,10 @@ use crate::protocol::{Codec, PROTOCOL};
 
 /// Identify's protocol version string.
 pub const IDENTIFY_VERSION: &str = "/nestwork/1";
-/// Largest gossip message.
-pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
+pub use nestwork_core::limits::MAX_GOSSIP_BYTES;
+use nestwork_core::limits::{
+    MAX_CONNECTIONS_PER_PEER, MAX_INCOMING_CONNECTIONS, MAX_PENDING_INCOMING, MAX_SYNC_STREAMS,
+};
 
 /// Everything a Nestwork node speaks.
 #[derive(NetworkBehaviour)]
@@ -48,6 +50,9 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     /// Catch-up sync and joining.
     pub sync: request_response::Behaviour<Codec>,
+    /// Bounds on connections, so that strangers cannot open without limit
+    /// (see `nestwork_core::limits`).
+    pub limits: connection_limits::Behaviour,
 }
 
 impl Behaviour {
@@ -103,7 +108,15 @@ impl Behaviour {
                     StreamProtocol::new(PROTOCOL),
                     request_response::ProtocolSupport::Full,
                 )],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(MAX_SYNC_STREAMS),
+            ),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                    .with_max_established_incoming(Some(MAX_INCOMING_CONNECTIONS))
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
             ),
         })
     }

@@ -26,14 +26,10 @@ use crate::ticket::Ticket;
 
 /// The protocol name.
 pub const PROTOCOL: &str = "/nestwork/sync/1";
-/// Largest request frame.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
-/// Largest response frame.
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+use nestwork_core::limits::MAX_READ_AHEAD_BYTES;
+pub use nestwork_core::limits::{MAX_HEADS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 /// How many change bytes one sync answer carries before saying `more`.
 pub const SYNC_BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// Most heads a peer may list.
-pub const MAX_HEADS: usize = 1024;
 
 /// What a peer asks.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,8 +109,14 @@ async fn read_counted<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
             format!("{what} of {len} bytes is over the limit of {limit}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // The length is only a claim (anyone, member or not, can open a
+    // stream and send one): grow the buffer with the bytes that arrive.
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        let start = buf.len();
+        buf.resize(start + (len - start).min(MAX_READ_AHEAD_BYTES), 0);
+        io.read_exact(&mut buf[start..]).await?;
+    }
     counter.fetch_add(4 + len as u64, Ordering::Relaxed);
     encoding::decode(what, &buf, limit)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
@@ -236,6 +238,48 @@ mod tests {
             .await
             .expect_err("too big");
             assert!(err.to_string().contains("over the limit"));
+        });
+    }
+
+    /// A reader that hands out `data` and remembers the largest buffer it
+    /// was asked to fill: what a stream makes us allocate.
+    struct Claimed {
+        data: Cursor<Vec<u8>>,
+        largest_read: usize,
+    }
+
+    impl AsyncRead for Claimed {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.largest_read = self.largest_read.max(buf.len());
+            std::pin::Pin::new(&mut self.data).poll_read(cx, buf)
+        }
+    }
+
+    /// Finding 4: a frame's claimed length (up to 16 MiB) was allocated
+    /// before a byte of it arrived, on any stream, a stranger's too.
+    #[test]
+    fn finding4_a_claimed_frame_length_is_not_allocated_before_its_bytes_arrive() {
+        futures::executor::block_on(async {
+            let mut framed = (MAX_REQUEST_BYTES as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&[0; 1000]);
+            let mut stream = Claimed {
+                data: Cursor::new(framed),
+                largest_read: 0,
+            };
+            let err =
+                read_counted::<Request, _>(&mut stream, MAX_REQUEST_BYTES, "r", &AtomicU64::new(0))
+                    .await
+                    .expect_err("the stream ended early");
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+            assert!(
+                stream.largest_read <= MAX_READ_AHEAD_BYTES,
+                "asked to fill {} bytes for a frame that sent 1000",
+                stream.largest_read
+            );
         });
     }
 

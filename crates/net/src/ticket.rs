@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 /// ticket's id, which the admission record carries).
 const PREFIX: &str = "nwinvite2";
 const DOMAIN: &[u8] = b"nestwork/ticket/v1\0";
-/// Longest ticket text we parse.
-pub const MAX_TICKET_CHARS: usize = 4096;
+pub use nestwork_core::limits::MAX_TICKET_CHARS;
 /// Most addresses a ticket carries.
 pub const MAX_TICKET_ADDRS: usize = 8;
 

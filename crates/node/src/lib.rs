@@ -28,6 +28,9 @@ pub mod identity;
 pub mod ledger;
 pub mod node;
 
+#[cfg(test)]
+mod durability_tests;
+
 pub use clock::Clock;
 pub use config::Config;
 pub use data_dir::DataDir;

@@ -5,10 +5,12 @@
 //! in memory (the engine checks it), append the accepted changes to the
 //! store in one atomic step, and flush the store to disk before returning.
 //! If the append fails, the document is reloaded from the store, so memory
-//! never holds what the disk does not. The flush happens outside the lock,
-//! so concurrent writers share one disk flush. Only after the flush is the
-//! change announced (to the network, which publishes local changes), so
-//! nothing is forwarded that is not durable.
+//! never holds what the disk does not. The flush happens under the lock, as
+//! part of the append: the lock is what keeps `changes_since` (a peer's
+//! sync) from reading the document, so nothing is served, announced or
+//! answered before it is durable. Otherwise a crash after a peer took a
+//! change would make this node reuse its sequence numbers, and its own
+//! account would be frozen as a double spend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -55,6 +57,9 @@ pub enum NodeError {
     /// The identity files.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    /// The change was made and stored but the disk did not confirm it.
+    #[error("the change was made but the disk did not confirm it ({0}); it may be lost if the node stops now. A payment repeated with the same request id is not made twice")]
+    NotDurable(StoreError),
 }
 
 fn summarise(rejections: &[Rejection]) -> String {
@@ -123,6 +128,31 @@ pub struct PayRequest {
     /// Optional memo.
     #[serde(default)]
     pub memo: String,
+    /// An id the client picks for this request (1 to
+    /// [`MAX_REQUEST_ID_CHARS`] characters): a payment retried with the
+    /// same id is made once, and the retry is answered with it.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// Longest client request id.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// Where the payment made for a client's request id is noted in the store.
+fn request_mark(group: &Hash32, request_id: &str) -> Result<Hash32, NodeError> {
+    if request_id.is_empty()
+        || request_id.chars().count() > MAX_REQUEST_ID_CHARS
+        || request_id.chars().any(char::is_control)
+    {
+        return Err(NodeError::Invalid(format!(
+            "a request id is 1 to {MAX_REQUEST_ID_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(Hash32::of_parts(&[
+        b"nestwork/pay-request/v1",
+        &group.0,
+        request_id.as_bytes(),
+    ]))
 }
 
 /// What `limit` asks for.
@@ -524,6 +554,7 @@ impl Node {
         {
             let mut docs = self.lock();
             self.store.append(id, &group_meta(), &changes)?;
+            self.store.flush().map_err(NodeError::NotDurable)?;
             docs.groups.insert(id, doc);
             docs.ensure_ledger(id, &self.writer);
         }
@@ -633,6 +664,7 @@ impl Node {
             if !report.applied.is_empty() {
                 self.store
                     .append(bundle.doc, &group_meta(), &report.applied)?;
+                self.store.flush().map_err(NodeError::NotDurable)?;
             }
             candidate.set_writer(&self.writer);
             docs.groups.insert(bundle.doc, candidate);
@@ -800,7 +832,20 @@ impl Node {
             }
             Ok((doc.id(), to))
         })?;
-        self.make_payment(group, Account::Member(me), to, req.amount, &req.memo, None)
+        let request = req
+            .request_id
+            .as_deref()
+            .map(|r| request_mark(&group, r))
+            .transpose()?;
+        self.make_payment_for(
+            group,
+            Account::Member(me),
+            to,
+            req.amount,
+            &req.memo,
+            None,
+            request,
+        )
     }
 
     /// Sign a payment out of `from` (this member's account, or the commons
@@ -814,9 +859,30 @@ impl Node {
         memo: &str,
         proposal: Option<Hash32>,
     ) -> Result<PaymentView, NodeError> {
+        self.make_payment_for(group, from, to, amount, memo, proposal, None)
+    }
+
+    /// [`Node::make_payment`] for a client's request noted at `request`
+    /// (see [`request_mark`]): made once, whatever the retries.
+    #[allow(clippy::too_many_arguments)]
+    fn make_payment_for(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+        request: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
         let now = self.now_ms();
         let (doc_id, changes, view) = {
             let mut docs = self.lock();
+            if let Some(mark) = &request {
+                if let Some(made) = self.store.mark(mark)? {
+                    return repeated_payment(&docs, group, &made, amount, &to);
+                }
+            }
             let members = docs
                 .groups
                 .get(&group)
@@ -884,7 +950,8 @@ impl Node {
             )?;
             changes.push(change);
             let doc_id = period_id(&group, period);
-            self.persist(&mut docs, doc_id, &changes)?;
+            let note = request.as_ref().map(|mark| (mark, &id.0[..]));
+            self.persist_noting(&mut docs, doc_id, &changes, note)?;
             self.tend_ledger(&mut docs, group)?;
             docs.ensure_ledger(group, &self.writer);
             let l = docs
@@ -1124,7 +1191,8 @@ impl Node {
         }
     }
 
-    /// Append to the store; on failure reload the document from the store so
+    /// Append to the store and flush, under the lock (see the module's
+    /// comment); on failure to append reload the document from the store so
     /// that memory does not run ahead of the disk.
     pub(crate) fn persist(
         &self,
@@ -1132,11 +1200,22 @@ impl Node {
         id: Hash32,
         changes: &[SignedChange],
     ) -> Result<(), NodeError> {
+        self.persist_noting(docs, id, changes, None)
+    }
+
+    /// [`Node::persist`], keeping `note` in the store in the same step.
+    fn persist_noting(
+        &self,
+        docs: &mut MutexGuard<'_, State>,
+        id: Hash32,
+        changes: &[SignedChange],
+        note: Option<(&Hash32, &[u8])>,
+    ) -> Result<(), NodeError> {
         let meta = DocMeta {
             kind: docs.kind_of(&id).unwrap_or_else(|| "group".to_string()),
             first_stored_ms: now_ms(),
         };
-        if let Err(e) = self.store.append(id, &meta, changes) {
+        if let Err(e) = self.store.append_noting(id, &meta, changes, note) {
             tracing::error!(doc = %id.short(), error = %e, "store append failed; reloading");
             // Memory must not run ahead of the disk: rebuild this group
             // (its document, its ledger and its periods) from the store.
@@ -1145,7 +1224,7 @@ impl Node {
             }
             return Err(e.into());
         }
-        Ok(())
+        self.store.flush().map_err(NodeError::NotDurable)
     }
 
     /// After records reached a group's ledger: reload the history below its
@@ -1448,6 +1527,36 @@ fn account_of(
         ))),
         _ => Err(NodeError::Invalid(format!(
             "{sel:?} matches several members; use more of the id"
+        ))),
+    }
+}
+
+/// The answer to a payment request made before: the payment noted for it,
+/// if it is the same payment.
+fn repeated_payment(
+    docs: &State,
+    group: Hash32,
+    made: &[u8],
+    amount: u64,
+    to: &Account,
+) -> Result<PaymentView, NodeError> {
+    let id = <[u8; 32]>::try_from(made)
+        .map(Hash32)
+        .map_err(|_| NodeError::Invalid("the note of this request is damaged".into()))?;
+    let l = docs
+        .ledgers
+        .get(&group)
+        .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+    match l.ledger.entry(&id) {
+        Some(e) if e.payment.amount == amount && e.payment.to == *to => {
+            Ok(payment_view(&l.ledger, e.id, e.signer, &e.payment))
+        }
+        Some(_) => Err(NodeError::Invalid(
+            "this request id was already used for a different payment".into(),
+        )),
+        None => Err(NodeError::Invalid(format!(
+            "this request was already carried out as payment {}",
+            id.short()
         ))),
     }
 }

@@ -10,11 +10,13 @@
 //! This crate knows nothing of Automerge or of document kinds: it stores
 //! envelopes and small metadata, and hands them back.
 
+use nestwork_core::limits::{MAX_DOC_META_BYTES, MAX_PEER_HEADS_BYTES};
 use nestwork_core::{Hash32, SignedChange};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,15 @@ pub enum StoreError {
     /// The disk or sled failed.
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    /// A change over the size limit the store reads back with; nothing of
+    /// the write was stored.
+    #[error("refused to store change {hash}: {reason}")]
+    TooLarge {
+        /// The change's hash, in hex.
+        hash: String,
+        /// The limit it broke.
+        reason: String,
+    },
     /// A stored entry does not decode; the store was damaged outside sled.
     #[error("stored {what} under key {key} is damaged: {reason}")]
     Damaged {
@@ -78,6 +89,11 @@ pub struct Store {
     /// Notes the node keeps about a document while it is unchanged, by
     /// document id (see [`Store::set_mark`]).
     marks: sled::Tree,
+    /// Writes counted so far, and how many of them a finished flush
+    /// covers: a flush with nothing new to write costs no disk sync, and
+    /// [`Store::unflushed`] says whether everything written is durable.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    flushed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -130,6 +146,8 @@ impl Store {
             peers: db.open_tree("peers")?,
             marks: db.open_tree("marks")?,
             db,
+            written: Default::default(),
+            flushed: Default::default(),
         };
         if store.marks.get(CHANGE_COUNT)?.is_none() {
             // A store from before the count was kept: count once (sled's
@@ -144,6 +162,27 @@ impl Store {
     /// `meta` if it is new, in one atomic step. Not durable until
     /// [`Store::flush`] returns.
     pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
+        self.append_noting(doc, meta, changes, None)
+    }
+
+    /// [`Store::append`], keeping `note` (an id and its value in the
+    /// marks) in the same atomic step: a note that must be durable exactly
+    /// when the changes are (which request made which change).
+    pub fn append_noting(
+        &self,
+        doc: Hash32,
+        meta: &DocMeta,
+        changes: &[SignedChange],
+        note: Option<(&Hash32, &[u8])>,
+    ) -> Result<()> {
+        // Whatever is written must read back (`changes` decodes with the
+        // same limit), or the node could not start again.
+        for c in changes {
+            c.check_size().map_err(|e| StoreError::TooLarge {
+                hash: c.hash.to_hex(),
+                reason: e.to_string(),
+            })?;
+        }
         let meta_bytes = nestwork_core::encoding::encode(meta);
         let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
         (&self.docs, &self.changes, &self.marks)
@@ -158,6 +197,9 @@ impl Store {
                     let seq = stored.generate_id()?;
                     stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
                 }
+                if let Some((id, value)) = note {
+                    marks.insert(&id.0, value)?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -165,7 +207,21 @@ impl Store {
                 TransactionError::Abort(()) => {
                     StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
                 }
-            })
+            })?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Count a write, once it is in sled (so a flush that starts after
+    /// the count covers it).
+    fn touch(&self) {
+        self.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many writes are not yet known to be on disk.
+    pub fn unflushed(&self) -> u64 {
+        let written = self.written.load(Ordering::SeqCst);
+        written.saturating_sub(self.flushed.load(Ordering::SeqCst))
     }
 
     /// Keep a note about document `doc` (or any other id) that holds only
@@ -173,6 +229,7 @@ impl Store {
     /// note in the same transaction. Durable with the next flush.
     pub fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
         self.marks.insert(doc.0, note)?;
+        self.touch();
         Ok(())
     }
 
@@ -184,13 +241,21 @@ impl Store {
     /// Drop the note about `doc`.
     pub fn remove_mark(&self, doc: &Hash32) -> Result<()> {
         self.marks.remove(doc.0)?;
+        self.touch();
         Ok(())
     }
 
     /// Make everything written so far durable (fsync). Concurrent callers
-    /// share the same disk flush.
+    /// share the same disk flush; with nothing written since the last one,
+    /// nothing is done.
     pub fn flush(&self) -> Result<()> {
+        let target = self.written.load(Ordering::SeqCst);
+        if self.flushed.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
         self.db.flush()?;
+        // Writes counted after `target` may have missed this flush.
+        self.flushed.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }
 
@@ -201,13 +266,13 @@ impl Store {
             .map(|entry| {
                 let (k, v) = entry?;
                 let id = hash_from_key(&k, "document")?;
-                let meta = nestwork_core::encoding::decode("document metadata", &v, 4096).map_err(
-                    |e| StoreError::Damaged {
-                        what: "document metadata",
-                        key: id.to_hex(),
-                        reason: e.to_string(),
-                    },
-                )?;
+                let meta =
+                    nestwork_core::encoding::decode("document metadata", &v, MAX_DOC_META_BYTES)
+                        .map_err(|e| StoreError::Damaged {
+                            what: "document metadata",
+                            key: id.to_hex(),
+                            reason: e.to_string(),
+                        })?;
                 Ok((id, meta))
             })
             .collect()
@@ -240,10 +305,9 @@ impl Store {
     /// The heads `peer` had for `doc` when last synced.
     pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
         let key = [&peer[..], &doc.0[..]].concat();
-        Ok(self
-            .peers
-            .get(key)?
-            .and_then(|v| nestwork_core::encoding::decode("peer heads", &v, 64 * 1024).ok()))
+        Ok(self.peers.get(key)?.and_then(|v| {
+            nestwork_core::encoding::decode("peer heads", &v, MAX_PEER_HEADS_BYTES).ok()
+        }))
     }
 
     /// How many changes are stored, over all documents.
@@ -330,6 +394,31 @@ mod tests {
         assert_eq!(store.mark(&doc).expect("mark"), None);
         assert_eq!(store.change_count(), 2);
         assert_eq!(store.mark(&other).expect("mark"), Some(b"base".to_vec()));
+    }
+
+    #[test]
+    fn a_change_over_the_size_limit_is_refused_and_nothing_of_the_write_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = Hash32::of(b"doc");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let key = MemberKey::from_secret([1; 32]);
+            let big = SignedChange::sign(
+                &key,
+                doc,
+                Hash32::of(b"big"),
+                vec![0; nestwork_core::limits::MAX_CHANGE_BYTES],
+            );
+            match store.append(doc, &meta(), &[change(1), big]) {
+                Err(StoreError::TooLarge { .. }) => {}
+                other => panic!("expected TooLarge, got {other:?}"),
+            }
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert!(store.docs().expect("docs").is_empty());
+        assert!(store.changes(&doc).expect("changes").is_empty());
+        assert_eq!(store.change_count(), 0);
     }
 
     #[test]
