@@ -39,6 +39,10 @@ use crate::{
 
 /// Most sync rounds in one session before giving up until the next trigger.
 const MAX_SYNC_ROUNDS: u32 = 8;
+/// Most sync sessions this node runs at once with one peer: under half the
+/// streams a connection carries (`limits::MAX_SYNC_STREAMS`, both ways
+/// together), leaving the peer room for its own.
+const SYNC_SESSIONS_PER_PEER: usize = 6;
 /// How often to compare heads with connected members and retry direct
 /// connections to peers reached only through a relay.
 const ANTI_ENTROPY: Duration = Duration::from_secs(15);
@@ -315,6 +319,7 @@ pub async fn spawn(
         gossip_queue: Vec::new(),
         validating: false,
         syncing: HashMap::new(),
+        sync_waiting: HashMap::new(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
         join_attempts: HashMap::new(),
@@ -494,6 +499,8 @@ struct EventLoop {
     validating: bool,
     /// Sync sessions in progress; `true` if another was asked for meanwhile.
     syncing: HashMap<(PeerId, Hash32), bool>,
+    /// Sessions waiting for a free sync stream to the peer.
+    sync_waiting: HashMap<PeerId, std::collections::VecDeque<Hash32>>,
     peers: HashMap<PeerId, Peer>,
     /// Joins waiting for a connection to their inviter.
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
@@ -842,6 +849,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    self.sync_waiting.remove(&peer_id);
                     // Reach a member again at once, not after a pause.
                     self.last_dial.remove(&peer_id);
                 } else if let Some(p) = self.peers.get_mut(&peer_id) {
@@ -927,6 +935,7 @@ impl EventLoop {
                     Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
                     Some((peer, Pending::Sync { doc, .. })) => {
                         self.syncing.remove(&(peer, doc));
+                        self.start_waiting_sync(peer);
                     }
                     Some((_, Pending::Probe(reply))) => {
                         let _ = reply.send(Err(error.to_string()));
@@ -1116,6 +1125,7 @@ impl EventLoop {
                 if again || asked_meanwhile {
                     self.start_sync(peer, doc);
                 }
+                self.start_waiting_sync(peer);
             }
             Done::Joined(inviter, result, reply) => {
                 if let Ok(doc) = &result {
@@ -1249,6 +1259,7 @@ impl EventLoop {
             (Pending::Sync { doc, .. }, Response::Refused { reason }) => {
                 tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
                 self.syncing.remove(&(peer, doc));
+                self.start_waiting_sync(peer);
             }
             (Pending::Join(reply, ticket), Response::Joined { changes }) => {
                 let expected = ticket.group;
@@ -1451,6 +1462,18 @@ impl EventLoop {
             *again = true;
             return;
         }
+        // A connection carries a bounded number of sync streams (both
+        // ways together): a node in many groups, or a group with many
+        // ledger periods, that starts a session per document at once
+        // after reconnecting would see most of them refused. The rest
+        // wait their turn.
+        if self.syncing.keys().filter(|(p, _)| *p == peer).count() >= SYNC_SESSIONS_PER_PEER {
+            let waiting = self.sync_waiting.entry(peer).or_default();
+            if !waiting.contains(&doc) {
+                waiting.push_back(doc);
+            }
+            return;
+        }
         let (Some(member), Some(heads)) = (member_of(&peer), self.replica.heads(&doc)) else {
             return;
         };
@@ -1478,6 +1501,17 @@ impl EventLoop {
         );
         self.pending
             .insert(id, (peer, Pending::Sync { doc, round: 0 }));
+    }
+
+    /// Start the next sync session waiting for a free stream to `peer`.
+    fn start_waiting_sync(&mut self, peer: PeerId) {
+        while self.syncing.keys().filter(|(p, _)| *p == peer).count() < SYNC_SESSIONS_PER_PEER {
+            let Some(doc) = self.sync_waiting.get_mut(&peer).and_then(|q| q.pop_front()) else {
+                self.sync_waiting.remove(&peer);
+                return;
+            };
+            self.start_sync(peer, doc);
+        }
     }
 
     fn sync_shared_groups(&mut self, peer: PeerId) {
