@@ -763,14 +763,7 @@ impl SignedDoc {
                 )),
             })?;
         }
-        let records = self.records_exid()?;
-        let signed = self
-            .local_change(writer, now_ms, |tx| {
-                tx.put(&records, id.to_hex(), ScalarValue::Bytes(record.encode()))
-            })?
-            .ok_or_else(|| {
-                Error::Malformed(self.id.to_hex(), "adding a record made no change".into())
-            })?;
+        let signed = self.put_record(writer, &record, now_ms)?;
         if is_roll_record && self.ledger.is_none() {
             let hash = ChangeHash(signed.hash.0);
             if let Some(base) = self.roll.past_of(&hash) {
@@ -796,16 +789,27 @@ impl SignedDoc {
     ) -> Result<(Hash32, SignedChange), Error> {
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
-        let records = self.records_exid()?;
-        let signed = self
-            .local_change(writer, now_ms, |tx| {
-                tx.put(&records, id.to_hex(), ScalarValue::Bytes(record.encode()))
-            })?
-            .ok_or_else(|| {
-                Error::Malformed(self.id.to_hex(), "adding a record made no change".into())
-            })?;
+        let signed = self.put_record(writer, &record, now_ms)?;
         self.records.insert(id, record);
         Ok((id, signed))
+    }
+
+    /// Sign a change that puts `record` into the records map under its id.
+    fn put_record(
+        &mut self,
+        writer: &Writer,
+        record: &SignedRecord,
+        now_ms: u64,
+    ) -> Result<SignedChange, Error> {
+        let records = self.records_exid()?;
+        self.local_change(writer, now_ms, |tx| {
+            tx.put(
+                &records,
+                record.id().to_hex(),
+                ScalarValue::Bytes(record.encode()),
+            )
+        })?
+        .ok_or_else(|| Error::Malformed(self.id.to_hex(), "adding a record made no change".into()))
     }
 
     /// Test hook: edit the description as `writer` with no membership

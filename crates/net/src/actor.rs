@@ -705,18 +705,9 @@ impl EventLoop {
             self.send_join(inviter, ticket, reply);
             return;
         }
-        let direct: Vec<Multiaddr> = ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        for addr in direct.iter().filter(|a| !reach::is_circuit(a)) {
+        let addrs = self.inviter_addrs(inviter, &ticket);
+        for addr in addrs.iter().filter(|a| !reach::is_circuit(a)) {
             self.swarm.add_peer_address(inviter, addr.clone());
-        }
-        // Through each of our relays too: the inviter may hold a slot there
-        // that its ticket does not name.
-        let mut addrs = direct;
-        for relay in self.relays.values() {
-            let circuit = reach::circuit_via(&relay.addr, inviter);
-            if !addrs.contains(&circuit) {
-                addrs.push(circuit);
-            }
         }
         if addrs.is_empty() {
             let _ = reply.send(Err(
@@ -1315,21 +1306,27 @@ impl EventLoop {
             self.send_join(inviter, ticket, reply);
             return;
         }
-        let addrs: Vec<Multiaddr> = ticket
-            .addrs
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .chain(
-                self.relays
-                    .values()
-                    .map(|r| reach::circuit_via(&r.addr, inviter)),
-            )
-            .collect();
+        let addrs = self.inviter_addrs(inviter, &ticket);
         self.join_waiters
             .entry(inviter)
             .or_default()
             .push((ticket, reply));
         self.dial_for_join(inviter, addrs);
+    }
+
+    /// Where to dial the inviter: the ticket's addresses, and a circuit
+    /// through each of our relays (the inviter may hold a slot there that
+    /// its ticket does not name).
+    fn inviter_addrs(&self, inviter: PeerId, ticket: &Ticket) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> =
+            ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        for relay in self.relays.values() {
+            let circuit = reach::circuit_via(&relay.addr, inviter);
+            if !addrs.contains(&circuit) {
+                addrs.push(circuit);
+            }
+        }
+        addrs
     }
 
     /// Joins past their deadline fail in plain words; members and relays
