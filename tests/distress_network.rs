@@ -10,56 +10,19 @@ use std::time::{Duration, Instant};
 use nestwork_core::Hash32;
 use nestwork_node::distress::{AnswerRequest, RaiseRequest};
 use nestwork_node::Clock;
+use nestwork_testkit::distress::{answer, raise, seen};
 use nestwork_testkit::governance::{pass, roll_of};
 use nestwork_testkit::{group_of, loopback_config, wait_until, TestNode};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
-    n.node
-        .distress_raise(
-            &group.to_hex(),
-            &RaiseRequest {
-                category: "medical".into(),
-                severity: "critical".into(),
-                location: Some("north camp".into()),
-                expires_secs: None,
-                text: text.into(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("raise: {e}"))
-        .id
-}
-
-fn answer(n: &TestNode, signal: &Hash32, kind: &str) {
-    n.node
-        .distress_answer(
-            &signal.to_hex(),
-            &AnswerRequest {
-                kind: kind.into(),
-                text: "coming".into(),
-                eta_secs: None,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
-}
-
 /// Whether `n` holds `signal` in `group`'s document, and by which path.
 fn path_in(n: &TestNode, group: &Hash32, signal: &Hash32) -> Option<Vec<Hash32>> {
-    n.node
-        .distress_list(Some(&group.to_hex()), true)
-        .ok()?
-        .into_iter()
-        .find(|s| s.view.id == *signal)
-        .map(|s| s.view.path)
+    seen(n, Some(group), signal).map(|v| v.path)
 }
 
 fn answers_on(n: &TestNode, signal: &Hash32) -> usize {
-    n.node
-        .distress_list(None, true)
-        .ok()
-        .and_then(|l| l.into_iter().find(|s| s.view.id == *signal))
-        .map_or(0, |s| s.view.answers.len())
+    seen(n, None, signal).map_or(0, |v| v.answers.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -185,7 +148,7 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
             .all(|n| path_in(n, &hub, &answered).is_some())
     })
     .await;
-    answer(&hub_nodes[3], &answered, "ack");
+    answer(&hub_nodes[3], &answered, "ack", None);
     wait_until("the ack on the liaison's node", LIMIT, || {
         answers_on(liaison, &answered) == 1
     })
@@ -214,7 +177,7 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
     );
 
     // Answered in the region: it does not climb to the federation.
-    answer(&region_node, &unanswered, "ack");
+    answer(&region_node, &unanswered, "ack", None);
     clock.advance(Duration::from_secs(6 * 60));
     // One not answered anywhere does climb on: hub, region, federation.
     let lonely = raise(&hub_nodes[4], &hub, "Eviction notice, bailiffs at the door");
@@ -260,8 +223,8 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         )
         .expect_err("not raiser or responder");
     assert!(err.to_string().contains("only the raiser"), "{err}");
-    answer(&hub_nodes[3], &lonely, "respond");
-    answer(&hub_nodes[3], &lonely, "resolve");
+    answer(&hub_nodes[3], &lonely, "respond", None);
+    answer(&hub_nodes[3], &lonely, "resolve", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

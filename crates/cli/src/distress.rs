@@ -75,23 +75,40 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
                 eprintln!("Watching for distress signals; Ctrl-C to stop.");
             }
             let json = out.json;
+            // Answers already printed, per signal: each event carries the
+            // whole signal, and several answers can arrive at once.
+            let mut printed: std::collections::HashMap<nestwork_core::Hash32, usize> =
+                Default::default();
             client.events("/distress/events", |data| {
                 let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
                     return true;
                 };
                 let mut stdout = std::io::stdout().lock();
+                let v = &item.view;
                 let written = if json {
                     writeln!(stdout, "{data}")
-                } else if item.view.answers.is_empty() {
-                    writeln!(stdout, "{}\n", alarm(&item))
                 } else {
-                    let last = item
-                        .view
-                        .answers
-                        .last()
-                        .map(answer_line)
-                        .unwrap_or_default();
-                    writeln!(stdout, "  [{}] {}\n", item.view.id.short(), last)
+                    let mut text = String::new();
+                    let before = match printed.insert(v.id, v.answers.len()) {
+                        Some(n) => n,
+                        None => {
+                            text.push_str(&alarm(&item));
+                            text.push('\n');
+                            0
+                        }
+                    };
+                    for a in v.answers.iter().skip(before) {
+                        text.push_str(&format!(
+                            "  [{}] {}\n",
+                            v.id.short(),
+                            answer_line(a, &v.origin)
+                        ));
+                    }
+                    if text.is_empty() {
+                        Ok(())
+                    } else {
+                        writeln!(stdout, "{text}")
+                    }
                 };
                 // The reader went away (a closed pipe): stop watching.
                 written.and_then(|_| stdout.flush()).is_ok()
@@ -157,14 +174,27 @@ fn alarm(item: &SignalItem) -> String {
     )
 }
 
-fn answer_line(a: &nestwork_docs::distress::AnswerView) -> String {
+/// One answer: who, what, when they expect to be there, and, when it was
+/// given in another group than the one the signal was raised in, where
+/// (the tier above, a treaty partner).
+fn answer_line(a: &nestwork_docs::distress::AnswerView, origin: &nestwork_core::Hash32) -> String {
     let eta = match a.answer {
-        AnswerKind::Respond { eta_secs: Some(s) } => format!(" (eta {} min)", s.div_ceil(60)),
+        AnswerKind::Respond { eta_secs: Some(s) } => format!(
+            " (eta {} min, about {})",
+            s.div_ceil(60),
+            when(a.at_ms.saturating_add(s.saturating_mul(1000)))
+        ),
         _ => String::new(),
     };
+    let place = if a.given_in == *origin {
+        String::new()
+    } else {
+        format!(" in {}", a.given_in_name)
+    };
     format!(
-        "{}: {}{}{}",
+        "{}{}: {}{}{}",
         a.by.short(),
+        place,
         a.answer.as_str(),
         eta,
         if a.text.is_empty() {
@@ -209,7 +239,7 @@ fn signal_text(item: &SignalItem) -> String {
         ));
     }
     for a in &v.answers {
-        text.push_str(&format!("\n  {}", answer_line(a)));
+        text.push_str(&format!("\n  {}", answer_line(a, &v.origin)));
     }
     text
 }

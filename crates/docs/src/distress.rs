@@ -17,13 +17,21 @@
 //!   refused too, so the chain cannot be forked to get round the limit;
 //! - an answer names a signal the group holds (its own, or carried in by an
 //!   escalation); a resolve comes from the raiser or someone who responded;
-//! - an escalation carries the original signal, verified by its signature.
+//! - an escalation carries the original signal, verified by its signature;
+//! - an answer given in another group the signal travelled to is carried
+//!   back by a member of both as a [`CarriedAnswer`], with the answerer's
+//!   signed answer, the founding record of the group where it was given
+//!   and the admissions from its founder to the answerer: a node holding
+//!   only this group checks all three, and refuses an answer whose
+//!   answerer is not shown to be a member where they claim to have
+//!   answered.
 //!
-//! Whether a signal is open, expired or resolved, and whether an escalation
+//! Whether a signal is open, expired or resolved, whether an escalation
 //! came from a group in the right relation (a child tier, a mutual-aid
-//! treaty partner), is decided by the view at a moment.
+//! treaty partner), and whether a carried answer came from one (the tier
+//! above or below, a partner), is decided by the view at a moment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
@@ -45,6 +53,10 @@ pub const DEFAULT_EXPIRY_MS: u64 = 24 * 3600 * 1000;
 pub const MAX_PATH: usize = 16;
 /// The window of the rate limit.
 pub const RATE_WINDOW_MS: u64 = 3600 * 1000;
+/// Most admissions a carried answer may cite to show that its answerer is
+/// a member where they answered (the length of the chain of invitations
+/// from the group's founder to them).
+pub const MAX_ADMISSION_CHAIN: usize = 32;
 
 fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
     Err(RuleError(msg.into()))
@@ -241,6 +253,209 @@ impl Escalation {
     }
 }
 
+/// An answer (seen, on my way, resolved) given in another group a signal
+/// travelled to (the tier it climbed to, the tier it came from, or a
+/// mutual-aid treaty partner), carried into this group by a member of
+/// both, so that the person who called for help, and their group, learn
+/// that help is coming. It carries what a node holding only this group
+/// needs to check it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedAnswer {
+    /// The answerer's signed answer record, as it was.
+    pub answer: Vec<u8>,
+    /// The founding record of the group where it was given (its id is the
+    /// group's id; its author the founder).
+    pub given_in: Vec<u8>,
+    /// The answerer's admissions there, oldest first: the first signed by
+    /// the founder, each by someone admitted before it, the last admitting
+    /// the answerer (none when the founder answered).
+    pub admissions: Vec<Vec<u8>>,
+    /// The groups it was carried through, from the one where it was given
+    /// to the one it came from.
+    pub path: Vec<Hash32>,
+    /// When, by the carrying member's clock.
+    pub at_ms: u64,
+}
+
+/// What a carried answer shows, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedAnswer {
+    /// The answer's own id (the answerer's record), the same however many
+    /// members carry it and by whatever way.
+    pub id: Hash32,
+    /// Who answered.
+    pub by: MemberId,
+    /// The answer.
+    pub answer: Answer,
+    /// The group where it was given.
+    pub given_in: Hash32,
+    /// That group's name, from its founding record.
+    pub given_in_name: String,
+}
+
+impl CarriedAnswer {
+    /// Check everything the record shows by itself: the answer's and every
+    /// cited record's signature, that `given_in` is a group's founding
+    /// record and starts the path, and that the admissions lead from its
+    /// founder to the answerer, each ticket signed by the admitting member
+    /// for that group.
+    pub fn check(&self) -> Result<CheckedAnswer, RuleError> {
+        let record = SignedRecord::decode_verified(&self.answer)
+            .map_err(|e| RuleError(format!("the carried answer does not verify: {e}")))?;
+        let Ok(RecordBody::Answer(answer)) = RecordBody::decode(&record.body) else {
+            return broken("a carried answer must carry an answer to a distress signal");
+        };
+        check_text("answer", &answer.text, MAX_ANSWER_CHARS, false)?;
+        let genesis = SignedRecord::decode_verified(&self.given_in).map_err(|e| {
+            RuleError(format!(
+                "the founding record of the group where the answer was given does not verify: {e}"
+            ))
+        })?;
+        let Ok(RecordBody::GroupGenesis(founding)) = RecordBody::decode(&genesis.body) else {
+            return broken(
+                "a carried answer must name the founding record of the group where it was given",
+            );
+        };
+        let group = genesis.id();
+        let distinct: BTreeSet<&Hash32> = self.path.iter().collect();
+        if self.path.first() != Some(&group)
+            || self.path.len() > MAX_PATH
+            || distinct.len() != self.path.len()
+        {
+            return broken(format!(
+                "a carried answer's path starts at the group where it was given and names at most {MAX_PATH} groups, each once"
+            ));
+        }
+        if self.admissions.len() > MAX_ADMISSION_CHAIN {
+            return broken(format!(
+                "a carried answer cites at most {MAX_ADMISSION_CHAIN} admissions"
+            ));
+        }
+        let mut members = BTreeSet::from([genesis.author]);
+        for bytes in &self.admissions {
+            let admission = SignedRecord::decode_verified(bytes).map_err(|e| {
+                RuleError(format!(
+                    "an admission the answer cites does not verify: {e}"
+                ))
+            })?;
+            let Ok(RecordBody::Admission(a)) = RecordBody::decode(&admission.body) else {
+                return broken("a carried answer cites a record that is not an admission");
+            };
+            if !members.contains(&admission.author) {
+                return broken(format!(
+                    "an admission the answer cites was signed by {}, who is not shown to be a member of {}",
+                    admission.author.short(),
+                    founding.name
+                ));
+            }
+            a.check_ticket(&group, &admission.author)
+                .map_err(RuleError)?;
+            members.insert(a.member);
+        }
+        if !members.contains(&record.author) {
+            return broken(format!(
+                "the answerer {} is not shown to be a member of {}, where the answer claims to be given",
+                record.author.short(),
+                founding.name
+            ));
+        }
+        Ok(CheckedAnswer {
+            id: record.id(),
+            by: record.author,
+            answer,
+            given_in: group,
+            given_in_name: founding.name,
+        })
+    }
+}
+
+/// The admissions that lead from `group`'s founder to `member`, oldest
+/// first, as `records` (the group's own) hold them; empty for the founder,
+/// `None` when no such chain is held or it is longer than
+/// [`MAX_ADMISSION_CHAIN`].
+pub fn admission_chain(
+    group: &Hash32,
+    records: &BTreeMap<Hash32, SignedRecord>,
+    member: &MemberId,
+) -> Option<Vec<Vec<u8>>> {
+    let founder = records.get(group)?.author;
+    let admissions: Vec<(&SignedRecord, MemberId)> = records
+        .values()
+        .filter_map(|r| match RecordBody::decode(&r.body) {
+            Ok(RecordBody::Admission(a)) if a.check_ticket(group, &r.author).is_ok() => {
+                Some((r, a.member))
+            }
+            _ => None,
+        })
+        .collect();
+    // Who admitted whom, outward from the founder, so the chain found is
+    // one a checker accepts (every signer admitted before it).
+    let mut admitted_by: BTreeMap<MemberId, &SignedRecord> = BTreeMap::new();
+    let mut grew = true;
+    while grew && !admitted_by.contains_key(member) && *member != founder {
+        grew = false;
+        for (r, newcomer) in &admissions {
+            let signer_known = r.author == founder || admitted_by.contains_key(&r.author);
+            if signer_known && *newcomer != founder && !admitted_by.contains_key(newcomer) {
+                admitted_by.insert(*newcomer, r);
+                grew = true;
+            }
+        }
+    }
+    let mut chain = Vec::new();
+    let mut cursor = *member;
+    while cursor != founder {
+        let r = admitted_by.get(&cursor)?;
+        chain.push(r.encode());
+        if chain.len() > MAX_ADMISSION_CHAIN {
+            return None;
+        }
+        cursor = r.author;
+    }
+    chain.reverse();
+    Some(chain)
+}
+
+/// The answer `answer`, held in `group`'s document (`records`), made ready
+/// to carry on into another group the signal travelled to: given here, or
+/// carried in and carried on. `None` when this document does not hold it,
+/// its answerer's admissions are not all held, or its path is full.
+pub fn carry(
+    group: &Hash32,
+    records: &BTreeMap<Hash32, SignedRecord>,
+    answer: &Hash32,
+    now_ms: u64,
+) -> Option<CarriedAnswer> {
+    if let Some(r) = records.get(answer) {
+        if !matches!(RecordBody::decode(&r.body), Ok(RecordBody::Answer(_))) {
+            return None;
+        }
+        return Some(CarriedAnswer {
+            answer: r.encode(),
+            given_in: records.get(group)?.encode(),
+            admissions: admission_chain(group, records, &r.author)?,
+            path: vec![*group],
+            at_ms: now_ms,
+        });
+    }
+    records
+        .values()
+        .find_map(|r| match RecordBody::decode(&r.body) {
+            Ok(RecordBody::CarriedAnswer(c))
+                if c.path.len() < MAX_PATH && c.check().is_ok_and(|k| k.id == *answer) =>
+            {
+                let mut path = c.path;
+                path.push(*group);
+                Some(CarriedAnswer {
+                    path,
+                    at_ms: now_ms,
+                    ..c
+                })
+            }
+            _ => None,
+        })
+}
+
 fn check_text(what: &str, text: &str, max: usize, required: bool) -> Result<(), RuleError> {
     if required && text.trim().is_empty() {
         return broken(format!("the {what} is empty"));
@@ -270,6 +485,13 @@ pub fn check_record(body: &RecordBody, group: &Hash32) -> Result<(), RuleError> 
                 return broken(format!(
                     "an escalation's path starts at the signal's group and names at most {MAX_PATH} groups"
                 ));
+            }
+            Ok(())
+        }
+        RecordBody::CarriedAnswer(c) => {
+            c.check()?;
+            if c.path.contains(group) {
+                return broken("an answer cannot be carried into a group it came from");
             }
             Ok(())
         }
@@ -367,6 +589,13 @@ pub struct AnswerView {
     pub text: String,
     /// When.
     pub at_ms: u64,
+    /// The group where it was given.
+    pub given_in: Hash32,
+    /// That group's name.
+    pub given_in_name: String,
+    /// The groups it was carried through to reach the group of this view,
+    /// from the one where it was given (empty when given there).
+    pub carried_via: Vec<Hash32>,
 }
 
 /// A signal as a group sees it.
@@ -399,18 +628,40 @@ impl SignalView {
     }
 }
 
+/// Which other groups a group takes escalations and carried answers from,
+/// at a moment.
+pub struct Relations<'a> {
+    /// Whether an escalation from a group, filed at a time, is one this
+    /// group takes (a child tier, a mutual-aid treaty partner).
+    pub escalation_from: &'a dyn Fn(&Hash32, u64) -> bool,
+    /// Whether an answer carried from a group, at a time, is one this group
+    /// takes (the parent tier, a child tier, a mutual-aid treaty partner).
+    pub answer_from: &'a dyn Fn(&Hash32, u64) -> bool,
+}
+
 /// The signals of a group's document at `now_ms`: its own and those
 /// escalated into it (one per signal, however many members carried it),
-/// open ones first, most severe first, newest first. `accepts` says whether
-/// an escalation from a group (at a time) is one this group takes.
+/// open ones first, most severe first, newest first, each with its
+/// answers given here or carried in (one per answer, however many members
+/// carried it).
 pub fn signals(
     group: Hash32,
     records: &BTreeMap<Hash32, SignedRecord>,
     now_ms: u64,
-    accepts: &dyn Fn(&Hash32, u64) -> bool,
+    relations: &Relations,
 ) -> Vec<SignalView> {
+    let accepts = relations.escalation_from;
     let mut found: BTreeMap<Hash32, SignalView> = BTreeMap::new();
-    let mut answers: Vec<(Hash32, MemberId, Answer)> = Vec::new();
+    let group_name = records
+        .get(&group)
+        .and_then(|r| match RecordBody::decode(&r.body) {
+            Ok(RecordBody::GroupGenesis(g)) => Some(g.name),
+            _ => None,
+        })
+        .unwrap_or_default();
+    // Answers by their own id, so one carried in twice is one answer.
+    let mut answers: BTreeMap<Hash32, AnswerView> = BTreeMap::new();
+    let mut signal_of: BTreeMap<Hash32, Hash32> = BTreeMap::new();
     for (id, r) in records {
         match RecordBody::decode(&r.body) {
             Ok(RecordBody::Signal(s)) => {
@@ -429,7 +680,45 @@ pub fn signals(
                     },
                 );
             }
-            Ok(RecordBody::Answer(a)) => answers.push((*id, r.author, a)),
+            Ok(RecordBody::Answer(a)) => {
+                signal_of.insert(*id, a.signal);
+                answers.insert(
+                    *id,
+                    AnswerView {
+                        id: *id,
+                        by: r.author,
+                        answer: a.kind,
+                        text: a.text,
+                        at_ms: a.at_ms,
+                        given_in: group,
+                        given_in_name: group_name.clone(),
+                        carried_via: Vec::new(),
+                    },
+                );
+            }
+            Ok(RecordBody::CarriedAnswer(c)) => {
+                let from = c.path.last().copied().unwrap_or(group);
+                let Ok(k) = c.check() else {
+                    continue;
+                };
+                if answers.contains_key(&k.id) || !(relations.answer_from)(&from, c.at_ms) {
+                    continue;
+                }
+                signal_of.insert(k.id, k.answer.signal);
+                answers.insert(
+                    k.id,
+                    AnswerView {
+                        id: k.id,
+                        by: k.by,
+                        answer: k.answer.kind,
+                        text: k.answer.text,
+                        at_ms: k.answer.at_ms,
+                        given_in: k.given_in,
+                        given_in_name: k.given_in_name,
+                        carried_via: c.path,
+                    },
+                );
+            }
             _ => {}
         }
     }
@@ -469,16 +758,11 @@ pub fn signals(
             );
         }
     }
-    answers.sort_by_key(|(id, _, a)| (a.at_ms, *id));
-    for (id, by, a) in answers {
-        if let Some(v) = found.get_mut(&a.signal) {
-            v.answers.push(AnswerView {
-                id,
-                by,
-                answer: a.kind,
-                text: a.text,
-                at_ms: a.at_ms,
-            });
+    let mut answers: Vec<AnswerView> = answers.into_values().collect();
+    answers.sort_by_key(|a| (a.at_ms, a.id));
+    for a in answers {
+        if let Some(v) = signal_of.get(&a.id).and_then(|s| found.get_mut(s)) {
+            v.answers.push(a);
         }
     }
     let mut out: Vec<SignalView> = found.into_values().collect();
@@ -555,6 +839,215 @@ mod tests {
             &find
         )
         .is_err());
+    }
+
+    use nestwork_core::MemberKey;
+
+    use crate::record::{Admission, Charter, GroupGenesis, GroupKind};
+
+    fn key(seed: u8) -> MemberKey {
+        MemberKey::from_secret([seed; 32])
+    }
+
+    fn record(k: &MemberKey, body: RecordBody) -> SignedRecord {
+        SignedRecord::sign(k, body.encode())
+    }
+
+    /// A region founded by key 1, where 1 admitted 2 and 2 admitted 3.
+    fn region() -> (Hash32, BTreeMap<Hash32, SignedRecord>) {
+        let genesis = record(
+            &key(1),
+            RecordBody::GroupGenesis(GroupGenesis {
+                name: "North Valley".into(),
+                kind: GroupKind::Region,
+                parent: None,
+                unit: "hours".into(),
+                created_at_ms: 1,
+                nonce: [9; 16],
+                charter: Charter::default(),
+            }),
+        );
+        let group = genesis.id();
+        let mut records = BTreeMap::from([(group, genesis)]);
+        for (by, newcomer) in [(2u8, 3u8), (1, 2)] {
+            let r = record(
+                &key(by),
+                RecordBody::Admission(Admission::self_issued(
+                    &key(by),
+                    &group,
+                    key(newcomer).id(),
+                    Hash32([newcomer; 32]),
+                    10,
+                )),
+            );
+            records.insert(r.id(), r);
+        }
+        (group, records)
+    }
+
+    fn answer_by(k: &MemberKey, kind: AnswerKind) -> SignedRecord {
+        record(
+            k,
+            RecordBody::Answer(Answer {
+                signal: Hash32([5; 32]),
+                kind,
+                text: "on my way".into(),
+                at_ms: 20,
+            }),
+        )
+    }
+
+    #[test]
+    fn a_carried_answer_shows_its_answerer_is_a_member_where_they_answered() {
+        let (group, mut records) = region();
+        let ack = answer_by(&key(3), AnswerKind::Ack);
+        records.insert(ack.id(), ack.clone());
+        let carried = carry(&group, &records, &ack.id(), 30).expect("carry");
+        assert_eq!(carried.admissions.len(), 2, "founder -> 2 -> 3");
+        assert_eq!(carried.path, vec![group]);
+        let k = carried.check().expect("checks");
+        assert_eq!((k.id, k.by, k.given_in), (ack.id(), key(3).id(), group));
+        assert_eq!(k.given_in_name, "North Valley");
+        let hub = Hash32([7; 32]);
+        assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &hub).is_ok());
+        // Not back into the group it came from.
+        assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &group).is_err());
+
+        // Someone never admitted there: no chain to carry, and a forged
+        // carry (their own answer, the region's founding record, the real
+        // admissions of others) is refused.
+        let stranger = answer_by(
+            &key(4),
+            AnswerKind::Respond {
+                eta_secs: Some(600),
+            },
+        );
+        records.insert(stranger.id(), stranger.clone());
+        assert!(carry(&group, &records, &stranger.id(), 30).is_none());
+        let forged = CarriedAnswer {
+            answer: stranger.encode(),
+            ..carried.clone()
+        };
+        let err = forged.check().expect_err("not a member");
+        assert!(
+            err.0.contains("not shown to be a member of North Valley"),
+            "{}",
+            err.0
+        );
+        // An admission of themselves, signed by themselves.
+        let own = record(
+            &key(4),
+            RecordBody::Admission(Admission::self_issued(
+                &key(4),
+                &group,
+                key(4).id(),
+                Hash32([4; 32]),
+                10,
+            )),
+        );
+        let mut admissions = carried.admissions.clone();
+        admissions.push(own.encode());
+        let err = CarriedAnswer {
+            answer: stranger.encode(),
+            admissions,
+            ..carried.clone()
+        }
+        .check()
+        .expect_err("self-admitted");
+        assert!(err.0.contains("not shown to be a member"), "{}", err.0);
+        // A ticket signed for another group does not count here.
+        let elsewhere = record(
+            &key(1),
+            RecordBody::Admission(Admission::self_issued(
+                &key(1),
+                &Hash32([8; 32]),
+                key(4).id(),
+                Hash32([4; 32]),
+                10,
+            )),
+        );
+        assert!(CarriedAnswer {
+            answer: stranger.encode(),
+            admissions: vec![elsewhere.encode()],
+            ..carried.clone()
+        }
+        .check()
+        .is_err());
+        // A tampered answer does not verify; a path that does not start
+        // where it was given is refused.
+        let mut tampered = carried.clone();
+        let n = tampered.answer.len();
+        tampered.answer[n - 1] ^= 1;
+        assert!(tampered.check().is_err());
+        assert!(CarriedAnswer {
+            path: vec![hub],
+            ..carried.clone()
+        }
+        .check()
+        .is_err());
+    }
+
+    #[test]
+    fn an_answer_carried_in_twice_is_one_answer() {
+        // A hub holding a signal; the region it climbed to holds an ack.
+        let signal = record(&key(6), RecordBody::Signal(signal(1, None, 10)));
+        let mut hub = BTreeMap::from([(signal.id(), signal.clone())]);
+        let (region_id, mut region_records) = region();
+        let real = record(
+            &key(2),
+            RecordBody::Answer(Answer {
+                signal: signal.id(),
+                kind: AnswerKind::Ack,
+                text: String::new(),
+                at_ms: 20,
+            }),
+        );
+        region_records.insert(real.id(), real.clone());
+        let carried = carry(&region_id, &region_records, &real.id(), 30).expect("carry");
+        // Carried in by two members.
+        for carrier in [7u8, 8] {
+            let r = record(
+                &key(carrier),
+                RecordBody::CarriedAnswer(CarriedAnswer {
+                    at_ms: 30 + u64::from(carrier),
+                    ..carried.clone()
+                }),
+            );
+            hub.insert(r.id(), r);
+        }
+        let hub_id = Hash32([7; 32]);
+        let from_parent = |from: &Hash32, _: u64| *from == region_id;
+        let nobody = |_: &Hash32, _: u64| false;
+        let views = signals(
+            hub_id,
+            &hub,
+            15,
+            &Relations {
+                escalation_from: &nobody,
+                answer_from: &from_parent,
+            },
+        );
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].status, SignalStatus::Answered);
+        assert_eq!(views[0].answers.len(), 1, "one answer, two carriers");
+        let a = &views[0].answers[0];
+        assert_eq!(
+            (a.id, a.by, a.given_in),
+            (real.id(), key(2).id(), region_id)
+        );
+        assert_eq!(a.given_in_name, "North Valley");
+        assert_eq!(a.carried_via, vec![region_id]);
+        // From a group this one is not related to: not counted.
+        let views = signals(
+            hub_id,
+            &hub,
+            15,
+            &Relations {
+                escalation_from: &nobody,
+                answer_from: &nobody,
+            },
+        );
+        assert!(views[0].answers.is_empty());
     }
 
     #[test]

@@ -209,6 +209,13 @@ impl DistressIndex {
                     self.responders.insert((a.signal, author));
                 }
             }
+            RecordBody::CarriedAnswer(c) => {
+                if let Ok(k) = c.check() {
+                    if matches!(k.answer.kind, crate::distress::AnswerKind::Respond { .. }) {
+                        self.responders.insert((k.answer.signal, k.by));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -1235,7 +1242,7 @@ impl SignedDoc {
                 pending.distress.absorb(id, author, &body);
                 pending.gated.push((id, body));
             }
-            RecordBody::Answer(_) | RecordBody::Escalation(_) => {
+            RecordBody::Answer(_) | RecordBody::Escalation(_) | RecordBody::CarriedAnswer(_) => {
                 pending.distress.absorb(id, author, &body);
             }
             RecordBody::Proposal(_)
@@ -1319,29 +1326,41 @@ impl SignedDoc {
                     };
                 crate::distress::check_chain(author, s, per_hour, taken, &lookup).map_err(|e| e.0)
             }
-            RecordBody::Answer(a) => {
-                let raiser = [&self.distress, &batch.distress, &pending.distress]
-                    .iter()
-                    .find_map(|d| d.signals.get(&a.signal).copied());
-                let Some(raiser) = raiser else {
-                    return Err(format!(
-                        "an answer to {}, which is not a signal this group holds",
-                        a.signal.short()
-                    ));
-                };
-                let responded = [&self.distress, &batch.distress, &pending.distress]
-                    .iter()
-                    .any(|d| d.responders.contains(&(a.signal, *author)));
-                if a.kind == crate::distress::AnswerKind::Resolve && raiser != *author && !responded
-                {
-                    return Err(
-                        "only the raiser or someone who responded may resolve a signal".into(),
-                    );
-                }
-                Ok(())
+            RecordBody::Answer(a) => self.check_answer(a, author, batch, pending),
+            // A carried answer is judged as its answerer's own answer would
+            // be here: a signal this group holds, a resolve only by the
+            // raiser or someone whose response is held.
+            RecordBody::CarriedAnswer(c) => {
+                let k = c.check().map_err(|e| e.0)?;
+                self.check_answer(&k.answer, &k.by, batch, pending)
             }
             _ => Ok(()),
         }
+    }
+
+    fn check_answer(
+        &self,
+        a: &crate::distress::Answer,
+        author: &MemberId,
+        batch: &Pending,
+        pending: &Pending,
+    ) -> Result<(), String> {
+        let raiser = [&self.distress, &batch.distress, &pending.distress]
+            .iter()
+            .find_map(|d| d.signals.get(&a.signal).copied());
+        let Some(raiser) = raiser else {
+            return Err(format!(
+                "an answer to {}, which is not a signal this group holds",
+                a.signal.short()
+            ));
+        };
+        let responded = [&self.distress, &batch.distress, &pending.distress]
+            .iter()
+            .any(|d| d.responders.contains(&(a.signal, *author)));
+        if a.kind == crate::distress::AnswerKind::Resolve && raiser != *author && !responded {
+            return Err("only the raiser or someone who responded may resolve a signal".into());
+        }
+        Ok(())
     }
 
     fn is_free_object(&self, obj: &OpKey, pending: &Pending) -> bool {

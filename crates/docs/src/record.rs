@@ -46,6 +46,10 @@ pub enum RecordBody {
     /// A member admits a newcomer who presented one of their invite
     /// tickets; the record carries the ticket's signed id.
     Admission(Admission),
+    /// An answer to a call for help given in another group the call
+    /// travelled to, carried in with the proof that its answerer is a
+    /// member there.
+    CarriedAnswer(crate::distress::CarriedAnswer),
 }
 
 impl RecordBody {
@@ -90,6 +94,7 @@ impl RecordBody {
             RecordBody::Signal(_) => "distress signal",
             RecordBody::Answer(_) => "answer to a distress signal",
             RecordBody::Escalation(_) => "distress escalation",
+            RecordBody::CarriedAnswer(_) => "answer carried in from another group",
         }
     }
 }

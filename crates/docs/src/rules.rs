@@ -66,7 +66,10 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             }
             crate::governance::check_record(body, &ctx.group, &ctx.author)
         }
-        RecordBody::Signal(_) | RecordBody::Answer(_) | RecordBody::Escalation(_) => {
+        RecordBody::Signal(_)
+        | RecordBody::Answer(_)
+        | RecordBody::Escalation(_)
+        | RecordBody::CarriedAnswer(_) => {
             if ctx.ledger_period.is_some() || ctx.in_genesis_change {
                 return broken(format!(
                     "a {} belongs in the group document, after its founding change",

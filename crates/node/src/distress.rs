@@ -79,18 +79,29 @@ fn mutual_aid_at(t: &TreatyState, at: u64) -> bool {
         && at < t.end_ms()
 }
 
+/// Whether `gov`'s group was bound to `other` by a mutual-aid treaty in
+/// force at `at`.
+fn partners_at(gov: &Governance, other: &Hash32, at: u64) -> bool {
+    gov.treaties
+        .values()
+        .any(|t| t.other == *other && mutual_aid_at(t, at))
+}
+
 /// The signals of one group document as of `now`.
 fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
     // An escalation counts from a child tier, or from the other party of a
-    // mutual-aid treaty in force when it came.
-    let accepts = |from: &Hash32, at: u64| {
-        gov.children.contains(from)
-            || gov
-                .treaties
-                .values()
-                .any(|t| t.other == *from && mutual_aid_at(t, at))
+    // mutual-aid treaty in force when it came; an answer is carried back
+    // from the tier above, from a child tier, or across such a treaty.
+    let escalation_from =
+        |from: &Hash32, at: u64| gov.children.contains(from) || partners_at(gov, from, at);
+    let answer_from = |from: &Hash32, at: u64| {
+        gov.parent == Some(*from) || gov.children.contains(from) || partners_at(gov, from, at)
     };
-    distress::signals(doc.id(), doc.records(), now, &accepts)
+    let relations = distress::Relations {
+        escalation_from: &escalation_from,
+        answer_from: &answer_from,
+    };
+    distress::signals(doc.id(), doc.records(), now, &relations)
 }
 
 /// The raw signed record of signal `id` as `doc` holds it.
@@ -337,20 +348,97 @@ impl Node {
             .is_some_and(|g| g.is_member(&self.member()))
     }
 
-    /// Escalations this node should file now: unanswered signals whose
-    /// group's escalation time has passed, into each next group this
-    /// member belongs to that does not hold them yet.
-    pub(crate) fn due_escalations(
+    /// Distress records this node should file now, where this member
+    /// belongs to both groups: escalations of unanswered signals whose
+    /// group's escalation time has passed, into each next group that does
+    /// not hold them yet, then answers carried between the groups a signal
+    /// travelled to.
+    pub(crate) fn due_distress_records(
         &self,
         docs: &State,
         govs: &BTreeMap<Hash32, Governance>,
     ) -> Vec<(Hash32, RecordBody)> {
         let now = self.now_ms();
-        let me: MemberId = self.member();
         let signals: BTreeMap<Hash32, Vec<SignalView>> = govs
             .iter()
             .filter_map(|(g, gov)| Some((*g, signals_of(docs.groups.get(g)?, gov, now))))
             .collect();
+        let mut out = self.due_escalations(docs, govs, &signals, now);
+        out.extend(self.due_answer_carries(docs, govs, &signals, now));
+        out
+    }
+
+    /// Answers to carry: each answer held in one group with the signal,
+    /// into every related group (the tier above or below, a mutual-aid
+    /// partner) this member belongs to that holds the signal but not the
+    /// answer, so it reaches the person who called for help and a
+    /// resolution reaches every group the signal travelled to. Oldest
+    /// first, so a response is carried before the resolve that needs it.
+    fn due_answer_carries(
+        &self,
+        docs: &State,
+        govs: &BTreeMap<Hash32, Governance>,
+        signals: &BTreeMap<Hash32, Vec<SignalView>>,
+        now: u64,
+    ) -> Vec<(Hash32, RecordBody)> {
+        let me = self.member();
+        let mine: Vec<&Hash32> = govs
+            .iter()
+            .filter(|(_, gov)| gov.is_member(&me))
+            .map(|(g, _)| g)
+            .collect();
+        let related = |to: &Hash32, from: &Hash32| {
+            govs.get(to).is_some_and(|gov| {
+                gov.parent == Some(*from)
+                    || gov.children.contains(from)
+                    || partners_at(gov, from, now)
+            })
+        };
+        let mut due: BTreeMap<(u64, Hash32, Hash32), RecordBody> = BTreeMap::new();
+        for from in &mine {
+            let Some(doc) = docs.groups.get(from) else {
+                continue;
+            };
+            for v in signals.get(from).into_iter().flatten() {
+                for a in &v.answers {
+                    for to in &mine {
+                        let there = signals
+                            .get(to)
+                            .and_then(|l| l.iter().find(|x| x.id == v.id));
+                        let Some(there) = there else {
+                            continue;
+                        };
+                        let key = (a.at_ms, a.id, **to);
+                        if to == from
+                            || a.given_in == **to
+                            || a.carried_via.contains(to)
+                            || there.answers.iter().any(|x| x.id == a.id)
+                            || due.contains_key(&key)
+                            || !related(to, from)
+                        {
+                            continue;
+                        }
+                        if let Some(c) = distress::carry(from, doc.records(), &a.id, now) {
+                            due.insert(key, RecordBody::CarriedAnswer(c));
+                        }
+                    }
+                }
+            }
+        }
+        due.into_iter()
+            .map(|((_, _, to), body)| (to, body))
+            .collect()
+    }
+
+    /// Escalations to file (see [`Node::due_distress_records`]).
+    fn due_escalations(
+        &self,
+        docs: &State,
+        govs: &BTreeMap<Hash32, Governance>,
+        signals: &BTreeMap<Hash32, Vec<SignalView>>,
+        now: u64,
+    ) -> Vec<(Hash32, RecordBody)> {
+        let me: MemberId = self.member();
         // An answer anywhere stops escalation everywhere.
         let answered: std::collections::BTreeSet<Hash32> = signals
             .values()

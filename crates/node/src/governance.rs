@@ -654,9 +654,10 @@ impl Node {
                     }
                 }
             }
-            // Unanswered distress signals climb the tiers and cross treaties.
+            // Unanswered distress signals climb the tiers and cross
+            // treaties; answers come back to where help was asked.
             todo.extend(
-                self.due_escalations(&docs, &govs)
+                self.due_distress_records(&docs, &govs)
                     .into_iter()
                     .map(|(group, body)| Task::File(group, body)),
             );
@@ -1097,17 +1098,35 @@ impl Node {
     }
 }
 
-/// Run [`Node::tick`] every `every` while the node lives (the task holds
-/// no reference between ticks, so it never keeps a node open).
+/// Run [`Node::tick`] every `every` while the node lives, and soon after a
+/// group document changes (at most every [`TICK_AFTER_CHANGE`]), so that a
+/// call for help is carried on, and an answer carried back to the person
+/// who called, within moments rather than at the next beat. The task holds
+/// no reference between ticks, so it never keeps a node open.
 pub fn spawn_ticker(
     node: &std::sync::Arc<Node>,
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
     let weak = std::sync::Arc::downgrade(node);
+    let mut changes = node.subscribe();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                received = changes.recv() => match received {
+                    // Payments live in ledger period documents and never
+                    // need a tick.
+                    Ok(event) if !weak.upgrade().is_some_and(|n| n.holds_group(&event.doc)) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        // Gather what arrives together into one tick.
+                        tokio::time::sleep(TICK_AFTER_CHANGE).await;
+                        changes = changes.resubscribe();
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            }
             let Some(node) = weak.upgrade() else {
                 break;
             };
@@ -1115,3 +1134,6 @@ pub fn spawn_ticker(
         }
     })
 }
+
+/// How long after a change to a group document the next tick runs.
+pub const TICK_AFTER_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);

@@ -1175,6 +1175,12 @@ impl Node {
         })
     }
 
+    /// Whether `doc` is a group document this node holds (not a ledger
+    /// period).
+    pub fn holds_group(&self, doc: &Hash32) -> bool {
+        self.lock().groups.contains_key(doc)
+    }
+
     /// Events about documents: every stored change, local or received.
     pub fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
         self.events.subscribe()

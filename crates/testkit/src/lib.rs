@@ -6,6 +6,7 @@
 //! Waits are on conditions with a deadline that fails loudly, never blind
 //! sleeps.
 
+pub mod distress;
 pub mod governance;
 pub mod ledger_sim;
 
