@@ -13,16 +13,11 @@ use std::time::Duration;
 
 use nestwork_core::Hash32;
 use nestwork_docs::distress::{Answer, AnswerKind, CarriedAnswer, SignalStatus, SignalView};
-use nestwork_docs::governance::{Action, TreatyStatus};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
-use nestwork_node::Clock;
-use nestwork_testkit::distress::{answer, raise, seen};
-use nestwork_testkit::governance::{pass, roll_of};
+use nestwork_testkit::distress::{answer, nest, seen};
 use nestwork_testkit::{key, wait_until, TestNode};
 
 const LIMIT: Duration = Duration::from_secs(60);
-/// Past the default escalation time (5 minutes).
-const PAST_ESCALATION: Duration = Duration::from_secs(6 * 60);
 
 /// The answer `by` gave, as node `n` shows the signal across its groups.
 fn answer_from(n: &TestNode, signal: &Hash32, by: &TestNode, kind: &str) -> Option<SignalView> {
@@ -31,116 +26,6 @@ fn answer_from(n: &TestNode, signal: &Hash32, by: &TestNode, kind: &str) -> Opti
             .iter()
             .any(|a| a.by == by.member() && a.answer.as_str() == kind)
     })
-}
-
-struct Nest {
-    clock: Clock,
-    nodes: Vec<TestNode>,
-    hub: Hash32,
-    region: Hash32,
-    partner: Hash32,
-}
-
-/// The region, the hub under it and the treaty partner, all founded and
-/// bound on node 1 before anyone else joins (so node 1 alone decides),
-/// then one member each for the hub, the region and the partner.
-async fn nest() -> Nest {
-    let clock = Clock::default();
-    let mut nodes = Vec::new();
-    for seed in 1..=4 {
-        nodes.push(TestNode::start_clocked(seed, &clock).await);
-    }
-    let founder = &nodes[0];
-    let region = founder.create_group("North Valley");
-    let hub = founder.create_group("Riverside");
-    let partner = founder.create_group("Hillside");
-    let solo = [founder];
-    pass(
-        founder,
-        &solo,
-        &solo,
-        &hub,
-        "join-parent",
-        &[&region.to_hex()],
-    )
-    .await;
-    pass(
-        founder,
-        &solo,
-        &solo,
-        &region,
-        "admit-group",
-        &[&hub.to_hex()],
-    )
-    .await;
-    let p = pass(
-        founder,
-        &solo,
-        &solo,
-        &hub,
-        "ratify-treaty",
-        &[
-            &partner.to_hex(),
-            "mutual-aid",
-            "90days",
-            "Calls for help cross between us.",
-        ],
-    )
-    .await;
-    let Action::RatifyTreaty { treaty } = &p.state.proposal.action else {
-        panic!("a treaty");
-    };
-    pass(
-        founder,
-        &solo,
-        &solo,
-        &partner,
-        "ratify-treaty",
-        &[&treaty.id().to_hex()],
-    )
-    .await;
-    wait_until("the treaty to be active in the hub", LIMIT, || {
-        founder
-            .node
-            .treaties(Some(&hub.to_hex()))
-            .is_ok_and(|ts| ts.iter().any(|t| t.state.status == TreatyStatus::Active))
-    })
-    .await;
-    founder.admit(&nodes[1], hub).await;
-    founder.admit(&nodes[2], region).await;
-    founder.admit(&nodes[3], partner).await;
-    roll_of(&[founder, &nodes[1]], &hub, 2).await;
-    roll_of(&[founder, &nodes[2]], &region, 2).await;
-    roll_of(&[founder, &nodes[3]], &partner, 2).await;
-    Nest {
-        clock,
-        nodes,
-        hub,
-        region,
-        partner,
-    }
-}
-
-impl Nest {
-    /// Raise a call on node 2 and let it climb (nobody answers in the hub).
-    async fn raise_and_climb(&self, text: &str) -> Hash32 {
-        let [_, caller, in_region, at_partner] = &self.nodes[..] else {
-            panic!("four nodes");
-        };
-        let signal = raise(caller, &self.hub, text);
-        wait_until("the call on the liaison's node", LIMIT, || {
-            seen(&self.nodes[0], Some(&self.hub), &signal).is_some()
-        })
-        .await;
-        self.clock.advance(PAST_ESCALATION);
-        wait_until("the call in the region and at the partner", LIMIT, || {
-            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == vec![self.hub])
-                && seen(at_partner, Some(&self.partner), &signal)
-                    .is_some_and(|v| v.path == vec![self.hub])
-        })
-        .await;
-        signal
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,17 +4,24 @@
 //! (raises as fast as it can; its node refuses all but the charter's ten
 //! per hour, and the ten it signs travel with the rest).
 //!
+//! Then help is coming (issue 18): on four nodes holding a hub, the region
+//! above it and a treaty partner, the time for a call nobody answered to
+//! climb into the region once its escalation time has passed, and the time
+//! for an ack given there to show on the caller's node (carried down by a
+//! node of a member of both), 20 calls.
+//!
 //! Run with `scripts/bench distress`; `NESTWORK_BENCH_QUICK=1` for a smoke
-//! run (5 nodes, 10 signals).
+//! run (5 nodes, 10 signals, 3 calls).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nestwork_bench::{figure, Better, Limit};
+use nestwork_bench::{figure, ms, Better, Limit};
 use nestwork_core::Hash32;
 use nestwork_node::distress::RaiseRequest;
-use nestwork_testkit::{meshed_group, TestNode};
+use nestwork_testkit::distress::{answer, nest, raise, seen};
+use nestwork_testkit::{meshed_group, TestNode, TICK_EVERY};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -95,6 +102,83 @@ fn report(what: &str, key: &str, n: usize, times: &[Duration]) {
     }
 }
 
+/// Wait, looking every 2 ms, until `cond` holds.
+async fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < LIMIT, "{what} took over {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Time `count` calls from the hub: each climbs to the region once due,
+/// then an ack given there is carried back down to the caller.
+async fn help_is_coming(count: usize) {
+    let nest = nest().await;
+    let [liaison, caller, in_region, _] = &nest.nodes[..] else {
+        unreachable!("four nodes");
+    };
+    let (mut climbs, mut acks) = (Vec::new(), Vec::new());
+    for k in 0..count {
+        let id = raise(caller, &nest.hub, &format!("call {k}"));
+        poll("the call on the liaison's node", || {
+            seen(liaison, Some(&nest.hub), &id).is_some()
+        })
+        .await;
+        // Past the escalation time (and far enough apart for the
+        // charter's ten calls per member per hour).
+        let start = Instant::now();
+        nest.clock.advance(Duration::from_secs(7 * 60));
+        poll("the call to climb into the region", || {
+            seen(in_region, Some(&nest.region), &id).is_some()
+        })
+        .await;
+        climbs.push(start.elapsed());
+        let start = Instant::now();
+        answer(in_region, &id, "ack", None);
+        poll("the ack to reach the caller", || {
+            seen(caller, Some(&nest.hub), &id).is_some_and(|v| !v.answers.is_empty())
+        })
+        .await;
+        acks.push(start.elapsed());
+    }
+    climbs.sort();
+    acks.sort();
+    let p50 = |t: &[Duration]| ms(t[t.len() / 2]);
+    let worst = |t: &[Duration]| ms(t[t.len() - 1]);
+    println!(
+        "help is coming, {count} calls: climb into the region once due p50 {:.1} ms, worst {:.1} ms; ack in the region -> shown on the caller's node p50 {:.1} ms, worst {:.1} ms",
+        p50(&climbs),
+        worst(&climbs),
+        p50(&acks),
+        worst(&acks)
+    );
+    let conditions = format!("4 in-process nodes: hub, region, treaty partner; {count} calls");
+    for (label, pick) in [("p50", p50 as fn(&[Duration]) -> f64), ("worst", worst)] {
+        figure(
+            &format!("help_climb_{label}"),
+            &format!("call climbs to the region once due, {label}"),
+            pick(&climbs),
+            "ms",
+            Better::Lower,
+            &conditions,
+            Limit::Value(ms(TICK_EVERY), "the test nodes' ticker beat".into()),
+        );
+        figure(
+            &format!("help_ack_{label}"),
+            &format!("ack in the region shown on the caller's node, {label}"),
+            pick(&acks),
+            "ms",
+            Better::Lower,
+            &conditions,
+            Limit::Figure(
+                format!("help_climb_{label}"),
+                "the call climbing to the region, same run".into(),
+            ),
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
@@ -154,4 +238,6 @@ async fn main() {
         took.as_secs_f64(),
         (sent + refused) as f64 / took.as_secs_f64()
     );
+    drop(nodes);
+    help_is_coming(if quick { 3 } else { 20 }).await;
 }

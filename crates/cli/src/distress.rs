@@ -243,3 +243,38 @@ fn signal_text(item: &SignalItem) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use nestwork_core::{Hash32, MemberId};
+    use nestwork_docs::distress::{AnswerKind, AnswerView};
+
+    use super::answer_line;
+
+    #[test]
+    fn an_answer_from_another_group_says_where_and_when_help_arrives() {
+        let hub = Hash32([1; 32]);
+        let region = Hash32([2; 32]);
+        let mut a = AnswerView {
+            id: Hash32([3; 32]),
+            by: MemberId([4; 32]),
+            answer: AnswerKind::Respond {
+                eta_secs: Some(15 * 60),
+            },
+            text: "on my way".into(),
+            at_ms: 1_700_000_000_000,
+            given_in: region,
+            given_in_name: "North Valley".into(),
+            carried_via: vec![region],
+        };
+        let line = answer_line(&a, &hub);
+        assert!(
+            line.contains(" in North Valley: on the way (eta 15 min, about "),
+            "{line}"
+        );
+        assert!(line.ends_with("\"on my way\""), "{line}");
+        // Given in the group it was raised in: no place named.
+        a.given_in = hub;
+        assert!(!answer_line(&a, &hub).contains(" in "));
+    }
+}

@@ -1,10 +1,19 @@
 //! Raising and answering distress signals on test nodes.
 
+use std::time::Duration;
+
 use nestwork_core::Hash32;
 use nestwork_docs::distress::SignalView;
+use nestwork_docs::governance::{Action, TreatyStatus};
 use nestwork_node::distress::{AnswerRequest, RaiseRequest};
+use nestwork_node::Clock;
 
-use crate::TestNode;
+use crate::governance::{pass, roll_of};
+use crate::{wait_until, TestNode};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// Past the default escalation time (5 minutes).
+pub const PAST_ESCALATION: Duration = Duration::from_secs(6 * 60);
 
 /// Raise a critical medical signal with `text` in `group` on `n`.
 pub fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
@@ -45,4 +54,123 @@ pub fn seen(n: &TestNode, group: Option<&Hash32>, signal: &Hash32) -> Option<Sig
         .into_iter()
         .find(|s| s.view.id == *signal)
         .map(|s| s.view)
+}
+
+/// A hub, the region above it and a mutual-aid treaty partner, on four
+/// nodes that share a clock the test moves.
+pub struct Nest {
+    /// The clock every node runs on.
+    pub clock: Clock,
+    /// Node 1 (member of all three groups), node 2 (the hub), node 3 (the
+    /// region), node 4 (the partner).
+    pub nodes: Vec<TestNode>,
+    /// The hub.
+    pub hub: Hash32,
+    /// The region above it.
+    pub region: Hash32,
+    /// The hub's mutual-aid treaty partner.
+    pub partner: Hash32,
+}
+
+/// Four nodes and three groups: the region, the hub under it and the hub's
+/// mutual-aid treaty partner, all founded and
+/// bound on node 1 before anyone else joins (so node 1 alone decides),
+/// then one member each for the hub, the region and the partner.
+pub async fn nest() -> Nest {
+    let clock = Clock::default();
+    let mut nodes = Vec::new();
+    for seed in 1..=4 {
+        nodes.push(TestNode::start_clocked(seed, &clock).await);
+    }
+    let founder = &nodes[0];
+    let region = founder.create_group("North Valley");
+    let hub = founder.create_group("Riverside");
+    let partner = founder.create_group("Hillside");
+    let solo = [founder];
+    pass(
+        founder,
+        &solo,
+        &solo,
+        &hub,
+        "join-parent",
+        &[&region.to_hex()],
+    )
+    .await;
+    pass(
+        founder,
+        &solo,
+        &solo,
+        &region,
+        "admit-group",
+        &[&hub.to_hex()],
+    )
+    .await;
+    let p = pass(
+        founder,
+        &solo,
+        &solo,
+        &hub,
+        "ratify-treaty",
+        &[
+            &partner.to_hex(),
+            "mutual-aid",
+            "90days",
+            "Calls for help cross between us.",
+        ],
+    )
+    .await;
+    let Action::RatifyTreaty { treaty } = &p.state.proposal.action else {
+        panic!("a treaty");
+    };
+    pass(
+        founder,
+        &solo,
+        &solo,
+        &partner,
+        "ratify-treaty",
+        &[&treaty.id().to_hex()],
+    )
+    .await;
+    wait_until("the treaty to be active in the hub", LIMIT, || {
+        founder
+            .node
+            .treaties(Some(&hub.to_hex()))
+            .is_ok_and(|ts| ts.iter().any(|t| t.state.status == TreatyStatus::Active))
+    })
+    .await;
+    founder.admit(&nodes[1], hub).await;
+    founder.admit(&nodes[2], region).await;
+    founder.admit(&nodes[3], partner).await;
+    roll_of(&[founder, &nodes[1]], &hub, 2).await;
+    roll_of(&[founder, &nodes[2]], &region, 2).await;
+    roll_of(&[founder, &nodes[3]], &partner, 2).await;
+    Nest {
+        clock,
+        nodes,
+        hub,
+        region,
+        partner,
+    }
+}
+
+impl Nest {
+    /// Raise a call on node 2 and let it climb (nobody answers in the hub).
+    pub async fn raise_and_climb(&self, text: &str) -> Hash32 {
+        let [_, caller, in_region, at_partner] = &self.nodes[..] else {
+            panic!("four nodes");
+        };
+        let signal = raise(caller, &self.hub, text);
+        wait_until("the call on the liaison's node", LIMIT, || {
+            seen(&self.nodes[0], Some(&self.hub), &signal).is_some()
+        })
+        .await;
+        self.clock.advance(PAST_ESCALATION);
+        wait_until("the call in the region and at the partner", LIMIT, || {
+            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == vec![self.hub])
+                && seen(at_partner, Some(&self.partner), &signal)
+                    .is_some_and(|v| v.path == vec![self.hub])
+        })
+        .await;
+        signal
+    }
 }

@@ -34,6 +34,10 @@ pub struct TestNode {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// How often a test node's ticker runs besides after changes (`nestwork
+/// run`: once a second).
+pub const TICK_EVERY: Duration = Duration::from_millis(200);
+
 /// Network settings for tests: loopback TCP, mDNS off.
 pub fn loopback_config() -> NetConfig {
     NetConfig {
@@ -85,7 +89,7 @@ impl TestNode {
                 .expect("open node")
         };
         let node = Arc::new(node);
-        nestwork_node::governance::spawn_ticker(&node, Duration::from_millis(200));
+        nestwork_node::governance::spawn_ticker(&node, TICK_EVERY);
         let net = nestwork_net::spawn(config, key(seed), node.clone())
             .await
             .expect("network");
