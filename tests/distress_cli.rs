@@ -230,3 +230,101 @@ fn raise_watch_answer_and_refuse_bad_signals() {
     );
     assert!(err.contains("only members on the roll"), "{err}");
 }
+
+/// The id of the only open signal `dir`'s node shows, once it shows one.
+fn only_signal(dir: &std::path::Path) -> Option<String> {
+    let list = json(dir, &["distress", "list"]);
+    let items = list.as_array()?;
+    (items.len() == 1).then(|| items[0]["id"].as_str().map(str::to_string))?
+}
+
+#[test]
+fn help_from_the_region_reaches_the_caller_through_the_binary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [founder, caller, in_region] = ["a", "b", "c"].map(|d| tmp.path().join(d));
+    let _nodes = [&founder, &caller, &in_region].map(|d| RunningNode::start(d));
+
+    // A region, a hub under it that the region admits, and a short
+    // escalation time, all set before anyone else joins.
+    json(
+        &founder,
+        &["group", "create", "North Valley", "--kind", "region"],
+    );
+    let hub = json(
+        &founder,
+        &["group", "create", "Riverside", "--parent", "North Valley"],
+    );
+    let hub_id = hub["id"].as_str().expect("id");
+    ok(
+        &founder,
+        &[
+            "charter",
+            "edit",
+            "Riverside",
+            "set-rule",
+            "distress_escalation",
+            "2s",
+        ],
+    );
+    ok(
+        &founder,
+        &["propose", "North Valley", "admit-group", hub_id],
+    );
+    let proposals = json(&founder, &["proposals", "North Valley"]);
+    let p = proposals["proposals"][0]["id"].as_str().expect("proposal");
+    assert_eq!(
+        json(&founder, &["vote", &p[..8], "yes"])["outcome"],
+        "passed"
+    );
+    // The caller joins only the hub, the responder only the region.
+    for (who, group) in [(&caller, "Riverside"), (&in_region, "North Valley")] {
+        let ticket = json(&founder, &["group", "invite", group, "--expires", "1h"])["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_string();
+        ok(who, &["group", "join", &ticket]);
+    }
+    let watch = Watch::start(&caller, false);
+
+    ok(
+        &caller,
+        &[
+            "distress",
+            "raise",
+            "Riverside",
+            "--category",
+            "medical",
+            "--severity",
+            "critical",
+            "Leg broken by the well",
+        ],
+    );
+    watch.until("!!! DISTRESS [CRITICAL] medical in Riverside");
+    // Nobody in the hub answers: it climbs to the region.
+    let mut signal = None;
+    common::wait_for(
+        "the call to reach the region",
+        Duration::from_secs(30),
+        || {
+            signal = only_signal(&in_region);
+            signal.is_some()
+        },
+    );
+    let signal = signal.expect("signal");
+    let short = &signal[..8];
+
+    // Every answer given in the region reaches the caller, saying where.
+    ok(&in_region, &["distress", "ack", short, "seen it"]);
+    watch.until(" in North Valley: seen \"seen it\"");
+    ok(
+        &in_region,
+        &["distress", "respond", short, "--eta", "15m", "on my way"],
+    );
+    let line = watch.until(" in North Valley: on the way (eta 15 min, about ");
+    assert!(line.contains("\"on my way\""), "{line}");
+    ok(&in_region, &["distress", "resolve", short, "help came"]);
+    watch.until(" in North Valley: resolved \"help came\"");
+    let all = json(&caller, &["distress", "list", "--all"]);
+    assert_eq!(all[0]["status"], "resolved", "{all}");
+    assert_eq!(all[0]["answers"].as_array().map(Vec::len), Some(3));
+}
