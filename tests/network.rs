@@ -93,6 +93,49 @@ async fn a_node_stopped_during_1000_changes_rejoins_and_converges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_was_damaged_starts_names_the_group_and_gets_it_back_from_a_peer() {
+    let (mut nodes, group) = group_of(2).await;
+    connect_all(&nodes).await;
+    for i in 0..20 {
+        nodes[0]
+            .node
+            .describe(&group.to_hex(), &format!("edit {i}"))
+            .expect("describe");
+    }
+    converged(&nodes.iter().collect::<Vec<_>>(), &group, LIMIT).await;
+    let (dir, seed, tmp) = nodes.pop().expect("node").stop().await;
+    // One stored change of the group document damaged, as a bad sector or
+    // a stray write would.
+    {
+        let store = nestwork_store::Store::open(&nestwork_node::DataDir::new(&dir).store_dir())
+            .expect("store");
+        store
+            .damage_entry(&group, 8, b"not a change any more")
+            .expect("damage");
+        store.flush().expect("flush");
+    }
+    let back = TestNode::start_in(&dir, seed, loopback_config()).await;
+    let damaged = back.node.status().damaged;
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].doc, group);
+    assert!(damaged[0].name.is_some(), "named: {damaged:?}");
+    assert!(damaged[0].what.contains("set aside"), "{}", damaged[0].what);
+    assert_ne!(back.heads(&group), nodes[0].heads(&group), "something is missing");
+    // The peer sends back what was set aside.
+    back.connect(&nodes[0]).await;
+    let both = [&nodes[0], &back];
+    converged(&both, &group, LIMIT).await;
+    assert_eq!(back.description(&group).as_deref(), Some("edit 19"));
+    // And it is stored whole again: the next start finds nothing damaged.
+    let (dir, seed, tmp2) = back.stop().await;
+    let again = TestNode::start_in(&dir, seed, loopback_config()).await;
+    assert!(again.node.status().damaged.is_empty());
+    assert_eq!(again.heads(&group), nodes[0].heads(&group));
+    assert_eq!(again.description(&group).as_deref(), Some("edit 19"));
+    drop((tmp, tmp2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_where_both_sides_write_heals_to_identical_state() {
     let (nodes, group) = group_of(5).await;
     connect_all(&nodes).await;

@@ -352,6 +352,14 @@ fn status_text(report: &StatusReport) -> String {
             e.payments[1].short()
         ));
     }
+    for d in &s.damaged {
+        out.push_str(&format!(
+            "DAMAGED   {} ({}): {}\n",
+            d.name.as_deref().unwrap_or("unknown group"),
+            d.doc.short(),
+            d.what
+        ));
+    }
     for c in &s.charters {
         if !c.overdue.is_empty() || c.open_proposals > 0 {
             out.push_str(&format!(

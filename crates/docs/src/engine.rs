@@ -1520,6 +1520,26 @@ fn rejection(signed: &SignedChange, reason: String) -> Rejection {
     }
 }
 
+/// Of a document's stored changes, in stored order (which is causal), the
+/// ones that can still load after damage: each whose bytes parse into the
+/// change its envelope names and whose dependencies are all among those
+/// kept before it. Returns those, and the positions of the rest (a damaged
+/// change and everything built on it), which peers can send again.
+pub fn loadable(stored: Vec<SignedChange>) -> (Vec<SignedChange>, Vec<usize>) {
+    let mut have: HashSet<ChangeHash> = HashSet::new();
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for (i, s) in stored.into_iter().enumerate() {
+        match parse_change(&s.change) {
+            Ok(c) if c.hash().0 == s.hash.0 && c.deps().iter().all(|d| have.contains(d)) => {
+                have.insert(c.hash());
+                kept.push(s);
+            }
+            _ => dropped.push(i),
+        }
+    }
+    (kept, dropped)
+}
+
 /// Parse untrusted change bytes; a panic inside the decoder is a rejection.
 fn parse_change(bytes: &[u8]) -> Result<Change, String> {
     check_chunk(bytes)?;

@@ -200,6 +200,21 @@ pub struct Status {
     /// Per group: articles overdue for revision and proposals open.
     #[serde(default)]
     pub charters: Vec<CharterStatus>,
+    /// Documents found damaged in the store when the node started, and
+    /// what was done about them.
+    #[serde(default)]
+    pub damaged: Vec<Damaged>,
+}
+
+/// A document whose stored entries were found damaged at start-up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Damaged {
+    /// The document (a group, or a ledger period of one).
+    pub doc: Hash32,
+    /// The group's name, where what is left shows it.
+    pub name: Option<String>,
+    /// What was found and done, in plain words.
+    pub what: String,
 }
 
 /// A group's charter at a glance, for `status`.
@@ -237,6 +252,8 @@ pub(crate) struct State {
     pub(crate) ledgers: BTreeMap<Hash32, GroupLedger>,
     /// Which group each open period document belongs to.
     pub(crate) periods: HashMap<Hash32, Hash32>,
+    /// Documents found damaged at start-up.
+    pub(crate) damaged: Vec<Damaged>,
 }
 
 impl State {
@@ -348,6 +365,65 @@ pub struct Node {
     pub(crate) clock: Clock,
 }
 
+/// Load document `id` from the store with `load`. One whose stored
+/// entries do not all decode, or that does not load, must not keep the node
+/// from starting: what still loads is kept (every entry that decodes into
+/// the change it names and builds only on kept ones, see
+/// [`nestwork_docs::engine::loadable`]), the rest is set aside in the
+/// store (kept for inspection, out of the document), and the document is
+/// noted in `damaged` for `status`. Peers send the missing changes again at
+/// the next sync. `None` when nothing usable is left (`usable` says what
+/// is: a group document needs its founding change).
+fn load_document(
+    store: &Store,
+    id: Hash32,
+    load: impl Fn(Vec<SignedChange>) -> Result<SignedDoc, nestwork_docs::Error>,
+    usable: impl Fn(&SignedDoc) -> bool,
+    damaged: &mut Vec<Damaged>,
+) -> Result<Option<SignedDoc>, NodeError> {
+    let first_error = match store.changes(&id).map(&load) {
+        Ok(Ok(doc)) if usable(&doc) => return Ok(Some(doc)),
+        Ok(Ok(_)) => "its founding change is missing".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    let salvaged = store.salvage(&id)?;
+    let (keys, changes): (Vec<Vec<u8>>, Vec<SignedChange>) = salvaged.changes.into_iter().unzip();
+    let (kept, dropped) = nestwork_docs::engine::loadable(changes);
+    let mut aside: Vec<Vec<u8>> = salvaged.damaged.into_iter().map(|(k, _)| k).collect();
+    let undecodable = aside.len();
+    aside.extend(dropped.iter().map(|&i| keys[i].clone()));
+    let doc = load(kept).ok().filter(|d| usable(d));
+    if doc.is_none() {
+        aside = keys;
+        aside.extend(store.salvage(&id)?.damaged.into_iter().map(|(k, _)| k));
+    }
+    store.set_aside(&aside)?;
+    store.flush()?;
+    let name = doc
+        .as_ref()
+        .and_then(|d| d.genesis())
+        .map(|(_, g)| g.name);
+    let what = match &doc {
+        Some(_) => format!(
+            "{} stored entries set aside ({undecodable} damaged, {} built on them); the rest loaded, and peers send the missing changes again ({first_error})",
+            aside.len(),
+            aside.len() - undecodable
+        ),
+        None => format!(
+            "cannot be loaded ({first_error}); its {} stored entries were set aside. Import a bundle of the group, or join it again with a new invite",
+            aside.len()
+        ),
+    };
+    tracing::error!(doc = %id, %what, "damaged document in the store");
+    damaged.push(Damaged {
+        doc: id,
+        name,
+        what,
+    });
+    Ok(doc)
+}
+
 impl Node {
     /// Open the node in `dir` as `key`: open the store (refused if another
     /// process has it) and load every document.
@@ -369,17 +445,16 @@ impl Node {
                 period_docs.push((group, period, id));
                 continue;
             }
-            let changes = store.changes(&id)?;
-            match SignedDoc::load_trusted(id, changes) {
-                Ok(mut doc) => {
-                    doc.set_writer(&writer);
-                    docs.groups.insert(id, doc);
-                }
-                // A damaged document must not keep the node from starting;
-                // its changes stay on disk for inspection.
-                Err(e) => {
-                    tracing::error!(doc = %id, kind = %meta.kind, error = %e, "cannot load document")
-                }
+            let loaded = load_document(
+                &store,
+                id,
+                |changes| SignedDoc::load_trusted(id, changes),
+                |doc| doc.genesis().is_some(),
+                &mut docs.damaged,
+            )?;
+            if let Some(mut doc) = loaded {
+                doc.set_writer(&writer);
+                docs.groups.insert(id, doc);
             }
         }
         let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
@@ -423,13 +498,17 @@ impl Node {
                     continue;
                 }
             }
-            match SignedDoc::load_ledger_period(group, period, store.changes(&id)?) {
-                Ok(mut doc) => {
-                    doc.set_writer(&writer);
-                    docs.periods.insert(id, group);
-                    l.periods.insert(period, doc);
-                }
-                Err(e) => tracing::error!(doc = %id, error = %e, "cannot load ledger period"),
+            let loaded = load_document(
+                &store,
+                id,
+                |changes| SignedDoc::load_ledger_period(group, period, changes),
+                |_| true,
+                &mut docs.damaged,
+            )?;
+            if let Some(mut doc) = loaded {
+                doc.set_writer(&writer);
+                docs.periods.insert(id, group);
+                l.periods.insert(period, doc);
             }
         }
         for group in &groups {
@@ -512,6 +591,7 @@ impl Node {
                     open_proposals: c.open_proposals,
                 })
                 .collect(),
+            damaged: docs.damaged.clone(),
         }
     }
 

@@ -36,6 +36,17 @@ pub enum StoreError {
         /// The limit it broke.
         reason: String,
     },
+    /// The store was written by a newer build, in a format this one does
+    /// not read.
+    #[error(
+        "the store at {dir} is in format {found}, written by a newer Nestwork; this build reads format {FORMAT_VERSION} and older. Run the newer version (nothing was changed)"
+    )]
+    NewerFormat {
+        /// The data directory's store.
+        dir: String,
+        /// The format it says it is in.
+        found: u32,
+    },
     /// A stored entry does not decode; the store was damaged outside sled.
     #[error("stored {what} under key {key} is damaged: {reason}")]
     Damaged {
@@ -56,6 +67,15 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// of history grow toward a gigabyte; documents are read whole and rarely,
 /// so a small cache costs little.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The format of what this build writes. A store records the format it
+/// is in; a newer one is refused with a plain message rather than read
+/// wrongly, an older one is migrated on open. Stores from before the
+/// format was recorded are format 1.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The marks key of the store's format (shorter than any id).
+const FORMAT: &[u8] = b"format";
 
 /// The marks key of the number of stored changes (shorter than any id, so
 /// no document's mark). Kept in the append transaction because counting a
@@ -78,6 +98,15 @@ pub struct DocMeta {
     pub first_stored_ms: u64,
 }
 
+/// What [`Store::salvage`] found of a document.
+#[derive(Debug, Default)]
+pub struct Salvaged {
+    /// The entries that decode, in the order stored, with their keys.
+    pub changes: Vec<(Vec<u8>, SignedChange)>,
+    /// The entries that do not, with their keys and why.
+    pub damaged: Vec<(Vec<u8>, String)>,
+}
+
 /// The node's store.
 #[derive(Clone)]
 pub struct Store {
@@ -89,6 +118,10 @@ pub struct Store {
     /// Notes the node keeps about a document while it is unchanged, by
     /// document id (see [`Store::set_mark`]).
     marks: sled::Tree,
+    /// Stored entries found damaged, moved out of `changes` (same keys)
+    /// so that the document loads without them and peers send them again;
+    /// kept for inspection.
+    set_aside: sled::Tree,
     /// Writes counted so far, and how many of them a finished flush
     /// covers: a flush with nothing new to write costs no disk sync, and
     /// [`Store::unflushed`] says whether everything written is durable.
@@ -130,7 +163,13 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        Store::from_db(db)
+        Store::from_db(db).map_err(|e| match e {
+            StoreError::NewerFormat { found, .. } => StoreError::NewerFormat {
+                dir: dir.display().to_string(),
+                found,
+            },
+            other => other,
+        })
     }
 
     /// A store that lives in a temporary directory and vanishes when dropped
@@ -140,11 +179,34 @@ impl Store {
     }
 
     fn from_db(db: sled::Db) -> Result<Store> {
+        // The format first, before anything is read or written.
+        let marks = db.open_tree("marks")?;
+        let found = match marks.get(FORMAT)? {
+            None => 1,
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Damaged {
+                    what: "store format",
+                    key: hex::encode(FORMAT),
+                    reason: format!("{} bytes, expected 4", v.len()),
+                })?,
+        };
+        if found > FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                dir: "this data directory".into(),
+                found,
+            });
+        }
+        // Older formats are migrated here (format 1 is the first).
+        marks.insert(FORMAT, &FORMAT_VERSION.to_be_bytes())?;
         let store = Store {
             docs: db.open_tree("docs")?,
             changes: db.open_tree("changes")?,
             peers: db.open_tree("peers")?,
-            marks: db.open_tree("marks")?,
+            marks,
+            set_aside: db.open_tree("set_aside")?,
             db,
             written: Default::default(),
             flushed: Default::default(),
@@ -293,6 +355,65 @@ impl Store {
             .collect()
     }
 
+    /// The changes of `doc` in the order they were stored, each with its
+    /// key, and apart from them the entries that do not decode (key and
+    /// why): what can be saved of a document whose entries were damaged.
+    pub fn salvage(&self, doc: &Hash32) -> Result<Salvaged> {
+        let mut salvaged = Salvaged::default();
+        for entry in self.changes.scan_prefix(doc.0) {
+            let (k, v) = entry?;
+            match SignedChange::decode(&v) {
+                Ok(c) => salvaged.changes.push((k.to_vec(), c)),
+                Err(e) => salvaged.damaged.push((k.to_vec(), e.to_string())),
+            }
+        }
+        Ok(salvaged)
+    }
+
+    /// Move the entries under `keys` (from [`Store::salvage`]) out of the
+    /// changes into the set-aside tree, in one atomic step: the document
+    /// loads without them from now on. Durable with the next flush.
+    pub fn set_aside(&self, keys: &[Vec<u8>]) -> Result<()> {
+        (&self.changes, &self.set_aside, &self.marks)
+            .transaction(|(changes, aside, marks)| {
+                let mut moved = 0u64;
+                for k in keys {
+                    if let Some(v) = changes.remove(k.as_slice())? {
+                        aside.insert(k.as_slice(), v)?;
+                        moved += 1;
+                    }
+                }
+                let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
+                marks.insert(CHANGE_COUNT, &count.saturating_sub(moved).to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => {
+                    StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
+                }
+            })?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Test hook: overwrite the bytes of the `nth` stored change of `doc`
+    /// (in stored order), as damage from outside sled would.
+    #[doc(hidden)]
+    pub fn damage_entry(&self, doc: &Hash32, nth: usize, bytes: &[u8]) -> Result<()> {
+        if let Some(entry) = self.changes.scan_prefix(doc.0).nth(nth) {
+            let (k, _) = entry?;
+            self.changes.insert(k, bytes)?;
+            self.touch();
+        }
+        Ok(())
+    }
+
+    /// How many entries have been set aside as damaged.
+    pub fn set_aside_count(&self) -> usize {
+        self.set_aside.len()
+    }
+
     /// Remember the heads `peer` had for `doc`. Not flushed on its own:
     /// losing it in a crash only costs one fuller sync.
     pub fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()> {
@@ -355,6 +476,56 @@ mod tests {
             kind: "group".into(),
             first_stored_ms: 1,
         }
+    }
+
+    #[test]
+    fn a_store_in_a_newer_format_is_refused_with_a_plain_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = Hash32::of(b"doc");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.append(doc, &meta(), &[change(1)]).expect("append");
+            store
+                .marks
+                .insert(FORMAT, &(FORMAT_VERSION + 1).to_be_bytes())
+                .expect("format");
+            store.flush().expect("flush");
+        }
+        let err = Store::open(dir.path()).err().expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("is in format {}", FORMAT_VERSION + 1))
+                && text.contains("newer Nestwork")
+                && text.contains(&dir.path().display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_entry_is_set_aside_and_the_rest_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let doc = Hash32::of(b"doc");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .append(doc, &meta(), &[change(1), change(2), change(3)])
+            .expect("append");
+        store.damage_entry(&doc, 1, b"garbage").expect("damage");
+        assert!(matches!(
+            store.changes(&doc),
+            Err(StoreError::Damaged { what: "change", .. })
+        ));
+        let salvaged = store.salvage(&doc).expect("salvage");
+        assert_eq!(salvaged.changes.len(), 2);
+        assert_eq!(salvaged.damaged.len(), 1);
+        let keys: Vec<Vec<u8>> = salvaged.damaged.iter().map(|(k, _)| k.clone()).collect();
+        store.set_aside(&keys).expect("set aside");
+        let left = store.changes(&doc).expect("loads");
+        assert_eq!(
+            left.iter().map(|c| c.hash).collect::<Vec<_>>(),
+            vec![change(1).hash, change(3).hash]
+        );
+        assert_eq!(store.change_count(), 2);
+        assert_eq!(store.set_aside_count(), 1);
     }
 
     #[test]
