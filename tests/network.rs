@@ -120,7 +120,11 @@ async fn a_node_whose_store_was_damaged_starts_names_the_group_and_gets_it_back_
     assert_eq!(damaged[0].doc, group);
     assert!(damaged[0].name.is_some(), "named: {damaged:?}");
     assert!(damaged[0].what.contains("set aside"), "{}", damaged[0].what);
-    assert_ne!(back.heads(&group), nodes[0].heads(&group), "something is missing");
+    assert_ne!(
+        back.heads(&group),
+        nodes[0].heads(&group),
+        "something is missing"
+    );
     // The peer sends back what was set aside.
     back.connect(&nodes[0]).await;
     let both = [&nodes[0], &back];

@@ -736,7 +736,7 @@ impl Node {
     ) -> Result<Hash32, NodeError> {
         let now = self.now_ms();
         let (id, change) = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             let body = make(&docs)?;
             let state = &mut *docs;
             // Only a limit change asks which proposals passed.

@@ -254,6 +254,10 @@ pub(crate) struct State {
     pub(crate) periods: HashMap<Hash32, Hash32>,
     /// Documents found damaged at start-up.
     pub(crate) damaged: Vec<Damaged>,
+    /// Groups whose memory may be ahead of the disk: a write to them
+    /// failed and the store could not be read back yet. Nothing of them is
+    /// served to peers until they are rebuilt from the disk.
+    pub(crate) unsaved: BTreeSet<Hash32>,
 }
 
 impl State {
@@ -400,10 +404,7 @@ fn load_document(
     }
     store.set_aside(&aside)?;
     store.flush()?;
-    let name = doc
-        .as_ref()
-        .and_then(|d| d.genesis())
-        .map(|(_, g)| g.name);
+    let name = doc.as_ref().and_then(|d| d.genesis()).map(|(_, g)| g.name);
     let what = match &doc {
         Some(_) => format!(
             "{} stored entries set aside ({undecodable} damaged, {} built on them); the rest loaded, and peers send the missing changes again ({first_error})",
@@ -632,9 +633,17 @@ impl Node {
         let view = GroupView::of(&doc)
             .ok_or_else(|| NodeError::Invalid("new group has no genesis".into()))?;
         {
-            let mut docs = self.lock();
-            self.store.append(id, &group_meta(), &changes)?;
-            self.store.flush().map_err(NodeError::NotDurable)?;
+            let mut docs = self.lock_for_write()?;
+            let stored = match self.store.append(id, &group_meta(), &changes) {
+                Ok(()) => self.store.flush().map_err(NodeError::NotDurable),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = stored {
+                // Nothing of the new group is in memory yet; the store
+                // needs a fresh handle after a failed write.
+                self.recover_from_store(&mut docs, &id);
+                return Err(e);
+            }
             docs.groups.insert(id, doc);
             docs.ensure_ledger(id, &self.writer);
         }
@@ -690,7 +699,7 @@ impl Node {
         ) -> Result<Option<SignedChange>, nestwork_docs::Error>,
     ) -> Result<(), NodeError> {
         let change = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             let doc = docs
                 .groups
                 .get_mut(&group)
@@ -775,7 +784,7 @@ impl Node {
         joining: bool,
     ) -> Result<ApplyReport, NodeError> {
         let report = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             let known = docs.group_of(&doc).is_some();
             if !known && !joining {
                 return Err(NodeError::NotFound(doc.to_hex()));
@@ -850,7 +859,7 @@ impl Node {
         ticket_signature: Vec<u8>,
     ) -> Result<(), NodeError> {
         let change = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             let group = docs
                 .groups
                 .get_mut(doc)
@@ -957,7 +966,7 @@ impl Node {
     ) -> Result<PaymentView, NodeError> {
         let now = self.now_ms();
         let (doc_id, changes, view) = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             if let Some(mark) = &request {
                 if let Some(made) = self.store.mark(mark)? {
                     return repeated_payment(&docs, group, &made, amount, &to);
@@ -1093,7 +1102,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let now = self.now_ms();
         let change = {
-            let mut docs = self.lock();
+            let mut docs = self.lock_for_write()?;
             let state = &mut *docs;
             let decisions = Decisions::of(state.groups.get(&group), now).resolved();
             let doc = state
@@ -1303,14 +1312,53 @@ impl Node {
         };
         if let Err(e) = self.store.append_noting(id, &meta, changes, note) {
             tracing::error!(doc = %id.short(), error = %e, "store append failed; reloading");
-            // Memory must not run ahead of the disk: rebuild this group
-            // (its document, its ledger and its periods) from the store.
-            if let Some(group) = docs.group_of(&id) {
-                self.reload_group(docs, group, false)?;
-            }
+            self.recover_from_store(docs, &id);
             return Err(e.into());
         }
-        self.store.flush().map_err(NodeError::NotDurable)
+        if let Err(e) = self.store.flush() {
+            tracing::error!(doc = %id.short(), error = %e, "store flush failed; reloading");
+            self.recover_from_store(docs, &id);
+            return Err(NodeError::NotDurable(e));
+        }
+        Ok(())
+    }
+
+    /// After a write to the store failed (a full disk): memory must not run
+    /// ahead of the disk, so open the store afresh (sled refuses everything
+    /// after a failed write, reads too) and rebuild the group of `doc` from
+    /// what reached the disk. Should either fail, the group stays as it was
+    /// in memory and the next write tries again: the node keeps answering,
+    /// and writes resume once there is space.
+    fn recover_from_store(&self, docs: &mut State, doc: &Hash32) {
+        let Some(group) = docs.group_of(doc) else {
+            let _ = self.store.reopen();
+            return;
+        };
+        let reloaded = self
+            .store
+            .reopen()
+            .map_err(NodeError::from)
+            .and_then(|()| self.reload_group(docs, group, false));
+        if let Err(e) = reloaded {
+            tracing::error!(group = %group.short(), error = %e, "cannot rebuild the group from the store yet; it is not served to peers, and writes wait, until it is");
+            docs.unsaved.insert(group);
+        }
+    }
+
+    /// The node's state, for a write: once a write failed, the store is
+    /// opened afresh and the groups it left ahead of the disk rebuilt
+    /// first, and while that cannot be done (the disk is still full) the
+    /// write is refused with the reason before anything changes.
+    pub(crate) fn lock_for_write(&self) -> Result<MutexGuard<'_, State>, NodeError> {
+        let mut docs = self.lock();
+        if !self.store.is_open() {
+            self.store.reopen()?;
+        }
+        while let Some(group) = docs.unsaved.first().copied() {
+            self.reload_group(&mut docs, group, false)?;
+            docs.unsaved.remove(&group);
+        }
+        Ok(docs)
     }
 
     /// After records reached a group's ledger: reload the history below its
@@ -1368,28 +1416,34 @@ impl Node {
         group: Hash32,
         hold_base: bool,
     ) -> Result<(), NodeError> {
+        // Everything is read before anything is replaced: a read that fails
+        // leaves memory as it was.
+        let mut doc = SignedDoc::load_trusted(group, self.store.changes(&group)?)?;
+        doc.set_writer(&self.writer);
+        let mut periods = Vec::new();
+        if GroupLedger::of_group(&doc).is_some() {
+            for (id, meta) in self.store.docs()? {
+                match parse_period_kind(&meta.kind) {
+                    Some((g, period)) if g == group => {
+                        let mut loaded =
+                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        loaded.set_writer(&self.writer);
+                        periods.push((id, period, loaded));
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let Some(l) = docs.ledgers.remove(&group) {
             for d in l.periods.values() {
                 docs.periods.remove(&d.id());
             }
         }
-        docs.groups.remove(&group);
-        let stored = self.store.changes(&group)?;
-        if let Ok(mut doc) = SignedDoc::load_trusted(group, stored) {
-            doc.set_writer(&self.writer);
-            docs.groups.insert(group, doc);
-        }
+        docs.groups.insert(group, doc);
         if let Some(mut l) = docs.groups.get(&group).and_then(GroupLedger::of_group) {
-            for (id, meta) in self.store.docs()? {
-                match parse_period_kind(&meta.kind) {
-                    Some((g, period)) if g == group => {
-                        let doc =
-                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
-                        docs.periods.insert(id, group);
-                        l.periods.insert(period, doc);
-                    }
-                    _ => {}
-                }
+            for (id, period, loaded) in periods {
+                docs.periods.insert(id, group);
+                l.periods.insert(period, loaded);
             }
             if hold_base {
                 l.reload();
@@ -1527,6 +1581,12 @@ impl Replica for Node {
     ) -> (Vec<SignedChange>, bool) {
         let all = {
             let mut docs = self.lock();
+            if docs
+                .group_of(doc)
+                .is_some_and(|g| docs.unsaved.contains(&g))
+            {
+                return (Vec::new(), false);
+            }
             if docs.cold_heads(doc).is_some_and(|heads| heads == have) {
                 return (Vec::new(), false);
             }

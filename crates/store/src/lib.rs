@@ -15,8 +15,9 @@ use nestwork_core::{Hash32, SignedChange};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,9 @@ pub enum StoreError {
         /// The format it says it is in.
         found: u32,
     },
+    /// The store is being reopened after a failure, or could not be.
+    #[error("the store is closed after a disk failure; it reopens with the next write once the disk has space")]
+    Closed,
     /// A stored entry does not decode; the store was damaged outside sled.
     #[error("stored {what} under key {key} is damaged: {reason}")]
     Damaged {
@@ -107,9 +111,23 @@ pub struct Salvaged {
     pub damaged: Vec<(Vec<u8>, String)>,
 }
 
-/// The node's store.
+/// The node's store. Clones share one handle.
 #[derive(Clone)]
 pub struct Store {
+    /// sled and its trees; `None` for a moment while [`Store::reopen`]
+    /// replaces a handle that failed.
+    trees: Arc<RwLock<Option<Trees>>>,
+    /// Where it lives (`None` for a temporary store).
+    dir: Option<PathBuf>,
+    /// Writes counted so far, and how many of them a finished flush
+    /// covers: a flush with nothing new to write costs no disk sync, and
+    /// [`Store::unflushed`] says whether everything written is durable.
+    written: Arc<std::sync::atomic::AtomicU64>,
+    flushed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// One open sled database and its trees.
+struct Trees {
     db: sled::Db,
     docs: sled::Tree,
     changes: sled::Tree,
@@ -122,11 +140,6 @@ pub struct Store {
     /// so that the document loads without them and peers send them again;
     /// kept for inspection.
     set_aside: sled::Tree,
-    /// Writes counted so far, and how many of them a finished flush
-    /// covers: a flush with nothing new to write costs no disk sync, and
-    /// [`Store::unflushed`] says whether everything written is durable.
-    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    flushed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -138,86 +151,61 @@ impl Store {
     /// lock is retried for up to [`LOCK_WAIT`] before the store is reported
     /// in use by another process.
     pub fn open(dir: &Path) -> Result<Store> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match Store::try_open(dir) {
-                Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                result => return result,
-            }
-        }
-    }
-
-    fn try_open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::InUse(dir.display().to_string())
-                }
-                other => StoreError::Sled(other),
-            })?;
-        Store::from_db(db).map_err(|e| match e {
-            StoreError::NewerFormat { found, .. } => StoreError::NewerFormat {
-                dir: dir.display().to_string(),
-                found,
-            },
-            other => other,
+        Ok(Store {
+            trees: Arc::new(RwLock::new(Some(Trees::open(dir)?))),
+            dir: Some(dir.to_path_buf()),
+            written: Default::default(),
+            flushed: Default::default(),
         })
     }
 
     /// A store that lives in a temporary directory and vanishes when dropped
     /// (for tests).
     pub fn temporary() -> Result<Store> {
-        Store::from_db(sled::Config::new().temporary(true).open()?)
-    }
-
-    fn from_db(db: sled::Db) -> Result<Store> {
-        // The format first, before anything is read or written.
-        let marks = db.open_tree("marks")?;
-        let found = match marks.get(FORMAT)? {
-            None => 1,
-            Some(v) => v
-                .as_ref()
-                .try_into()
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Damaged {
-                    what: "store format",
-                    key: hex::encode(FORMAT),
-                    reason: format!("{} bytes, expected 4", v.len()),
-                })?,
-        };
-        if found > FORMAT_VERSION {
-            return Err(StoreError::NewerFormat {
-                dir: "this data directory".into(),
-                found,
-            });
-        }
-        // Older formats are migrated here (format 1 is the first).
-        marks.insert(FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-        let store = Store {
-            docs: db.open_tree("docs")?,
-            changes: db.open_tree("changes")?,
-            peers: db.open_tree("peers")?,
-            marks,
-            set_aside: db.open_tree("set_aside")?,
-            db,
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(Store {
+            trees: Arc::new(RwLock::new(Some(Trees::of_db(db)?))),
+            dir: None,
             written: Default::default(),
             flushed: Default::default(),
+        })
+    }
+
+    /// Close this handle and open the store again. After a write fails
+    /// (a full disk), sled refuses everything from then on, reads too; a
+    /// fresh handle holds exactly what reached the disk before the failure
+    /// and writes again once there is space.
+    pub fn reopen(&self) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
         };
-        if store.marks.get(CHANGE_COUNT)?.is_none() {
-            // A store from before the count was kept: count once (sled's
-            // `len` reads the whole tree).
-            let count = store.changes.len() as u64;
-            store.marks.insert(CHANGE_COUNT, &count.to_be_bytes())?;
+        let mut trees = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        // The old handle must be gone before its file lock can be taken
+        // again (Trees::open waits for sled to release it).
+        drop(trees.take());
+        *trees = Some(Trees::open(dir)?);
+        // Whatever was written before is on disk or lost: nothing is
+        // waiting for a flush.
+        self.flushed
+            .store(self.written.load(Ordering::SeqCst), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the store is open (not left closed by a failed reopen).
+    pub fn is_open(&self) -> bool {
+        self.trees
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Run `f` on the open trees.
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T>) -> Result<T> {
+        let trees = self.trees.read().unwrap_or_else(|e| e.into_inner());
+        match trees.as_ref() {
+            Some(t) => f(t),
+            None => Err(StoreError::Closed),
         }
-        Ok(store)
     }
 
     /// Append accepted changes of `doc`, registering the document with
@@ -247,29 +235,31 @@ impl Store {
         }
         let meta_bytes = nestwork_core::encoding::encode(meta);
         let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
-        (&self.docs, &self.changes, &self.marks)
-            .transaction(|(docs, stored, marks)| {
-                marks.remove(&doc.0)?;
-                let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
-                marks.insert(CHANGE_COUNT, &(count + encoded.len() as u64).to_be_bytes())?;
-                if docs.get(doc.0)?.is_none() {
-                    docs.insert(&doc.0, meta_bytes.as_slice())?;
-                }
-                for bytes in &encoded {
-                    let seq = stored.generate_id()?;
-                    stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
-                }
-                if let Some((id, value)) = note {
-                    marks.insert(&id.0, value)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
-                TransactionError::Abort(()) => {
-                    StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
-                }
-            })?;
+        self.with(|t| {
+            (&t.docs, &t.changes, &t.marks)
+                .transaction(|(docs, stored, marks)| {
+                    marks.remove(&doc.0)?;
+                    let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
+                    marks.insert(CHANGE_COUNT, &(count + encoded.len() as u64).to_be_bytes())?;
+                    if docs.get(doc.0)?.is_none() {
+                        docs.insert(&doc.0, meta_bytes.as_slice())?;
+                    }
+                    for bytes in &encoded {
+                        let seq = stored.generate_id()?;
+                        stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
+                    }
+                    if let Some((id, value)) = note {
+                        marks.insert(&id.0, value)?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => StoreError::Sled(e),
+                    TransactionError::Abort(()) => {
+                        StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
+                    }
+                })
+        })?;
         self.touch();
         Ok(())
     }
@@ -290,19 +280,19 @@ impl Store {
     /// while the document is unchanged: appending a change to it erases the
     /// note in the same transaction. Durable with the next flush.
     pub fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
-        self.marks.insert(doc.0, note)?;
+        self.with(|t| Ok(t.marks.insert(doc.0, note)?))?;
         self.touch();
         Ok(())
     }
 
     /// The note kept about `doc`, if it still holds.
     pub fn mark(&self, doc: &Hash32) -> Result<Option<Vec<u8>>> {
-        Ok(self.marks.get(doc.0)?.map(|v| v.to_vec()))
+        self.with(|t| Ok(t.marks.get(doc.0)?.map(|v| v.to_vec())))
     }
 
     /// Drop the note about `doc`.
     pub fn remove_mark(&self, doc: &Hash32) -> Result<()> {
-        self.marks.remove(doc.0)?;
+        self.with(|t| Ok(t.marks.remove(doc.0)?))?;
         self.touch();
         Ok(())
     }
@@ -315,7 +305,7 @@ impl Store {
         if self.flushed.load(Ordering::SeqCst) >= target {
             return Ok(());
         }
-        self.db.flush()?;
+        self.with(|t| Ok(t.db.flush()?))?;
         // Writes counted after `target` may have missed this flush.
         self.flushed.fetch_max(target, Ordering::SeqCst);
         Ok(())
@@ -323,76 +313,87 @@ impl Store {
 
     /// Every stored document with its metadata.
     pub fn docs(&self) -> Result<Vec<(Hash32, DocMeta)>> {
-        self.docs
-            .iter()
-            .map(|entry| {
-                let (k, v) = entry?;
-                let id = hash_from_key(&k, "document")?;
-                let meta =
-                    nestwork_core::encoding::decode("document metadata", &v, MAX_DOC_META_BYTES)
-                        .map_err(|e| StoreError::Damaged {
-                            what: "document metadata",
-                            key: id.to_hex(),
-                            reason: e.to_string(),
-                        })?;
-                Ok((id, meta))
-            })
-            .collect()
+        self.with(|t| {
+            t.docs
+                .iter()
+                .map(|entry| {
+                    let (k, v) = entry?;
+                    let id = hash_from_key(&k, "document")?;
+                    let meta = nestwork_core::encoding::decode(
+                        "document metadata",
+                        &v,
+                        MAX_DOC_META_BYTES,
+                    )
+                    .map_err(|e| StoreError::Damaged {
+                        what: "document metadata",
+                        key: id.to_hex(),
+                        reason: e.to_string(),
+                    })?;
+                    Ok((id, meta))
+                })
+                .collect()
+        })
     }
 
     /// The changes of `doc` in the order they were stored.
     pub fn changes(&self, doc: &Hash32) -> Result<Vec<SignedChange>> {
-        self.changes
-            .scan_prefix(doc.0)
-            .map(|entry| {
-                let (k, v) = entry?;
-                SignedChange::decode(&v).map_err(|e| StoreError::Damaged {
-                    what: "change",
-                    key: hex::encode(&k),
-                    reason: e.to_string(),
+        self.with(|t| {
+            t.changes
+                .scan_prefix(doc.0)
+                .map(|entry| {
+                    let (k, v) = entry?;
+                    SignedChange::decode(&v).map_err(|e| StoreError::Damaged {
+                        what: "change",
+                        key: hex::encode(&k),
+                        reason: e.to_string(),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The changes of `doc` in the order they were stored, each with its
     /// key, and apart from them the entries that do not decode (key and
     /// why): what can be saved of a document whose entries were damaged.
     pub fn salvage(&self, doc: &Hash32) -> Result<Salvaged> {
-        let mut salvaged = Salvaged::default();
-        for entry in self.changes.scan_prefix(doc.0) {
-            let (k, v) = entry?;
-            match SignedChange::decode(&v) {
-                Ok(c) => salvaged.changes.push((k.to_vec(), c)),
-                Err(e) => salvaged.damaged.push((k.to_vec(), e.to_string())),
+        self.with(|t| {
+            let mut salvaged = Salvaged::default();
+            for entry in t.changes.scan_prefix(doc.0) {
+                let (k, v) = entry?;
+                match SignedChange::decode(&v) {
+                    Ok(c) => salvaged.changes.push((k.to_vec(), c)),
+                    Err(e) => salvaged.damaged.push((k.to_vec(), e.to_string())),
+                }
             }
-        }
-        Ok(salvaged)
+            Ok(salvaged)
+        })
     }
 
     /// Move the entries under `keys` (from [`Store::salvage`]) out of the
     /// changes into the set-aside tree, in one atomic step: the document
     /// loads without them from now on. Durable with the next flush.
     pub fn set_aside(&self, keys: &[Vec<u8>]) -> Result<()> {
-        (&self.changes, &self.set_aside, &self.marks)
-            .transaction(|(changes, aside, marks)| {
-                let mut moved = 0u64;
-                for k in keys {
-                    if let Some(v) = changes.remove(k.as_slice())? {
-                        aside.insert(k.as_slice(), v)?;
-                        moved += 1;
+        self.with(|t| {
+            (&t.changes, &t.set_aside, &t.marks)
+                .transaction(|(changes, aside, marks)| {
+                    let mut moved = 0u64;
+                    for k in keys {
+                        if let Some(v) = changes.remove(k.as_slice())? {
+                            aside.insert(k.as_slice(), v)?;
+                            moved += 1;
+                        }
                     }
-                }
-                let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
-                marks.insert(CHANGE_COUNT, &count.saturating_sub(moved).to_be_bytes())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
-                TransactionError::Abort(()) => {
-                    StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
-                }
-            })?;
+                    let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
+                    marks.insert(CHANGE_COUNT, &count.saturating_sub(moved).to_be_bytes())?;
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => StoreError::Sled(e),
+                    TransactionError::Abort(()) => {
+                        StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
+                    }
+                })
+        })?;
         self.touch();
         Ok(())
     }
@@ -401,47 +402,138 @@ impl Store {
     /// (in stored order), as damage from outside sled would.
     #[doc(hidden)]
     pub fn damage_entry(&self, doc: &Hash32, nth: usize, bytes: &[u8]) -> Result<()> {
-        if let Some(entry) = self.changes.scan_prefix(doc.0).nth(nth) {
-            let (k, _) = entry?;
-            self.changes.insert(k, bytes)?;
-            self.touch();
-        }
+        self.with(|t| {
+            if let Some(entry) = t.changes.scan_prefix(doc.0).nth(nth) {
+                let (k, _) = entry?;
+                t.changes.insert(k, bytes)?;
+            }
+            Ok(())
+        })?;
+        self.touch();
         Ok(())
     }
 
     /// How many entries have been set aside as damaged.
     pub fn set_aside_count(&self) -> usize {
-        self.set_aside.len()
+        self.with(|t| Ok(t.set_aside.len())).unwrap_or(0)
     }
 
     /// Remember the heads `peer` had for `doc`. Not flushed on its own:
     /// losing it in a crash only costs one fuller sync.
     pub fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()> {
         let key = [&peer[..], &doc.0[..]].concat();
-        self.peers
-            .insert(key, nestwork_core::encoding::encode(&heads.to_vec()))?;
+        let value = nestwork_core::encoding::encode(&heads.to_vec());
+        self.with(|t| Ok(t.peers.insert(key, value)?))?;
         Ok(())
     }
 
     /// The heads `peer` had for `doc` when last synced.
     pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
         let key = [&peer[..], &doc.0[..]].concat();
-        Ok(self.peers.get(key)?.and_then(|v| {
-            nestwork_core::encoding::decode("peer heads", &v, MAX_PEER_HEADS_BYTES).ok()
-        }))
+        self.with(|t| {
+            Ok(t.peers.get(key)?.and_then(|v| {
+                nestwork_core::encoding::decode("peer heads", &v, MAX_PEER_HEADS_BYTES).ok()
+            }))
+        })
     }
 
     /// How many changes are stored, over all documents.
     pub fn change_count(&self) -> usize {
-        match self.marks.get(CHANGE_COUNT) {
-            Ok(Some(v)) => count_of(&v) as usize,
-            _ => 0,
-        }
+        self.with(|t| Ok(t.marks.get(CHANGE_COUNT)?))
+            .ok()
+            .flatten()
+            .map_or(0, |v| count_of(&v) as usize)
     }
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.with(|t| Ok(t.db.size_on_disk()?)).unwrap_or(0)
+    }
+}
+
+impl Trees {
+    /// Open the store in `dir`, waiting a moment for a lock that was just
+    /// released.
+    ///
+    /// sled releases its file lock from a background thread a moment after
+    /// the last handle is dropped (spacejam/sled#1289), so a store closed
+    /// just now (a restart in the same process) may still look held: the
+    /// lock is retried for up to [`LOCK_WAIT`] before the store is reported
+    /// in use by another process.
+    fn open(dir: &Path) -> Result<Trees> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Trees::try_open(dir) {
+                Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_open(dir: &Path) -> Result<Trees> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::InUse(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        Trees::of_db(db).map_err(|e| match e {
+            StoreError::NewerFormat { found, .. } => StoreError::NewerFormat {
+                dir: dir.display().to_string(),
+                found,
+            },
+            other => other,
+        })
+    }
+
+    fn of_db(db: sled::Db) -> Result<Trees> {
+        // The format first, before anything is read or written.
+        let marks = db.open_tree("marks")?;
+        let found =
+            match marks.get(FORMAT)? {
+                None => 1,
+                Some(v) => v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                    StoreError::Damaged {
+                        what: "store format",
+                        key: hex::encode(FORMAT),
+                        reason: format!("{} bytes, expected 4", v.len()),
+                    }
+                })?,
+            };
+        if found > FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                dir: "this data directory".into(),
+                found,
+            });
+        }
+        // Older formats are migrated here (format 1 is the first).
+        if found != FORMAT_VERSION || marks.get(FORMAT)?.is_none() {
+            marks.insert(FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+        }
+        let trees = Trees {
+            docs: db.open_tree("docs")?,
+            changes: db.open_tree("changes")?,
+            peers: db.open_tree("peers")?,
+            marks,
+            set_aside: db.open_tree("set_aside")?,
+            db,
+        };
+        if trees.marks.get(CHANGE_COUNT)?.is_none() {
+            // A store from before the count was kept: count once (sled's
+            // `len` reads the whole tree).
+            let count = trees.changes.len() as u64;
+            trees.marks.insert(CHANGE_COUNT, &count.to_be_bytes())?;
+        }
+        Ok(trees)
     }
 }
 
@@ -486,8 +578,10 @@ mod tests {
             let store = Store::open(dir.path()).expect("open");
             store.append(doc, &meta(), &[change(1)]).expect("append");
             store
-                .marks
-                .insert(FORMAT, &(FORMAT_VERSION + 1).to_be_bytes())
+                .with(|t| {
+                    Ok(t.marks
+                        .insert(FORMAT, &(FORMAT_VERSION + 1).to_be_bytes())?)
+                })
                 .expect("format");
             store.flush().expect("flush");
         }
