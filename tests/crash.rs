@@ -1,16 +1,20 @@
 //! Crash safety: a real `nestwork run` is killed with SIGKILL at random
-//! moments while a client keeps creating groups. After every restart, every
-//! group whose creation was acknowledged is there and the store opens.
+//! moments while a client keeps creating groups and paying a second node,
+//! which stays up, syncs with it and pays it back all along. After every
+//! restart, every group whose creation was acknowledged is there and the
+//! store opens; at the end the two nodes agree on every balance, every
+//! acknowledged payment is counted, and neither account is frozen (a node
+//! that reused a payment number after a crash would be).
 //!
 //! `NESTWORK_CRASH_ROUNDS` sets the number of kill/restart rounds (default
-//! 8 for the everyday test run; `scripts/crash-soak` runs 50).
+//! 8 for the everyday test run; `scripts/crash-soak` runs 1,000).
 
 mod common;
 
 use common::*;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +33,43 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
     let dir = tmp.path().join("node");
     let acknowledged: Arc<Mutex<BTreeSet<String>>> = Arc::default();
 
+    // The second node, and the group they pay each other in. The killed
+    // node listens on one address throughout, so the other dials it again.
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let other = tmp.path().join("other");
+    let _other_node = RunningNode::start(&other);
+    let first = RunningNode::start_on(&dir, &listen);
+    ok(&dir, &["group", "create", "Hub"]);
+    let ticket = json(&dir, &["group", "invite", "Hub", "--expires", "1h"])["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_string();
+    ok(&other, &["group", "join", &ticket]);
+    let me = ok(&dir, &["id"]).trim().to_string();
+    let them = ok(&other, &["id"]).trim().to_string();
+    first.kill();
+    let paid: Arc<AtomicU64> = Arc::default();
+    let paid_back: Arc<AtomicU64> = Arc::default();
+    let stop_other = Arc::new(AtomicBool::new(false));
+    let payer = {
+        let (other, me, stop, paid_back) = (
+            other.clone(),
+            me.clone(),
+            stop_other.clone(),
+            paid_back.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if nw(&other, &["pay", "Hub", &me, "1"]).status.success() {
+                    paid_back.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
     for round in 0..rounds {
-        let node = RunningNode::start(&dir);
+        let node = RunningNode::start_on(&dir, &listen);
 
         // Every acknowledged group from earlier rounds is present.
         let listed = listed_names(&dir);
@@ -47,13 +86,25 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (dir, stop, acknowledged) = (dir.clone(), stop.clone(), acknowledged.clone());
+            let (dir, stop, acknowledged, paid, them) = (
+                dir.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+                paid.clone(),
+                them.clone(),
+            );
             std::thread::spawn(move || {
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
-                    let name = format!("g{round}-{i}");
-                    if nw(&dir, &["group", "create", &name]).status.success() {
-                        acknowledged.lock().expect("lock").insert(name);
+                    if i % 2 == 1 {
+                        if nw(&dir, &["pay", "Hub", &them, "1"]).status.success() {
+                            paid.fetch_add(1, Ordering::SeqCst);
+                        }
+                    } else {
+                        let name = format!("g{round}-{i}");
+                        if nw(&dir, &["group", "create", &name]).status.success() {
+                            acknowledged.lock().expect("lock").insert(name);
+                        }
                     }
                     i += 1;
                 }
@@ -66,7 +117,9 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
     }
 
     // A last restart: the store opens and holds everything acknowledged.
-    let _node = RunningNode::start(&dir);
+    stop_other.store(true, Ordering::SeqCst);
+    payer.join().expect("payer thread");
+    let _node = RunningNode::start_on(&dir, &listen);
     let listed = listed_names(&dir);
     let acknowledged = acknowledged.lock().expect("lock");
     assert!(
@@ -75,10 +128,52 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
     );
     let missing: Vec<_> = acknowledged.difference(&listed).collect();
     assert!(missing.is_empty(), "acknowledged groups lost: {missing:?}");
+
+    // Both nodes end with the same ledger: every payment acknowledged by
+    // either side is in it, and neither account is frozen.
+    let (paid, paid_back) = (
+        paid.load(Ordering::SeqCst),
+        paid_back.load(Ordering::SeqCst),
+    );
+    let mut balances = (serde_json::Value::Null, serde_json::Value::Null);
+    wait_for("the two nodes to agree", Duration::from_secs(60), || {
+        balances = (
+            json(&dir, &["balance", "Hub"]),
+            json(&other, &["balance", "Hub"]),
+        );
+        balances.0["accounts"] == balances.1["accounts"]
+            && balances.0["payments"].as_u64() >= Some(paid + paid_back)
+    });
+    let of = |who: &str| {
+        balances.0["accounts"]
+            .as_array()
+            .expect("accounts")
+            .iter()
+            .find(|a| a["account"] == who)
+            .cloned()
+            .expect("account")
+    };
+    // What the killed node's account sent, net of what it received.
+    let sent = of(&them)["balance"].as_i64().expect("balance") + paid_back as i64;
+    assert!(
+        sent >= paid as i64,
+        "acknowledged payments lost: {paid} acknowledged, {sent} held"
+    );
+    for who in [&me, &them] {
+        assert!(of(who)["frozen"].is_null(), "{who} frozen: {}", of(who));
+    }
     eprintln!(
-        "{rounds} SIGKILL rounds, {} acknowledged groups, all present",
+        "{rounds} SIGKILL rounds: {} acknowledged groups, all present; {paid} payments acknowledged by the killed node ({sent} held) and {paid_back} by the other, same balances on both, no account frozen",
         acknowledged.len()
     );
+}
+
+/// A TCP port free on loopback just now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn listed_names(dir: &std::path::Path) -> BTreeSet<String> {

@@ -77,11 +77,17 @@ pub struct RunningNode {
 impl RunningNode {
     /// Start a node on `dir` and wait until its API answers.
     pub fn start(dir: &Path) -> RunningNode {
+        RunningNode::start_on(dir, "/ip4/127.0.0.1/tcp/0")
+    }
+
+    /// [`RunningNode::start`], listening on `listen` (a fixed address lets
+    /// its peers dial it again after a restart).
+    pub fn start_on(dir: &Path, listen: &str) -> RunningNode {
         let _ = std::fs::remove_file(dir.join("api.json"));
         let child = Command::new(bin())
             .arg("--data-dir")
             .arg(dir)
-            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["run", "--no-mdns", "--listen", listen])
             .env("RUST_LOG", "warn")
             .env_remove("NESTWORK_API_PORT")
             .stdout(Stdio::null())
