@@ -8,6 +8,12 @@
 //! again from the start: it reads the history one period at a time and
 //! holds only the periods from the late payment on, not all 30. Closed
 //! periods stay readable from disk, and a restart counts the same.
+//!
+//! Each bound caught a real leak: a late record used to bring every period
+//! back into memory, and a ledger that moved its base dropped from its
+//! closings' cuts every chain past the new base, so the next base could
+//! not move (every other period, or for good where closings were signed
+//! concurrently).
 
 use std::collections::BTreeMap;
 
@@ -137,7 +143,9 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
         .expect("join");
     let mut log = Vec::new();
-    let steady = bound(5);
+    // The base moves up with every closing: at most the period before the
+    // newest closing, the newest, and the next one (open, empty) are held.
+    let steady = bound(3);
     let mut most = held(&node);
     let mut late_state = None;
     for period in 1..=PERIODS - 4 {
@@ -230,7 +238,11 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     for _ in 0..4 {
         deliver(&node, &mut sim, PERIOD, &mut log);
     }
-    assert_within("periods after the late payment", held(&node), steady);
+    // The simulated members never see the late payment (only this node
+    // does), so no closing covers its chain: it stays held, and so does its
+    // period document. One period more, for good, not one per period.
+    let after_late = bound(4);
+    assert_within("periods after the late payment", held(&node), after_late);
     assert_eq!(shown(&node), expected(&sim));
     let before = balances(&node, &group);
     let total = node.status().payments;
@@ -249,6 +261,6 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     let node = open(dir.path());
     assert_eq!(node.status().payments, total);
     assert_eq!(balances(&node, &group), before);
-    assert_within("after a restart", held(&node), steady);
+    assert_within("after a restart", held(&node), after_late);
     println!("most held while running: {most:?}");
 }

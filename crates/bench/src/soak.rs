@@ -454,6 +454,9 @@ fn wait_for_agreement(
 
 /// The `nestwork` binary built beside this one.
 fn nestwork_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("NESTWORK_SOAK_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let me = std::env::current_exe()?;
     let bin = me.with_file_name("nestwork");
     if !bin.exists() {

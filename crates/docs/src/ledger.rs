@@ -1192,11 +1192,6 @@ impl Ledger {
     pub fn rebased(&self, base: Base) -> Ledger {
         let mut ledger = self.emptied();
         ledger.set_base(base);
-        for (id, c) in &self.closings {
-            if c.close.period >= ledger.base.period {
-                ledger.insert_close(*id, c.close.clone());
-            }
-        }
         let held = self
             .order
             .iter()
@@ -1204,6 +1199,17 @@ impl Ledger {
             .map(|e| (e.id, e.signer, e.payment.clone()))
             .collect();
         ledger.insert_trusted(held);
+        // After the payments: a closing's cut is made of the positions of
+        // its heads, and a head past the base is a payment held. Inserted
+        // before them, every such head was dropped from the cut: the next
+        // base then missed those chains and could not move (the ledger kept
+        // every payment since in memory), and a payment citing the closing
+        // was not held to having seen its cut on those chains.
+        for (id, c) in &self.closings {
+            if c.close.period >= ledger.base.period {
+                ledger.insert_close(*id, c.close.clone());
+            }
+        }
         ledger
     }
 
