@@ -155,6 +155,26 @@ fn groups_and_charters_through_a_running_node() {
     let status = json(&dir, &["status"]);
     assert_eq!(status["groups"], 2);
     assert_eq!(status["member"], me.as_str());
+    // The node's own memory: resident size and what it holds (two group
+    // documents and their open ledger periods).
+    let memory = &status["memory"];
+    assert!(
+        memory["rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20),
+        "{memory}"
+    );
+    assert!(
+        memory["documents_loaded"].as_u64().is_some_and(|n| n >= 2),
+        "{memory}"
+    );
+    assert!(
+        memory["store_cache_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{memory}"
+    );
+    let text = ok(&dir, &["status"]);
+    assert!(
+        text.contains("MiB resident") && text.contains("documents"),
+        "{text}"
+    );
 
     // Survives a clean restart.
     assert!(

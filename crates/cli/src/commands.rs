@@ -328,7 +328,7 @@ pub(crate) fn secs(s: u64) -> String {
 fn status_text(report: &StatusReport) -> String {
     let s = &report.node;
     let mut out = format!(
-        "member    {}\nversion   {}\ndata      {}\ngroups    {}\npayments  {} ({} in memory; ledger periods: {} loaded, {} on disk only)\nchanges   {} ({} bytes on disk)\nuptime    {}\nloaded in {} ms\n",
+        "member    {}\nversion   {}\ndata      {}\ngroups    {}\npayments  {} ({} in memory; ledger periods: {} loaded, {} on disk only)\nchanges   {} ({} bytes on disk)\nmemory    {}\nuptime    {}\nloaded in {} ms\n",
         s.member,
         s.version,
         s.data_dir,
@@ -339,6 +339,7 @@ fn status_text(report: &StatusReport) -> String {
         s.periods_on_disk,
         s.changes,
         s.store_bytes,
+        memory_text(&s.memory),
         secs(s.uptime_secs),
         s.load_ms,
     );
@@ -422,6 +423,24 @@ fn status_text(report: &StatusReport) -> String {
         }
     }
     out.trim_end().to_string()
+}
+
+/// The node's memory in one line: resident size, then what it holds.
+fn memory_text(m: &nestwork_node::node::MemoryStatus) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let rss = if m.rss_bytes == 0 {
+        "resident size unknown".to_string()
+    } else {
+        format!("{:.1} MiB resident", mib(m.rss_bytes))
+    };
+    format!(
+        "{rss}; holds {} documents ({} changes, {} records), {} ledger index entries; store cache at most {:.0} MiB",
+        m.documents_loaded,
+        m.changes_loaded,
+        m.records_loaded,
+        m.ledger_index_entries,
+        mib(m.store_cache_bytes)
+    )
 }
 
 fn peers_text(peers: &[PeerInfo]) -> String {

@@ -308,6 +308,9 @@ pub struct Ledger {
     base_ids: HashMap<Hash32, Account>,
     closings: HashMap<Hash32, Closing>,
     needs_history: bool,
+    /// The lowest period a record waiting on history below the base is
+    /// filed in, since last read.
+    history_for: Option<u64>,
     entries: HashMap<Hash32, Entry>,
     chains: HashMap<Account, Chain>,
     balances: BTreeMap<Account, i128>,
@@ -348,6 +351,7 @@ impl Ledger {
             base_ids: HashMap::new(),
             closings: HashMap::new(),
             needs_history: false,
+            history_for: None,
             entries: HashMap::new(),
             chains: HashMap::new(),
             balances: BTreeMap::new(),
@@ -721,6 +725,12 @@ impl Ledger {
             (Ok(()), crate::RecordBody::PeriodClose(c)) => self.insert_close(id, c.clone()),
             (Err(Refusal::History), _) => {
                 self.needs_history = true;
+                let period = match body {
+                    crate::RecordBody::Payment(p) => p.period,
+                    crate::RecordBody::PeriodClose(c) => c.period + 1,
+                    _ => 0,
+                };
+                self.history_for = Some(self.history_for.map_or(period, |q| q.min(period)));
                 return Err(Refusal::History);
             }
             (other, _) => return other,
@@ -1078,7 +1088,23 @@ impl Ledger {
     /// Whether a record could only be judged against history below the
     /// base; cleared by reading it.
     pub fn take_needs_history(&mut self) -> bool {
+        self.history_for = None;
         std::mem::take(&mut self.needs_history)
+    }
+
+    /// [`Ledger::take_needs_history`], with the lowest period a record
+    /// that needs the history is filed in: a base at least two periods
+    /// below it judges the record, so only the periods from there on need
+    /// to be held in memory again.
+    pub fn take_history_for(&mut self) -> Option<u64> {
+        let wanted = std::mem::take(&mut self.needs_history);
+        let period = self.history_for.take();
+        wanted.then(|| period.unwrap_or(0))
+    }
+
+    /// The period of the newest closing held.
+    pub fn newest_closed(&self) -> Option<u64> {
+        self.newest_closing().map(|(_, c)| c.close.period)
     }
 
     /// The base this ledger counts from.
@@ -1092,7 +1118,16 @@ impl Ledger {
     /// those closings do not cover, stay whole.
     pub fn next_base(&self) -> Option<Base> {
         let newest = self.newest_closing()?.1.close.period;
-        let period = newest.checked_sub(1)?;
+        self.base_at(newest.checked_sub(1)?)
+    }
+
+    /// A base under every closing of `period` (at most the period before
+    /// the newest closing), if that is higher than the current base.
+    pub fn base_at(&self, period: u64) -> Option<Base> {
+        let newest = self.newest_closing()?.1.close.period;
+        if period + 1 > newest {
+            return None;
+        }
         if !self.base.heads.is_empty() && self.base.period >= period {
             return None;
         }
@@ -1157,11 +1192,6 @@ impl Ledger {
     pub fn rebased(&self, base: Base) -> Ledger {
         let mut ledger = self.emptied();
         ledger.set_base(base);
-        for (id, c) in &self.closings {
-            if c.close.period >= ledger.base.period {
-                ledger.insert_close(*id, c.close.clone());
-            }
-        }
         let held = self
             .order
             .iter()
@@ -1169,6 +1199,17 @@ impl Ledger {
             .map(|e| (e.id, e.signer, e.payment.clone()))
             .collect();
         ledger.insert_trusted(held);
+        // After the payments: a closing's cut is made of the positions of
+        // its heads, and a head past the base is a payment held. Inserted
+        // before them, every such head was dropped from the cut: the next
+        // base then missed those chains and could not move (the ledger kept
+        // every payment since in memory), and a payment citing the closing
+        // was not held to having seen its cut on those chains.
+        for (id, c) in &self.closings {
+            if c.close.period >= ledger.base.period {
+                ledger.insert_close(*id, c.close.clone());
+            }
+        }
         ledger
     }
 
@@ -1253,6 +1294,40 @@ impl Ledger {
     /// How many payments are held in memory (those past the base).
     pub fn held(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many entries this ledger's indexes hold: payments past the
+    /// base with their places in the acceptance order, chain positions and
+    /// per-payee prefix sums, base positions and balances, closings and
+    /// their cuts, limit changes and per-period counts. What the ledger
+    /// costs in memory grows with this number, so it must follow the recent
+    /// periods, not the whole history.
+    pub fn index_entries(&self) -> usize {
+        let chains: usize = self
+            .chains
+            .values()
+            .map(|c| {
+                1 + c.by_seq.iter().map(Vec::len).sum::<usize>()
+                    + c.to.values().map(Vec::len).sum::<usize>()
+            })
+            .sum();
+        let closings: usize = self
+            .closings
+            .values()
+            .map(|c| 1 + c.cut.len() + c.close.heads.len() + c.close.balances.len())
+            .sum();
+        self.entries.len()
+            + self.order.len()
+            + chains
+            + closings
+            + self.base.heads.len()
+            + self.base_ids.len()
+            + self.base.balances.len()
+            + self.base.payouts.len()
+            + self.balances.len()
+            + self.limit_changes.len()
+            + self.limit_chain.len()
+            + self.period_counts.len()
     }
 
     /// Payments newest first, skipping `skip`, at most `limit`, only those

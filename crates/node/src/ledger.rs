@@ -46,12 +46,15 @@ pub struct GroupLedger {
     /// with their heads (for sync). Loaded again when a peer asks for one or
     /// sends to it.
     pub cold: BTreeMap<u64, Vec<Hash32>>,
-    /// The ledger moves its base only to this period or later: after a late
-    /// record needed the history below the base, the base waits a while so
-    /// that the record's fellows (delivered by the next syncs) find it.
-    pub rebase_from: u64,
-    /// A record needed the history below the base: the node must reload it.
-    history_wanted: bool,
+    /// After a late record needed the history below the base: the base
+    /// stays at or below the first period (two below the record's, so that
+    /// it and its fellows, delivered by the next syncs, are judged above
+    /// it) until a closing of the second period is held. Only the periods
+    /// from there on are held in memory meanwhile, not the whole history.
+    pub hold: Option<(u64, u64)>,
+    /// A record needed the history below the base: the node must reload it
+    /// (for records filed in this period or later).
+    history_wanted: Option<u64>,
     /// The base moved: the node must store it and may unload periods.
     rebased: bool,
 }
@@ -87,8 +90,8 @@ impl GroupLedger {
             ledger,
             periods: BTreeMap::new(),
             cold: BTreeMap::new(),
-            rebase_from: 0,
-            history_wanted: false,
+            hold: None,
+            history_wanted: None,
             rebased: false,
         })
     }
@@ -200,21 +203,48 @@ impl GroupLedger {
     /// [`GroupLedger::reload`]), otherwise move the base up when a period
     /// has closed, dropping what lies below it from memory.
     pub fn settle(&mut self) {
-        if self.ledger.take_needs_history() {
-            self.history_wanted = true;
+        if let Some(period) = self.ledger.take_history_for() {
+            self.history_wanted = Some(self.history_wanted.map_or(period, |p| p.min(period)));
             return;
         }
-        if let Some(base) = self.ledger.next_base() {
-            if base.period >= self.rebase_from {
-                self.ledger = self.ledger.rebased(base);
-                self.rebased = true;
-            }
+        let Some(newest) = self.ledger.newest_closed() else {
+            return;
+        };
+        let Some(mut target) = newest.checked_sub(1) else {
+            return;
+        };
+        match self.hold {
+            Some((_, until)) if newest >= until => self.hold = None,
+            Some((cap, _)) => target = target.min(cap),
+            None => {}
+        }
+        if let Some(base) = self.ledger.base_at(target) {
+            self.ledger = self.ledger.rebased(base);
+            self.rebased = true;
         }
     }
 
-    /// Whether a record needed the history below the base (cleared).
-    pub fn take_history_wanted(&mut self) -> bool {
-        std::mem::take(&mut self.history_wanted)
+    /// Whether a record needed the history below the base (cleared by
+    /// [`GroupLedger::reload`] or [`GroupLedger::take_history_for`]).
+    pub fn history_needed(&self) -> bool {
+        self.history_wanted.is_some()
+    }
+
+    /// The lowest period a record that needed the history below the base
+    /// is filed in (cleared).
+    pub fn take_history_for(&mut self) -> Option<u64> {
+        self.history_wanted.take()
+    }
+
+    /// Hold the base for records filed in `period` (see
+    /// [`GroupLedger::hold`]), the newest closing held being `newest`.
+    pub fn hold_for(&mut self, period: u64, newest: Option<u64>) {
+        let cap = period.saturating_sub(2);
+        let until = newest.map_or(0, |n| n + 3);
+        self.hold = match self.hold {
+            Some((c, u)) => Some((c.min(cap), u.max(until))),
+            None => Some((cap, until)),
+        };
     }
 
     /// Whether the base moved (cleared).
@@ -225,15 +255,27 @@ impl GroupLedger {
     /// Count every loaded period again from nothing (all periods must be
     /// loaded), and keep the base below the newest closing for a while.
     pub fn reload(&mut self) {
-        let newest = self.ledger.closings().keys().next_back().copied();
+        let newest = self.ledger.newest_closed();
+        let period = self.history_wanted.take().unwrap_or(0);
         tracing::info!(
             base = self.ledger.base().period,
+            period,
             "a late ledger record needs older history: reloading it"
         );
         self.ledger = self.ledger.emptied();
-        self.rebase_from = newest.map_or(0, |p| p + 2);
-        self.history_wanted = false;
+        self.hold_for(period, newest);
         self.absorb_loaded();
+    }
+
+    /// Record the payments and closings of loaded period `period` alone
+    /// (trusted), then move the base up as far as it may go: reading the
+    /// periods back one at a time, in order, holds only the periods past
+    /// the base in memory, whatever the length of the history.
+    pub fn absorb_period(&mut self, period: u64) {
+        if let Some(doc) = self.periods.get(&period) {
+            absorb(&mut self.ledger, &[doc]);
+        }
+        self.settle();
     }
 
     /// Loaded periods whose every payment lies at or below the base.

@@ -204,6 +204,30 @@ pub struct Status {
     /// what was done about them.
     #[serde(default)]
     pub damaged: Vec<Damaged>,
+    /// What the node holds in memory.
+    #[serde(default)]
+    pub memory: MemoryStatus,
+}
+
+/// What the node holds in memory, counted by the node itself (beside the
+/// resident size the system gives), for `status`: everything here must
+/// follow the recent ledger periods, not the whole history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// Resident memory of the node's process, in bytes (Linux; 0 where the
+    /// system does not say).
+    pub rss_bytes: u64,
+    /// Documents loaded: group documents and open ledger periods.
+    pub documents_loaded: usize,
+    /// Signed changes held by the loaded documents.
+    pub changes_loaded: usize,
+    /// Records held by the loaded documents.
+    pub records_loaded: usize,
+    /// Entries of the ledgers' indexes (payments past the base, chain
+    /// positions, prefix sums, closings, balances).
+    pub ledger_index_entries: usize,
+    /// The most the store may cache, in bytes.
+    pub store_cache_bytes: u64,
 }
 
 /// A document whose stored entries were found damaged at start-up.
@@ -215,6 +239,20 @@ pub struct Damaged {
     pub name: Option<String>,
     /// What was found and done, in plain words.
     pub what: String,
+}
+
+/// Resident memory of this process, from `/proc/self/status` (0 where
+/// there is none).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// A group's charter at a glance, for `status`.
@@ -459,62 +497,23 @@ impl Node {
             }
         }
         let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
-        for group in &groups {
-            if let Some(l) = docs.groups.get(group).and_then(GroupLedger::of_group) {
-                docs.ledgers.insert(*group, l);
-            }
-        }
-        // A group whose base is stored counts from it, and its periods
-        // marked cold (wholly below the base, unchanged since) stay on disk.
-        let mut bases = BTreeSet::new();
-        for group in &groups {
-            let Some(l) = docs.ledgers.get_mut(group) else {
-                continue;
-            };
-            let stored = store.mark(&base_mark(group))?;
-            match stored.map(|b| nestwork_core::encoding::decode("ledger base", &b, usize::MAX)) {
-                Some(Ok(base)) => {
-                    l.ledger.set_base(base);
-                    bases.insert(*group);
-                }
-                Some(Err(e)) => {
-                    tracing::error!(group = %group.short(), error = %e, "stored ledger base is damaged; loading every period")
-                }
-                None => {}
-            }
-        }
+        let mut by_group: BTreeMap<Hash32, Vec<(u64, Hash32)>> = BTreeMap::new();
         for (group, period, id) in period_docs {
-            let Some(l) = docs.ledgers.get_mut(&group) else {
-                tracing::error!(doc = %id, "ledger period of a group this node does not hold");
+            by_group.entry(group).or_default().push((period, id));
+        }
+        for (group, periods) in by_group {
+            let Some(mut l) = docs.groups.get(&group).and_then(GroupLedger::of_group) else {
+                tracing::error!(group = %group.short(), "ledger periods of a group this node does not hold");
                 continue;
             };
-            if bases.contains(&group) {
-                let cold = store.mark(&id)?.and_then(|h| {
-                    nestwork_core::encoding::decode::<Vec<Hash32>>("period heads", &h, usize::MAX)
-                        .ok()
-                });
-                if let Some(heads) = cold {
-                    docs.periods.insert(id, group);
-                    l.cold.insert(period, heads);
-                    continue;
-                }
-            }
-            let loaded = load_document(
-                &store,
-                id,
-                |changes| SignedDoc::load_ledger_period(group, period, changes),
-                |_| true,
-                &mut docs.damaged,
-            )?;
-            if let Some(mut doc) = loaded {
-                doc.set_writer(&writer);
-                docs.periods.insert(id, group);
-                l.periods.insert(period, doc);
-            }
+            load_periods(&store, &writer, group, &mut l, &mut docs, periods, None)?;
+            docs.ledgers.insert(group, l);
         }
         for group in &groups {
-            if let Some(l) = docs.ledgers.get_mut(group) {
-                l.absorb_loaded();
+            if !docs.ledgers.contains_key(group) {
+                if let Some(l) = docs.groups.get(group).and_then(GroupLedger::of_group) {
+                    docs.ledgers.insert(*group, l);
+                }
             }
         }
         let mut node = Node {
@@ -593,6 +592,32 @@ impl Node {
                 })
                 .collect(),
             damaged: docs.damaged.clone(),
+            memory: Node::memory_of(&docs),
+        }
+    }
+
+    /// What the node holds in memory.
+    pub fn memory(&self) -> MemoryStatus {
+        Node::memory_of(&self.lock())
+    }
+
+    fn memory_of(docs: &State) -> MemoryStatus {
+        let loaded: Vec<&SignedDoc> = docs
+            .groups
+            .values()
+            .chain(docs.ledgers.values().flat_map(|l| l.periods.values()))
+            .collect();
+        MemoryStatus {
+            rss_bytes: resident_bytes(),
+            documents_loaded: loaded.len(),
+            changes_loaded: loaded.iter().map(|d| d.change_count()).sum(),
+            records_loaded: loaded.iter().map(|d| d.records().len()).sum(),
+            ledger_index_entries: docs
+                .ledgers
+                .values()
+                .map(|l| l.ledger.index_entries())
+                .sum(),
+            store_cache_bytes: nestwork_store::CACHE_BYTES,
         }
     }
 
@@ -1338,7 +1363,7 @@ impl Node {
             .store
             .reopen()
             .map_err(NodeError::from)
-            .and_then(|()| self.reload_group(docs, group, false));
+            .and_then(|()| self.reload_group(docs, group, None));
         if let Err(e) = reloaded {
             tracing::error!(group = %group.short(), error = %e, "cannot rebuild the group from the store yet; it is not served to peers, and writes wait, until it is");
             docs.unsaved.insert(group);
@@ -1355,7 +1380,7 @@ impl Node {
             self.store.reopen()?;
         }
         while let Some(group) = docs.unsaved.first().copied() {
-            self.reload_group(&mut docs, group, false)?;
+            self.reload_group(&mut docs, group, None)?;
             docs.unsaved.remove(&group);
         }
         Ok(docs)
@@ -1368,9 +1393,9 @@ impl Node {
         let Some(l) = docs.ledgers.get_mut(&group) else {
             return Ok(());
         };
-        if l.take_history_wanted() {
+        if let Some(period) = l.take_history_for() {
             self.store.remove_mark(&base_mark(&group))?;
-            return self.reload_group(docs, group, true);
+            return self.reload_group(docs, group, Some(period));
         }
         if l.take_rebased() {
             let base = nestwork_core::encoding::encode(l.ledger.base());
@@ -1407,33 +1432,34 @@ impl Node {
         Ok(())
     }
 
-    /// Rebuild one group's document, ledger and every period from the
-    /// store; `hold_base` keeps the base below the newest closing a while
-    /// (a late record needed the history).
+    /// Rebuild one group's document and ledger from the store. `late`:
+    /// a late record filed in that period needs the history below the
+    /// base, so the ledger is counted again from the first period, read
+    /// one period at a time (see [`load_periods`]); otherwise it counts
+    /// from its stored base as at start-up.
     fn reload_group(
         &self,
         docs: &mut State,
         group: Hash32,
-        hold_base: bool,
+        late: Option<u64>,
     ) -> Result<(), NodeError> {
-        // Everything is read before anything is replaced: a read that fails
-        // leaves memory as it was.
+        // The group document is read before anything is replaced: a read
+        // that fails leaves memory as it was.
         let mut doc = SignedDoc::load_trusted(group, self.store.changes(&group)?)?;
         doc.set_writer(&self.writer);
-        let mut periods = Vec::new();
-        if GroupLedger::of_group(&doc).is_some() {
-            for (id, meta) in self.store.docs()? {
-                match parse_period_kind(&meta.kind) {
-                    Some((g, period)) if g == group => {
-                        let mut loaded =
-                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
-                        loaded.set_writer(&self.writer);
-                        periods.push((id, period, loaded));
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let periods: Vec<(u64, Hash32)> = self
+            .store
+            .docs()?
+            .into_iter()
+            .filter_map(|(id, meta)| match parse_period_kind(&meta.kind) {
+                Some((g, period)) if g == group => Some((period, id)),
+                _ => None,
+            })
+            .collect();
+        let newest = docs
+            .ledgers
+            .get(&group)
+            .and_then(|l| l.ledger.newest_closed());
         if let Some(l) = docs.ledgers.remove(&group) {
             for d in l.periods.values() {
                 docs.periods.remove(&d.id());
@@ -1441,15 +1467,16 @@ impl Node {
         }
         docs.groups.insert(group, doc);
         if let Some(mut l) = docs.groups.get(&group).and_then(GroupLedger::of_group) {
-            for (id, period, loaded) in periods {
-                docs.periods.insert(id, group);
-                l.periods.insert(period, loaded);
-            }
-            if hold_base {
-                l.reload();
-            } else {
-                l.absorb_loaded();
-            }
+            let late = late.map(|period| (period, newest));
+            load_periods(
+                &self.store,
+                &self.writer,
+                group,
+                &mut l,
+                docs,
+                periods,
+                late,
+            )?;
             docs.ledgers.insert(group, l);
             docs.ensure_ledger(group, &self.writer);
         }
@@ -1705,6 +1732,112 @@ fn repeated_payment(
             id.short()
         ))),
     }
+}
+
+/// Read group `group`'s ledger periods (`periods`: number and document id)
+/// back from the store into `l`, listing them in `index`.
+///
+/// With a stored base (and no `late` record), the ledger counts from it and
+/// the periods marked cold (wholly below it, unchanged since) stay on disk.
+/// Otherwise (no base stored, or `late`: a record filed in that period
+/// needs the history below the base, the newest closing held then being
+/// the second) it is counted again from the first period, reading one
+/// period at a time in order: the base moves up as the closings come, and
+/// each period that falls wholly below it leaves memory at once, so what is
+/// held at any moment follows the recent periods, not the whole history.
+fn load_periods(
+    store: &Store,
+    writer: &Writer,
+    group: Hash32,
+    l: &mut GroupLedger,
+    state: &mut State,
+    mut periods: Vec<(u64, Hash32)>,
+    late: Option<(u64, Option<u64>)>,
+) -> Result<(), NodeError> {
+    let State {
+        periods: index,
+        damaged,
+        ..
+    } = state;
+    periods.sort_unstable();
+    let mut load = |period: u64, id: &Hash32| -> Result<Option<SignedDoc>, NodeError> {
+        let loaded = load_document(
+            store,
+            *id,
+            |changes| SignedDoc::load_ledger_period(group, period, changes),
+            |_| true,
+            damaged,
+        )?;
+        Ok(loaded.map(|mut doc| {
+            doc.set_writer(writer);
+            doc
+        }))
+    };
+    let stored = match late {
+        Some(_) => None,
+        None => match store
+            .mark(&base_mark(&group))?
+            .map(|b| nestwork_core::encoding::decode("ledger base", &b, usize::MAX))
+        {
+            Some(Ok(base)) => Some(base),
+            Some(Err(e)) => {
+                tracing::error!(group = %group.short(), error = %e, "stored ledger base is damaged; counting the ledger again");
+                None
+            }
+            None => None,
+        },
+    };
+    if let Some(base) = stored {
+        l.ledger.set_base(base);
+        for (period, id) in periods {
+            let cold = store.mark(&id)?.and_then(|h| {
+                nestwork_core::encoding::decode::<Vec<Hash32>>("period heads", &h, usize::MAX).ok()
+            });
+            index.insert(id, group);
+            match cold {
+                Some(heads) => {
+                    l.cold.insert(period, heads);
+                }
+                None => {
+                    if let Some(doc) = load(period, &id)? {
+                        l.periods.insert(period, doc);
+                    }
+                }
+            }
+        }
+        l.absorb_loaded();
+        return Ok(());
+    }
+    if let Some((period, newest)) = late {
+        l.hold_for(period, newest);
+    }
+    // Marks of periods cooled under an older base may not hold under the
+    // one counted now: each period is marked again as it cools.
+    for (_, id) in &periods {
+        store.remove_mark(id)?;
+    }
+    for (period, id) in periods {
+        index.insert(id, group);
+        if let Some(doc) = load(period, &id)? {
+            l.periods.insert(period, doc);
+        }
+        l.absorb_period(period);
+        if l.take_rebased() {
+            store.set_mark(
+                &base_mark(&group),
+                &nestwork_core::encoding::encode(l.ledger.base()),
+            )?;
+            for cool in l.coolable() {
+                if let Some(heads) = l.cool(cool) {
+                    store.set_mark(
+                        &period_id(&group, cool),
+                        &nestwork_core::encoding::encode(&heads),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a group's ledger base is kept in the store's marks (an id no

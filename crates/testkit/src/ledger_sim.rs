@@ -28,7 +28,8 @@ pub struct LedgerState {
 }
 
 impl LedgerState {
-    fn of(group: SignedDoc) -> LedgerState {
+    /// The state of a node holding `group` and no payment yet.
+    pub fn of(group: SignedDoc) -> LedgerState {
         let ledger = GroupLedger::of_group(&group).expect("genesis");
         LedgerState { group, ledger }
     }
@@ -46,7 +47,7 @@ impl LedgerState {
             .ledger
             .apply_to(&period_id(&id, period), &members, changes, &NoProposals)
             .expect("open period");
-        if self.ledger.take_history_wanted() {
+        if self.ledger.history_needed() {
             self.ledger.reload();
         }
         self.ledger.take_rebased();
@@ -132,6 +133,9 @@ pub struct LedgerSim {
     /// Where they are received.
     pub replica: LedgerState,
     next_payer: usize,
+    /// Members who pay, in turn: the first `payers` (all by default); the
+    /// others only receive.
+    pub payers: usize,
     rng: u64,
 }
 
@@ -173,10 +177,16 @@ impl LedgerSim {
         LedgerSim {
             author: LedgerState::of(group.clone()),
             replica: LedgerState::of(group),
+            payers: writers.len(),
             writers,
             next_payer: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+
+    /// Member `i`'s writer (key and device).
+    pub fn writer(&self, i: usize) -> &Writer {
+        &self.writers[i]
     }
 
     /// The member ids.
@@ -197,8 +207,8 @@ impl LedgerSim {
     /// changes).
     pub fn pay(&mut self) -> (u64, Vec<SignedChange>) {
         let n = self.writers.len();
-        let payer = self.next_payer;
-        self.next_payer = (payer + 1) % n;
+        let payer = self.next_payer % self.payers.clamp(1, n);
+        self.next_payer = (payer + 1) % self.payers.clamp(1, n);
         let payee = (payer + 1 + (self.random() as usize % (n - 1))) % n;
         let amount = 1 + self.random() % 3;
         let writer = self.writers[payer].clone();

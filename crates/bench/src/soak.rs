@@ -1,0 +1,578 @@
+//! `soak`: N real `nestwork` nodes (separate processes, release build found
+//! beside this program) on loopback with mDNS off, one group, under a
+//! steady load of payments (plus a distress signal and a proposal now and
+//! then) for a given time. Every sample period it prints each node's
+//! resident memory (RSS, from /proc) beside what the node says it holds;
+//! at the end it checks that every node agrees on every balance, then
+//! restarts the first node cold on the same store to measure what a node
+//! holding that history needs when it starts (the limit the running figure
+//! is held against).
+//!
+//! Run it with `scripts/soak` (see there for the knobs). It never fails
+//! for being slow; it fails if the nodes disagree or a request errs.
+//!
+//! Traffic stays on 127.0.0.1: nodes listen on `/ip4/127.0.0.1/tcp/0`,
+//! tickets carry only those addresses, and mDNS is off.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nestwork_api::client::Client;
+use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
+use nestwork_bench::{figure, Better, Limit};
+use nestwork_core::Hash32;
+use nestwork_docs::GroupView;
+use nestwork_node::ledger::{BalanceView, PaymentView};
+use nestwork_node::node::{CreateGroup, PayRequest};
+use nestwork_node::DataDir;
+
+struct Knobs {
+    nodes: usize,
+    secs: u64,
+    clients: usize,
+    sample_secs: u64,
+    /// A command line put before the first node's `nestwork` (a heap
+    /// profiler: `heaptrack -o FILE`).
+    wrap_first: Option<String>,
+    keep: Option<PathBuf>,
+}
+
+fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let knobs = Knobs {
+        nodes: env_num("NESTWORK_SOAK_NODES", 3)?.max(2) as usize,
+        secs: env_num("NESTWORK_SOAK_SECS", 60)?,
+        clients: env_num("NESTWORK_SOAK_CLIENTS", 4)?.max(1) as usize,
+        sample_secs: env_num("NESTWORK_SOAK_SAMPLE", 10)?.max(1),
+        wrap_first: std::env::var("NESTWORK_SOAK_WRAP")
+            .ok()
+            .filter(|s| !s.trim().is_empty()),
+        keep: std::env::var_os("NESTWORK_SOAK_KEEP").map(PathBuf::from),
+    };
+    let bin = nestwork_binary()?;
+    let tmp = tempfile::tempdir()?;
+    let root = match &knobs.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.clone()
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    println!(
+        "soak: {} nodes, {} s, {} paying clients per node, samples every {} s ({} build of {})",
+        knobs.nodes,
+        knobs.secs,
+        knobs.clients,
+        knobs.sample_secs,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        bin.display()
+    );
+    println!("data under {}", root.display());
+
+    let dirs: Vec<DataDir> = (0..knobs.nodes)
+        .map(|i| DataDir::new(root.join(format!("node{}", i + 1))))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        run_cmd(&bin, dir, &["init"])?;
+        let wrap = if i == 0 {
+            knobs.wrap_first.as_deref()
+        } else {
+            None
+        };
+        nodes.push(Proc::start(&bin, dir, wrap)?);
+    }
+    let clients: Vec<Client> = dirs.iter().map(Client::connect).collect::<Result<_, _>>()?;
+    let group = form_group(&clients)?;
+    let members: Vec<String> = clients
+        .iter()
+        .map(|c| Ok(c.get::<StatusReport>("/status")?.node.member))
+        .collect::<anyhow::Result<_>>()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let paid = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        // Each node pays the next one round the ring, so balances stay
+        // near zero and no limit is reached however long it runs.
+        let to = members[(i + 1) % members.len()].clone();
+        for c in 0..knobs.clients {
+            let (dir, to, stop, paid, errors) = (
+                dir.clone(),
+                to.clone(),
+                stop.clone(),
+                paid.clone(),
+                errors.clone(),
+            );
+            let path = format!("/groups/{}/payments", group.to_hex());
+            workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
+                let client = Client::connect(&dir)?;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let req = PayRequest {
+                        to: to.clone(),
+                        amount: 1,
+                        memo: format!("soak {c}/{n}"),
+                        request_id: Some(format!("soak-{c}-{n}")),
+                    };
+                    match client.send::<_, PaymentView>("POST", &path, &req) {
+                        Ok(_) => {
+                            paid.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                        Err(e) => {
+                            if errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("payment refused: {e}");
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
+                            n += 1;
+                        }
+                    }
+                }
+                Ok(())
+            }));
+        }
+    }
+    // Now and then a distress signal and a proposal, from each node in turn.
+    {
+        let (dirs, stop, errors) = (dirs.clone(), stop.clone(), errors.clone());
+        let g = group.to_hex();
+        workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let clients: Vec<Client> =
+                dirs.iter().map(Client::connect).collect::<Result<_, _>>()?;
+            let mut round = 0usize;
+            let mut next = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                next += Duration::from_secs(20);
+                let c = &clients[round % clients.len()];
+                round += 1;
+                let signal = nestwork_node::distress::RaiseRequest {
+                    category: "other".into(),
+                    severity: "low".into(),
+                    location: None,
+                    expires_secs: Some(600),
+                    text: format!("soak signal {round}"),
+                };
+                let raised: Result<nestwork_docs::distress::SignalView, _> =
+                    c.send("POST", &format!("/groups/{g}/distress"), &signal);
+                let proposal = nestwork_node::governance::ProposeRequest {
+                    kind: "add-article".into(),
+                    args: vec![format!("Soak article {round}")],
+                };
+                let proposed: Result<nestwork_node::governance::ProposalView, _> =
+                    c.send("POST", &format!("/groups/{g}/proposals"), &proposal);
+                for e in [raised.err(), proposed.err()].into_iter().flatten() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("signal or proposal refused: {e}");
+                }
+            }
+            Ok(())
+        }));
+    }
+
+    let header: Vec<String> = (1..=knobs.nodes).map(|i| format!("node{i} MiB")).collect();
+    println!();
+    println!(
+        "{:>6} {:>9} {}   what node1 holds",
+        "t s",
+        "payments",
+        header
+            .iter()
+            .map(|h| format!("{h:>11}"))
+            .collect::<String>()
+    );
+    let start = Instant::now();
+    let mut first: Option<(u64, Vec<u64>)> = None;
+    let mut last: (u64, Vec<u64>);
+    let mut peak = vec![0u64; knobs.nodes];
+    loop {
+        let t = start.elapsed();
+        let rss: Vec<u64> = nodes.iter().map(|n| n.rss_bytes()).collect();
+        for (p, r) in peak.iter_mut().zip(&rss) {
+            *p = (*p).max(*r);
+        }
+        let held = clients[0]
+            .get::<StatusReport>("/status")
+            .map(|s| holding(&s))
+            .unwrap_or_else(|e| format!("status failed: {e}"));
+        let n = paid.load(Ordering::Relaxed);
+        println!(
+            "{:>6} {:>9} {}   {held}",
+            t.as_secs(),
+            n,
+            rss.iter()
+                .map(|r| format!("{:>11.1}", mib(*r)))
+                .collect::<String>()
+        );
+        if first.is_none() && t >= Duration::from_secs(knobs.sample_secs.min(knobs.secs)) {
+            first = Some((n, rss.clone()));
+        }
+        last = (n, rss);
+        if t >= Duration::from_secs(knobs.secs) {
+            break;
+        }
+        let next = Duration::from_secs((t.as_secs() / knobs.sample_secs + 1) * knobs.sample_secs);
+        std::thread::sleep(next.saturating_sub(start.elapsed()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+    }
+    let total = paid.load(Ordering::Relaxed);
+    let errs = errors.load(Ordering::Relaxed);
+    println!();
+    println!(
+        "{total} payments acknowledged in {:.0} s ({:.0}/s), {errs} requests refused",
+        start.elapsed().as_secs_f64(),
+        total as f64 / start.elapsed().as_secs_f64()
+    );
+
+    // Agreement: every node ends with the same balances over the same
+    // number of payments.
+    let agreed = wait_for_agreement(
+        &clients,
+        &group,
+        Duration::from_secs(env_num("NESTWORK_SOAK_SETTLE", 300)?),
+    )?;
+    println!(
+        "all {} nodes agree: {} payments, balances {}",
+        knobs.nodes,
+        agreed.payments,
+        agreed
+            .accounts
+            .iter()
+            .map(|a| format!("{}={}", &a.account[..8.min(a.account.len())], a.balance))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // Growth while running, per payment of history, between the first
+    // sample and the last.
+    let (n0, rss0) = first.unwrap_or((0, vec![0; knobs.nodes]));
+    let history = agreed.payments as f64;
+    for i in 0..knobs.nodes {
+        let grew = last.1[i] as f64 - rss0[i] as f64;
+        let per = if last.0 > n0 {
+            grew / (last.0 - n0) as f64
+        } else {
+            0.0
+        };
+        println!(
+            "node{}: RSS {:.1} MiB after {} s (peak {:.1}), {:+.1} MiB since the first sample: {:+.0} bytes per payment made since; {:.0} bytes per payment of history in all",
+            i + 1,
+            mib(last.1[i]),
+            knobs.secs,
+            mib(peak[i]),
+            grew / (1u64 << 20) as f64,
+            per,
+            last.1[i] as f64 / history.max(1.0)
+        );
+    }
+
+    // The limit: the first node started cold on the same store.
+    for n in nodes.drain(..) {
+        n.stop()?;
+    }
+    let cold = Proc::start(&bin, &dirs[0], None)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let cold_rss = cold.rss_bytes();
+    let cold_status = Client::connect(&dirs[0])?.get::<StatusReport>("/status")?;
+    cold.stop()?;
+    println!(
+        "node1 started cold on the same store ({} payments): RSS {:.1} MiB ({})",
+        cold_status.node.payments,
+        mib(cold_rss),
+        holding(&cold_status)
+    );
+    let conditions = format!(
+        "{} nodes on loopback, {} clients each, {} s, {} payments",
+        knobs.nodes, knobs.clients, knobs.secs, agreed.payments
+    );
+    figure(
+        "soak_rss_end",
+        "RSS of a node at the end of the soak",
+        mib(last.1[0]),
+        "MiB",
+        Better::Lower,
+        &conditions,
+        Limit::Figure(
+            "soak_rss_cold".into(),
+            "the same node started cold on its store".into(),
+        ),
+    );
+    figure(
+        "soak_rss_cold",
+        "RSS of that node started cold on its store",
+        mib(cold_rss),
+        "MiB",
+        Better::Lower,
+        &conditions,
+        Limit::None,
+    );
+    if errs > 0 && errs * 100 > total {
+        bail!("{errs} of {} requests were refused", total + errs);
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// What a node says it holds, in one line.
+fn holding(s: &StatusReport) -> String {
+    let n = &s.node;
+    format!(
+        "{} payments, {} in memory, periods {} loaded/{} on disk",
+        n.payments, n.payments_in_memory, n.periods_loaded, n.periods_on_disk
+    )
+}
+
+/// The first node founds a group with wide limits; every other node joins
+/// it with an invite ticket. Returns the group once every node sees every
+/// member.
+fn form_group(clients: &[Client]) -> anyhow::Result<Hash32> {
+    let view: GroupView = clients[0].send(
+        "POST",
+        "/groups",
+        &CreateGroup {
+            name: "Soak".into(),
+            kind: None,
+            parent: None,
+            description: None,
+            unit: Some("hours".into()),
+            floor: Some(-1_000_000_000),
+            ceiling: Some(1_000_000_000),
+        },
+    )?;
+    let group = view.id;
+    for c in &clients[1..] {
+        let invite: Invite = clients[0].send(
+            "POST",
+            &format!("/groups/{}/invite", group.to_hex()),
+            &InviteRequest {
+                expires_secs: Some(600),
+            },
+        )?;
+        let _: GroupView = c.send(
+            "POST",
+            "/join",
+            &JoinRequest {
+                ticket: invite.ticket,
+            },
+        )?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = true;
+        for c in clients {
+            let v: Result<GroupView, _> = c.get(&format!("/groups/{}", group.to_hex()));
+            all &= v.is_ok_and(|v| v.members.len() == clients.len());
+        }
+        if all {
+            return Ok(group);
+        }
+        if Instant::now() > deadline {
+            bail!("the nodes did not all see every member within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until every node shows the same payments count and balances.
+fn wait_for_agreement(
+    clients: &[Client],
+    group: &Hash32,
+    limit: Duration,
+) -> anyhow::Result<BalanceView> {
+    let deadline = Instant::now() + limit;
+    let mut next_report = Instant::now() + Duration::from_secs(10);
+    let path = format!("/groups/{}/balances", group.to_hex());
+    loop {
+        let views: Vec<BalanceView> = clients
+            .iter()
+            .map(|c| c.get(&path))
+            .collect::<Result<_, _>>()?;
+        let same = views.windows(2).all(|w| {
+            w[0].payments == w[1].payments
+                && w[0]
+                    .accounts
+                    .iter()
+                    .map(|a| (&a.account, a.balance))
+                    .eq(w[1].accounts.iter().map(|a| (&a.account, a.balance)))
+        });
+        if same && views.iter().all(|v| v.total == 0) {
+            return views.into_iter().next().context("no node");
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(10);
+            println!(
+                "waiting for the nodes to agree: payments held {}",
+                views
+                    .iter()
+                    .map(|v| v.payments.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            );
+        }
+        if Instant::now() > deadline {
+            for (i, v) in views.iter().enumerate() {
+                eprintln!(
+                    "node{}: {} payments, balances {:?}",
+                    i + 1,
+                    v.payments,
+                    v.accounts.iter().map(|a| a.balance).collect::<Vec<_>>()
+                );
+            }
+            bail!("the nodes do not agree after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The `nestwork` binary built beside this one.
+fn nestwork_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("NESTWORK_SOAK_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("nestwork");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (scripts/soak does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn run_cmd(bin: &Path, dir: &DataDir, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.root())
+        .args(args)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("nestwork {args:?} failed");
+    }
+    Ok(())
+}
+
+/// A running node process.
+struct Proc {
+    child: Child,
+    stopped: bool,
+    /// The node's own process id (from `api.json`: with a wrapper, the
+    /// child is the wrapper).
+    pid: u32,
+}
+
+impl Proc {
+    fn start(bin: &Path, dir: &DataDir, wrap: Option<&str>) -> anyhow::Result<Proc> {
+        let _ = std::fs::remove_file(dir.api_file());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.root().join("node.log"))?;
+        let mut cmd = match wrap {
+            Some(w) => {
+                let mut parts = w.split_whitespace();
+                let mut cmd = Command::new(parts.next().context("empty wrapper")?);
+                cmd.args(parts).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
+            .arg("--data-dir")
+            .arg(dir.root())
+            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env(
+                "RUST_LOG",
+                std::env::var("NESTWORK_SOAK_LOG")
+                    .unwrap_or_else(|_| "warn,nestwork_node::ledger=info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning nestwork run")?;
+        let t = Instant::now();
+        loop {
+            if let (Ok(c), Some(ep)) = (
+                Client::connect(dir),
+                nestwork_api::endpoint::Endpoint::read(dir),
+            ) {
+                if c.get::<StatusReport>("/status").is_ok() {
+                    return Ok(Proc {
+                        child,
+                        stopped: false,
+                        pid: ep.pid,
+                    });
+                }
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                bail!("node did not start within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory, from /proc (0 where there is none).
+    fn rss_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.stopped = true;
+        Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        // An error path: stop the node all the same.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,266 @@
+//! What a node holds in memory follows the recent ledger periods, not the
+//! whole history: one real node (real store, real signed changes) receives
+//! a busy group's payments through 30 periods, and after every batch what
+//! it counts itself as held (loaded period documents, their changes and
+//! records, payments past the base, ledger index entries) stays under a
+//! bound set by the period length alone. A late payment, from a member
+//! whose node was a few periods behind, makes the node count its ledger
+//! again from the start: it reads the history one period at a time and
+//! holds only the periods from the late payment on, not all 30. Closed
+//! periods stay readable from disk, and a restart counts the same.
+//!
+//! Each bound caught a real leak: a late record used to bring every period
+//! back into memory, and a ledger that moved its base dropped from its
+//! closings' cuts every chain past the new base, so the next base could
+//! not move (every other period, or for good where closings were signed
+//! concurrently).
+
+use std::collections::BTreeMap;
+
+use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_node::ledger::period_id;
+use nestwork_node::{DataDir, Node};
+use nestwork_testkit::ledger_sim::{sign_payment, LedgerSim, LedgerState};
+
+/// Payments per period.
+const PERIOD: usize = 20;
+/// Periods the node runs through.
+const PERIODS: usize = 30;
+
+fn open(dir: &std::path::Path) -> Node {
+    let data = DataDir::new(dir);
+    data.ensure().expect("data dir");
+    Node::open(&data, MemberKey::from_secret([1; 32])).expect("open")
+}
+
+/// Every balance of the group, as the node shows it.
+fn balances(node: &Node, group: &Hash32) -> Vec<(String, i128)> {
+    let view = node.balance(&group.to_hex(), None).expect("balance");
+    assert_eq!(view.total, 0, "balances sum to zero");
+    view.accounts
+        .into_iter()
+        .map(|a| (a.account, a.balance))
+        .collect()
+}
+
+/// What the node holds, by its own count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Held {
+    periods_loaded: usize,
+    documents: usize,
+    changes: usize,
+    records: usize,
+    payments: usize,
+    index_entries: usize,
+}
+
+fn held(node: &Node) -> Held {
+    let status = node.status();
+    let m = node.memory();
+    Held {
+        periods_loaded: status.periods_loaded,
+        documents: m.documents_loaded,
+        changes: m.changes_loaded,
+        records: m.records_loaded,
+        payments: status.payments_in_memory,
+        index_entries: m.ledger_index_entries,
+    }
+}
+
+/// The bound, for a node that holds `periods` periods' worth of payments:
+/// a few documents of at most a period's changes each (a period's payments,
+/// its closings and its opening), and per payment held a handful of index
+/// entries. Nothing here depends on how many periods have passed.
+fn bound(periods: usize) -> Held {
+    Held {
+        periods_loaded: periods,
+        documents: periods + 1,
+        changes: periods * (PERIOD + 4) + 16,
+        records: periods * (PERIOD + 4) + 16,
+        payments: periods * PERIOD,
+        index_entries: periods * PERIOD * 6 + 200,
+    }
+}
+
+fn assert_within(what: &str, h: Held, b: Held) {
+    let fields = [
+        (
+            "period documents loaded",
+            h.periods_loaded,
+            b.periods_loaded,
+        ),
+        ("documents loaded", h.documents, b.documents),
+        ("changes loaded", h.changes, b.changes),
+        ("records loaded", h.records, b.records),
+        ("payments in memory", h.payments, b.payments),
+        ("ledger index entries", h.index_entries, b.index_entries),
+    ];
+    for (name, value, limit) in fields {
+        assert!(
+            value <= limit,
+            "{what}: {name} {value} over the bound {limit} ({h:?})"
+        );
+    }
+}
+
+/// Make `count` payments and deliver them to the node (and the
+/// simulation's own replica) period by period, as a peer's sync would;
+/// every batch is also kept in `log`.
+fn deliver(
+    node: &Node,
+    sim: &mut LedgerSim,
+    count: usize,
+    log: &mut Vec<(u64, Vec<SignedChange>)>,
+) {
+    let group = sim.replica.group.id();
+    let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
+    for _ in 0..count {
+        let (period, changes) = sim.pay();
+        by_period.entry(period).or_default().extend(changes);
+    }
+    for (period, changes) in by_period {
+        sim.replica.apply(period, changes.clone());
+        log.push((period, changes.clone()));
+        let report = node
+            .apply_remote(period_id(&group, period), changes, false)
+            .expect("apply");
+        assert!(
+            report.rejected.is_empty() && report.missing_deps.is_empty(),
+            "{:?}",
+            report.rejected.first()
+        );
+    }
+}
+
+#[test]
+fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Four members; the fourth only receives, until it pays late.
+    let mut sim = LedgerSim::new(4, PERIOD as u32);
+    sim.payers = 3;
+    let group = sim.replica.group.id();
+    let node = open(dir.path());
+    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
+        .expect("join");
+    let mut log = Vec::new();
+    // The base moves up with every closing: at most the period before the
+    // newest closing, the newest, and the next one (open, empty) are held.
+    let steady = bound(3);
+    let mut most = held(&node);
+    let mut late_state = None;
+    for period in 1..=PERIODS - 4 {
+        for _ in 0..2 {
+            deliver(&node, &mut sim, PERIOD / 2, &mut log);
+            let h = held(&node);
+            most = most.max(h);
+            if period >= 3 {
+                assert_within(&format!("period {period}"), h, steady);
+            }
+        }
+        if period == PERIODS - 8 {
+            // The fourth member's node stops hearing from the others here.
+            let mut late = LedgerState::of(sim.replica.group.clone());
+            for (p, changes) in &log {
+                late.apply(*p, changes.clone());
+            }
+            late_state = Some(late);
+        }
+    }
+    let status = node.status();
+    assert_eq!(status.payments, (PERIODS - 4) * PERIOD);
+    assert!(
+        status.periods_on_disk >= PERIODS - 10,
+        "old periods leave memory: {status:?}"
+    );
+
+    // Its late payment: filed in the period it last saw, it can only be
+    // judged against the history below the node's base.
+    let mut late = late_state.expect("the late member's state");
+    let members = late.group.members().clone();
+    let to = sim.members()[0];
+    let (late_period, changes) = sign_payment(
+        &mut late.ledger,
+        group,
+        sim.writer(3),
+        &members,
+        to,
+        1,
+        "late",
+    );
+    assert!(late_period + 3 <= (PERIODS - 4) as u64, "{late_period}");
+    let doc = period_id(&group, late_period);
+    let first = node
+        .apply_remote(doc, changes.clone(), false)
+        .expect("apply");
+    assert!(first.rejected.is_empty(), "{:?}", first.rejected.first());
+    // Counted again from the first period, it holds the periods from two
+    // below the late payment's on, not the whole history.
+    let behind = (PERIODS - 4) as u64 - late_period;
+    let reloaded = bound(behind as usize + 6);
+    assert_within("after counting the history again", held(&node), reloaded);
+    // The peer sends it again (the next sync): now it is judged, and taken.
+    let again = node.apply_remote(doc, changes, false).expect("apply");
+    assert!(
+        again.rejected.is_empty() && again.missing_deps.is_empty(),
+        "{again:?}"
+    );
+    assert_within("with the late payment", held(&node), reloaded);
+    assert_eq!(node.status().payments, (PERIODS - 4) * PERIOD + 1);
+    // What every member counts: the simulation's replica (which never
+    // needed its history) plus the late payment.
+    let expected = |sim: &LedgerSim| -> BTreeMap<String, i128> {
+        let mut all: BTreeMap<String, i128> = sim
+            .replica
+            .ledger
+            .ledger
+            .balances()
+            .iter()
+            .map(|(a, b)| (a.to_string(), *b))
+            .collect();
+        *all.entry(sim.members()[3].to_string()).or_default() -= 1;
+        *all.entry(to.to_string()).or_default() += 1;
+        all.retain(|_, b| *b != 0);
+        all
+    };
+    let shown = |node: &Node| -> BTreeMap<String, i128> {
+        balances(node, &group)
+            .into_iter()
+            .filter(|(_, b)| *b != 0)
+            .collect()
+    };
+    assert_eq!(
+        shown(&node),
+        expected(&sim),
+        "the node counts what the members count"
+    );
+
+    // The hold lifts after a few more periods: back to the steady bound.
+    for _ in 0..4 {
+        deliver(&node, &mut sim, PERIOD, &mut log);
+    }
+    // The simulated members never see the late payment (only this node
+    // does), so no closing covers its chain: it stays held, and so does its
+    // period document. One period more, for good, not one per period.
+    let after_late = bound(4);
+    assert_within("periods after the late payment", held(&node), after_late);
+    assert_eq!(shown(&node), expected(&sim));
+    let before = balances(&node, &group);
+    let total = node.status().payments;
+    assert_eq!(total, PERIODS * PERIOD + 1);
+
+    // Closed periods are read from disk when asked for.
+    let oldest = node
+        .ledger(&group.to_hex(), None, total - 1, 1)
+        .expect("the oldest payment");
+    assert_eq!(oldest.payments.len(), 1);
+    assert_eq!(oldest.payments[0].period, 0);
+
+    // A restart counts the same, holding as little.
+    node.close().expect("close");
+    drop(node);
+    let node = open(dir.path());
+    assert_eq!(node.status().payments, total);
+    assert_eq!(balances(&node, &group), before);
+    assert_within("after a restart", held(&node), after_late);
+    println!("most held while running: {most:?}");
+}
