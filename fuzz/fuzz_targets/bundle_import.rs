@@ -9,6 +9,7 @@ use nestwork_core::ChangeBundle;
 use nestwork_docs::{GroupView, SignedDoc};
 
 fuzz_target!(|data: &[u8]| {
+    nestwork_fuzz::quiet_caught_decoder_panics();
     let Ok(bundle) = ChangeBundle::decode(data) else {
         return;
     };

@@ -117,3 +117,27 @@ fn build() -> Fixture {
         genesis_record,
     }
 }
+
+/// Let panics inside Automerge's change decoder pass quietly: the engine
+/// runs that decoder under `catch_unwind` and rejects the change (Automerge
+/// 0.12 panics on some malformed changes, e.g. an operation counter over
+/// `u32::MAX`), which is what a node does too. libFuzzer's hook would abort
+/// on the panic even though it is caught. Every other panic is still
+/// printed, and one that escapes the target still aborts it (libfuzzer-sys
+/// catches it and aborts), so a panic the node does not catch is still a
+/// crash. `NESTWORK_FUZZ_SHOW_PANICS=1` prints the quiet ones too.
+pub fn quiet_caught_decoder_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let show_all = std::env::var_os("NESTWORK_FUZZ_SHOW_PANICS").is_some();
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_automerge = info
+                .location()
+                .is_some_and(|l| l.file().contains("/automerge-"));
+            if show_all || !in_automerge {
+                default_hook(info);
+            }
+        }));
+    });
+}
