@@ -697,9 +697,23 @@ impl SignedDoc {
             return report;
         }
         let changes: Vec<Change> = accepted.iter().map(|&i| candidates[i].1.clone()).collect();
-        if let Err(e) = self.doc.apply_changes(changes) {
-            // Every change was parsed and ordered above, so this would be a
-            // bug in the engine; refuse the whole batch rather than half-apply.
+        // Automerge 0.12 can panic while applying a change it parsed (the
+        // fuzzer found a member's change that fails an assertion in its
+        // batch apply), and may leave the document half-changed when it
+        // does: apply to the document as it was, kept aside, and put it
+        // back if Automerge fails.
+        let before = self.doc.clone();
+        let applied = catch_unwind(AssertUnwindSafe(|| self.doc.apply_changes(changes)));
+        let failure = match applied {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the decoder failed on it".to_string()),
+        };
+        if let Some(e) = failure {
+            self.doc = before;
+            // Every change was parsed and ordered above, so this is a bug
+            // in Automerge or the engine; refuse the whole batch rather
+            // than half-apply.
             for &i in &accepted {
                 report.rejected.push(rejection(
                     &candidates[i].0,

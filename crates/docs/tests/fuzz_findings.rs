@@ -1,0 +1,74 @@
+//! Inputs the fuzz targets (`fuzz/`, `scripts/fuzz`) found, kept as
+//! regression tests. Each rebuilds the fuzz fixture's group (the same keys,
+//! times and records as `fuzz/src/lib.rs`, so the found bytes mean the same
+//! thing here) and replays the input.
+
+use automerge::Change;
+use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_docs::record::Admission;
+use nestwork_docs::{Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer};
+
+const T0: u64 = 1_700_000_000_000;
+
+/// The fuzz fixture: a group founded by key 1 with key 2 admitted.
+fn fixture() -> (Writer, SignedDoc) {
+    let founder = Writer::new(MemberKey::from_secret([1; 32]), [1; 8]);
+    let member = MemberKey::from_secret([2; 32]);
+    let genesis = GroupGenesis {
+        name: "Riverside".into(),
+        kind: GroupKind::Hub,
+        parent: None,
+        unit: "hours".into(),
+        created_at_ms: T0,
+        nonce: [7; 16],
+        charter: Charter::default(),
+    };
+    let (mut doc, _) = SignedDoc::create_group(&founder, genesis, T0).expect("create");
+    let group = doc.id();
+    let admission = Admission::self_issued(
+        founder.key(),
+        &group,
+        member.id(),
+        Hash32::of(b"fuzz ticket"),
+        T0 + 1_000,
+    );
+    doc.add_record(
+        &founder,
+        RecordBody::Admission(admission),
+        &mut NoLedger,
+        T0 + 1_000,
+    )
+    .expect("admit");
+    (founder, doc)
+}
+
+/// change_apply found a founder's change (a mutated description edit)
+/// that Automerge parses and the engine's checks pass, but on which
+/// Automerge's batch apply panics (`assertion failed:
+/// self.entry.is_empty()`, op_set2/change/batch.rs:136): the panic went
+/// through `SignedDoc::apply`, under the node's lock on the sync path.
+#[test]
+fn fuzz_change_apply_a_change_that_panics_automerge_apply_is_refused_and_the_document_still_works()
+{
+    let (founder, mut doc) = fixture();
+    let bytes = include_bytes!("data/fuzz-change-apply-panic.bin").to_vec();
+    let hash = Change::from_bytes(bytes.clone())
+        .expect("Automerge parses the found change")
+        .hash();
+    let signed = SignedChange::sign(founder.key(), doc.id(), Hash32(hash.0), bytes);
+    let heads = doc.heads();
+    let report = doc.apply(vec![signed]);
+    assert!(report.applied.is_empty(), "the change was applied");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(doc.heads(), heads, "the document changed");
+
+    // The document still takes an honest change.
+    let edit = doc
+        .clone()
+        .set_description(&founder, "Neighbours sharing tools and time.", T0 + 2_000)
+        .expect("describe")
+        .expect("a change");
+    let report = doc.apply(vec![edit]);
+    assert_eq!(report.applied.len(), 1, "{report:?}");
+    assert_eq!(doc.description(), "Neighbours sharing tools and time.");
+}

@@ -1,0 +1,248 @@
+//! Writes the committed seed corpora, `fuzz/corpus/<target>/`: a handful
+//! of real encoded values per target, from the fixtures' group, each with
+//! the mode byte its target reads first. Run from `fuzz/` with
+//! `cargo run --example seeds`; the output is the same every time except
+//! for the sealed gossip (a seal's nonce is random).
+
+// Links libFuzzer's coverage callbacks when built with the fuzz targets'
+// instrumentation (so it reuses their build).
+extern crate libfuzzer_sys;
+
+use std::path::{Path, PathBuf};
+
+use nestwork_core::{encoding, ChangeBundle, Hash32, SignedChange};
+use nestwork_docs::RecordBody;
+use nestwork_fuzz::{fixture, founder, T0};
+use nestwork_net::protocol::{Request, Response};
+use nestwork_net::Ticket;
+
+fn write(dir: &Path, target: &str, name: &str, mode: Option<u8>, bytes: &[u8]) {
+    let dir = dir.join(target);
+    std::fs::create_dir_all(&dir).expect("make the corpus directory");
+    let mut out = mode.map(|m| vec![m]).unwrap_or_default();
+    out.extend_from_slice(bytes);
+    std::fs::write(dir.join(name), out).expect("write a seed");
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn main() {
+    let dir: PathBuf = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
+    let f = fixture();
+    let group = f.group();
+    let all = f.changes.clone();
+    let [genesis, admit, described, member_said] = <[SignedChange; 4]>::try_from(all.clone())
+        .unwrap_or_else(|_| panic!("the fixture has four changes"));
+    let ticket = Ticket::issue(
+        &founder(),
+        group,
+        "Riverside",
+        vec![
+            "/ip4/192.0.2.1/tcp/4001".into(),
+            "/ip4/192.0.2.1/udp/4001/quic-v1".into(),
+        ],
+        T0 + 86_400_000,
+    );
+
+    // sync_frame: mode bit 0 request/response, bit 1 body only.
+    let requests = [
+        (
+            "sync",
+            Request::Sync {
+                doc: group,
+                heads: vec![Hash32(genesis.hash.0)],
+                changes: vec![admit.clone(), described.clone()],
+            },
+        ),
+        (
+            "sync-empty",
+            Request::Sync {
+                doc: group,
+                heads: vec![],
+                changes: vec![],
+            },
+        ),
+        (
+            "join",
+            Request::Join {
+                ticket: ticket.clone(),
+            },
+        ),
+    ];
+    for (name, req) in &requests {
+        let body = encoding::encode(req);
+        write(
+            &dir,
+            "sync_frame",
+            &format!("req-{name}"),
+            Some(0),
+            &framed(&body),
+        );
+        write(
+            &dir,
+            "sync_frame",
+            &format!("req-{name}-body"),
+            Some(2),
+            &body,
+        );
+    }
+    let responses = [
+        (
+            "sync",
+            Response::Sync {
+                heads: vec![member_said.hash],
+                changes: vec![described.clone(), member_said.clone()],
+                more: true,
+            },
+        ),
+        (
+            "joined",
+            Response::Joined {
+                changes: all.clone(),
+            },
+        ),
+        (
+            "refused",
+            Response::Refused {
+                reason: "unknown document".into(),
+            },
+        ),
+    ];
+    for (name, res) in &responses {
+        let body = encoding::encode(res);
+        write(
+            &dir,
+            "sync_frame",
+            &format!("res-{name}"),
+            Some(1),
+            &framed(&body),
+        );
+        write(
+            &dir,
+            "sync_frame",
+            &format!("res-{name}-body"),
+            Some(3),
+            &body,
+        );
+    }
+
+    // gossip_open: mode even sealed, odd plaintext.
+    let seal = f.seal();
+    for (name, batch) in [
+        ("one", vec![described.clone()]),
+        ("two", vec![described.clone(), member_said.clone()]),
+    ] {
+        let plain = encoding::encode(&batch);
+        write(
+            &dir,
+            "gossip_open",
+            &format!("sealed-{name}"),
+            Some(0),
+            &seal.seal(&plain),
+        );
+        write(
+            &dir,
+            "gossip_open",
+            &format!("plain-{name}"),
+            Some(1),
+            &plain,
+        );
+    }
+
+    // ticket: text as pasted.
+    write(&dir, "ticket", "ticket", None, ticket.to_text().as_bytes());
+    let expired = Ticket::issue(&founder(), group, "Riverside", vec![], T0 - 1);
+    write(
+        &dir,
+        "ticket",
+        "expired",
+        None,
+        format!("  {}\n", expired.to_text()).as_bytes(),
+    );
+
+    // change_apply: 0 one envelope, 1 a batch, 2 raw Automerge bytes.
+    for (name, c) in [
+        ("genesis", &genesis),
+        ("admission", &admit),
+        ("founder-description", &described),
+        ("member-description", &member_said),
+    ] {
+        write(
+            &dir,
+            "change_apply",
+            &format!("one-{name}"),
+            Some(0),
+            &c.encode(),
+        );
+        write(
+            &dir,
+            "change_apply",
+            &format!("raw-{name}"),
+            Some(2),
+            &c.change,
+        );
+    }
+    write(
+        &dir,
+        "change_apply",
+        "batch",
+        Some(1),
+        &encoding::encode(&vec![member_said.clone(), described.clone()]),
+    );
+
+    // bundle_import: a file as `group export` writes it.
+    write(
+        &dir,
+        "bundle_import",
+        "group",
+        None,
+        &ChangeBundle {
+            doc: group,
+            changes: all.clone(),
+        }
+        .encode(),
+    );
+    write(
+        &dir,
+        "bundle_import",
+        "genesis-only",
+        None,
+        &ChangeBundle {
+            doc: group,
+            changes: vec![genesis.clone()],
+        }
+        .encode(),
+    );
+
+    // record_decode: bit 0 clear a signed record, set a body alone; bit 1
+    // as if in a document's first change.
+    for (i, record) in f.admitted.records().values().enumerate() {
+        let genesis_bit = match RecordBody::decode(&record.body) {
+            Ok(RecordBody::GroupGenesis(_)) => 2,
+            _ => 0,
+        };
+        write(
+            &dir,
+            "record_decode",
+            &format!("record-{i}"),
+            Some(genesis_bit),
+            &record.encode(),
+        );
+        write(
+            &dir,
+            "record_decode",
+            &format!("body-{i}"),
+            Some(1 | genesis_bit),
+            &record.body,
+        );
+    }
+    let _ = f.genesis_only.heads();
+    println!("seeds written under {}", dir.display());
+}
