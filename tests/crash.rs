@@ -136,14 +136,25 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
         paid_back.load(Ordering::SeqCst),
     );
     let mut balances = (serde_json::Value::Null, serde_json::Value::Null);
-    wait_for("the two nodes to agree", Duration::from_secs(60), || {
+    let start = std::time::Instant::now();
+    loop {
         balances = (
             json(&dir, &["balance", "Hub"]),
             json(&other, &["balance", "Hub"]),
         );
-        balances.0["accounts"] == balances.1["accounts"]
+        if balances.0["accounts"] == balances.1["accounts"]
             && balances.0["payments"].as_u64() >= Some(paid + paid_back)
-    });
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the two nodes do not agree after 60 s: {paid} + {paid_back} payments acknowledged; killed node {} ; other node {}",
+            balances.0,
+            balances.1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let of = |who: &str| {
         balances.0["accounts"]
             .as_array()
