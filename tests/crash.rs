@@ -135,17 +135,16 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
         paid.load(Ordering::SeqCst),
         paid_back.load(Ordering::SeqCst),
     );
-    let mut balances = (serde_json::Value::Null, serde_json::Value::Null);
     let start = std::time::Instant::now();
-    loop {
-        balances = (
+    let balances = loop {
+        let balances = (
             json(&dir, &["balance", "Hub"]),
             json(&other, &["balance", "Hub"]),
         );
         if balances.0["accounts"] == balances.1["accounts"]
             && balances.0["payments"].as_u64() >= Some(paid + paid_back)
         {
-            break;
+            break balances;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -154,7 +153,7 @@ fn acknowledged_groups_survive_sigkill_at_random_moments() {
             balances.1
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
     let of = |who: &str| {
         balances.0["accounts"]
             .as_array()
