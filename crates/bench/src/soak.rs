@@ -542,15 +542,7 @@ impl Proc {
 
     /// Resident memory, from /proc (0 where there is none).
     fn rss_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024)
+        nestwork_node::node::resident_bytes_of(&self.pid.to_string())
     }
 
     /// SIGTERM, and wait for a clean exit.

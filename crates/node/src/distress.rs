@@ -87,6 +87,12 @@ fn partners_at(gov: &Governance, other: &Hash32, at: u64) -> bool {
         .any(|t| t.other == *other && mutual_aid_at(t, at))
 }
 
+/// Whether `gov`'s group takes answers carried from `from` at `at`: the
+/// tier above, a child tier, or a mutual-aid treaty partner.
+fn answers_come_from(gov: &Governance, from: &Hash32, at: u64) -> bool {
+    gov.parent == Some(*from) || gov.children.contains(from) || partners_at(gov, from, at)
+}
+
 /// The signals of one group document as of `now`.
 fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
     // An escalation counts from a child tier, or from the other party of a
@@ -94,9 +100,7 @@ fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
     // from the tier above, from a child tier, or across such a treaty.
     let escalation_from =
         |from: &Hash32, at: u64| gov.children.contains(from) || partners_at(gov, from, at);
-    let answer_from = |from: &Hash32, at: u64| {
-        gov.parent == Some(*from) || gov.children.contains(from) || partners_at(gov, from, at)
-    };
+    let answer_from = |from: &Hash32, at: u64| answers_come_from(gov, from, at);
     let relations = distress::Relations {
         escalation_from: &escalation_from,
         answer_from: &answer_from,
@@ -388,11 +392,8 @@ impl Node {
             .map(|(g, _)| g)
             .collect();
         let related = |to: &Hash32, from: &Hash32| {
-            govs.get(to).is_some_and(|gov| {
-                gov.parent == Some(*from)
-                    || gov.children.contains(from)
-                    || partners_at(gov, from, now)
-            })
+            govs.get(to)
+                .is_some_and(|gov| answers_come_from(gov, from, now))
         };
         let mut due: BTreeMap<(u64, Hash32, Hash32), RecordBody> = BTreeMap::new();
         for from in &mine {

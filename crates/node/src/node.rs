@@ -244,7 +244,13 @@ pub struct Damaged {
 /// Resident memory of this process, from `/proc/self/status` (0 where
 /// there is none).
 pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    resident_bytes_of("self")
+}
+
+/// Resident memory of process `pid` ("self" for this one), from
+/// `/proc/PID/status` (0 where there is none).
+pub fn resident_bytes_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

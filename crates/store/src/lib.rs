@@ -253,12 +253,7 @@ impl Store {
                     }
                     Ok::<(), ConflictableTransactionError<()>>(())
                 })
-                .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::Sled(e),
-                    TransactionError::Abort(()) => {
-                        StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
-                    }
-                })
+                .map_err(transaction_error)
         })?;
         self.touch();
         Ok(())
@@ -387,12 +382,7 @@ impl Store {
                     marks.insert(CHANGE_COUNT, &count.saturating_sub(moved).to_be_bytes())?;
                     Ok::<(), ConflictableTransactionError<()>>(())
                 })
-                .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::Sled(e),
-                    TransactionError::Abort(()) => {
-                        StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
-                    }
-                })
+                .map_err(transaction_error)
         })?;
         self.touch();
         Ok(())
@@ -534,6 +524,16 @@ impl Trees {
             trees.marks.insert(CHANGE_COUNT, &count.to_be_bytes())?;
         }
         Ok(trees)
+    }
+}
+
+/// A failed sled transaction as a store error (ours never abort).
+fn transaction_error(e: TransactionError<()>) -> StoreError {
+    match e {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        TransactionError::Abort(()) => {
+            StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
+        }
     }
 }
 
