@@ -1570,6 +1570,14 @@ fn parse_change(bytes: &[u8]) -> Result<Change, String> {
             change.len()
         ));
     }
+    // Automerge keeps a change as its own re-encoding of it: bytes that
+    // parse but are not that encoding would be stored under a hash no
+    // change has, and serving the document later panics inside Automerge
+    // (a fuzz finding). Only Automerge's own encoding is taken.
+    let canonical = catch_unwind(|| Change::from(change.decode()).hash());
+    if canonical.ok() != Some(change.hash()) {
+        return Err("corrupted change: not in Automerge's own encoding".into());
+    }
     Ok(change)
 }
 

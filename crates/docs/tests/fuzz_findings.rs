@@ -72,3 +72,27 @@ fn fuzz_change_apply_a_change_that_panics_automerge_apply_is_refused_and_the_doc
     assert_eq!(report.applied.len(), 1, "{report:?}");
     assert_eq!(doc.description(), "Neighbours sharing tools and time.");
 }
+
+/// change_apply found a founder's change (the fixture's description edit
+/// with other bytes) that Automerge parses and applies without error, but
+/// after which `changes_since` panics inside Automerge (`MissingDep` in
+/// its change collector): the bytes are not Automerge's own encoding of
+/// the change, so its re-encoding hashes differently and the change graph
+/// names a hash no change has. `changes_since` serves every sync and
+/// export, so a member could make every node that took it panic there.
+#[test]
+fn fuzz_change_apply_a_change_not_in_automerges_own_encoding_is_refused_and_the_document_still_serves(
+) {
+    let (founder, mut doc) = fixture();
+    let bytes = include_bytes!("data/fuzz-change-changes-since-missing-dep.bin").to_vec();
+    let hash = Change::from_bytes(bytes.clone())
+        .expect("Automerge parses the found change")
+        .hash();
+    let signed = SignedChange::sign(founder.key(), doc.id(), Hash32(hash.0), bytes);
+    let heads = doc.heads();
+    let report = doc.apply(vec![signed]);
+    assert!(report.applied.is_empty(), "the change was applied");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(doc.heads(), heads, "the document changed");
+    assert_eq!(doc.changes_since(&[]).len(), 2, "the document serves");
+}
