@@ -8,6 +8,8 @@
 //! limit's value (or `ref:KEY` for another figure of the same run), and
 //! what the limit is.
 
+pub mod process;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -14,8 +14,7 @@
 //! Traffic stays on 127.0.0.1: nodes listen on `/ip4/127.0.0.1/tcp/0`,
 //! tickets carry only those addresses, and mDNS is off.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
 use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
+use nestwork_bench::process::{nestwork_binary, run_cmd, Proc};
 use nestwork_bench::{figure, Better, Limit};
 use nestwork_core::Hash32;
 use nestwork_docs::GroupView;
@@ -449,122 +449,5 @@ fn wait_for_agreement(
             bail!("the nodes do not agree after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The `nestwork` binary built beside this one.
-fn nestwork_binary() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("NESTWORK_SOAK_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let me = std::env::current_exe()?;
-    let bin = me.with_file_name("nestwork");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (scripts/soak does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn run_cmd(bin: &Path, dir: &DataDir, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.root())
-        .args(args)
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("nestwork {args:?} failed");
-    }
-    Ok(())
-}
-
-/// A running node process.
-struct Proc {
-    child: Child,
-    stopped: bool,
-    /// The node's own process id (from `api.json`: with a wrapper, the
-    /// child is the wrapper).
-    pid: u32,
-}
-
-impl Proc {
-    fn start(bin: &Path, dir: &DataDir, wrap: Option<&str>) -> anyhow::Result<Proc> {
-        let _ = std::fs::remove_file(dir.api_file());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.root().join("node.log"))?;
-        let mut cmd = match wrap {
-            Some(w) => {
-                let mut parts = w.split_whitespace();
-                let mut cmd = Command::new(parts.next().context("empty wrapper")?);
-                cmd.args(parts).arg(bin);
-                cmd
-            }
-            None => Command::new(bin),
-        };
-        let child = cmd
-            .arg("--data-dir")
-            .arg(dir.root())
-            .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .env(
-                "RUST_LOG",
-                std::env::var("NESTWORK_SOAK_LOG")
-                    .unwrap_or_else(|_| "warn,nestwork_node::ledger=info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawning nestwork run")?;
-        let t = Instant::now();
-        loop {
-            if let (Ok(c), Some(ep)) = (
-                Client::connect(dir),
-                nestwork_api::endpoint::Endpoint::read(dir),
-            ) {
-                if c.get::<StatusReport>("/status").is_ok() {
-                    return Ok(Proc {
-                        child,
-                        stopped: false,
-                        pid: ep.pid,
-                    });
-                }
-            }
-            if t.elapsed() > Duration::from_secs(120) {
-                bail!("node did not start within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Resident memory, from /proc (0 where there is none).
-    fn rss_bytes(&self) -> u64 {
-        nestwork_node::node::resident_bytes_of(&self.pid.to_string())
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) -> anyhow::Result<()> {
-        self.stopped = true;
-        Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        // An error path: stop the node all the same.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let _ = self.child.wait();
     }
 }

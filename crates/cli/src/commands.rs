@@ -389,6 +389,12 @@ fn status_text(report: &StatusReport) -> String {
                 "network   {} peers connected; {}\n",
                 n.connected_peers, n.reachability
             ));
+            if n.gossip.shed > 0 {
+                out.push_str(&format!(
+                    "  overloaded: {} gossip messages shed unchecked (sync brings them)\n",
+                    n.gossip.shed
+                ));
+            }
             for r in &n.relays {
                 out.push_str(&format!(
                     "  relay {}  {}\n",

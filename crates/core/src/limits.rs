@@ -34,8 +34,12 @@ pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest gossip message.
 pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
 
-/// Largest sync request frame (from a member).
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest sync request frame. Anyone, member or not, can open a stream
+/// and send one, and it is read whole before the asker's membership is
+/// checked, so this is also the most a stranger's stream makes a node
+/// hold. A member with more changes to push than fit says so, and the
+/// other side pulls them (answers are read only from peers we asked).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Largest sync response frame.
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -61,7 +65,7 @@ pub const MAX_INCOMING_CONNECTIONS: u32 = 256;
 /// Most incoming connections still in their handshake at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 
-/// Most heads a peer may list.
+/// Most heads a peer may list (they must fit a request with room left).
 pub const MAX_HEADS: usize = 1024;
 
 /// Longest invite ticket text.
@@ -87,5 +91,8 @@ mod tests {
         const { assert!(MAX_CHANGE_DATA_BYTES < MAX_CHANGE_BYTES) };
         assert!(MAX_CHANGE_DATA_BYTES + envelope + header <= MAX_CHANGE_BYTES);
         const { assert!(MAX_RECORD_BYTES < MAX_CHANGE_DATA_BYTES) };
+        // A request's heads (32 bytes and a prefix each) leave room for
+        // changes.
+        const { assert!(MAX_HEADS * 34 + 16 * 1024 < MAX_REQUEST_BYTES) };
     }
 }

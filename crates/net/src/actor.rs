@@ -27,7 +27,7 @@ use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
-use crate::protocol::{Request, Response, MAX_HEADS, SYNC_BATCH_BYTES};
+use crate::protocol::{Request, Response, MAX_HEADS, MAX_REQUEST_BYTES, SYNC_BATCH_BYTES};
 use crate::reach::{
     self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
 };
@@ -39,10 +39,17 @@ use crate::{
 
 /// Most sync rounds in one session before giving up until the next trigger.
 const MAX_SYNC_ROUNDS: u32 = 8;
+/// How many change bytes a node looks out to push in one request (what
+/// fits is then cut to the request limit by `fit_request`).
+const PUSH_BYTES: usize = MAX_REQUEST_BYTES;
 /// Most sync sessions this node runs at once with one peer: under half the
 /// streams a connection carries (`limits::MAX_SYNC_STREAMS`, both ways
 /// together), leaving the peer room for its own.
 const SYNC_SESSIONS_PER_PEER: usize = 6;
+/// Most change bytes waiting for validation. Gossip arrives while a batch
+/// is checked; if checking falls behind by more than this, the oldest
+/// waiting messages are shed (see `shed_overload`).
+const MAX_QUEUED_GOSSIP_BYTES: usize = 64 * 1024 * 1024;
 /// How often to compare heads with connected members and retry direct
 /// connections to peers reached only through a relay.
 const ANTI_ENTROPY: Duration = Duration::from_secs(15);
@@ -465,6 +472,10 @@ enum Done {
         doc: Hash32,
         again: bool,
     },
+    /// A member said it holds more for us than fit its request: ask it.
+    Pull(PeerId, Hash32),
+    /// A sync session's request was worked out (`None`: nothing to ask).
+    SyncReady(PeerId, Hash32, Option<Request>),
     /// A join answer was applied.
     Joined(
         PeerId,
@@ -478,6 +489,8 @@ enum Pending {
     Sync {
         doc: Hash32,
         round: u32,
+        /// Not every change they lack fitted the request; they will ask.
+        cut: bool,
     },
     /// A join, with its ticket (sent again if the connection drops).
     Join(JoinReply, Ticket),
@@ -664,6 +677,7 @@ impl EventLoop {
                     doc,
                     heads: Vec::new(),
                     changes: Vec::new(),
+                    more: false,
                 };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending.insert(id, (peer, Pending::Probe(reply)));
@@ -1052,6 +1066,13 @@ impl EventLoop {
         match verdict {
             Ok((group, changes)) => {
                 self.gossip_queue.push((id, source, group, changes));
+                for (id, source) in shed_overload(&mut self.gossip_queue, MAX_QUEUED_GOSSIP_BYTES) {
+                    self.counts.shed += 1;
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+                }
                 self.validate_queue();
             }
             Err(reason) => {
@@ -1118,6 +1139,8 @@ impl EventLoop {
                 }
                 self.start_waiting_sync(peer);
             }
+            Done::Pull(peer, doc) => self.start_sync(peer, doc),
+            Done::SyncReady(peer, doc, request) => self.send_sync(peer, doc, request),
             Done::Joined(inviter, result, reply) => {
                 if let Ok(doc) = &result {
                     if let Some(genesis) = self.replica.genesis(doc) {
@@ -1148,6 +1171,7 @@ impl EventLoop {
                 doc,
                 heads,
                 changes,
+                more,
             } => {
                 // A stranger learns nothing, not even whether we hold the
                 // group: the same answer as for a group we do not have.
@@ -1160,6 +1184,7 @@ impl EventLoop {
                         .send_response(channel, refused("unknown document"));
                     return;
                 }
+                let theirs_more = more;
                 tokio::task::spawn_blocking(move || {
                     if !changes.is_empty() {
                         if let Err(e) = replica.apply_remote(doc, changes, false) {
@@ -1180,6 +1205,9 @@ impl EventLoop {
                             more,
                         },
                     ));
+                    if theirs_more {
+                        let _ = done.blocking_send(Done::Pull(peer, doc));
+                    }
                 });
             }
             Request::Join { ticket } => {
@@ -1215,7 +1243,7 @@ impl EventLoop {
         let done = self.done_tx.clone();
         match (pending, response) {
             (
-                Pending::Sync { doc, round },
+                Pending::Sync { doc, round, cut },
                 Response::Sync {
                     heads,
                     changes,
@@ -1241,9 +1269,11 @@ impl EventLoop {
                         }
                     }
                     replica.set_peer_heads(&member, &doc, &heads);
-                    // Do they still lack something of ours?
+                    // Do they still lack something of ours? (If our push
+                    // was cut short, they are asking us for the rest.)
                     let (theirs_missing, _) = replica.changes_since(&doc, &heads, 1);
-                    again = (again || !theirs_missing.is_empty()) && round + 1 < MAX_SYNC_ROUNDS;
+                    again = (again || (!cut && !theirs_missing.is_empty()))
+                        && round + 1 < MAX_SYNC_ROUNDS;
                     let _ = done.blocking_send(Done::Synced { peer, doc, again });
                 });
             }
@@ -1471,33 +1501,45 @@ impl EventLoop {
             }
             return;
         }
-        let (Some(member), Some(heads)) = (member_of(&peer), self.replica.heads(&doc)) else {
+        let Some(member) = member_of(&peer) else {
             return;
         };
-        if !self.replica.is_member(&doc, &member) || !self.swarm.is_connected(&peer) {
+        if !self.swarm.is_connected(&peer) {
             return;
         }
-        // Send along what they lack by what we last saw of them; if we have
-        // never synced, send nothing and let their answer tell us.
-        let changes = match self.replica.peer_heads(&member, &doc) {
-            Some(theirs) => {
-                self.replica
-                    .changes_since(&doc, &theirs, SYNC_BATCH_BYTES)
-                    .0
-            }
-            None => Vec::new(),
-        };
+        // The session is ours from now; what to send is worked out off the
+        // loop (it may load a ledger period from disk).
         self.syncing.insert((peer, doc), false);
-        let id = self.swarm.behaviour_mut().sync.send_request(
-            &peer,
-            Request::Sync {
-                doc,
-                heads,
-                changes,
-            },
+        let replica = self.replica.clone();
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let request = sync_request(&*replica, &member, doc);
+            let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
+        });
+    }
+
+    /// Send a sync request worked out by `sync_request`, or give the
+    /// session up if there is nothing to ask (no longer a member, the
+    /// document gone, the peer gone).
+    fn send_sync(&mut self, peer: PeerId, doc: Hash32, request: Option<Request>) {
+        let Some(request) = request.filter(|_| self.swarm.is_connected(&peer)) else {
+            self.syncing.remove(&(peer, doc));
+            self.start_waiting_sync(peer);
+            return;
+        };
+        let more = matches!(request, Request::Sync { more: true, .. });
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.pending.insert(
+            id,
+            (
+                peer,
+                Pending::Sync {
+                    doc,
+                    round: 0,
+                    cut: more,
+                },
+            ),
         );
-        self.pending
-            .insert(id, (peer, Pending::Sync { doc, round: 0 }));
     }
 
     /// Start the next sync session waiting for a free stream to `peer`.
@@ -1727,6 +1769,77 @@ fn admit(
     replica.admit(&ticket.group, member, ticket.id(), ticket.signature.clone())
 }
 
+/// The overload policy: while more than `max_bytes` of changes wait for
+/// validation, shed the oldest waiting message of a ledger period (a
+/// payment) first; only when none is left, the oldest of a group document
+/// (governance and distress signals, which live there, go last). A shed
+/// message is ignored, not rejected: nobody is penalised, it is not
+/// forwarded, and its changes come by sync later.
+fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(MessageId, PeerId)> {
+    let size = |q: &Queued| q.3.iter().map(|c| c.change.len()).sum::<usize>();
+    let mut total: usize = queue.iter().map(size).sum();
+    let mut shed = Vec::new();
+    while total > max_bytes {
+        let is_period = |q: &Queued| q.3[0].doc != q.2;
+        let Some(at) = queue
+            .iter()
+            .position(is_period)
+            .or((!queue.is_empty()).then_some(0))
+        else {
+            break;
+        };
+        let (id, source, _, changes) = queue.remove(at);
+        total -= changes.iter().map(|c| c.change.len()).sum::<usize>();
+        shed.push((id, source));
+    }
+    shed
+}
+
+/// The request that starts a sync session of `doc` with `member`, if they
+/// are a member and we hold it: our heads, and along with them what they
+/// lack by what we last saw of them, as much as fits a request (if we have
+/// never synced, nothing: their answer will tell us).
+fn sync_request(replica: &dyn Replica, member: &MemberId, doc: Hash32) -> Option<Request> {
+    let heads = replica.heads(&doc)?;
+    if !replica.is_member(&doc, member) {
+        return None;
+    }
+    let lacking = match replica.peer_heads(member, &doc) {
+        Some(theirs) => replica.changes_since(&doc, &theirs, PUSH_BYTES),
+        None => (Vec::new(), false),
+    };
+    let (changes, more) = fit_request(lacking, heads.len());
+    Some(Request::Sync {
+        doc,
+        heads,
+        changes,
+        more,
+    })
+}
+
+/// What a request pushes: the changes that fit with `heads` heads beside
+/// them, and whether any were left out (or more were held back already).
+fn fit_request(lacking: (Vec<SignedChange>, bool), heads: usize) -> (Vec<SignedChange>, bool) {
+    let (mut changes, mut more) = lacking;
+    // Heads cost 32 bytes and a prefix each; the envelope's own fields
+    // well under the slack.
+    let mut room = MAX_REQUEST_BYTES.saturating_sub(heads * 34 + 512);
+    let fits = changes
+        .iter()
+        .take_while(|c| {
+            let size = encoding::encode(*c).len();
+            let fits = size <= room;
+            room = room.saturating_sub(size);
+            fits
+        })
+        .count();
+    if fits < changes.len() {
+        changes.truncate(fits);
+        more = true;
+    }
+    (changes, more)
+}
+
 fn refused(reason: &str) -> Response {
     Response::Refused {
         reason: reason.to_string(),
@@ -1886,6 +1999,82 @@ mod tests {
         );
         let doc = replica.doc.lock().expect("lock");
         assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
+    }
+
+    /// Finding 4: a request is read whole before the asker's membership is
+    /// known, so it is bounded at 64 KiB; a member's push is cut to fit,
+    /// and says so (the other side then pulls the rest).
+    #[test]
+    fn finding4_a_push_is_cut_to_fit_a_request_and_says_there_is_more() {
+        let base = group();
+        let small = edit(&base, 1, "a few words");
+        // A member's change as large as the envelope allows (only its
+        // size matters here).
+        let big = SignedChange::sign(
+            writer(2).key(),
+            base.id(),
+            Hash32::of(b"big"),
+            vec![7; MAX_REQUEST_BYTES],
+        );
+        let request = |changes: Vec<SignedChange>, more| Request::Sync {
+            doc: base.id(),
+            heads: vec![Hash32::of(b"h"); MAX_HEADS],
+            changes,
+            more,
+        };
+
+        let (fits, more) = fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
+        assert_eq!((fits.len(), more), (2, false));
+        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
+
+        let (fits, more) = fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
+        assert_eq!((fits.len(), more), (1, true), "cut before the big one");
+        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
+
+        let (fits, more) = fit_request((vec![big], false), 0);
+        assert_eq!((fits.len(), more), (0, true), "one change over the limit");
+
+        let (fits, more) = fit_request((Vec::new(), true), 0);
+        assert_eq!((fits.len(), more), (0, true), "held back already");
+    }
+
+    /// Finding 5 (overload): when validation falls behind, payments are
+    /// shed before the group document, oldest first, down to the bound.
+    #[test]
+    fn finding5_overload_sheds_payments_first_and_the_group_document_last() {
+        let base = group();
+        let change = edit(&base, 1, "one");
+        let size = change.change.len();
+        let period = |n: u8| {
+            let mut c = change.clone();
+            c.doc = Hash32::of(b"a ledger period");
+            message(n, &base, c)
+        };
+        let mut queue = vec![
+            message(1, &base, change.clone()),
+            period(2),
+            message(3, &base, change.clone()),
+            period(4),
+        ];
+        assert!(shed_overload(&mut queue, 4 * size).is_empty());
+        let shed = shed_overload(&mut queue, 2 * size);
+        let ids = |q: &[Queued]| q.iter().map(|m| m.0.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            shed.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            vec![MessageId::new(&[2]), MessageId::new(&[4])],
+            "the payments went first, oldest first"
+        );
+        assert_eq!(
+            ids(&queue),
+            vec![MessageId::new(&[1]), MessageId::new(&[3])]
+        );
+        let shed = shed_overload(&mut queue, size);
+        assert_eq!(
+            shed[0].0,
+            MessageId::new(&[1]),
+            "then the oldest of the group"
+        );
+        assert_eq!(ids(&queue), vec![MessageId::new(&[3])]);
     }
 
     /// Finding 5: a panic in validation used to unwind out of the blocking

@@ -223,6 +223,11 @@ pub struct GossipCounts {
     /// Copies received, duplicates included: `copies_received /
     /// unique_received` is how many times each message arrived.
     pub copies_received: u64,
+    /// Shed unchecked because validation fell behind (payments first,
+    /// the group document with its distress signals last); sync brings
+    /// their changes later.
+    #[serde(default)]
+    pub shed: u64,
 }
 
 /// Sync state of one group with each connected member.

@@ -1,14 +1,18 @@
-//! The sync protocol (`/nestwork/sync/1`): request-response over a libp2p
+//! The sync protocol (`/nestwork/sync/2`): request-response over a libp2p
 //! stream, each message one length-prefixed postcard frame with a size
 //! bound, so a peer that sends garbage or a huge length gets an error, not
 //! our memory.
 //!
 //! A sync session for one document, started by A with B:
 //! 1. A sends `Sync` with its heads and the changes it believes B lacks
-//!    (computed from B's heads as last seen, kept on disk per peer);
+//!    (computed from B's heads as last seen, kept on disk per peer), as
+//!    many as fit a request (64 KiB: a request is read before anyone
+//!    knows whether A is a member); `more` says A holds more for B;
 //! 2. B checks A is a member (a stranger is told only "unknown document"),
 //!    verifies and applies A's changes, and answers with its heads and every
 //!    change A lacks (up to a size bound; `more` says there is more);
+//!    if A said it holds more, B then asks A in turn (a pull: answers are
+//!    read only from peers B chose to ask, so they may be large);
 //! 3. A verifies and applies them. If B's heads show it still lacks
 //!    something, A goes again. After a small change, one round trip.
 //!
@@ -25,7 +29,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::ticket::Ticket;
 
 /// The protocol name.
-pub const PROTOCOL: &str = "/nestwork/sync/1";
+/// Version 2: requests bounded at 64 KiB, with `more`.
+pub const PROTOCOL: &str = "/nestwork/sync/2";
 use nestwork_core::limits::MAX_READ_AHEAD_BYTES;
 pub use nestwork_core::limits::{MAX_HEADS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 /// How many change bytes one sync answer carries before saying `more`.
@@ -42,6 +47,9 @@ pub enum Request {
         heads: Vec<Hash32>,
         /// Changes the asker believes the other side lacks.
         changes: Vec<SignedChange>,
+        /// The asker holds more changes the other side lacks than fit a
+        /// request: the other side should ask for them.
+        more: bool,
     },
     /// Join a group with an invite ticket.
     Join {
@@ -209,6 +217,7 @@ mod tests {
                 doc: Hash32::of(b"d"),
                 heads: vec![Hash32::of(b"h")],
                 changes: vec![],
+                more: false,
             };
             write_counted(
                 &mut Cursor::new(&mut buf),
