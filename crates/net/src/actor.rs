@@ -580,11 +580,20 @@ impl EventLoop {
         let Some(ring) = self.replica.keyring(&group, None) else {
             return;
         };
-        if let Some(seals) = self
+        let renewed = self
             .seals
             .get_mut(&IdentTopic::new(docs_topic(&group)).hash())
-        {
-            seals.update(&ring);
+            .is_some_and(|seals| seals.update(&ring));
+        if renewed {
+            // A new key reached this node: pass its record on to the
+            // members it is connected to, by sync (gossip under the old
+            // key would reach the member who left; under the new one,
+            // nobody who lacks it could forward it). Each member does the
+            // same on receiving it, so it floods the group's members only.
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.start_sync(peer, group);
+            }
         }
     }
 

@@ -175,14 +175,17 @@ impl GroupSeals {
     }
 
     /// Take the keys of `ring`: keys are only ever added (old gossip still
-    /// opens); the current one follows the ring.
-    pub fn update(&mut self, ring: &Keyring) {
+    /// opens); the current one follows the ring. `true` if this gave a new
+    /// current key.
+    pub fn update(&mut self, ring: &Keyring) -> bool {
         for (id, key) in &ring.keys {
             self.keys
                 .entry(short_key_id(id))
                 .or_insert_with(|| GroupSeal::with_key(&self.group, key));
         }
+        let before = self.current;
         self.current = ring.current.as_ref().map(short_key_id);
+        self.current.is_some() && self.current != before
     }
 
     /// The seal to seal with now; `None` while no key is held by members
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(seals.open(&altered), Err(OpenError::DoesNotOpen));
         assert_eq!(seals.open(&[0; 5]), Err(OpenError::DoesNotOpen));
         // No key held by members only: nothing to seal with.
-        seals.update(&Keyring {
+        let _ = seals.update(&Keyring {
             keys: Default::default(),
             current: None,
             need: None,
