@@ -58,6 +58,7 @@ async fn main() {
     );
     let (mut nodes, group) = meshed_group(n, 13).await;
     let mut times = Vec::new();
+    let mut gossip_times = Vec::new();
     let mut record_bytes = Vec::new();
     let mut traffic = Vec::new();
     for _ in 0..rounds {
@@ -75,7 +76,17 @@ async fn main() {
         let start = Instant::now();
         leaver.node.leave(&group.to_hex(), true).expect("leave");
         let exit = leaver.heads(&group);
+        let mut exit_everywhere: Option<Duration> = None;
         loop {
+            if exit_everywhere.is_none()
+                && nodes.iter().all(|x| {
+                    x.node
+                        .charter(&group.to_hex())
+                        .is_ok_and(|c| c.members.len() == nodes.len())
+                })
+            {
+                exit_everywhere = Some(start.elapsed());
+            }
             let mut keys = Vec::with_capacity(nodes.len());
             for x in &nodes {
                 keys.push(seal_of(x, &group).await);
@@ -95,6 +106,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         times.push(start.elapsed());
+        gossip_times.push(exit_everywhere.unwrap_or_else(|| start.elapsed()));
         traffic.push(sync_bytes(&nodes).await - bytes_before);
         let added: usize = nodes[0]
             .node
@@ -120,13 +132,28 @@ async fn main() {
         &format!(
             "exit signed -> every remaining member seals with the new key, median of {rounds}"
         ),
+        nestwork_bench::Limit::Figure(
+            "seal-exit-gossip".into(),
+            "the exit itself reaching every remaining member by gossip".into(),
+        ),
+    );
+    let mut g = gossip_times.clone();
+    g.sort();
+    nestwork_bench::figure(
+        "seal-exit-gossip",
+        &format!("time for an exit to reach all, {n} nodes"),
+        ms(g[g.len() / 2]),
+        "ms",
+        nestwork_bench::Better::Lower,
+        &format!("exit signed -> off the roll on every remaining member, median of {rounds}"),
         nestwork_bench::Limit::None,
     );
     for (i, t) in times.iter().enumerate() {
         let (members, bytes) = record_bytes[i];
         println!(
-            "round {}: {members} remaining members, new key everywhere in {:.1} ms; key records {bytes} bytes (signed change); sync traffic {} bytes",
+            "round {}: {members} remaining members, exit everywhere in {:.1} ms, new key everywhere in {:.1} ms; key records {bytes} bytes (signed change); sync traffic {} bytes",
             i + 1,
+            ms(gossip_times[i]),
             ms(*t),
             traffic[i]
         );
