@@ -21,6 +21,30 @@ async fn gossip_counts(n: &TestNode) -> (u64, u64) {
     (g.rejected, g.ignored + g.accepted)
 }
 
+/// Wait until every node of `nodes` seals `group`'s gossip with one key,
+/// made since the group began (someone has left: a new epoch).
+async fn new_seal_key_everywhere(nodes: &[&TestNode], group: &Hash32) {
+    for _ in 0..6000 {
+        let mut keys = Vec::new();
+        for n in nodes {
+            let status = n.net.status().await.expect("status");
+            keys.push(
+                status
+                    .sync
+                    .iter()
+                    .find(|s| s.group == *group)
+                    .filter(|s| s.seal_keys_held > 1)
+                    .and_then(|s| s.seal_key.clone()),
+            );
+        }
+        if keys[0].is_some() && keys.iter().all(|k| *k == keys[0]) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the remaining members did not agree on a new seal key");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything() {
     let (nodes, hub) = group_of(3).await;
@@ -53,9 +77,10 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
             .is_ok_and(|c| c.members.len() == 2)
     })
     .await;
+    new_seal_key_everywhere(&stayers, &hub).await;
 
     // An edit made afterwards reaches the other member, and the removed
-    // node (running honest code) takes none of it.
+    // node (running honest code) takes none of it (it cannot open it).
     let (_, ignored_before) = gossip_counts(out).await;
     nodes[0]
         .node
@@ -310,4 +335,173 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
         newcomer.description(&hub).as_deref() == Some("members only")
     })
     .await;
+}
+
+/// A former member's node, modified to open whatever gossip it can with
+/// what its node holds and keep it: it claims everyone is a member and
+/// records every change it gets out of a gossip message.
+struct Eavesdropper {
+    node: std::sync::Arc<nestwork_node::Node>,
+    opened: std::sync::Mutex<Vec<Hash32>>,
+}
+
+impl Eavesdropper {
+    fn held(&self) -> &dyn nestwork_net::Replica {
+        &*self.node
+    }
+}
+
+impl nestwork_net::Replica for Eavesdropper {
+    fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+        self.held().groups()
+    }
+    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+        self.held().group_of(doc)
+    }
+    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+        self.held().docs_of(group)
+    }
+    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
+        self.held().genesis(doc)
+    }
+    fn is_member(&self, _: &Hash32, _: &nestwork_core::MemberId) -> bool {
+        true
+    }
+    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+        self.held().heads(doc)
+    }
+    fn changes_since(
+        &self,
+        doc: &Hash32,
+        have: &[Hash32],
+        max_bytes: usize,
+    ) -> (Vec<SignedChange>, bool) {
+        self.held().changes_since(doc, have, max_bytes)
+    }
+    fn apply_remote(
+        &self,
+        _: Hash32,
+        changes: Vec<SignedChange>,
+        _: bool,
+    ) -> Result<nestwork_docs::ApplyReport, String> {
+        let mut opened = self.opened.lock().expect("lock");
+        opened.extend(changes.iter().map(|c| c.hash));
+        Ok(nestwork_docs::ApplyReport::default())
+    }
+    fn admit(
+        &self,
+        _: &Hash32,
+        _: nestwork_core::MemberId,
+        _: Hash32,
+        _: Vec<u8>,
+    ) -> Result<(), String> {
+        Err("no".into())
+    }
+    fn peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
+        self.held().peer_heads(peer, doc)
+    }
+    fn set_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32, heads: &[Hash32]) {
+        self.held().set_peer_heads(peer, doc, heads)
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<nestwork_net::DocEvent> {
+        nestwork_net::Replica::subscribe(&*self.node)
+    }
+    fn keyring(
+        &self,
+        group: &Hash32,
+        before: Option<&Hash32>,
+    ) -> Option<nestwork_docs::seal::Keyring> {
+        self.held().keyring(group, before)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_4_a_removed_member_cannot_open_gossip_sent_after_removal() {
+    let (mut nodes, hub) = group_of(3).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    roll_of(&all, &hub, 3).await;
+    wait_until("gossip to reach the third node", LIMIT, || {
+        let _ = nodes[0].node.describe(&hub.to_hex(), "warm up");
+        nodes[2].description(&hub).as_deref() == Some("warm up")
+    })
+    .await;
+    let p = propose(
+        &nodes[0],
+        &hub,
+        "remove-member",
+        &[&nodes[2].member().to_string()],
+    );
+    has_proposal(&all, &hub, &p.state.id).await;
+    vote(&nodes[0], &p.state.id, "yes", None);
+    vote(&nodes[1], &p.state.id, "yes", None);
+    let stayers = [&nodes[0], &nodes[1]];
+    passed_everywhere(&stayers, &hub, &p.state.id).await;
+    roll_of(&stayers, &hub, 2).await;
+    wait_until("the removed node to see its removal", LIMIT, || {
+        nodes[2]
+            .node
+            .charter(&hub.to_hex())
+            .is_ok_and(|c| c.members.len() == 2)
+    })
+    .await;
+
+    // The removed member's node comes back modified: it keeps everything
+    // its node held (keys included) and opens all the gossip it can.
+    let out = nodes.pop().expect("third node");
+    let (dir, seed, _tmp) = out.stop().await;
+    let data = nestwork_node::DataDir::new(&dir);
+    let held = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || nestwork_node::Node::open(&data, key(seed)))
+            .await
+            .expect("join")
+            .expect("open"),
+    );
+    let spy = std::sync::Arc::new(Eavesdropper {
+        node: held,
+        opened: std::sync::Mutex::new(Vec::new()),
+    });
+    let spy_net = nestwork_net::spawn(nestwork_testkit::loopback_config(), key(seed), spy.clone())
+        .await
+        .expect("network");
+    for n in &nodes {
+        spy_net.dial(n.addr().await).await.expect("dial");
+    }
+
+    // The remaining members go on talking until a message of theirs has
+    // reached the eavesdropper and been judged by it.
+    let judged = |s: nestwork_net::GossipCounts| s.accepted + s.ignored + s.rejected;
+    let before = judged(spy_net.status().await.expect("status").gossip);
+    let mut reached = false;
+    let mut last = String::new();
+    for i in 0..40 {
+        last = format!("after the removal {i}");
+        nodes[0]
+            .node
+            .describe(&hub.to_hex(), &last)
+            .expect("describe");
+        for _ in 0..100 {
+            if judged(spy_net.status().await.expect("status").gossip) > before {
+                reached = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if reached {
+            break;
+        }
+    }
+    assert!(
+        reached,
+        "gossip sent after the removal reached the former member's node"
+    );
+    assert!(
+        spy.opened.lock().expect("lock").is_empty(),
+        "the former member opened gossip sent after the removal"
+    );
+    // The remaining members still converge by gossip.
+    wait_until("the other member to get the last edit", LIMIT, || {
+        nodes[1].description(&hub).as_deref() == Some(last.as_str())
+    })
+    .await;
+    spy_net.shutdown().await;
 }

@@ -106,6 +106,11 @@ impl MemberKey {
         self.0.to_bytes()
     }
 
+    /// The ed25519 key itself, for the key boxes.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.0
+    }
+
     /// The public member id.
     pub fn id(&self) -> MemberId {
         MemberId(self.0.verifying_key().to_bytes())

@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`keys`]: the member's ed25519 key, its key file format, member ids;
+//! - [`keybox`]: a secret sealed to one member's key (X25519 of it);
 //! - [`hash`]: 32-byte SHA-256 ids for records, groups and documents;
 //! - [`signed`]: signed records (insert-only facts) and signed changes
 //!   (Automerge changes wrapped with their author's signature);
@@ -18,6 +19,7 @@
 
 pub mod encoding;
 pub mod hash;
+pub mod keybox;
 pub mod keys;
 pub mod limits;
 pub mod signed;

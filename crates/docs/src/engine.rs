@@ -173,6 +173,8 @@ pub struct SignedDoc {
     forks: Vec<SignedChange>,
     /// Distress signals and answers, indexed for the engine's checks.
     distress: DistressIndex,
+    /// The group's seal key records (id, author, body).
+    seal_keys: BTreeMap<Hash32, (MemberId, crate::seal::SealKey)>,
 }
 
 /// What the engine looks up when it checks distress records.
@@ -328,6 +330,7 @@ impl SignedDoc {
             seqs: HashMap::new(),
             forks: Vec::new(),
             distress: DistressIndex::default(),
+            seal_keys: BTreeMap::new(),
         }
     }
 
@@ -955,6 +958,38 @@ impl SignedDoc {
         &self.members
     }
 
+    /// Who was on the roll, and who had left or been removed, just before
+    /// `change` (at its dependencies): who may read it. `None` for a
+    /// ledger period or a change this document does not hold.
+    pub fn roll_before(
+        &mut self,
+        change: &Hash32,
+    ) -> Option<(BTreeSet<MemberId>, BTreeSet<MemberId>)> {
+        if self.ledger.is_some() {
+            return None;
+        }
+        let deps = self
+            .doc
+            .get_change_by_hash(&ChangeHash(change.0))?
+            .deps()
+            .to_vec();
+        let set = self.roll.union_of_deps(&deps, &HashMap::new())?;
+        let roll = self.roll.roll(&self.id, set);
+        Some((roll.members.clone(), roll.former.clone()))
+    }
+
+    /// Those ever on the roll who are not on it now (left, removed).
+    pub fn former_members(&self) -> BTreeSet<MemberId> {
+        self.ever.difference(&self.members).copied().collect()
+    }
+
+    /// The group's seal key records: id, author, body.
+    pub fn seal_key_records(
+        &self,
+    ) -> impl Iterator<Item = (&Hash32, &MemberId, &crate::seal::SealKey)> {
+        self.seal_keys.iter().map(|(id, (a, k))| (id, a, k))
+    }
+
     /// Everyone ever on the roll, former members included (whose accounts
     /// stay on the books).
     pub fn ever_members(&self) -> &BTreeSet<MemberId> {
@@ -1264,7 +1299,8 @@ impl SignedDoc {
             | RecordBody::Exit(_)
             | RecordBody::CharterEdit(_)
             | RecordBody::Delegation(_)
-            | RecordBody::Counterpart(_) => {}
+            | RecordBody::Counterpart(_)
+            | RecordBody::SealKey(_) => {}
         }
         pending.records.insert(id, record);
         Ok(())
@@ -1454,6 +1490,9 @@ impl SignedDoc {
     fn absorb_record(&mut self, record: SignedRecord) {
         if let Ok(body) = RecordBody::decode(&record.body) {
             self.distress.absorb(record.id(), record.author, &body);
+            if let RecordBody::SealKey(k) = body {
+                self.seal_keys.insert(record.id(), (record.author, k));
+            }
         }
         self.records.insert(record.id(), record);
     }

@@ -27,6 +27,7 @@ pub mod governance;
 pub mod ledger;
 pub mod record;
 pub mod rules;
+pub mod seal;
 pub mod view;
 
 pub use engine::{ApplyReport, NoLedger, RecordGate, Rejection, SignedDoc, Writer};

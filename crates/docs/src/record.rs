@@ -50,6 +50,9 @@ pub enum RecordBody {
     /// travelled to, carried in with the proof that its answerer is a
     /// member there.
     CarriedAnswer(crate::distress::CarriedAnswer),
+    /// The group's gossip seal key for a new membership epoch (or the
+    /// current one for members admitted since), sealed to each member.
+    SealKey(crate::seal::SealKey),
 }
 
 impl RecordBody {
@@ -95,6 +98,7 @@ impl RecordBody {
             RecordBody::Answer(_) => "answer to a distress signal",
             RecordBody::Escalation(_) => "distress escalation",
             RecordBody::CarriedAnswer(_) => "answer carried in from another group",
+            RecordBody::SealKey(_) => "seal key",
         }
     }
 }

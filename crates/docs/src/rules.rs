@@ -78,6 +78,15 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             }
             crate::distress::check_record(body, &ctx.group)
         }
+        RecordBody::SealKey(k) => {
+            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
+                return broken(format!(
+                    "a {} belongs in the group document, after its founding change",
+                    body.kind_name()
+                ));
+            }
+            crate::seal::check_record(k)
+        }
         RecordBody::Payment(_) | RecordBody::PeriodClose(_) if ctx.ledger_period.is_none() => {
             broken(format!(
                 "a {} belongs in a ledger period, not the group document",

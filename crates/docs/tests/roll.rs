@@ -576,3 +576,44 @@ fn finding_3_the_roll_at_causal_past_survives_a_restart() {
     let report = loaded.apply(vec![ok]);
     assert_eq!(report.applied.len(), 1, "{:?}", report.rejected);
 }
+
+#[test]
+fn a_seal_key_record_is_judged_by_every_node_and_a_malformed_one_refused_with_a_reason() {
+    use nestwork_docs::seal::{seal_to, SealKey};
+    let (doc, changes) = group_of_three();
+    let members = doc.members().clone();
+    let good = seal_to(&doc.id(), &[7; 32], &members).remove(0);
+    let mut bad_size = good.clone();
+    bad_size.boxes[0].sealed.truncate(3);
+    let mut unordered = good.clone();
+    unordered.boxes.reverse();
+    let empty = SealKey {
+        key_id: good.key_id,
+        boxes: Vec::new(),
+    };
+    for (bad, why) in [
+        (bad_size, "bytes"),
+        (unordered, "ascending"),
+        (empty, "boxes"),
+    ] {
+        let mut theirs = doc.clone();
+        let (_, change) = theirs
+            .sign_record_anyway(&writer(2), RecordBody::SealKey(bad), T0 + 10)
+            .expect("sign");
+        let mut replica = SignedDoc::empty(doc.id());
+        let report = replica.apply(changes.iter().cloned().chain([change]).collect());
+        assert_eq!(report.rejected.len(), 1, "{why}");
+        assert!(
+            report.rejected[0].reason.contains(why),
+            "{:?}",
+            report.rejected
+        );
+    }
+    // A well-formed one by a member is taken, and its author is a holder.
+    let mut theirs = doc.clone();
+    let (_, change) = add(&mut theirs, 2, RecordBody::SealKey(good));
+    let mut replica = SignedDoc::empty(doc.id());
+    let report = replica.apply(changes.iter().cloned().chain([change]).collect());
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(replica.seal_key_records().count(), 1);
+}

@@ -32,7 +32,7 @@ use crate::reach::{
     self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
 };
 use crate::ticket::Ticket;
-use crate::topic::{docs_topic, GroupSeal};
+use crate::topic::{docs_topic, short_key_id, GroupSeals, OpenError, ShortKeyId};
 use crate::{
     DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot, Replica,
 };
@@ -506,7 +506,7 @@ struct EventLoop {
     done_tx: mpsc::Sender<Done>,
     done_rx: mpsc::Receiver<Done>,
     doc_events: tokio::sync::broadcast::Receiver<DocEvent>,
-    seals: HashMap<TopicHash, (Hash32, GroupSeal)>,
+    seals: HashMap<TopicHash, GroupSeals>,
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
     gossip_queue: Vec<Queued>,
     validating: bool,
@@ -579,14 +579,35 @@ impl EventLoop {
         if let Err(e) = gossip.set_topic_params(topic, topic_score_params()) {
             tracing::warn!(group = %group.short(), error = %e, "cannot set the topic's scoring");
         }
-        self.seals
-            .insert(hash, (group, GroupSeal::new(&group, genesis)));
+        self.seals.insert(hash, GroupSeals::new(group, genesis));
+        self.refresh_keys(group);
     }
 
-    fn seal_for(&self, group: &Hash32) -> Option<&GroupSeal> {
-        self.seals
-            .get(&IdentTopic::new(docs_topic(group)).hash())
-            .map(|(_, s)| s)
+    fn seal_for(&self, group: &Hash32) -> Option<&GroupSeals> {
+        self.seals.get(&IdentTopic::new(docs_topic(group)).hash())
+    }
+
+    /// Take the group's keys as the node now holds them (after a change to
+    /// the group document: a new key, a member gone or admitted).
+    fn refresh_keys(&mut self, group: Hash32) {
+        let Some(ring) = self.replica.keyring(&group, None) else {
+            return;
+        };
+        let renewed = self
+            .seals
+            .get_mut(&IdentTopic::new(docs_topic(&group)).hash())
+            .is_some_and(|seals| seals.update(&ring));
+        if renewed {
+            // A new key reached this node: pass its record on to the
+            // members it is connected to, by sync (gossip under the old
+            // key would reach the member who left; under the new one,
+            // nobody who lacks it could forward it). Each member does the
+            // same on receiving it, so it floods the group's members only.
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.start_sync(peer, group);
+            }
+        }
     }
 
     fn on_doc_event(&mut self, event: DocEvent) {
@@ -595,10 +616,24 @@ impl EventLoop {
             if let Some(genesis) = self.replica.genesis(&group) {
                 self.subscribe(group, &genesis);
             }
+        } else if event.doc == group {
+            self.refresh_keys(group);
         }
         if !event.local || event.changes.is_empty() {
             return;
         }
+        // Sealed with the key current at the changes' causal past: whoever
+        // was on the roll then may read them (a removal reaches the member
+        // removed), nobody who was off it.
+        let key = if event.doc == group {
+            let last = event.changes.last().map(|c| c.hash);
+            self.replica
+                .keyring(&group, last.as_ref())
+                .and_then(|ring| ring.current)
+                .map(|id| short_key_id(&id))
+        } else {
+            self.seal_for(&group).and_then(GroupSeals::current_id)
+        };
         // Keep each message well under gossipsub's size limit (an imported
         // bundle can hold thousands of changes).
         let mut chunk: Vec<SignedChange> = Vec::new();
@@ -607,22 +642,34 @@ impl EventLoop {
             let len = change.change.len() + 256;
             if size + len > MAX_GOSSIP_BYTES / 2 && !chunk.is_empty() {
                 let payload = encoding::encode(&std::mem::take(&mut chunk));
-                self.publish(group, event.doc, payload);
+                self.publish(group, event.doc, key, payload);
                 size = 0;
             }
             size += len;
             chunk.push(change);
         }
-        self.publish(group, event.doc, encoding::encode(&chunk));
+        self.publish(group, event.doc, key, encoding::encode(&chunk));
     }
 
-    /// Publish changes of `doc` (a document of `group`) on the group's topic.
-    fn publish(&mut self, group: Hash32, doc: Hash32, plaintext: Vec<u8>) {
-        let Some(seal) = self.seal_for(&group) else {
+    /// Publish changes of `doc` (a document of `group`) on the group's
+    /// topic, sealed with `key`.
+    fn publish(&mut self, group: Hash32, doc: Hash32, key: Option<ShortKeyId>, plaintext: Vec<u8>) {
+        let Some(seals) = self.seal_for(&group) else {
+            return;
+        };
+        let Some(seal) = key.and_then(|k| seals.get(&k)) else {
+            // Someone left and this node holds no key of the members
+            // alone yet: nothing goes out on the topic (a former member
+            // would open it); connected members get it by sync.
+            tracing::debug!(group = %group.short(), "no current seal key; pushing by sync");
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            for peer in peers {
+                self.start_sync(peer, doc);
+            }
             return;
         };
         let sealed = seal.seal(&plaintext);
-        let topic = IdentTopic::new(seal.topic());
+        let topic = IdentTopic::new(seals.topic());
         let hash = topic.hash();
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
         let mesh_empty = gossip.mesh_peers(&hash).next().is_none();
@@ -671,7 +718,12 @@ impl EventLoop {
             Command::Unblock(peer) => {
                 self.swarm.behaviour_mut().blocks.unblock_peer(peer);
             }
-            Command::PublishRaw(group, bytes) => self.publish(group, group, bytes),
+            Command::PublishRaw(group, bytes) => {
+                let key = self
+                    .seal_for(&group)
+                    .and_then(GroupSeals::current_or_any_id);
+                self.publish(group, group, key, bytes)
+            }
             Command::ProbeSync(peer, doc, reply) => {
                 let request = Request::Sync {
                     doc,
@@ -1043,14 +1095,35 @@ impl EventLoop {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        if let Some(seals) = self.seals.get(&message.topic) {
+            if seals.open(&message.data) == Err(OpenError::UnknownKey) {
+                // Not forwarded (we cannot judge it) and not held against
+                // the sender: a member whose node lacks a new key asks the
+                // sender for the group document, which brings the key.
+                let group = seals.group();
+                tracing::debug!(peer = %source, group = %group.short(), "gossip sealed with a key this node does not hold");
+                self.counts.ignored += 1;
+                self.counts.unopened += 1;
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+                let me = self.key.id();
+                if self.replica.is_member(&group, &me) {
+                    self.start_sync(source, group);
+                }
+                return;
+            }
+        }
         let verdict = self
             .seals
             .get(&message.topic)
             .ok_or("message on a topic we do not follow")
-            .and_then(|(group, seal)| {
+            .and_then(|seals| {
                 Ok((
-                    *group,
-                    seal.open(&message.data)
+                    seals.group(),
+                    seals
+                        .open(&message.data)
                         .map_err(|_| "payload does not open with the group key")?,
                 ))
             })
@@ -1557,7 +1630,7 @@ impl EventLoop {
         let Some(member) = member_of(&peer) else {
             return;
         };
-        let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
+        let groups: Vec<Hash32> = self.seals.values().map(GroupSeals::group).collect();
         for group in groups {
             if self.replica.is_member(&group, &member) {
                 for doc in self.replica.docs_of(&group) {
@@ -1587,7 +1660,7 @@ impl EventLoop {
             let Some(member) = member_of(&peer) else {
                 continue;
             };
-            let groups: Vec<Hash32> = self.seals.values().map(|(g, _)| *g).collect();
+            let groups: Vec<Hash32> = self.seals.values().map(GroupSeals::group).collect();
             for group in groups {
                 if !self.replica.is_member(&group, &member) {
                     continue;
@@ -1617,7 +1690,7 @@ impl EventLoop {
         };
         self.seals
             .values()
-            .any(|(group, _)| self.replica.is_member(group, &member))
+            .any(|seals| self.replica.is_member(&seals.group(), &member))
     }
 
     /// Remember a connected peer's node as one to reach again if it is a
@@ -1636,8 +1709,11 @@ impl EventLoop {
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {
-        let group_names: Vec<(Hash32, String)> =
-            self.seals.values().map(|(g, _)| (*g, g.short())).collect();
+        let group_names: Vec<(Hash32, String)> = self
+            .seals
+            .values()
+            .map(|s| (s.group(), s.group().short()))
+            .collect();
         let mut out: Vec<PeerInfo> = self
             .peers
             .iter()
@@ -1673,7 +1749,8 @@ impl EventLoop {
         let sync = self
             .seals
             .values()
-            .map(|(group, _)| {
+            .map(|seals| {
+                let group = &seals.group();
                 let heads = self.replica.heads(group).unwrap_or_default();
                 let peers = self
                     .peers
@@ -1690,6 +1767,8 @@ impl EventLoop {
                     group: *group,
                     heads,
                     peers,
+                    seal_key: seals.current().map(|s| hex_of(&s.key_id())),
+                    seal_keys_held: seals.held(),
                 }
             })
             .collect();
@@ -1846,6 +1925,10 @@ fn refused(reason: &str) -> Response {
     }
 }
 
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sorted(mut v: Vec<Hash32>) -> Vec<Hash32> {
     v.sort();
     v
@@ -1926,6 +2009,9 @@ mod tests {
         fn set_peer_heads(&self, _: &MemberId, _: &Hash32, _: &[Hash32]) {}
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent> {
             tokio::sync::broadcast::channel(1).1
+        }
+        fn keyring(&self, _: &Hash32, _: Option<&Hash32>) -> Option<nestwork_docs::seal::Keyring> {
+            None
         }
     }
 

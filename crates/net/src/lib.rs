@@ -131,6 +131,16 @@ pub trait Replica: Send + Sync + 'static {
     fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
     /// Events about documents (local changes to publish, new groups).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent>;
+    /// The group's gossip seal keys as this node holds them, and the one
+    /// to seal with: as the group document is, or as it was just before
+    /// its change `before` (a change is sealed with the key current at its
+    /// causal past, so whoever was on the roll then may read it). `None`
+    /// for a group or change this node does not hold.
+    fn keyring(
+        &self,
+        group: &Hash32,
+        before: Option<&Hash32>,
+    ) -> Option<nestwork_docs::seal::Keyring>;
 }
 
 /// A connected peer, for `nestwork peers`.
@@ -217,6 +227,11 @@ pub struct GossipCounts {
     pub ignored: u64,
     /// Invalid: not stored, not forwarded, sender penalised.
     pub rejected: u64,
+    /// Of those ignored: sealed with a key this node does not hold (a
+    /// group key made after it left, or one whose record is still on its
+    /// way, which a sync with the sender then brings).
+    #[serde(default)]
+    pub unopened: u64,
     /// Distinct messages received (gossipsub's count after its duplicate
     /// filter).
     pub unique_received: u64,
@@ -239,4 +254,11 @@ pub struct GroupSync {
     pub heads: Vec<Hash32>,
     /// Each connected member, and whether their last known heads equal ours.
     pub peers: Vec<(String, bool)>,
+    /// The short id (hex) of the key gossip is sealed with now; `None`
+    /// while this node holds no key held by members only.
+    #[serde(default)]
+    pub seal_key: Option<String>,
+    /// How many seal keys this node holds for the group.
+    #[serde(default)]
+    pub seal_keys_held: usize,
 }

@@ -678,7 +678,8 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "could not carry out a decision"),
             }
         }
-        written
+        // The group's seal key follows the roll.
+        written + self.tend_seal_keys()
     }
 
     fn find_proposal(

@@ -10,6 +10,8 @@
 //! - [`distress`]: distress signals raised, answered, listed and escalated;
 //! - [`governance`]: proposals, votes, exits, treaties and tiers as the
 //!   node carries them out (the rules are in `nestwork_docs::governance`);
+//! - [`seal`]: the group's gossip seal keys, one per membership epoch, and
+//!   the key records the node writes;
 //! - [`node`]: [`Node`] owns the store and the open documents, carries out
 //!   what members ask (create a group, describe it, import a bundle), and
 //!   makes every change durable before it reports success.
@@ -27,6 +29,7 @@ pub mod governance;
 pub mod identity;
 pub mod ledger;
 pub mod node;
+pub mod seal;
 
 #[cfg(test)]
 mod durability_tests;

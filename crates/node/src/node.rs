@@ -411,6 +411,7 @@ pub struct Node {
     started: Instant,
     load_time: Duration,
     pub(crate) clock: Clock,
+    seal: Mutex<crate::seal::SealMemory>,
 }
 
 /// Load document `id` from the store with `load`. One whose stored
@@ -531,6 +532,7 @@ impl Node {
             started,
             load_time: Duration::ZERO,
             clock,
+            seal: Mutex::default(),
         };
         {
             let mut docs = node.lock();
@@ -1547,6 +1549,12 @@ impl Node {
         }
     }
 
+    /// What the node remembers of seal keys (taken after the state's lock,
+    /// never before).
+    pub(crate) fn seal_memory(&self) -> MutexGuard<'_, crate::seal::SealMemory> {
+        self.seal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a document half-changed
         // (the engine only swaps in fully checked state), so keep serving.
@@ -1669,6 +1677,15 @@ impl Replica for Node {
         if let Err(e) = self.store.set_peer_heads(&peer.0, doc, heads) {
             tracing::warn!(error = %e, "cannot record a peer's heads");
         }
+    }
+
+    fn keyring(
+        &self,
+        group: &Hash32,
+        before: Option<&Hash32>,
+    ) -> Option<nestwork_docs::seal::Keyring> {
+        let mut docs = self.lock();
+        self.keyring_in(&mut docs, group, before)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
