@@ -10,12 +10,13 @@
 //! Run it with `scripts/bench node`. `NESTWORK_BENCH_QUICK=1` shrinks every
 //! size for a smoke run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nestwork_bench::process::{nestwork_binary, run_cmd};
 use nestwork_bench::{figure, ms, read_files, Better, Limit};
 
 use anyhow::{bail, Context};
@@ -161,32 +162,6 @@ fn sled_flush_rate(tmp: &std::path::Path, time: Duration) -> anyhow::Result<f64>
         n += 1;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
-}
-
-/// The `nestwork` binary built beside this one.
-fn nestwork_binary() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let bin = me.with_file_name("nestwork");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (scripts/bench node does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn run_cmd(bin: &Path, dir: &DataDir, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.root())
-        .args(args)
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("nestwork {args:?} failed");
-    }
-    Ok(())
 }
 
 /// A running node process.

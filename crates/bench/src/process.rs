@@ -20,7 +20,7 @@ pub fn nestwork_binary() -> anyhow::Result<PathBuf> {
     let bin = me.with_file_name("nestwork");
     if !bin.exists() {
         bail!(
-            "{} not found: build it first (scripts/soak does)",
+            "{} not found: build it first (scripts/bench and scripts/soak do)",
             bin.display()
         );
     }

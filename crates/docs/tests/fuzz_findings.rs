@@ -42,6 +42,21 @@ fn fixture() -> (Writer, SignedDoc) {
     (founder, doc)
 }
 
+/// Sign `found` (raw Automerge change bytes a fuzz target found) as the
+/// founder, as their own hostile node would, and check the document
+/// refuses it and is left as it was.
+fn refuse_found_change(founder: &Writer, doc: &mut SignedDoc, found: &[u8]) {
+    let hash = Change::from_bytes(found.to_vec())
+        .expect("Automerge parses the found change")
+        .hash();
+    let signed = SignedChange::sign(founder.key(), doc.id(), Hash32(hash.0), found.to_vec());
+    let heads = doc.heads();
+    let report = doc.apply(vec![signed]);
+    assert!(report.applied.is_empty(), "the change was applied");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(doc.heads(), heads, "the document changed");
+}
+
 /// change_apply found a founder's change (a mutated description edit)
 /// that Automerge parses and the engine's checks pass, but on which
 /// Automerge's batch apply panics (`assertion failed:
@@ -51,16 +66,11 @@ fn fixture() -> (Writer, SignedDoc) {
 fn fuzz_change_apply_a_change_that_panics_automerge_apply_is_refused_and_the_document_still_works()
 {
     let (founder, mut doc) = fixture();
-    let bytes = include_bytes!("data/fuzz-change-apply-panic.bin").to_vec();
-    let hash = Change::from_bytes(bytes.clone())
-        .expect("Automerge parses the found change")
-        .hash();
-    let signed = SignedChange::sign(founder.key(), doc.id(), Hash32(hash.0), bytes);
-    let heads = doc.heads();
-    let report = doc.apply(vec![signed]);
-    assert!(report.applied.is_empty(), "the change was applied");
-    assert_eq!(report.rejected.len(), 1, "{report:?}");
-    assert_eq!(doc.heads(), heads, "the document changed");
+    refuse_found_change(
+        &founder,
+        &mut doc,
+        include_bytes!("data/fuzz-change-apply-panic.bin"),
+    );
 
     // The document still takes an honest change.
     let edit = doc
@@ -84,15 +94,10 @@ fn fuzz_change_apply_a_change_that_panics_automerge_apply_is_refused_and_the_doc
 fn fuzz_change_apply_a_change_not_in_automerges_own_encoding_is_refused_and_the_document_still_serves(
 ) {
     let (founder, mut doc) = fixture();
-    let bytes = include_bytes!("data/fuzz-change-changes-since-missing-dep.bin").to_vec();
-    let hash = Change::from_bytes(bytes.clone())
-        .expect("Automerge parses the found change")
-        .hash();
-    let signed = SignedChange::sign(founder.key(), doc.id(), Hash32(hash.0), bytes);
-    let heads = doc.heads();
-    let report = doc.apply(vec![signed]);
-    assert!(report.applied.is_empty(), "the change was applied");
-    assert_eq!(report.rejected.len(), 1, "{report:?}");
-    assert_eq!(doc.heads(), heads, "the document changed");
+    refuse_found_change(
+        &founder,
+        &mut doc,
+        include_bytes!("data/fuzz-change-changes-since-missing-dep.bin"),
+    );
     assert_eq!(doc.changes_since(&[]).len(), 2, "the document serves");
 }

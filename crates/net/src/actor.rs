@@ -1867,9 +1867,9 @@ fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(MessageId, P
         else {
             break;
         };
-        let (id, source, _, changes) = queue.remove(at);
-        total -= changes.iter().map(|c| c.change.len()).sum::<usize>();
-        shed.push((id, source));
+        let message = queue.remove(at);
+        total -= size(&message);
+        shed.push((message.0, message.1));
     }
     shed
 }
