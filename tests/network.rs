@@ -433,3 +433,30 @@ async fn a_member_flooding_garbage_and_replays_is_penalised_and_the_group_carrie
         "the flooder's score drops: {flooder:?}"
     );
 }
+
+/// gossipsub's default subscription filter drops a peer's whole
+/// subscription message when it names more than 100 topics: a member of
+/// more than 100 groups had its subscriptions ignored by every peer it
+/// connected to, and got changes only from the anti-entropy sync (15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_more_than_100_groups_still_gets_live_gossip() {
+    let a = TestNode::start(1).await;
+    let b = TestNode::start(2).await;
+    for i in 0..120 {
+        a.create_group(&format!("group {i}"));
+    }
+    let hub = a.create_group("Hub");
+    // B connects now: A's subscriptions reach it in one message of 121.
+    a.admit(&b, hub).await;
+    converged(&[&a, &b], &hub, LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.node.describe(&hub.to_hex(), "live").expect("describe");
+    wait_until(
+        "B's change to reach A by gossip, well within the sync period",
+        Duration::from_secs(5),
+        || a.description(&hub).as_deref() == Some("live"),
+    )
+    .await;
+    let accepted = a.net.status().await.expect("status").gossip.accepted;
+    assert!(accepted >= 1, "gossip carried the change");
+}

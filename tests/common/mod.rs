@@ -49,6 +49,22 @@ pub fn fails(dir: &Path, args: &[&str], code: i32) -> String {
     String::from_utf8(out.stderr).expect("utf8")
 }
 
+/// Where a running node's warnings go: with `NESTWORK_TEST_LOGS` set, to
+/// `DIR.log` beside its data directory (appended across restarts), to
+/// look into a failure; otherwise nowhere.
+fn node_log(dir: &Path) -> Stdio {
+    if std::env::var_os("NESTWORK_TEST_LOGS").is_none() {
+        return Stdio::null();
+    }
+    let mut path = dir.as_os_str().to_owned();
+    path.push(".log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// JSON output of a successful command.
 pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut full = vec!["--json"];
@@ -91,7 +107,7 @@ impl RunningNode {
             .env("RUST_LOG", "warn")
             .env_remove("NESTWORK_API_PORT")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(node_log(dir))
             .spawn()
             .expect("spawn nestwork run");
         let node = RunningNode {

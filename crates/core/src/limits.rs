@@ -65,6 +65,12 @@ pub const MAX_INCOMING_CONNECTIONS: u32 = 256;
 /// Most incoming connections still in their handshake at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 
+/// Most gossip topics (groups) a peer's subscriptions are kept for: a
+/// member may belong to this many groups and still get live gossip from
+/// everyone; a stranger makes a node hold at most this many per
+/// connection (about 100 bytes each).
+pub const MAX_PEER_TOPICS: usize = 1024;
+
 /// Most heads a peer may list (they must fit a request with room left).
 pub const MAX_HEADS: usize = 1024;
 

@@ -34,7 +34,8 @@ use crate::reach::{
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, short_key_id, GroupSeals, OpenError, ShortKeyId};
 use crate::{
-    DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot, Replica,
+    ApplyReport, DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot,
+    Replica,
 };
 
 /// Most sync rounds in one session before giving up until the next trigger.
@@ -454,6 +455,34 @@ fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(Pe
         verdicts.push((id.clone(), *source, verdict));
     }
     (verdicts, syncs)
+}
+
+/// Apply a peer's sync changes to `doc`, and list the documents of its
+/// group that this opened: a ledger period opens once the one before it
+/// holds payments, so a node that is behind learns of each next period
+/// only as it catches up with the one before. The caller syncs what opened
+/// with the same peer at once, rather than one period per anti-entropy
+/// round (15 s each: a node back after a long absence would take minutes
+/// to hold what its peers acknowledged).
+fn apply_opening(
+    replica: &dyn Replica,
+    doc: Hash32,
+    changes: Vec<SignedChange>,
+) -> (Result<ApplyReport, String>, Vec<Hash32>) {
+    let group = replica.group_of(&doc);
+    let before: HashSet<Hash32> = group
+        .map(|g| replica.docs_of(&g).into_iter().collect())
+        .unwrap_or_default();
+    let applied = replica.apply_remote(doc, changes, false);
+    let opened = match (group, &applied) {
+        (Some(g), Ok(report)) if !report.applied.is_empty() => replica
+            .docs_of(&g)
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect(),
+        _ => Vec::new(),
+    };
+    (applied, opened)
 }
 
 /// Blocking work finished off the loop.
@@ -1260,8 +1289,12 @@ impl EventLoop {
                 let theirs_more = more;
                 tokio::task::spawn_blocking(move || {
                     if !changes.is_empty() {
-                        if let Err(e) = replica.apply_remote(doc, changes, false) {
+                        let (applied, opened) = apply_opening(&*replica, doc, changes);
+                        if let Err(e) = applied {
                             tracing::warn!(%peer, error = %e, "pushed changes not applied");
+                        }
+                        for opened in opened {
+                            let _ = done.blocking_send(Done::Pull(peer, opened));
                         }
                     }
                     let (changes, more) = replica.changes_since(&doc, &heads, SYNC_BATCH_BYTES);
@@ -1329,7 +1362,11 @@ impl EventLoop {
                 tokio::task::spawn_blocking(move || {
                     let mut again = more;
                     if !changes.is_empty() {
-                        match replica.apply_remote(doc, changes, false) {
+                        let (applied, opened) = apply_opening(&*replica, doc, changes);
+                        for opened in opened {
+                            let _ = done.blocking_send(Done::Pull(peer, opened));
+                        }
+                        match applied {
                             Ok(report) if !report.rejected.is_empty() => {
                                 tracing::warn!(%peer, rejected = report.rejected.len(), "peer sent invalid changes in sync");
                                 again = false;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::{
-    self, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
-    ValidationMode,
+    self, AllowAllSubscriptionFilter, MaxCountSubscriptionFilter, MessageAuthenticity,
+    PeerScoreParams, PeerScoreThresholds, TopicScoreParams, ValidationMode,
 };
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
@@ -21,7 +21,8 @@ use crate::protocol::{Codec, PROTOCOL};
 pub const IDENTIFY_VERSION: &str = "/nestwork/1";
 pub use nestwork_core::limits::MAX_GOSSIP_BYTES;
 use nestwork_core::limits::{
-    MAX_CONNECTIONS_PER_PEER, MAX_INCOMING_CONNECTIONS, MAX_PENDING_INCOMING, MAX_SYNC_STREAMS,
+    MAX_CONNECTIONS_PER_PEER, MAX_INCOMING_CONNECTIONS, MAX_PEER_TOPICS, MAX_PENDING_INCOMING,
+    MAX_SYNC_STREAMS,
 };
 
 /// Everything a Nestwork node speaks.
@@ -76,9 +77,12 @@ impl Behaviour {
         };
         let mut kad = kad::Behaviour::new(peer_id, kad::store::MemoryStore::new(peer_id));
         kad.set_mode(Some(kad::Mode::Server));
-        let mut gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config()?)?
-                .with_metrics(metrics, Default::default());
+        let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
+            MessageAuthenticity::Signed(key.clone()),
+            gossip_config()?,
+            subscription_filter(),
+        )?
+        .with_metrics(metrics, Default::default());
         gossipsub.with_peer_score(score_params(), score_thresholds())?;
         Ok(Behaviour {
             blocks: Default::default(),
@@ -137,6 +141,23 @@ fn relay_config() -> relay::Config {
         max_circuits: 64,
         max_circuits_per_peer: 8,
         ..relay::Config::default()
+    }
+}
+
+/// Which of a peer's topic subscriptions gossipsub keeps: up to
+/// [`MAX_PEER_TOPICS`], in one message or over time. gossipsub's default
+/// drops a peer's whole subscription message past 100 topics, and a node
+/// sends all its topics in one message when it connects: a member of more
+/// than 100 groups had its subscriptions ignored by every peer and got no
+/// live gossip at all, only the anti-entropy sync. A peer's subscriptions
+/// to topics this node does not follow must be kept too, since this node
+/// may join that group over the same connection later (peers do not send
+/// their subscriptions again).
+fn subscription_filter() -> MaxCountSubscriptionFilter<AllowAllSubscriptionFilter> {
+    MaxCountSubscriptionFilter {
+        filter: AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_PEER_TOPICS,
+        max_subscriptions_per_request: MAX_PEER_TOPICS,
     }
 }
 
