@@ -59,6 +59,7 @@ fn main() {
                 doc: group,
                 heads: vec![Hash32(genesis.hash.0)],
                 changes: vec![admit.clone(), described.clone()],
+                more: false,
             },
         ),
         (
@@ -67,6 +68,7 @@ fn main() {
                 doc: group,
                 heads: vec![],
                 changes: vec![],
+                more: false,
             },
         ),
         (
