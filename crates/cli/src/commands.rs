@@ -395,6 +395,12 @@ fn status_text(report: &StatusReport) -> String {
                     n.gossip.shed
                 ));
             }
+            if n.gossip.untimely > 0 {
+                out.push_str(&format!(
+                    "  {} gossip messages refused by their seal time (old gossip replayed, or a clock off by over a minute)\n",
+                    n.gossip.untimely
+                ));
+            }
             for r in &n.relays {
                 out.push_str(&format!(
                     "  relay {}  {}\n",

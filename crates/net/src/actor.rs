@@ -74,7 +74,9 @@ enum Command {
     Join(Ticket, oneshot::Sender<Result<Hash32, String>>),
     Block(PeerId),
     Unblock(PeerId),
-    PublishRaw(Hash32, Vec<u8>),
+    /// Bytes to seal and publish on a group's topic, sealed at a given
+    /// time (`None`: now).
+    PublishRaw(Hash32, Vec<u8>, Option<u64>),
     ProbeSync(PeerId, Hash32, JoinReply),
     Shutdown(oneshot::Sender<()>),
 }
@@ -159,7 +161,23 @@ impl NetHandle {
     #[doc(hidden)]
     pub async fn publish_raw(&self, group: Hash32, payload: Vec<u8>) -> Result<(), Stopped> {
         self.commands
-            .send(Command::PublishRaw(group, payload))
+            .send(Command::PublishRaw(group, payload, None))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// As [`NetHandle::publish_raw`], with the seal time `sealed_at_ms`
+    /// (milliseconds since the epoch) instead of now. Only for tests that
+    /// play someone replaying old gossip.
+    #[doc(hidden)]
+    pub async fn publish_raw_sealed_at(
+        &self,
+        group: Hash32,
+        payload: Vec<u8>,
+        sealed_at_ms: u64,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::PublishRaw(group, payload, Some(sealed_at_ms)))
             .await
             .map_err(|_| Stopped)
     }
@@ -387,6 +405,82 @@ fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(
         }
     }
     (verdicts, syncs)
+}
+
+/// Why a gossip message goes no further than its seal.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// Sealed with a key this node does not hold (for this group).
+    Unopened(Hash32),
+    /// Opens, but its seal time is out of bounds ([`OpenError::Stale`],
+    /// [`OpenError::Ahead`]): a replay of old gossip, or a sender whose
+    /// clock is off.
+    Untimely(Hash32, OpenError),
+    /// Not on a group's topic, does not open, or is not a batch of changes
+    /// of one document.
+    Invalid(&'static str),
+}
+
+impl Refused {
+    /// What gossipsub hears.
+    ///
+    /// - Unopened: ignored, not held against the sender: we cannot judge it
+    ///   (a new key's record may still be on its way to us).
+    /// - Untimely: ignored, not rejected. A replay then costs the replayer
+    ///   no score, but it costs us only a key lookup, one AEAD open and a
+    ///   comparison, nothing decoded or applied (gossipsub has already
+    ///   checked the envelope's signature, which costs more). A reject
+    ///   would penalise by the receiver's clock: an honest member whose
+    ///   clock is off by more than `topic::CLOCK_SKEW` would be graylisted
+    ///   by the whole group for sending valid changes. The changes
+    ///   themselves are not judged here at all (their verdict must not
+    ///   depend on a clock): sync brings them and judges them as usual.
+    /// - Invalid: rejected, the sender penalised: with the group key it is a
+    ///   member's forgery or garbage, without it a stranger's.
+    fn acceptance(&self) -> MessageAcceptance {
+        match self {
+            Refused::Unopened(_) | Refused::Untimely(..) => MessageAcceptance::Ignore,
+            Refused::Invalid(_) => MessageAcceptance::Reject,
+        }
+    }
+
+    /// Count it in the status's gossip verdicts.
+    fn count(&self, counts: &mut GossipCounts) {
+        match self {
+            Refused::Unopened(_) => {
+                counts.ignored += 1;
+                counts.unopened += 1;
+            }
+            Refused::Untimely(..) => {
+                counts.ignored += 1;
+                counts.untimely += 1;
+            }
+            Refused::Invalid(_) => counts.rejected += 1,
+        }
+    }
+}
+
+/// Open a gossip message that arrived on a topic with `seals` (`None`: a
+/// topic we do not follow) at `now_ms`, and decode its changes. Nothing is
+/// decoded unless the seal opens and its time is within bounds.
+fn open_gossip(
+    seals: Option<&GroupSeals>,
+    data: &[u8],
+    now_ms: u64,
+) -> Result<(Hash32, Vec<SignedChange>), Refused> {
+    let seals = seals.ok_or(Refused::Invalid("message on a topic we do not follow"))?;
+    let group = seals.group();
+    let plain = seals.open(data, now_ms).map_err(|e| match e {
+        OpenError::UnknownKey => Refused::Unopened(group),
+        OpenError::Stale { .. } | OpenError::Ahead { .. } => Refused::Untimely(group, e),
+        OpenError::DoesNotOpen => Refused::Invalid("payload does not open with the group key"),
+    })?;
+    let changes: Vec<SignedChange> = encoding::decode("gossip payload", &plain, MAX_GOSSIP_BYTES)
+        .map_err(|_| Refused::Invalid("malformed payload"))?;
+    if changes.is_empty() || changes.iter().any(|c| c.doc != changes[0].doc) {
+        return Err(Refused::Invalid("payload is empty or mixes documents"));
+    }
+    Ok((group, changes))
 }
 
 /// Apply a batch of gossip messages as one batch per document and judge
@@ -671,18 +765,25 @@ impl EventLoop {
             let len = change.change.len() + 256;
             if size + len > MAX_GOSSIP_BYTES / 2 && !chunk.is_empty() {
                 let payload = encoding::encode(&std::mem::take(&mut chunk));
-                self.publish(group, event.doc, key, payload);
+                self.publish(group, event.doc, key, payload, now_ms());
                 size = 0;
             }
             size += len;
             chunk.push(change);
         }
-        self.publish(group, event.doc, key, encoding::encode(&chunk));
+        self.publish(group, event.doc, key, encoding::encode(&chunk), now_ms());
     }
 
     /// Publish changes of `doc` (a document of `group`) on the group's
-    /// topic, sealed with `key`.
-    fn publish(&mut self, group: Hash32, doc: Hash32, key: Option<ShortKeyId>, plaintext: Vec<u8>) {
+    /// topic, sealed with `key` at `sealed_at_ms` (now, but for tests).
+    fn publish(
+        &mut self,
+        group: Hash32,
+        doc: Hash32,
+        key: Option<ShortKeyId>,
+        plaintext: Vec<u8>,
+        sealed_at_ms: u64,
+    ) {
         let Some(seals) = self.seal_for(&group) else {
             return;
         };
@@ -697,7 +798,7 @@ impl EventLoop {
             }
             return;
         };
-        let sealed = seal.seal(&plaintext);
+        let sealed = seal.seal(&plaintext, sealed_at_ms);
         let topic = IdentTopic::new(seals.topic());
         let hash = topic.hash();
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
@@ -747,11 +848,12 @@ impl EventLoop {
             Command::Unblock(peer) => {
                 self.swarm.behaviour_mut().blocks.unblock_peer(peer);
             }
-            Command::PublishRaw(group, bytes) => {
+            Command::PublishRaw(group, bytes, sealed_at_ms) => {
                 let key = self
                     .seal_for(&group)
                     .and_then(GroupSeals::current_or_any_id);
-                self.publish(group, group, key, bytes)
+                let at = sealed_at_ms.unwrap_or_else(now_ms);
+                self.publish(group, group, key, bytes, at)
             }
             Command::ProbeSync(peer, doc, reply) => {
                 let request = Request::Sync {
@@ -1124,48 +1226,15 @@ impl EventLoop {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
-        if let Some(seals) = self.seals.get(&message.topic) {
-            if seals.open(&message.data) == Err(OpenError::UnknownKey) {
-                // Not forwarded (we cannot judge it) and not held against
-                // the sender: a member whose node lacks a new key asks the
-                // sender for the group document, which brings the key.
-                let group = seals.group();
-                tracing::debug!(peer = %source, group = %group.short(), "gossip sealed with a key this node does not hold");
-                self.counts.ignored += 1;
-                self.counts.unopened += 1;
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
-                let me = self.key.id();
-                if self.replica.is_member(&group, &me) {
-                    self.start_sync(source, group);
-                }
-                return;
-            }
+        let opened = open_gossip(self.seals.get(&message.topic), &message.data, now_ms());
+        if let Err(refused) = &opened {
+            refused.count(&mut self.counts);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, refused.acceptance());
         }
-        let verdict = self
-            .seals
-            .get(&message.topic)
-            .ok_or("message on a topic we do not follow")
-            .and_then(|seals| {
-                Ok((
-                    seals.group(),
-                    seals
-                        .open(&message.data)
-                        .map_err(|_| "payload does not open with the group key")?,
-                ))
-            })
-            .and_then(|(group, plain)| {
-                let changes: Vec<SignedChange> =
-                    encoding::decode("gossip payload", &plain, MAX_GOSSIP_BYTES)
-                        .map_err(|_| "malformed payload")?;
-                if changes.is_empty() || changes.iter().any(|c| c.doc != changes[0].doc) {
-                    return Err("payload is empty or mixes documents");
-                }
-                Ok((group, changes))
-            });
-        match verdict {
+        match opened {
             Ok((group, changes)) => {
                 self.gossip_queue.push((id, source, group, changes));
                 for (id, source) in shed_overload(&mut self.gossip_queue, MAX_QUEUED_GOSSIP_BYTES) {
@@ -1177,13 +1246,23 @@ impl EventLoop {
                 }
                 self.validate_queue();
             }
-            Err(reason) => {
+            Err(Refused::Unopened(group)) => {
+                // A member whose node lacks a new key asks the sender for
+                // the group document, which brings the key.
+                tracing::debug!(peer = %source, group = %group.short(), "gossip sealed with a key this node does not hold");
+                let me = self.key.id();
+                if self.replica.is_member(&group, &me) {
+                    self.start_sync(source, group);
+                }
+            }
+            Err(Refused::Untimely(group, why)) => {
+                // No sync with the sender: a replayer would have it do
+                // work for nothing, and an honest member's changes come by
+                // anti-entropy (every 15 s) whatever its clock says.
+                tracing::debug!(peer = %source, group = %group.short(), reason = %why, "gossip refused by its seal time");
+            }
+            Err(Refused::Invalid(reason)) => {
                 tracing::warn!(peer = %source, reason, "gossip message rejected");
-                self.counts.rejected += 1;
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, MessageAcceptance::Reject);
             }
         }
     }
@@ -2222,5 +2301,61 @@ mod tests {
             verdict_of(&verdicts, &batch[1].0),
             MessageAcceptance::Accept
         );
+    }
+
+    /// Issue 15, finding 4: a sealed message recorded and published again
+    /// after gossipsub's duplicate cache forgot it was decoded and applied
+    /// in full (every change a duplicate) by every node, at no cost to the
+    /// sender. Now the loop refuses it by its seal time before decoding:
+    /// it is counted, ignored without penalty, and never queued for
+    /// validation, so nothing is applied.
+    #[test]
+    fn finding_4_a_sealed_message_replayed_after_the_duplicate_window_is_counted_and_never_applied()
+    {
+        let base = group();
+        let change = edit(&base, 1, "one");
+        let seals = GroupSeals::new(base.id(), b"genesis");
+        let seal = seals.current().expect("the genesis key");
+        let now = now_ms();
+        let sent = seal.seal(&encoding::encode(&vec![change.clone()]), now);
+
+        // When it is sent: opened and decoded, to be queued and applied.
+        let (on, changes) = open_gossip(Some(&seals), &sent, now).expect("fresh gossip");
+        assert_eq!(on, base.id());
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].hash, change.hash);
+
+        // The same bytes once gossipsub has forgotten them.
+        let later = now + crate::topic::DUPLICATE_WINDOW.as_millis() as u64;
+        let refused = open_gossip(Some(&seals), &sent, later).expect_err("a replay");
+        assert!(
+            matches!(refused, Refused::Untimely(g, OpenError::Stale { .. }) if g == base.id()),
+            "{refused:?}"
+        );
+        assert_eq!(refused.acceptance(), MessageAcceptance::Ignore);
+        let mut counts = GossipCounts::default();
+        refused.count(&mut counts);
+        assert_eq!(
+            (counts.untimely, counts.ignored, counts.rejected),
+            (1, 1, 0),
+            "counted, not held against the sender"
+        );
+
+        // Refused before decoding: an old payload that is not changes at
+        // all is refused by its time, a fresh one as malformed.
+        let junk = |at| seal.seal(b"not a batch of changes", at);
+        assert!(matches!(
+            open_gossip(Some(&seals), &junk(now), later),
+            Err(Refused::Untimely(..))
+        ));
+        assert_eq!(
+            open_gossip(Some(&seals), &junk(later), later),
+            Err(Refused::Invalid("malformed payload"))
+        );
+        // Sealed ahead of this node's clock: refused the same way.
+        assert!(matches!(
+            open_gossip(Some(&seals), &sent, now - 10 * 60 * 1000),
+            Err(Refused::Untimely(_, OpenError::Ahead { .. }))
+        ));
     }
 }

@@ -16,6 +16,7 @@ use libp2p::{
 use nestwork_core::Hash32;
 
 use crate::protocol::{Codec, PROTOCOL};
+use crate::topic::DUPLICATE_WINDOW;
 
 /// Identify's protocol version string.
 pub const IDENTIFY_VERSION: &str = "/nestwork/1";
@@ -174,7 +175,16 @@ fn subscription_filter() -> MaxCountSubscriptionFilter<AllowAllSubscriptionFilte
 ///   else, so a change is not sent to every connected peer at once.
 /// - Strict signing and explicit validation: nothing is forwarded until the
 ///   node has checked and stored the signed change inside.
-/// - Message ids are content hashes, so the same payload twice is one message.
+/// - Message ids are content hashes of the sealed payload (the first 20
+///   bytes of its SHA-256), not of the sender and sequence number: the same sealed bytes are one message whoever publishes them,
+///   so a recorded message re-wrapped in a new envelope (another source,
+///   another seqno, its own signature) is still dropped as a duplicate.
+///   Changing one byte of the sealed payload breaks its seal instead.
+/// - The duplicate cache remembers ids for [`DUPLICATE_WINDOW`], which
+///   outlasts the span a sealed message is accepted in (its seal time,
+///   inside the seal, must be within `topic::MAX_SEAL_AGE` and
+///   `topic::CLOCK_SKEW` of the receiver's clock): a replay is either
+///   dropped here or refused as stale, never validated twice.
 fn gossip_config() -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
@@ -189,7 +199,7 @@ fn gossip_config() -> Result<gossipsub::Config, String> {
         .heartbeat_interval(Duration::from_millis(700))
         .flood_publish(false)
         .idontwant_message_size_threshold(1)
-        .duplicate_cache_time(Duration::from_secs(120))
+        .duplicate_cache_time(DUPLICATE_WINDOW)
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))
 }

@@ -189,8 +189,9 @@ pub struct NetStatus {
     /// Per group and connected member: whether we are in sync.
     pub sync: Vec<GroupSync>,
     /// Gossip messages received (after gossipsub's own duplicate filter),
-    /// by verdict: accepted and forwarded, ignored (replays, or waiting for
-    /// dependencies), rejected (invalid; the sender's score pays).
+    /// by verdict: accepted and forwarded, ignored (replays, sealed too
+    /// long ago, or waiting for dependencies), rejected (invalid; the
+    /// sender's score pays).
     pub gossip: GossipCounts,
     /// Traffic of the sync protocol since start.
     pub sync_traffic: SyncCounts,
@@ -232,6 +233,12 @@ pub struct GossipCounts {
     /// way, which a sync with the sender then brings).
     #[serde(default)]
     pub unopened: u64,
+    /// Of those ignored: opened, but sealed longer ago than gossip lives
+    /// (`topic::MAX_SEAL_AGE`: old gossip replayed after gossipsub forgot
+    /// it) or ahead of this node's clock; refused before anything in them
+    /// was decoded. A steady count from one member means a clock is off.
+    #[serde(default)]
+    pub untimely: u64,
     /// Distinct messages received (gossipsub's count after its duplicate
     /// filter).
     pub unique_received: u64,
