@@ -320,3 +320,21 @@ fn same_signed_content(a: &ChangeBundle, b: &ChangeBundle) -> bool {
     };
     a.doc == b.doc && key(a) == key(b)
 }
+
+/// The fuzz target's committed seed (written by `fuzz/examples/seeds.rs`)
+/// is a bundle of the current format, ledger period included, that a node
+/// imports whole.
+#[test]
+fn the_fuzz_seed_with_a_ledger_period_imports_whole() {
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus/bundle_import/group-with-ledger");
+    let bytes = std::fs::read(&seed).expect("the committed seed");
+    assert_eq!(&bytes[..8], b"NWBUNDL2");
+    let bundle = ChangeBundle::decode(&bytes).expect("decode");
+    assert_eq!(bundle.periods.len(), 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = open(tmp.path(), 3);
+    let report = node.import(bundle.clone()).expect("import");
+    assert_eq!(report.applied, bundle.change_count());
+    assert_eq!(report.payments, 1);
+}

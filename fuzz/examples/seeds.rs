@@ -61,6 +61,7 @@ fn main() {
                 doc: group,
                 heads: vec![Hash32(genesis.hash.0)],
                 changes: vec![admit.clone(), described.clone()],
+                more: false,
             },
         ),
         (
@@ -69,6 +70,7 @@ fn main() {
                 doc: group,
                 heads: vec![],
                 changes: vec![],
+                more: false,
             },
         ),
         (
