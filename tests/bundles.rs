@@ -338,3 +338,63 @@ fn the_fuzz_seed_with_a_ledger_period_imports_whole() {
     assert_eq!(report.applied, bundle.change_count());
     assert_eq!(report.payments, 1);
 }
+
+/// A bundle can carry a late payment: one its payer signed in an old
+/// period after being cut off, which a node whose ledger base has moved
+/// past that period can only judge against the history below its base. The
+/// import counts that history again, as a sync from a peer makes the node
+/// do, and takes the payment; the node holds it after a restart too.
+#[test]
+fn a_late_payment_in_an_old_period_merges_through_the_history_below_the_base() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut sim = LedgerSim::new(4, PERIOD);
+    sim.payers = 3;
+    let group = sim.replica.group.id();
+    let made: Vec<_> = (0..100).map(|_| sim.pay()).collect();
+    // The fourth member's node stopped hearing from the others after 20.
+    let mut late = nestwork_testkit::ledger_sim::LedgerState::of(sim.replica.group.clone());
+    for (p, changes) in &made[..20] {
+        late.apply(*p, changes.clone());
+    }
+    let roll = late.group.members().clone();
+    let to = sim.members()[0];
+    let (late_period, late_changes) =
+        sign_payment(&mut late.ledger, group, sim.writer(3), &roll, to, 1, "late");
+    assert!(late_period <= 2, "{late_period}");
+
+    let c_dir = tmp.path().join("c");
+    let c = node_with(&c_dir, &sim, &made, made.len());
+    assert!(c.status().periods_on_disk >= 5, "{:?}", c.status());
+    let mut bundle = c.export(&group.to_hex()).expect("export");
+    let before = ledger_of(&c, &group);
+    let period = bundle
+        .periods
+        .iter_mut()
+        .find(|p| p.period == late_period)
+        .expect("the late payment's period");
+    period.changes.extend(late_changes.iter().cloned());
+
+    let report = c.import(bundle.clone()).expect("import the late payment");
+    assert_eq!(report.applied, late_changes.len());
+    assert_eq!(report.payments, made.len() + 1);
+    let mut want = before.clone();
+    want.1 += 1;
+    want.2 += 1;
+    for (account, balance) in &mut want.0 {
+        if *account == sim.members()[3].to_string() {
+            *balance -= 1;
+        }
+        if *account == to.to_string() {
+            *balance += 1;
+        }
+    }
+    assert_eq!(ledger_of(&c, &group), want);
+    drop(c);
+    let c = open(&c_dir, 9);
+    assert_eq!(ledger_of(&c, &group), want, "after a restart");
+
+    // A fresh node takes the same bundle in order, without needing to.
+    let b = open(&tmp.path().join("b"), 2);
+    b.import(bundle).expect("import on a fresh node");
+    assert_eq!(ledger_of(&b, &group), want);
+}

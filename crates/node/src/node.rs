@@ -975,9 +975,16 @@ impl Node {
                 .collect();
             if !writes.is_empty() {
                 if reloaded {
-                    // The stored base was counted without the late
-                    // payments: the next start counts the ledger again.
+                    // The stored base, and the marks of the periods cooled
+                    // under it, were counted without the late payments:
+                    // dropped, as the node's own reload does, so that the
+                    // next start counts the ledger again.
                     self.store.remove_mark(&base_mark(&group))?;
+                    if let Some(l) = cand.ledgers.get(&group) {
+                        for period in l.periods.keys().chain(l.cold.keys()) {
+                            self.store.remove_mark(&period_id(&group, *period))?;
+                        }
+                    }
                 }
                 let batch: Vec<(Hash32, &DocMeta, &[SignedChange])> = writes
                     .iter()
