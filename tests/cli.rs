@@ -269,6 +269,8 @@ fn bundles_move_a_group_and_tampered_ones_change_nothing() {
         &a,
         &["group", "create", "Riverside", "--description", "Tools"],
     );
+    // The ledger travels too: a payment in its first period.
+    ok(&a, &["pay", "Riverside", "commons", "5", "--memo", "soup"]);
     let file = tmp.path().join("riverside.bundle");
     let file_s = file.to_str().expect("path");
     ok(&a, &["group", "export", "Riverside", file_s]);
@@ -299,11 +301,19 @@ fn bundles_move_a_group_and_tampered_ones_change_nothing() {
     }
 
     let report = json(&b, &["group", "import", file_s]);
-    assert_eq!(report["applied"], 2);
+    assert_eq!(report["applied"], 3, "{report}");
+    assert_eq!(report["periods"], 1, "{report}");
+    assert_eq!(report["payments"], 1, "{report}");
     let copy = json(&b, &["group", "show", "Riverside"]);
     assert_eq!(copy["id"], hub["id"]);
     assert_eq!(copy["heads"], hub["heads"]);
     assert_eq!(copy["description"], "Tools");
+    assert_eq!(
+        json(&b, &["balance", "Riverside"]),
+        json(&a, &["balance", "Riverside"])
+    );
+    let again = json(&b, &["group", "import", file_s]);
+    assert_eq!(again["applied"], 0, "{again}");
 }
 
 #[test]

@@ -10,9 +10,11 @@ extern crate libfuzzer_sys;
 
 use std::path::{Path, PathBuf};
 
-use nestwork_core::{encoding, ChangeBundle, Hash32, SignedChange};
-use nestwork_docs::RecordBody;
-use nestwork_fuzz::{fixture, founder, T0};
+use nestwork_core::{encoding, ChangeBundle, Hash32, MemberId, PeriodChanges, SignedChange};
+use nestwork_docs::engine::ledger_period_id;
+use nestwork_docs::ledger::{Account, NoProposals};
+use nestwork_docs::{RecordBody, SignedDoc, Writer};
+use nestwork_fuzz::{fixture, founder, member, T0};
 use nestwork_net::protocol::{Request, Response};
 use nestwork_net::Ticket;
 
@@ -206,20 +208,58 @@ fn main() {
         "bundle_import",
         "group",
         None,
-        &ChangeBundle {
-            doc: group,
-            changes: all.clone(),
-        }
-        .encode(),
+        &ChangeBundle::of_group(group, all.clone()).encode(),
     );
     write(
         &dir,
         "bundle_import",
         "genesis-only",
         None,
+        &ChangeBundle::of_group(group, vec![genesis.clone()]).encode(),
+    );
+
+    // A bundle with a ledger period: the founder pays the member.
+    let mut gate = nestwork_fuzz::LedgerGate::of_group(&f.admitted).expect("genesis");
+    let members = gate.members.clone();
+    let payment = gate
+        .ledger
+        .prepare(
+            &founder().id(),
+            Account::Member(founder().id()),
+            Account::Member(member().id()),
+            3,
+            "soup",
+            None,
+            T0 + 4_000,
+            &|m: &MemberId| members.contains(m),
+            &NoProposals,
+        )
+        .expect("a payment within the rules");
+    let period = payment.period;
+    let founder_w = Writer::new(founder(), [1; 8]);
+    let mut period_doc = SignedDoc::ledger_period(group, period).expect("period");
+    period_doc.set_writer(&founder_w);
+    let (_, paid) = period_doc
+        .add_record(
+            &founder_w,
+            RecordBody::Payment(payment),
+            &mut gate,
+            T0 + 4_000,
+        )
+        .expect("the founder pays");
+    write(
+        &dir,
+        "bundle_import",
+        "group-with-ledger",
+        None,
         &ChangeBundle {
             doc: group,
-            changes: vec![genesis.clone()],
+            changes: all.clone(),
+            periods: vec![PeriodChanges {
+                period,
+                doc: ledger_period_id(&group, period),
+                changes: vec![paid],
+            }],
         }
         .encode(),
     );

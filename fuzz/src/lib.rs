@@ -4,9 +4,12 @@
 //! targets (a mutated change of the member below still carries the
 //! member's actor, and the target signs it with the member's key).
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_docs::engine::RecordGate;
+use nestwork_docs::ledger::{Ledger, Limits, NoProposals, Refusal};
 use nestwork_docs::record::Admission;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer};
 use nestwork_net::topic::GroupSeal;
@@ -140,4 +143,50 @@ pub fn quiet_caught_decoder_panics() {
             }
         }));
     });
+}
+
+/// A group's ledger as the gate of its period documents, as the node's
+/// (without governance: no proposal has passed).
+pub struct LedgerGate {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Everyone ever on the roll (who the node's period documents accept).
+    pub members: BTreeSet<MemberId>,
+}
+
+impl LedgerGate {
+    /// The empty ledger of a group document with its genesis.
+    pub fn of_group(doc: &SignedDoc) -> Option<LedgerGate> {
+        let (record, genesis) = doc.genesis()?;
+        let rules = &genesis.charter.rules;
+        Some(LedgerGate {
+            ledger: Ledger::new(
+                &genesis.unit,
+                record.author,
+                Limits {
+                    floor: rules.default_credit_floor,
+                    ceiling: rules.default_credit_ceiling,
+                },
+                rules.ledger_period_payments,
+            ),
+            members: doc.ever_members().clone(),
+        })
+    }
+}
+
+impl RecordGate for LedgerGate {
+    fn is_member(&self, member: &MemberId) -> bool {
+        self.members.contains(member)
+    }
+
+    fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        let members = &self.members;
+        self.ledger.admit(
+            author,
+            id,
+            body,
+            &|m: &MemberId| members.contains(m),
+            &NoProposals,
+        )
+    }
 }

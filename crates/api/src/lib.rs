@@ -16,7 +16,7 @@
 //! | GET | `/groups/{group}` | one group |
 //! | GET | `/groups/{group}/charter` | its charter |
 //! | PUT | `/groups/{group}/description` | replace its description |
-//! | GET | `/groups/{group}/export` | its signed changes, as a bundle |
+//! | GET | `/groups/{group}/export` | its signed changes and ledger periods, as a bundle |
 //! | POST | `/import` | import a bundle (all or nothing) |
 //! | POST | `/groups/{group}/invite` | issue an invite ticket |
 //! | POST | `/join` | join a group with a ticket |

@@ -63,7 +63,9 @@ impl From<NodeError> for ApiError {
         let status = match &e {
             NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::Ambiguous(..) => StatusCode::CONFLICT,
-            NodeError::Invalid(_) | NodeError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Invalid(_) | NodeError::Rejected(_) | NodeError::BundleRefused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             NodeError::Store(_) | NodeError::Identity(_) | NodeError::NotDurable(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -255,10 +255,7 @@ async fn catch_up(missed: usize) {
     let before: Vec<nestwork_core::SignedChange> =
         a.node.export(&group.to_hex()).expect("export").changes;
     a.node
-        .import(ChangeBundle {
-            doc: group,
-            changes: history,
-        })
+        .import(ChangeBundle::of_group(group, history))
         .expect("import");
 
     let b = TestNode::start_in(&dir, seed, loopback_config()).await;

@@ -238,10 +238,7 @@ fn history_bundle(dir: &DataDir, changes: usize) -> anyhow::Result<ChangeBundle>
     for i in 1..changes {
         all.extend(doc.set_description(&writer, &format!("edit number {i}"), 1 + i as u64)?);
     }
-    Ok(ChangeBundle {
-        doc: doc.id(),
-        changes: all,
-    })
+    Ok(ChangeBundle::of_group(doc.id(), all))
 }
 
 /// Each client owns a group and replaces its description as fast as the

@@ -238,14 +238,16 @@ pub enum GroupCommand {
         /// The ticket text (nwinvite2...).
         ticket: String,
     },
-    /// Write a group's signed changes to FILE (to carry it by hand).
+    /// Write a group's signed changes, its ledger periods included, to FILE
+    /// (to carry it by hand).
     Export {
         /// Id, id prefix or name.
         group: String,
         /// Where to write the bundle.
         file: PathBuf,
     },
-    /// Verify and import a bundle written by `group export`.
+    /// Verify and import a bundle written by `group export`, as a peer's
+    /// sync is checked: all of it, or nothing.
     Import {
         /// The bundle.
         file: PathBuf,

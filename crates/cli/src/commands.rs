@@ -252,11 +252,13 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
             let report: ImportReport = client.post_bytes("/import", &bytes)?;
             out.print(&report, || {
                 format!(
-                    "Imported group {} ({}): {} new changes, {} already here",
+                    "Imported group {} ({}): {} new changes, {} already here; {} ledger periods, {} payments",
                     report.group_name,
                     report.doc.short(),
                     report.applied,
-                    report.duplicates
+                    report.duplicates,
+                    report.periods,
+                    report.payments
                 )
             })
         }

@@ -26,7 +26,7 @@ pub mod signed;
 
 pub use hash::Hash32;
 pub use keys::{MemberId, MemberKey};
-pub use signed::{ChangeBundle, SignedChange, SignedRecord};
+pub use signed::{ChangeBundle, PeriodChanges, SignedChange, SignedRecord};
 
 /// What went wrong with a key, an id or a signed envelope.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -318,37 +318,182 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = SignedChange::decode(&bytes);
             let _ = SignedRecord::decode_verified(&bytes);
+            let _ = ChangeBundle::decode(&bytes);
+            let tagged = [&b"NWBUNDL2"[..], &bytes].concat();
+            let _ = ChangeBundle::decode(&tagged);
         }
+    }
+
+    fn bundle() -> ChangeBundle {
+        let group = Hash32::of(b"group");
+        let period = Hash32::of(b"period 0");
+        ChangeBundle {
+            doc: group,
+            changes: vec![SignedChange::sign(
+                &key(1),
+                group,
+                Hash32::of(b"g"),
+                vec![1; 20],
+            )],
+            periods: vec![PeriodChanges {
+                period: 0,
+                doc: period,
+                changes: vec![SignedChange::sign(
+                    &key(2),
+                    period,
+                    Hash32::of(b"p"),
+                    vec![2; 20],
+                )],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_bundle_round_trips_with_its_periods_and_says_its_format() {
+        let b = bundle();
+        let bytes = b.encode();
+        assert_eq!(&bytes[..8], b"NWBUNDL2");
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert_eq!(ChangeBundle::decode(&bytes), Ok(b.clone()));
+        assert_eq!(b.change_count(), 2);
+    }
+
+    #[test]
+    fn a_first_format_bundle_is_still_read_as_the_group_alone() {
+        let b = bundle();
+        let old = [
+            &b"NWBUNDL1"[..],
+            &encoding::encode(&(b.doc, b.changes.clone())),
+        ]
+        .concat();
+        assert_eq!(
+            ChangeBundle::decode(&old),
+            Ok(ChangeBundle::of_group(b.doc, b.changes))
+        );
+    }
+
+    #[test]
+    fn an_unknown_format_or_an_oversized_bundle_is_refused_plainly() {
+        let mut bytes = bundle().encode();
+        bytes[7] = b'9';
+        let err = ChangeBundle::decode(&bytes).expect_err("unknown format");
+        assert!(err.to_string().contains("bundle format '9'"), "{err}");
+        let big = vec![0u8; MAX_BUNDLE_BYTES + 1];
+        assert!(matches!(
+            ChangeBundle::decode(&big),
+            Err(Error::TooLarge { what: "bundle", .. })
+        ));
+        let err = ChangeBundle::decode(b"NWBUNDL").expect_err("no version");
+        assert!(err.to_string().contains("not a Nestwork bundle"), "{err}");
     }
 }
 
-/// Tag at the start of a bundle, so that a wrong file is recognised as such.
-const BUNDLE_MAGIC: &[u8; 8] = b"NWBUNDL1";
+/// Tag at the start of a bundle, so that a wrong file is recognised as
+/// such; the byte after it is the bundle format's version (an ASCII digit).
+const BUNDLE_TAG: &[u8; 7] = b"NWBUNDL";
 
-/// The signed changes of one document, as written by `group export` and
-/// read by `group import`: how a group travels on a USB stick.
+/// The bundle format written now: the group document and every ledger
+/// period document of the group.
+pub const BUNDLE_VERSION: u8 = 2;
+
+/// The first format (`NWBUNDL1`): the group document alone. Still read;
+/// such a bundle carries no ledger periods.
+const BUNDLE_VERSION_GROUP_ONLY: u8 = 1;
+
+/// A whole group as signed changes, as written by `group export` and read
+/// by `group import`: how a group travels on a USB stick. It holds the group
+/// document and every ledger period document of the group, each as its
+/// document id and changes; the importing node checks every change as if a
+/// peer had sent it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct ChangeBundle {
-    /// The document.
+    /// The group (its document's id).
+    pub doc: Hash32,
+    /// The group document's changes, in causal order.
+    pub changes: Vec<SignedChange>,
+    /// The group's ledger period documents, oldest first.
+    pub periods: Vec<PeriodChanges>,
+}
+
+/// One ledger period document in a [`ChangeBundle`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct PeriodChanges {
+    /// The period's number.
+    pub period: u64,
+    /// The period document's id (the importing node refuses one that is
+    /// not this period's of the bundle's group).
     pub doc: Hash32,
     /// Its changes, in causal order.
     pub changes: Vec<SignedChange>,
 }
 
+/// The first format's body.
+#[derive(Deserialize)]
+struct GroupOnlyBundle {
+    doc: Hash32,
+    changes: Vec<SignedChange>,
+}
+
 impl ChangeBundle {
-    /// Bytes to write to a file.
-    pub fn encode(&self) -> Vec<u8> {
-        [&BUNDLE_MAGIC[..], &encoding::encode(self)].concat()
+    /// A bundle of the group document alone (no ledger periods).
+    pub fn of_group(doc: Hash32, changes: Vec<SignedChange>) -> Self {
+        ChangeBundle {
+            doc,
+            changes,
+            periods: Vec::new(),
+        }
     }
 
-    /// Decode untrusted bytes (signatures are checked by the engine).
+    /// How many changes it holds, over every document.
+    pub fn change_count(&self) -> usize {
+        self.changes.len() + self.periods.iter().map(|p| p.changes.len()).sum::<usize>()
+    }
+
+    /// The size of [`ChangeBundle::encode`]'s bytes, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        BUNDLE_TAG.len() + 1 + encoding::encoded_len(self)
+    }
+
+    /// Bytes to write to a file (the current format).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.extend_from_slice(BUNDLE_TAG);
+        out.push(b'0' + BUNDLE_VERSION);
+        out.extend_from_slice(&encoding::encode(self));
+        out
+    }
+
+    /// Decode untrusted bytes (signatures are checked by the engine):
+    /// at most [`MAX_BUNDLE_BYTES`] in all, refused before anything is
+    /// parsed; either format.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let body = bytes
-            .strip_prefix(&BUNDLE_MAGIC[..])
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(Error::TooLarge {
+                what: "bundle",
+                size: bytes.len(),
+                limit: MAX_BUNDLE_BYTES,
+            });
+        }
+        let (version, body) = bytes
+            .strip_prefix(&BUNDLE_TAG[..])
+            .and_then(|rest| rest.split_first())
             .ok_or(Error::Malformed {
                 what: "bundle",
                 reason: "not a Nestwork bundle (wrong header)".into(),
             })?;
-        encoding::decode("bundle", body, MAX_BUNDLE_BYTES)
+        match version.wrapping_sub(b'0') {
+            BUNDLE_VERSION => encoding::decode("bundle", body, MAX_BUNDLE_BYTES),
+            BUNDLE_VERSION_GROUP_ONLY => {
+                let old: GroupOnlyBundle = encoding::decode("bundle", body, MAX_BUNDLE_BYTES)?;
+                Ok(ChangeBundle::of_group(old.doc, old.changes))
+            }
+            _ => Err(Error::Malformed {
+                what: "bundle",
+                reason: format!(
+                    "bundle format {:?} is not one this version of nestwork reads (it reads formats 1 and {BUNDLE_VERSION}); export it again with this version",
+                    char::from(*version)
+                ),
+            }),
+        }
     }
 }

@@ -261,7 +261,7 @@ pub struct Entry {
     out_total: i128,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Chain {
     /// The chain's position in the base: payments at or below it are not
     /// held.
@@ -276,6 +276,7 @@ struct Chain {
     to: HashMap<Account, Vec<(u64, i128)>>,
 }
 
+#[derive(Clone)]
 struct LimitEntry {
     change: CreditLimit,
 }
@@ -290,6 +291,7 @@ pub struct Limits {
 }
 
 /// A period closing as this node keeps it.
+#[derive(Clone)]
 struct Closing {
     close: PeriodClose,
     /// The cut's head per chain.
@@ -297,7 +299,9 @@ struct Closing {
 }
 
 /// A group's ledger: the base, every accepted payment past it, and what
-/// follows from them.
+/// follows from them. Cloned to judge a batch on a copy (a bundle is
+/// imported all or nothing).
+#[derive(Clone)]
 pub struct Ledger {
     unit: String,
     authority: MemberId,

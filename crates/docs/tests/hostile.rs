@@ -110,6 +110,39 @@ fn finding2_a_compressed_change_inflating_past_the_limit_is_refused_before_it_is
     assert_eq!(replica.apply(vec![fine]).applied.len(), 1);
 }
 
+/// Found by the bundle tests (issue 15): the four checksum bytes of a
+/// compressed change's header are not covered by Automerge's checks (it
+/// hashes what inflates), so a change with them altered was taken and
+/// stored as received. Now refused like any other altered byte.
+#[test]
+fn a_compressed_change_with_an_altered_checksum_is_refused() {
+    let w = writer(1, 1);
+    let doc = group(&w);
+    let mut raw = raw_copy(&doc, &w);
+    let honest = free_put(
+        &mut raw,
+        doc.id(),
+        &w,
+        "zeros",
+        ScalarValue::Bytes(vec![0; 4096]),
+    );
+    assert_eq!(honest.change[8], 2, "travels compressed");
+    for at in 4..8 {
+        let mut altered = honest.clone();
+        altered.change[at] ^= 0x5a;
+        let mut replica = doc.clone();
+        let report = replica.apply(vec![altered]);
+        assert!(report.applied.is_empty(), "byte {at}: {report:?}");
+        assert!(
+            report.rejected[0].reason.contains("checksum"),
+            "byte {at}: {report:?}"
+        );
+        assert_eq!(replica.heads(), doc.heads());
+    }
+    let mut replica = doc.clone();
+    assert_eq!(replica.apply(vec![honest]).applied.len(), 1);
+}
+
 /// A description edit made on a copy of `doc` by `w`.
 fn edit(doc: &SignedDoc, w: &Writer, text: &str) -> SignedChange {
     doc.clone()

@@ -37,6 +37,7 @@ pub fn parse_period_kind(kind: &str) -> Option<(Hash32, u64)> {
 }
 
 /// A group's ledger and its period documents.
+#[derive(Clone)]
 pub struct GroupLedger {
     /// The ledger state.
     pub ledger: Ledger,

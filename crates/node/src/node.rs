@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nestwork_core::{ChangeBundle, Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::signed::MAX_BUNDLE_BYTES;
+use nestwork_core::{ChangeBundle, Hash32, MemberId, MemberKey, PeriodChanges, SignedChange};
 use nestwork_docs::{
     Admission, ApplyReport, Charter, CharterView, GroupGenesis, GroupKind, GroupView, RecordBody,
     Rejection, SignedDoc, Writer,
@@ -51,6 +52,15 @@ pub enum NodeError {
     /// Changes from a bundle or a peer were refused; nothing was stored.
     #[error("refused: {}", summarise(.0))]
     Rejected(Vec<Rejection>),
+    /// Changes of a bundle were refused: the whole bundle is, and nothing
+    /// was stored.
+    #[error("the bundle was refused and nothing was stored: in {what}, {}", summarise(.rejections))]
+    BundleRefused {
+        /// Which of the bundle's documents held the refused changes.
+        what: String,
+        /// Each refused change with its reason.
+        rejections: Vec<Rejection>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -277,15 +287,28 @@ pub struct CharterStatus {
 /// The outcome of importing a bundle.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImportReport {
-    /// The document.
+    /// The group.
     pub doc: Hash32,
     /// The group's name.
     pub group_name: String,
-    /// New changes stored.
+    /// New changes stored, over the group document and its ledger periods.
     pub applied: usize,
     /// Changes already held.
     pub duplicates: usize,
+    /// Ledger period documents the bundle carried.
+    #[serde(default)]
+    pub periods: usize,
+    /// Payments the group's ledger holds after the import.
+    #[serde(default)]
+    pub payments: usize,
 }
+
+/// Most rounds an import makes over a bundle's documents: a change that
+/// waits on a record of a later document (a limit change on a proposal
+/// that passes in the same bundle, a payment on that limit) is tried again
+/// in the next round, as the next sync with a peer would. A bundle
+/// exported by a node settles in two or three.
+const MAX_IMPORT_ROUNDS: usize = 16;
 
 /// What the node holds in memory, under one lock.
 #[derive(Default)]
@@ -315,6 +338,26 @@ impl State {
         if let Some(l) = self.ledgers.get_mut(&group) {
             l.open_periods(group, writer, &mut self.periods);
         }
+    }
+
+    /// A copy of group `group`'s part of the state (its document, ledger
+    /// and loaded periods, and the index of its periods) to judge a bundle
+    /// on before anything is stored or replaced.
+    fn candidate_of(&self, group: Hash32) -> State {
+        let mut c = State::default();
+        if let Some(d) = self.groups.get(&group) {
+            c.groups.insert(group, d.clone());
+        }
+        if let Some(l) = self.ledgers.get(&group) {
+            c.ledgers.insert(group, l.clone());
+        }
+        c.periods = self
+            .periods
+            .iter()
+            .filter(|(_, g)| **g == group)
+            .map(|(d, g)| (*d, *g))
+            .collect();
+        c
     }
 
     /// The group a document belongs to.
@@ -750,61 +793,301 @@ impl Node {
         Ok(())
     }
 
-    /// Every change of a group with its signature.
+    /// Every change of a group with its signature: the group document and
+    /// every ledger period document (those kept on disk only are read from
+    /// the store), so that a bundle carries the whole group.
     pub fn export(&self, sel: &str) -> Result<ChangeBundle, NodeError> {
-        self.with_doc(sel, |doc| {
-            Ok(ChangeBundle {
-                doc: doc.id(),
-                changes: doc.changes_since(&[]),
-            })
-        })
+        let bundle = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let mut bundle = ChangeBundle::of_group(group, doc.changes_since(&[]));
+            if let Some(l) = docs.ledgers.get(&group) {
+                let numbers: BTreeSet<u64> =
+                    l.periods.keys().chain(l.cold.keys()).copied().collect();
+                for period in numbers {
+                    let id = period_id(&group, period);
+                    let changes = match l.periods.get(&period) {
+                        Some(d) => d.changes_since(&[]),
+                        None => self.store.changes(&id)?,
+                    };
+                    if !changes.is_empty() {
+                        bundle.periods.push(PeriodChanges {
+                            period,
+                            doc: id,
+                            changes,
+                        });
+                    }
+                }
+            }
+            bundle
+        };
+        let size = bundle.encoded_len();
+        if size > MAX_BUNDLE_BYTES {
+            return Err(NodeError::Invalid(format!(
+                "this group's bundle would be {size} bytes, over the {MAX_BUNDLE_BYTES}-byte limit of a bundle; a new member can get it by syncing with a peer instead"
+            )));
+        }
+        Ok(bundle)
     }
 
-    /// Import a bundle all or nothing: every change is verified as if it
-    /// came from a peer, and if any is refused (or depends on a change
-    /// neither the bundle nor this node has) nothing is stored.
+    /// Import a bundle all or nothing, through the path a peer's changes
+    /// take: the group document first (its genesis, roll and limits), then
+    /// the ledger periods in order, every payment judged by the ledger's
+    /// gate as in a sync. It is judged on a copy of the group's state; if
+    /// any change is refused, or depends on something neither the bundle
+    /// nor this node has, nothing is stored and nothing changes. What is
+    /// already held is skipped, and what is new merges with it.
     pub fn import(&self, bundle: ChangeBundle) -> Result<ImportReport, NodeError> {
-        let report = {
-            let mut docs = self.lock();
-            let mut candidate = match docs.groups.get(&bundle.doc) {
-                Some(doc) => doc.clone(),
-                None => SignedDoc::empty(bundle.doc),
-            };
-            let report = candidate.apply(bundle.changes);
-            if !report.rejected.is_empty() {
-                return Err(NodeError::Rejected(report.rejected));
-            }
-            if !report.missing_deps.is_empty() {
+        let group = bundle.doc;
+        let mut numbers = BTreeSet::new();
+        for p in &bundle.periods {
+            if p.doc != period_id(&group, p.period) {
                 return Err(NodeError::Invalid(format!(
-                    "{} changes depend on changes that are neither in the bundle nor on this node",
-                    report.missing_deps.len()
+                    "the bundle was refused and nothing was stored: its document {} is not ledger period {} of group {}",
+                    p.doc.short(),
+                    p.period,
+                    group.short()
                 )));
             }
-            let name = GroupView::of(&candidate).map(|v| v.name).ok_or_else(|| {
-                NodeError::Invalid("the bundle does not contain the group's genesis".into())
-            })?;
-            if !report.applied.is_empty() {
-                self.store
-                    .append(bundle.doc, &group_meta(), &report.applied)?;
-                self.store.flush().map_err(NodeError::NotDurable)?;
+            if !numbers.insert(p.period) {
+                return Err(NodeError::Invalid(format!(
+                    "the bundle was refused and nothing was stored: it lists ledger period {} twice",
+                    p.period
+                )));
             }
-            candidate.set_writer(&self.writer);
-            docs.groups.insert(bundle.doc, candidate);
-            docs.ensure_ledger(bundle.doc, &self.writer);
+        }
+        let period_count = bundle.periods.len();
+        let mut periods = bundle.periods;
+        periods.sort_by_key(|p| p.period);
+        // (document, what it is, changes still to apply), the group first.
+        let mut queue: Vec<(Hash32, Option<u64>, Vec<SignedChange>)> =
+            std::iter::once((group, None, bundle.changes))
+                .chain(
+                    periods
+                        .into_iter()
+                        .map(|p| (p.doc, Some(p.period), p.changes)),
+                )
+                .collect();
+        let now = self.now_ms();
+        let (report, stored) = {
+            let mut docs = self.lock_for_write()?;
+            let mut cand = docs.candidate_of(group);
+            let mut applied: Vec<Vec<SignedChange>> = vec![Vec::new(); queue.len()];
+            let mut duplicates = 0;
+            let mut reloaded = false;
+            for _ in 0..MAX_IMPORT_ROUNDS {
+                let mut progress = false;
+                for (i, (doc, period, changes)) in queue.iter_mut().enumerate() {
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    let what = match period {
+                        None => "the group document".to_string(),
+                        Some(p) => format!("ledger period {p}"),
+                    };
+                    let r = if period.is_none() {
+                        self.import_group_changes(&mut cand, group, std::mem::take(changes), now)?
+                    } else {
+                        if cand.group_of(doc).is_none() {
+                            // Not open yet: the periods before it open it.
+                            continue;
+                        }
+                        self.warm(&mut cand, doc)?;
+                        cand.apply(*doc, std::mem::take(changes), now)
+                            .ok_or_else(|| NodeError::Invalid(format!("{what} cannot be opened")))?
+                    };
+                    if !r.rejected.is_empty() {
+                        return Err(NodeError::BundleRefused {
+                            what,
+                            rejections: r.rejected,
+                        });
+                    }
+                    duplicates += r.duplicates;
+                    progress |= !r.applied.is_empty();
+                    applied[i].extend(r.applied);
+                    *changes = r.missing_deps;
+                    cand.ensure_ledger(group, &self.writer);
+                    if cand
+                        .ledgers
+                        .get(&group)
+                        .is_some_and(GroupLedger::history_needed)
+                    {
+                        // A late payment needs the history below the base:
+                        // count it again from every period, as the node
+                        // does for a peer's, and try the waiting ones again.
+                        self.warm_all(&mut cand, group)?;
+                        if let Some(l) = cand.ledgers.get_mut(&group) {
+                            l.reload();
+                        }
+                        progress |= !reloaded;
+                        reloaded = true;
+                    }
+                }
+                if cand
+                    .groups
+                    .get(&group)
+                    .is_none_or(|d| d.genesis().is_none())
+                {
+                    return Err(NodeError::Invalid(
+                        "the bundle was refused and nothing was stored: it does not hold the group's founding change (its genesis)".into(),
+                    ));
+                }
+                if !progress || queue.iter().all(|(_, _, c)| c.is_empty()) {
+                    break;
+                }
+            }
+            if let Some((_, period, waiting)) = queue.iter().find(|(_, _, c)| !c.is_empty()) {
+                let total: usize = queue.iter().map(|(_, _, c)| c.len()).sum();
+                let first = waiting.first().map(|c| c.hash.short()).unwrap_or_default();
+                let what = match period {
+                    None => "the group document".to_string(),
+                    Some(p) => format!("ledger period {p}"),
+                };
+                return Err(NodeError::Invalid(format!(
+                    "the bundle was refused and nothing was stored: {total} of its changes (the first, {first}, in {what}) depend on changes or records that are neither in the bundle nor on this node"
+                )));
+            }
+            let name = cand
+                .groups
+                .get(&group)
+                .and_then(GroupView::of)
+                .map(|v| v.name)
+                .unwrap_or_default();
+            let writes: Vec<(Hash32, DocMeta, Vec<SignedChange>)> = queue
+                .iter()
+                .zip(applied)
+                .filter(|(_, changes)| !changes.is_empty())
+                .map(|((doc, period, _), changes)| {
+                    let kind = match period {
+                        None => "group".to_string(),
+                        Some(p) => period_kind(&group, *p),
+                    };
+                    let meta = DocMeta {
+                        kind,
+                        first_stored_ms: now_ms(),
+                    };
+                    (*doc, meta, changes)
+                })
+                .collect();
+            if !writes.is_empty() {
+                if reloaded {
+                    // The stored base, and the marks of the periods cooled
+                    // under it, were counted without the late payments:
+                    // dropped, as the node's own reload does, so that the
+                    // next start counts the ledger again.
+                    self.store.remove_mark(&base_mark(&group))?;
+                    if let Some(l) = cand.ledgers.get(&group) {
+                        for period in l.periods.keys().chain(l.cold.keys()) {
+                            self.store.remove_mark(&period_id(&group, *period))?;
+                        }
+                    }
+                }
+                let batch: Vec<(Hash32, &DocMeta, &[SignedChange])> = writes
+                    .iter()
+                    .map(|(doc, meta, changes)| (*doc, meta, changes.as_slice()))
+                    .collect();
+                if let Err(e) = self.store.append_many(&batch) {
+                    self.recover_from_store(&mut docs, &group);
+                    return Err(e.into());
+                }
+                if let Err(e) = self.store.flush() {
+                    self.recover_from_store(&mut docs, &group);
+                    return Err(NodeError::NotDurable(e));
+                }
+                // Durable: the checked copy becomes the group's state.
+                if let Some(mut doc) = cand.groups.remove(&group) {
+                    doc.set_writer(&self.writer);
+                    docs.groups.insert(group, doc);
+                }
+                if let Some(l) = cand.ledgers.remove(&group) {
+                    docs.ledgers.insert(group, l);
+                }
+                docs.periods.extend(cand.periods);
+                self.tend_ledger(&mut docs, group)?;
+                docs.ensure_ledger(group, &self.writer);
+            }
+            let payments = docs.ledgers.get(&group).map_or(0, |l| l.ledger.len());
+            let stored: Vec<(Hash32, Vec<SignedChange>)> = writes
+                .into_iter()
+                .map(|(doc, _, changes)| (doc, changes))
+                .collect();
             (
                 ImportReport {
-                    doc: bundle.doc,
+                    doc: group,
                     group_name: name,
-                    applied: report.applied.len(),
-                    duplicates: report.duplicates,
+                    applied: stored.iter().map(|(_, c)| c.len()).sum(),
+                    duplicates,
+                    periods: period_count,
+                    payments,
                 },
-                report.applied,
+                stored,
             )
         };
         self.store.flush()?;
         // Imported changes are news to the group's other members too.
-        self.announce(report.0.doc, report.1, true);
-        Ok(report.0)
+        for (doc, changes) in stored {
+            self.announce(doc, changes, true);
+        }
+        Ok(report)
+    }
+
+    /// Apply a bundle's changes to the group document in `cand`, as
+    /// [`Node::apply_remote`] does: for a group new here, its genesis
+    /// first, so that its ledger exists to judge limit changes among the
+    /// rest.
+    fn import_group_changes(
+        &self,
+        cand: &mut State,
+        group: Hash32,
+        changes: Vec<SignedChange>,
+        now: u64,
+    ) -> Result<ApplyReport, NodeError> {
+        if cand.groups.contains_key(&group) {
+            return cand
+                .apply(group, changes, now)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()));
+        }
+        cand.groups.insert(group, SignedDoc::empty(group));
+        let (first, rest): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|c| nestwork_docs::engine::is_first_change(&c.change));
+        let mut report = cand.apply(group, first, now).unwrap_or_default();
+        if cand
+            .groups
+            .get(&group)
+            .is_none_or(|d| d.genesis().is_none())
+        {
+            cand.groups.remove(&group);
+            // Whatever builds on the missing genesis waits; the caller
+            // refuses the bundle.
+            report.missing_deps.extend(rest);
+            return Ok(report);
+        }
+        if let Some(d) = cand.groups.get_mut(&group) {
+            d.set_writer(&self.writer);
+        }
+        cand.ensure_ledger(group, &self.writer);
+        let more = cand.apply(group, rest, now).unwrap_or_default();
+        report.merge(more);
+        Ok(report)
+    }
+
+    /// Load every unloaded (cold) period of `group` in `docs` back from
+    /// the store.
+    fn warm_all(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+        let cold: Vec<u64> = docs
+            .ledgers
+            .get(&group)
+            .map(|l| l.cold.keys().copied().collect())
+            .unwrap_or_default();
+        for period in cold {
+            self.warm(docs, &period_id(&group, period))?;
+        }
+        Ok(())
     }
 
     /// Check and apply changes from a peer, store the valid ones, and
@@ -1947,7 +2230,10 @@ mod tests {
         if let Some(last) = tampered.changes.last_mut() {
             last.signature[3] ^= 1;
         }
-        assert!(matches!(bob.import(tampered), Err(NodeError::Rejected(_))));
+        assert!(matches!(
+            bob.import(tampered),
+            Err(NodeError::BundleRefused { .. })
+        ));
         assert!(bob.groups().is_empty());
         assert_eq!(bob.status().changes, 0);
 

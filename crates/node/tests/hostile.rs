@@ -86,11 +86,8 @@ fn noise(len: usize) -> Vec<u8> {
 }
 
 fn import(node: &Node, group: Hash32, change: SignedChange) -> Result<(), NodeError> {
-    node.import(ChangeBundle {
-        doc: group,
-        changes: vec![change],
-    })
-    .map(|_| ())
+    node.import(ChangeBundle::of_group(group, vec![change]))
+        .map(|_| ())
 }
 
 /// Finding 1: a member's valid free-area change over `MAX_CHANGE_BYTES`
@@ -109,7 +106,7 @@ fn finding1_an_oversized_change_is_refused_with_a_reason_and_the_node_restarts()
         );
         assert!(big.encode().len() > nestwork_core::limits::MAX_CHANGE_BYTES);
         match import(&node, group, big) {
-            Err(NodeError::Rejected(r)) => {
+            Err(NodeError::BundleRefused { rejections: r, .. }) => {
                 assert!(r[0].reason.contains("over the limit"), "{r:?}")
             }
             other => panic!("an oversized change was not refused: {other:?}"),

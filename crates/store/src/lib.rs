@@ -225,28 +225,54 @@ impl Store {
         changes: &[SignedChange],
         note: Option<(&Hash32, &[u8])>,
     ) -> Result<()> {
+        self.append_all(&[(doc, meta, changes)], note)
+    }
+
+    /// Append accepted changes of several documents (each registered with
+    /// its meta if new) in one atomic step: all of them or, after a crash,
+    /// none. Not durable until [`Store::flush`] returns.
+    pub fn append_many(&self, docs: &[(Hash32, &DocMeta, &[SignedChange])]) -> Result<()> {
+        self.append_all(docs, None)
+    }
+
+    fn append_all(
+        &self,
+        docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
+        note: Option<(&Hash32, &[u8])>,
+    ) -> Result<()> {
         // Whatever is written must read back (`changes` decodes with the
         // same limit), or the node could not start again.
-        for c in changes {
+        for c in docs_in.iter().flat_map(|(_, _, changes)| changes.iter()) {
             c.check_size().map_err(|e| StoreError::TooLarge {
                 hash: c.hash.to_hex(),
                 reason: e.to_string(),
             })?;
         }
-        let meta_bytes = nestwork_core::encoding::encode(meta);
-        let encoded: Vec<Vec<u8>> = changes.iter().map(SignedChange::encode).collect();
+        let encoded: Vec<(Hash32, Vec<u8>, Vec<Vec<u8>>)> = docs_in
+            .iter()
+            .map(|(doc, meta, changes)| {
+                (
+                    *doc,
+                    nestwork_core::encoding::encode(*meta),
+                    changes.iter().map(SignedChange::encode).collect(),
+                )
+            })
+            .collect();
+        let total: u64 = encoded.iter().map(|(_, _, c)| c.len() as u64).sum();
         self.with(|t| {
             (&t.docs, &t.changes, &t.marks)
                 .transaction(|(docs, stored, marks)| {
-                    marks.remove(&doc.0)?;
                     let count = marks.get(CHANGE_COUNT)?.map_or(0, |v| count_of(&v));
-                    marks.insert(CHANGE_COUNT, &(count + encoded.len() as u64).to_be_bytes())?;
-                    if docs.get(doc.0)?.is_none() {
-                        docs.insert(&doc.0, meta_bytes.as_slice())?;
-                    }
-                    for bytes in &encoded {
-                        let seq = stored.generate_id()?;
-                        stored.insert(change_key(&doc, seq).as_slice(), bytes.as_slice())?;
+                    marks.insert(CHANGE_COUNT, &(count + total).to_be_bytes())?;
+                    for (doc, meta_bytes, changes) in &encoded {
+                        marks.remove(&doc.0)?;
+                        if docs.get(doc.0)?.is_none() {
+                            docs.insert(&doc.0, meta_bytes.as_slice())?;
+                        }
+                        for bytes in changes {
+                            let seq = stored.generate_id()?;
+                            stored.insert(change_key(doc, seq).as_slice(), bytes.as_slice())?;
+                        }
                     }
                     if let Some((id, value)) = note {
                         marks.insert(&id.0, value)?;
