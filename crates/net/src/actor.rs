@@ -568,6 +568,14 @@ fn apply_opening(
         .map(|g| replica.docs_of(&g).into_iter().collect())
         .unwrap_or_default();
     let applied = replica.apply_remote(doc, changes, false);
+    if let Ok(report) = &applied {
+        // A sync sends changes in causal order, so this should not happen;
+        // when it does, nothing of these is stored (a lagging node's late
+        // ledger records were seen never to arrive: see the crash soak).
+        if !report.missing_deps.is_empty() {
+            tracing::warn!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes this node lacks; not stored");
+        }
+    }
     let opened = match (group, &applied) {
         (Some(g), Ok(report)) if !report.applied.is_empty() => replica
             .docs_of(&g)
