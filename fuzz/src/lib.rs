@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::engine::RecordGate;
-use nestwork_docs::ledger::{Ledger, Limits, NoProposals, Refusal};
+use nestwork_docs::ledger::{Ledger, NoProposals, Refusal};
 use nestwork_docs::record::Admission;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer};
 use nestwork_net::topic::GroupSeal;
@@ -158,17 +158,8 @@ impl LedgerGate {
     /// The empty ledger of a group document with its genesis.
     pub fn of_group(doc: &SignedDoc) -> Option<LedgerGate> {
         let (record, genesis) = doc.genesis()?;
-        let rules = &genesis.charter.rules;
         Some(LedgerGate {
-            ledger: Ledger::new(
-                &genesis.unit,
-                record.author,
-                Limits {
-                    floor: rules.default_credit_floor,
-                    ceiling: rules.default_credit_ceiling,
-                },
-                rules.ledger_period_payments,
-            ),
+            ledger: Ledger::of_genesis(record.author, &genesis),
             members: doc.ever_members().clone(),
         })
     }

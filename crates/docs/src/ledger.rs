@@ -343,6 +343,22 @@ struct View<'a> {
 }
 
 impl Ledger {
+    /// The empty ledger a group's genesis sets up: its unit, the founder
+    /// as the authority over limits, the charter's default limits and
+    /// period size.
+    pub fn of_genesis(founder: MemberId, genesis: &crate::GroupGenesis) -> Self {
+        let rules = &genesis.charter.rules;
+        Ledger::new(
+            &genesis.unit,
+            founder,
+            Limits {
+                floor: rules.default_credit_floor,
+                ceiling: rules.default_credit_ceiling,
+            },
+            rules.ledger_period_payments,
+        )
+    }
+
     /// An empty ledger in `unit`, with limits set by `authority` on top of
     /// the charter's `defaults`, cut into periods of `period_payments`.
     pub fn new(unit: &str, authority: MemberId, defaults: Limits, period_payments: u32) -> Self {

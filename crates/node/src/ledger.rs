@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::{ledger_period_id, RecordGate};
 use nestwork_docs::ledger::{
-    Account, CreditLimit, Equivocation, Ledger, Limits, Payment, PayoutGate, Refusal,
+    Account, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal,
 };
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use serde::{Deserialize, Serialize};
@@ -65,16 +65,7 @@ impl GroupLedger {
     /// with the group's limit changes recorded.
     pub fn of_group(doc: &SignedDoc) -> Option<GroupLedger> {
         let (record, genesis) = doc.genesis()?;
-        let rules = &genesis.charter.rules;
-        let mut ledger = Ledger::new(
-            &genesis.unit,
-            record.author,
-            Limits {
-                floor: rules.default_credit_floor,
-                ceiling: rules.default_credit_ceiling,
-            },
-            rules.ledger_period_payments,
-        );
+        let mut ledger = Ledger::of_genesis(record.author, &genesis);
         let mut limits: Vec<(Hash32, CreditLimit)> = doc
             .records()
             .iter()
