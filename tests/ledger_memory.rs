@@ -264,3 +264,64 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     assert_within("after a restart", held(&node), after_late);
     println!("most held while running: {most:?}");
 }
+
+/// The crash soak's lost payments: a member whose node heard nothing after
+/// the first few payments keeps paying in period 0, while the others have
+/// closed several periods. Their node must take those payments: counted
+/// again with no base at all (a base under period 0's closings cuts a
+/// payment that saw less than them), not reloaded at every sync forever.
+#[test]
+fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = LedgerSim::new(4, PERIOD as u32);
+    sim.payers = 3;
+    let group = sim.replica.group.id();
+    let node = open(dir.path());
+    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
+        .expect("join");
+    let mut log = Vec::new();
+    deliver(&node, &mut sim, 3, &mut log);
+    // The fourth member's node stops hearing from the others here.
+    let mut late = LedgerState::of(sim.replica.group.clone());
+    for (p, changes) in &log {
+        late.apply(*p, changes.clone());
+    }
+    for _ in 0..6 {
+        deliver(&node, &mut sim, PERIOD, &mut log);
+    }
+    assert!(node.status().periods_on_disk > 0, "the base moved up");
+    let members = late.group.members().clone();
+    let to = sim.members()[0];
+    let mut sent = 0;
+    for _ in 0..3 {
+        let (period, changes) = sign_payment(
+            &mut late.ledger,
+            group,
+            sim.writer(3),
+            &members,
+            to,
+            1,
+            "late",
+        );
+        assert_eq!(period, 0, "the late member never saw a closing");
+        let doc = period_id(&group, period);
+        // The first delivery may find the history below the base needed;
+        // a peer sends again at the next sync, and that one is taken.
+        let mut taken = false;
+        for _ in 0..2 {
+            let report = node
+                .apply_remote(doc, changes.clone(), false)
+                .expect("apply");
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
+            if report.missing_deps.is_empty() {
+                taken = true;
+                break;
+            }
+        }
+        assert!(taken, "late payment {sent} still waits after a reload");
+        sent += 1;
+    }
+    assert_eq!(node.status().payments, 3 + 6 * PERIOD + sent);
+    let total: i128 = balances(&node, &group).iter().map(|(_, b)| b).sum();
+    assert_eq!(total, 0);
+}

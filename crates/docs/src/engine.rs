@@ -623,6 +623,7 @@ impl SignedDoc {
                 } else if forked.contains(dep) {
                     on_fork.push(i);
                 } else if !self.has_change(dep) {
+                    tracing::debug!(doc = %self.id.short(), change = %Hash32(change.hash().0).short(), dep = %Hash32(dep.0).short(), "a change waits for a change this node lacks");
                     missing[i] = true;
                 }
             }
@@ -1092,6 +1093,7 @@ impl SignedDoc {
             // A ledger period's roll is the group's; an admission may still
             // be on its way, so an unknown author waits rather than fails.
             if !gate.is_member(&author) {
+                tracing::debug!(doc = %self.id.short(), %author, "a ledger change waits: its author is not on the roll here yet");
                 return Err(Hold::Wait);
             }
         } else {
@@ -1117,7 +1119,14 @@ impl SignedDoc {
             1 => {
                 let (id, body) = &pending.gated[0];
                 gate.admit(&author, *id, body).map_err(|r| match r {
-                    Refusal::Missing(_) | Refusal::History => Hold::Wait,
+                    Refusal::Missing(missing) => {
+                        tracing::debug!(doc = %self.id.short(), record = %id.short(), kind = body.kind_name(), missing = ?missing.iter().map(|m| m.short()).collect::<Vec<_>>(), "a record waits for records this node lacks");
+                        Hold::Wait
+                    }
+                    Refusal::History => {
+                        tracing::debug!(doc = %self.id.short(), record = %id.short(), kind = body.kind_name(), "a record waits for the ledger history below the base");
+                        Hold::Wait
+                    }
                     Refusal::Broken(e) => Hold::Reject(e.0),
                 })?;
             }

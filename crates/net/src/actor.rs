@@ -573,7 +573,7 @@ fn apply_opening(
         // when it does, nothing of these is stored (a lagging node's late
         // ledger records were seen never to arrive: see the crash soak).
         if !report.missing_deps.is_empty() {
-            tracing::warn!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes this node lacks; not stored");
+            tracing::warn!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes or records this node lacks, or for its ledger history below the base; not stored until sent again");
         }
     }
     let opened = match (group, &applied) {

@@ -47,11 +47,13 @@ pub struct GroupLedger {
     /// with their heads (for sync). Loaded again when a peer asks for one or
     /// sends to it.
     pub cold: BTreeMap<u64, Vec<Hash32>>,
-    /// After a late record needed the history below the base: the base
-    /// stays at or below the first period (two below the record's, so that
-    /// it and its fellows, delivered by the next syncs, are judged above
-    /// it) until a closing of the second period is held. Only the periods
-    /// from there on are held in memory meanwhile, not the whole history.
+    /// After a late record needed the history below the base: the period
+    /// of the earliest such record, and the period whose closing lifts the
+    /// hold. Until then the base stays at least two periods below the
+    /// record's (so that it and its fellows, delivered by the next syncs,
+    /// are judged above it), and for a record in period 0 or 1 there is no
+    /// base at all. Only the periods from there on are held in memory
+    /// meanwhile, not the whole history.
     pub hold: Option<(u64, u64)>,
     /// A record needed the history below the base: the node must reload it
     /// (for records filed in this period or later).
@@ -207,7 +209,14 @@ impl GroupLedger {
         };
         match self.hold {
             Some((_, until)) if newest >= until => self.hold = None,
-            Some((cap, _)) => target = target.min(cap),
+            Some((late, _)) => match late.checked_sub(2) {
+                Some(cap) => target = target.min(cap),
+                // A base under the closings of period 0 would cut a record
+                // of period 0 (or a closing of period 0, filed in period 1)
+                // that saw less than they did: judged again, it would need
+                // the history again, at every sync, for good.
+                None => return,
+            },
             None => {}
         }
         if let Some(base) = self.ledger.base_at(target) {
@@ -231,11 +240,10 @@ impl GroupLedger {
     /// Hold the base for records filed in `period` (see
     /// [`GroupLedger::hold`]), the newest closing held being `newest`.
     pub fn hold_for(&mut self, period: u64, newest: Option<u64>) {
-        let cap = period.saturating_sub(2);
         let until = newest.map_or(0, |n| n + 3);
         self.hold = match self.hold {
-            Some((c, u)) => Some((c.min(cap), u.max(until))),
-            None => Some((cap, until)),
+            Some((p, u)) => Some((p.min(period), u.max(until))),
+            None => Some((period, until)),
         };
     }
 

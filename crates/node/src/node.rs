@@ -1736,6 +1736,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         // The group document is read before anything is replaced: a read
         // that fails leaves memory as it was.
+        tracing::info!(group = %group.short(), ?late, "reloading a group's documents from the store");
         let mut doc = SignedDoc::load_trusted(group, self.store.changes(&group)?)?;
         doc.set_writer(&self.writer);
         let periods: Vec<(u64, Hash32)> = self
