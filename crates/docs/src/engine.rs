@@ -954,6 +954,15 @@ impl SignedDoc {
         &self.records
     }
 
+    /// The records that decide the roll and the group's decisions (see
+    /// `engine/roll.rs`), decoded, in id order: what governance replays,
+    /// without decoding every record again each time.
+    pub fn roll_records(&self) -> impl Iterator<Item = (Hash32, MemberId, &RecordBody)> + '_ {
+        self.records
+            .keys()
+            .filter_map(|id| self.roll.body(id).map(|(author, body)| (*id, author, body)))
+    }
+
     /// The roll at the document's heads: who may write now.
     pub fn members(&self) -> &BTreeSet<MemberId> {
         &self.members

@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{encoding, Hash32, MemberId, SignedRecord};
+use nestwork_core::{encoding, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Account, MAX_AMOUNT, MAX_LIMIT, MAX_MEMO_CHARS};
@@ -899,10 +899,10 @@ pub struct Governance {
 }
 
 /// A governance record with its id and signer.
-struct Signed<T> {
+struct Signed<'r, T> {
     id: Hash32,
     author: MemberId,
-    body: T,
+    body: &'r T,
 }
 
 /// Something that happens on the timeline. The order of the variants is
@@ -918,28 +918,25 @@ enum Event {
 
 impl Governance {
     /// The governance of `group` at `now_ms`, from the group's genesis
-    /// (`creator`, `created_at_ms`, `charter`) and its records.
-    pub fn at(
+    /// (`creator`, `created_at_ms`, `charter`) and its records
+    /// (id, signer and decoded body, in id order).
+    pub fn at<'r>(
         group: Hash32,
         creator: MemberId,
         created_at_ms: u64,
         charter: &Charter,
         parent: Option<Hash32>,
-        records: &BTreeMap<Hash32, SignedRecord>,
+        records: impl IntoIterator<Item = (Hash32, MemberId, &'r RecordBody)>,
         now_ms: u64,
     ) -> Governance {
         let mut admissions = Vec::new();
         let mut exits = Vec::new();
         let mut edits = Vec::new();
         let mut proposals = Vec::new();
-        let mut votes: BTreeMap<Hash32, Vec<Signed<Vote>>> = BTreeMap::new();
+        let mut votes: BTreeMap<Hash32, Vec<Signed<'r, Vote>>> = BTreeMap::new();
         let mut delegations = Vec::new();
         let mut counterparts = Vec::new();
-        for (id, r) in records {
-            let Ok(body) = RecordBody::decode(&r.body) else {
-                continue;
-            };
-            let (id, author) = (*id, r.author);
+        for (id, author, body) in records {
             match body {
                 RecordBody::Admission(a) => admissions.push(Signed {
                     id,
@@ -1137,10 +1134,10 @@ impl Governance {
     /// Judge a proposal at its submission: its rules, seats and votes.
     fn judge(
         &self,
-        p: &Signed<Proposal>,
-        votes: &[Signed<Vote>],
+        p: &Signed<'_, Proposal>,
+        votes: &[Signed<'_, Vote>],
         exits: &[(MemberId, u64)],
-        delegations: &[Signed<Delegation>],
+        delegations: &[Signed<'_, Delegation>],
         now_ms: u64,
     ) -> ProposalState {
         let submitted = p.body.submitted_at_ms;
@@ -1170,9 +1167,9 @@ impl Governance {
             state.effect = Some("the proposer was not on the roll when submitting".into());
             return state;
         }
-        let mut ordered: Vec<&Signed<Vote>> = votes.iter().collect();
+        let mut ordered: Vec<&Signed<'_, Vote>> = votes.iter().collect();
         ordered.sort_by_key(|v| (v.body.cast_at_ms, v.id));
-        let ignore = |state: &mut ProposalState, v: &Signed<Vote>, reason: String| {
+        let ignore = |state: &mut ProposalState, v: &Signed<'_, Vote>, reason: String| {
             state.ignored.push(IgnoredVote {
                 vote: v.id,
                 voter: v.author,
@@ -1385,7 +1382,7 @@ impl Governance {
 
     /// Delegations filed here by child groups' delegates: the newest per
     /// child that is in this tier.
-    fn file_delegations(&mut self, delegations: &[Signed<Delegation>]) {
+    fn file_delegations(&mut self, delegations: &[Signed<'_, Delegation>]) {
         for d in delegations {
             if !self.children.contains(&d.body.child) || d.body.from_ms > self.now_ms {
                 continue;
@@ -1407,8 +1404,8 @@ impl Governance {
     }
 
     /// The other parties' decisions, carried over, in time order.
-    fn file_counterparts(&mut self, counterparts: &[Signed<Counterpart>]) {
-        let mut ordered: Vec<&Signed<Counterpart>> = counterparts
+    fn file_counterparts(&mut self, counterparts: &[Signed<'_, Counterpart>]) {
+        let mut ordered: Vec<&Signed<'_, Counterpart>> = counterparts
             .iter()
             .filter(|c| c.body.at_ms <= self.now_ms)
             .collect();

@@ -90,7 +90,7 @@ pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
         genesis.created_at_ms,
         &genesis.charter,
         genesis.parent,
-        doc.records(),
+        doc.roll_records(),
         now_ms,
     ))
 }

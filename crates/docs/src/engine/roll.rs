@@ -13,7 +13,7 @@
 //! set, so the common case costs a hash-map lookup; a roll is computed once
 //! per distinct set and cached.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use automerge::ChangeHash;
@@ -34,8 +34,10 @@ pub(crate) struct RollIndex {
     /// The roll records in each applied change's causal past, the change's
     /// own included.
     past: HashMap<ChangeHash, SetId>,
-    /// Roll records by this replica's index of them.
-    records: Vec<SignedRecord>,
+    /// Roll records by this replica's index of them, with their ids and
+    /// decoded bodies (each record is hashed and decoded once, not at every
+    /// roll it counts in).
+    records: Vec<IndexedRecord>,
     index: HashMap<Hash32, usize>,
     /// Interned sets: bitsets over `records`, with no trailing zero words,
     /// so equal sets have equal bits.
@@ -57,6 +59,16 @@ impl Default for RollIndex {
             rolls: HashMap::new(),
         }
     }
+}
+
+/// A roll record as the index keeps it.
+#[derive(Clone)]
+struct IndexedRecord {
+    id: Hash32,
+    author: MemberId,
+    /// `None` if it does not decode (the engine accepts only records that
+    /// do; such a record counts for nothing).
+    body: Option<RecordBody>,
 }
 
 /// Who is on the roll, and who was and is no longer.
@@ -99,6 +111,12 @@ fn claimed_ms(body: &RecordBody) -> u64 {
 }
 
 impl RollIndex {
+    /// The signer and decoded body of roll record `id`, if indexed.
+    pub(crate) fn body(&self, id: &Hash32) -> Option<(MemberId, &RecordBody)> {
+        let r = self.records.get(*self.index.get(id)?)?;
+        Some((r.author, r.body.as_ref()?))
+    }
+
     /// The set of a change already applied.
     pub(crate) fn past_of(&self, hash: &ChangeHash) -> Option<SetId> {
         self.past.get(hash).copied()
@@ -153,7 +171,11 @@ impl RollIndex {
             let i = match self.index.get(&id) {
                 Some(i) => *i,
                 None => {
-                    self.records.push(record.clone());
+                    self.records.push(IndexedRecord {
+                        id,
+                        author: record.author,
+                        body: RecordBody::decode(&record.body).ok(),
+                    });
                     self.index.insert(id, self.records.len() - 1);
                     self.records.len() - 1
                 }
@@ -188,7 +210,7 @@ impl RollIndex {
             return roll.clone();
         }
         let bits = self.sets[set as usize].clone();
-        let mut records: BTreeMap<Hash32, SignedRecord> = BTreeMap::new();
+        let mut records: Vec<(Hash32, MemberId, &RecordBody)> = Vec::new();
         let mut genesis = None;
         let mut now = 0;
         for (w, word) in bits.iter().enumerate() {
@@ -196,21 +218,25 @@ impl RollIndex {
                 if word & (1 << b) == 0 {
                     continue;
                 }
-                let Some(record) = self.records.get(w * 64 + b) else {
+                let Some(IndexedRecord {
+                    id,
+                    author,
+                    body: Some(body),
+                }) = self.records.get(w * 64 + b)
+                else {
                     continue;
                 };
-                let Ok(body) = RecordBody::decode(&record.body) else {
-                    continue;
-                };
-                now = now.max(claimed_ms(&body));
+                now = now.max(claimed_ms(body));
                 if let RecordBody::GroupGenesis(g) = body {
-                    if record.id() == *group {
-                        genesis = Some((record.author, g));
+                    if id == group {
+                        genesis = Some((*author, g));
                     }
                 }
-                records.insert(record.id(), record.clone());
+                records.push((*id, *author, body));
             }
         }
+        // The timeline breaks ties between records in id order.
+        records.sort_unstable_by_key(|(id, _, _)| *id);
         let roll = match genesis {
             Some((creator, g)) => {
                 let gov = Governance::at(
@@ -219,7 +245,7 @@ impl RollIndex {
                     g.created_at_ms,
                     &g.charter,
                     g.parent,
-                    &records,
+                    records,
                     now,
                 );
                 Roll {
