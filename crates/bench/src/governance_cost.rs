@@ -6,11 +6,13 @@
 //!
 //! - the time for a replica holding all of them to receive one more
 //!   (its author's roll is worked out at the change's causal past), and
-//! - the time for the governance view (what `Decisions::of` runs for
-//!   every payment and every proposal list).
+//! - the time for the governance view (what a proposal list, `status`, and
+//!   `Decisions::of` for a commons payout or a limit change run).
 //!
-//! Both replay every governance record today, so both grow in step with
-//! the history. Run with `cargo run --release -p nestwork-bench --bin
+//! Two histories: the group's everyday business (proposals to add
+//! articles), which the roll does not replay, and rule changes, which it
+//! must (they decide later votes on the roll). The view replays every
+//! record in both. Run with `cargo run --release -p nestwork-bench --bin
 //! governance-cost`.
 
 use std::time::Instant;
@@ -29,13 +31,32 @@ fn writer(n: u8) -> Writer {
     Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
 }
 
-/// Member 1 adds a proposal at `at`; returns its id and change.
-fn propose(doc: &mut SignedDoc, text: String, at: u64) -> (Hash32, nestwork_core::SignedChange) {
-    let body = RecordBody::Proposal(Proposal {
-        action: Action::AddArticle {
+/// The proposals of a history.
+#[derive(Clone, Copy)]
+enum Business {
+    Articles,
+    Rules,
+}
+
+/// Member 1 adds proposal number `n` at `at`; returns its id and change.
+fn propose(
+    doc: &mut SignedDoc,
+    business: Business,
+    n: usize,
+    at: u64,
+) -> (Hash32, nestwork_core::SignedChange) {
+    let action = match business {
+        Business::Articles => Action::AddArticle {
             title: "Tools".into(),
-            text,
+            text: format!("Article {n}."),
         },
+        Business::Rules => Action::SetRule {
+            rule: "quorum_percent".into(),
+            value: (40 + n % 20).to_string(),
+        },
+    };
+    let body = RecordBody::Proposal(Proposal {
+        action,
         submitted_at_ms: at,
     });
     doc.add_record(&writer(1), body, &mut NoLedger, at)
@@ -51,6 +72,17 @@ fn main() {
             "release"
         }
     );
+    for (business, what) in [
+        (Business::Articles, "proposals to add articles"),
+        (Business::Rules, "proposals to change a rule"),
+    ] {
+        println!("{what}:");
+        measure(business);
+    }
+}
+
+/// Grow one group's history of `business` and print the costs at each size.
+fn measure(business: Business) {
     let genesis = GroupGenesis {
         name: "Riverside".into(),
         kind: GroupKind::Hub,
@@ -77,7 +109,7 @@ fn main() {
     for size in SIZES {
         while records < size {
             at += 10;
-            let (proposal, _) = propose(&mut doc, format!("Article {records}."), at);
+            let (proposal, _) = propose(&mut doc, business, records, at);
             records += 1;
             for m in 1..=4u8 {
                 at += 1;
@@ -96,7 +128,7 @@ fn main() {
         let report = replica.apply(doc.changes_since(&[]));
         assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
         at += 10;
-        let (_, change) = propose(&mut doc, "One more.".into(), at);
+        let (_, change) = propose(&mut doc, business, records, at);
         records += 1;
         let start = Instant::now();
         let report = replica.apply(vec![change]);

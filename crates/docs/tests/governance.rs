@@ -41,6 +41,19 @@ fn founded(n: u8) -> SignedDoc {
     doc
 }
 
+/// The time a governance record claims.
+fn claimed(body: &[u8]) -> Option<u64> {
+    match RecordBody::decode(body).ok()? {
+        RecordBody::GroupGenesis(g) => Some(g.created_at_ms),
+        RecordBody::Admission(a) => Some(a.admitted_at_ms),
+        RecordBody::Exit(e) => Some(e.at_ms),
+        RecordBody::Proposal(p) => Some(p.submitted_at_ms),
+        RecordBody::Vote(v) => Some(v.cast_at_ms),
+        RecordBody::CharterEdit(e) => Some(e.at_ms),
+        _ => None,
+    }
+}
+
 /// The governance of `doc` at `now` with every record decoded afresh.
 fn every_record_decoded(doc: &SignedDoc, now: u64) -> Governance {
     let (record, genesis) = doc.genesis().expect("genesis");
@@ -120,7 +133,7 @@ fn deliver(doc: &mut SignedDoc, changes: Vec<SignedChange>, chunk: usize) {
 }
 
 fn random_action(rng: &mut StdRng, members: &[MemberId]) -> Action {
-    match rng.gen_range(0..6) {
+    match rng.gen_range(0..7) {
         0 => Action::AddArticle {
             title: "Tools".into(),
             text: format!("Tools are shared ({}).", rng.gen::<u16>()),
@@ -138,6 +151,9 @@ fn random_action(rng: &mut StdRng, members: &[MemberId]) -> Action {
             value: format!("{}h", rng.gen_range(1..=96)),
         },
         4 => Action::RemoveMember {
+            member: *members.choose(rng).expect("members"),
+        },
+        5 => Action::AdmitMember {
             member: *members.choose(rng).expect("members"),
         },
         _ => Action::ReaffirmArticle {
@@ -209,6 +225,11 @@ proptest! {
             // arrived (or as a store was read back): the same as decoding
             // every record afresh.
             let reloaded = SignedDoc::load_trusted(base.id(), replica.changes_since(&[])).expect("reload");
+            // The roll the engine keeps (replaying only what can change
+            // it) is the full replay's at the latest time claimed.
+            let latest = replica.records().values().filter_map(|r| claimed(&r.body)).max().expect("records");
+            let full = every_record_decoded(&replica, latest);
+            prop_assert_eq!(replica.members(), &full.roll.keys().copied().collect());
             for (now, g) in [T0 + DAY, T0 + 3 * DAY, T0 + 20 * DAY].iter().zip(&at) {
                 prop_assert_eq!(&every_record_decoded(&replica, *now), g);
                 prop_assert_eq!(&governance_of(&reloaded, *now).expect("governance"), g);
@@ -466,4 +487,81 @@ fn drafts_edited_concurrently_merge() {
         a.edit_draft(&writer(1), "d1", "later", T0).is_err(),
         "frozen"
     );
+}
+
+/// The engine judges who may write from the roll at a change's causal past,
+/// replaying only the records that can change the roll; a rule change
+/// passed among the group's article business counts there. Here approval
+/// is raised to 100% before a vote to remove member 5 that 3 yes to 1 no
+/// would pass under the default 60%: member 5 stays and may still write.
+#[test]
+fn the_roll_counts_rule_changes_among_article_business() {
+    let mut doc = founded(5);
+    let rule = proposal(
+        Action::SetRule {
+            rule: "approval_percent".into(),
+            value: "100".into(),
+        },
+        T0 + 100,
+    );
+    let rule = add(&mut doc, 1, rule).expect("propose the rule");
+    for m in 1..=4 {
+        add(
+            &mut doc,
+            m,
+            vote(rule, Choice::Yes, T0 + 100 + u64::from(m)),
+        )
+        .expect("vote");
+    }
+    let tools = proposal(
+        Action::AddArticle {
+            title: "Tools".into(),
+            text: "Tools are shared.".into(),
+        },
+        T0 + 150,
+    );
+    let tools = add(&mut doc, 2, tools).expect("propose an article");
+    for m in 1..=3 {
+        add(
+            &mut doc,
+            m,
+            vote(tools, Choice::Yes, T0 + 150 + u64::from(m)),
+        )
+        .expect("vote");
+    }
+    let remove = proposal(
+        Action::RemoveMember {
+            member: writer(5).id(),
+        },
+        T0 + 200,
+    );
+    let remove = add(&mut doc, 1, remove).expect("propose removal");
+    for (m, choice) in [
+        (1, Choice::Yes),
+        (2, Choice::Yes),
+        (3, Choice::Yes),
+        (4, Choice::No),
+    ] {
+        add(&mut doc, m, vote(remove, choice, T0 + 200 + u64::from(m))).expect("vote");
+    }
+    assert!(
+        doc.members().contains(&writer(5).id()),
+        "member 5 stays on the roll"
+    );
+    add(&mut doc, 5, vote(tools, Choice::Yes, T0 + 300)).expect("member 5 still writes");
+    let full = every_record_decoded(&doc, T0 + 300);
+    assert_eq!(
+        full.proposal(&remove).expect("removal").outcome,
+        Outcome::Failed
+    );
+    assert_eq!(
+        doc.members(),
+        &full.roll.keys().copied().collect(),
+        "the engine's roll is the full replay's"
+    );
+    // A replica that receives it all judges the same.
+    let mut replica = SignedDoc::empty(doc.id());
+    deliver(&mut replica, doc.changes_since(&[]), 3);
+    assert_eq!(replica.members(), doc.members());
+    assert_eq!(replica.records().len(), doc.records().len());
 }

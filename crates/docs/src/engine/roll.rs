@@ -11,7 +11,11 @@
 //! its past (a bitset over this replica's numbering of them). A change that
 //! carries no roll record and depends on changes with one set shares their
 //! set, so the common case costs a hash-map lookup; a roll is computed once
-//! per distinct set and cached.
+//! per distinct set and cached. Computing one replays only the records
+//! that can change the roll (admissions, exits, founder edits, delegations,
+//! and proposals that admit or remove members or groups or change the
+//! rules, with their votes), each decoded once when first seen: a group's
+//! article, money and treaty business does not make it dearer.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use automerge::ChangeHash;
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 
-use crate::governance::Governance;
+use crate::governance::{Action, Governance};
 use crate::record::RecordBody;
 
 /// The id of an interned set of roll records.
@@ -92,6 +96,19 @@ pub(crate) fn is_roll_record(body: &RecordBody) -> bool {
             | RecordBody::CharterEdit(_)
             | RecordBody::Delegation(_)
             | RecordBody::Counterpart(_)
+    )
+}
+
+/// Whether a passed proposal of this kind can change the roll, or who
+/// may vote on a proposal that does (the rules, the child groups' seats).
+fn moves_roll(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::AdmitMember { .. }
+            | Action::RemoveMember { .. }
+            | Action::SetRule { .. }
+            | Action::AdmitGroup { .. }
+            | Action::RemoveGroup { .. }
     )
 }
 
@@ -235,6 +252,23 @@ impl RollIndex {
                 records.push((*id, *author, body));
             }
         }
+        // Only what can change who is on the roll is replayed: proposals
+        // about articles, money, treaties, lotteries and the parent tier
+        // (most of a group's business), and the votes on them, decide
+        // nothing about it. The claimed time above counts them all.
+        let idle: BTreeSet<Hash32> = records
+            .iter()
+            .filter_map(|(id, _, body)| match body {
+                RecordBody::Proposal(p) if !moves_roll(&p.action) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        records.retain(|(id, _, body)| match body {
+            RecordBody::Proposal(_) => !idle.contains(id),
+            RecordBody::Vote(v) => !idle.contains(&v.proposal),
+            RecordBody::Counterpart(_) => false,
+            _ => true,
+        });
         // The timeline breaks ties between records in id order.
         records.sort_unstable_by_key(|(id, _, _)| *id);
         let roll = match genesis {
