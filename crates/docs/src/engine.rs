@@ -1491,6 +1491,19 @@ impl SignedDoc {
     }
 
     /// Recompute the roll at the heads (a ledger period has none of its own).
+    /// Who is on the roll at `now_ms`, by this document's records: the
+    /// group's view of its roll at that moment, replaying only the records
+    /// that can change it. Empty for a ledger period.
+    pub fn roll_at(&self, now_ms: u64) -> BTreeSet<MemberId> {
+        if self.ledger.is_some() {
+            return BTreeSet::new();
+        }
+        self.roll
+            .roll_at(&self.id, &self.doc.get_heads(), now_ms)
+            .map(|roll| roll.members)
+            .unwrap_or_default()
+    }
+
     fn refresh_roll(&mut self) {
         if self.ledger.is_some() {
             return;

@@ -232,6 +232,7 @@ proptest! {
             prop_assert_eq!(replica.members(), &full.roll.keys().copied().collect());
             for (now, g) in [T0 + DAY, T0 + 3 * DAY, T0 + 20 * DAY].iter().zip(&at) {
                 prop_assert_eq!(&every_record_decoded(&replica, *now), g);
+                prop_assert_eq!(replica.roll_at(*now), g.roll.keys().copied().collect());
                 prop_assert_eq!(&governance_of(&reloaded, *now).expect("governance"), g);
             }
             views.push(at);
@@ -548,6 +549,7 @@ fn the_roll_counts_rule_changes_among_article_business() {
         doc.members().contains(&writer(5).id()),
         "member 5 stays on the roll"
     );
+    assert!(doc.roll_at(T0 + 30 * DAY).contains(&writer(5).id()));
     add(&mut doc, 5, vote(tools, Choice::Yes, T0 + 300)).expect("member 5 still writes");
     let full = every_record_decoded(&doc, T0 + 300);
     assert_eq!(

@@ -1221,18 +1221,19 @@ impl Node {
         let (group, to) = self.with_doc(sel, |doc| {
             let to = account_of(doc.ever_members(), &req.to)?;
             // Someone who left (or was removed) neither pays nor is paid.
-            if let Some(gov) = nestwork_docs::view::governance_of(doc, self.now_ms()) {
-                if !gov.is_member(&me) {
-                    return Err(NodeError::Invalid(
-                        "you are not on this group's roll (you left or were removed), so you cannot pay".into(),
-                    ));
-                }
-                if let Account::Member(m) = to {
-                    if !gov.is_member(&m) {
-                        return Err(NodeError::Invalid(format!(
-                            "{m} is no longer on this group's roll"
-                        )));
-                    }
+            // (The roll alone, not the whole governance: this runs for
+            // every payment.)
+            let roll = doc.roll_at(self.now_ms());
+            if !roll.contains(&me) {
+                return Err(NodeError::Invalid(
+                    "you are not on this group's roll (you left or were removed), so you cannot pay".into(),
+                ));
+            }
+            if let Account::Member(m) = to {
+                if !roll.contains(&m) {
+                    return Err(NodeError::Invalid(format!(
+                        "{m} is no longer on this group's roll"
+                    )));
                 }
             }
             Ok((doc.id(), to))

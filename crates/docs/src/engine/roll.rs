@@ -226,7 +226,37 @@ impl RollIndex {
         if let Some(roll) = self.rolls.get(&set) {
             return roll.clone();
         }
-        let bits = self.sets[set as usize].clone();
+        let roll = Arc::new(self.replay(group, &self.sets[set as usize], None));
+        self.rolls.insert(set, roll.clone());
+        roll
+    }
+
+    /// The roll given by the records in the past of the changes `heads` at
+    /// `now_ms` (not cached): a proposal on the roll decided by its
+    /// deadline counts once that has passed, with no record after it.
+    /// `None` if a head is unknown here.
+    pub(crate) fn roll_at(
+        &self,
+        group: &Hash32,
+        heads: &[ChangeHash],
+        now_ms: u64,
+    ) -> Option<Roll> {
+        let mut bits: Vec<u64> = Vec::new();
+        for head in heads {
+            let set = &self.sets[*self.past.get(head)? as usize];
+            if bits.len() < set.len() {
+                bits.resize(set.len(), 0);
+            }
+            for (w, s) in bits.iter_mut().zip(set.iter()) {
+                *w |= s;
+            }
+        }
+        Some(self.replay(group, &bits, Some(now_ms)))
+    }
+
+    /// The timeline of the records in `bits` that can change the roll,
+    /// replayed up to `now_ms`, or to the latest time they claim.
+    fn replay(&self, group: &Hash32, bits: &[u64], now_ms: Option<u64>) -> Roll {
         let mut records: Vec<(Hash32, MemberId, &RecordBody)> = Vec::new();
         let mut genesis = None;
         let mut now = 0;
@@ -271,7 +301,7 @@ impl RollIndex {
         });
         // The timeline breaks ties between records in id order.
         records.sort_unstable_by_key(|(id, _, _)| *id);
-        let roll = match genesis {
+        match genesis {
             Some((creator, g)) => {
                 let gov = Governance::at(
                     *group,
@@ -280,7 +310,7 @@ impl RollIndex {
                     &g.charter,
                     g.parent,
                     records,
-                    now,
+                    now_ms.unwrap_or(now),
                 );
                 Roll {
                     members: gov.roll.into_keys().collect(),
@@ -288,9 +318,6 @@ impl RollIndex {
                 }
             }
             None => Roll::default(),
-        };
-        let roll = Arc::new(roll);
-        self.rolls.insert(set, roll.clone());
-        roll
+        }
     }
 }
