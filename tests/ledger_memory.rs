@@ -103,6 +103,28 @@ fn assert_within(what: &str, h: Held, b: Held) {
     }
 }
 
+/// A node that joined a group of four members, the fourth of whom only
+/// receives (until it pays late).
+fn joined(dir: &std::path::Path) -> (Node, LedgerSim, Hash32) {
+    let mut sim = LedgerSim::new(4, PERIOD as u32);
+    sim.payers = 3;
+    let group = sim.replica.group.id();
+    let node = open(dir);
+    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
+        .expect("join");
+    (node, sim, group)
+}
+
+/// A member's ledger that holds what was delivered so far (`log`), and
+/// from here on hears nothing more.
+fn cut_off(sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)]) -> LedgerState {
+    let mut late = LedgerState::of(sim.replica.group.clone());
+    for (p, changes) in log {
+        late.apply(*p, changes.clone());
+    }
+    late
+}
+
 /// Make `count` payments and deliver them to the node (and the
 /// simulation's own replica) period by period, as a peer's sync would;
 /// every batch is also kept in `log`.
@@ -135,13 +157,7 @@ fn deliver(
 #[test]
 fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Four members; the fourth only receives, until it pays late.
-    let mut sim = LedgerSim::new(4, PERIOD as u32);
-    sim.payers = 3;
-    let group = sim.replica.group.id();
-    let node = open(dir.path());
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    let (node, mut sim, group) = joined(dir.path());
     let mut log = Vec::new();
     // The base moves up with every closing: at most the period before the
     // newest closing, the newest, and the next one (open, empty) are held.
@@ -159,11 +175,7 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
         }
         if period == PERIODS - 8 {
             // The fourth member's node stops hearing from the others here.
-            let mut late = LedgerState::of(sim.replica.group.clone());
-            for (p, changes) in &log {
-                late.apply(*p, changes.clone());
-            }
-            late_state = Some(late);
+            late_state = Some(cut_off(&sim, &log));
         }
     }
     let status = node.status();
@@ -273,19 +285,11 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
 #[test]
 fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut sim = LedgerSim::new(4, PERIOD as u32);
-    sim.payers = 3;
-    let group = sim.replica.group.id();
-    let node = open(dir.path());
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    let (node, mut sim, group) = joined(dir.path());
     let mut log = Vec::new();
     deliver(&node, &mut sim, 3, &mut log);
     // The fourth member's node stops hearing from the others here.
-    let mut late = LedgerState::of(sim.replica.group.clone());
-    for (p, changes) in &log {
-        late.apply(*p, changes.clone());
-    }
+    let mut late = cut_off(&sim, &log);
     for _ in 0..6 {
         deliver(&node, &mut sim, PERIOD, &mut log);
     }

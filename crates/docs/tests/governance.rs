@@ -490,6 +490,22 @@ fn drafts_edited_concurrently_merge() {
     );
 }
 
+/// Member `by` proposes `action` at `at`; each of `votes` follows, one
+/// millisecond apart by member number. Returns the proposal's id.
+fn put_to_vote(
+    doc: &mut SignedDoc,
+    by: u8,
+    action: Action,
+    at: u64,
+    votes: &[(u8, Choice)],
+) -> Hash32 {
+    let p = add(doc, by, proposal(action, at)).expect("propose");
+    for (m, choice) in votes {
+        add(doc, *m, vote(p, *choice, at + u64::from(*m))).expect("vote");
+    }
+    p
+}
+
 /// The engine judges who may write from the roll at a change's causal past,
 /// replaying only the records that can change the roll; a rule change
 /// passed among the group's article business counts there. Here approval
@@ -498,53 +514,25 @@ fn drafts_edited_concurrently_merge() {
 #[test]
 fn the_roll_counts_rule_changes_among_article_business() {
     let mut doc = founded(5);
-    let rule = proposal(
-        Action::SetRule {
-            rule: "approval_percent".into(),
-            value: "100".into(),
-        },
-        T0 + 100,
-    );
-    let rule = add(&mut doc, 1, rule).expect("propose the rule");
-    for m in 1..=4 {
-        add(
-            &mut doc,
-            m,
-            vote(rule, Choice::Yes, T0 + 100 + u64::from(m)),
-        )
-        .expect("vote");
-    }
-    let tools = proposal(
-        Action::AddArticle {
-            title: "Tools".into(),
-            text: "Tools are shared.".into(),
-        },
-        T0 + 150,
-    );
-    let tools = add(&mut doc, 2, tools).expect("propose an article");
-    for m in 1..=3 {
-        add(
-            &mut doc,
-            m,
-            vote(tools, Choice::Yes, T0 + 150 + u64::from(m)),
-        )
-        .expect("vote");
-    }
-    let remove = proposal(
-        Action::RemoveMember {
-            member: writer(5).id(),
-        },
-        T0 + 200,
-    );
-    let remove = add(&mut doc, 1, remove).expect("propose removal");
-    for (m, choice) in [
-        (1, Choice::Yes),
-        (2, Choice::Yes),
-        (3, Choice::Yes),
-        (4, Choice::No),
-    ] {
-        add(&mut doc, m, vote(remove, choice, T0 + 200 + u64::from(m))).expect("vote");
-    }
+    let yes = |members: &[u8]| -> Vec<(u8, Choice)> {
+        members.iter().map(|m| (*m, Choice::Yes)).collect()
+    };
+    let rule = Action::SetRule {
+        rule: "approval_percent".into(),
+        value: "100".into(),
+    };
+    put_to_vote(&mut doc, 1, rule, T0 + 100, &yes(&[1, 2, 3, 4]));
+    let tools = Action::AddArticle {
+        title: "Tools".into(),
+        text: "Tools are shared.".into(),
+    };
+    let tools = put_to_vote(&mut doc, 2, tools, T0 + 150, &yes(&[1, 2, 3]));
+    let remove = Action::RemoveMember {
+        member: writer(5).id(),
+    };
+    let mut votes = yes(&[1, 2, 3]);
+    votes.push((4, Choice::No));
+    let remove = put_to_vote(&mut doc, 1, remove, T0 + 200, &votes);
     assert!(
         doc.members().contains(&writer(5).id()),
         "member 5 stays on the roll"

@@ -162,19 +162,25 @@ impl RollIndex {
             [] => Some(EMPTY),
             [one] => Some(*one),
             _ => {
-                let mut bits: Vec<u64> = Vec::new();
-                for id in ids {
-                    let set = &self.sets[id as usize];
-                    if bits.len() < set.len() {
-                        bits.resize(set.len(), 0);
-                    }
-                    for (w, s) in bits.iter_mut().zip(set.iter()) {
-                        *w |= s;
-                    }
-                }
+                let bits = self.union_bits(ids);
                 Some(self.intern(bits))
             }
         }
+    }
+
+    /// The bits of the union of sets `ids`.
+    fn union_bits(&self, ids: impl IntoIterator<Item = SetId>) -> Vec<u64> {
+        let mut bits: Vec<u64> = Vec::new();
+        for id in ids {
+            let set = &self.sets[id as usize];
+            if bits.len() < set.len() {
+                bits.resize(set.len(), 0);
+            }
+            for (w, s) in bits.iter_mut().zip(set.iter()) {
+                *w |= s;
+            }
+        }
+        bits
     }
 
     /// `base` with `own` (roll records a change carries) added.
@@ -241,17 +247,11 @@ impl RollIndex {
         heads: &[ChangeHash],
         now_ms: u64,
     ) -> Option<Roll> {
-        let mut bits: Vec<u64> = Vec::new();
-        for head in heads {
-            let set = &self.sets[*self.past.get(head)? as usize];
-            if bits.len() < set.len() {
-                bits.resize(set.len(), 0);
-            }
-            for (w, s) in bits.iter_mut().zip(set.iter()) {
-                *w |= s;
-            }
-        }
-        Some(self.replay(group, &bits, Some(now_ms)))
+        let ids = heads
+            .iter()
+            .map(|head| self.past.get(head).copied())
+            .collect::<Option<Vec<SetId>>>()?;
+        Some(self.replay(group, &self.union_bits(ids), Some(now_ms)))
     }
 
     /// The timeline of the records in `bits` that can change the roll,
