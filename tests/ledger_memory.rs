@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
 use nestwork_node::{DataDir, Node};
 use nestwork_testkit::ledger_sim::{sign_payment, LedgerSim, LedgerState};
@@ -103,6 +104,36 @@ fn assert_within(what: &str, h: Held, b: Held) {
     }
 }
 
+/// What the network reads from the node's directory (without the node's
+/// lock) agrees with what the node holds: the group document, then every
+/// period delivered so far (loaded or on disk), each with heads that leave
+/// nothing of it out; the members on the roll, and no one else.
+fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)]) {
+    let group = sim.replica.group.id();
+    let docs = node.docs_of(&group);
+    assert_eq!(docs.first(), Some(&group), "the group document comes first");
+    let mut periods: Vec<u64> = log.iter().map(|(p, _)| *p).collect();
+    periods.sort_unstable();
+    periods.dedup();
+    for p in periods {
+        assert!(docs.contains(&period_id(&group, p)), "period {p} is listed");
+    }
+    for doc in &docs {
+        assert_eq!(node.group_of(doc), Some(group));
+        let heads = node.heads(doc).expect("listed heads");
+        let (left_out, _) = node.changes_since(doc, &heads, 1);
+        assert!(
+            left_out.is_empty(),
+            "the listed heads of {doc:?} are behind"
+        );
+    }
+    for m in sim.members() {
+        assert!(node.is_member(&group, &m));
+    }
+    let stranger = MemberKey::from_secret([99; 32]).id();
+    assert!(!node.is_member(&group, &stranger));
+}
+
 /// A node that joined a group of four members, the fourth of whom only
 /// receives (until it pays late).
 fn joined(dir: &std::path::Path) -> (Node, LedgerSim, Hash32) {
@@ -178,6 +209,7 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
             late_state = Some(cut_off(&sim, &log));
         }
     }
+    assert_listed(&node, &sim, &log);
     let status = node.status();
     assert_eq!(status.payments, (PERIODS - 4) * PERIOD);
     assert!(
@@ -217,6 +249,7 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
         "{again:?}"
     );
     assert_within("with the late payment", held(&node), reloaded);
+    assert_listed(&node, &sim, &log);
     assert_eq!(node.status().payments, (PERIODS - 4) * PERIOD + 1);
     // What every member counts: the simulation's replica (which never
     // needed its history) plus the late payment.
@@ -274,6 +307,7 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     assert_eq!(node.status().payments, total);
     assert_eq!(balances(&node, &group), before);
     assert_within("after a restart", held(&node), after_late);
+    assert_listed(&node, &sim, &log);
     println!("most held while running: {most:?}");
 }
 

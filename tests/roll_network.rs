@@ -406,12 +406,8 @@ impl nestwork_net::Replica for Eavesdropper {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<nestwork_net::DocEvent> {
         nestwork_net::Replica::subscribe(&*self.node)
     }
-    fn keyring(
-        &self,
-        group: &Hash32,
-        before: Option<&Hash32>,
-    ) -> Option<nestwork_docs::seal::Keyring> {
-        self.held().keyring(group, before)
+    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
+        self.held().keyring(group)
     }
 }
 

@@ -24,7 +24,7 @@ use nestwork_node::node::{CreateGroup, LimitRequest, PayRequest};
 use nestwork_node::{Node, NodeError};
 
 use crate::{Description, ErrorBody, Invite, InviteRequest, JoinRequest, StatusReport};
-use nestwork_net::{NetHandle, Ticket};
+use nestwork_net::{NetHandle, Replica, Ticket};
 
 /// Default life of an invite ticket.
 const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 60 * 60;
@@ -203,10 +203,10 @@ async fn status(State(s): State<AppState>) -> ApiResult<StatusReport> {
         Some(net) => net.status().await.ok(),
         None => None,
     };
-    Ok(Json(StatusReport {
-        node: s.node.status(),
-        network,
-    }))
+    // The node's status reads every group under the node's lock, which a
+    // writer holds while the disk flushes: not on an async thread.
+    let node = blocking(&s, |n| Ok(n.status())).await?;
+    Ok(Json(StatusReport { node, network }))
 }
 
 async fn peers(State(s): State<AppState>) -> ApiResult<Vec<nestwork_net::PeerInfo>> {
@@ -586,7 +586,9 @@ async fn distress_events(
                     _ = tx.closed() => return,
                 };
                 match received {
-                    Ok(event) if node.group(&event.doc.to_hex()).is_ok() => break,
+                    // A group document's change (read from the directory
+                    // the network uses, without the node's lock).
+                    Ok(event) if Replica::group_of(&*node, &event.doc) == Some(event.doc) => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

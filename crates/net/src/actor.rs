@@ -721,7 +721,7 @@ impl EventLoop {
     /// Take the group's keys as the node now holds them (after a change to
     /// the group document: a new key, a member gone or admitted).
     fn refresh_keys(&mut self, group: Hash32) {
-        let Some(ring) = self.replica.keyring(&group, None) else {
+        let Some(ring) = self.replica.keyring(&group) else {
             return;
         };
         let renewed = self
@@ -757,11 +757,7 @@ impl EventLoop {
         // was on the roll then may read them (a removal reaches the member
         // removed), nobody who was off it.
         let key = if event.doc == group {
-            let last = event.changes.last().map(|c| c.hash);
-            self.replica
-                .keyring(&group, last.as_ref())
-                .and_then(|ring| ring.current)
-                .map(|id| short_key_id(&id))
+            event.seal_with.map(|id| short_key_id(&id))
         } else {
             self.seal_for(&group).and_then(GroupSeals::current_id)
         };
@@ -833,7 +829,23 @@ impl EventLoop {
                 let _ = reply.send(self.peer_infos());
             }
             Command::Status(reply) => {
-                let _ = reply.send(self.status());
+                let (mut status, members) = self.status();
+                let replica = self.replica.clone();
+                // Whether each member's last known heads equal ours is read
+                // from the store, off the loop.
+                tokio::task::spawn_blocking(move || {
+                    for (sync, members) in status.sync.iter_mut().zip(members) {
+                        let ours = Some(sorted(sync.heads.clone()));
+                        sync.peers = members
+                            .into_iter()
+                            .map(|m| {
+                                let theirs = replica.peer_heads(&m, &sync.group).map(sorted);
+                                (m.to_string(), theirs == ours)
+                            })
+                            .collect();
+                    }
+                    let _ = reply.send(status);
+                });
             }
             Command::Invite {
                 group,
@@ -1780,19 +1792,20 @@ impl EventLoop {
         for peer in &peers {
             self.note_member(*peer);
         }
+        // What each peer was last known to hold is read from the store,
+        // off the loop; a session starts for each document that differs.
+        let mut compare = Vec::new();
         for peer in peers {
             let Some(member) = member_of(&peer) else {
                 continue;
             };
-            let groups: Vec<Hash32> = self.seals.values().map(GroupSeals::group).collect();
-            for group in groups {
+            for group in self.seals.values().map(GroupSeals::group) {
                 if !self.replica.is_member(&group, &member) {
                     continue;
                 }
                 for doc in self.replica.docs_of(&group) {
-                    if self.replica.peer_heads(&member, &doc) != self.replica.heads(&doc) {
-                        self.start_sync(peer, doc);
-                    }
+                    let heads = self.replica.heads(&doc);
+                    compare.push((peer, member, doc, heads));
                 }
             }
             if let Some(p) = self.peers.get(&peer) {
@@ -1805,6 +1818,15 @@ impl EventLoop {
                 }
             }
         }
+        let replica = self.replica.clone();
+        let done = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            for (peer, member, doc, heads) in compare {
+                if replica.peer_heads(&member, &doc) != heads {
+                    let _ = done.blocking_send(Done::Pull(peer, doc));
+                }
+            }
+        });
     }
 
     /// Whether `peer` is on the roll of a group this node follows.
@@ -1869,34 +1891,32 @@ impl EventLoop {
         out
     }
 
-    fn status(&self) -> NetStatus {
-        let sync = self
+    /// The network's status as the loop knows it, with each group's
+    /// connected members (whether they are in sync is for the caller to
+    /// fill in, off the loop).
+    fn status(&self) -> (NetStatus, Vec<Vec<MemberId>>) {
+        let (sync, members) = self
             .seals
             .values()
             .map(|seals| {
                 let group = &seals.group();
-                let heads = self.replica.heads(group).unwrap_or_default();
-                let peers = self
+                let members: Vec<MemberId> = self
                     .peers
                     .keys()
                     .filter_map(member_of)
                     .filter(|m| self.replica.is_member(group, m))
-                    .map(|m| {
-                        let in_sync = self.replica.peer_heads(&m, group).map(sorted)
-                            == Some(sorted(heads.clone()));
-                        (m.to_string(), in_sync)
-                    })
                     .collect();
-                GroupSync {
+                let sync = GroupSync {
                     group: *group,
-                    heads,
-                    peers,
+                    heads: self.replica.heads(group).unwrap_or_default(),
+                    peers: Vec::new(),
                     seal_key: seals.current().map(|s| hex_of(&s.key_id())),
                     seal_keys_held: seals.held(),
-                }
+                };
+                (sync, members)
             })
-            .collect();
-        NetStatus {
+            .unzip();
+        let status = NetStatus {
             listening: self.swarm.listeners().map(|a| a.to_string()).collect(),
             external: self
                 .swarm
@@ -1938,7 +1958,8 @@ impl EventLoop {
                     .requests_sent
                     .load(std::sync::atomic::Ordering::Relaxed),
             },
-        }
+        };
+        (status, members)
     }
 
     /// Sum over topics of one gossipsub counter.
@@ -2134,7 +2155,7 @@ mod tests {
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent> {
             tokio::sync::broadcast::channel(1).1
         }
-        fn keyring(&self, _: &Hash32, _: Option<&Hash32>) -> Option<nestwork_docs::seal::Keyring> {
+        fn keyring(&self, _: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
             None
         }
     }

@@ -79,10 +79,20 @@ pub struct DocEvent {
     pub changes: Vec<SignedChange>,
     /// Made here (to publish) rather than received.
     pub local: bool,
+    /// For changes made here to a group document: the seal key current at
+    /// their causal past, to seal them with (whoever was on the roll then
+    /// may read them).
+    pub seal_with: Option<Hash32>,
 }
 
-/// What the network needs from the node. Methods that write are blocking
-/// (they wait for the disk) and are called off the event loop.
+/// What the network needs from the node.
+///
+/// The lookups (`groups`, `group_of`, `docs_of`, `genesis`, `is_member`,
+/// `heads`, `keyring`) are called on the event loop: they must answer from
+/// memory at once, never waiting for the disk or for a writer. Every other
+/// method may wait (for the disk, or for the node's lock, which a writer
+/// holds while the store flushes) and is called off the loop, in
+/// `spawn_blocking`.
 pub trait Replica: Send + Sync + 'static {
     /// Every group this node holds, with its genesis record's bytes (the
     /// seed of the group's gossip seal).
@@ -131,16 +141,9 @@ pub trait Replica: Send + Sync + 'static {
     fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
     /// Events about documents (local changes to publish, new groups).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent>;
-    /// The group's gossip seal keys as this node holds them, and the one
-    /// to seal with: as the group document is, or as it was just before
-    /// its change `before` (a change is sealed with the key current at its
-    /// causal past, so whoever was on the roll then may read it). `None`
-    /// for a group or change this node does not hold.
-    fn keyring(
-        &self,
-        group: &Hash32,
-        before: Option<&Hash32>,
-    ) -> Option<nestwork_docs::seal::Keyring>;
+    /// The group's gossip seal keys as this node holds them now, and the
+    /// one to seal with; `None` for a group this node does not hold.
+    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring>;
 }
 
 /// A connected peer, for `nestwork peers`.

@@ -10,6 +10,9 @@
 //! - [`distress`]: distress signals raised, answered, listed and escalated;
 //! - [`governance`]: proposals, votes, exits, treaties and tiers as the
 //!   node carries them out (the rules are in `nestwork_docs::governance`);
+//! - `directory`: what the network looks up on its event loop, kept
+//!   apart from the node's lock (which a writer holds while the disk
+//!   flushes);
 //! - [`seal`]: the group's gossip seal keys, one per membership epoch, and
 //!   the key records the node writes;
 //! - [`node`]: [`Node`] owns the store and the open documents, carries out
@@ -24,6 +27,7 @@
 pub mod clock;
 pub mod config;
 pub mod data_dir;
+mod directory;
 pub mod distress;
 pub mod governance;
 pub mod identity;

@@ -29,6 +29,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::data_dir::DataDir;
+use crate::directory::{Directory, Listing};
 use crate::governance::Decisions;
 use crate::identity;
 use crate::ledger::{
@@ -455,6 +456,8 @@ pub struct Node {
     load_time: Duration,
     pub(crate) clock: Clock,
     seal: Mutex<crate::seal::SealMemory>,
+    /// What the network looks up on its loop, without this node's lock.
+    pub(crate) directory: Directory,
 }
 
 /// Load document `id` from the store with `load`. One whose stored
@@ -576,12 +579,14 @@ impl Node {
             load_time: Duration::ZERO,
             clock,
             seal: Mutex::default(),
+            directory: Directory::default(),
         };
         {
             let mut docs = node.lock();
             for group in groups {
                 node.tend_ledger(&mut docs, group)?;
                 docs.ensure_ledger(group, &node.writer);
+                node.relist(&mut docs, group);
             }
             node.store.flush()?;
             tracing::info!(
@@ -1592,15 +1597,87 @@ impl Node {
         self.events.subscribe()
     }
 
+    /// Tell the network about changes now durable: list them in the
+    /// directory first (so the network, which looks there, sees them when
+    /// the event reaches it), then send the event.
     pub(crate) fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
-        if !changes.is_empty() {
-            // No receiver (no network running) is fine.
-            let _ = self.events.send(DocEvent {
-                doc,
-                changes,
-                local,
-            });
+        if changes.is_empty() {
+            return;
         }
+        let seal_with = {
+            let mut docs = self.lock();
+            self.note_durable(&mut docs, &doc);
+            // A change made here to the group document is sealed with the
+            // key current at its causal past: whoever was on the roll then
+            // may read it (a removal reaches the member removed).
+            match changes.last() {
+                Some(last) if local && docs.groups.contains_key(&doc) => self
+                    .keyring_in(&mut docs, &doc, Some(&last.hash))
+                    .and_then(|ring| ring.current),
+                _ => None,
+            }
+        };
+        // No receiver (no network running) is fine.
+        let _ = self.events.send(DocEvent {
+            doc,
+            changes,
+            local,
+            seal_with,
+        });
+    }
+
+    /// Update the directory for a document whose changes are durable: its
+    /// heads, or, for a group document or a document new to the directory
+    /// (a new ledger period), the whole group (roll, keys, documents).
+    fn note_durable(&self, docs: &mut State, doc: &Hash32) {
+        let Some(group) = docs.group_of(doc) else {
+            return;
+        };
+        if group != *doc {
+            let heads = docs
+                .doc(doc)
+                .map(SignedDoc::heads)
+                .or_else(|| docs.cold_heads(doc));
+            if let Some(heads) = heads {
+                if self.directory.set_heads(doc, heads) {
+                    return;
+                }
+            }
+        }
+        self.relist(docs, group);
+    }
+
+    /// List `group` in the directory afresh from the node's state (or drop
+    /// it from the directory if this node no longer holds it).
+    fn relist(&self, docs: &mut State, group: Hash32) {
+        match self.listing(docs, group) {
+            Some(listing) => self.directory.list(group, listing),
+            None => self.directory.forget(&group),
+        }
+    }
+
+    /// What the directory lists for `group`, from the node's state.
+    fn listing(&self, docs: &mut State, group: Hash32) -> Option<Listing> {
+        let keyring = self.keyring_in(docs, &group, None);
+        let doc = docs.groups.get(&group)?;
+        let (genesis, _) = doc.genesis()?;
+        let mut listed = vec![(group, doc.heads())];
+        if let Some(l) = docs.ledgers.get(&group) {
+            let loaded = l.periods.iter().map(|(p, d)| (*p, d.id(), d.heads()));
+            let cold = l
+                .cold
+                .iter()
+                .map(|(p, heads)| (*p, period_id(&group, *p), heads.clone()));
+            let mut periods: Vec<(u64, Hash32, Vec<Hash32>)> = loaded.chain(cold).collect();
+            periods.sort_by_key(|(p, _, _)| *p);
+            listed.extend(periods.into_iter().map(|(_, id, heads)| (id, heads)));
+        }
+        Some(Listing {
+            genesis: genesis.encode(),
+            members: doc.members().clone(),
+            docs: listed,
+            keyring,
+        })
     }
 
     /// Append to the store and flush, under the lock (see the module's
@@ -1773,6 +1850,7 @@ impl Node {
             docs.ledgers.insert(group, l);
             docs.ensure_ledger(group, &self.writer);
         }
+        self.relist(docs, group);
         Ok(())
     }
 
@@ -1855,48 +1933,31 @@ impl Node {
     }
 }
 
+// The lookups (`groups` to `heads`, and `keyring`) run on the network's
+// event loop: they read the directory and never take the node's lock.
 impl Replica for Node {
     fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
-        self.lock()
-            .groups
-            .values()
-            .filter_map(|d| d.genesis().map(|(r, _)| (d.id(), r.encode())))
-            .collect()
+        self.directory.groups()
     }
 
     fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
-        self.lock().group_of(doc)
+        self.directory.group_of(doc)
     }
 
     fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
-        let docs = self.lock();
-        let mut out = vec![*group];
-        if let Some(l) = docs.ledgers.get(group) {
-            out.extend(l.periods.values().map(SignedDoc::id));
-            out.extend(l.cold.keys().map(|p| period_id(group, *p)));
-        }
-        out
+        self.directory.docs_of(group)
     }
 
     fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
-        self.lock()
-            .groups
-            .get(doc)
-            .and_then(|d| d.genesis().map(|(r, _)| r.encode()))
+        self.directory.genesis(doc)
     }
 
     fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
-        let docs = self.lock();
-        docs.group_of(doc)
-            .and_then(|g| docs.groups.get(&g))
-            .is_some_and(|d| d.members().contains(member))
+        self.directory.is_member(doc, member)
     }
 
     fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
-        let docs = self.lock();
-        docs.doc(doc)
-            .map(SignedDoc::heads)
-            .or_else(|| docs.cold_heads(doc))
+        self.directory.heads(doc)
     }
 
     fn changes_since(
@@ -1964,13 +2025,8 @@ impl Replica for Node {
         }
     }
 
-    fn keyring(
-        &self,
-        group: &Hash32,
-        before: Option<&Hash32>,
-    ) -> Option<nestwork_docs::seal::Keyring> {
-        let mut docs = self.lock();
-        self.keyring_in(&mut docs, group, before)
+    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
+        self.directory.keyring(group)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
