@@ -153,21 +153,12 @@ mod tests {
     use nestwork_core::MemberKey;
     use nestwork_net::Replica;
 
-    use crate::node::{CreateGroup, Node};
+    use crate::node::tests::create;
+    use crate::node::Node;
     use crate::DataDir;
 
     fn riverside(node: &Node) -> nestwork_core::Hash32 {
-        node.create_group(CreateGroup {
-            name: "Riverside".into(),
-            kind: None,
-            parent: None,
-            description: Some("tools and seeds".into()),
-            unit: None,
-            floor: None,
-            ceiling: None,
-        })
-        .expect("create")
-        .id
+        create(node, "Riverside").expect("create").id
     }
 
     /// A writer holds the node's lock while the store flushes; before the

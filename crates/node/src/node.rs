@@ -2226,14 +2226,14 @@ pub fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn node_in(dir: &std::path::Path, seed: u8) -> Node {
         Node::open(&DataDir::new(dir), MemberKey::from_secret([seed; 32])).expect("open")
     }
 
-    fn create(node: &Node, name: &str) -> Result<GroupView, NodeError> {
+    pub(crate) fn create(node: &Node, name: &str) -> Result<GroupView, NodeError> {
         node.create_group(CreateGroup {
             name: name.into(),
             kind: None,
