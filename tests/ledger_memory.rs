@@ -5,8 +5,9 @@
 //! records, payments past the base, ledger index entries) stays under a
 //! bound set by the period length alone. A late payment, from a member
 //! whose node was a few periods behind, makes the node count its ledger
-//! again from the start: it reads the history one period at a time and
-//! holds only the periods from the late payment on, not all 30. Closed
+//! again from a checkpoint a little below it: it reads back only the
+//! periods from there, one at a time, and holds only the periods from the
+//! late payment on, not all 30. Closed
 //! periods stay readable from disk, and a restart counts the same.
 //!
 //! Each bound caught a real leak: a late record used to bring every period
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use nestwork_core::{Hash32, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
+use nestwork_node::ledger_marks::CHECKPOINT_EVERY;
 use nestwork_node::{DataDir, Node};
 use nestwork_testkit::ledger_sim::{sign_payment, LedgerSim, LedgerState};
 
@@ -237,9 +239,17 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
         .apply_remote(doc, changes.clone(), false)
         .expect("apply");
     assert!(first.rejected.is_empty(), "{:?}", first.rejected.first());
-    // Counted again from the first period, it holds the periods from two
-    // below the late payment's on, not the whole history.
+    // Counted again from the newest checkpoint two periods or more below
+    // the late payment's, it reads back the periods from there on, not the
+    // whole history, and holds only those from two below the late one.
     let behind = (PERIODS - 4) as u64 - late_period;
+    let reread = node.memory().periods_reread;
+    println!("a payment {behind} periods late: {reread} periods read back");
+    assert!(
+        reread <= behind + 3 + CHECKPOINT_EVERY,
+        "a payment {behind} periods late made the node read back {reread} of {} periods",
+        PERIODS - 4
+    );
     let reloaded = bound(behind as usize + 6);
     assert_within("after counting the history again", held(&node), reloaded);
     // The peer sends it again (the next sync): now it is judged, and taken.

@@ -6,10 +6,15 @@
 //! - the cost of receiving one payment after 1k, 10k, 100k and 1M payments
 //!   of history (median of 200, each applied on its own);
 //! - cold start and resident memory of a node whose store holds the whole
-//!   history (measured in a fresh process that opens the store).
+//!   history (measured in a fresh process that opens the store);
+//! - a late payment: a member whose node heard nothing for a few periods
+//!   pays, and the node counts the history below its base again (from a
+//!   checkpoint) to judge it: the time that takes and the periods it reads
+//!   back, beside the cost of a payment that comes on time.
 //!
-//! Run it with `scripts/bench ledger`. `NESTWORK_BENCH_QUICK=1` stops the
-//! history at 10k for a smoke run.
+//! Run it with `scripts/bench ledger`, or `ledger-bench --late` for the
+//! late payment alone. `NESTWORK_BENCH_QUICK=1` stops the history at 10k
+//! (the late payment's at 12 periods) for a smoke run.
 
 use std::time::Instant;
 
@@ -19,7 +24,7 @@ use nestwork_core::{Hash32, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
 use nestwork_node::{DataDir, Node};
-use nestwork_testkit::ledger_sim::LedgerSim;
+use nestwork_testkit::ledger_sim::{sign_payment, LedgerSim};
 
 const MEMBERS: usize = 20;
 const PERIOD: u32 = 1_000;
@@ -29,6 +34,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 3 && args[1] == "--open" {
         return open_and_report(&args[2]);
+    }
+    if args.len() == 2 && args[1] == "--late" {
+        return late_payment(std::env::var_os("NESTWORK_BENCH_QUICK").is_some());
     }
     let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
     let milestones: &[usize] = if quick {
@@ -158,6 +166,7 @@ fn main() -> anyhow::Result<()> {
     node.close()?;
     drop(node);
     drop(sim);
+    late_payment(quick)?;
 
     let me = std::env::current_exe()?;
     let out = std::process::Command::new(me)
@@ -196,6 +205,76 @@ fn feed(
             "node refused history"
         );
     }
+    Ok(())
+}
+
+/// A node holding `periods` periods receives a payment from the one
+/// member who only received until then, whose node heard nothing for the
+/// last `BEHIND` periods: the first delivery makes the node count the
+/// history below its base again; the next (a peer's next sync) is judged.
+fn late_payment(quick: bool) -> anyhow::Result<()> {
+    const BEHIND: usize = 5;
+    let periods = if quick { 12 } else { 100 };
+    let tmp = tempfile::tempdir()?;
+    let data = DataDir::new(tmp.path().join("late"));
+    data.ensure()?;
+    let node = Node::open(&data, MemberKey::from_secret([1; 32]))?;
+    let mut sim = LedgerSim::new(MEMBERS, PERIOD);
+    sim.payers = MEMBERS - 1;
+    let group = sim.replica.group.id();
+    let genesis = sim.replica.group.changes_since(&[]);
+    Replica::apply_remote(&node, group, genesis, true).map_err(anyhow::Error::msg)?;
+    let mut late = None;
+    for done in 0..periods {
+        let made: Vec<(u64, Vec<SignedChange>)> = (0..PERIOD).map(|_| sim.pay()).collect();
+        feed(&mut sim, &node, group, &made)?;
+        if done + BEHIND == periods {
+            late = Some(sim.replica.clone());
+        }
+    }
+    let mut on_time = Vec::new();
+    for _ in 0..50 {
+        let made = [sim.pay()];
+        let t = Instant::now();
+        feed(&mut sim, &node, group, &made)?;
+        on_time.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    on_time.sort_by(f64::total_cmp);
+    let on_time = on_time[on_time.len() / 2];
+
+    let mut late = late.context("the late member's state")?;
+    let members = late.group.members().clone();
+    let to = sim.members()[0];
+    let writer = sim.writer(MEMBERS - 1).clone();
+    let (period, changes) = sign_payment(&mut late.ledger, group, &writer, &members, to, 1, "late");
+    let doc = period_id(&group, period);
+    let start = Instant::now();
+    let first =
+        Replica::apply_remote(&node, doc, changes.clone(), false).map_err(anyhow::Error::msg)?;
+    let again = Replica::apply_remote(&node, doc, changes, false).map_err(anyhow::Error::msg)?;
+    let took = ms(start.elapsed());
+    anyhow::ensure!(
+        first.rejected.is_empty() && again.rejected.is_empty() && again.missing_deps.is_empty(),
+        "the late payment was not taken"
+    );
+    let reread = node.memory().periods_reread;
+    let newest = node.status().periods_on_disk + node.status().periods_loaded;
+    println!(
+        "a payment {BEHIND} periods late on {} payments of history: taken in {took:.0} ms, {reread} of {newest} periods read back (a payment on time: {on_time:.1} ms)",
+        periods * PERIOD as usize
+    );
+    figure(
+        "late_payment",
+        "a payment 5 periods late, counted and taken",
+        took,
+        "ms",
+        Better::Lower,
+        &format!(
+            "{} payments of history, periods of {PERIOD}, {reread} of {newest} periods read back",
+            periods * PERIOD as usize
+        ),
+        Limit::Value(on_time, "a payment that comes on time".into()),
+    );
     Ok(())
 }
 

@@ -448,12 +448,13 @@ fn memory_text(m: &nestwork_node::node::MemoryStatus) -> String {
         format!("{:.1} MiB resident", mib(m.rss_bytes))
     };
     format!(
-        "{rss}; holds {} documents ({} changes, {} records), {} ledger index entries; store cache at most {:.0} MiB",
+        "{rss}; holds {} documents ({} changes, {} records), {} ledger index entries; store cache at most {:.0} MiB; {} ledger periods read back for late records",
         m.documents_loaded,
         m.changes_loaded,
         m.records_loaded,
         m.ledger_index_entries,
-        mib(m.store_cache_bytes)
+        mib(m.store_cache_bytes),
+        m.periods_reread
     )
 }
 

@@ -55,6 +55,13 @@ pub struct GroupLedger {
     /// base at all. Only the periods from there on are held in memory
     /// meanwhile, not the whole history.
     pub hold: Option<(u64, u64)>,
+    /// While the hold lasts: the checkpoint the late record's history was
+    /// counted from. A record that still needs the history below it is
+    /// counted from an older one next time (and at the end from period 0).
+    pub counted_from: Option<u64>,
+    /// The period of the newest checkpoint stored this run
+    /// (see `ledger_marks`).
+    pub last_checkpoint: Option<u64>,
     /// A record needed the history below the base: the node must reload it
     /// (for records filed in this period or later).
     history_wanted: Option<u64>,
@@ -85,6 +92,8 @@ impl GroupLedger {
             periods: BTreeMap::new(),
             cold: BTreeMap::new(),
             hold: None,
+            counted_from: None,
+            last_checkpoint: None,
             history_wanted: None,
             rebased: false,
         })
@@ -208,7 +217,10 @@ impl GroupLedger {
             return;
         };
         match self.hold {
-            Some((_, until)) if newest >= until => self.hold = None,
+            Some((_, until)) if newest >= until => {
+                self.hold = None;
+                self.counted_from = None;
+            }
             Some((late, _)) => match late.checked_sub(2) {
                 Some(cap) => target = target.min(cap),
                 // A base under the closings of period 0 would cut a record

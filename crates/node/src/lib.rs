@@ -13,6 +13,8 @@
 //! - `directory`: what the network looks up on its event loop, kept
 //!   apart from the node's lock (which a writer holds while the disk
 //!   flushes);
+//! - `ledger_marks`: what the node stores of its own ledger counts (the
+//!   base, cold periods, checkpoints for late records);
 //! - [`seal`]: the group's gossip seal keys, one per membership epoch, and
 //!   the key records the node writes;
 //! - [`node`]: [`Node`] owns the store and the open documents, carries out
@@ -32,6 +34,7 @@ pub mod distress;
 pub mod governance;
 pub mod identity;
 pub mod ledger;
+pub mod ledger_marks;
 pub mod node;
 pub mod seal;
 

@@ -36,6 +36,7 @@ use crate::ledger::{
     account_view, parse_period_kind, payment_view, period_id, period_kind, BalanceView, Gate,
     GroupLedger, LedgerView, PaymentView,
 };
+use crate::ledger_marks;
 use nestwork_docs::ledger::{Account, CreditLimit, Equivocation};
 
 /// Why a request to the node failed.
@@ -239,6 +240,10 @@ pub struct MemoryStatus {
     pub ledger_index_entries: usize,
     /// The most the store may cache, in bytes.
     pub store_cache_bytes: u64,
+    /// Ledger period documents read back from disk since start-up because
+    /// a late record needed the history below the base.
+    #[serde(default)]
+    pub periods_reread: u64,
 }
 
 /// A document whose stored entries were found damaged at start-up.
@@ -326,6 +331,9 @@ pub(crate) struct State {
     /// failed and the store could not be read back yet. Nothing of them is
     /// served to peers until they are rebuilt from the disk.
     pub(crate) unsaved: BTreeSet<Hash32>,
+    /// Period documents read back from the store to count a late record
+    /// (since start-up).
+    pub(crate) periods_reread: u64,
 }
 
 impl State {
@@ -674,6 +682,7 @@ impl Node {
                 .map(|l| l.ledger.index_entries())
                 .sum(),
             store_cache_bytes: nestwork_store::CACHE_BYTES,
+            periods_reread: docs.periods_reread,
         }
     }
 
@@ -980,15 +989,18 @@ impl Node {
                 .collect();
             if !writes.is_empty() {
                 if reloaded {
-                    // The stored base, and the marks of the periods cooled
-                    // under it, were counted without the late payments:
-                    // dropped, as the node's own reload does, so that the
-                    // next start counts the ledger again.
-                    self.store.remove_mark(&base_mark(&group))?;
+                    // The stored base, the marks of the periods cooled
+                    // under it and the checkpoints were counted without
+                    // the late payments: dropped, as the node's own reload
+                    // does, so that the next start counts the ledger again.
+                    ledger_marks::forget_base(&self.store, &group)?;
                     if let Some(l) = cand.ledgers.get(&group) {
-                        for period in l.periods.keys().chain(l.cold.keys()) {
-                            self.store.remove_mark(&period_id(&group, *period))?;
+                        let all: Vec<u64> =
+                            l.periods.keys().chain(l.cold.keys()).copied().collect();
+                        for period in &all {
+                            ledger_marks::forget_cold(&self.store, &group, *period)?;
                         }
+                        ledger_marks::forget_checkpoints_above(&self.store, &group, None, all)?;
                     }
                 }
                 let batch: Vec<(Hash32, &DocMeta, &[SignedChange])> = writes
@@ -1763,18 +1775,11 @@ impl Node {
             return Ok(());
         };
         if let Some(period) = l.take_history_for() {
-            self.store.remove_mark(&base_mark(&group))?;
+            ledger_marks::forget_base(&self.store, &group)?;
             return self.reload_group(docs, group, Some(period));
         }
         if l.take_rebased() {
-            let base = nestwork_core::encoding::encode(l.ledger.base());
-            self.store.set_mark(&base_mark(&group), &base)?;
-            for period in l.coolable() {
-                if let Some(heads) = l.cool(period) {
-                    let heads = nestwork_core::encoding::encode(&heads);
-                    self.store.set_mark(&period_id(&group, period), &heads)?;
-                }
-            }
+            ledger_marks::store_rebase(&self.store, &group, l)?;
         }
         Ok(())
     }
@@ -1826,10 +1831,9 @@ impl Node {
                 _ => None,
             })
             .collect();
-        let newest = docs
-            .ledgers
-            .get(&group)
-            .and_then(|l| l.ledger.newest_closed());
+        let old = docs.ledgers.get(&group);
+        let newest = old.and_then(|l| l.ledger.newest_closed());
+        let counted_from = old.and_then(|l| l.hold.and(l.counted_from));
         if let Some(l) = docs.ledgers.remove(&group) {
             for d in l.periods.values() {
                 docs.periods.remove(&d.id());
@@ -1837,7 +1841,11 @@ impl Node {
         }
         docs.groups.insert(group, doc);
         if let Some(mut l) = docs.groups.get(&group).and_then(GroupLedger::of_group) {
-            let late = late.map(|period| (period, newest));
+            let late = late.map(|period| Late {
+                period,
+                newest,
+                counted_from,
+            });
             load_periods(
                 &self.store,
                 &self.writer,
@@ -2098,17 +2106,29 @@ fn repeated_payment(
     }
 }
 
+/// A late record that needs the history below a group's base: the period
+/// it is filed in, the newest closing held when it came, and, if the hold
+/// it set is still on, the checkpoint its history was counted from last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Late {
+    pub(crate) period: u64,
+    pub(crate) newest: Option<u64>,
+    pub(crate) counted_from: Option<u64>,
+}
+
 /// Read group `group`'s ledger periods (`periods`: number and document id)
 /// back from the store into `l`, listing them in `index`.
 ///
 /// With a stored base (and no `late` record), the ledger counts from it and
 /// the periods marked cold (wholly below it, unchanged since) stay on disk.
-/// Otherwise (no base stored, or `late`: a record filed in that period
-/// needs the history below the base, the newest closing held then being
-/// the second) it is counted again from the first period, reading one
-/// period at a time in order: the base moves up as the closings come, and
-/// each period that falls wholly below it leaves memory at once, so what is
-/// held at any moment follows the recent periods, not the whole history.
+/// Otherwise it is counted again, reading one period at a time in order:
+/// the base moves up as the closings come, and each period that falls
+/// wholly below it leaves memory at once, so what is held at any moment
+/// follows the recent periods, not the whole history. For a `late` record
+/// the count starts at the newest checkpoint at least two periods below
+/// it (below the one counted from last time, if that did not do), so it
+/// reads the periods from there on, not the whole history; with none, or
+/// no base stored, from the first period.
 fn load_periods(
     store: &Store,
     writer: &Writer,
@@ -2116,11 +2136,12 @@ fn load_periods(
     l: &mut GroupLedger,
     state: &mut State,
     mut periods: Vec<(u64, Hash32)>,
-    late: Option<(u64, Option<u64>)>,
+    late: Option<Late>,
 ) -> Result<(), NodeError> {
     let State {
         periods: index,
         damaged,
+        periods_reread,
         ..
     } = state;
     periods.sort_unstable();
@@ -2137,77 +2158,82 @@ fn load_periods(
             doc
         }))
     };
-    let stored = match late {
-        Some(_) => None,
-        None => match store
-            .mark(&base_mark(&group))?
-            .map(|b| nestwork_core::encoding::decode("ledger base", &b, usize::MAX))
-        {
-            Some(Ok(base)) => Some(base),
-            Some(Err(e)) => {
-                tracing::error!(group = %group.short(), error = %e, "stored ledger base is damaged; counting the ledger again");
-                None
-            }
-            None => None,
-        },
-    };
-    if let Some(base) = stored {
-        l.ledger.set_base(base);
-        for (period, id) in periods {
-            let cold = store.mark(&id)?.and_then(|h| {
-                nestwork_core::encoding::decode::<Vec<Hash32>>("period heads", &h, usize::MAX).ok()
-            });
-            index.insert(id, group);
-            match cold {
-                Some(heads) => {
-                    l.cold.insert(period, heads);
-                }
-                None => {
-                    if let Some(doc) = load(period, &id)? {
-                        l.periods.insert(period, doc);
+    if late.is_none() {
+        if let Some(base) = ledger_marks::stored_base(store, &group)? {
+            l.ledger.set_base(base);
+            for (period, id) in periods {
+                index.insert(id, group);
+                match ledger_marks::cold_heads(store, &group, period)? {
+                    Some(heads) => {
+                        l.cold.insert(period, heads);
+                    }
+                    None => {
+                        if let Some(doc) = load(period, &id)? {
+                            l.periods.insert(period, doc);
+                        }
                     }
                 }
             }
+            l.absorb_loaded();
+            return Ok(());
         }
-        l.absorb_loaded();
-        return Ok(());
     }
-    if let Some((period, newest)) = late {
-        l.hold_for(period, newest);
+    let checkpoint = match late {
+        // A base under the closings of period 0 or 1 could cut the late
+        // record (see `GroupLedger::settle`): counted from nothing.
+        Some(late) => match late
+            .period
+            .checked_sub(2)
+            .and_then(|top| match late.counted_from {
+                Some(last) => last.checked_sub(1).map(|below| top.min(below)),
+                None => Some(top),
+            }) {
+            Some(top) => ledger_marks::checkpoint_at_or_below(store, &group, top)?,
+            None => None,
+        },
+        None => None,
+    };
+    let all: Vec<u64> = periods.iter().map(|(p, _)| *p).collect();
+    ledger_marks::forget_checkpoints_above(store, &group, checkpoint.as_ref().map(|c| c.0), all)?;
+    let mut cold = BTreeSet::new();
+    if let Some((from, c)) = checkpoint {
+        tracing::info!(group = %group.short(), from, "counting the ledger again from a checkpoint");
+        l.ledger.set_base(c.base);
+        l.counted_from = Some(from);
+        cold = c.cold.into_iter().collect();
     }
-    // Marks of periods cooled under an older base may not hold under the
-    // one counted now: each period is marked again as it cools.
-    for (_, id) in &periods {
-        store.remove_mark(id)?;
+    if let Some(late) = late {
+        l.hold_for(late.period, late.newest);
     }
+    // Marks of periods cooled under a higher base do not hold under the
+    // one counted now: all are dropped before any base is stored (a start
+    // after a crash in between must not skip them), and each period is
+    // marked again as it cools.
+    let mut to_count = Vec::new();
     for (period, id) in periods {
         index.insert(id, group);
+        if cold.contains(&period) {
+            if let Some(heads) = ledger_marks::cold_heads(store, &group, period)? {
+                l.cold.insert(period, heads);
+                continue;
+            }
+        }
+        ledger_marks::forget_cold(store, &group, period)?;
+        to_count.push((period, id));
+    }
+    for (period, id) in to_count {
         if let Some(doc) = load(period, &id)? {
             l.periods.insert(period, doc);
+            if late.is_some() {
+                *periods_reread += 1;
+            }
         }
         l.absorb_period(period);
         if l.take_rebased() {
-            store.set_mark(
-                &base_mark(&group),
-                &nestwork_core::encoding::encode(l.ledger.base()),
-            )?;
-            for cool in l.coolable() {
-                if let Some(heads) = l.cool(cool) {
-                    store.set_mark(
-                        &period_id(&group, cool),
-                        &nestwork_core::encoding::encode(&heads),
-                    )?;
-                }
-            }
+            ledger_marks::store_rebase(store, &group, l)?;
         }
     }
     Ok(())
-}
-
-/// Where a group's ledger base is kept in the store's marks (an id no
-/// document has, so no change ever erases it).
-fn base_mark(group: &Hash32) -> Hash32 {
-    Hash32::of_parts(&[b"nestwork/ledger-base/v1", &group.0])
 }
 
 fn group_meta() -> DocMeta {

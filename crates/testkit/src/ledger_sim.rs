@@ -20,6 +20,7 @@ use nestwork_node::ledger::{period_id, GroupLedger};
 use crate::key;
 
 /// One side: the group document, its ledger and period documents.
+#[derive(Clone)]
 pub struct LedgerState {
     /// The group document.
     pub group: SignedDoc,

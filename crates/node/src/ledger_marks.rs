@@ -1,0 +1,149 @@
+//! What a node keeps on disk of its own ledger counts, beside the signed
+//! documents: the base it counts from, the heads of each period wholly
+//! below it (cold, not loaded), and **checkpoints**: older bases, kept so
+//! that a late record needs the history from a little below its period
+//! counted again, not the whole ledger from period 0.
+//!
+//! All of it is computed by this node from payments it verified, stored
+//! under ids no document has (the store's marks), and never sent. Any of
+//! it may be dropped at any time: the node then counts from further down.
+
+use nestwork_core::encoding::{decode, encode};
+use nestwork_core::Hash32;
+use nestwork_docs::ledger::Base;
+use nestwork_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{period_id, GroupLedger};
+use crate::node::NodeError;
+
+/// A checkpoint is kept for the first base reached in every run of this
+/// many periods: a late record is counted from at most this many periods
+/// further down than it needs, and the checkpoints take a quarter of the
+/// room a base per period would.
+pub const CHECKPOINT_EVERY: u64 = 4;
+
+/// An older base, and the periods that were wholly below it (their heads
+/// are in their own marks while they stay cold).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The base.
+    pub base: Base,
+    /// The periods wholly below it when it was kept.
+    pub cold: Vec<u64>,
+}
+
+/// Where a group's ledger base is kept (an id no document has, so no
+/// change ever erases it).
+fn base_mark(group: &Hash32) -> Hash32 {
+    Hash32::of_parts(&[b"nestwork/ledger-base/v1", &group.0])
+}
+
+/// Where the checkpoint at `period` is kept.
+fn checkpoint_mark(group: &Hash32, period: u64) -> Hash32 {
+    Hash32::of_parts(&[
+        b"nestwork/ledger-checkpoint/v1",
+        &group.0,
+        &period.to_be_bytes(),
+    ])
+}
+
+/// The stored base of `group`; `None` if there is none, or it is damaged
+/// (logged: the ledger is then counted again).
+pub fn stored_base(store: &Store, group: &Hash32) -> Result<Option<Base>, NodeError> {
+    let Some(bytes) = store.mark(&base_mark(group))? else {
+        return Ok(None);
+    };
+    match decode("ledger base", &bytes, usize::MAX) {
+        Ok(base) => Ok(Some(base)),
+        Err(e) => {
+            tracing::error!(group = %group.short(), error = %e, "stored ledger base is damaged; counting the ledger again");
+            Ok(None)
+        }
+    }
+}
+
+/// Forget the stored base: the next start counts the ledger again.
+pub fn forget_base(store: &Store, group: &Hash32) -> Result<(), NodeError> {
+    Ok(store.remove_mark(&base_mark(group))?)
+}
+
+/// The stored heads of cold period `period`, if it is marked cold.
+pub fn cold_heads(
+    store: &Store,
+    group: &Hash32,
+    period: u64,
+) -> Result<Option<Vec<Hash32>>, NodeError> {
+    Ok(store
+        .mark(&period_id(group, period))?
+        .and_then(|h| decode::<Vec<Hash32>>("period heads", &h, usize::MAX).ok()))
+}
+
+/// Forget that period `period` is cold (it is counted again).
+pub fn forget_cold(store: &Store, group: &Hash32, period: u64) -> Result<(), NodeError> {
+    Ok(store.remove_mark(&period_id(group, period))?)
+}
+
+/// After the base of `l` moved: store it, unload (and mark cold) the
+/// periods that lie wholly below it, and keep it as a checkpoint if it is
+/// the first base in its run of [`CHECKPOINT_EVERY`] periods.
+pub fn store_rebase(store: &Store, group: &Hash32, l: &mut GroupLedger) -> Result<(), NodeError> {
+    store.set_mark(&base_mark(group), &encode(l.ledger.base()))?;
+    for period in l.coolable() {
+        if let Some(heads) = l.cool(period) {
+            store.set_mark(&period_id(group, period), &encode(&heads))?;
+        }
+    }
+    let period = l.ledger.base().period;
+    let run = period / CHECKPOINT_EVERY;
+    if l.last_checkpoint
+        .is_none_or(|last| last / CHECKPOINT_EVERY < run)
+    {
+        let checkpoint = Checkpoint {
+            base: l.ledger.base().clone(),
+            cold: l.cold.keys().copied().collect(),
+        };
+        store.set_mark(&checkpoint_mark(group, period), &encode(&checkpoint))?;
+        l.last_checkpoint = Some(period);
+    }
+    Ok(())
+}
+
+/// The newest checkpoint at or below `top`, with its period.
+pub fn checkpoint_at_or_below(
+    store: &Store,
+    group: &Hash32,
+    top: u64,
+) -> Result<Option<(u64, Checkpoint)>, NodeError> {
+    for period in (0..=top).rev() {
+        let Some(bytes) = store.mark(&checkpoint_mark(group, period))? else {
+            continue;
+        };
+        match decode::<Checkpoint>("ledger checkpoint", &bytes, usize::MAX) {
+            Ok(c) if c.base.period == period => return Ok(Some((period, c))),
+            _ => {
+                tracing::warn!(group = %group.short(), period, "stored ledger checkpoint is damaged; skipped");
+                store.remove_mark(&checkpoint_mark(group, period))?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Forget every checkpoint of `group` above `period` (all of them for
+/// `None`), among `periods`: they were counted without what is being
+/// counted now (a fork below their cut would be lost from the balances
+/// by counting from them), and are kept again as the base moves up.
+pub fn forget_checkpoints_above(
+    store: &Store,
+    group: &Hash32,
+    period: Option<u64>,
+    periods: impl IntoIterator<Item = u64>,
+) -> Result<(), NodeError> {
+    for p in periods {
+        if period.is_none_or(|above| p > above) {
+            store.remove_mark(&checkpoint_mark(group, p))?;
+        }
+    }
+    Ok(())
+}
