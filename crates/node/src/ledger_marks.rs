@@ -147,3 +147,81 @@ pub fn forget_checkpoints_above(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(period: u64) -> Checkpoint {
+        Checkpoint {
+            base: Base {
+                period,
+                payments: period * 10,
+                ..Base::default()
+            },
+            cold: (0..period).collect(),
+        }
+    }
+
+    #[test]
+    fn a_late_record_finds_the_newest_checkpoint_at_or_below_and_skips_a_damaged_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let group = Hash32::of(b"group");
+        let other = Hash32::of(b"other group");
+        for period in [0, 4, 9] {
+            store
+                .set_mark(
+                    &checkpoint_mark(&group, period),
+                    &encode(&checkpoint(period)),
+                )
+                .expect("mark");
+        }
+        store
+            .set_mark(&checkpoint_mark(&other, 6), &encode(&checkpoint(6)))
+            .expect("mark");
+        let found = |top| {
+            checkpoint_at_or_below(&store, &group, top)
+                .expect("read")
+                .map(|(p, c)| (p, c.base.payments, c.cold.len()))
+        };
+        assert_eq!(found(20), Some((9, 90, 9)));
+        assert_eq!(found(8), Some((4, 40, 4)), "another group's is not used");
+        assert_eq!(found(3), Some((0, 0, 0)));
+        // Bytes that do not decode, or a checkpoint filed under another
+        // period, are skipped (and dropped), never counted from.
+        store
+            .set_mark(&checkpoint_mark(&group, 9), b"not a checkpoint")
+            .expect("mark");
+        store
+            .set_mark(&checkpoint_mark(&group, 4), &encode(&checkpoint(3)))
+            .expect("mark");
+        assert_eq!(found(20), Some((0, 0, 0)));
+        assert_eq!(store.mark(&checkpoint_mark(&group, 9)).expect("read"), None);
+    }
+
+    #[test]
+    fn checkpoints_above_the_one_counted_from_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let group = Hash32::of(b"group");
+        for period in [0, 4, 8, 12] {
+            store
+                .set_mark(
+                    &checkpoint_mark(&group, period),
+                    &encode(&checkpoint(period)),
+                )
+                .expect("mark");
+        }
+        forget_checkpoints_above(&store, &group, Some(4), 0..14).expect("forget");
+        let held = |p| {
+            store
+                .mark(&checkpoint_mark(&group, p))
+                .expect("read")
+                .is_some()
+        };
+        assert!(held(0) && held(4) && !held(8) && !held(12));
+        forget_checkpoints_above(&store, &group, None, 0..14).expect("forget");
+        assert!(!held(0) && !held(4));
+    }
+}
