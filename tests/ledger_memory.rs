@@ -108,7 +108,8 @@ fn assert_within(what: &str, h: Held, b: Held) {
 
 /// What the network reads from the node's directory (without the node's
 /// lock) agrees with what the node holds: the group document, then every
-/// period delivered so far (loaded or on disk), each with heads that leave
+/// period delivered so far (loaded or on disk) and the open one after them,
+/// each with heads that leave
 /// nothing of it out; the members on the roll, and no one else.
 fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)]) {
     let group = sim.replica.group.id();
@@ -117,9 +118,19 @@ fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)])
     let mut periods: Vec<u64> = log.iter().map(|(p, _)| *p).collect();
     periods.sort_unstable();
     periods.dedup();
-    for p in periods {
-        assert!(docs.contains(&period_id(&group, p)), "period {p} is listed");
+    for p in &periods {
+        assert!(
+            docs.contains(&period_id(&group, *p)),
+            "period {p} is listed"
+        );
     }
+    // The next period is open, empty, and listed too: peers push into it
+    // and this node asks for it before it holds any change there.
+    let next = periods.last().map_or(0, |p| p + 1);
+    assert!(
+        docs.contains(&period_id(&group, next)),
+        "the open period {next} is listed"
+    );
     for doc in &docs {
         assert_eq!(node.group_of(doc), Some(group));
         let heads = node.heads(doc).expect("listed heads");

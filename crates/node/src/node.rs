@@ -1651,12 +1651,25 @@ impl Node {
                 .map(SignedDoc::heads)
                 .or_else(|| docs.cold_heads(doc));
             if let Some(heads) = heads {
-                if self.directory.set_heads(doc, heads) {
+                if self.directory.set_heads(doc, heads) && !self.opened_unlisted(docs, group) {
                     return;
                 }
             }
         }
         self.relist(docs, group);
+    }
+
+    /// Whether `group` has ledger periods open here that the directory
+    /// does not list yet: a change that fills one period opens the next,
+    /// empty, and until it is listed a peer's sync into it is refused as
+    /// unknown and this node never asks for it (after a missed gossip
+    /// message, for good: the nodes never agreed again).
+    fn opened_unlisted(&self, docs: &State, group: Hash32) -> bool {
+        docs.ledgers.get(&group).is_some_and(|l| {
+            l.periods
+                .values()
+                .any(|d| self.directory.group_of(&d.id()).is_none())
+        })
     }
 
     /// List `group` in the directory afresh from the node's state (or drop
