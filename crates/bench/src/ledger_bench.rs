@@ -108,12 +108,8 @@ fn main() -> anyhow::Result<()> {
     // real node's store for the cold start.
     let tmp = tempfile::tempdir()?;
     let data = DataDir::new(tmp.path().join("node"));
-    data.ensure()?;
-    let node = Node::open(&data, MemberKey::from_secret([1; 32]))?;
     let mut sim = LedgerSim::new(MEMBERS, PERIOD);
-    let group = sim.replica.group.id();
-    let genesis = sim.replica.group.changes_since(&[]);
-    Replica::apply_remote(&node, group, genesis, true).map_err(anyhow::Error::msg)?;
+    let (node, group) = joined(&data, &sim)?;
     let mut done = 0;
     let build = Instant::now();
     for &target in milestones {
@@ -183,6 +179,16 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node on `data` that holds the simulation's group (no payment yet).
+fn joined(data: &DataDir, sim: &LedgerSim) -> anyhow::Result<(Node, Hash32)> {
+    data.ensure()?;
+    let node = Node::open(data, MemberKey::from_secret([1; 32]))?;
+    let group = sim.replica.group.id();
+    let genesis = sim.replica.group.changes_since(&[]);
+    Replica::apply_remote(&node, group, genesis, true).map_err(anyhow::Error::msg)?;
+    Ok((node, group))
+}
+
 /// Deliver payments to the simulated replica and to the node (which
 /// stores them).
 fn feed(
@@ -217,13 +223,9 @@ fn late_payment(quick: bool) -> anyhow::Result<()> {
     let periods = if quick { 12 } else { 100 };
     let tmp = tempfile::tempdir()?;
     let data = DataDir::new(tmp.path().join("late"));
-    data.ensure()?;
-    let node = Node::open(&data, MemberKey::from_secret([1; 32]))?;
     let mut sim = LedgerSim::new(MEMBERS, PERIOD);
     sim.payers = MEMBERS - 1;
-    let group = sim.replica.group.id();
-    let genesis = sim.replica.group.changes_since(&[]);
-    Replica::apply_remote(&node, group, genesis, true).map_err(anyhow::Error::msg)?;
+    let (node, group) = joined(&data, &sim)?;
     let mut late = None;
     for done in 0..periods {
         let made: Vec<(u64, Vec<SignedChange>)> = (0..PERIOD).map(|_| sim.pay()).collect();

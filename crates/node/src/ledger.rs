@@ -62,6 +62,10 @@ pub struct GroupLedger {
     /// The period of the newest checkpoint stored this run
     /// (see `ledger_marks`).
     pub last_checkpoint: Option<u64>,
+    /// A period was opened since the node last listed the group for the
+    /// network: it must list it, though no change is in it yet (peers push
+    /// into it, and this node asks for it).
+    opened: bool,
     /// A record needed the history below the base: the node must reload it
     /// (for records filed in this period or later).
     history_wanted: Option<u64>,
@@ -94,6 +98,7 @@ impl GroupLedger {
             hold: None,
             counted_from: None,
             last_checkpoint: None,
+            opened: false,
             history_wanted: None,
             rebased: false,
         })
@@ -123,6 +128,7 @@ impl GroupLedger {
                     doc.set_writer(writer);
                     index.insert(doc.id(), group);
                     self.periods.insert(period, doc);
+                    self.opened = true;
                 }
                 Err(e) => {
                     tracing::error!(group = %group.short(), period, error = %e, "cannot open ledger period")
@@ -257,6 +263,16 @@ impl GroupLedger {
             Some((p, u)) => Some((p.min(period), u.max(until))),
             None => Some((period, until)),
         };
+    }
+
+    /// Whether a period was opened since the group was last listed.
+    pub fn opened_since_listed(&self) -> bool {
+        self.opened
+    }
+
+    /// The group is listed with every open period.
+    pub fn listed(&mut self) {
+        self.opened = false;
     }
 
     /// Whether the base moved (cleared).

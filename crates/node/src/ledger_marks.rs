@@ -130,6 +130,16 @@ pub fn checkpoint_at_or_below(
     Ok(None)
 }
 
+/// Forget all `group`'s counts: its base, which of `periods` are cold, and
+/// every checkpoint. The next start counts the ledger from period 0.
+pub fn forget_counts(store: &Store, group: &Hash32, periods: Vec<u64>) -> Result<(), NodeError> {
+    forget_base(store, group)?;
+    for period in &periods {
+        forget_cold(store, group, *period)?;
+    }
+    forget_checkpoints_above(store, group, None, periods)
+}
+
 /// Forget every checkpoint of `group` above `period` (all of them for
 /// `None`), among `periods`: they were counted without what is being
 /// counted now (a fork below their cut would be lost from the balances

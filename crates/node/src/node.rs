@@ -993,15 +993,10 @@ impl Node {
                     // under it and the checkpoints were counted without
                     // the late payments: dropped, as the node's own reload
                     // does, so that the next start counts the ledger again.
-                    ledger_marks::forget_base(&self.store, &group)?;
-                    if let Some(l) = cand.ledgers.get(&group) {
-                        let all: Vec<u64> =
-                            l.periods.keys().chain(l.cold.keys()).copied().collect();
-                        for period in &all {
-                            ledger_marks::forget_cold(&self.store, &group, *period)?;
-                        }
-                        ledger_marks::forget_checkpoints_above(&self.store, &group, None, all)?;
-                    }
+                    let periods = cand.ledgers.get(&group).map_or(Vec::new(), |l| {
+                        l.periods.keys().chain(l.cold.keys()).copied().collect()
+                    });
+                    ledger_marks::forget_counts(&self.store, &group, periods)?;
                 }
                 let batch: Vec<(Hash32, &DocMeta, &[SignedChange])> = writes
                     .iter()
@@ -1650,8 +1645,16 @@ impl Node {
                 .doc(doc)
                 .map(SignedDoc::heads)
                 .or_else(|| docs.cold_heads(doc));
+            // A change that fills one period opens the next, empty: until
+            // it is listed a peer's sync into it is refused as unknown and
+            // this node never asks for it (after a missed gossip message,
+            // for good: the nodes never agreed again).
+            let opened = docs
+                .ledgers
+                .get(&group)
+                .is_some_and(|l| l.opened_since_listed());
             if let Some(heads) = heads {
-                if self.directory.set_heads(doc, heads) && !self.opened_unlisted(docs, group) {
+                if !opened && self.directory.set_heads(doc, heads) {
                     return;
                 }
             }
@@ -1659,22 +1662,12 @@ impl Node {
         self.relist(docs, group);
     }
 
-    /// Whether `group` has ledger periods open here that the directory
-    /// does not list yet: a change that fills one period opens the next,
-    /// empty, and until it is listed a peer's sync into it is refused as
-    /// unknown and this node never asks for it (after a missed gossip
-    /// message, for good: the nodes never agreed again).
-    fn opened_unlisted(&self, docs: &State, group: Hash32) -> bool {
-        docs.ledgers.get(&group).is_some_and(|l| {
-            l.periods
-                .values()
-                .any(|d| self.directory.group_of(&d.id()).is_none())
-        })
-    }
-
     /// List `group` in the directory afresh from the node's state (or drop
     /// it from the directory if this node no longer holds it).
     fn relist(&self, docs: &mut State, group: Hash32) {
+        if let Some(l) = docs.ledgers.get_mut(&group) {
+            l.listed();
+        }
         match self.listing(docs, group) {
             Some(listing) => self.directory.list(group, listing),
             None => self.directory.forget(&group),
@@ -1846,7 +1839,7 @@ impl Node {
             .collect();
         let old = docs.ledgers.get(&group);
         let newest = old.and_then(|l| l.ledger.newest_closed());
-        let counted_from = old.and_then(|l| l.hold.and(l.counted_from));
+        let counted_from = old.and_then(|l| l.counted_from);
         if let Some(l) = docs.ledgers.remove(&group) {
             for d in l.periods.values() {
                 docs.periods.remove(&d.id());
