@@ -8,16 +8,22 @@
 //! - catch-up: a node that was offline while 10,000 changes were made
 //!   reconnects: time, bytes on the sync protocol, round trips, against the
 //!   size of the missing changes;
-//! - repeat sync: the same node misses one more change and reconnects.
+//! - repeat sync: the same node misses one more change and reconnects;
+//! - ledger catch-up: a member's node that was offline while 20,000
+//!   payments were made (20 ledger periods) reconnects: payments per
+//!   second until it holds them all, beside what one node verifies.
 //!
-//! Run with `scripts/bench net`; `NESTWORK_BENCH_QUICK=1` for a smoke run.
+//! Run with `scripts/bench net`; `NESTWORK_BENCH_QUICK=1` for a smoke run;
+//! `net-bench --ledger` for the ledger catch-up alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use nestwork_core::{ChangeBundle, Hash32};
+use nestwork_core::{ChangeBundle, Hash32, SignedChange};
 use nestwork_docs::{SignedDoc, Writer};
-use nestwork_net::NetStatus;
+use nestwork_net::{NetStatus, Replica};
+use nestwork_node::ledger::period_id;
+use nestwork_testkit::ledger_sim::LedgerSim;
 use nestwork_testkit::{converged, group_of, key, loopback_config, wait_until, TestNode};
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
@@ -49,12 +55,85 @@ async fn main() {
     } else {
         &[(10, 200), (50, 200)]
     };
+    let ledger_payments = if quick { 3_000 } else { 20_000 };
+    if std::env::args().any(|a| a == "--ledger") {
+        ledger_catch_up(ledger_payments).await;
+        return;
+    }
     let rtt = loopback_round_trip().expect("loopback round trip");
     println!("loopback TCP round trip: {:.3} ms (median of 500)", ms(rtt));
     for &(n, changes) in runs {
         propagation(n, changes, rtt).await;
     }
     catch_up(if quick { 500 } else { 10_000 }).await;
+    ledger_catch_up(ledger_payments).await;
+}
+
+/// Two members' nodes hold a group; `payments` are made (by the first
+/// node's member and a third member without a node) while the second is
+/// offline, and stored on the first; the second reconnects and catches up
+/// by sync alone.
+async fn ledger_catch_up(payments: usize) {
+    const PERIOD: u32 = 1_000;
+    let mut sim = LedgerSim::new(3, PERIOD);
+    let group = sim.replica.group.id();
+    let genesis = sim.replica.group.changes_since(&[]);
+    // The sim's members 0 and 1 have the keys of seeds 1 and 2.
+    let (a, b) = (TestNode::start(1).await, TestNode::start(2).await);
+    for n in [&a, &b] {
+        Replica::apply_remote(&*n.node, group, genesis.clone(), true).expect("genesis");
+    }
+    let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
+    for _ in 0..payments {
+        let (p, changes) = sim.pay();
+        by_period.entry(p).or_default().extend(changes);
+    }
+    let periods = by_period.len();
+    for (p, changes) in by_period {
+        let report =
+            Replica::apply_remote(&*a.node, period_id(&group, p), changes, false).expect("apply");
+        assert!(
+            report.rejected.is_empty() && report.missing_deps.is_empty(),
+            "history applies on the first node"
+        );
+    }
+    assert_eq!(a.node.status().payments, payments);
+    let b0 = b.net.status().await.expect("status").sync_traffic;
+    let start = Instant::now();
+    b.connect(&a).await;
+    let mut last = (0, Instant::now());
+    loop {
+        let held = b.node.status().payments;
+        if held >= payments {
+            break;
+        }
+        if held != last.0 {
+            last = (held, Instant::now());
+        } else if last.1.elapsed() > LIMIT {
+            panic!("ledger catch-up stalled at {held} of {payments} payments");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = start.elapsed();
+    let b1 = b.net.status().await.expect("status").sync_traffic;
+    let rate = payments as f64 / took.as_secs_f64();
+    println!();
+    println!(
+        "ledger catch-up after missing {payments} payments ({periods} periods): {:.2} s, {rate:.0} payments/s, {} sync requests",
+        took.as_secs_f64(),
+        b1.requests_sent - b0.requests_sent
+    );
+    figure(
+        "ledger_catchup_rate",
+        "ledger catch-up, payments per second",
+        rate,
+        "payments/s",
+        Better::Higher,
+        &format!("a member's node rejoins after {payments} payments ({periods} periods of {PERIOD}) were made without it"),
+        Limit::Value(8_800.0, "payments one node verifies and applies per second (ledger-bench)".into()),
+    );
+    b.stop().await;
+    a.stop().await;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -29,7 +29,27 @@ crate::encoding::text_or_bytes_serde!(MemberId, "a member id (12D3KooW...)");
 impl MemberId {
     /// The ed25519 verifying key, if these bytes are a valid point.
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| Error::BadAuthorKey(*self))
+        // Decompressing the point is about a third of the cost of checking
+        // a signature, and a group's few members sign every change and
+        // record it holds: each thread keeps the keys it decompressed last
+        // (bounded, so a flood of strangers' keys only empties it).
+        thread_local! {
+            static KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        const KEPT: usize = 1024;
+        if let Some(key) = KEYS.with(|k| k.borrow().get(&self.0).copied()) {
+            return Ok(key);
+        }
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| Error::BadAuthorKey(*self))?;
+        KEYS.with(|k| {
+            let mut k = k.borrow_mut();
+            if k.len() >= KEPT {
+                k.clear();
+            }
+            k.insert(self.0, key);
+        });
+        Ok(key)
     }
 
     /// The same id in libp2p `PeerId` bytes (identity multihash).
@@ -170,6 +190,34 @@ impl fmt::Debug for MemberKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifying_keys_come_back_the_same_from_the_kept_ones_and_bad_keys_still_fail() {
+        let id = MemberKey::from_secret([9; 32]).id();
+        let first = id.verifying_key().expect("a valid key");
+        assert_eq!(id.verifying_key().expect("kept"), first);
+        // Not a point on the curve: refused every time, never kept.
+        let bad = (0u8..=255)
+            .map(|b| MemberId([b; 32]))
+            .find(|m| VerifyingKey::from_bytes(&m.0).is_err())
+            .expect("some byte pattern is not a point");
+        assert!(bad.verifying_key().is_err());
+        assert!(bad.verifying_key().is_err());
+        // More keys than are kept: all still right.
+        for seed in 0..1500u32 {
+            let mut secret = [0u8; 32];
+            secret[..4].copy_from_slice(&seed.to_le_bytes());
+            let key = MemberKey::from_secret(secret);
+            let id = key.id();
+            let message = b"kept keys";
+            let signature = key.sign(message);
+            assert!(id
+                .verifying_key()
+                .expect("valid")
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature))
+                .is_ok());
+        }
+    }
 
     #[test]
     fn member_id_looks_like_a_libp2p_peer_id_and_round_trips() {

@@ -71,6 +71,12 @@ impl SignedRecord {
         Ok(record)
     }
 
+    /// Decode bytes this node checked, signature included, before it
+    /// stored them (a document read back from its own store).
+    pub fn decode_stored(bytes: &[u8]) -> Result<Self> {
+        encoding::decode("record", bytes, MAX_RECORD_BYTES)
+    }
+
     /// The record's id: the hash of its canonical bytes.
     pub fn id(&self) -> Hash32 {
         Hash32::of(&self.encode())
