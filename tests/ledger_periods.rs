@@ -123,6 +123,7 @@ fn old_periods_leave_memory_stay_on_disk_and_are_served_to_newcomers() {
     }
     assert_eq!(newcomer.status().payments, 300);
     assert_eq!(balances(&newcomer, &group), before);
-    // Serving old periods loaded them again, until the next base moves.
-    assert!(node.status().periods_loaded > 5);
+    // Serving old periods did not load them: they are answered from the
+    // store (crates/node/src/served.rs).
+    assert!(node.status().periods_loaded <= 5, "{:?}", node.status());
 }

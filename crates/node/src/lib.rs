@@ -37,6 +37,7 @@ pub mod ledger;
 pub mod ledger_marks;
 pub mod node;
 pub mod seal;
+mod served;
 
 #[cfg(test)]
 mod durability_tests;

@@ -13,7 +13,7 @@
 //! account would be frozen as a double spend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
@@ -37,6 +37,8 @@ use crate::ledger::{
     GroupLedger, LedgerView, PaymentView,
 };
 use crate::ledger_marks;
+use crate::served::ServedPeriods;
+use nestwork_docs::engine::StoredGraph;
 use nestwork_docs::ledger::{Account, CreditLimit, Equivocation};
 
 /// Why a request to the node failed.
@@ -393,12 +395,17 @@ impl State {
 
     /// The heads of an unloaded (cold) period document.
     fn cold_heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+        self.cold_period(doc).map(|(_, _, heads)| heads)
+    }
+
+    /// A ledger period kept on disk only: its group, number and heads.
+    fn cold_period(&self, doc: &Hash32) -> Option<(Hash32, u64, Vec<Hash32>)> {
         let group = self.periods.get(doc)?;
         let l = self.ledgers.get(group)?;
         l.cold
             .iter()
             .find(|(p, _)| period_id(group, **p) == *doc)
-            .map(|(_, heads)| heads.clone())
+            .map(|(p, heads)| (*group, *p, heads.clone()))
     }
 
     /// The store kind of a document.
@@ -466,6 +473,8 @@ pub struct Node {
     seal: Mutex<crate::seal::SealMemory>,
     /// What the network looks up on its loop, without this node's lock.
     pub(crate) directory: Directory,
+    /// Cold ledger periods read back to answer peers' syncs.
+    served: ServedPeriods,
 }
 
 /// Load document `id` from the store with `load`. One whose stored
@@ -588,6 +597,7 @@ impl Node {
             clock,
             seal: Mutex::default(),
             directory: Directory::default(),
+            served: ServedPeriods::default(),
         };
         {
             let mut docs = node.lock();
@@ -1792,24 +1802,50 @@ impl Node {
 
     /// Load a period document that was unloaded (cold) back from the store.
     fn warm(&self, docs: &mut State, doc: &Hash32) -> Result<(), NodeError> {
-        let Some(group) = docs.periods.get(doc).copied() else {
+        let Some((group, period, _)) = docs.cold_period(doc) else {
             return Ok(());
         };
-        let Some(l) = docs.ledgers.get_mut(&group) else {
-            return Ok(());
-        };
-        let Some(period) = l
-            .cold
-            .keys()
-            .copied()
-            .find(|p| period_id(&group, *p) == *doc)
-        else {
-            return Ok(());
-        };
-        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(doc)?)?;
-        loaded.set_writer(&self.writer);
-        l.warm(period, loaded);
+        let loaded = self.read_period(group, period)?;
+        if let Some(l) = docs.ledgers.get_mut(&group) {
+            l.warm(period, loaded);
+        }
         Ok(())
+    }
+
+    /// Cold period `doc` as stored, if its stored changes end at `heads`
+    /// (a change stored since, or being stored, does not: then `None`).
+    /// Read without the node's lock and kept for the next peer that asks
+    /// (see [`crate::served`]).
+    fn served_period(&self, doc: &Hash32, mut heads: Vec<Hash32>) -> Option<Arc<StoredGraph>> {
+        heads.sort_unstable();
+        if let Some(graph) = self.served.get(doc, &heads) {
+            return Some(graph);
+        }
+        let graph = match self.store.changes(doc).map(StoredGraph::of) {
+            Ok(Ok(graph)) => graph,
+            Ok(Err(e)) => {
+                tracing::warn!(doc = %doc.short(), error = %e, "a stored ledger period does not read back");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(doc = %doc.short(), error = %e, "cannot read a ledger period");
+                return None;
+            }
+        };
+        if graph.heads() != heads {
+            return None;
+        }
+        let graph = Arc::new(graph);
+        self.served.keep(*doc, heads, graph.clone());
+        Some(graph)
+    }
+
+    /// Read a ledger period back from the store (it needs no lock).
+    fn read_period(&self, group: Hash32, period: u64) -> Result<SignedDoc, NodeError> {
+        let id = period_id(&group, period);
+        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+        loaded.set_writer(&self.writer);
+        Ok(loaded)
     }
 
     /// Rebuild one group's document and ledger from the store. `late`:
@@ -1981,22 +2017,37 @@ impl Replica for Node {
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
         let all = {
-            let mut docs = self.lock();
+            let docs = self.lock();
             if docs
                 .group_of(doc)
                 .is_some_and(|g| docs.unsaved.contains(&g))
             {
                 return (Vec::new(), false);
             }
-            if docs.cold_heads(doc).is_some_and(|heads| heads == have) {
-                return (Vec::new(), false);
+            if let Some((_, _, heads)) = docs.cold_period(doc) {
+                if heads == have {
+                    return (Vec::new(), false);
+                }
+                drop(docs);
+                match self.served_period(doc, heads) {
+                    Some(graph) => graph.changes_since(have),
+                    None => {
+                        // Changed meanwhile, or unreadable: load it as a
+                        // write would.
+                        let mut docs = self.lock();
+                        if let Err(e) = self.warm(&mut docs, doc) {
+                            tracing::error!(doc = %doc.short(), error = %e, "cannot load a ledger period");
+                        }
+                        docs.doc(doc)
+                            .map(|d| d.changes_since(have))
+                            .unwrap_or_default()
+                    }
+                }
+            } else {
+                docs.doc(doc)
+                    .map(|d| d.changes_since(have))
+                    .unwrap_or_default()
             }
-            if let Err(e) = self.warm(&mut docs, doc) {
-                tracing::error!(doc = %doc.short(), error = %e, "cannot load a ledger period");
-            }
-            docs.doc(doc)
-                .map(|d| d.changes_since(have))
-                .unwrap_or_default()
         };
         let mut size = 0;
         let mut out = Vec::new();
