@@ -13,6 +13,22 @@ fn writer(n: u8) -> Writer {
     Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
 }
 
+/// A group founded by member 1.
+fn founded() -> SignedDoc {
+    let genesis = GroupGenesis {
+        name: "Hub".into(),
+        kind: GroupKind::Hub,
+        parent: None,
+        unit: "hours".into(),
+        created_at_ms: T0,
+        nonce: [5; 16],
+        charter: Charter::default(),
+    };
+    SignedDoc::create_group(&writer(1), genesis, T0)
+        .expect("found")
+        .0
+}
+
 fn sorted(mut v: Vec<Hash32>) -> Vec<Hash32> {
     v.sort_unstable();
     v
@@ -24,16 +40,7 @@ fn hashes(changes: &[SignedChange]) -> Vec<Hash32> {
 
 #[test]
 fn stored_changes_answer_a_sync_as_the_loaded_document_does() {
-    let genesis = GroupGenesis {
-        name: "Hub".into(),
-        kind: GroupKind::Hub,
-        parent: None,
-        unit: "hours".into(),
-        created_at_ms: T0,
-        nonce: [5; 16],
-        charter: Charter::default(),
-    };
-    let (mut a, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
+    let mut a = founded();
     let admit = RecordBody::Admission(Admission::self_issued(
         writer(1).key(),
         &a.id(),
@@ -83,16 +90,7 @@ fn stored_changes_answer_a_sync_as_the_loaded_document_does() {
 
 #[test]
 fn a_damaged_stored_change_is_refused_with_its_hash() {
-    let genesis = GroupGenesis {
-        name: "Hub".into(),
-        kind: GroupKind::Hub,
-        parent: None,
-        unit: "hours".into(),
-        created_at_ms: T0,
-        nonce: [6; 16],
-        charter: Charter::default(),
-    };
-    let (doc, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
+    let doc = founded();
     let mut stored = doc.changes_since(&[]);
     let last = stored.len() - 1;
     let middle = stored[last].change.len() / 2;

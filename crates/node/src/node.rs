@@ -398,6 +398,13 @@ impl State {
         self.cold_period(doc).map(|(_, _, heads)| heads)
     }
 
+    /// Whether `doc`'s group has changes not yet on disk (nothing of it is
+    /// served until they are).
+    fn holds_unsaved(&self, doc: &Hash32) -> bool {
+        self.group_of(doc)
+            .is_some_and(|g| self.unsaved.contains(&g))
+    }
+
     /// A ledger period kept on disk only: its group, number and heads.
     fn cold_period(&self, doc: &Hash32) -> Option<(Hash32, u64, Vec<Hash32>)> {
         let group = self.periods.get(doc)?;
@@ -1805,7 +1812,8 @@ impl Node {
         let Some((group, period, _)) = docs.cold_period(doc) else {
             return Ok(());
         };
-        let loaded = self.read_period(group, period)?;
+        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(doc)?)?;
+        loaded.set_writer(&self.writer);
         if let Some(l) = docs.ledgers.get_mut(&group) {
             l.warm(period, loaded);
         }
@@ -1838,14 +1846,6 @@ impl Node {
         let graph = Arc::new(graph);
         self.served.keep(*doc, heads, graph.clone());
         Some(graph)
-    }
-
-    /// Read a ledger period back from the store (it needs no lock).
-    fn read_period(&self, group: Hash32, period: u64) -> Result<SignedDoc, NodeError> {
-        let id = period_id(&group, period);
-        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
-        loaded.set_writer(&self.writer);
-        Ok(loaded)
     }
 
     /// Rebuild one group's document and ledger from the store. `late`:
@@ -2016,12 +2016,9 @@ impl Replica for Node {
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
-        let all = {
-            let docs = self.lock();
-            if docs
-                .group_of(doc)
-                .is_some_and(|g| docs.unsaved.contains(&g))
-            {
+        let all = 'all: {
+            let mut docs = self.lock();
+            if docs.holds_unsaved(doc) {
                 return (Vec::new(), false);
             }
             if let Some((_, _, heads)) = docs.cold_period(doc) {
@@ -2029,25 +2026,22 @@ impl Replica for Node {
                     return (Vec::new(), false);
                 }
                 drop(docs);
-                match self.served_period(doc, heads) {
-                    Some(graph) => graph.changes_since(have),
-                    None => {
-                        // Changed meanwhile, or unreadable: load it as a
-                        // write would.
-                        let mut docs = self.lock();
-                        if let Err(e) = self.warm(&mut docs, doc) {
-                            tracing::error!(doc = %doc.short(), error = %e, "cannot load a ledger period");
-                        }
-                        docs.doc(doc)
-                            .map(|d| d.changes_since(have))
-                            .unwrap_or_default()
-                    }
+                if let Some(graph) = self.served_period(doc, heads) {
+                    break 'all graph.changes_since(have);
                 }
-            } else {
-                docs.doc(doc)
-                    .map(|d| d.changes_since(have))
-                    .unwrap_or_default()
+                // Changed meanwhile, or unreadable: load it as a write
+                // would, under the lock again (so asked again).
+                docs = self.lock();
+                if docs.holds_unsaved(doc) {
+                    return (Vec::new(), false);
+                }
+                if let Err(e) = self.warm(&mut docs, doc) {
+                    tracing::error!(doc = %doc.short(), error = %e, "cannot load a ledger period");
+                }
             }
+            docs.doc(doc)
+                .map(|d| d.changes_since(have))
+                .unwrap_or_default()
         };
         let mut size = 0;
         let mut out = Vec::new();
