@@ -196,3 +196,64 @@ async fn one_key_signing_twice_on_two_sides_is_flagged_on_every_node_with_the_sa
     let status = nodes[2].node.status();
     assert_eq!(status.equivocations.len(), 1);
 }
+
+/// A node that knows of a ledger period before it holds the period below
+/// it (it got one payment of that one) syncs both side by side: the later
+/// period's answer arrives first, and its payments wait for the closing
+/// they cite. They are asked for again as soon as the earlier period is
+/// stored, not at the next anti-entropy round 15 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_period_synced_before_the_earlier_one_is_fetched_again_once_that_one_lands() {
+    use std::collections::BTreeMap;
+
+    use nestwork_core::SignedChange;
+    use nestwork_node::ledger::period_id;
+    use nestwork_testkit::ledger_sim::LedgerSim;
+
+    const PERIOD: u32 = 300;
+    let mut sim = LedgerSim::new(3, PERIOD);
+    let group = sim.replica.group.id();
+    let genesis = sim.replica.group.changes_since(&[]);
+    let mut first = Vec::new();
+    let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
+    for i in 0..PERIOD as usize + 5 {
+        let (p, changes) = sim.pay();
+        if i == 0 {
+            first = changes.clone();
+        }
+        by_period.entry(p).or_default().extend(changes);
+    }
+    assert_eq!(by_period.len(), 2, "a full period and a few payments past it");
+    // The sim's members 0 and 1 have the keys of seeds 1 and 2. The node
+    // with the smaller peer id starts the sync on connecting: make it the
+    // one behind, so that it asks for both periods at once.
+    let peer = |seed: u8| nestwork_net::actor::peer_of(&nestwork_testkit::key(seed).id());
+    let (behind, ahead) = if peer(1) < peer(2) { (1, 2) } else { (2, 1) };
+    let a = TestNode::start(ahead).await;
+    Replica::apply_remote(&*a.node, group, genesis.clone(), true).expect("genesis");
+    for (p, changes) in by_period {
+        let report =
+            Replica::apply_remote(&*a.node, period_id(&group, p), changes, false).expect("apply");
+        assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
+    }
+    let total = PERIOD as usize + 5;
+    assert_eq!(a.node.status().payments, total);
+
+    let c = TestNode::start(behind).await;
+    assert!(c.peer() < a.peer(), "the node behind starts the sync");
+    Replica::apply_remote(&*c.node, group, genesis, true).expect("genesis");
+    Replica::apply_remote(&*c.node, period_id(&group, 0), first, false).expect("first payment");
+    assert!(
+        c.node.docs_of(&group).contains(&period_id(&group, 1)),
+        "the node behind knows of period 1 before it holds period 0's closing"
+    );
+    c.connect(&a).await;
+    // Its anti-entropy round ran when it started, with no peer; the next
+    // is 15 s later.
+    wait_until(
+        "the node behind to hold both periods without waiting for anti-entropy",
+        Duration::from_secs(12),
+        || c.node.status().payments == total,
+    )
+    .await;
+}

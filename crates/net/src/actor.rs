@@ -345,7 +345,9 @@ pub async fn spawn(
         gossip_queue: Vec::new(),
         validating: false,
         syncing: HashMap::new(),
+        group_stored: HashMap::new(),
         sync_waiting: HashMap::new(),
+        blocked: HashMap::new(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
         join_attempts: HashMap::new(),
@@ -573,7 +575,7 @@ fn apply_opening(
         // when it does, nothing of these is stored (a lagging node's late
         // ledger records were seen never to arrive: see the crash soak).
         if !report.missing_deps.is_empty() {
-            tracing::warn!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes or records this node lacks, or for its ledger history below the base; not stored until sent again");
+            tracing::info!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes or records this node lacks (often an earlier ledger period still on its way), or for its ledger history below the base; asked for again once the group's next sync brings something");
         }
     }
     let opened = match (group, &applied) {
@@ -597,11 +599,15 @@ enum Done {
     ),
     /// An inbound request was handled.
     Respond(ResponseChannel<Response>, Response),
-    /// A sync answer was applied; `again` if another round is needed.
+    /// A sync answer was applied; `again` if another round is needed,
+    /// `progress` if it stored something, `waited` if some of its changes
+    /// wait for what this node lacks (see `EventLoop::blocked`).
     Synced {
         peer: PeerId,
         doc: Hash32,
         again: bool,
+        progress: bool,
+        waited: bool,
     },
     /// A member said it holds more for us than fit its request: ask it.
     Pull(PeerId, Hash32),
@@ -613,6 +619,14 @@ enum Done {
         Result<Hash32, String>,
         oneshot::Sender<Result<Hash32, String>>,
     ),
+}
+
+/// A sync session in progress with one peer for one document.
+struct Session {
+    /// Another session was asked for meanwhile: run again when it ends.
+    again: bool,
+    /// The group's `group_stored` count when it began.
+    group_stored: u64,
 }
 
 /// What an outbound request was for.
@@ -641,10 +655,23 @@ struct EventLoop {
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
     gossip_queue: Vec<Queued>,
     validating: bool,
-    /// Sync sessions in progress; `true` if another was asked for meanwhile.
-    syncing: HashMap<(PeerId, Hash32), bool>,
+    /// Sync sessions in progress.
+    syncing: HashMap<(PeerId, Hash32), Session>,
+    /// Per group: how many sync answers stored something since start. A
+    /// session that waited compares it with the count when it began: what
+    /// it waited for may have been stored while its answer was applied.
+    group_stored: HashMap<Hash32, u64>,
     /// Sessions waiting for a free sync stream to the peer.
     sync_waiting: HashMap<PeerId, std::collections::VecDeque<Hash32>>,
+    /// Per group: sync sessions (peer, document) whose changes waited for
+    /// something this node lacked and were not stored. A group's documents
+    /// sync side by side, so a later ledger period can arrive before the
+    /// earlier one holding the closing it cites; it is asked for again as
+    /// soon as another sync of the group stores something, rather than at
+    /// the next anti-entropy round. Only a session that stored something
+    /// retries the others, so two that wait on what nobody sends do not
+    /// ask each other in turn.
+    blocked: HashMap<Hash32, HashSet<(PeerId, Hash32)>>,
     peers: HashMap<PeerId, Peer>,
     /// Joins waiting for a connection to their inviter.
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
@@ -1058,6 +1085,10 @@ impl EventLoop {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
                     self.sync_waiting.remove(&peer_id);
+                    for sessions in self.blocked.values_mut() {
+                        sessions.retain(|(p, _)| *p != peer_id);
+                    }
+                    self.blocked.retain(|_, sessions| !sessions.is_empty());
                     // Reach a member again at once, not after a pause.
                     self.last_dial.remove(&peer_id);
                 } else if let Some(p) = self.peers.get_mut(&peer_id) {
@@ -1333,9 +1364,38 @@ impl EventLoop {
                     tracing::debug!("peer went away before the answer");
                 }
             }
-            Done::Synced { peer, doc, again } => {
-                let asked_meanwhile = self.syncing.remove(&(peer, doc)).unwrap_or(false);
-                if again || asked_meanwhile {
+            Done::Synced {
+                peer,
+                doc,
+                again,
+                progress,
+                waited,
+            } => {
+                let session = self.syncing.remove(&(peer, doc));
+                let mut run_again = again || session.as_ref().is_some_and(|s| s.again);
+                if let Some(group) = self.replica.group_of(&doc) {
+                    let stored = self.group_stored.entry(group).or_default();
+                    let stored_meanwhile = session.is_some_and(|s| s.group_stored < *stored);
+                    if progress {
+                        *stored += 1;
+                    }
+                    if waited && stored_meanwhile {
+                        run_again = true;
+                    } else if waited {
+                        self.blocked.entry(group).or_default().insert((peer, doc));
+                    }
+                    if progress {
+                        let retry = self.blocked.remove(&group).unwrap_or_default();
+                        for (p, d) in retry {
+                            if (p, d) == (peer, doc) {
+                                self.blocked.entry(group).or_default().insert((p, d));
+                            } else {
+                                self.start_sync(p, d);
+                            }
+                        }
+                    }
+                }
+                if run_again {
                     self.start_sync(peer, doc);
                 }
                 self.start_waiting_sync(peer);
@@ -1460,6 +1520,7 @@ impl EventLoop {
                 };
                 tokio::task::spawn_blocking(move || {
                     let mut again = more;
+                    let (mut progress, mut waited) = (false, false);
                     if !changes.is_empty() {
                         let (applied, opened) = apply_opening(&*replica, doc, changes);
                         for opened in opened {
@@ -1470,7 +1531,10 @@ impl EventLoop {
                                 tracing::warn!(%peer, rejected = report.rejected.len(), "peer sent invalid changes in sync");
                                 again = false;
                             }
-                            Ok(_) => {}
+                            Ok(report) => {
+                                progress = !report.applied.is_empty();
+                                waited = !report.missing_deps.is_empty();
+                            }
                             Err(e) => {
                                 tracing::warn!(%peer, error = %e, "sync answer not applied");
                                 again = false;
@@ -1483,7 +1547,13 @@ impl EventLoop {
                     let (theirs_missing, _) = replica.changes_since(&doc, &heads, 1);
                     again = (again || (!cut && !theirs_missing.is_empty()))
                         && round + 1 < MAX_SYNC_ROUNDS;
-                    let _ = done.blocking_send(Done::Synced { peer, doc, again });
+                    let _ = done.blocking_send(Done::Synced {
+                        peer,
+                        doc,
+                        again,
+                        progress,
+                        waited,
+                    });
                 });
             }
             (Pending::Sync { doc, .. }, Response::Refused { reason }) => {
@@ -1694,8 +1764,8 @@ impl EventLoop {
     /// Start a sync session with `peer` for `doc`, unless one is running
     /// (then it runs again when that one ends).
     fn start_sync(&mut self, peer: PeerId, doc: Hash32) {
-        if let Some(again) = self.syncing.get_mut(&(peer, doc)) {
-            *again = true;
+        if let Some(session) = self.syncing.get_mut(&(peer, doc)) {
+            session.again = true;
             return;
         }
         // A connection carries a bounded number of sync streams (both
@@ -1718,7 +1788,18 @@ impl EventLoop {
         }
         // The session is ours from now; what to send is worked out off the
         // loop (it may load a ledger period from disk).
-        self.syncing.insert((peer, doc), false);
+        let group_stored = self
+            .replica
+            .group_of(&doc)
+            .and_then(|g| self.group_stored.get(&g).copied())
+            .unwrap_or(0);
+        self.syncing.insert(
+            (peer, doc),
+            Session {
+                again: false,
+                group_stored,
+            },
+        );
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
