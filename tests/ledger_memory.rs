@@ -384,3 +384,118 @@ fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
     let total: i128 = balances(&node, &group).iter().map(|(_, b)| b).sum();
     assert_eq!(total, 0);
 }
+
+/// Late payments that keep coming (every two periods, from members whose
+/// nodes saw the group four and nine periods before): each is counted
+/// again from a checkpoint a little below it, however long they have kept
+/// coming, and what the node holds stays within a bound that does not grow
+/// with the number of periods. A base held down by late records and then
+/// lifted at once used to leave no checkpoint between the two, so each
+/// count started further below its record than the one before (in a soak,
+/// a node read back most of its history, under its lock, for records a
+/// few periods late).
+#[test]
+fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounded_memory() {
+    const ROUNDS: usize = 10;
+    const BEHIND: [usize; 2] = [4, 9];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sim = LedgerSim::new(3 + ROUNDS * BEHIND.len(), PERIOD as u32);
+    sim.payers = 3;
+    sim.author.keeps_history = true;
+    let group = sim.replica.group.id();
+    let node = open(dir.path());
+    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
+        .expect("join");
+    let members = sim.replica.group.members().clone();
+    let mut log = Vec::new();
+    // `seen[k]`: how much of the log was delivered by the end of period k.
+    let mut seen = vec![0];
+    let mut late_members = 0;
+    let mut most = held(&node);
+    let mut most_read = 0;
+    let mut period = 0;
+    while late_members < ROUNDS * BEHIND.len() {
+        period += 1;
+        deliver(&node, &mut sim, PERIOD, &mut log);
+        seen.push(log.len());
+        if period < 10 || period % 2 != 0 {
+            continue;
+        }
+        for behind in BEHIND {
+            // A member whose node heard nothing for `behind` periods pays:
+            // what it saw is the log up to then.
+            let at = seen[period - behind];
+            let mut view = LedgerState::of(sim.replica.group.clone());
+            view.keeps_history = true;
+            for (p, changes) in &log[..at] {
+                view.apply(*p, changes.clone());
+            }
+            let (late_period, changes) = sign_payment(
+                &mut view.ledger,
+                group,
+                sim.writer(3 + late_members),
+                &members,
+                sim.members()[0],
+                1,
+                "late",
+            );
+            late_members += 1;
+            let doc = period_id(&group, late_period);
+            let reread = node.memory().periods_reread;
+            let first = node
+                .apply_remote(doc, changes.clone(), false)
+                .expect("apply");
+            assert!(first.rejected.is_empty(), "{:?}", first.rejected.first());
+            if !first.missing_deps.is_empty() {
+                let again = node.apply_remote(doc, changes.clone(), false).expect("apply");
+                assert!(
+                    again.rejected.is_empty() && again.missing_deps.is_empty(),
+                    "{again:?}"
+                );
+            }
+            let read_back = node.memory().periods_reread - reread;
+            most_read = most_read.max(read_back);
+            // From the checkpoint at or below two periods under the late
+            // payment; checkpoints are a few periods apart, and a run of
+            // them is skipped where the base jumped when a hold lifted.
+            let late_by = period as u64 - late_period;
+            assert!(
+                read_back <= late_by + 6 + 2 * CHECKPOINT_EVERY,
+                "late member {late_members}: a payment {late_by} periods late made the node read back {read_back} periods"
+            );
+            // The other members get it too (their closings cover it), and
+            // so does anyone who later rebuilds a view from the log.
+            sim.author_receives(late_period, changes.clone());
+            log.insert(at, (late_period, changes));
+            for s in seen.iter_mut().filter(|s| **s >= at && **s != 0) {
+                *s += 1;
+            }
+            let h = held(&node);
+            most = most.max(h);
+            // The holds of the last few late payments, each two periods
+            // below its payment, nine periods back at most: what is held
+            // does not depend on how long late payments have kept coming.
+            assert_within(
+                &format!("late member {late_members}, period {period}"),
+                h,
+                bound(BEHIND[1] + 10),
+            );
+        }
+    }
+    assert_eq!(node.status().payments, period * PERIOD + late_members);
+    let counted: BTreeMap<String, i128> = sim
+        .author
+        .ledger
+        .ledger
+        .balances()
+        .iter()
+        .map(|(a, b)| (a.to_string(), *b))
+        .filter(|(_, b)| *b != 0)
+        .collect();
+    let shown: BTreeMap<String, i128> = balances(&node, &group)
+        .into_iter()
+        .filter(|(_, b)| *b != 0)
+        .collect();
+    assert_eq!(shown, counted, "the node counts what the members count");
+    println!("with late payments every two periods: most held {most:?}, most periods read back for one {most_read}");
+}

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::{ledger_period_id, RecordGate};
 use nestwork_docs::ledger::{
-    Account, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal,
+    Account, Base, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal,
 };
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,18 @@ pub struct GroupLedger {
     history_wanted: Option<u64>,
     /// The base moved: the node must store it and may unload periods.
     rebased: bool,
+    /// Bases the ledger passed through on the way up, one per run of
+    /// [`CHECKPOINT_EVERY`] periods it would have skipped (see
+    /// [`GroupLedger::settle`]), each with the periods wholly below it:
+    /// for the node to keep as checkpoints.
+    passed: Vec<(Base, Vec<u64>)>,
 }
+
+/// A checkpoint is kept for the first base reached in every run of this
+/// many periods: a late record is counted from at most this many periods
+/// further down than it needs, and the checkpoints take a quarter of the
+/// room a base per period would.
+pub const CHECKPOINT_EVERY: u64 = 4;
 
 impl GroupLedger {
     /// The empty ledger of a group document (its genesis must be present),
@@ -101,6 +112,7 @@ impl GroupLedger {
             opened: false,
             history_wanted: None,
             rebased: false,
+            passed: Vec::new(),
         })
     }
 
@@ -238,9 +250,37 @@ impl GroupLedger {
             None => {}
         }
         if let Some(base) = self.ledger.base_at(target) {
+            self.pass_runs_below(base.period);
             self.ledger = self.ledger.rebased(base);
             self.rebased = true;
         }
+    }
+
+    /// Before the base jumps to `target`: move it through the first period
+    /// of every run of [`CHECKPOINT_EVERY`] in between, and note each base
+    /// (see `passed`). A base held down while late records came, then
+    /// lifted at once, left no checkpoint between the old base and the new
+    /// one, and the next late record was counted from the old one, further
+    /// down each time (a node in a soak read back nearly all its history
+    /// for a record a few periods late).
+    fn pass_runs_below(&mut self, target: u64) {
+        let from = self.ledger.base().period;
+        let mut run = (from / CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY;
+        while run < target {
+            if let Some(base) = self.ledger.base_at(run) {
+                self.ledger = self.ledger.rebased(base);
+                let mut cold: Vec<u64> = self.cold.keys().copied().collect();
+                cold.extend(self.coolable());
+                cold.sort_unstable();
+                self.passed.push((self.ledger.base().clone(), cold));
+            }
+            run += CHECKPOINT_EVERY;
+        }
+    }
+
+    /// The bases passed on the way up since last asked (cleared).
+    pub fn take_passed(&mut self) -> Vec<(Base, Vec<u64>)> {
+        std::mem::take(&mut self.passed)
     }
 
     /// Whether a record needed the history below the base (cleared by

@@ -17,11 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{period_id, GroupLedger};
 use crate::node::NodeError;
 
-/// A checkpoint is kept for the first base reached in every run of this
-/// many periods: a late record is counted from at most this many periods
-/// further down than it needs, and the checkpoints take a quarter of the
-/// room a base per period would.
-pub const CHECKPOINT_EVERY: u64 = 4;
+pub use crate::ledger::CHECKPOINT_EVERY;
 
 /// An older base, and the periods that were wholly below it (their heads
 /// are in their own marks while they stay cold).
@@ -94,17 +90,22 @@ pub fn store_rebase(store: &Store, group: &Hash32, l: &mut GroupLedger) -> Resul
             store.set_mark(&period_id(group, period), &encode(&heads))?;
         }
     }
-    let period = l.ledger.base().period;
-    let run = period / CHECKPOINT_EVERY;
-    if l.last_checkpoint
-        .is_none_or(|last| last / CHECKPOINT_EVERY < run)
-    {
-        let checkpoint = Checkpoint {
-            base: l.ledger.base().clone(),
-            cold: l.cold.keys().copied().collect(),
-        };
-        store.set_mark(&checkpoint_mark(group, period), &encode(&checkpoint))?;
-        l.last_checkpoint = Some(period);
+    let now = Checkpoint {
+        base: l.ledger.base().clone(),
+        cold: l.cold.keys().copied().collect(),
+    };
+    let passed = l
+        .take_passed()
+        .into_iter()
+        .map(|(base, cold)| Checkpoint { base, cold });
+    for checkpoint in passed.chain([now]) {
+        let period = checkpoint.base.period;
+        if l.last_checkpoint
+            .is_none_or(|last| last / CHECKPOINT_EVERY < period / CHECKPOINT_EVERY)
+        {
+            store.set_mark(&checkpoint_mark(group, period), &encode(&checkpoint))?;
+            l.last_checkpoint = Some(period);
+        }
     }
     Ok(())
 }

@@ -26,13 +26,21 @@ pub struct LedgerState {
     pub group: SignedDoc,
     /// The ledger and periods.
     pub ledger: GroupLedger,
+    /// Keep every period loaded, so that a late payment can be judged
+    /// against the history (a node reads it back from disk; here nothing
+    /// is on disk).
+    pub keeps_history: bool,
 }
 
 impl LedgerState {
     /// The state of a node holding `group` and no payment yet.
     pub fn of(group: SignedDoc) -> LedgerState {
         let ledger = GroupLedger::of_group(&group).expect("genesis");
-        LedgerState { group, ledger }
+        LedgerState {
+            group,
+            ledger,
+            keeps_history: false,
+        }
     }
 
     /// Apply changes of period `period` as a node applies a batch from
@@ -52,6 +60,7 @@ impl LedgerState {
             self.ledger.reload();
         }
         self.ledger.take_rebased();
+        self.ledger.take_passed();
         self.unload_old_periods();
         report
     }
@@ -59,6 +68,9 @@ impl LedgerState {
     /// Drop the period documents wholly below the base, as a node unloads
     /// them (a node keeps them on disk; here they are simply gone).
     fn unload_old_periods(&mut self) {
+        if self.keeps_history {
+            return;
+        }
         for period in self.ledger.coolable() {
             self.ledger.cool(period);
         }
@@ -255,6 +267,25 @@ impl LedgerSim {
                 report.rejected.first()
             );
         }
+    }
+
+    /// Changes made elsewhere (a late member's payment) reach the author
+    /// side, so its later closings cover them. It must keep its history
+    /// (`author.keeps_history`) to judge a late one: the first apply counts
+    /// the history again, the second takes it.
+    pub fn author_receives(&mut self, period: u64, changes: Vec<SignedChange>) {
+        let state = &mut self.author;
+        let first = state.apply(period, changes.clone());
+        let report = if first.missing_deps.is_empty() {
+            first
+        } else {
+            state.apply(period, changes)
+        };
+        assert!(
+            report.rejected.is_empty() && report.missing_deps.is_empty(),
+            "changes made elsewhere apply: {:?}",
+            report.rejected.first()
+        );
     }
 
     /// Payments the replica holds.
