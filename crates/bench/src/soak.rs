@@ -260,6 +260,11 @@ fn main() -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         total as f64 / start.elapsed().as_secs_f64()
     );
+    for (i, c) in clients.iter().enumerate() {
+        if let Some(net) = c.get::<StatusReport>("/status")?.network {
+            println!("node{}: {}", i + 1, traffic(&net));
+        }
+    }
 
     // Agreement: every node ends with the same balances over the same
     // number of payments.
@@ -359,6 +364,25 @@ fn holding(s: &StatusReport) -> String {
     format!(
         "{} payments, {} in memory, periods {} loaded/{} on disk",
         n.payments, n.payments_in_memory, n.periods_loaded, n.periods_on_disk
+    )
+}
+
+/// What a node's gossip and sync carried: how much of the load reached it
+/// by gossip, and how much was left to sync.
+fn traffic(net: &nestwork_net::NetStatus) -> String {
+    let g = &net.gossip;
+    format!(
+        "gossip {} received ({} copies), {} accepted, {} ignored ({} held already, {} waited too long), {} shed unchecked, {} rejected; sync {} requests, {:.1} MiB in",
+        g.unique_received,
+        g.copies_received,
+        g.accepted,
+        g.ignored,
+        g.known,
+        g.waited,
+        g.shed,
+        g.rejected,
+        net.sync_traffic.requests_sent,
+        mib(net.sync_traffic.bytes_received)
     )
 }
 

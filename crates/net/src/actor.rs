@@ -47,6 +47,14 @@ const PUSH_BYTES: usize = MAX_REQUEST_BYTES;
 /// streams a connection carries (`limits::MAX_SYNC_STREAMS`, both ways
 /// together), leaving the peer room for its own.
 const SYNC_SESSIONS_PER_PEER: usize = 6;
+/// How long a gossip message whose changes wait for others is kept to be
+/// judged again with the next batches, before it is given up (ignored, and
+/// its sender asked by sync). Well inside the message cache (15 heartbeats,
+/// 10.5 s), so that once its changes are stored it is still forwarded.
+const GOSSIP_WAIT: Duration = Duration::from_secs(4);
+/// Most gossip messages kept waiting at once; past it, they are given up
+/// at once.
+const MAX_WAITING_GOSSIP: usize = 8_192;
 /// Most change bytes waiting for validation. Gossip arrives while a batch
 /// is checked; if checking falls behind by more than this, the oldest
 /// waiting messages are shed (see `shed_overload`).
@@ -343,6 +351,8 @@ pub async fn spawn(
         seals: HashMap::new(),
         pending: HashMap::new(),
         gossip_queue: Vec::new(),
+        gossip_waiting: Vec::new(),
+        waiting_since: HashMap::new(),
         validating: false,
         syncing: HashMap::new(),
         group_stored: HashMap::new(),
@@ -373,8 +383,22 @@ type JoinReply = oneshot::Sender<Result<Hash32, String>>;
 /// whose topic carried it, and its changes (all of one document).
 type Queued = (MessageId, PeerId, Hash32, Vec<SignedChange>);
 
-/// What to report for each validated message.
-type Verdicts = Vec<(MessageId, PeerId, MessageAcceptance)>;
+/// What became of a validated gossip message's changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Something new was stored: forward it.
+    Accepted,
+    /// A change is invalid in itself: the forwarder pays.
+    Rejected,
+    /// Nothing new: every change was here already (most often brought by
+    /// a sync first), or forks its device's history.
+    Known,
+    /// A change waits for changes this node lacks (gossip arrives in any
+    /// order: a payment before the one it builds on, a ledger period
+    /// before the closing it cites). The message is kept and judged again
+    /// with the next batch, for up to [`GOSSIP_WAIT`].
+    Waiting,
+}
 
 /// [`validate_batch`], which must not take the loop down with it: without
 /// an answer the loop would never validate again (`validating` stays set)
@@ -382,7 +406,7 @@ type Verdicts = Vec<(MessageId, PeerId, MessageAcceptance)>;
 /// tripping on hostile bytes) sends the batch through again message by
 /// message; the message that panics alone is rejected, the others are
 /// judged as usual.
-fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(PeerId, Hash32)>) {
+fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
     let run = |part: &[Queued]| catch_unwind(AssertUnwindSafe(|| validate_batch(replica, part)));
     if let Ok(done) = run(batch) {
         return done;
@@ -392,21 +416,17 @@ fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(
         "validation panicked; validating the batch message by message"
     );
     let mut verdicts = Vec::with_capacity(batch.len());
-    let mut syncs = Vec::new();
     for one in batch.chunks(1) {
         match run(one) {
-            Ok((v, s)) => {
-                verdicts.extend(v);
-                syncs.extend(s);
-            }
+            Ok(v) => verdicts.extend(v),
             Err(_) => {
-                let (id, source, group, _) = &one[0];
+                let (_, source, group, _) = &one[0];
                 tracing::error!(peer = %source, group = %group.short(), "validation panicked on this message; rejected");
-                verdicts.push((id.clone(), *source, MessageAcceptance::Reject));
+                verdicts.push(Verdict::Rejected);
             }
         }
     }
-    (verdicts, syncs)
+    verdicts
 }
 
 /// Why a gossip message goes no further than its seal.
@@ -493,7 +513,7 @@ fn open_gossip(
 /// is invalid in itself. A change refused for forking its device's history
 /// is validly signed and valid where it was first accepted, so its message
 /// is ignored, not rejected; and honest changes batched with it apply.
-fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(PeerId, Hash32)>) {
+fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
     // One batch per document; a document must belong to the group whose
     // topic carried it.
     let mut by_doc: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
@@ -507,50 +527,86 @@ fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> (Verdicts, Vec<(Pe
                 .or_default()
                 .extend(changes.iter().cloned()),
             Some(_) => rejected.extend(changes.iter().map(|c| c.hash)),
-            // A ledger period this node has not opened yet: sync.
+            // A ledger period this node has not opened yet: it waits.
             None => missing.extend(changes.iter().map(|c| c.hash)),
         }
     }
+    // In the order the group lists its documents: the group document first
+    // (an admission before the new member's payments), then the periods in
+    // order; what waits on another document of the batch is tried once
+    // more after it.
+    let groups: HashSet<Hash32> = batch.iter().map(|(_, _, g, _)| *g).collect();
+    let order: HashMap<Hash32, usize> = groups
+        .iter()
+        .flat_map(|g| replica.docs_of(g).into_iter().enumerate().map(|(i, d)| (d, i)))
+        .collect();
+    let mut docs: Vec<(Hash32, Vec<SignedChange>)> = by_doc.into_iter().collect();
+    docs.sort_by_key(|(doc, _)| order.get(doc).copied().unwrap_or(usize::MAX));
     let mut applied: HashSet<Hash32> = HashSet::new();
-    for (group, changes) in by_doc {
-        match replica.apply_remote(group, changes, false) {
-            Ok(report) => {
-                applied.extend(report.applied.iter().map(|c| c.hash));
-                missing.extend(report.missing_deps.iter().map(|c| c.hash));
-                let forked: HashSet<Hash32> = report.forked.iter().map(|c| c.hash).collect();
-                for r in &report.rejected {
-                    tracing::warn!(group = %group.short(), change = %r.change, author = %r.author, reason = %r.reason, "gossiped change rejected");
-                    match r.change.parse() {
-                        Ok(h) if !forked.contains(&h) => {
-                            rejected.insert(h);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(group = %group.short(), error = %e, "cannot apply gossiped changes")
+    let mut waiting: Vec<(Hash32, Vec<SignedChange>)> = Vec::new();
+    for pass in 0..2 {
+        let mut stored = false;
+        for (doc, changes) in std::mem::take(&mut docs) {
+            let Some(report) = apply_gossip(replica, doc, changes, &mut rejected) else {
+                continue;
+            };
+            stored |= !report.applied.is_empty();
+            applied.extend(report.applied.iter().map(|c| c.hash));
+            if !report.missing_deps.is_empty() {
+                waiting.push((doc, report.missing_deps));
             }
         }
+        if pass == 1 || !stored || waiting.is_empty() {
+            break;
+        }
+        docs = std::mem::take(&mut waiting);
     }
-    let mut verdicts = Vec::with_capacity(batch.len());
-    let mut syncs = Vec::new();
-    for (id, source, group, changes) in batch {
-        let verdict = if changes.iter().any(|c| rejected.contains(&c.hash)) {
-            MessageAcceptance::Reject
-        } else if changes.iter().any(|c| missing.contains(&c.hash)) {
-            syncs.extend(replica.docs_of(group).into_iter().map(|d| (*source, d)));
-            MessageAcceptance::Ignore
-        } else if changes.iter().any(|c| applied.contains(&c.hash)) {
-            MessageAcceptance::Accept
-        } else {
-            // Every change was already here (a replay), or forked: nothing
-            // to forward.
-            MessageAcceptance::Ignore
-        };
-        verdicts.push((id.clone(), *source, verdict));
+    missing.extend(waiting.iter().flat_map(|(_, c)| c.iter().map(|c| c.hash)));
+    batch
+        .iter()
+        .map(|(_, _, _, changes)| {
+            if changes.iter().any(|c| rejected.contains(&c.hash)) {
+                Verdict::Rejected
+            } else if changes.iter().any(|c| missing.contains(&c.hash)) {
+                Verdict::Waiting
+            } else if changes.iter().any(|c| applied.contains(&c.hash)) {
+                Verdict::Accepted
+            } else {
+                Verdict::Known
+            }
+        })
+        .collect()
+}
+
+/// Apply gossiped changes to `doc`, adding those rejected as invalid in
+/// themselves to `rejected` (a change refused for forking its device's
+/// history is validly signed, and valid where it was first accepted: not
+/// counted against its forwarder).
+fn apply_gossip(
+    replica: &dyn Replica,
+    doc: Hash32,
+    changes: Vec<SignedChange>,
+    rejected: &mut HashSet<Hash32>,
+) -> Option<ApplyReport> {
+    match replica.apply_remote(doc, changes, false) {
+        Ok(report) => {
+            let forked: HashSet<Hash32> = report.forked.iter().map(|c| c.hash).collect();
+            for r in &report.rejected {
+                tracing::warn!(doc = %doc.short(), change = %r.change, author = %r.author, reason = %r.reason, "gossiped change rejected");
+                match r.change.parse() {
+                    Ok(h) if !forked.contains(&h) => {
+                        rejected.insert(h);
+                    }
+                    _ => {}
+                }
+            }
+            Some(report)
+        }
+        Err(e) => {
+            tracing::warn!(doc = %doc.short(), error = %e, "cannot apply gossiped changes");
+            None
+        }
     }
-    (verdicts, syncs)
 }
 
 /// Apply a peer's sync changes to `doc`, and list the documents of its
@@ -591,12 +647,8 @@ fn apply_opening(
 
 /// Blocking work finished off the loop.
 enum Done {
-    /// A gossip batch was applied: what to report for each message, and
-    /// peers to sync with (their messages had missing dependencies).
-    Validated(
-        Vec<(MessageId, PeerId, MessageAcceptance)>,
-        Vec<(PeerId, Hash32)>,
-    ),
+    /// A gossip batch was applied: its messages, and what became of each.
+    Validated(Vec<Queued>, Vec<Verdict>),
     /// An inbound request was handled.
     Respond(ResponseChannel<Response>, Response),
     /// A sync answer was applied; `again` if another round is needed,
@@ -654,6 +706,10 @@ struct EventLoop {
     seals: HashMap<TopicHash, GroupSeals>,
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
     gossip_queue: Vec<Queued>,
+    /// Messages whose changes wait for others (see [`Verdict::Waiting`]),
+    /// and since when each has waited.
+    gossip_waiting: Vec<Queued>,
+    waiting_since: HashMap<MessageId, Instant>,
     validating: bool,
     /// Sync sessions in progress.
     syncing: HashMap<(PeerId, Hash32), Session>,
@@ -1290,6 +1346,7 @@ impl EventLoop {
                 self.gossip_queue.push((id, source, group, changes));
                 for (id, source) in shed_overload(&mut self.gossip_queue, MAX_QUEUED_GOSSIP_BYTES) {
                     self.counts.shed += 1;
+                    self.waiting_since.remove(&id);
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -1318,38 +1375,105 @@ impl EventLoop {
         }
     }
 
-    /// Apply everything queued as one batch per group, off the loop.
+    /// Apply everything queued as one batch per document, off the loop,
+    /// with the messages kept waiting (judged again now that more came).
     fn validate_queue(&mut self) {
         if self.validating || self.gossip_queue.is_empty() {
             return;
         }
         self.validating = true;
-        let batch = std::mem::take(&mut self.gossip_queue);
+        let mut batch = std::mem::take(&mut self.gossip_waiting);
+        batch.append(&mut self.gossip_queue);
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let (verdicts, syncs) = validate_guarded(&*replica, &batch);
-            let _ = done.blocking_send(Done::Validated(verdicts, syncs));
+            let verdicts = validate_guarded(&*replica, &batch);
+            let _ = done.blocking_send(Done::Validated(batch, verdicts));
         });
+    }
+
+    /// Judge the messages kept waiting again: a sync stored something they
+    /// may wait for.
+    fn retry_waiting_gossip(&mut self) {
+        if !self.validating && !self.gossip_waiting.is_empty() {
+            let waiting = std::mem::take(&mut self.gossip_waiting);
+            self.gossip_queue.splice(0..0, waiting);
+            self.validate_queue();
+        }
+    }
+
+    /// Report a validated message to gossipsub, and count it.
+    fn report_gossip(&mut self, id: &MessageId, source: &PeerId, verdict: Verdict) {
+        self.waiting_since.remove(id);
+        let acceptance = match verdict {
+            Verdict::Accepted => {
+                self.counts.accepted += 1;
+                MessageAcceptance::Accept
+            }
+            Verdict::Rejected => {
+                self.counts.rejected += 1;
+                MessageAcceptance::Reject
+            }
+            Verdict::Known => {
+                self.counts.ignored += 1;
+                self.counts.known += 1;
+                MessageAcceptance::Ignore
+            }
+            Verdict::Waiting => {
+                self.counts.ignored += 1;
+                self.counts.waited += 1;
+                MessageAcceptance::Ignore
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
+    }
+
+    /// Give up the waiting messages kept longer than [`GOSSIP_WAIT`] (or
+    /// all past [`MAX_WAITING_GOSSIP`]): ignored, and their senders asked
+    /// by sync for what this node lacks.
+    fn expire_waiting_gossip(&mut self) {
+        let now = Instant::now();
+        let mut kept = Vec::new();
+        let mut syncs = Vec::new();
+        for message in std::mem::take(&mut self.gossip_waiting) {
+            let (id, source, group, _) = &message;
+            let since = self.waiting_since.get(id).copied().unwrap_or(now);
+            if now.duration_since(since) < GOSSIP_WAIT && kept.len() < MAX_WAITING_GOSSIP {
+                kept.push(message);
+                continue;
+            }
+            self.report_gossip(id, source, Verdict::Waiting);
+            syncs.extend(
+                self.replica
+                    .docs_of(group)
+                    .into_iter()
+                    .map(|doc| (*source, doc)),
+            );
+        }
+        self.gossip_waiting = kept;
+        syncs.sort_unstable();
+        syncs.dedup();
+        for (peer, doc) in syncs {
+            self.start_sync(peer, doc);
+        }
     }
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Validated(verdicts, syncs) => {
-                for (id, source, verdict) in verdicts {
-                    match verdict {
-                        MessageAcceptance::Accept => self.counts.accepted += 1,
-                        MessageAcceptance::Ignore => self.counts.ignored += 1,
-                        MessageAcceptance::Reject => self.counts.rejected += 1,
+            Done::Validated(batch, verdicts) => {
+                let now = Instant::now();
+                for (message, verdict) in batch.into_iter().zip(verdicts) {
+                    if verdict == Verdict::Waiting {
+                        self.waiting_since.entry(message.0.clone()).or_insert(now);
+                        self.gossip_waiting.push(message);
+                    } else {
+                        self.report_gossip(&message.0, &message.1, verdict);
                     }
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(&id, &source, verdict);
                 }
-                for (peer, doc) in syncs {
-                    self.start_sync(peer, doc);
-                }
+                self.expire_waiting_gossip();
                 self.validating = false;
                 self.validate_queue();
             }
@@ -1385,6 +1509,7 @@ impl EventLoop {
                         self.blocked.entry(group).or_default().insert((peer, doc));
                     }
                     if progress {
+                        self.retry_waiting_gossip();
                         let retry = self.blocked.remove(&group).unwrap_or_default();
                         for (p, d) in retry {
                             if (p, d) == (peer, doc) {
@@ -1643,6 +1768,9 @@ impl EventLoop {
     /// relay), so a node that restarted, dropped or moved is back in its
     /// groups within seconds.
     fn housekeeping(&mut self) {
+        if !self.validating {
+            self.expire_waiting_gossip();
+        }
         let now = Instant::now();
         let expired: Vec<PeerId> = self
             .join_attempts

@@ -180,6 +180,13 @@ fn subscription_filter() -> MaxCountSubscriptionFilter<AllowAllSubscriptionFilte
 ///   so a recorded message re-wrapped in a new envelope (another source,
 ///   another seqno, its own signature) is still dropped as a duplicate.
 ///   Changing one byte of the sealed payload breaks its seal instead.
+/// - The message cache keeps a message for 15 heartbeats (10.5 s, not
+///   gossipsub's 5, 3.5 s): a message is forwarded only once validation
+///   has stored its changes, and a node catching up, or under a busy
+///   group's full load, validates several seconds behind; past the cache,
+///   what it validated is stored but never forwarded (a 60-minute soak
+///   logged this hundreds of thousands of times). IHAVE still names only
+///   the last 3 heartbeats' messages.
 /// - The duplicate cache remembers ids for [`DUPLICATE_WINDOW`], which
 ///   outlasts the span a sealed message is accepted in (its seal time,
 ///   inside the seal, must be within `topic::MAX_SEAL_AGE` and
@@ -197,6 +204,8 @@ fn gossip_config() -> Result<gossipsub::Config, String> {
         .mesh_outbound_min(2)
         .gossip_lazy(6)
         .heartbeat_interval(Duration::from_millis(700))
+        .history_length(15)
+        .history_gossip(3)
         .flood_publish(false)
         .idontwant_message_size_threshold(1)
         .duplicate_cache_time(DUPLICATE_WINDOW)

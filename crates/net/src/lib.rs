@@ -248,6 +248,15 @@ pub struct GossipCounts {
     /// Copies received, duplicates included: `copies_received /
     /// unique_received` is how many times each message arrived.
     pub copies_received: u64,
+    /// Of those ignored: every change was here already (most often
+    /// brought by a sync first), or forks its device's history.
+    #[serde(default)]
+    pub known: u64,
+    /// Of those ignored: waited longer than 4 s for changes this node
+    /// lacked (gossip arrives in any order; a message waits and is judged
+    /// again with the next ones); its sender is then asked by sync.
+    #[serde(default)]
+    pub waited: u64,
     /// Shed unchecked because validation fell behind (payments first,
     /// the group document with its distress signals last); sync brings
     /// their changes later.
