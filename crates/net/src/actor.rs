@@ -2405,12 +2405,44 @@ mod tests {
         )
     }
 
-    fn verdict_of(verdicts: &Verdicts, id: &MessageId) -> MessageAcceptance {
-        verdicts
-            .iter()
-            .find(|(m, _, _)| m == id)
-            .map(|(_, _, v)| *v)
-            .expect("a verdict for every message")
+    /// Gossip arrives in any order: a change whose dependency has not come
+    /// yet waits (the loop keeps its message and judges it again with the
+    /// next batch, where it was ignored and everything fetched by sync: a
+    /// soak node took 6,011 of 61,646 messages from gossip), and is taken
+    /// once that change comes; a message whose changes are all held
+    /// already is known, not accepted again.
+    #[test]
+    fn a_change_before_the_one_it_builds_on_waits_and_is_taken_when_that_comes() {
+        let base = group();
+        let mut author = base.clone();
+        let first = author
+            .set_description(&writer(1), "one", 6)
+            .expect("describe")
+            .expect("a change");
+        let second = author
+            .set_description(&writer(1), "two", 7)
+            .expect("describe")
+            .expect("a change");
+        let replica = OneDoc {
+            doc: Mutex::new(base.clone()),
+            panic_on: None,
+        };
+        let early = message(2, &base, second);
+        assert_eq!(
+            validate_batch(&replica, std::slice::from_ref(&early)),
+            vec![Verdict::Waiting]
+        );
+        let batch = vec![early, message(1, &base, first.clone())];
+        assert_eq!(
+            validate_batch(&replica, &batch),
+            vec![Verdict::Accepted, Verdict::Accepted]
+        );
+        assert_eq!(
+            validate_batch(&replica, &[message(3, &base, first)]),
+            vec![Verdict::Known]
+        );
+        let doc = replica.doc.lock().expect("lock");
+        assert_eq!(doc.description(), "two");
     }
 
     /// Finding 3: a change whose (actor, seq) is held with other content
@@ -2428,14 +2460,9 @@ mod tests {
             panic_on: None,
         };
         let batch = vec![message(1, &base, fork.clone()), message(2, &base, honest)];
-        let (verdicts, _) = validate_batch(&replica, &batch);
         assert_eq!(
-            verdict_of(&verdicts, &batch[0].0),
-            MessageAcceptance::Ignore
-        );
-        assert_eq!(
-            verdict_of(&verdicts, &batch[1].0),
-            MessageAcceptance::Accept
+            validate_batch(&replica, &batch),
+            vec![Verdict::Known, Verdict::Accepted]
         );
         let doc = replica.doc.lock().expect("lock");
         assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
@@ -2529,15 +2556,9 @@ mod tests {
             panic_on: Some(bad.hash),
         };
         let batch = vec![message(1, &base, bad), message(2, &base, honest)];
-        let (verdicts, _) = validate_guarded(&replica, &batch);
-        assert_eq!(verdicts.len(), 2);
         assert_eq!(
-            verdict_of(&verdicts, &batch[0].0),
-            MessageAcceptance::Reject
-        );
-        assert_eq!(
-            verdict_of(&verdicts, &batch[1].0),
-            MessageAcceptance::Accept
+            validate_guarded(&replica, &batch),
+            vec![Verdict::Rejected, Verdict::Accepted]
         );
     }
 
