@@ -391,6 +391,13 @@ fn status_text(report: &StatusReport) -> String {
                 "network   {} peers connected; {}\n",
                 n.connected_peers, n.reachability
             ));
+            let g = &n.gossip;
+            if g.unique_received > 0 {
+                out.push_str(&format!(
+                    "  gossip: {} messages received, {} stored and forwarded, {} held already, {} waited too long for what they build on (sync brings them), {} invalid\n",
+                    g.unique_received, g.accepted, g.known, g.waited, g.rejected
+                ));
+            }
             if n.gossip.shed > 0 {
                 out.push_str(&format!(
                     "  overloaded: {} gossip messages shed unchecked (sync brings them)\n",
