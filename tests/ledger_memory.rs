@@ -447,7 +447,9 @@ fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounde
                 .expect("apply");
             assert!(first.rejected.is_empty(), "{:?}", first.rejected.first());
             if !first.missing_deps.is_empty() {
-                let again = node.apply_remote(doc, changes.clone(), false).expect("apply");
+                let again = node
+                    .apply_remote(doc, changes.clone(), false)
+                    .expect("apply");
                 assert!(
                     again.rejected.is_empty() && again.missing_deps.is_empty(),
                     "{again:?}"

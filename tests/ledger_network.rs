@@ -223,7 +223,11 @@ async fn a_later_period_synced_before_the_earlier_one_is_fetched_again_once_that
         }
         by_period.entry(p).or_default().extend(changes);
     }
-    assert_eq!(by_period.len(), 2, "a full period and a few payments past it");
+    assert_eq!(
+        by_period.len(),
+        2,
+        "a full period and a few payments past it"
+    );
     // The sim's members 0 and 1 have the keys of seeds 1 and 2. The node
     // with the smaller peer id starts the sync on connecting: make it the
     // one behind, so that it asks for both periods at once.

@@ -538,7 +538,13 @@ fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
     let groups: HashSet<Hash32> = batch.iter().map(|(_, _, g, _)| *g).collect();
     let order: HashMap<Hash32, usize> = groups
         .iter()
-        .flat_map(|g| replica.docs_of(g).into_iter().enumerate().map(|(i, d)| (d, i)))
+        .flat_map(|g| {
+            replica
+                .docs_of(g)
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| (d, i))
+        })
         .collect();
     let mut docs: Vec<(Hash32, Vec<SignedChange>)> = by_doc.into_iter().collect();
     docs.sort_by_key(|(doc, _)| order.get(doc).copied().unwrap_or(usize::MAX));
