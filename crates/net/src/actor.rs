@@ -549,23 +549,25 @@ fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
     let mut docs: Vec<(Hash32, Vec<SignedChange>)> = by_doc.into_iter().collect();
     docs.sort_by_key(|(doc, _)| order.get(doc).copied().unwrap_or(usize::MAX));
     let mut applied: HashSet<Hash32> = HashSet::new();
-    let mut waiting: Vec<(Hash32, Vec<SignedChange>)> = Vec::new();
-    for pass in 0..2 {
+    // Apply each document's changes: whether any were stored, and what
+    // waits, by document.
+    let mut apply = |docs: Vec<(Hash32, Vec<SignedChange>)>| {
         let mut stored = false;
-        for (doc, changes) in std::mem::take(&mut docs) {
-            let Some(report) = apply_gossip(replica, doc, changes, &mut rejected) else {
-                continue;
-            };
-            stored |= !report.applied.is_empty();
-            applied.extend(report.applied.iter().map(|c| c.hash));
-            if !report.missing_deps.is_empty() {
-                waiting.push((doc, report.missing_deps));
+        let mut waiting = Vec::new();
+        for (doc, changes) in docs {
+            if let Some(report) = apply_gossip(replica, doc, changes, &mut rejected) {
+                stored |= !report.applied.is_empty();
+                applied.extend(report.applied.iter().map(|c| c.hash));
+                if !report.missing_deps.is_empty() {
+                    waiting.push((doc, report.missing_deps));
+                }
             }
         }
-        if pass == 1 || !stored || waiting.is_empty() {
-            break;
-        }
-        docs = std::mem::take(&mut waiting);
+        (stored, waiting)
+    };
+    let (stored, mut waiting) = apply(docs);
+    if stored && !waiting.is_empty() {
+        waiting = apply(waiting).1;
     }
     missing.extend(waiting.iter().flat_map(|(_, c)| c.iter().map(|c| c.hash)));
     batch
@@ -1352,7 +1354,6 @@ impl EventLoop {
                 self.gossip_queue.push((id, source, group, changes));
                 for (id, source) in shed_overload(&mut self.gossip_queue, MAX_QUEUED_GOSSIP_BYTES) {
                     self.counts.shed += 1;
-                    self.waiting_since.remove(&id);
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -1384,7 +1385,15 @@ impl EventLoop {
     /// Apply everything queued as one batch per document, off the loop,
     /// with the messages kept waiting (judged again now that more came).
     fn validate_queue(&mut self) {
-        if self.validating || self.gossip_queue.is_empty() {
+        if !self.gossip_queue.is_empty() {
+            self.validate_now();
+        }
+    }
+
+    /// Start validating the queue and the messages kept waiting, unless a
+    /// batch is being validated (its end starts the next one).
+    fn validate_now(&mut self) {
+        if self.validating {
             return;
         }
         self.validating = true;
@@ -1401,10 +1410,8 @@ impl EventLoop {
     /// Judge the messages kept waiting again: a sync stored something they
     /// may wait for.
     fn retry_waiting_gossip(&mut self) {
-        if !self.validating && !self.gossip_waiting.is_empty() {
-            let waiting = std::mem::take(&mut self.gossip_waiting);
-            self.gossip_queue.splice(0..0, waiting);
-            self.validate_queue();
+        if !self.gossip_waiting.is_empty() {
+            self.validate_now();
         }
     }
 
@@ -1508,22 +1515,17 @@ impl EventLoop {
                     let stored_meanwhile = session.is_some_and(|s| s.group_stored < *stored);
                     if progress {
                         *stored += 1;
+                        self.retry_waiting_gossip();
+                        for (p, d) in self.blocked.remove(&group).unwrap_or_default() {
+                            if (p, d) != (peer, doc) {
+                                self.start_sync(p, d);
+                            }
+                        }
                     }
                     if waited && stored_meanwhile {
                         run_again = true;
                     } else if waited {
                         self.blocked.entry(group).or_default().insert((peer, doc));
-                    }
-                    if progress {
-                        self.retry_waiting_gossip();
-                        let retry = self.blocked.remove(&group).unwrap_or_default();
-                        for (p, d) in retry {
-                            if (p, d) == (peer, doc) {
-                                self.blocked.entry(group).or_default().insert((p, d));
-                            } else {
-                                self.start_sync(p, d);
-                            }
-                        }
                     }
                 }
                 if run_again {
