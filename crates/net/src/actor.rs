@@ -52,9 +52,10 @@ const SYNC_SESSIONS_PER_PEER: usize = 6;
 /// its sender asked by sync). Well inside the message cache (15 heartbeats,
 /// 10.5 s), so that once its changes are stored it is still forwarded.
 const GOSSIP_WAIT: Duration = Duration::from_secs(4);
-/// Most gossip messages kept waiting at once; past it, they are given up
-/// at once.
-const MAX_WAITING_GOSSIP: usize = 8_192;
+/// Most change bytes kept waiting at once (past it, the newest are given
+/// up at once). Small beside the queue's bound: what waits is judged again
+/// with every batch, and honest gossip waits only briefly.
+const MAX_WAITING_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
 /// Most change bytes waiting for validation. Gossip arrives while a batch
 /// is checked; if checking falls behind by more than this, the oldest
 /// waiting messages are shed (see `shed_overload`).
@@ -1445,16 +1446,21 @@ impl EventLoop {
     }
 
     /// Give up the waiting messages kept longer than [`GOSSIP_WAIT`] (or
-    /// all past [`MAX_WAITING_GOSSIP`]): ignored, and their senders asked
+    /// past [`MAX_WAITING_GOSSIP_BYTES`]): ignored, and their senders asked
     /// by sync for what this node lacks.
     fn expire_waiting_gossip(&mut self) {
         let now = Instant::now();
         let mut kept = Vec::new();
+        let mut kept_bytes = 0;
         let mut syncs = Vec::new();
         for message in std::mem::take(&mut self.gossip_waiting) {
             let (id, source, group, _) = &message;
             let since = self.waiting_since.get(id).copied().unwrap_or(now);
-            if now.duration_since(since) < GOSSIP_WAIT && kept.len() < MAX_WAITING_GOSSIP {
+            let bytes = queued_bytes(&message);
+            if now.duration_since(since) < GOSSIP_WAIT
+                && kept_bytes + bytes <= MAX_WAITING_GOSSIP_BYTES
+            {
+                kept_bytes += bytes;
                 kept.push(message);
                 continue;
             }
@@ -2217,8 +2223,7 @@ fn admit(
 /// message is ignored, not rejected: nobody is penalised, it is not
 /// forwarded, and its changes come by sync later.
 fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(MessageId, PeerId)> {
-    let size = |q: &Queued| q.3.iter().map(|c| c.change.len()).sum::<usize>();
-    let mut total: usize = queue.iter().map(size).sum();
+    let mut total: usize = queue.iter().map(queued_bytes).sum();
     let mut shed = Vec::new();
     while total > max_bytes {
         let is_period = |q: &Queued| q.3[0].doc != q.2;
@@ -2230,10 +2235,15 @@ fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(MessageId, P
             break;
         };
         let message = queue.remove(at);
-        total -= size(&message);
+        total -= queued_bytes(&message);
         shed.push((message.0, message.1));
     }
     shed
+}
+
+/// The change bytes of a gossip message waiting for validation.
+fn queued_bytes(q: &Queued) -> usize {
+    q.3.iter().map(|c| c.change.len()).sum()
 }
 
 /// The request that starts a sync session of `doc` with `member`, if they
