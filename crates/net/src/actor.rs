@@ -532,23 +532,13 @@ fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
             None => missing.extend(changes.iter().map(|c| c.hash)),
         }
     }
-    // In the order the group lists its documents: the group document first
-    // (an admission before the new member's payments), then the periods in
-    // order; what waits on another document of the batch is tried once
-    // more after it.
-    let groups: HashSet<Hash32> = batch.iter().map(|(_, _, g, _)| *g).collect();
-    let order: HashMap<Hash32, usize> = groups
-        .iter()
-        .flat_map(|g| {
-            replica
-                .docs_of(g)
-                .into_iter()
-                .enumerate()
-                .map(|(i, d)| (d, i))
-        })
-        .collect();
+    // Group documents first (an admission before the new member's
+    // payments); what waits on another document of the batch (a period on
+    // the closing of the one before) is tried once more after it. Not the
+    // group's whole listing: it grows with every period, and this runs
+    // for every batch.
     let mut docs: Vec<(Hash32, Vec<SignedChange>)> = by_doc.into_iter().collect();
-    docs.sort_by_key(|(doc, _)| order.get(doc).copied().unwrap_or(usize::MAX));
+    docs.sort_by_key(|(doc, _)| replica.group_of(doc) != Some(*doc));
     let mut applied: HashSet<Hash32> = HashSet::new();
     // Apply each document's changes: whether any were stored, and what
     // waits, by document.
