@@ -260,6 +260,10 @@ fn proposal_text(p: &ProposalView) -> String {
     let s = &p.state;
     let outcome = match s.outcome {
         Outcome::Open => format!("OPEN until {}", when(s.deadline_ms)),
+        Outcome::Deciding => format!(
+            "VOTING OVER {}, decision being recorded",
+            s.decided_at_ms.map(when).unwrap_or_default()
+        ),
         Outcome::Passed => format!("PASSED {}", s.decided_at_ms.map(when).unwrap_or_default()),
         Outcome::Failed => format!("FAILED {}", s.decided_at_ms.map(when).unwrap_or_default()),
     };

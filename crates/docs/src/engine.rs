@@ -237,6 +237,42 @@ impl DistressIndex {
     }
 }
 
+/// The records a record may refer to: those in its change's causal past
+/// (a change received), or the whole document (a record signed here,
+/// whose change depends on every head).
+#[derive(Clone, Copy)]
+enum Past<'a> {
+    Set(&'a roll::RollIndex, roll::SetId),
+    Document,
+}
+
+/// Whether a record's claimed time is bounded as the rules ask: not more
+/// than [`CLOCK_SKEW_MS`] before `latest`, the latest time claimed in its
+/// causal past (`Err(Some(why))`), and not ahead of `now_ms` by more than
+/// the skew (`Err(None)`: it waits).
+fn check_claimed_time(
+    body: &RecordBody,
+    latest: u64,
+    now_ms: Option<u64>,
+) -> Result<(), Option<String>> {
+    let Some(claimed) = roll::claimed_ms(body) else {
+        return Ok(());
+    };
+    if claimed < latest.saturating_sub(rules::CLOCK_SKEW_MS) {
+        return Err(Some(format!(
+            "a {} claims a time {} s before the latest record it builds on; a clock may be off \
+             by at most {} s (backdated, or its author's clock is wrong)",
+            body.kind_name(),
+            (latest - claimed) / 1000,
+            rules::CLOCK_SKEW_MS / 1000
+        )));
+    }
+    if now_ms.is_some_and(|now| claimed > now.saturating_add(rules::CLOCK_SKEW_MS)) {
+        return Err(None);
+    }
+    Ok(())
+}
+
 /// The id of period `period` of `group`'s ledger.
 pub fn ledger_period_id(group: &Hash32, period: u64) -> Hash32 {
     Hash32::of_parts(&[
@@ -291,6 +327,11 @@ pub trait RecordGate {
     fn is_member(&self, member: &MemberId) -> bool;
     /// Judge a ledger record; if it is valid, record it.
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal>;
+    /// Now, by the node's clock: records that claim a later time wait
+    /// (`None`: no clock, as in tests and tools; nothing waits).
+    fn now_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The gate for documents that carry no ledger records and whose roll is
@@ -771,8 +812,22 @@ impl SignedDoc {
             &writer.id(),
             &Pending::default(),
             &Pending::default(),
+            Past::Document,
         )
         .map_err(RuleError)?;
+        if self.ledger.is_none() {
+            // Peers bound the time it claims by what it builds on: every
+            // head here.
+            let heads = self.doc.get_heads();
+            if let Some(base) = self.roll.union_of_deps(&heads, &HashMap::new()) {
+                check_claimed_time(&body, self.roll.latest_ms(base), None).map_err(|why| {
+                    RuleError(format!(
+                        "{}; check this computer's clock",
+                        why.unwrap_or_default()
+                    ))
+                })?;
+            }
+        }
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
         let is_roll_record = roll::is_roll_record(&body);
@@ -1121,8 +1176,28 @@ impl SignedDoc {
             }
             past = Some(base);
         }
-        self.check_ops(author, change, is_first, batch, &mut pending)
+        let refer = match past {
+            Some(base) => Past::Set(roll_index, base),
+            None => Past::Document,
+        };
+        self.check_ops(author, change, is_first, batch, &mut pending, refer)
             .map_err(Hold::Reject)?;
+        if let Some(base) = past {
+            let latest = roll_index.latest_ms(base);
+            for record in pending.records.values() {
+                let Some(body) = RecordBody::decode(&record.body).ok() else {
+                    continue;
+                };
+                match check_claimed_time(&body, latest, gate.now_ms()) {
+                    Ok(()) => {}
+                    Err(None) => {
+                        tracing::debug!(doc = %self.id.short(), kind = body.kind_name(), "a record waits: it claims a time still to come by this node's clock");
+                        return Err(Hold::Wait);
+                    }
+                    Err(Some(why)) => return Err(Hold::Reject(why)),
+                }
+            }
+        }
         match pending.gated.len() {
             0 => {}
             1 => {
@@ -1156,6 +1231,7 @@ impl SignedDoc {
         is_first: bool,
         batch: &Pending,
         pending: &mut Pending,
+        past: Past<'_>,
     ) -> Result<(), String> {
         let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
             .map_err(|_| "the change's operations cannot be decoded".to_string())?;
@@ -1195,7 +1271,7 @@ impl SignedDoc {
                         .or(batch.records_obj.as_ref())
                         .or(pending.records_obj.as_ref());
                     if records == Some(&obj) {
-                        self.check_record_op(author, is_first, op, batch, pending)?;
+                        self.check_record_op(author, is_first, op, batch, pending, past)?;
                     } else if self.is_free_object(&obj, batch) || self.is_free_object(&obj, pending)
                     {
                         if matches!(op.action, OpType::Make(_)) {
@@ -1220,6 +1296,7 @@ impl SignedDoc {
         op: &automerge::legacy::Op,
         batch: &Pending,
         pending: &mut Pending,
+        past: Past<'_>,
     ) -> Result<(), String> {
         let key = match &op.key {
             Key::Map(k) => k.to_string(),
@@ -1286,7 +1363,7 @@ impl SignedDoc {
             },
         )
         .map_err(|e| e.0)?;
-        self.check_references(&body, &author, batch, pending)?;
+        self.check_references(&body, &author, batch, pending, past)?;
         if roll::is_roll_record(&body) {
             pending.roll_records.push(record.clone());
         }
@@ -1314,6 +1391,7 @@ impl SignedDoc {
             }
             RecordBody::Proposal(_)
             | RecordBody::Vote(_)
+            | RecordBody::Decision(_)
             | RecordBody::Exit(_)
             | RecordBody::CharterEdit(_)
             | RecordBody::Delegation(_)
@@ -1342,8 +1420,14 @@ impl SignedDoc {
                 ledger_period: self.ledger.map(|(_, period)| period),
             },
         )?;
-        self.check_references(body, author, &Pending::default(), &Pending::default())
-            .map_err(RuleError)
+        self.check_references(
+            body,
+            author,
+            &Pending::default(),
+            &Pending::default(),
+            Past::Document,
+        )
+        .map_err(RuleError)
     }
 
     /// The group this document belongs to.
@@ -1361,6 +1445,7 @@ impl SignedDoc {
         author: &MemberId,
         batch: &Pending,
         pending: &Pending,
+        past: Past<'_>,
     ) -> Result<(), String> {
         let find = |id: &Hash32| {
             self.records
@@ -1368,14 +1453,63 @@ impl SignedDoc {
                 .or(batch.records.get(id))
                 .or(pending.records.get(id))
         };
+        // A record refers only to what its author had: its causal past.
+        let in_past = |id: &Hash32| match past {
+            Past::Set(index, set) => index.contains(set, id),
+            Past::Document => self.records.contains_key(id),
+        };
+        let decided = |proposal: &Hash32| match past {
+            Past::Set(index, set) => index.decided_in(set, proposal),
+            Past::Document => self
+                .roll
+                .decisions_on(proposal)
+                .any(|(_, id)| self.records.contains_key(id)),
+        };
+        let proposal_in_past = |id: &Hash32| {
+            in_past(id)
+                && matches!(
+                    find(id).map(|r| RecordBody::decode(&r.body)),
+                    Some(Ok(RecordBody::Proposal(_)))
+                )
+        };
         match body {
-            RecordBody::Vote(v) => match find(&v.proposal).map(|r| RecordBody::decode(&r.body)) {
-                Some(Ok(RecordBody::Proposal(_))) => Ok(()),
-                _ => Err(format!(
-                    "a vote for {}, which is not a proposal of this group",
-                    v.proposal.short()
-                )),
-            },
+            RecordBody::Vote(v) => {
+                if !proposal_in_past(&v.proposal) {
+                    return Err(format!(
+                        "a vote for {}, which is not a proposal of this group in the vote's causal past",
+                        v.proposal.short()
+                    ));
+                }
+                if decided(&v.proposal) {
+                    return Err(format!(
+                        "a vote for {} cast after its decision: it can count for nothing",
+                        v.proposal.short()
+                    ));
+                }
+                Ok(())
+            }
+            RecordBody::Decision(d) => {
+                if !proposal_in_past(&d.proposal) {
+                    return Err(format!(
+                        "a decision on {}, which is not a proposal of this group in its causal past",
+                        d.proposal.short()
+                    ));
+                }
+                for id in &d.counted {
+                    let on_it = in_past(id)
+                        && matches!(
+                            find(id).map(|r| RecordBody::decode(&r.body)),
+                            Some(Ok(RecordBody::Vote(v))) if v.proposal == d.proposal
+                        );
+                    if !on_it {
+                        return Err(format!(
+                            "a decision counts {}, which is not a vote on its proposal in its causal past",
+                            id.short()
+                        ));
+                    }
+                }
+                Ok(())
+            }
             RecordBody::CharterEdit(_) => match find(&self.id) {
                 Some(genesis) if genesis.author == *author => Ok(()),
                 _ => Err("only the group's creator edits the charter directly".into()),

@@ -15,9 +15,20 @@
 //! child group, cast by its delegates). Each seat's last vote counts. It is
 //! decided as soon as no seat still to vote can change the outcome (every
 //! seat has voted, or enough have), at the latest at its deadline
-//! (submission + voting period). Votes after the decision count for
-//! nothing, and a node refuses to sign them. A passed proposal takes effect
-//! at its decision time on every node alike.
+//! (submission + voting period).
+//!
+//! **A decision is a signed record.** A vote's time is its author's word,
+//! and clocks are wrong, so no node decides a proposal from the votes it
+//! happens to hold: once voting is over by its clock, the proposer's node
+//! (or any member's, after [`DECISION_GRACE_MS`]) signs a [`Decision`]
+//! naming the votes it counted. Every node recounts exactly those votes and
+//! ignores a decision that does not match. Until one is held the proposal
+//! is [`Outcome::Deciding`] and nothing takes effect; once one is, votes
+//! not named in it count for nothing, and the engine refuses a vote that
+//! has a decision on its proposal in its causal past. Decisions written
+//! side by side (two nodes at once, or a member's modified node) are
+//! counted together: the votes named by any of them, so no decision can
+//! take away a vote another one counted.
 //!
 //! **Records the engine checks** (the same on every node, from the record
 //! alone or the records it names): a proposal's action is well formed; a
@@ -47,6 +58,11 @@ use crate::rules::{
     check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
 };
 
+/// Most votes a decision record may name.
+pub const MAX_COUNTED_VOTES: usize = 10_000;
+/// How long after voting is over other members' nodes wait for the
+/// proposer's node to sign the decision before one of them signs it.
+pub const DECISION_GRACE_MS: u64 = 60_000;
 /// Most delegates a group may name.
 pub const MAX_DELEGATES: usize = 32;
 /// Longest treaty terms, in characters.
@@ -373,6 +389,23 @@ pub struct Vote {
     pub for_group: Option<Hash32>,
 }
 
+/// The decision on a proposal, signed once voting is over by its signer's
+/// clock: the votes it counted and what they decided. Every node recounts
+/// the named votes and ignores a decision that does not match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The proposal.
+    pub proposal: Hash32,
+    /// The votes counted, one per seat, in id order.
+    pub counted: Vec<Hash32>,
+    /// Whether it passed.
+    pub passed: bool,
+    /// When it was decided: the vote that settled it, or the deadline.
+    pub decided_at_ms: u64,
+    /// When it was signed, by its signer's clock (no earlier).
+    pub signed_at_ms: u64,
+}
+
 /// A member leaves, by their own signed word. Nobody can block it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exit {
@@ -616,6 +649,21 @@ pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Res
             Some(g) if g == *group => broken("a group cannot vote for itself in its own tier"),
             _ => Ok(()),
         },
+        RecordBody::Decision(d) => {
+            if d.counted.len() > MAX_COUNTED_VOTES {
+                return broken(format!(
+                    "a decision names {} votes; the limit is {MAX_COUNTED_VOTES}",
+                    d.counted.len()
+                ));
+            }
+            if d.counted.windows(2).any(|w| w[0] >= w[1]) {
+                return broken("a decision names its votes once each, in id order");
+            }
+            if d.signed_at_ms < d.decided_at_ms {
+                return broken("a decision signed before the moment it says it was decided");
+            }
+            Ok(())
+        }
         RecordBody::Exit(e) => {
             if e.member != *author {
                 return broken(format!(
@@ -695,6 +743,9 @@ pub enum Seat {
 pub enum Outcome {
     /// Votes may still change it.
     Open,
+    /// Voting is over; no decision record is held here yet, so nothing
+    /// takes effect.
+    Deciding,
     /// Passed; in effect since its decision.
     Passed,
     /// Failed.
@@ -740,12 +791,19 @@ pub struct ProposalState {
     pub votes: BTreeMap<Seat, (Choice, Hash32)>,
     /// Open, passed or failed.
     pub outcome: Outcome,
-    /// When it was decided.
+    /// When it was decided (while deciding: when voting was over).
     pub decided_at_ms: Option<u64>,
     /// What it did, or why a passed proposal could not take effect.
     pub effect: Option<String>,
     /// Votes that count for nothing, with the reason.
     pub ignored: Vec<IgnoredVote>,
+    /// The decision records in force (side by side, their votes count
+    /// together).
+    #[serde(default)]
+    pub decisions: Vec<Hash32>,
+    /// Decision records that count for nothing, with the reason.
+    #[serde(default)]
+    pub ignored_decisions: Vec<(Hash32, String)>,
 }
 
 mod seat_map {
@@ -905,6 +963,15 @@ struct Signed<'r, T> {
     body: &'r T,
 }
 
+/// What decides proposals: votes and decision records by proposal, and
+/// what a vote's weight depends on (exits, delegations).
+struct Ballots<'r> {
+    votes: BTreeMap<Hash32, Vec<Signed<'r, Vote>>>,
+    decisions: BTreeMap<Hash32, Vec<Signed<'r, Decision>>>,
+    exits: Vec<(MemberId, u64)>,
+    delegations: Vec<Signed<'r, Delegation>>,
+}
+
 /// Something that happens on the timeline. The order of the variants is
 /// the order of events at the same millisecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -930,11 +997,14 @@ impl Governance {
         now_ms: u64,
     ) -> Governance {
         let mut admissions = Vec::new();
-        let mut exits = Vec::new();
+        let mut ballots = Ballots {
+            votes: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            exits: Vec::new(),
+            delegations: Vec::new(),
+        };
         let mut edits = Vec::new();
         let mut proposals = Vec::new();
-        let mut votes: BTreeMap<Hash32, Vec<Signed<'r, Vote>>> = BTreeMap::new();
-        let mut delegations = Vec::new();
         let mut counterparts = Vec::new();
         for (id, author, body) in records {
             match body {
@@ -943,7 +1013,7 @@ impl Governance {
                     author,
                     body: a,
                 }),
-                RecordBody::Exit(e) => exits.push((e.member, e.at_ms)),
+                RecordBody::Exit(e) => ballots.exits.push((e.member, e.at_ms)),
                 RecordBody::CharterEdit(e) => edits.push(Signed {
                     id,
                     author,
@@ -954,12 +1024,23 @@ impl Governance {
                     author,
                     body: p,
                 }),
-                RecordBody::Vote(v) => votes.entry(v.proposal).or_default().push(Signed {
+                RecordBody::Vote(v) => ballots.votes.entry(v.proposal).or_default().push(Signed {
                     id,
                     author,
                     body: v,
                 }),
-                RecordBody::Delegation(d) => delegations.push(Signed {
+                RecordBody::Decision(d) => {
+                    ballots
+                        .decisions
+                        .entry(d.proposal)
+                        .or_default()
+                        .push(Signed {
+                            id,
+                            author,
+                            body: d,
+                        })
+                }
+                RecordBody::Delegation(d) => ballots.delegations.push(Signed {
                     id,
                     author,
                     body: d,
@@ -1022,7 +1103,7 @@ impl Governance {
         for (i, e) in edits.iter().enumerate() {
             queue.insert((e.body.at_ms, Event::Edit(i), e.id));
         }
-        for (i, (_, at)) in exits.iter().enumerate() {
+        for (i, (_, at)) in ballots.exits.iter().enumerate() {
             queue.insert((*at, Event::Exit(i), Hash32([0; 32])));
         }
         for (i, p) in proposals.iter().enumerate() {
@@ -1062,7 +1143,7 @@ impl Governance {
                     }
                 }
                 Event::Exit(i) => {
-                    let member = exits[i].0;
+                    let member = ballots.exits[i].0;
                     if g.roll.remove(&member).is_some() || g.awaiting_entry.remove(&member) {
                         g.former.insert(member, at);
                     }
@@ -1083,13 +1164,7 @@ impl Governance {
                 }
                 Event::Submission(i) => {
                     let p = &proposals[i];
-                    let state = g.judge(
-                        p,
-                        votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]),
-                        &exits,
-                        &delegations,
-                        now_ms,
-                    );
+                    let state = g.judge(p, &ballots, now_ms);
                     if let Some(decided) = state.decided_at_ms {
                         queue.insert((decided, Event::Decision(i), p.id));
                     }
@@ -1124,20 +1199,19 @@ impl Governance {
             }
         }
         g.proposals = states.into_iter().flatten().collect();
-        g.file_delegations(&delegations);
+        g.file_delegations(&ballots.delegations);
         g.file_counterparts(&counterparts);
         g.settle_treaties(now_ms);
         g.settle_cycle(now_ms);
         g
     }
 
-    /// Judge a proposal at its submission: its rules, seats and votes.
-    fn judge(
+    /// Judge a proposal at its submission: its rules, seats, votes and
+    /// decision records.
+    fn judge<'r>(
         &self,
         p: &Signed<'_, Proposal>,
-        votes: &[Signed<'_, Vote>],
-        exits: &[(MemberId, u64)],
-        delegations: &[Signed<'_, Delegation>],
+        ballots: &Ballots<'r>,
         now_ms: u64,
     ) -> ProposalState {
         let submitted = p.body.submitted_at_ms;
@@ -1160,6 +1234,8 @@ impl Governance {
             decided_at_ms: None,
             effect: None,
             ignored: Vec::new(),
+            decisions: Vec::new(),
+            ignored_decisions: Vec::new(),
         };
         if !self.roll.contains_key(&p.author) {
             state.outcome = Outcome::Failed;
@@ -1167,79 +1243,94 @@ impl Governance {
             state.effect = Some("the proposer was not on the roll when submitting".into());
             return state;
         }
-        let mut ordered: Vec<&Signed<'_, Vote>> = votes.iter().collect();
-        ordered.sort_by_key(|v| (v.body.cast_at_ms, v.id));
-        let ignore = |state: &mut ProposalState, v: &Signed<'_, Vote>, reason: String| {
-            state.ignored.push(IgnoredVote {
-                vote: v.id,
-                voter: v.author,
-                reason,
-            })
+        let votes = ballots.votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]);
+        let tally = |named: &mut dyn Iterator<Item = &Signed<'r, Vote>>, now: u64| {
+            tally(state.clone(), &seats, named, ballots, now)
         };
-        for v in ordered {
-            let at = v.body.cast_at_ms;
-            if state.decided_at_ms.is_some() {
-                ignore(&mut state, v, "cast after the proposal was decided".into());
+        // The decisions in force: those naming votes on this proposal that
+        // recount to what they say. A decision held is final even where
+        // this clock is behind it (it claims no time beyond the skew ahead
+        // of this clock, or it would still wait in the engine).
+        let mut valid: Vec<&Signed<'r, Decision>> = Vec::new();
+        let mut refused = Vec::new();
+        for d in ballots
+            .decisions
+            .get(&p.id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let named: BTreeSet<&Hash32> = d.body.counted.iter().collect();
+            let recount = tally(
+                &mut votes.iter().filter(|v| named.contains(&v.id)),
+                d.body.decided_at_ms,
+            );
+            let counted: Vec<Hash32> = recount.counted();
+            if recount.decided_at_ms != Some(d.body.decided_at_ms)
+                || (recount.outcome == Outcome::Passed) != d.body.passed
+                || counted != d.body.counted
+            {
+                refused.push((
+                    d.id,
+                    "it does not match a recount of the votes it names".to_string(),
+                ));
                 continue;
             }
-            if at > now_ms {
-                // Not yet, by this clock.
-                continue;
+            valid.push(d);
+        }
+        let mut state = if valid.is_empty() {
+            // Nothing is decided until a decision is held: this is the
+            // tally so far, and what a decision would say.
+            let mut s = tally(&mut votes.iter(), now_ms);
+            if s.decided_at_ms.is_some() {
+                s.outcome = Outcome::Deciding;
             }
-            if at < submitted {
-                ignore(
-                    &mut state,
-                    v,
-                    "cast before the proposal was submitted".into(),
+            s
+        } else {
+            // Counted as of the latest of them, whatever this clock says.
+            let at = valid
+                .iter()
+                .map(|d| d.body.decided_at_ms)
+                .max()
+                .unwrap_or(now_ms);
+            let named: BTreeSet<&Hash32> = valid.iter().flat_map(|d| &d.body.counted).collect();
+            let mut s = tally(&mut votes.iter().filter(|v| named.contains(&v.id)), at);
+            if s.decided_at_ms.is_none() {
+                // Side-by-side decisions whose votes together settle
+                // nothing (only a modified node writes such): the
+                // earliest stands alone.
+                let first = valid
+                    .iter()
+                    .min_by_key(|d| (d.body.decided_at_ms, d.id))
+                    .expect("valid is not empty");
+                let one: BTreeSet<&Hash32> = first.body.counted.iter().collect();
+                s = tally(
+                    &mut votes.iter().filter(|v| one.contains(&v.id)),
+                    first.body.decided_at_ms,
                 );
-                continue;
             }
-            if at > deadline {
-                ignore(&mut state, v, "cast after the deadline".into());
-                continue;
-            }
-            let seat = match v.body.for_group {
-                None => Seat::Member(v.author),
-                Some(child) => Seat::Group(child),
-            };
-            if !seats.contains(&seat) {
-                let reason = match seat {
-                    Seat::Member(_) => "the voter was not on the roll when it was submitted",
-                    Seat::Group(_) => "that group was not in this tier when it was submitted",
-                };
-                ignore(&mut state, v, reason.into());
-                continue;
-            }
-            if exits.iter().any(|(m, t)| *m == v.author && *t <= at) {
-                ignore(&mut state, v, "the voter had left the group".into());
-                continue;
-            }
-            if let Some(child) = v.body.for_group {
-                let holds = delegations.iter().any(|d| {
-                    d.body.child == child
-                        && d.body.delegates.contains(&v.author)
-                        && d.body.from_ms <= at
-                        && at < d.body.until_ms
-                });
-                if !holds {
-                    ignore(
-                        &mut state,
-                        v,
-                        format!("not a delegate of {} at the time", child.short()),
-                    );
+            // Every vote left out, with the reason a count of all of them
+            // would give, if any.
+            let counted: BTreeSet<Hash32> = s.counted().into_iter().collect();
+            let all = tally(&mut votes.iter(), at);
+            for v in votes {
+                if counted.contains(&v.id) || s.ignored.iter().any(|i| i.vote == v.id) {
                     continue;
                 }
+                let reason = all
+                    .ignored
+                    .iter()
+                    .find(|i| i.vote == v.id)
+                    .map_or("not counted by the decision", |i| i.reason.as_str());
+                s.ignored.push(IgnoredVote {
+                    vote: v.id,
+                    voter: v.author,
+                    reason: reason.to_string(),
+                });
             }
-            state.votes.insert(seat, (v.body.choice, v.id));
-            state.count();
-            if let Some(passed) = state.settled() {
-                state.decide(passed, at);
-            }
-        }
-        if state.decided_at_ms.is_none() && deadline <= now_ms {
-            let passed = state.passes(0, 0);
-            state.decide(passed, deadline);
-        }
+            s.decisions = valid.iter().map(|d| d.id).collect();
+            s
+        };
+        state.ignored_decisions = refused;
         state
     }
 
@@ -1494,6 +1585,96 @@ impl Governance {
     }
 }
 
+/// Count `named` votes on `state`'s proposal (as judged at its
+/// submission: `seats` may vote) at `now_ms`: each seat's last vote before
+/// the proposal settled, or before its deadline.
+fn tally<'a, 'r: 'a>(
+    mut state: ProposalState,
+    seats: &BTreeSet<Seat>,
+    named: &mut dyn Iterator<Item = &'a Signed<'r, Vote>>,
+    ballots: &Ballots<'r>,
+    now_ms: u64,
+) -> ProposalState {
+    let submitted = state.proposal.submitted_at_ms;
+    let deadline = state.deadline_ms;
+    let exits = &ballots.exits;
+    let delegations = &ballots.delegations;
+    let mut ordered: Vec<&Signed<'_, Vote>> = named.collect();
+    ordered.sort_by_key(|v| (v.body.cast_at_ms, v.id));
+    let ignore = |state: &mut ProposalState, v: &Signed<'_, Vote>, reason: String| {
+        state.ignored.push(IgnoredVote {
+            vote: v.id,
+            voter: v.author,
+            reason,
+        })
+    };
+    for v in ordered {
+        let at = v.body.cast_at_ms;
+        if state.decided_at_ms.is_some() {
+            ignore(&mut state, v, "cast after the proposal was decided".into());
+            continue;
+        }
+        if at > now_ms {
+            // Not yet, by this clock.
+            continue;
+        }
+        if at < submitted {
+            ignore(
+                &mut state,
+                v,
+                "cast before the proposal was submitted".into(),
+            );
+            continue;
+        }
+        if at > deadline {
+            ignore(&mut state, v, "cast after the deadline".into());
+            continue;
+        }
+        let seat = match v.body.for_group {
+            None => Seat::Member(v.author),
+            Some(child) => Seat::Group(child),
+        };
+        if !seats.contains(&seat) {
+            let reason = match seat {
+                Seat::Member(_) => "the voter was not on the roll when it was submitted",
+                Seat::Group(_) => "that group was not in this tier when it was submitted",
+            };
+            ignore(&mut state, v, reason.into());
+            continue;
+        }
+        if exits.iter().any(|(m, t)| *m == v.author && *t <= at) {
+            ignore(&mut state, v, "the voter had left the group".into());
+            continue;
+        }
+        if let Some(child) = v.body.for_group {
+            let holds = delegations.iter().any(|d| {
+                d.body.child == child
+                    && d.body.delegates.contains(&v.author)
+                    && d.body.from_ms <= at
+                    && at < d.body.until_ms
+            });
+            if !holds {
+                ignore(
+                    &mut state,
+                    v,
+                    format!("not a delegate of {} at the time", child.short()),
+                );
+                continue;
+            }
+        }
+        state.votes.insert(seat, (v.body.choice, v.id));
+        state.count();
+        if let Some(passed) = state.settled() {
+            state.decide(passed, at);
+        }
+    }
+    if state.decided_at_ms.is_none() && deadline <= now_ms {
+        let passed = state.passes(0, 0);
+        state.decide(passed, deadline);
+    }
+    state
+}
+
 impl ProposalState {
     fn count(&mut self) {
         let (mut y, mut n, mut a) = (0, 0, 0);
@@ -1539,6 +1720,28 @@ impl ProposalState {
         self.decided_at_ms = Some(at);
     }
 
+    /// The ids of the votes counted, in id order.
+    pub fn counted(&self) -> Vec<Hash32> {
+        let mut ids: Vec<Hash32> = self.votes.values().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// While deciding: the decision record that says what the votes held
+    /// here decided, signed at `now_ms`.
+    pub fn decision_record(&self, now_ms: u64) -> Option<Decision> {
+        if self.outcome != Outcome::Deciding {
+            return None;
+        }
+        Some(Decision {
+            proposal: self.id,
+            counted: self.counted(),
+            passed: self.passes(0, 0),
+            decided_at_ms: self.decided_at_ms?,
+            signed_at_ms: now_ms,
+        })
+    }
+
     /// Whether votes are still taken.
     pub fn is_open(&self) -> bool {
         self.outcome == Outcome::Open
@@ -1569,6 +1772,8 @@ mod tests {
             decided_at_ms: None,
             effect: None,
             ignored: Vec::new(),
+            decisions: Vec::new(),
+            ignored_decisions: Vec::new(),
         }
     }
 

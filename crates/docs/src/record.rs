@@ -53,6 +53,8 @@ pub enum RecordBody {
     /// The group's gossip seal key for a new membership epoch (or the
     /// current one for members admitted since), sealed to each member.
     SealKey(crate::seal::SealKey),
+    /// The decision on a proposal: the votes it counted and the outcome.
+    Decision(crate::governance::Decision),
 }
 
 impl RecordBody {
@@ -99,6 +101,7 @@ impl RecordBody {
             RecordBody::Escalation(_) => "distress escalation",
             RecordBody::CarriedAnswer(_) => "answer carried in from another group",
             RecordBody::SealKey(_) => "seal key",
+            RecordBody::Decision(_) => "decision",
         }
     }
 }

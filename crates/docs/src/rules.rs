@@ -16,6 +16,12 @@ pub const MAX_ARTICLE_TEXT_CHARS: usize = 8_000;
 /// Longest group description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 20_000;
 
+/// How far a member's clock may be off. A record may claim a time up to
+/// this much earlier than the latest time claimed in its causal past (what
+/// its author had seen), and a record that claims a time more than this
+/// ahead of a node's clock waits there until then.
+pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
 /// A broken rule, in words a member can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -54,6 +60,7 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
         }
         RecordBody::Proposal(_)
         | RecordBody::Vote(_)
+        | RecordBody::Decision(_)
         | RecordBody::Exit(_)
         | RecordBody::CharterEdit(_)
         | RecordBody::Delegation(_)

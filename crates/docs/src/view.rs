@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::SignedDoc;
 use crate::governance::{ArticleState, DelegationState, Governance};
-use crate::record::{GroupKind, Rules};
+use crate::record::{GroupKind, RecordBody, Rules};
 
 /// A group as shown by `group show` and `group list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +93,16 @@ pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
         doc.roll_records(),
         now_ms,
     ))
+}
+
+/// The decision record due on `proposal` at `now_ms`: what the votes held
+/// in `doc` decided, once voting on it is over and while no decision is
+/// held.
+pub fn decision_due(doc: &SignedDoc, proposal: &Hash32, now_ms: u64) -> Option<RecordBody> {
+    let decision = governance_of(doc, now_ms)?
+        .proposal(proposal)?
+        .decision_record(now_ms)?;
+    Some(RecordBody::Decision(decision))
 }
 
 impl GroupView {

@@ -6,7 +6,7 @@ use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::governance::{
     Action, CharterEdit, Choice, Exit, Governance, Outcome, Proposal, Vote,
 };
-use nestwork_docs::view::governance_of;
+use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
 };
@@ -90,6 +90,12 @@ fn add(doc: &mut SignedDoc, who: u8, body: RecordBody) -> Result<Hash32, String>
     doc.add_record(&writer(who), body, &mut NoLedger, T0)
         .map(|(id, _)| id)
         .map_err(|e| e.to_string())
+}
+
+/// Member `by` signs the decision due on `p` at `now`, if voting is over.
+fn decide(doc: &mut SignedDoc, by: u8, p: &Hash32, now: u64) -> Option<Hash32> {
+    let decision = decision_due(doc, p, now)?;
+    Some(add(doc, by, decision).expect("decision"))
 }
 
 fn proposal(action: Action, at: u64) -> RecordBody {
@@ -340,10 +346,23 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
     // causal past (issue 13).
     let refused = add(&mut doc, 4, vote(p, Choice::Yes, T0 + 200)).expect_err("refused");
     assert!(refused.contains("not a member"), "{refused}");
-    add(&mut doc, 3, vote(p, Choice::No, T0 + 100 + 8 * DAY)).expect("stored");
     add(&mut doc, 1, vote(p, Choice::No, T0 + 300)).expect("vote");
     add(&mut doc, 1, vote(p, Choice::Yes, T0 + 400)).expect("changed vote");
     add(&mut doc, 2, vote(p, Choice::Yes, T0 + 500)).expect("vote");
+    // Before its deadline (and with votes outstanding) it is open.
+    let early = governance_of(&doc, T0 + 450).expect("gov");
+    assert_eq!(early.proposal(&p).expect("p").outcome, Outcome::Open);
+    // Voting is over at the deadline, but nothing is decided until a
+    // decision record is held.
+    let over = governance_of(&doc, T0 + 100 + 8 * DAY).expect("gov");
+    assert_eq!(over.proposal(&p).expect("p").outcome, Outcome::Deciding);
+    // A vote that claims a time after the deadline counts for nothing.
+    add(&mut doc, 3, vote(p, Choice::No, T0 + 100 + 8 * DAY)).expect("stored");
+    decide(&mut doc, 2, &p, T0 + 100 + 8 * DAY).expect("decided");
+    // Once a decision is in a vote's causal past, the vote is refused.
+    let refused = add(&mut doc, 3, vote(p, Choice::No, T0 + 100 + 8 * DAY + 1))
+        .expect_err("after the decision");
+    assert!(refused.contains("after its decision"), "{refused}");
 
     let g = governance_of(&doc, T0 + 30 * DAY).expect("gov");
     assert_eq!(
@@ -368,9 +387,6 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
     );
     assert_eq!(state.outcome, Outcome::Passed);
     assert!(!g.is_member(&writer(4).id()));
-    // Before its deadline (and with votes outstanding) it is open.
-    let early = governance_of(&doc, T0 + 450).expect("gov");
-    assert_eq!(early.proposal(&p).expect("p").outcome, Outcome::Open);
 }
 
 #[test]
@@ -405,6 +421,7 @@ fn entry_by_vote_revision_cycles_and_a_verifiable_lottery() {
     )
     .expect("propose entry");
     add(&mut doc, 1, vote(p, Choice::Yes, T0 + 40)).expect("vote");
+    decide(&mut doc, 1, &p, T0 + 40).expect("decided");
     let g = governance_of(&doc, T0 + 50).expect("gov");
     assert!(g.is_member(&writer(2).id()), "admitted by the vote");
 
@@ -419,6 +436,7 @@ fn entry_by_vote_revision_cycles_and_a_verifiable_lottery() {
     .expect("reaffirm");
     add(&mut doc, 1, vote(r, Choice::Yes, later + 1)).expect("vote");
     add(&mut doc, 2, vote(r, Choice::Yes, later + 2)).expect("vote");
+    decide(&mut doc, 2, &r, later + 2).expect("decided");
     let g = governance_of(&doc, later + 10).expect("gov");
     assert_eq!(g.overdue(), vec![1, 2, 4]);
     assert_eq!(g.revisited_this_cycle, 1);
@@ -440,6 +458,7 @@ fn entry_by_vote_revision_cycles_and_a_verifiable_lottery() {
     .expect("lottery");
     let v1 = add(&mut doc, 1, vote(l, Choice::Yes, later + 21)).expect("vote");
     let v2 = add(&mut doc, 2, vote(l, Choice::Yes, later + 22)).expect("vote");
+    decide(&mut doc, 1, &l, later + 22).expect("decided");
     let g = governance_of(&doc, later + 30).expect("gov");
     let pick = g.lotteries.first().expect("drawn");
     assert_eq!(pick.picked.len(), 1);
@@ -503,6 +522,7 @@ fn put_to_vote(
     for (m, choice) in votes {
         add(doc, *m, vote(p, *choice, at + u64::from(*m))).expect("vote");
     }
+    decide(doc, by, &p, at + 10);
     p
 }
 

@@ -5,7 +5,7 @@
 use nestwork_core::{Hash32, MemberKey, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::governance::{Action, Choice, Exit, Proposal, Vote};
-use nestwork_docs::view::governance_of;
+use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
 };
@@ -78,6 +78,8 @@ fn remove_three(doc: &mut SignedDoc) -> Vec<SignedChange> {
         });
         changes.push(add(doc, who, vote).1);
     }
+    let decision = decision_due(doc, &p, T0 + 102).expect("2 of 3 decide");
+    changes.push(add(doc, 1, decision).1);
     changes
 }
 
@@ -441,6 +443,10 @@ mod random_histories {
                         .map(|(id, _)| *id)
                         .collect();
                     match proposals.get(usize::from(other) % proposals.len().max(1)) {
+                        Some(p) if decision_due(r, p, now).is_some() => {
+                            let decision = decision_due(r, p, now).expect("due");
+                            r.add_record(&w, decision, &mut NoLedger, now).map(|_| ())
+                        }
                         Some(p) => r
                             .add_record(
                                 &w,

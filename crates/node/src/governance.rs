@@ -75,7 +75,8 @@ impl<'a> Decisions<'a> {
         }
         match p.outcome {
             Outcome::Passed => Ok(()),
-            Outcome::Open => Err(Refusal::Missing(vec![*proposal])),
+            // Not decided here until its decision record is held.
+            Outcome::Open | Outcome::Deciding => Err(Refusal::Missing(vec![*proposal])),
             Outcome::Failed => Err(Refusal::Broken(RuleError(format!(
                 "proposal {} failed",
                 proposal.short()
@@ -345,6 +346,12 @@ impl Node {
         let (group, proposal, for_group) = {
             let docs = self.lock();
             let (group, gov, p) = self.find_proposal(&docs, proposal_sel)?;
+            if p.outcome == Outcome::Deciding {
+                return Err(invalid(format!(
+                    "voting on proposal {} is over; its decision is being recorded",
+                    p.id.short()
+                )));
+            }
             if !p.is_open() {
                 let when = p.decided_at_ms.unwrap_or(p.deadline_ms);
                 return Err(invalid(format!(
@@ -400,6 +407,18 @@ impl Node {
             for_group,
         });
         self.write_group_record(group, |_| Ok(body))?;
+        // A vote that settles this member's own proposal is decided at
+        // once, as the running node's tick would.
+        let due: Vec<governance::Decision> = {
+            let docs = self.lock();
+            let gov = self.governance(&docs, &group)?;
+            decisions_due(&gov, &me, now)
+                .filter(|d| d.proposal == proposal)
+                .collect()
+        };
+        for d in due {
+            self.write_group_record(group, |_| Ok(RecordBody::Decision(d)))?;
+        }
         self.proposal_view(&group, &proposal)
     }
 
@@ -542,7 +561,8 @@ impl Node {
         }
     }
 
-    /// Carry out what passed proposals order and this node must sign, and
+    /// Sign the decisions of proposals whose voting is over, carry out what
+    /// passed proposals order and this node must sign, and
     /// escalate unanswered distress signals; returns how many records it
     /// wrote. Run on a timer by `nestwork run`.
     pub fn tick(&self) -> usize {
@@ -563,6 +583,10 @@ impl Node {
                     continue;
                 };
                 let ledger = docs.ledgers.get(group);
+                todo.extend(
+                    decisions_due(gov, &me, now)
+                        .map(|d| Task::File(*group, RecordBody::Decision(d))),
+                );
                 for p in gov
                     .proposals
                     .iter()
@@ -1001,6 +1025,26 @@ enum Task {
     Limit(Hash32, Option<MemberId>, i64, i64, Hash32),
     Payout(Hash32, Account, u64, String, Hash32),
     File(Hash32, RecordBody),
+}
+
+/// The decisions this member's node signs now: once voting is over by its
+/// clock, the proposer's node signs at once; any other member's after
+/// [`governance::DECISION_GRACE_MS`], in case the proposer's node is away.
+fn decisions_due<'g>(
+    gov: &'g Governance,
+    me: &'g MemberId,
+    now: u64,
+) -> impl Iterator<Item = governance::Decision> + 'g {
+    gov.proposals.iter().filter_map(move |p| {
+        let decision = p.decision_record(now)?;
+        let grace = if p.proposer == *me {
+            0
+        } else {
+            governance::DECISION_GRACE_MS
+        };
+        let due = decision.decided_at_ms.saturating_add(grace) <= now;
+        (due && gov.is_member(me)).then_some(decision)
+    })
 }
 
 fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {

@@ -413,12 +413,15 @@ pub struct Gate<'a> {
     pub now_ms: u64,
 }
 
-/// How far ahead of this node's clock a signal's time may be.
-pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+pub use nestwork_docs::rules::CLOCK_SKEW_MS;
 
 impl RecordGate for Gate<'_> {
     fn is_member(&self, member: &MemberId) -> bool {
         self.members.contains(member)
+    }
+
+    fn now_ms(&self) -> Option<u64> {
+        Some(self.now_ms)
     }
 
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {

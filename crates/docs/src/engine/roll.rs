@@ -46,9 +46,13 @@ pub(crate) struct RollIndex {
     /// Interned sets: bitsets over `records`, with no trailing zero words,
     /// so equal sets have equal bits.
     sets: Vec<Arc<Vec<u64>>>,
+    /// The latest time claimed by a record of each set (by set id).
+    latest: Vec<u64>,
     interned: HashMap<Arc<Vec<u64>>, SetId>,
     /// The roll each set gives, once asked for.
     rolls: HashMap<SetId, Arc<Roll>>,
+    /// Decision records by their proposal (indexes into `records`).
+    decisions: HashMap<Hash32, Vec<usize>>,
 }
 
 impl Default for RollIndex {
@@ -59,8 +63,10 @@ impl Default for RollIndex {
             records: Vec::new(),
             index: HashMap::new(),
             sets: vec![empty.clone()],
+            latest: vec![0],
             interned: HashMap::from([(empty, EMPTY)]),
             rolls: HashMap::new(),
+            decisions: HashMap::new(),
         }
     }
 }
@@ -93,6 +99,7 @@ pub(crate) fn is_roll_record(body: &RecordBody) -> bool {
             | RecordBody::Exit(_)
             | RecordBody::Proposal(_)
             | RecordBody::Vote(_)
+            | RecordBody::Decision(_)
             | RecordBody::CharterEdit(_)
             | RecordBody::Delegation(_)
             | RecordBody::Counterpart(_)
@@ -112,19 +119,21 @@ fn moves_roll(action: &Action) -> bool {
     )
 }
 
-/// The time a roll record claims.
-fn claimed_ms(body: &RecordBody) -> u64 {
-    match body {
+/// The time a record claims, where its time matters to the group's rules
+/// (roll records and distress signals). A delegation's and a treaty
+/// counterpart's times are the other group's, so they claim none here.
+pub(crate) fn claimed_ms(body: &RecordBody) -> Option<u64> {
+    Some(match body {
         RecordBody::GroupGenesis(g) => g.created_at_ms,
         RecordBody::Admission(a) => a.admitted_at_ms,
         RecordBody::Exit(e) => e.at_ms,
         RecordBody::Proposal(p) => p.submitted_at_ms,
         RecordBody::Vote(v) => v.cast_at_ms,
+        RecordBody::Decision(d) => d.signed_at_ms,
         RecordBody::CharterEdit(e) => e.at_ms,
-        RecordBody::Delegation(d) => d.from_ms,
-        RecordBody::Counterpart(c) => c.at_ms,
-        _ => 0,
-    }
+        RecordBody::Signal(s) => s.raised_at_ms,
+        _ => return None,
+    })
 }
 
 impl RollIndex {
@@ -132,6 +141,36 @@ impl RollIndex {
     pub(crate) fn body(&self, id: &Hash32) -> Option<(MemberId, &RecordBody)> {
         let r = self.records.get(*self.index.get(id)?)?;
         Some((r.author, r.body.as_ref()?))
+    }
+
+    /// Whether roll record `id` is in set `set`.
+    pub(crate) fn contains(&self, set: SetId, id: &Hash32) -> bool {
+        self.index.get(id).is_some_and(|i| self.has(set, *i))
+    }
+
+    fn has(&self, set: SetId, i: usize) -> bool {
+        self.sets[set as usize]
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// The ids of the decision records on `proposal` indexed here (some
+    /// may belong to changes that were refused; callers check where each
+    /// one is held).
+    pub(crate) fn decisions_on<'a>(
+        &'a self,
+        proposal: &Hash32,
+    ) -> impl Iterator<Item = (usize, &'a Hash32)> + 'a {
+        self.decisions
+            .get(proposal)
+            .into_iter()
+            .flatten()
+            .map(|i| (*i, &self.records[*i].id))
+    }
+
+    /// Whether set `set` holds a decision on `proposal`.
+    pub(crate) fn decided_in(&self, set: SetId, proposal: &Hash32) -> bool {
+        self.decisions_on(proposal).any(|(i, _)| self.has(set, i))
     }
 
     /// The set of a change already applied.
@@ -162,8 +201,9 @@ impl RollIndex {
             [] => Some(EMPTY),
             [one] => Some(*one),
             _ => {
+                let latest = ids.iter().map(|i| self.latest[*i as usize]).max();
                 let bits = self.union_bits(ids);
-                Some(self.intern(bits))
+                Some(self.intern(bits, latest.unwrap_or(0)))
             }
         }
     }
@@ -189,29 +229,43 @@ impl RollIndex {
             return base;
         }
         let mut bits = self.sets[base as usize].as_ref().clone();
+        let mut latest = self.latest[base as usize];
         for record in own {
             let id = record.id();
             let i = match self.index.get(&id) {
                 Some(i) => *i,
                 None => {
+                    let body = RecordBody::decode(&record.body).ok();
+                    let i = self.records.len();
+                    if let Some(RecordBody::Decision(d)) = &body {
+                        self.decisions.entry(d.proposal).or_default().push(i);
+                    }
                     self.records.push(IndexedRecord {
                         id,
                         author: record.author,
-                        body: RecordBody::decode(&record.body).ok(),
+                        body,
                     });
-                    self.index.insert(id, self.records.len() - 1);
-                    self.records.len() - 1
+                    self.index.insert(id, i);
+                    i
                 }
             };
+            if let Some(body) = &self.records[i].body {
+                latest = latest.max(claimed_ms(body).unwrap_or(0));
+            }
             if bits.len() <= i / 64 {
                 bits.resize(i / 64 + 1, 0);
             }
             bits[i / 64] |= 1 << (i % 64);
         }
-        self.intern(bits)
+        self.intern(bits, latest)
     }
 
-    fn intern(&mut self, mut bits: Vec<u64>) -> SetId {
+    /// The latest time a record in set `set` claims.
+    pub(crate) fn latest_ms(&self, set: SetId) -> u64 {
+        self.latest[set as usize]
+    }
+
+    fn intern(&mut self, mut bits: Vec<u64>, latest: u64) -> SetId {
         while bits.last() == Some(&0) {
             bits.pop();
         }
@@ -221,6 +275,7 @@ impl RollIndex {
         let bits = Arc::new(bits);
         let id = self.sets.len() as SetId;
         self.sets.push(bits.clone());
+        self.latest.push(latest);
         self.interned.insert(bits, id);
         id
     }
@@ -273,7 +328,11 @@ impl RollIndex {
                 else {
                     continue;
                 };
-                now = now.max(claimed_ms(body));
+                now = now.max(match body {
+                    RecordBody::Delegation(d) => d.from_ms,
+                    RecordBody::Counterpart(c) => c.at_ms,
+                    other => claimed_ms(other).unwrap_or(0),
+                });
                 if let RecordBody::GroupGenesis(g) = body {
                     if id == group {
                         genesis = Some((*author, g));
@@ -296,6 +355,7 @@ impl RollIndex {
         records.retain(|(id, _, body)| match body {
             RecordBody::Proposal(_) => !idle.contains(id),
             RecordBody::Vote(v) => !idle.contains(&v.proposal),
+            RecordBody::Decision(d) => !idle.contains(&d.proposal),
             RecordBody::Counterpart(_) => false,
             _ => true,
         });
