@@ -1311,7 +1311,7 @@ impl Governance {
             // Every vote left out, with the reason a count of all of them
             // would give, if any.
             let counted: BTreeSet<Hash32> = s.counted().into_iter().collect();
-            let all = tally(&mut votes.iter(), at);
+            let all = tally(&mut votes.iter(), now_ms.max(at));
             for v in votes {
                 if counted.contains(&v.id) || s.ignored.iter().any(|i| i.vote == v.id) {
                     continue;
