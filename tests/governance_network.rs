@@ -482,3 +482,128 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         .to_string()
         .contains("expired"));
 }
+
+/// Issue 14, finding 1, on real nodes. The founder sets a 40 s voting
+/// period; a proposal gets one yes and one no. Member 3's machine clock
+/// runs 30 s behind the others'. Before decision records, its yes vote
+/// after the deadline (inside the window by its clock) turned the FAILED
+/// proposal into PASSED on every node. Now the proposer's node signs the
+/// decision at the deadline; member 3's node refuses to vote once it holds
+/// it, and a vote its modified node signs on a copy without the decision
+/// (claiming a time before the deadline) reaches the others and changes
+/// nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
+    use nestwork_docs::governance::{Choice, Vote};
+    use nestwork_docs::{RecordBody, SignedDoc, Writer};
+    use nestwork_node::Clock;
+    use nestwork_testkit::key;
+
+    let ahead = Clock::default();
+    ahead.advance(Duration::from_secs(30));
+    let n1 = TestNode::start_clocked(1, &ahead).await;
+    let n2 = TestNode::start_clocked(2, &ahead).await;
+    let n3 = TestNode::start(3).await;
+    let hub = n1.create_group("Hub");
+    n1.node
+        .charter_edit(
+            &hub.to_hex(),
+            &ProposeRequest {
+                kind: "set-rule".into(),
+                args: vec!["voting_period".into(), "40s".into()],
+            },
+        )
+        .expect("the founder sets the voting period");
+    n1.admit(&n2, hub).await;
+    n1.admit(&n3, hub).await;
+    let all = [&n1, &n2, &n3];
+    roll_of(&all, &hub, 3).await;
+
+    let p = propose(&n1, &hub, "add-article", &["Tools", "Tools are shared."]);
+    let id = p.state.id;
+    has_proposal(&all, &hub, &id).await;
+    vote(&n1, &id, "yes", None);
+    vote(&n2, &id, "no", None);
+    let tallied = |n: &TestNode| {
+        n.node.proposals(&hub.to_hex()).is_ok_and(|ps| {
+            ps.proposals
+                .iter()
+                .any(|x| x.state.id == id && x.state.yes == 1 && x.state.no == 1)
+        })
+    };
+    // (Node 3 counts a vote once its clock reaches the vote's time, 30 s
+    // on: here it need only hold them.)
+    wait_until("both votes on nodes 1 and 2", LIMIT, || {
+        tallied(&n1) && tallied(&n2)
+    })
+    .await;
+    let held = |n: &TestNode| n.node.export(&hub.to_hex()).map_or(0, |b| b.changes.len());
+    wait_until("both votes on node 3", LIMIT, || held(&n3) == held(&n1)).await;
+    // Member 3's node as it stands before the deadline: a modified node
+    // keeps this copy to sign on.
+    assert!(n1.node.now_ms() < p.state.deadline_ms, "the test ran slow");
+    let mut copy = SignedDoc::empty(hub);
+    copy.apply(n3.node.export(&hub.to_hex()).expect("export").changes);
+
+    // The deadline passes on nodes 1 and 2; node 1 (the proposer's) signs
+    // the decision, and it reaches every node, node 3 included.
+    ahead.advance(Duration::from_secs(41));
+    wait_until("FAILED everywhere", LIMIT, || {
+        all.iter()
+            .all(|n| outcome(n, &hub, &id) == Some(Outcome::Failed))
+    })
+    .await;
+    // By node 3's clock the window is still open; its node refuses anyway.
+    assert!(n3.node.now_ms() < p.state.deadline_ms);
+    let refused = n3.node.vote(
+        &id.to_hex(),
+        &VoteRequest {
+            choice: "yes".into(),
+            for_group: None,
+        },
+    );
+    assert!(refused.is_err(), "node 3 holds the decision");
+
+    // Its modified node signs a yes vote on the copy without the decision,
+    // claiming a time inside the window, and gossips it.
+    let device = Writer::new(key(3), [0x66; 8]);
+    let now3 = n3.node.now_ms();
+    let (late, change) = copy
+        .sign_record_anyway(
+            &device,
+            RecordBody::Vote(Vote {
+                proposal: id,
+                choice: Choice::Yes,
+                cast_at_ms: now3,
+                for_group: None,
+            }),
+            now3,
+        )
+        .expect("signed anyway");
+    n3.net
+        .publish_raw(hub, nestwork_core::encoding::encode(&vec![change]))
+        .await
+        .expect("publish");
+    let listed = |n: &TestNode| {
+        n.node.proposals(&hub.to_hex()).is_ok_and(|ps| {
+            ps.proposals
+                .iter()
+                .any(|x| x.state.id == id && x.state.ignored.iter().any(|i| i.vote == late))
+        })
+    };
+    wait_until(
+        "the late vote held and not counted on nodes 1 and 2",
+        LIMIT,
+        || listed(&n1) && listed(&n2),
+    )
+    .await;
+    for n in &all {
+        assert_eq!(outcome(n, &hub, &id), Some(Outcome::Failed));
+        assert!(tallied(n), "still one yes and one no");
+    }
+    // And long after, when every clock has passed the deadline.
+    ahead.advance(Duration::from_secs(600));
+    for n in &all[..2] {
+        assert_eq!(outcome(n, &hub, &id), Some(Outcome::Failed));
+    }
+}

@@ -1510,10 +1510,28 @@ impl SignedDoc {
                 }
                 Ok(())
             }
-            RecordBody::CharterEdit(_) => match find(&self.id) {
-                Some(genesis) if genesis.author == *author => Ok(()),
-                _ => Err("only the group's creator edits the charter directly".into()),
-            },
+            RecordBody::CharterEdit(_) => {
+                match find(&self.id) {
+                    Some(genesis) if genesis.author == *author => {}
+                    _ => return Err("only the group's creator edits the charter directly".into()),
+                }
+                // Whatever time it claims, an edit made once the founder
+                // had admitted someone is too late.
+                let joined = match past {
+                    Past::Set(index, set) => index.admitted_in(set),
+                    Past::Document => self
+                        .roll
+                        .admissions()
+                        .any(|id| self.records.contains_key(id)),
+                };
+                if joined {
+                    return Err(
+                        "members had joined when this edit was made: the charter changes by proposals now"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
             RecordBody::Signal(s) => {
                 let per_hour = self
                     .genesis()

@@ -316,8 +316,8 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
         let body = admission(&doc, 1, m, T0 + 10 + u64::from(m));
         add(&mut doc, 1, body).expect("admit");
     }
-    // After others joined, a direct edit counts for nothing.
-    add(
+    // After others joined, a direct edit is refused.
+    let late = add(
         &mut doc,
         1,
         RecordBody::CharterEdit(CharterEdit {
@@ -325,7 +325,8 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
             at_ms: T0 + 50,
         }),
     )
-    .expect("stored");
+    .expect_err("refused");
+    assert!(late.contains("members had joined"), "{late}");
     let p = add(
         &mut doc,
         2,
@@ -374,7 +375,7 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
         g.articles.iter().any(|a| a.number == 1),
         "the later edit did nothing"
     );
-    assert_eq!(g.ignored_edits.len(), 1);
+    assert!(g.ignored_edits.is_empty());
     let state = g.proposal(&p).expect("proposal");
     assert_eq!(state.seats, 4, "the roll at submission");
     assert_eq!((state.yes, state.no), (2, 0), "last votes of 1 and 2 count");
@@ -574,4 +575,179 @@ fn the_roll_counts_rule_changes_among_article_business() {
     deliver(&mut replica, doc.changes_since(&[]), 3);
     assert_eq!(replica.members(), doc.members());
     assert_eq!(replica.records().len(), doc.records().len());
+}
+
+/// Deliver `changes` to a fresh replica of `id` in a shuffled order and
+/// batches of 1 to 4, some twice; return it with the hashes it refused.
+fn shuffled_replica(
+    id: Hash32,
+    changes: &[SignedChange],
+    seed: u64,
+) -> (SignedDoc, std::collections::BTreeSet<String>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut all = changes.to_vec();
+    all.shuffle(&mut rng);
+    let mut replica = SignedDoc::empty(id);
+    let mut refused = std::collections::BTreeSet::new();
+    let mut held: Vec<SignedChange> = Vec::new();
+    for chunk in all.chunks(rng.gen_range(1..5)) {
+        let mut batch = std::mem::take(&mut held);
+        batch.extend(chunk.iter().cloned());
+        if rng.gen_bool(0.3) {
+            batch.extend(chunk.iter().cloned());
+        }
+        let report = replica.apply(batch);
+        refused.extend(report.rejected.iter().map(|r| r.change.clone()));
+        held = report.missing_deps;
+    }
+    for _ in 0..all.len() {
+        if held.is_empty() {
+            break;
+        }
+        let report = replica.apply(std::mem::take(&mut held));
+        refused.extend(report.rejected.iter().map(|r| r.change.clone()));
+        held = report.missing_deps;
+    }
+    (replica, refused)
+}
+
+/// Issue 14, finding 1: a member whose clock runs behind (or a modified
+/// node) votes after the proposal was decided, claiming a time inside the
+/// voting window. Before decision records, every node counted that vote
+/// and a FAILED proposal turned PASSED. Now the decision names the votes
+/// it counted: a vote made without the decision in its past counts for
+/// nothing, one made with it is refused, and every replica agrees in any
+/// delivery order.
+#[test]
+fn finding_1_a_late_vote_does_not_flip_a_decided_proposal() {
+    let mut doc = founded(3);
+    let p = add(
+        &mut doc,
+        1,
+        proposal(
+            Action::AddArticle {
+                title: "Tools".into(),
+                text: "Tools are shared.".into(),
+            },
+            T0 + 100,
+        ),
+    )
+    .expect("propose");
+    // Member 3's node holds the proposal, and its clock is behind.
+    let mut slow = doc.clone();
+    add(&mut doc, 1, vote(p, Choice::Yes, T0 + 200)).expect("vote");
+    add(&mut doc, 2, vote(p, Choice::No, T0 + 300)).expect("vote");
+    let deadline = T0 + 100 + 7 * DAY;
+    let d = decide(&mut doc, 1, &p, deadline + 1).expect("voting is over");
+    let g = governance_of(&doc, deadline + 2).expect("gov");
+    assert_eq!(g.proposal(&p).expect("p").outcome, Outcome::Failed);
+
+    // By its own clock the window is still open: it votes yes, without
+    // the decision (it has not arrived yet), claiming a time before the
+    // deadline.
+    let (late, late_change) = slow
+        .add_record(
+            &writer(3),
+            vote(p, Choice::Yes, deadline - 1_000),
+            &mut NoLedger,
+            deadline - 1_000,
+        )
+        .expect("its own node signs it");
+    // A modified node (another device of member 3's) signs one on top of
+    // the decision as well.
+    let modified = Writer::new(MemberKey::from_secret([3; 32]), [0x33; 8]);
+    let (_, after) = doc
+        .clone()
+        .sign_record_anyway(
+            &modified,
+            vote(p, Choice::Yes, deadline - 500),
+            deadline + 5,
+        )
+        .expect("signed anyway");
+
+    let mut changes = doc.changes_since(&[]);
+    changes.push(late_change);
+    changes.push(after.clone());
+    for seed in 0..8 {
+        let (replica, refused) = shuffled_replica(doc.id(), &changes, seed);
+        assert!(refused.contains(&after.hash.to_hex()), "seed {seed}");
+        assert_eq!(
+            refused.len(),
+            1,
+            "seed {seed}: only the vote on top of the decision"
+        );
+        for now in [deadline + 2, deadline + 30 * DAY] {
+            let g = governance_of(&replica, now).expect("gov");
+            let state = g.proposal(&p).expect("p");
+            assert_eq!(state.outcome, Outcome::Failed, "seed {seed}");
+            assert_eq!((state.yes, state.no), (1, 1), "seed {seed}");
+            assert_eq!(state.decisions, vec![d], "seed {seed}");
+            assert!(
+                state.ignored.iter().any(|i| i.vote == late),
+                "seed {seed}: the late vote is listed as not counted"
+            );
+        }
+    }
+}
+
+/// Issue 14, finding 3: a proposal or an admission may not claim a moment
+/// long before what its author had already seen (when fewer members held
+/// the majority); every replica refuses it.
+#[test]
+fn finding_3_backdated_proposals_and_admissions_are_refused() {
+    let mut doc = founded(3);
+    add(&mut doc, 2, vote_free_proposal(T0 + DAY)).expect("a proposal a day on");
+    let week_before = T0 + DAY - 7 * DAY;
+    let err = add(&mut doc, 2, vote_free_proposal(T0 + DAY - 3_600_000))
+        .expect_err("an hour before what it builds on");
+    assert!(err.contains("claims a time"), "{err}");
+    let mut copy = doc.clone();
+    let (_, backdated) = copy
+        .sign_record_anyway(&writer(2), vote_free_proposal(week_before), T0 + DAY)
+        .expect("signed anyway");
+    let admit = admission(&doc, 2, 7, week_before);
+    let (_, admitted) = doc
+        .clone()
+        .sign_record_anyway(&writer(2), admit, T0 + DAY)
+        .expect("signed anyway");
+    let mut changes = doc.changes_since(&[]);
+    changes.push(backdated.clone());
+    changes.push(admitted.clone());
+    for seed in 0..6 {
+        let (replica, refused) = shuffled_replica(doc.id(), &changes, seed);
+        assert!(refused.contains(&backdated.hash.to_hex()), "seed {seed}");
+        assert!(refused.contains(&admitted.hash.to_hex()), "seed {seed}");
+        assert_eq!(refused.len(), 2, "seed {seed}");
+        assert!(!replica.members().contains(&writer(7).id()));
+    }
+    // A few minutes of clock error is allowed.
+    add(&mut doc, 3, vote_free_proposal(T0 + DAY - 60_000)).expect("within the skew");
+}
+
+/// Issue 14, finding 2: the founder's direct edits count only before
+/// anyone else joined, whatever time the edit claims.
+#[test]
+fn finding_2_a_founders_edit_after_others_joined_is_refused() {
+    let mut doc = founded(2);
+    let edit = RecordBody::CharterEdit(CharterEdit {
+        action: Action::RepealArticle { article: 1 },
+        // Claims a moment before member 2 was admitted.
+        at_ms: T0 + 1,
+    });
+    let err = add(&mut doc, 1, edit.clone()).expect_err("refused");
+    assert!(err.contains("members had joined"), "{err}");
+    let (_, forced) = doc
+        .clone()
+        .sign_record_anyway(&writer(1), edit, T0 + 10)
+        .expect("signed anyway");
+    let mut changes = doc.changes_since(&[]);
+    changes.push(forced.clone());
+    let (replica, refused) = shuffled_replica(doc.id(), &changes, 1);
+    assert!(refused.contains(&forced.hash.to_hex()));
+    let g = governance_of(&replica, T0 + DAY).expect("gov");
+    assert!(g.articles.iter().any(|a| a.number == 1));
+}
+
+fn vote_free_proposal(at: u64) -> RecordBody {
+    proposal(Action::ReaffirmArticle { article: 1 }, at)
 }

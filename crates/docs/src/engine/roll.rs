@@ -53,6 +53,8 @@ pub(crate) struct RollIndex {
     rolls: HashMap<SetId, Arc<Roll>>,
     /// Decision records by their proposal (indexes into `records`).
     decisions: HashMap<Hash32, Vec<usize>>,
+    /// Admissions (indexes into `records`).
+    admissions: Vec<usize>,
 }
 
 impl Default for RollIndex {
@@ -67,6 +69,7 @@ impl Default for RollIndex {
             interned: HashMap::from([(empty, EMPTY)]),
             rolls: HashMap::new(),
             decisions: HashMap::new(),
+            admissions: Vec::new(),
         }
     }
 }
@@ -168,6 +171,16 @@ impl RollIndex {
             .map(|i| (*i, &self.records[*i].id))
     }
 
+    /// The ids of the admissions indexed here (as for `decisions_on`).
+    pub(crate) fn admissions(&self) -> impl Iterator<Item = &Hash32> + '_ {
+        self.admissions.iter().map(|i| &self.records[*i].id)
+    }
+
+    /// Whether set `set` holds an admission.
+    pub(crate) fn admitted_in(&self, set: SetId) -> bool {
+        self.admissions.iter().any(|i| self.has(set, *i))
+    }
+
     /// Whether set `set` holds a decision on `proposal`.
     pub(crate) fn decided_in(&self, set: SetId, proposal: &Hash32) -> bool {
         self.decisions_on(proposal).any(|(i, _)| self.has(set, i))
@@ -237,8 +250,12 @@ impl RollIndex {
                 None => {
                     let body = RecordBody::decode(&record.body).ok();
                     let i = self.records.len();
-                    if let Some(RecordBody::Decision(d)) = &body {
-                        self.decisions.entry(d.proposal).or_default().push(i);
+                    match &body {
+                        Some(RecordBody::Decision(d)) => {
+                            self.decisions.entry(d.proposal).or_default().push(i)
+                        }
+                        Some(RecordBody::Admission(_)) => self.admissions.push(i),
+                        _ => {}
                     }
                     self.records.push(IndexedRecord {
                         id,
