@@ -97,11 +97,11 @@ async fn main() {
         ms(times[times.len() / 2]),
         "ms",
         nestwork_bench::Better::Lower,
-        &format!("deciding vote cast -> passed on all {n} nodes, median of {rounds}"),
+        &format!("deciding vote cast -> its decision record accepted (PASSED) on all {n} nodes, median of {rounds}"),
         nestwork_bench::Limit::None,
     );
     println!(
-        "time for a decision (deciding vote cast -> passed on all {n} nodes), {rounds} decisions: p50 {:.1} ms, max {:.1} ms",
+        "time for a decision (deciding vote cast -> its decision record accepted, PASSED, on all {n} nodes), {rounds} decisions: p50 {:.1} ms, max {:.1} ms",
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1])
     );

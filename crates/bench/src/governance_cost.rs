@@ -9,6 +9,11 @@
 //! - the time for the governance view (what a proposal list, `status`, and
 //!   `Decisions::of` for a commons payout or a limit change run).
 //!
+//! Each proposal is decided by a decision record its proposer signs (issue
+//! 14). Last, the cost of a decision that counts 200 votes: a replica
+//! receiving it (the engine checks its votes are in its causal past) and
+//! the governance view recounting it.
+//!
 //! Two histories: the group's everyday business (proposals to add
 //! articles), which the roll does not replay, and rule changes, which it
 //! must (they decide later votes on the roll). The view replays every
@@ -19,7 +24,7 @@ use std::time::Instant;
 
 use nestwork_core::{Hash32, MemberKey};
 use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
-use nestwork_docs::view::governance_of;
+use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
 };
@@ -79,10 +84,11 @@ fn main() {
         println!("{what}:");
         measure(business);
     }
+    decision_of_200_votes();
 }
 
-/// Grow one group's history of `business` and print the costs at each size.
-fn measure(business: Business) {
+/// A group of `n` members founded at `T0` by member 1.
+fn group_of(n: u8) -> SignedDoc {
     let genesis = GroupGenesis {
         name: "Riverside".into(),
         kind: GroupKind::Hub,
@@ -93,7 +99,7 @@ fn measure(business: Business) {
         charter: Charter::default(),
     };
     let (mut doc, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
-    for m in 2..=5u8 {
+    for m in 2..=n {
         let body = RecordBody::Admission(Admission::self_issued(
             writer(1).key(),
             &doc.id(),
@@ -104,6 +110,54 @@ fn measure(business: Business) {
         doc.add_record(&writer(1), body, &mut NoLedger, T0)
             .expect("admit");
     }
+    doc
+}
+
+/// 201 members, one proposal, 200 votes split so that only the deadline
+/// decides it: its decision names all 200.
+fn decision_of_200_votes() {
+    let mut doc = group_of(201);
+    let at = T0 + 1_000;
+    let (proposal, _) = propose(&mut doc, Business::Articles, 0, at);
+    for m in 1..=200u8 {
+        let vote = RecordBody::Vote(Vote {
+            proposal,
+            // Three yes to two no: 60% approval, never settled early.
+            choice: if m % 5 < 3 { Choice::Yes } else { Choice::No },
+            cast_at_ms: at + u64::from(m),
+            for_group: None,
+        });
+        doc.add_record(&writer(m), vote, &mut NoLedger, at)
+            .expect("vote");
+    }
+    let deadline = at + 7 * 24 * 3600 * 1000;
+    let mut replica = SignedDoc::empty(doc.id());
+    let report = replica.apply(doc.changes_since(&[]));
+    assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
+    let decision = decision_due(&doc, &proposal, deadline).expect("voting is over");
+    let (_, change) = doc
+        .add_record(&writer(1), decision, &mut NoLedger, deadline)
+        .expect("decision");
+    let start = Instant::now();
+    let report = replica.apply(vec![change]);
+    let apply = start.elapsed();
+    assert_eq!(report.applied.len(), 1, "the decision applies");
+    let start = Instant::now();
+    let gov = governance_of(&replica, deadline + 1).expect("governance");
+    let view = start.elapsed();
+    let state = gov.proposal(&proposal).expect("proposal");
+    assert_eq!(state.decisions.len(), 1);
+    assert_eq!(state.yes + state.no, 200);
+    println!(
+        "a decision counting 200 votes: receiving it {:.2} ms, the governance view recounting it {:.2} ms",
+        apply.as_secs_f64() * 1e3,
+        view.as_secs_f64() * 1e3
+    );
+}
+
+/// Grow one group's history of `business` and print the costs at each size.
+fn measure(business: Business) {
+    let mut doc = group_of(5);
     let mut records = 5;
     let mut at = T0 + 100;
     for size in SIZES {
@@ -123,6 +177,10 @@ fn measure(business: Business) {
                     .expect("vote");
                 records += 1;
             }
+            let decision = decision_due(&doc, &proposal, at).expect("4 of 5 decide");
+            doc.add_record(&writer(1), decision, &mut NoLedger, at)
+                .expect("decision");
+            records += 1;
         }
         let mut replica = SignedDoc::empty(doc.id());
         let report = replica.apply(doc.changes_since(&[]));
