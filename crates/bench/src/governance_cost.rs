@@ -20,10 +20,10 @@
 //! record in both. Run with `cargo run --release -p nestwork-bench --bin
 //! governance-cost`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nestwork_core::{Hash32, MemberKey};
-use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
+use nestwork_docs::governance::{Action, Choice, Governance, Proposal, Vote};
 use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
@@ -87,6 +87,22 @@ fn main() {
     decision_of_200_votes();
 }
 
+/// The time for `replica` to receive `change`, and then for its
+/// governance view at `now`, with that view.
+fn receive_and_view(
+    replica: &mut SignedDoc,
+    change: nestwork_core::SignedChange,
+    now: u64,
+) -> (Duration, Duration, Governance) {
+    let start = Instant::now();
+    let report = replica.apply(vec![change]);
+    let apply = start.elapsed();
+    assert_eq!(report.applied.len(), 1, "the change applies");
+    let start = Instant::now();
+    let gov = governance_of(replica, now).expect("governance");
+    (apply, start.elapsed(), gov)
+}
+
 /// A group of `n` members founded at `T0` by member 1.
 fn group_of(n: u8) -> SignedDoc {
     let genesis = GroupGenesis {
@@ -138,13 +154,7 @@ fn decision_of_200_votes() {
     let (_, change) = doc
         .add_record(&writer(1), decision, &mut NoLedger, deadline)
         .expect("decision");
-    let start = Instant::now();
-    let report = replica.apply(vec![change]);
-    let apply = start.elapsed();
-    assert_eq!(report.applied.len(), 1, "the decision applies");
-    let start = Instant::now();
-    let gov = governance_of(&replica, deadline + 1).expect("governance");
-    let view = start.elapsed();
+    let (apply, view, gov) = receive_and_view(&mut replica, change, deadline + 1);
     let state = gov.proposal(&proposal).expect("proposal");
     assert_eq!(state.decisions.len(), 1);
     assert_eq!(state.yes + state.no, 200);
@@ -188,13 +198,7 @@ fn measure(business: Business) {
         at += 10;
         let (_, change) = propose(&mut doc, business, records, at);
         records += 1;
-        let start = Instant::now();
-        let report = replica.apply(vec![change]);
-        let apply = start.elapsed();
-        assert_eq!(report.applied.len(), 1, "the new record applies");
-        let start = Instant::now();
-        let gov = governance_of(&replica, at + 1).expect("governance");
-        let view = start.elapsed();
+        let (apply, view, gov) = receive_and_view(&mut replica, change, at + 1);
         assert_eq!(gov.roll.len(), 5);
         println!(
             "{records:>6} governance records: receiving one more {:>8.2} ms, the governance view {:>8.2} ms",

@@ -246,23 +246,19 @@ enum Past<'a> {
     Document,
 }
 
-/// Whether a record's claimed time is bounded as the rules ask: not more
-/// than [`CLOCK_SKEW_MS`] before `latest`, the latest time claimed in its
+/// Whether a record's claimed time (with its kind) is bounded as the
+/// rules ask: not more than [`CLOCK_SKEW_MS`] before `latest`, the latest time claimed in its
 /// causal past (`Err(Some(why))`), and not ahead of `now_ms` by more than
 /// the skew (`Err(None)`: it waits).
 fn check_claimed_time(
-    body: &RecordBody,
+    (claimed, kind): (u64, &str),
     latest: u64,
     now_ms: Option<u64>,
 ) -> Result<(), Option<String>> {
-    let Some(claimed) = roll::claimed_ms(body) else {
-        return Ok(());
-    };
     if claimed < latest.saturating_sub(rules::CLOCK_SKEW_MS) {
         return Err(Some(format!(
-            "a {} claims a time {} s before the latest record it builds on; a clock may be off \
+            "a {kind} claims a time {} s before the latest record it builds on; a clock may be off \
              by at most {} s (backdated, or its author's clock is wrong)",
-            body.kind_name(),
             (latest - claimed) / 1000,
             rules::CLOCK_SKEW_MS / 1000
         )));
@@ -296,6 +292,9 @@ struct Pending {
     distress: DistressIndex,
     /// Records the change carries that the gate judges (ledger records, signals).
     gated: Vec<(Hash32, RecordBody)>,
+    /// The times the change's new records claim, with their kinds (the
+    /// batch's total is unused).
+    claims: Vec<(u64, &'static str)>,
 }
 
 impl Pending {
@@ -815,17 +814,19 @@ impl SignedDoc {
             Past::Document,
         )
         .map_err(RuleError)?;
-        if self.ledger.is_none() {
-            // Peers bound the time it claims by what it builds on: every
-            // head here.
+        // Peers bound the time it claims by what it builds on: every head
+        // here.
+        let claim = roll::claimed_ms(&body).filter(|_| self.ledger.is_none());
+        if let Some(claimed) = claim {
             let heads = self.doc.get_heads();
             if let Some(base) = self.roll.union_of_deps(&heads, &HashMap::new()) {
-                check_claimed_time(&body, self.roll.latest_ms(base), None).map_err(|why| {
-                    RuleError(format!(
-                        "{}; check this computer's clock",
-                        why.unwrap_or_default()
-                    ))
-                })?;
+                check_claimed_time((claimed, body.kind_name()), self.roll.latest_ms(base), None)
+                    .map_err(|why| {
+                        RuleError(format!(
+                            "{}; check this computer's clock",
+                            why.unwrap_or_default()
+                        ))
+                    })?;
             }
         }
         let record = SignedRecord::sign(writer.key(), body.encode());
@@ -1184,14 +1185,11 @@ impl SignedDoc {
             .map_err(Hold::Reject)?;
         if let Some(base) = past {
             let latest = roll_index.latest_ms(base);
-            for record in pending.records.values() {
-                let Some(body) = RecordBody::decode(&record.body).ok() else {
-                    continue;
-                };
-                match check_claimed_time(&body, latest, gate.now_ms()) {
+            for claim in &pending.claims {
+                match check_claimed_time(*claim, latest, gate.now_ms()) {
                     Ok(()) => {}
                     Err(None) => {
-                        tracing::debug!(doc = %self.id.short(), kind = body.kind_name(), "a record waits: it claims a time still to come by this node's clock");
+                        tracing::debug!(doc = %self.id.short(), kind = claim.1, "a record waits: it claims a time still to come by this node's clock");
                         return Err(Hold::Wait);
                     }
                     Err(Some(why)) => return Err(Hold::Reject(why)),
@@ -1364,6 +1362,9 @@ impl SignedDoc {
         )
         .map_err(|e| e.0)?;
         self.check_references(&body, &author, batch, pending, past)?;
+        if let Some(claimed) = roll::claimed_ms(&body) {
+            pending.claims.push((claimed, body.kind_name()));
+        }
         if roll::is_roll_record(&body) {
             pending.roll_records.push(record.clone());
         }

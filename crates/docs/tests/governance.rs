@@ -11,6 +11,9 @@ use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
 };
 use proptest::prelude::*;
+
+mod common;
+use common::shuffled_replica;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -575,40 +578,6 @@ fn the_roll_counts_rule_changes_among_article_business() {
     deliver(&mut replica, doc.changes_since(&[]), 3);
     assert_eq!(replica.members(), doc.members());
     assert_eq!(replica.records().len(), doc.records().len());
-}
-
-/// Deliver `changes` to a fresh replica of `id` in a shuffled order and
-/// batches of 1 to 4, some twice; return it with the hashes it refused.
-fn shuffled_replica(
-    id: Hash32,
-    changes: &[SignedChange],
-    seed: u64,
-) -> (SignedDoc, std::collections::BTreeSet<String>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut all = changes.to_vec();
-    all.shuffle(&mut rng);
-    let mut replica = SignedDoc::empty(id);
-    let mut refused = std::collections::BTreeSet::new();
-    let mut held: Vec<SignedChange> = Vec::new();
-    for chunk in all.chunks(rng.gen_range(1..5)) {
-        let mut batch = std::mem::take(&mut held);
-        batch.extend(chunk.iter().cloned());
-        if rng.gen_bool(0.3) {
-            batch.extend(chunk.iter().cloned());
-        }
-        let report = replica.apply(batch);
-        refused.extend(report.rejected.iter().map(|r| r.change.clone()));
-        held = report.missing_deps;
-    }
-    for _ in 0..all.len() {
-        if held.is_empty() {
-            break;
-        }
-        let report = replica.apply(std::mem::take(&mut held));
-        refused.extend(report.rejected.iter().map(|r| r.change.clone()));
-        held = report.missing_deps;
-    }
-    (replica, refused)
 }
 
 /// Issue 14, finding 1: a member whose clock runs behind (or a modified

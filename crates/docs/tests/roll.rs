@@ -13,6 +13,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+mod common;
+use common::shuffled_replica;
+
 const T0: u64 = 1_700_000_000_000;
 
 fn writer(n: u8) -> Writer {
@@ -291,35 +294,14 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
 
     let mut verdicts = Vec::new();
     for seed in 0..8u64 {
-        let mut all: Vec<SignedChange> = history
+        let all: Vec<SignedChange> = history
             .iter()
             .chain(&hostile)
             .chain(std::iter::once(&concurrent))
             .cloned()
             .collect();
-        all.shuffle(&mut StdRng::seed_from_u64(seed));
         // Delivered in batches of random sizes, some twice.
-        let mut replica = SignedDoc::empty(doc.id());
-        let mut held: Vec<SignedChange> = Vec::new();
-        let mut refused = std::collections::BTreeSet::new();
-        for (i, chunk) in all.chunks(1 + (seed as usize % 4)).enumerate() {
-            let mut batch: Vec<SignedChange> = std::mem::take(&mut held);
-            batch.extend(chunk.iter().cloned());
-            if i % 3 == 0 {
-                batch.extend(chunk.iter().cloned());
-            }
-            let report = replica.apply(batch);
-            refused.extend(report.rejected.iter().map(|r| r.change.clone()));
-            held = report.missing_deps;
-        }
-        for _ in 0..all.len() {
-            if held.is_empty() {
-                break;
-            }
-            let report = replica.apply(std::mem::take(&mut held));
-            refused.extend(report.rejected.iter().map(|r| r.change.clone()));
-            held = report.missing_deps;
-        }
+        let (replica, _) = shuffled_replica(doc.id(), &all, seed);
         let heads_hold_hostile = hostile
             .iter()
             .any(|h| replica.changes_since(&[]).iter().any(|c| c.hash == h.hash));
