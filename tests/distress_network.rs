@@ -340,6 +340,7 @@ async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
         .map(|i| {
             let mut fork = copy.clone();
             let body = RecordBody::Signal(Signal {
+                group,
                 category: Category::Other,
                 severity: Severity::Critical,
                 text: format!("flood {i}"),

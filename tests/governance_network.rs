@@ -239,10 +239,12 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         .contains("no longer"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
-    // Hub: nodes 1-3 (node 1 founds it). Region: node 4 founds it; node 1
-    // joins it too, to be the hub's delegate.
+/// Hub: nodes 1-3 (node 1 founds it). Region: node 4 founds it; node 1
+/// joins it too, to be the hub's delegate. The hub joins the region, the
+/// region admits it, and the hub names node 1 its delegate, whose node
+/// files the delegation in the region. Returns the hub's nodes, the hub,
+/// the region's founder and the region.
+async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
     let (hub_nodes, hub) = group_of(3).await;
     let region_founder = TestNode::start(4).await;
     let region = region_founder.create_group("North Valley");
@@ -284,6 +286,13 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
             })
     })
     .await;
+    (hub_nodes, hub, region_founder, region)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
+    let (hub_nodes, hub, region_founder, region) = hub_in_region().await;
+    let delegate = &hub_nodes[0];
 
     // A region proposal: three seats (two members and the hub).
     let p = propose(
@@ -606,4 +615,152 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     for n in &all[..2] {
         assert_eq!(outcome(n, &hub, &id), Some(Outcome::Failed));
     }
+}
+
+/// Issue 14, finding 5, on real nodes. Node 5 is a member of the region
+/// and never was one of the hub. Its modified node signs a delegation that
+/// names itself the hub's delegate and a ratification by the hub of a
+/// treaty with the region, each with a "decision" of its own making, and
+/// gossips them. Node 4, which holds only the region, refuses both: it
+/// checks the hub's signed records each one cites, and their signer is not
+/// shown to be a member of the hub. The real delegation stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_only_node() {
+    use nestwork_core::SignedRecord;
+    use nestwork_docs::governance::{
+        Action, Counterpart, Decision, Delegation, Proposal, Treaty, TreatyAct, TreatyKind,
+    };
+    use nestwork_docs::proof::{DecisionProof, MemberProof};
+    use nestwork_docs::{RecordBody, SignedDoc, Writer};
+    use nestwork_testkit::key;
+
+    let (hub_nodes, hub, region_founder, region) = hub_in_region().await;
+    let forger = TestNode::start(5).await;
+    region_founder.admit(&forger, region).await;
+    roll_of(&[&region_founder, &forger], &region, 3).await;
+    assert!(
+        region_founder.node.export(&hub.to_hex()).is_err(),
+        "node 4 holds only the region"
+    );
+
+    // What node 5 can get hold of: the hub's founding record (any member
+    // of the hub may show it) and its own copy of the region.
+    let mut hub_copy = SignedDoc::empty(hub);
+    hub_copy.apply(
+        hub_nodes[1]
+            .node
+            .export(&hub.to_hex())
+            .expect("export")
+            .changes,
+    );
+    let founding = MemberProof::of(&hub, hub_copy.records(), &[]).expect("founding record");
+    let mut region_copy = SignedDoc::empty(region);
+    region_copy.apply(
+        forger
+            .node
+            .export(&region.to_hex())
+            .expect("export")
+            .changes,
+    );
+    let now = forger.node.now_ms();
+    let signed_by_5 = |body: RecordBody| SignedRecord::sign(&key(5), body.encode());
+    let own_decision = |action: Action| {
+        let p = signed_by_5(RecordBody::Proposal(Proposal {
+            action,
+            submitted_at_ms: now - 60_000,
+        }));
+        let d = signed_by_5(RecordBody::Decision(Decision {
+            proposal: p.id(),
+            counted: Vec::new(),
+            passed: true,
+            decided_at_ms: now,
+            signed_at_ms: now,
+        }));
+        let proof = DecisionProof {
+            proposal: p.encode(),
+            decision: d.encode(),
+            members: founding.clone(),
+        };
+        (p.id(), proof)
+    };
+    let me = forger.member();
+    let (named, proof) = own_decision(Action::SetDelegates {
+        delegates: vec![me],
+    });
+    let delegation = RecordBody::Delegation(Delegation {
+        child: hub,
+        delegates: vec![me],
+        proposal: named,
+        from_ms: now,
+        until_ms: now + 28 * 24 * 3_600_000,
+        proof,
+    });
+    let parties = if hub < region {
+        [hub, region]
+    } else {
+        [region, hub]
+    };
+    let treaty = Treaty {
+        parties,
+        kind: TreatyKind::MutualAid,
+        terms: "The hub answers every call of the region.".into(),
+        start_ms: now,
+        end_ms: now + 30 * 24 * 3_600_000,
+    };
+    let (ratified, proof) = own_decision(Action::RatifyTreaty {
+        treaty: treaty.clone(),
+    });
+    let counterpart = RecordBody::Counterpart(Counterpart {
+        treaty: treaty.id(),
+        group: hub,
+        proposal: ratified,
+        act: TreatyAct::Ratified(treaty.clone()),
+        at_ms: now,
+        proof,
+    });
+    let device = Writer::new(key(5), [0x55; 8]);
+    let rejected_before = region_founder
+        .net
+        .status()
+        .await
+        .expect("status")
+        .gossip
+        .rejected;
+    let stored_before = region_founder.node.status().changes;
+    for body in [delegation, counterpart] {
+        let (_, change) = region_copy
+            .clone()
+            .sign_record_anyway(&device, body, now)
+            .expect("signed anyway");
+        forger
+            .net
+            .publish_raw(region, nestwork_core::encoding::encode(&vec![change]))
+            .await
+            .expect("publish");
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let status = region_founder.net.status().await.expect("status");
+        if status.gossip.rejected >= rejected_before + 2 {
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "node 4 did not refuse both");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(region_founder.node.status().changes, stored_before);
+    let charter = region_founder
+        .node
+        .charter(&region.to_hex())
+        .expect("charter");
+    let seat = charter
+        .child_delegations
+        .iter()
+        .find(|d| d.delegation.child == hub)
+        .expect("the hub's delegation");
+    assert_eq!(seat.delegation.delegates, vec![hub_nodes[0].member()]);
+    let treaties = region_founder
+        .node
+        .treaties(Some(&region.to_hex()))
+        .expect("treaties");
+    assert!(treaties.iter().all(|t| t.state.id != treaty.id()));
 }

@@ -178,6 +178,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
             .sign_record_anyway(
                 &writer,
                 RecordBody::Signal(Signal {
+                    group: theirs.id(),
                     category: Category::Safety,
                     severity: Severity::Critical,
                     text: "let me back in".into(),

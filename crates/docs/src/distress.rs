@@ -17,14 +17,19 @@
 //!   refused too, so the chain cannot be forked to get round the limit;
 //! - an answer names a signal the group holds (its own, or carried in by an
 //!   escalation); a resolve comes from the raiser or someone who responded;
-//! - an escalation carries the original signal, verified by its signature;
+//! - a signal names the group it is raised in, and is refused anywhere
+//!   else;
+//! - an escalation carries the original signal, verified by its signature,
+//!   which must name the escalation's origin, and the admissions showing
+//!   that the raiser was a member there ([`MemberProof`]), so a signal
+//!   seen once cannot be passed off as one from another group, nor a
+//!   stranger's as a member's;
 //! - an answer given in another group the signal travelled to is carried
 //!   back by a member of both as a [`CarriedAnswer`], with the answerer's
-//!   signed answer, the founding record of the group where it was given
-//!   and the admissions from its founder to the answerer: a node holding
-//!   only this group checks all three, and refuses an answer whose
-//!   answerer is not shown to be a member where they claim to have
-//!   answered.
+//!   signed answer and the admissions showing the answerer was a member
+//!   of the group where it was given: a node holding only this group
+//!   checks both, and refuses an answer whose answerer is not shown to be
+//!   a member where they claim to have answered.
 //!
 //! Whether a signal is open, expired or resolved, whether an escalation
 //! came from a group in the right relation (a child tier, a mutual-aid
@@ -36,6 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::proof::MemberProof;
 use crate::record::RecordBody;
 use crate::rules::RuleError;
 
@@ -53,9 +59,9 @@ pub const DEFAULT_EXPIRY_MS: u64 = 24 * 3600 * 1000;
 pub const MAX_PATH: usize = 16;
 /// The window of the rate limit.
 pub const RATE_WINDOW_MS: u64 = 3600 * 1000;
-/// Most admissions a carried answer may cite to show that its answerer is
-/// a member where they answered (the length of the chain of invitations
-/// from the group's founder to them).
+/// Most admissions an escalation or a carried answer may cite to show that
+/// the raiser or the answerer is a member where they claim to be (the
+/// length of the chain of invitations from the group's founder to them).
 pub const MAX_ADMISSION_CHAIN: usize = 32;
 
 fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
@@ -169,6 +175,8 @@ impl std::str::FromStr for Severity {
 /// A call for help, signed by the member who raises it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
+    /// The group it is raised in.
+    pub group: Hash32,
     /// What kind of help.
     pub category: Category,
     /// How urgent.
@@ -232,8 +240,10 @@ pub struct Answer {
 pub struct Escalation {
     /// The raiser's signed record, as it was.
     pub signal: Vec<u8>,
-    /// The group it was raised in.
+    /// The group it was raised in (the one the signal names).
     pub origin: Hash32,
+    /// That the raiser was admitted there.
+    pub raiser: MemberProof,
     /// The groups it passed through, from the origin to the one it came
     /// from.
     pub path: Vec<Hash32>,
@@ -242,14 +252,32 @@ pub struct Escalation {
 }
 
 impl Escalation {
-    /// The signal carried, verified.
+    /// The signal carried, verified: signed, raised in the origin by a
+    /// member shown to be admitted there.
     pub fn signal(&self) -> Result<(SignedRecord, Signal), RuleError> {
         let record = SignedRecord::decode_verified(&self.signal)
             .map_err(|e| RuleError(format!("the escalated signal does not verify: {e}")))?;
-        match RecordBody::decode(&record.body) {
-            Ok(RecordBody::Signal(s)) => Ok((record, s)),
-            _ => broken("an escalation must carry a distress signal"),
+        let Ok(RecordBody::Signal(s)) = RecordBody::decode(&record.body) else {
+            return broken("an escalation must carry a distress signal");
+        };
+        if s.group != self.origin {
+            return broken(format!(
+                "the escalated signal was raised in {}, not in {} as the escalation says",
+                s.group.short(),
+                self.origin.short()
+            ));
         }
+        let origin = self.raiser.check()?;
+        if origin.id != self.origin {
+            return broken("the escalation shows admissions to another group than its origin");
+        }
+        if self.raiser.admissions.len() > MAX_ADMISSION_CHAIN {
+            return broken(format!(
+                "an escalation cites at most {MAX_ADMISSION_CHAIN} admissions"
+            ));
+        }
+        origin.vouch(&record.author, "the raiser")?;
+        Ok((record, s))
     }
 }
 
@@ -263,13 +291,9 @@ impl Escalation {
 pub struct CarriedAnswer {
     /// The answerer's signed answer record, as it was.
     pub answer: Vec<u8>,
-    /// The founding record of the group where it was given (its id is the
-    /// group's id; its author the founder).
-    pub given_in: Vec<u8>,
-    /// The answerer's admissions there, oldest first: the first signed by
-    /// the founder, each by someone admitted before it, the last admitting
-    /// the answerer (none when the founder answered).
-    pub admissions: Vec<Vec<u8>>,
+    /// The group where it was given (its founding record) and the
+    /// answerer's admissions there (none when the founder answered).
+    pub given_in: MemberProof,
     /// The groups it was carried through, from the one where it was given
     /// to the one it came from.
     pub path: Vec<Hash32>,
@@ -306,19 +330,14 @@ impl CarriedAnswer {
             return broken("a carried answer must carry an answer to a distress signal");
         };
         check_text("answer", &answer.text, MAX_ANSWER_CHARS, false)?;
-        let genesis = SignedRecord::decode_verified(&self.given_in).map_err(|e| {
-            RuleError(format!(
-                "the founding record of the group where the answer was given does not verify: {e}"
-            ))
-        })?;
-        let Ok(RecordBody::GroupGenesis(founding)) = RecordBody::decode(&genesis.body) else {
-            return broken(
-                "a carried answer must name the founding record of the group where it was given",
-            );
-        };
-        let group = genesis.id();
+        if self.given_in.admissions.len() > MAX_ADMISSION_CHAIN {
+            return broken(format!(
+                "a carried answer cites at most {MAX_ADMISSION_CHAIN} admissions"
+            ));
+        }
+        let given_in = self.given_in.check()?;
         let distinct: BTreeSet<&Hash32> = self.path.iter().collect();
-        if self.path.first() != Some(&group)
+        if self.path.first() != Some(&given_in.id)
             || self.path.len() > MAX_PATH
             || distinct.len() != self.path.len()
         {
@@ -326,94 +345,15 @@ impl CarriedAnswer {
                 "a carried answer's path starts at the group where it was given and names at most {MAX_PATH} groups, each once"
             ));
         }
-        if self.admissions.len() > MAX_ADMISSION_CHAIN {
-            return broken(format!(
-                "a carried answer cites at most {MAX_ADMISSION_CHAIN} admissions"
-            ));
-        }
-        let mut members = BTreeSet::from([genesis.author]);
-        for bytes in &self.admissions {
-            let admission = SignedRecord::decode_verified(bytes).map_err(|e| {
-                RuleError(format!(
-                    "an admission the answer cites does not verify: {e}"
-                ))
-            })?;
-            let Ok(RecordBody::Admission(a)) = RecordBody::decode(&admission.body) else {
-                return broken("a carried answer cites a record that is not an admission");
-            };
-            if !members.contains(&admission.author) {
-                return broken(format!(
-                    "an admission the answer cites was signed by {}, who is not shown to be a member of {}",
-                    admission.author.short(),
-                    founding.name
-                ));
-            }
-            a.check_ticket(&group, &admission.author)
-                .map_err(RuleError)?;
-            members.insert(a.member);
-        }
-        if !members.contains(&record.author) {
-            return broken(format!(
-                "the answerer {} is not shown to be a member of {}, where the answer claims to be given",
-                record.author.short(),
-                founding.name
-            ));
-        }
+        given_in.vouch(&record.author, "the answerer")?;
         Ok(CheckedAnswer {
             id: record.id(),
             by: record.author,
             answer,
-            given_in: group,
-            given_in_name: founding.name,
+            given_in: given_in.id,
+            given_in_name: given_in.name,
         })
     }
-}
-
-/// The admissions that lead from `group`'s founder to `member`, oldest
-/// first, as `records` (the group's own) hold them; empty for the founder,
-/// `None` when no such chain is held or it is longer than
-/// [`MAX_ADMISSION_CHAIN`].
-pub fn admission_chain(
-    group: &Hash32,
-    records: &BTreeMap<Hash32, SignedRecord>,
-    member: &MemberId,
-) -> Option<Vec<Vec<u8>>> {
-    let founder = records.get(group)?.author;
-    let admissions: Vec<(&SignedRecord, MemberId)> = records
-        .values()
-        .filter_map(|r| match RecordBody::decode(&r.body) {
-            Ok(RecordBody::Admission(a)) if a.check_ticket(group, &r.author).is_ok() => {
-                Some((r, a.member))
-            }
-            _ => None,
-        })
-        .collect();
-    // Who admitted whom, outward from the founder, so the chain found is
-    // one a checker accepts (every signer admitted before it).
-    let mut admitted_by: BTreeMap<MemberId, &SignedRecord> = BTreeMap::new();
-    let mut grew = true;
-    while grew && !admitted_by.contains_key(member) && *member != founder {
-        grew = false;
-        for (r, newcomer) in &admissions {
-            let signer_known = r.author == founder || admitted_by.contains_key(&r.author);
-            if signer_known && *newcomer != founder && !admitted_by.contains_key(newcomer) {
-                admitted_by.insert(*newcomer, r);
-                grew = true;
-            }
-        }
-    }
-    let mut chain = Vec::new();
-    let mut cursor = *member;
-    while cursor != founder {
-        let r = admitted_by.get(&cursor)?;
-        chain.push(r.encode());
-        if chain.len() > MAX_ADMISSION_CHAIN {
-            return None;
-        }
-        cursor = r.author;
-    }
-    chain.reverse();
-    Some(chain)
 }
 
 /// The answer `answer`, held in `group`'s document (`records`), made ready
@@ -432,8 +372,8 @@ pub fn carry(
         }
         return Some(CarriedAnswer {
             answer: r.encode(),
-            given_in: records.get(group)?.encode(),
-            admissions: admission_chain(group, records, &r.author)?,
+            given_in: MemberProof::of(group, records, &[r.author])
+                .filter(|p| p.admissions.len() <= MAX_ADMISSION_CHAIN)?,
             path: vec![*group],
             at_ms: now_ms,
         });
@@ -473,7 +413,16 @@ fn check_text(what: &str, text: &str, max: usize, required: bool) -> Result<(), 
 /// Check a distress record's shape, as filed in `group`.
 pub fn check_record(body: &RecordBody, group: &Hash32) -> Result<(), RuleError> {
     match body {
-        RecordBody::Signal(s) => check_signal(s),
+        RecordBody::Signal(s) => {
+            if s.group != *group {
+                return broken(format!(
+                    "a signal raised in {} cannot be filed in {}",
+                    s.group.short(),
+                    group.short()
+                ));
+            }
+            check_signal(s)
+        }
         RecordBody::Answer(a) => check_text("answer", &a.text, MAX_ANSWER_CHARS, false),
         RecordBody::Escalation(e) => {
             let (_, s) = e.signal()?;
@@ -794,6 +743,7 @@ mod tests {
 
     fn signal(seq: u64, prev: Option<Hash32>, at: u64) -> Signal {
         Signal {
+            group: Hash32([9; 32]),
             category: Category::Medical,
             severity: Severity::High,
             text: "help".into(),
@@ -903,7 +853,7 @@ mod tests {
         let ack = answer_by(&key(3), AnswerKind::Ack);
         records.insert(ack.id(), ack.clone());
         let carried = carry(&group, &records, &ack.id(), 30).expect("carry");
-        assert_eq!(carried.admissions.len(), 2, "founder -> 2 -> 3");
+        assert_eq!(carried.given_in.admissions.len(), 2, "founder -> 2 -> 3");
         assert_eq!(carried.path, vec![group]);
         let k = carried.check().expect("checks");
         assert_eq!((k.id, k.by, k.given_in), (ack.id(), key(3).id(), group));
@@ -945,11 +895,11 @@ mod tests {
                 10,
             )),
         );
-        let mut admissions = carried.admissions.clone();
-        admissions.push(own.encode());
+        let mut given_in = carried.given_in.clone();
+        given_in.admissions.push(own.encode());
         let err = CarriedAnswer {
             answer: stranger.encode(),
-            admissions,
+            given_in,
             ..carried.clone()
         }
         .check()
@@ -968,7 +918,10 @@ mod tests {
         );
         assert!(CarriedAnswer {
             answer: stranger.encode(),
-            admissions: vec![elsewhere.encode()],
+            given_in: MemberProof {
+                admissions: vec![elsewhere.encode()],
+                ..carried.given_in.clone()
+            },
             ..carried.clone()
         }
         .check()

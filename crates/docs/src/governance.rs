@@ -44,8 +44,11 @@
 //! **Across groups** (a child's delegates in its parent, the other party's
 //! ratification of a treaty) facts are carried by members of both groups:
 //! their node reads the decision in the other group's records and signs a
-//! [`Delegation`] or [`Counterpart`] into this one. Nodes that hold only one
-//! of the groups trust those members for it.
+//! [`Delegation`] or [`Counterpart`] into this one, citing the other
+//! group's signed proposal and decision and the admissions of their
+//! signers ([`DecisionProof`]). A node that holds only this group checks
+//! that proof, so nobody who never was a member of the other group can
+//! speak for it (what the proof cannot show is in [`crate::proof`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,6 +56,7 @@ use nestwork_core::{encoding, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Account, MAX_AMOUNT, MAX_LIMIT, MAX_MEMO_CHARS};
+use crate::proof::DecisionProof;
 use crate::record::{Charter, RecordBody, Rules};
 use crate::rules::{
     check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
@@ -438,6 +442,8 @@ pub struct Delegation {
     pub from_ms: u64,
     /// Until when (one revision cycle of the child later).
     pub until_ms: u64,
+    /// The child's proposal and its decision, as signed there.
+    pub proof: DecisionProof,
 }
 
 /// What the other party of a treaty decided.
@@ -468,6 +474,8 @@ pub struct Counterpart {
     pub act: TreatyAct,
     /// When its decision took effect.
     pub at_ms: u64,
+    /// Its proposal and its decision, as signed there.
+    pub proof: DecisionProof,
 }
 
 /// The names [`Action::SetRule`] accepts.
@@ -695,6 +703,22 @@ pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Res
             if d.until_ms <= d.from_ms {
                 return broken("a delegation must end after it starts");
             }
+            let shown = d.proof.check()?;
+            let named = matches!(
+                &shown.proposal.action,
+                Action::SetDelegates { delegates } if *delegates == d.delegates
+            );
+            if shown.group.id != d.child
+                || shown.proposal_id != d.proposal
+                || !named
+                || shown.decision.decided_at_ms != d.from_ms
+            {
+                return broken(format!(
+                    "the delegation does not match the decision it cites: {} did not name these delegates by proposal {} at that time",
+                    shown.group.name,
+                    d.proposal.short()
+                ));
+            }
             Ok(())
         }
         RecordBody::Counterpart(c) => {
@@ -706,6 +730,26 @@ pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Res
                 if t.id() != c.treaty || !t.parties.contains(&c.group) {
                     return broken("the counterpart's treaty does not match");
                 }
+            }
+            let shown = c.proof.check()?;
+            let decided = match (&shown.proposal.action, &c.act) {
+                (Action::RatifyTreaty { treaty }, TreatyAct::Ratified(t)) => treaty == t,
+                (Action::RenewTreaty { treaty, end_ms }, TreatyAct::Renewed { end_ms: e }) => {
+                    *treaty == c.treaty && end_ms == e
+                }
+                (Action::EndTreaty { treaty }, TreatyAct::Ended) => *treaty == c.treaty,
+                _ => false,
+            };
+            if shown.group.id != c.group
+                || shown.proposal_id != c.proposal
+                || !decided
+                || shown.decision.decided_at_ms != c.at_ms
+            {
+                return broken(format!(
+                    "the treaty counterpart does not match the decision it cites: {} did not decide this by proposal {} at that time",
+                    shown.group.name,
+                    c.proposal.short()
+                ));
             }
             Ok(())
         }

@@ -25,6 +25,7 @@ pub mod distress;
 pub mod engine;
 pub mod governance;
 pub mod ledger;
+pub mod proof;
 pub mod record;
 pub mod rules;
 pub mod seal;

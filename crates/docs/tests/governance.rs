@@ -2,10 +2,13 @@
 //! outcomes whatever order the records reach it in; bad records are
 //! refused or count for nothing.
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_docs::distress::{Category, Escalation, Severity, Signal};
 use nestwork_docs::governance::{
-    Action, CharterEdit, Choice, Exit, Governance, Outcome, Proposal, Vote,
+    Action, CharterEdit, Choice, Counterpart, Decision, Delegation, Exit, Governance, Outcome,
+    Proposal, Treaty, TreatyAct, TreatyKind, Vote,
 };
+use nestwork_docs::proof::{DecisionProof, MemberProof};
 use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
@@ -27,19 +30,24 @@ fn writer(n: u8) -> Writer {
 
 /// A group founded by member 1 with members 2..=n admitted.
 fn founded(n: u8) -> SignedDoc {
+    group_of("Riverside", 1, &(2..=n).collect::<Vec<u8>>())
+}
+
+/// A group named `name` founded by `founder`, who admits `members`.
+fn group_of(name: &str, founder: u8, members: &[u8]) -> SignedDoc {
     let genesis = GroupGenesis {
-        name: "Riverside".into(),
+        name: name.into(),
         kind: GroupKind::Hub,
         parent: None,
         unit: "hours".into(),
         created_at_ms: T0,
-        nonce: [3; 16],
+        nonce: [founder; 16],
         charter: Charter::default(),
     };
-    let (mut doc, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
-    for m in 2..=n {
-        let body = admission(&doc, 1, m, T0 + u64::from(m));
-        add(&mut doc, 1, body).expect("admit");
+    let (mut doc, _) = SignedDoc::create_group(&writer(founder), genesis, T0).expect("found");
+    for &m in members {
+        let body = admission(&doc, founder, m, T0 + u64::from(m));
+        add(&mut doc, founder, body).expect("admit");
     }
     doc
 }
@@ -719,4 +727,261 @@ fn finding_2_a_founders_edit_after_others_joined_is_refused() {
 
 fn vote_free_proposal(at: u64) -> RecordBody {
     proposal(Action::ReaffirmArticle { article: 1 }, at)
+}
+
+/// Put `action` to `group`'s members `voters`, each voting `choice`, and
+/// have member `by` sign the decision; the proposal's id.
+fn decided(group: &mut SignedDoc, by: u8, voters: &[u8], action: Action, choice: Choice) -> Hash32 {
+    let p = add(group, by, proposal(action, T0 + 100)).expect("propose");
+    for &v in voters {
+        add(group, v, vote(p, choice, T0 + 200 + u64::from(v))).expect("vote");
+    }
+    decide(group, by, &p, T0 + 1_000).expect("every seat voted");
+    p
+}
+
+/// What `group` holds of `id`, as its signed bytes.
+fn bytes_of(group: &SignedDoc, id: &Hash32) -> Vec<u8> {
+    group.records()[id].encode()
+}
+
+/// Issue 14, finding 5: a delegation, a treaty counterpart and an
+/// escalation filed in a region carry the other group's signed records,
+/// and a node holding only the region refuses one that does not show what
+/// it claims: nobody who never was a member of the hub speaks for it.
+#[test]
+fn finding_5_facts_from_another_group_carry_proof() {
+    // The hub: 1 founded it, 2 and 3 joined. The region: 5 founded it, 2
+    // (a delegate-to-be) and 6 (a member of the region only) joined.
+    let mut hub = group_of("Riverside", 1, &[2, 3]);
+    let mut region = group_of("North Valley", 5, &[2, 6]);
+    let elsewhere = group_of("Hillside", 7, &[6]);
+    let now = T0 + 1_000;
+    let named = decided(
+        &mut hub,
+        1,
+        &[1, 2, 3],
+        Action::SetDelegates {
+            delegates: vec![writer(2).id()],
+        },
+        Choice::Yes,
+    );
+    let gov = governance_of(&hub, now + 1).expect("gov");
+    let state = gov.proposal(&named).expect("p");
+    assert_eq!(state.outcome, Outcome::Passed);
+    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
+    let hub_id = hub.id();
+    let delegation = |who: u8, proof: DecisionProof| {
+        RecordBody::Delegation(Delegation {
+            child: hub_id,
+            delegates: vec![writer(who).id()],
+            proposal: named,
+            from_ms: from,
+            until_ms: from + 28 * DAY,
+            proof,
+        })
+    };
+
+    // Forgeries by 6, who never was a member of the hub.
+    let mut copy = region.clone();
+    let err = add(&mut copy, 6, delegation(6, proof.clone())).expect_err("not the delegates named");
+    assert!(err.contains("does not match the decision"), "{err}");
+    let err = add(&mut copy, 6, delegation(6, DecisionProof::default())).expect_err("no proof");
+    assert!(err.contains("founding record"), "{err}");
+    let own_proposal = SignedRecord::sign(
+        writer(6).key(),
+        proposal(
+            Action::SetDelegates {
+                delegates: vec![writer(6).id()],
+            },
+            T0 + 100,
+        )
+        .encode(),
+    );
+    let own_decision = SignedRecord::sign(
+        writer(6).key(),
+        RecordBody::Decision(Decision {
+            proposal: own_proposal.id(),
+            counted: Vec::new(),
+            passed: true,
+            decided_at_ms: from,
+            signed_at_ms: from,
+        })
+        .encode(),
+    );
+    let forged = DecisionProof {
+        proposal: own_proposal.encode(),
+        decision: own_decision.encode(),
+        members: MemberProof::of(&hub.id(), hub.records(), &[]).expect("the founding record"),
+    };
+    let err = add(
+        &mut copy,
+        6,
+        RecordBody::Delegation(Delegation {
+            proposal: own_proposal.id(),
+            ..match delegation(6, forged.clone()) {
+                RecordBody::Delegation(d) => d,
+                _ => unreachable!(),
+            }
+        }),
+    )
+    .expect_err("6 is no member of the hub");
+    assert!(
+        err.contains("not shown to be a member of Riverside"),
+        "{err}"
+    );
+    // A modified node signs it anyway: every node holding the region
+    // refuses the change, whatever order it comes in.
+    let (_, signed_anyway) = region
+        .clone()
+        .sign_record_anyway(&writer(6), delegation(6, proof.clone()), now)
+        .expect("signed anyway");
+    let mut changes = region.changes_since(&[]);
+    changes.push(signed_anyway.clone());
+    for seed in 0..4 {
+        let (replica, refused) = shuffled_replica(region.id(), &changes, seed);
+        assert_eq!(refused.len(), 1, "seed {seed}");
+        assert!(refused.contains(&signed_anyway.hash.to_hex()));
+        assert_eq!(replica.records().len(), region.records().len());
+    }
+    // A decision that did not pass proves nothing.
+    let failed = decided(
+        &mut hub,
+        1,
+        &[1, 2, 3],
+        Action::SetDelegates {
+            delegates: vec![writer(3).id()],
+        },
+        Choice::No,
+    );
+    let gov = governance_of(&hub, now + 1).expect("gov");
+    let state = gov.proposal(&failed).expect("p");
+    assert_eq!(state.outcome, Outcome::Failed);
+    let no = DecisionProof {
+        proposal: bytes_of(&hub, &failed),
+        decision: bytes_of(&hub, &state.decisions[0]),
+        members: MemberProof::of(&hub.id(), hub.records(), &[writer(1).id()]).expect("chain"),
+    };
+    let err = no.check().expect_err("failed");
+    assert!(err.0.contains("did not pass"), "{}", err.0);
+    // The real delegate, with the real decision: accepted.
+    add(&mut region, 2, delegation(2, proof)).expect("the hub's delegate");
+
+    // A treaty counterpart: the hub ratified, 2 carries it over; 6 cannot
+    // pass off a ratification of their own making.
+    let (a, b) = if hub.id() < region.id() {
+        (hub.id(), region.id())
+    } else {
+        (region.id(), hub.id())
+    };
+    let treaty = Treaty {
+        parties: [a, b],
+        kind: TreatyKind::MutualAid,
+        terms: "Each answers the other's calls.".into(),
+        start_ms: T0,
+        end_ms: T0 + 365 * DAY,
+    };
+    let ratified = decided(
+        &mut hub,
+        1,
+        &[1, 2, 3],
+        Action::RatifyTreaty {
+            treaty: treaty.clone(),
+        },
+        Choice::Yes,
+    );
+    let gov = governance_of(&hub, now + 1).expect("gov");
+    let (proof, at) = DecisionProof::of(
+        &hub.id(),
+        hub.records(),
+        gov.proposal(&ratified).expect("p"),
+    )
+    .expect("proof");
+    let counterpart = |proposal: Hash32, proof: DecisionProof| {
+        RecordBody::Counterpart(Counterpart {
+            treaty: treaty.id(),
+            group: hub_id,
+            proposal,
+            act: TreatyAct::Ratified(treaty.clone()),
+            at_ms: at,
+            proof,
+        })
+    };
+    let own_ratification = SignedRecord::sign(
+        writer(6).key(),
+        proposal(
+            Action::RatifyTreaty {
+                treaty: treaty.clone(),
+            },
+            T0 + 100,
+        )
+        .encode(),
+    );
+    let err = add(
+        &mut copy,
+        6,
+        counterpart(
+            own_ratification.id(),
+            DecisionProof {
+                proposal: own_ratification.encode(),
+                ..forged
+            },
+        ),
+    )
+    .expect_err("6 is no member of the hub");
+    assert!(
+        err.contains("not shown to be a member of Riverside"),
+        "{err}"
+    );
+    let err = add(&mut copy, 6, counterpart(named, proof.clone())).expect_err("another proposal");
+    assert!(err.contains("does not match"), "{err}");
+    add(&mut region, 2, counterpart(ratified, proof)).expect("the hub's ratification");
+
+    // Escalations: 3 calls for help in the hub; 2 carries it up.
+    let signal = add(
+        &mut hub,
+        3,
+        RecordBody::Signal(Signal {
+            group: hub_id,
+            category: Category::Medical,
+            severity: Severity::High,
+            text: "help".into(),
+            location: None,
+            raised_at_ms: T0 + 300,
+            expires_at_ms: T0 + 300 + DAY,
+            seq: 1,
+            prev: None,
+        }),
+    )
+    .expect("raise");
+    let raiser = MemberProof::of(&hub.id(), hub.records(), &[writer(3).id()]).expect("chain");
+    let escalation = |origin: Hash32, raiser: MemberProof| {
+        RecordBody::Escalation(Escalation {
+            signal: bytes_of(&hub, &signal),
+            origin,
+            raiser,
+            path: vec![origin],
+            at_ms: T0 + 400,
+        })
+    };
+    // Filed in the region as if raised there, or passed off as a call
+    // from another group, or from the hub by someone never admitted there.
+    let as_raised = RecordBody::decode(&hub.records()[&signal].body).expect("a signal");
+    let err = add(&mut copy, 2, as_raised).expect_err("raised in the hub");
+    assert!(err.contains("cannot be filed in"), "{err}");
+    let hillside =
+        MemberProof::of(&elsewhere.id(), elsewhere.records(), &[writer(6).id()]).expect("chain");
+    let err = add(&mut copy, 6, escalation(elsewhere.id(), hillside)).expect_err("replayed");
+    assert!(err.contains("was raised in"), "{err}");
+    let err = add(
+        &mut copy,
+        2,
+        escalation(
+            hub.id(),
+            MemberProof::of(&hub.id(), hub.records(), &[]).expect("founding"),
+        ),
+    )
+    .expect_err("no admission of the raiser");
+    assert!(err.contains("the raiser"), "{err}");
+    add(&mut region, 2, escalation(hub.id(), raiser)).expect("a real escalation");
 }

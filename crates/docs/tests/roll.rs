@@ -94,8 +94,9 @@ fn replica_from(changes: &[SignedChange], id: Hash32) -> SignedDoc {
     doc
 }
 
-fn signal(seq: u64, at: u64) -> RecordBody {
+fn signal(group: Hash32, seq: u64, at: u64) -> RecordBody {
     RecordBody::Signal(Signal {
+        group,
         category: Category::Safety,
         severity: Severity::High,
         text: "help".into(),
@@ -274,7 +275,7 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
     );
     hostile.push(
         theirs
-            .sign_record_anyway(&writer(3), signal(1, T0 + 203), T0 + 203)
+            .sign_record_anyway(&writer(3), signal(theirs.id(), 1, T0 + 203), T0 + 203)
             .expect("signed anyway")
             .1,
     );

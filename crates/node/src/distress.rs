@@ -14,6 +14,7 @@ use nestwork_docs::distress::{
     MAX_EXPIRY_MS,
 };
 use nestwork_docs::governance::{Governance, TreatyKind, TreatyState};
+use nestwork_docs::proof::MemberProof;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{GroupView, RecordBody, SignedDoc};
 use serde::{Deserialize, Serialize};
@@ -108,10 +109,15 @@ fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
     distress::signals(doc.id(), doc.records(), now, &relations)
 }
 
-/// The raw signed record of signal `id` as `doc` holds it.
-fn signal_bytes(doc: &SignedDoc, id: &Hash32) -> Option<Vec<u8>> {
+/// The raw signed record of signal `id` as `doc` holds it, with the
+/// admissions showing its raiser was a member where it was raised: from
+/// the document itself for a signal raised here, from the escalation that
+/// carried it in otherwise.
+fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, MemberProof)> {
     if let Some(r) = doc.records().get(id) {
-        return Some(r.encode());
+        let proof = MemberProof::of(&doc.id(), doc.records(), &[r.author])
+            .filter(|p| p.admissions.len() <= distress::MAX_ADMISSION_CHAIN)?;
+        return Some((r.encode(), proof));
     }
     doc.records()
         .values()
@@ -120,7 +126,7 @@ fn signal_bytes(doc: &SignedDoc, id: &Hash32) -> Option<Vec<u8>> {
                 .signal()
                 .ok()
                 .filter(|(s, _)| s.id() == *id)
-                .map(|_| e.signal.clone()),
+                .map(|_| (e.signal, e.raiser)),
             _ => None,
         })
 }
@@ -147,6 +153,7 @@ impl Node {
             // be, so a flood costs its sender little.
             let last = doc.signal_head(&me);
             let body = RecordBody::Signal(Signal {
+                group: doc.id(),
                 category,
                 severity,
                 text: req.text.clone(),
@@ -482,7 +489,7 @@ impl Node {
                     if !member_there || holds(&t, &v.id) || v.path.contains(&t) {
                         continue;
                     }
-                    let Some(bytes) = signal_bytes(doc, &v.id) else {
+                    let Some((bytes, raiser)) = signal_with_proof(doc, &v.id) else {
                         continue;
                     };
                     let mut path = v.path.clone();
@@ -496,6 +503,7 @@ impl Node {
                         RecordBody::Escalation(Escalation {
                             signal: bytes,
                             origin: v.origin,
+                            raiser,
                             path,
                             at_ms: now,
                         }),

@@ -18,6 +18,7 @@ use nestwork_docs::governance::{
     Proposal, ProposalState, Treaty, TreatyAct, TreatyState, TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::{Account, CreditLimit, PayoutGate, Refusal};
+use nestwork_docs::proof::DecisionProof;
 use nestwork_docs::rules::RuleError;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{CharterView, GroupView, RecordBody, SignedDoc};
@@ -585,7 +586,7 @@ impl Node {
                 let ledger = docs.ledgers.get(group);
                 todo.extend(
                     decisions_due(gov, &me, now)
-                        .map(|d| Task::File(*group, RecordBody::Decision(d))),
+                        .map(|d| Task::File(*group, Box::new(RecordBody::Decision(d)))),
                 );
                 for p in gov
                     .proposals
@@ -609,30 +610,32 @@ impl Node {
                         _ => {}
                     }
                 }
-                // A delegate carries the group's delegation into the parent.
+                // A delegate carries the group's delegation into the
+                // parent, with the decision that named them.
                 if let (Some((delegates, until, proposal)), Some(parent)) =
                     (&gov.delegates, gov.parent)
                 {
-                    let from = gov
-                        .proposal(proposal)
-                        .and_then(|p| p.decided_at_ms)
-                        .unwrap_or(now);
                     let filed = docs.groups.get(&parent).is_some_and(|d| {
                         has_record(
                             d,
                             |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal),
                         )
                     });
-                    if delegates.contains(&me) && !filed && belongs(&parent) {
+                    let proof = (delegates.contains(&me) && !filed && belongs(&parent))
+                        .then(|| gov.proposal(proposal))
+                        .flatten()
+                        .and_then(|p| DecisionProof::of(group, doc.records(), p));
+                    if let Some((proof, from)) = proof {
                         todo.push(Task::File(
                             parent,
-                            RecordBody::Delegation(Delegation {
+                            Box::new(RecordBody::Delegation(Delegation {
                                 child: *group,
                                 delegates: delegates.clone(),
                                 proposal: *proposal,
                                 from_ms: from,
-                                until_ms: *until,
-                            }),
+                                until_ms: (*until).max(from + 1),
+                                proof,
+                            })),
                         ));
                     }
                 }
@@ -664,16 +667,20 @@ impl Node {
                             |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id),
                         )
                     });
-                    if !filed && belongs(&t.other) && gov.is_member(&me) {
+                    if filed || !belongs(&t.other) || !gov.is_member(&me) {
+                        continue;
+                    }
+                    if let Some((proof, at)) = DecisionProof::of(group, doc.records(), p) {
                         todo.push(Task::File(
                             t.other,
-                            RecordBody::Counterpart(Counterpart {
+                            Box::new(RecordBody::Counterpart(Counterpart {
                                 treaty,
                                 group: *group,
                                 proposal: p.id,
                                 act,
-                                at_ms: p.decided_at_ms.unwrap_or(now),
-                            }),
+                                at_ms: at,
+                                proof,
+                            })),
                         ));
                     }
                 }
@@ -683,7 +690,7 @@ impl Node {
             todo.extend(
                 self.due_distress_records(&docs, &govs)
                     .into_iter()
-                    .map(|(group, body)| Task::File(group, body)),
+                    .map(|(group, body)| Task::File(group, Box::new(body))),
             );
         }
         let mut written = 0;
@@ -695,7 +702,9 @@ impl Node {
                 Task::Payout(group, to, amount, memo, p) => self
                     .make_payment(group, Account::Commons, to, amount, &memo, Some(p))
                     .map(|_| ()),
-                Task::File(group, body) => self.write_group_record(group, |_| Ok(body)).map(|_| ()),
+                Task::File(group, body) => {
+                    self.write_group_record(group, |_| Ok(*body)).map(|_| ())
+                }
             };
             match done {
                 Ok(()) => written += 1,
@@ -1024,7 +1033,7 @@ impl Node {
 enum Task {
     Limit(Hash32, Option<MemberId>, i64, i64, Hash32),
     Payout(Hash32, Account, u64, String, Hash32),
-    File(Hash32, RecordBody),
+    File(Hash32, Box<RecordBody>),
 }
 
 /// The decisions this member's node signs now: once voting is over by its

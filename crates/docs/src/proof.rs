@@ -1,0 +1,262 @@
+//! Facts that cross from one group into another, with what a node holding
+//! only the receiving group needs to check them (`DESIGN.md` §1a).
+//!
+//! A group's id is the hash of its founding record, and every admission
+//! carries an invite ticket signed by the admitting member for that group.
+//! So a chain of admissions from the founder to a member shows, to anyone
+//! who knows only the group's id, that the member was admitted there
+//! ([`MemberProof`]). A decision of another group is shown by its signed
+//! proposal and its signed decision record, both by members shown that
+//! way ([`DecisionProof`]).
+//!
+//! What these cannot show, because only the other group's full records
+//! could: that a member has not left since, and that a decision would
+//! survive the other group's own recount (a member of that group can sign
+//! a decision its own nodes ignore). They do stop everyone who never was a
+//! member there.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nestwork_core::{Hash32, MemberId, SignedRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::governance::{Decision, Proposal, ProposalState};
+use crate::record::RecordBody;
+use crate::rules::RuleError;
+
+/// Most admissions a proof may cite (far more than fit in one record).
+pub const MAX_PROOF_ADMISSIONS: usize = 1_000;
+
+fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
+    Err(RuleError(msg.into()))
+}
+
+/// Shows that some members were admitted to a group: its founding record
+/// and the admissions leading from its founder to each of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProof {
+    /// The group's founding record (its id is the group's id; its author
+    /// the founder).
+    pub founding: Vec<u8>,
+    /// Admissions, each signed by the founder or by someone admitted by an
+    /// earlier one, for a ticket its signer issued for this group.
+    pub admissions: Vec<Vec<u8>>,
+}
+
+/// What a [`MemberProof`] shows, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenGroup {
+    /// The group's id.
+    pub id: Hash32,
+    /// Its name, from its founding record.
+    pub name: String,
+    /// The founder and everyone the admissions lead to.
+    pub members: BTreeSet<MemberId>,
+}
+
+impl ProvenGroup {
+    /// Refuse unless `member` is shown to be a member; `who` says in what
+    /// role (for the message).
+    pub fn vouch(&self, member: &MemberId, who: &str) -> Result<(), RuleError> {
+        if self.members.contains(member) {
+            return Ok(());
+        }
+        broken(format!(
+            "{who} {} is not shown to be a member of {}",
+            member.short(),
+            self.name
+        ))
+    }
+}
+
+impl MemberProof {
+    /// Check every signature, that `founding` founds a group, and that each
+    /// admission is signed by someone already shown to be a member, for a
+    /// ticket they issued for that group.
+    pub fn check(&self) -> Result<ProvenGroup, RuleError> {
+        let genesis = SignedRecord::decode_verified(&self.founding)
+            .map_err(|e| RuleError(format!("the founding record cited does not verify: {e}")))?;
+        let Ok(RecordBody::GroupGenesis(founding)) = RecordBody::decode(&genesis.body) else {
+            return broken("a proof must cite the group's founding record");
+        };
+        if self.admissions.len() > MAX_PROOF_ADMISSIONS {
+            return broken(format!(
+                "a proof cites at most {MAX_PROOF_ADMISSIONS} admissions"
+            ));
+        }
+        let id = genesis.id();
+        let mut members = BTreeSet::from([genesis.author]);
+        for bytes in &self.admissions {
+            let admission = SignedRecord::decode_verified(bytes)
+                .map_err(|e| RuleError(format!("an admission cited does not verify: {e}")))?;
+            let Ok(RecordBody::Admission(a)) = RecordBody::decode(&admission.body) else {
+                return broken("a proof cites a record that is not an admission");
+            };
+            if !members.contains(&admission.author) {
+                return broken(format!(
+                    "an admission cited was signed by {}, who is not shown to be a member of {}",
+                    admission.author.short(),
+                    founding.name
+                ));
+            }
+            a.check_ticket(&id, &admission.author).map_err(RuleError)?;
+            members.insert(a.member);
+        }
+        Ok(ProvenGroup {
+            id,
+            name: founding.name,
+            members,
+        })
+    }
+
+    /// The proof that `members` were admitted to `group`, from the group's
+    /// own records: its founding record and, for each member, the
+    /// admissions from the founder to them, each cited once, signers
+    /// before those they admitted. `None` when a member's admissions are
+    /// not all held.
+    pub fn of(
+        group: &Hash32,
+        records: &BTreeMap<Hash32, SignedRecord>,
+        members: &[MemberId],
+    ) -> Option<MemberProof> {
+        let genesis = records.get(group)?;
+        let founder = genesis.author;
+        let admissions: Vec<(&SignedRecord, MemberId)> = records
+            .values()
+            .filter_map(|r| match RecordBody::decode(&r.body) {
+                Ok(RecordBody::Admission(a)) if a.check_ticket(group, &r.author).is_ok() => {
+                    Some((r, a.member))
+                }
+                _ => None,
+            })
+            .collect();
+        // Who admitted whom, outward from the founder, so every signer is
+        // known before the admission it signed.
+        let mut admitted_by: BTreeMap<MemberId, (usize, &SignedRecord)> = BTreeMap::new();
+        let mut grew = true;
+        while grew
+            && members
+                .iter()
+                .any(|m| *m != founder && !admitted_by.contains_key(m))
+        {
+            grew = false;
+            for (r, newcomer) in &admissions {
+                let signer_known = r.author == founder || admitted_by.contains_key(&r.author);
+                if signer_known && *newcomer != founder && !admitted_by.contains_key(newcomer) {
+                    let depth = admitted_by.get(&r.author).map_or(0, |(d, _)| d + 1);
+                    admitted_by.insert(*newcomer, (depth, r));
+                    grew = true;
+                }
+            }
+        }
+        let mut cited: BTreeMap<(usize, Hash32), &SignedRecord> = BTreeMap::new();
+        for member in members {
+            let mut cursor = *member;
+            while cursor != founder {
+                let (depth, r) = admitted_by.get(&cursor)?;
+                if cited.insert((*depth, r.id()), r).is_some() {
+                    break;
+                }
+                cursor = r.author;
+            }
+        }
+        if cited.len() > MAX_PROOF_ADMISSIONS {
+            return None;
+        }
+        Some(MemberProof {
+            founding: genesis.encode(),
+            admissions: cited.values().map(|r| r.encode()).collect(),
+        })
+    }
+}
+
+/// Shows that another group decided a proposal: the proposal and its
+/// decision record as signed, and that their signers were admitted there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionProof {
+    /// The proposal's signed record.
+    pub proposal: Vec<u8>,
+    /// A signed decision on it that passed.
+    pub decision: Vec<u8>,
+    /// The proposer and the decision's signer were admitted there.
+    pub members: MemberProof,
+}
+
+/// What a [`DecisionProof`] shows, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenDecision {
+    /// The group that decided.
+    pub group: ProvenGroup,
+    /// The proposal's id.
+    pub proposal_id: Hash32,
+    /// The proposal.
+    pub proposal: Proposal,
+    /// The decision.
+    pub decision: Decision,
+}
+
+impl DecisionProof {
+    /// Check the signatures, that the proposal and the decision were
+    /// signed by members shown by the admissions, that the decision is on
+    /// that proposal, and that it passed.
+    pub fn check(&self) -> Result<ProvenDecision, RuleError> {
+        let group = self.members.check()?;
+        let proposal = SignedRecord::decode_verified(&self.proposal)
+            .map_err(|e| RuleError(format!("the proposal cited does not verify: {e}")))?;
+        let Ok(RecordBody::Proposal(p)) = RecordBody::decode(&proposal.body) else {
+            return broken("a decision proof must cite a proposal");
+        };
+        group.vouch(&proposal.author, "the proposer")?;
+        let decision = SignedRecord::decode_verified(&self.decision)
+            .map_err(|e| RuleError(format!("the decision cited does not verify: {e}")))?;
+        let Ok(RecordBody::Decision(d)) = RecordBody::decode(&decision.body) else {
+            return broken("a decision proof must cite a decision record");
+        };
+        group.vouch(&decision.author, "the decision's signer")?;
+        if d.proposal != proposal.id() {
+            return broken("the decision cited is on another proposal");
+        }
+        if !d.passed {
+            return broken(format!(
+                "the decision cited shows that {} did not pass the proposal",
+                group.name
+            ));
+        }
+        Ok(ProvenDecision {
+            group,
+            proposal_id: proposal.id(),
+            proposal: p,
+            decision: d,
+        })
+    }
+
+    /// The proof that `passed` (a proposal of `group` shown passed) was
+    /// decided, from the group's own records, with the time its cited
+    /// decision took effect: of the decision records in force, one that
+    /// passed it by itself, the one that settled it if it did. `None` when
+    /// no such record, or the admissions of the signers, are held.
+    pub fn of(
+        group: &Hash32,
+        records: &BTreeMap<Hash32, SignedRecord>,
+        passed: &ProposalState,
+    ) -> Option<(DecisionProof, u64)> {
+        let proposal = records.get(&passed.id)?;
+        let (decision, at) = passed
+            .decisions
+            .iter()
+            .filter_map(|id| {
+                let r = records.get(id)?;
+                match RecordBody::decode(&r.body) {
+                    Ok(RecordBody::Decision(d)) if d.passed => Some((r, d.decided_at_ms)),
+                    _ => None,
+                }
+            })
+            .min_by_key(|(r, at)| (Some(*at) != passed.decided_at_ms, r.id()))?;
+        let proof = DecisionProof {
+            proposal: proposal.encode(),
+            decision: decision.encode(),
+            members: MemberProof::of(group, records, &[proposal.author, decision.author])?,
+        };
+        Some((proof, at))
+    }
+}
