@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nestwork_core::Hash32;
 use nestwork_node::distress::{AnswerRequest, RaiseRequest};
 use nestwork_node::Clock;
-use nestwork_testkit::distress::{answer, raise, seen};
+use nestwork_testkit::distress::{answer, held, raise, seen};
 use nestwork_testkit::governance::{pass, roll_of};
 use nestwork_testkit::{group_of, loopback_config, wait_until, TestNode};
 
@@ -158,8 +158,10 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         "not before its time"
     );
 
-    // Past the escalation time (5 minutes): the unanswered one climbs to the
-    // region and crosses to the treaty partner; the answered one stays.
+    // Past the escalation time (5 minutes) from when the liaison's node
+    // first held it: the unanswered one climbs to the region and crosses
+    // to the treaty partner; the answered one stays.
+    held(liaison, &hub, &unanswered).await;
     clock.advance(Duration::from_secs(6 * 60));
     wait_until(
         "the signal in the region and at the treaty partner",
@@ -181,11 +183,13 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
     clock.advance(Duration::from_secs(6 * 60));
     // One not answered anywhere does climb on: hub, region, federation.
     let lonely = raise(&hub_nodes[4], &hub, "Eviction notice, bailiffs at the door");
+    held(liaison, &hub, &lonely).await;
     clock.advance(Duration::from_secs(6 * 60));
     wait_until("the third signal in the region", LIMIT, || {
         path_in(&region_node, &region, &lonely).is_some()
     })
     .await;
+    held(&region_node, &region, &lonely).await;
     clock.advance(Duration::from_secs(6 * 60));
     wait_until("the third signal in the federation", LIMIT, || {
         path_in(&region_node, &federation, &lonely) == Some(vec![hub, region])
@@ -394,4 +398,88 @@ async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
         score.is_some_and(|s| s < 0.0),
         "the flooder's score drops: {score:?}"
     );
+}
+
+/// Issue 14, finding 4, on real nodes. Node 2 (a member of the hub only)
+/// keeps a copy of the hub, and three hours later its modified node signs
+/// thirty signals on that copy, six minutes apart from the moment of the
+/// copy: every ten back is an hour older and none is earlier than what it
+/// builds on, so every node accepts them, and by their claimed times all
+/// are long past the escalation time. The liaison's node counts the
+/// escalation time from when it first held each one, so none climbs at
+/// once; and it carries at most `distress_per_hour` (10) of one raiser's
+/// calls into each group above in any hour, so the backdated chain does
+/// not flood the region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_4_backdated_signals_neither_escalate_early_nor_flood_the_region() {
+    use nestwork_docs::distress::{Category, Severity, Signal, MAX_EXPIRY_MS};
+    use nestwork_docs::{RecordBody, SignedDoc, Writer};
+    use nestwork_testkit::distress::nest;
+    use nestwork_testkit::key;
+
+    let nest = nest().await;
+    let [liaison, caller, in_region, _] = &nest.nodes[..] else {
+        panic!("four nodes");
+    };
+    let hub = nest.hub;
+    let mut copy = SignedDoc::empty(hub);
+    copy.apply(caller.node.export(&hub.to_hex()).expect("export").changes);
+    let then = caller.node.now_ms();
+    nest.clock.advance(Duration::from_secs(3 * 3600 + 600));
+
+    let device = Writer::new(key(2), [0x42; 8]);
+    let mut prev = None;
+    let mut ids = Vec::new();
+    let mut changes = Vec::new();
+    for k in 0..30u64 {
+        let at = then + k * 6 * 60_000;
+        let body = RecordBody::Signal(Signal {
+            group: hub,
+            category: Category::Other,
+            severity: Severity::Critical,
+            text: format!("backdated call {k}"),
+            location: None,
+            raised_at_ms: at,
+            expires_at_ms: at + MAX_EXPIRY_MS,
+            seq: k + 1,
+            prev,
+        });
+        let (id, change) = copy
+            .sign_record_anyway(&device, body, at)
+            .expect("signed anyway");
+        prev = Some(id);
+        ids.push(id);
+        changes.push(change);
+    }
+    caller
+        .net
+        .publish_raw(hub, nestwork_core::encoding::encode(&changes))
+        .await
+        .expect("publish");
+    for id in &ids {
+        held(liaison, &hub, id).await;
+    }
+    let in_the_region = || {
+        in_region
+            .node
+            .distress_list(Some(&nest.region.to_hex()), true)
+            .map_or(0, |l| {
+                l.iter()
+                    .filter(|s| s.view.raiser == caller.member())
+                    .count()
+            })
+    };
+    // Several ticks: by their claimed times all are hours overdue.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(in_the_region(), 0, "none climbs before its time here");
+
+    nest.clock.advance(Duration::from_secs(6 * 60));
+    wait_until("ten calls in the region", LIMIT, || in_the_region() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(in_the_region(), 10, "at most ten of one raiser's an hour");
+
+    nest.clock.advance(Duration::from_secs(3600));
+    wait_until("ten more an hour later", LIMIT, || in_the_region() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(in_the_region(), 20);
 }

@@ -56,6 +56,10 @@ pub struct AnswerRequest {
 pub struct SignalItem {
     /// The origin group's name, if this node holds it.
     pub origin_name: Option<String>,
+    /// When this node first held it where it is seen (noted on the tick
+    /// after it arrived); its escalation time counts from then.
+    #[serde(default)]
+    pub held_since_ms: Option<u64>,
     /// The signal as seen here.
     #[serde(flatten)]
     pub view: SignalView,
@@ -131,7 +135,61 @@ fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, MemberPro
         })
 }
 
+/// Where the time this node first held signal `signal` in `group` is kept
+/// (an id no document has, so no change ever erases it).
+fn held_mark(group: &Hash32, signal: &Hash32) -> Hash32 {
+    Hash32::of_parts(&[b"nestwork/signal-held/v1", &group.0, &signal.0])
+}
+
+/// When this node first held each open signal, by (group, signal), as far
+/// as it has noted them (see [`Node::held_since`]).
+pub(crate) type FirstHeld = std::sync::Mutex<BTreeMap<(Hash32, Hash32), u64>>;
+
 impl Node {
+    /// When this node first held signal `signal` in `group`: noted now
+    /// the first time it is asked, in memory and in the store, so that a
+    /// restart does not start the count again.
+    fn held_since(&self, group: &Hash32, signal: &Hash32, now: u64) -> u64 {
+        let mut held = self
+            .first_held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = held.get(&(*group, *signal)) {
+            return *at;
+        }
+        let mark = held_mark(group, signal);
+        let stored = self
+            .store
+            .mark(&mark)
+            .ok()
+            .flatten()
+            .and_then(|b| nestwork_core::encoding::decode::<u64>("held since", &b, 16).ok());
+        let at = match stored {
+            Some(at) => at,
+            None => {
+                if let Err(e) = self
+                    .store
+                    .set_mark(&mark, &nestwork_core::encoding::encode(&now))
+                {
+                    tracing::warn!(error = %e, "could not note when a signal arrived");
+                }
+                now
+            }
+        };
+        held.insert((*group, *signal), at);
+        at
+    }
+
+    /// What [`Node::held_since`] has noted for `signal` in `group`, if
+    /// anything, without noting it.
+    fn held_noted(&self, group: &Hash32, signal: &Hash32) -> Option<u64> {
+        self.first_held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&(*group, *signal))
+            .copied()
+    }
+
     /// Raise a signal in group `sel`. Only members on the roll may; the
     /// rate limit and every other rule are checked as a peer would.
     pub fn distress_raise(&self, sel: &str, req: &RaiseRequest) -> Result<SignalView, NodeError> {
@@ -256,6 +314,7 @@ impl Node {
                     .get(&view.origin)
                     .and_then(GroupView::of)
                     .map(|g| g.name),
+                held_since_ms: self.held_noted(&view.seen_in, &view.id),
                 view,
             })
             .collect();
@@ -459,6 +518,18 @@ impl Node {
                 .get(group)
                 .is_some_and(|l| l.iter().any(|x| x.id == *id))
         };
+        // How many of a raiser's signals were carried into a group in the
+        // last hour (held there, or filed this tick).
+        let mut carried_in: BTreeMap<(Hash32, MemberId), u32> = BTreeMap::new();
+        for (t, list) in signals {
+            for x in list {
+                if !x.path.is_empty()
+                    && now < x.arrived_at_ms.saturating_add(distress::RATE_WINDOW_MS)
+                {
+                    *carried_in.entry((*t, x.raiser)).or_default() += 1;
+                }
+            }
+        }
         let mut out = Vec::new();
         for (g, gov) in govs {
             let Some(doc) = docs.groups.get(g) else {
@@ -468,11 +539,21 @@ impl Node {
                 continue;
             }
             let wait = gov.rules.distress_escalation_secs.saturating_mul(1000);
+            // The raiser's rate limit holds upward too: however many
+            // signals a modified node got into this group (a backdated
+            // chain), this node carries at most this many of one raiser's
+            // into another group in any hour.
+            let per_hour = gov.rules.distress_per_hour.max(1);
             for v in signals.get(g).into_iter().flatten() {
-                if answered.contains(&v.id)
-                    || v.status != SignalStatus::Open
-                    || now < v.arrived_at_ms.saturating_add(wait)
-                {
+                if answered.contains(&v.id) || v.status != SignalStatus::Open {
+                    continue;
+                }
+                // The members here have had the escalation time to answer
+                // since this node could first show it them: a time the
+                // raiser backdated (building on old records) or a signal
+                // that reaches this node late does not cut that short.
+                let since = v.arrived_at_ms.max(self.held_since(g, &v.id, now));
+                if now < since.saturating_add(wait) {
                     continue;
                 }
                 let mut targets: Vec<Hash32> = gov.parent.into_iter().collect();
@@ -486,7 +567,12 @@ impl Node {
                 }
                 for t in targets {
                     let member_there = govs.get(&t).is_some_and(|tg| tg.is_member(&me));
-                    if !member_there || holds(&t, &v.id) || v.path.contains(&t) {
+                    let carried = carried_in.entry((t, v.raiser)).or_default();
+                    if !member_there
+                        || holds(&t, &v.id)
+                        || v.path.contains(&t)
+                        || *carried >= per_hour
+                    {
                         continue;
                     }
                     let Some((bytes, raiser)) = signal_with_proof(doc, &v.id) else {
@@ -498,6 +584,7 @@ impl Node {
                     } else {
                         path.push(*g);
                     }
+                    *carried += 1;
                     out.push((
                         t,
                         RecordBody::Escalation(Escalation {
@@ -512,5 +599,37 @@ impl Node {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nestwork_core::{Hash32, MemberKey};
+
+    use crate::{DataDir, Node};
+
+    /// The escalation time counts from when this node first held a
+    /// signal; a restart must not start it again (nor a crash: the time is
+    /// in the store, not only in memory).
+    #[test]
+    fn when_a_signal_was_first_held_survives_a_restart() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::new(tmp.path());
+        let (group, signal) = (Hash32([1; 32]), Hash32([2; 32]));
+        let first = {
+            let node = Node::open(&dir, MemberKey::from_secret([1; 32])).expect("open");
+            let now = node.now_ms();
+            assert_eq!(node.held_noted(&group, &signal), None);
+            assert_eq!(node.held_since(&group, &signal, now), now);
+            assert_eq!(node.held_since(&group, &signal, now + 60_000), now);
+            node.store.flush().expect("flush");
+            now
+        };
+        let node = Node::open(&dir, MemberKey::from_secret([1; 32])).expect("reopen");
+        assert_eq!(node.held_since(&group, &signal, first + 600_000), first);
+        assert_eq!(node.held_noted(&group, &signal), Some(first));
+        // Held in another group: counted there from its own moment.
+        let region = Hash32([3; 32]);
+        assert_eq!(node.held_since(&region, &signal, first + 5), first + 5);
     }
 }

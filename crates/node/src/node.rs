@@ -478,6 +478,8 @@ pub struct Node {
     load_time: Duration,
     pub(crate) clock: Clock,
     seal: Mutex<crate::seal::SealMemory>,
+    /// When this node first held each open distress signal.
+    pub(crate) first_held: crate::distress::FirstHeld,
     /// What the network looks up on its loop, without this node's lock.
     pub(crate) directory: Directory,
     /// Cold ledger periods read back to answer peers' syncs.
@@ -603,6 +605,7 @@ impl Node {
             load_time: Duration::ZERO,
             clock,
             seal: Mutex::default(),
+            first_held: Mutex::default(),
             directory: Directory::default(),
             served: ServedPeriods::default(),
         };

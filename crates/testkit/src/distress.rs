@@ -56,6 +56,26 @@ pub fn seen(n: &TestNode, group: Option<&Hash32>, signal: &Hash32) -> Option<Sig
         .map(|s| s.view)
 }
 
+/// Wait until `n` holds `signal` in `group` and has noted when it first
+/// did (its tick does, just after it arrives): escalation counts from
+/// then, so a test that moves the clock past the escalation time waits
+/// for this first.
+pub async fn held(n: &TestNode, group: &Hash32, signal: &Hash32) {
+    wait_until(
+        "the node to note when it first held the call",
+        LIMIT,
+        || {
+            n.node
+                .distress_list(Some(&group.to_hex()), true)
+                .is_ok_and(|l| {
+                    l.iter()
+                        .any(|s| s.view.id == *signal && s.held_since_ms.is_some())
+                })
+        },
+    )
+    .await;
+}
+
 /// A hub, the region above it and a mutual-aid treaty partner, on four
 /// nodes that share a clock the test moves.
 pub struct Nest {
@@ -160,10 +180,7 @@ impl Nest {
             panic!("four nodes");
         };
         let signal = raise(caller, &self.hub, text);
-        wait_until("the call on the liaison's node", LIMIT, || {
-            seen(&self.nodes[0], Some(&self.hub), &signal).is_some()
-        })
-        .await;
+        held(&self.nodes[0], &self.hub, &signal).await;
         self.clock.advance(PAST_ESCALATION);
         wait_until("the call in the region and at the partner", LIMIT, || {
             seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == vec![self.hub])
