@@ -808,6 +808,7 @@ impl SignedDoc {
         )?;
         self.check_references(
             &body,
+            None,
             &writer.id(),
             &Pending::default(),
             &Pending::default(),
@@ -1326,7 +1327,23 @@ impl SignedDoc {
                     id.short()
                 ));
             }
-            if RecordBody::decode(&existing.body).is_ok_and(|b| roll::is_roll_record(&b)) {
+            // Put again on another branch, it is judged against this
+            // change's causal past as if it were new: otherwise the verdict
+            // would depend on whether the receiver already held it (a
+            // record valid where it was first put, replayed on a branch
+            // where it claims a time too early, or names what is not there).
+            if existing.author != author {
+                return Err(format!(
+                    "record signed by {} was put in by {author}",
+                    existing.author
+                ));
+            }
+            let body = RecordBody::decode(&existing.body).map_err(|e| e.to_string())?;
+            self.check_references(&body, Some(&id), &author, batch, pending, past)?;
+            if let Some(claimed) = roll::claimed_ms(&body) {
+                pending.claims.push((claimed, body.kind_name()));
+            }
+            if roll::is_roll_record(&body) {
                 pending.roll_records.push(existing.clone());
             }
             return Ok(());
@@ -1361,7 +1378,7 @@ impl SignedDoc {
             },
         )
         .map_err(|e| e.0)?;
-        self.check_references(&body, &author, batch, pending, past)?;
+        self.check_references(&body, Some(&id), &author, batch, pending, past)?;
         if let Some(claimed) = roll::claimed_ms(&body) {
             pending.claims.push((claimed, body.kind_name()));
         }
@@ -1423,6 +1440,7 @@ impl SignedDoc {
         )?;
         self.check_references(
             body,
+            None,
             author,
             &Pending::default(),
             &Pending::default(),
@@ -1439,10 +1457,11 @@ impl SignedDoc {
     /// Rules that look at the records a governance record names: a vote's
     /// proposal must be in the document (the voter saw it, so it is in the
     /// vote's causal past), and only the creator edits the charter
-    /// directly.
+    /// directly. `id` is the record's own id once it is signed.
     fn check_references(
         &self,
         body: &RecordBody,
+        id: Option<&Hash32>,
         author: &MemberId,
         batch: &Pending,
         pending: &Pending,
@@ -1537,9 +1556,15 @@ impl SignedDoc {
                 let per_hour = self
                     .genesis()
                     .map_or(10, |(_, g)| g.charter.rules.distress_per_hour);
+                // Another signal with this number (this one put again on
+                // another branch is no fork).
                 let taken = [&self.distress, &batch.distress, &pending.distress]
                     .iter()
-                    .any(|d| d.chain.contains_key(&(*author, s.seq)));
+                    .any(|d| {
+                        d.chain
+                            .get(&(*author, s.seq))
+                            .is_some_and(|held| Some(held) != id)
+                    });
                 let lookup =
                     |id: &Hash32| match find(id).map(|r| (r.author, RecordBody::decode(&r.body))) {
                         Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),

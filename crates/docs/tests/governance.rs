@@ -16,17 +16,13 @@ use nestwork_docs::{
 use proptest::prelude::*;
 
 mod common;
-use common::shuffled_replica;
+use common::{shuffled_replica, writer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 const T0: u64 = 1_700_000_000_000;
 const DAY: u64 = 24 * 3600 * 1000;
-
-fn writer(n: u8) -> Writer {
-    Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
-}
 
 /// A group founded by member 1 with members 2..=n admitted.
 fn founded(n: u8) -> SignedDoc {
@@ -984,4 +980,59 @@ fn finding_5_facts_from_another_group_carry_proof() {
     .expect_err("no admission of the raiser");
     assert!(err.contains("the raiser"), "{err}");
     add(&mut region, 2, escalation(hub.id(), raiser)).expect("a real escalation");
+}
+
+/// Found by the decisions property test: a record put again, by another
+/// device of its author, on a branch where it claims a time too early
+/// was judged only where the receiver did not hold it yet, so replicas
+/// kept different changes depending on the order. It is judged against
+/// each change's own causal past now: refused on that branch in every
+/// order, kept where it was first put.
+#[test]
+fn a_record_put_again_on_another_branch_is_judged_there() {
+    let mut doc = founded(3);
+    let p = add(&mut doc, 1, vote_free_proposal(T0 + 100)).expect("propose");
+    // Member 2's first device votes on what it holds now.
+    let mut early = doc.clone();
+    let ballot = vote(p, Choice::Yes, T0 + 200);
+    let (_, first) = early
+        .add_record(&writer(2), ballot.clone(), &mut NoLedger, T0 + 200)
+        .expect("vote");
+    // An hour of business later, another device of member 2 puts the same
+    // signed vote in again, on top of it all.
+    add(&mut doc, 1, vote_free_proposal(T0 + 3_600_000)).expect("later");
+    let device = Writer::new(MemberKey::from_secret([2; 32]), [0x22; 8]);
+    let (again_id, again) = doc
+        .clone()
+        .sign_record_anyway(&device, ballot, T0 + 3_600_000)
+        .expect("signed anyway");
+    assert!(early.records().contains_key(&again_id), "the same record");
+    let mut changes = doc.changes_since(&[]);
+    changes.push(first.clone());
+    changes.push(again.clone());
+    for seed in 0..8 {
+        let (replica, refused) = shuffled_replica(doc.id(), &changes, seed);
+        assert_eq!(refused.len(), 1, "seed {seed}");
+        assert!(refused.contains(&again.hash.to_hex()), "seed {seed}");
+        assert!(replica.records().contains_key(&again_id), "seed {seed}");
+    }
+    // The same when the branch that puts it again comes first.
+    let mut replica = SignedDoc::empty(doc.id());
+    let report = replica.apply(doc.changes_since(&[]));
+    assert!(report.rejected.is_empty());
+    let report = replica.apply(vec![again.clone()]);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert!(
+        report.rejected[0].reason.contains("claims a time"),
+        "{:?}",
+        report.rejected
+    );
+    let report = replica.apply(vec![first]);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let report = replica.apply(vec![again]);
+    assert_eq!(
+        report.rejected.len(),
+        1,
+        "held or not, the branch is refused"
+    );
 }

@@ -2,25 +2,19 @@
 //! author may write a change is decided by the roll at the change's causal
 //! past, the same on every replica whatever order the changes reach it in.
 
-use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_core::{Hash32, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::governance::{Action, Choice, Exit, Proposal, Vote};
 use nestwork_docs::view::{decision_due, governance_of};
-use nestwork_docs::{
-    Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
-};
+use nestwork_docs::{Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 mod common;
-use common::shuffled_replica;
+use common::{shuffled_replica, writer};
 
 const T0: u64 = 1_700_000_000_000;
-
-fn writer(n: u8) -> Writer {
-    Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
-}
 
 fn admission(doc: &SignedDoc, by: u8, m: u8, ticket: u8, at: u64) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(

@@ -1,10 +1,16 @@
-//! Test helpers shared by the document tests.
+//! Test helpers shared by the document tests (each test file uses some).
+#![allow(dead_code)]
 
-use nestwork_core::{Hash32, SignedChange};
-use nestwork_docs::SignedDoc;
+use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_docs::{SignedDoc, Writer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+/// Member `n`'s key and device (the same on every test replica).
+pub fn writer(n: u8) -> Writer {
+    Writer::new(MemberKey::from_secret([n; 32]), [n; 8])
+}
 
 /// Deliver `changes` to a fresh replica of `id` in a shuffled order and
 /// batches of 1 to 4, some twice; return it with the hashes it refused.

@@ -1,0 +1,430 @@
+//! Decisions that hold (issue 14), as a property. Five members propose,
+//! vote, decide, raise distress signals and answer them, each on their own
+//! replica with a clock up to two minutes off, syncing now and then; some
+//! votes are cast late by a modified node, on a stale copy, claiming a
+//! time just before the deadline. Then every change reaches fresh replicas
+//! in random orders and batches, some twice.
+//!
+//! - No outcome a member's node showed (passed or failed, at its own
+//!   clock) ever changes, on that node or on any other.
+//! - Every replica, after every batch, shows only final outcomes.
+//! - Every replica ends with the same changes kept, the same outcomes,
+//!   roll and distress states, equal to a replica given everything at once.
+//!
+//! Decisions are signed by the proposer's node, as the node does. What is
+//! not covered: a second decision signed beside it (a hostile member's, or
+//! another member's after the grace period while the proposer's is cut
+//! off), which decisions side by side count together (see the README's
+//! trust model).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::distress::{self, Answer, AnswerKind, Category, Severity, Signal, SignalStatus};
+use nestwork_docs::governance::{Action, Choice, Outcome, Proposal, Vote};
+use nestwork_docs::view::{decision_due, governance_of};
+use nestwork_docs::{
+    Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
+};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+mod common;
+use common::writer;
+
+const T0: u64 = 1_700_000_000_000;
+const MEMBERS: u8 = 5;
+/// The voting period (the founding charter's).
+const PERIOD_MS: u64 = 60_000;
+/// Long after everything: where final outcomes are read.
+const END: u64 = T0 + 30 * 24 * 3600 * 1000;
+
+/// One step: what member `who` does (with `other` and `pick` choosing its
+/// object), `dt` milliseconds after the step before.
+#[derive(Clone, Debug)]
+struct Step {
+    op: u8,
+    who: u8,
+    other: u8,
+    pick: u8,
+    dt: u32,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        0u8..12,
+        1u8..=MEMBERS,
+        1u8..=MEMBERS,
+        any::<u8>(),
+        0u32..40_000,
+    )
+        .prop_map(|(op, who, other, pick, dt)| Step {
+            op,
+            who,
+            other,
+            pick,
+            dt,
+        })
+}
+
+/// What the history left: the group, every change anyone made (hostile
+/// ones included) and what each member's node showed as it went.
+struct History {
+    group: Hash32,
+    /// The moment the history ended (where distress states are compared).
+    last: u64,
+    changes: Vec<SignedChange>,
+    shown: BTreeMap<Hash32, Outcome>,
+}
+
+fn proposals_in(doc: &SignedDoc) -> Vec<(Hash32, MemberId, Proposal)> {
+    doc.records()
+        .iter()
+        .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+            Ok(RecordBody::Proposal(p)) => Some((*id, r.author, p)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals_in(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, SignalStatus> {
+    let none = |_: &Hash32, _: u64| false;
+    let relations = distress::Relations {
+        escalation_from: &none,
+        answer_from: &none,
+    };
+    distress::signals(doc.id(), doc.records(), now, &relations)
+        .into_iter()
+        .map(|v| (v.id, v.status))
+        .collect()
+}
+
+/// Outcomes shown (passed or failed) by `doc` at `now`.
+fn shown_by(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, Outcome> {
+    governance_of(doc, now)
+        .map(|g| {
+            g.proposals
+                .iter()
+                .filter(|p| matches!(p.outcome, Outcome::Passed | Outcome::Failed))
+                .map(|p| (p.id, p.outcome))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
+    let mut charter = Charter::default();
+    charter.rules.voting_period_secs = PERIOD_MS / 1000;
+    let genesis = GroupGenesis {
+        name: "Hub".into(),
+        kind: GroupKind::Hub,
+        parent: None,
+        unit: "hours".into(),
+        created_at_ms: T0,
+        nonce: [14; 16],
+        charter,
+    };
+    let (mut founder, _) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
+    let group = founder.id();
+    for m in 2..=MEMBERS {
+        let body = RecordBody::Admission(Admission::self_issued(
+            writer(1).key(),
+            &group,
+            writer(m).id(),
+            Hash32([m; 32]),
+            T0 + u64::from(m),
+        ));
+        founder
+            .add_record(&writer(1), body, &mut NoLedger, T0)
+            .expect("admit");
+    }
+    let mut replicas: BTreeMap<u8, SignedDoc> = BTreeMap::new();
+    for m in 1..=MEMBERS {
+        let mut r = founder.clone();
+        r.set_writer(&writer(m));
+        replicas.insert(m, r);
+    }
+    // What each member's modified node kept to sign late votes on.
+    let mut stale: BTreeMap<u8, SignedDoc> = replicas.clone();
+    let mut hostile: Vec<SignedChange> = Vec::new();
+    let mut shown: BTreeMap<Hash32, Outcome> = BTreeMap::new();
+    let mut global = T0 + 1_000;
+    let now_of = |m: u8, global: u64| global.saturating_add_signed(skews[usize::from(m) - 1]);
+
+    let mut all_steps: Vec<Step> = steps.to_vec();
+    // At the end: time passes, everyone syncs with everyone, and each
+    // proposer decides what is due.
+    for who in 1..=MEMBERS {
+        for other in 1..=MEMBERS {
+            all_steps.push(Step {
+                op: 0,
+                who,
+                other,
+                pick: 0,
+                dt: if who == 1 && other == 1 { 600_000 } else { 0 },
+            });
+        }
+    }
+    for who in 1..=MEMBERS {
+        all_steps.push(Step {
+            op: 7,
+            who,
+            other: who,
+            pick: 0,
+            dt: 0,
+        });
+    }
+    for who in 1..=MEMBERS {
+        for other in 1..=MEMBERS {
+            all_steps.push(Step {
+                op: 0,
+                who,
+                other,
+                pick: 0,
+                dt: 0,
+            });
+        }
+    }
+
+    for s in &all_steps {
+        global += u64::from(s.dt);
+        let (who, other) = (s.who, s.other);
+        let now = now_of(who, global);
+        let w = writer(who);
+        match s.op {
+            0 | 1 => {
+                let theirs = replicas[&other].changes_since(&[]);
+                replicas.get_mut(&who).expect("replica").apply(theirs);
+            }
+            2 => {
+                let action = match s.pick % 3 {
+                    0 => Action::AddArticle {
+                        title: "Tools".into(),
+                        text: format!("Tools are shared ({}).", s.pick),
+                    },
+                    1 => Action::SetRule {
+                        rule: "approval_percent".into(),
+                        value: (50 + u32::from(s.pick % 40)).to_string(),
+                    },
+                    _ => Action::RemoveMember {
+                        member: writer(other).id(),
+                    },
+                };
+                let body = RecordBody::Proposal(Proposal {
+                    action,
+                    submitted_at_ms: now,
+                });
+                let r = replicas.get_mut(&who).expect("replica");
+                let _ = r.add_record(&w, body, &mut NoLedger, now);
+            }
+            3..=5 => {
+                let r = replicas.get_mut(&who).expect("replica");
+                let known = proposals_in(r);
+                if let Some((p, _, _)) = known.get(usize::from(s.pick) % known.len().max(1)) {
+                    let choice = [Choice::Yes, Choice::Yes, Choice::No, Choice::Abstain]
+                        [usize::from(s.pick) % 4];
+                    let body = RecordBody::Vote(Vote {
+                        proposal: *p,
+                        choice,
+                        cast_at_ms: now,
+                        for_group: None,
+                    });
+                    let _ = r.add_record(&w, body, &mut NoLedger, now);
+                }
+            }
+            6 => {
+                // A modified node votes late, claiming a moment just
+                // before the deadline, on the copy it kept (or on what it
+                // holds now).
+                let copy = if s.pick % 2 == 0 {
+                    stale.get(&who).expect("copy").clone()
+                } else {
+                    replicas[&who].clone()
+                };
+                let known = proposals_in(&copy);
+                if let Some((p, _, proposal)) = known.get(usize::from(s.pick) % known.len().max(1))
+                {
+                    let deadline = proposal.submitted_at_ms + PERIOD_MS;
+                    let body = RecordBody::Vote(Vote {
+                        proposal: *p,
+                        choice: if s.pick % 3 == 0 {
+                            Choice::No
+                        } else {
+                            Choice::Yes
+                        },
+                        cast_at_ms: deadline - 500,
+                        for_group: None,
+                    });
+                    // Signed as another device: the same device writing on
+                    // two branches forks its own history, which every node
+                    // holds against it whichever branch it saw first.
+                    let device = Writer::new(
+                        w.key().clone(),
+                        [0x80, who, hostile.len() as u8, 0, 0, 0, 0, 1],
+                    );
+                    let mut copy = copy;
+                    if let Ok((_, change)) = copy.sign_record_anyway(&device, body, now) {
+                        hostile.push(change);
+                    }
+                }
+            }
+            7 => {
+                // The proposer's node decides what is due by its clock.
+                let r = replicas.get_mut(&who).expect("replica");
+                let mine: Vec<Hash32> = proposals_in(r)
+                    .into_iter()
+                    .filter(|(_, by, _)| *by == w.id())
+                    .map(|(id, _, _)| id)
+                    .collect();
+                for p in mine {
+                    if let Some(decision) = decision_due(r, &p, now) {
+                        let _ = r.add_record(&w, decision, &mut NoLedger, now);
+                    }
+                }
+            }
+            8 => {
+                let r = replicas.get_mut(&who).expect("replica");
+                let last = r.signal_head(&w.id());
+                let body = RecordBody::Signal(Signal {
+                    group,
+                    category: Category::Medical,
+                    severity: Severity::High,
+                    text: format!("help {}", s.pick),
+                    location: None,
+                    raised_at_ms: now,
+                    expires_at_ms: now + 3_600_000,
+                    seq: last.map_or(1, |(seq, _)| seq + 1),
+                    prev: last.map(|(_, id)| id),
+                });
+                let _ = r.add_record(&w, body, &mut NoLedger, now);
+            }
+            9 => {
+                let r = replicas.get_mut(&who).expect("replica");
+                let held: Vec<Hash32> = signals_in(r, now).into_keys().collect();
+                if let Some(signal) = held.get(usize::from(s.pick) % held.len().max(1)) {
+                    let kind = if s.pick % 4 == 0 {
+                        AnswerKind::Resolve
+                    } else {
+                        AnswerKind::Ack
+                    };
+                    let body = RecordBody::Answer(Answer {
+                        signal: *signal,
+                        kind,
+                        text: String::new(),
+                        at_ms: now,
+                    });
+                    let _ = r.add_record(&w, body, &mut NoLedger, now);
+                }
+            }
+            _ => {
+                stale.insert(who, replicas[&who].clone());
+            }
+        }
+        // What every member's node shows now, by its own clock: once shown,
+        // an outcome never changes.
+        for (m, r) in &replicas {
+            for (p, outcome) in shown_by(r, now_of(*m, global)) {
+                let before = *shown.entry(p).or_insert(outcome);
+                prop_assert_eq!(before, outcome, "member {}'s node changed {:?}", m, p);
+            }
+        }
+    }
+    let mut all: BTreeMap<Hash32, SignedChange> = BTreeMap::new();
+    for c in replicas
+        .values()
+        .flat_map(|r| r.changes_since(&[]))
+        .chain(hostile)
+    {
+        all.entry(c.hash).or_insert(c);
+    }
+    Ok(History {
+        group,
+        last: global,
+        changes: all.into_values().collect(),
+        shown,
+    })
+}
+
+/// What a replica ends with, compared across replicas.
+#[derive(Debug, PartialEq, Eq)]
+struct Final {
+    kept: BTreeSet<Hash32>,
+    outcomes: BTreeMap<Hash32, Outcome>,
+    roll: BTreeSet<MemberId>,
+    signals: BTreeMap<Hash32, SignalStatus>,
+}
+
+fn final_of(doc: &SignedDoc, last: u64) -> Final {
+    let gov = governance_of(doc, END).expect("governance");
+    Final {
+        kept: doc.changes_since(&[]).iter().map(|c| c.hash).collect(),
+        outcomes: gov.proposals.iter().map(|p| (p.id, p.outcome)).collect(),
+        roll: gov.roll.keys().copied().collect(),
+        signals: signals_in(doc, last),
+    }
+}
+
+/// Deliver `changes` in a random order and batches, some twice, checking
+/// after every batch that what the replica shows is final.
+fn deliver(h: &History, everything: &Final, seed: u64) -> Result<Final, TestCaseError> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order = h.changes.clone();
+    order.shuffle(&mut rng);
+    let mut doc = SignedDoc::empty(h.group);
+    let mut held: Vec<SignedChange> = Vec::new();
+    let mut rest = order.as_slice();
+    let check = |doc: &SignedDoc| -> Result<(), TestCaseError> {
+        for (p, outcome) in shown_by(doc, END) {
+            prop_assert_eq!(Some(&outcome), everything.outcomes.get(&p), "{:?}", p);
+        }
+        Ok(())
+    };
+    while !rest.is_empty() {
+        let n = rng.gen_range(1..=rest.len().min(6));
+        let (now, later) = rest.split_at(n);
+        rest = later;
+        let mut batch = std::mem::take(&mut held);
+        batch.extend(now.iter().cloned());
+        if rng.gen_bool(0.3) {
+            batch.extend(now.iter().cloned());
+        }
+        held = doc.apply(batch).missing_deps;
+        check(&doc)?;
+    }
+    for _ in 0..h.changes.len() {
+        if held.is_empty() {
+            break;
+        }
+        let before = held.len();
+        held = doc.apply(held).missing_deps;
+        check(&doc)?;
+        if held.len() == before {
+            break;
+        }
+    }
+    Ok(final_of(&doc, h.last))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn no_outcome_changes_once_shown_and_every_replica_agrees(
+        steps in prop::collection::vec(step(), 10..70),
+        skews in prop::collection::vec(-120_000i64..=120_000, usize::from(MEMBERS)),
+        seed in any::<u64>(),
+    ) {
+        let h = play(&steps, &skews)?;
+        let mut at_once = SignedDoc::empty(h.group);
+        at_once.apply(h.changes.clone());
+        let everything = final_of(&at_once, h.last);
+        for (p, outcome) in &h.shown {
+            prop_assert_eq!(Some(outcome), everything.outcomes.get(p), "shown during play");
+        }
+        for k in 0..3u64 {
+            let replica = deliver(&h, &everything, seed.wrapping_add(k))?;
+            prop_assert_eq!(&replica, &everything);
+        }
+    }
+}
