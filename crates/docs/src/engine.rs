@@ -782,7 +782,8 @@ impl SignedDoc {
     }
 
     /// Add a signed record as a local change. The record is checked by the
-    /// same rules a peer would apply.
+    /// same rules a peer would apply. An admission is completed first with
+    /// the founders' edits it follows (all those held).
     pub fn add_record(
         &mut self,
         writer: &Writer,
@@ -790,6 +791,13 @@ impl SignedDoc {
         gate: &mut dyn RecordGate,
         now_ms: u64,
     ) -> Result<(Hash32, SignedChange), Error> {
+        let body = match body {
+            RecordBody::Admission(a) => RecordBody::Admission(crate::record::Admission {
+                founders_edits: self.held_founders_edits(),
+                ..a
+            }),
+            other => other,
+        };
         let member = match self.ledger {
             Some(_) => gate.is_member(&writer.id()),
             None => self.members.contains(&writer.id()),
@@ -1449,6 +1457,12 @@ impl SignedDoc {
         .map_err(RuleError)
     }
 
+    /// The founders' edits this document holds, in id order.
+    fn held_founders_edits(&self) -> Vec<Hash32> {
+        self.roll
+            .founders_edits(|_, id| self.records.contains_key(id))
+    }
+
     /// The group this document belongs to.
     fn group(&self) -> Hash32 {
         self.ledger.map_or(self.id, |(group, _)| group)
@@ -1530,10 +1544,36 @@ impl SignedDoc {
                 }
                 Ok(())
             }
+            RecordBody::Admission(a) => {
+                // The charter the newcomer joins: the founders' edits in
+                // the admission's causal past, exactly.
+                let before = match past {
+                    Past::Set(index, set) => index.founders_edits_in(set),
+                    Past::Document => self.held_founders_edits(),
+                };
+                if a.founders_edits != before {
+                    return Err(format!(
+                        "the admission lists {} founders' edit(s), but its causal past holds {}",
+                        a.founders_edits.len(),
+                        before.len()
+                    ));
+                }
+                Ok(())
+            }
             RecordBody::CharterEdit(_) => {
                 match find(&self.id) {
                     Some(genesis) if genesis.author == *author => {}
                     _ => return Err("only the group's creator edits the charter directly".into()),
+                }
+                let made = match past {
+                    Past::Set(index, set) => index.founders_edits_in(set).len(),
+                    Past::Document => self.held_founders_edits().len(),
+                };
+                if made >= rules::MAX_FOUNDERS_EDITS {
+                    return Err(format!(
+                        "the founder has made {} direct edits; the charter changes by proposals from here",
+                        rules::MAX_FOUNDERS_EDITS
+                    ));
                 }
                 // Whatever time it claims, an edit made once the founder
                 // had admitted someone is too late.

@@ -1047,7 +1047,7 @@ impl Governance {
             exits: Vec::new(),
             delegations: Vec::new(),
         };
-        let mut edits = Vec::new();
+        let mut edits: Vec<Signed<'r, CharterEdit>> = Vec::new();
         let mut proposals = Vec::new();
         let mut counterparts = Vec::new();
         for (id, author, body) in records {
@@ -1147,6 +1147,13 @@ impl Governance {
         for (i, e) in edits.iter().enumerate() {
             queue.insert((e.body.at_ms, Event::Edit(i), e.id));
         }
+        // A founders' edit counts only if every admission follows it (each
+        // lists those in its causal past): one made on a branch that leaves
+        // the admissions out does not, whatever time it claims.
+        let followed_by_all: Option<BTreeSet<&Hash32>> = admissions
+            .iter()
+            .map(|a| a.body.founders_edits.iter().collect::<BTreeSet<_>>())
+            .reduce(|all, one| all.intersection(&one).copied().collect());
         for (i, (_, at)) in ballots.exits.iter().enumerate() {
             queue.insert((*at, Event::Exit(i), Hash32([0; 32])));
         }
@@ -1198,6 +1205,11 @@ impl Governance {
                         Some("only the group's creator edits the charter directly".to_string())
                     } else if others_joined {
                         Some("members had joined: the charter changes by proposals now".to_string())
+                    } else if followed_by_all.as_ref().is_some_and(|f| !f.contains(&e.id)) {
+                        Some(
+                            "made beside the admissions, not before them: the charter changes by proposals now"
+                                .to_string(),
+                        )
                     } else {
                         g.apply(&e.body.action, e.id, at, &mut next_article, &[])
                             .err()

@@ -304,6 +304,13 @@ pub struct Admission {
     pub ticket_signature: Vec<u8>,
     /// When, by the admitting member's clock (ms since the Unix epoch).
     pub admitted_at_ms: u64,
+    /// The founders' edits in its causal past, in id order: the charter
+    /// the newcomer joins. A founders' edit counts only if every admission
+    /// lists it, so one made on a branch that leaves out the admissions
+    /// (by the founder's second device) counts for nothing. The engine
+    /// checks the list against the causal past; `SignedDoc::add_record`
+    /// fills it in.
+    pub founders_edits: Vec<Hash32>,
 }
 
 impl Admission {
@@ -322,6 +329,7 @@ impl Admission {
             ticket,
             ticket_signature: inviter.sign(&ticket_message(group, &ticket)).to_vec(),
             admitted_at_ms,
+            founders_edits: Vec::new(),
         }
     }
 

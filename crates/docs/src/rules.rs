@@ -22,6 +22,10 @@ pub const MAX_DESCRIPTION_CHARS: usize = 20_000;
 /// ahead of a node's clock waits there until then.
 pub const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
+/// Most edits a founder makes to the charter before anyone else joins
+/// (each admission lists them all).
+pub const MAX_FOUNDERS_EDITS: usize = 256;
+
 /// A broken rule, in words a member can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -138,6 +142,13 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             // with a ticket they issued for this group.
             if a.member == ctx.author {
                 return broken("nobody admits themselves");
+            }
+            if a.founders_edits.len() > MAX_FOUNDERS_EDITS
+                || a.founders_edits.windows(2).any(|w| w[0] >= w[1])
+            {
+                return broken(format!(
+                    "an admission lists at most {MAX_FOUNDERS_EDITS} founders' edits, each once, in order"
+                ));
             }
             a.check_ticket(&ctx.group, &ctx.author).map_err(RuleError)
         }

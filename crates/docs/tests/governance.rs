@@ -1036,3 +1036,90 @@ fn a_record_put_again_on_another_branch_is_judged_there() {
         "held or not, the branch is refused"
     );
 }
+
+/// Issue 14, finding 2, with a second device: the founder's direct edits
+/// count only if every admission follows them. An edit the founder's
+/// other device makes on a copy from before anyone joined is valid where
+/// it was made, so every replica keeps it, whatever it claims; it counts
+/// for nothing, because the admissions do not list it. An admission that
+/// leaves out an edit its causal past holds is refused.
+#[test]
+fn finding_2_a_founders_edit_beside_the_admissions_counts_for_nothing() {
+    let mut doc = group_of("Riverside", 1, &[]);
+    let tools = add(
+        &mut doc,
+        1,
+        RecordBody::CharterEdit(CharterEdit {
+            action: Action::AddArticle {
+                title: "Tools".into(),
+                text: "Tools are shared.".into(),
+            },
+            at_ms: T0 + 1,
+        }),
+    )
+    .expect("an edit before anyone joined");
+    let before_anyone = doc.clone();
+    for m in [2, 3] {
+        let body = admission(&doc, 1, m, T0 + 10 + u64::from(m));
+        let id = add(&mut doc, 1, body).expect("admit");
+        let Ok(RecordBody::Admission(a)) = RecordBody::decode(&doc.records()[&id].body) else {
+            panic!("an admission");
+        };
+        assert_eq!(
+            a.founders_edits,
+            vec![tools],
+            "it lists the edit it follows"
+        );
+    }
+    // The founder's second device, on the copy from before anyone joined,
+    // lowers the quorum, claiming a time before the admissions.
+    let mut other_device = before_anyone.clone();
+    let second = Writer::new(MemberKey::from_secret([1; 32]), [0x11; 8]);
+    let (lowered, beside) = other_device
+        .add_record(
+            &second,
+            RecordBody::CharterEdit(CharterEdit {
+                action: Action::SetRule {
+                    rule: "quorum_percent".into(),
+                    value: "1".into(),
+                },
+                at_ms: T0 + 5,
+            }),
+            &mut NoLedger,
+            T0 + 5,
+        )
+        .expect("valid where it is made: nobody had joined there");
+    // An admission signed on top of everything that leaves the edit out.
+    let mut forged = Admission::self_issued(
+        writer(1).key(),
+        &doc.id(),
+        writer(4).id(),
+        Hash32([4; 32]),
+        T0 + 20,
+    );
+    forged.founders_edits.clear();
+    let (_, forged) = doc
+        .clone()
+        .sign_record_anyway(&writer(1), RecordBody::Admission(forged), T0 + 20)
+        .expect("signed anyway");
+    let mut changes = doc.changes_since(&[]);
+    changes.push(beside);
+    changes.push(forged.clone());
+    for seed in 0..6 {
+        let (replica, refused) = shuffled_replica(doc.id(), &changes, seed);
+        assert_eq!(refused.len(), 1, "seed {seed}: {refused:?}");
+        assert!(refused.contains(&forged.hash.to_hex()), "seed {seed}");
+        assert!(replica.records().contains_key(&lowered), "seed {seed}");
+        let g = governance_of(&replica, T0 + DAY).expect("gov");
+        assert_eq!(g.rules.quorum_percent, 50, "seed {seed}");
+        assert!(g.articles.iter().any(|a| a.title == "Tools"), "seed {seed}");
+        assert!(
+            g.ignored_edits
+                .iter()
+                .any(|(id, why)| *id == lowered && why.contains("beside the admissions")),
+            "seed {seed}: {:?}",
+            g.ignored_edits
+        );
+        assert!(!replica.members().contains(&writer(4).id()));
+    }
+}

@@ -1228,6 +1228,8 @@ impl Node {
                 ticket,
                 ticket_signature,
                 admitted_at_ms: self.now_ms(),
+                // The engine fills in the founders' edits it follows.
+                founders_edits: Vec::new(),
             });
             let (_, change) = group.add_record(
                 &self.writer,

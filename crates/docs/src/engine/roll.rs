@@ -55,6 +55,8 @@ pub(crate) struct RollIndex {
     decisions: HashMap<Hash32, Vec<usize>>,
     /// Admissions (indexes into `records`).
     admissions: Vec<usize>,
+    /// Founders' edits (indexes into `records`).
+    edits: Vec<usize>,
 }
 
 impl Default for RollIndex {
@@ -70,6 +72,7 @@ impl Default for RollIndex {
             rolls: HashMap::new(),
             decisions: HashMap::new(),
             admissions: Vec::new(),
+            edits: Vec::new(),
         }
     }
 }
@@ -176,6 +179,25 @@ impl RollIndex {
         self.admissions.iter().map(|i| &self.records[*i].id)
     }
 
+    /// The founders' edits indexed here, in id order, that `keep` keeps
+    /// (as for `decisions_on`: callers say which count).
+    pub(crate) fn founders_edits(&self, keep: impl Fn(usize, &Hash32) -> bool) -> Vec<Hash32> {
+        let mut ids: Vec<Hash32> = self
+            .edits
+            .iter()
+            .map(|i| (*i, self.records[*i].id))
+            .filter(|(i, id)| keep(*i, id))
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The founders' edits in set `set`, in id order.
+    pub(crate) fn founders_edits_in(&self, set: SetId) -> Vec<Hash32> {
+        self.founders_edits(|i, _| self.has(set, i))
+    }
+
     /// Whether set `set` holds an admission.
     pub(crate) fn admitted_in(&self, set: SetId) -> bool {
         self.admissions.iter().any(|i| self.has(set, *i))
@@ -255,6 +277,7 @@ impl RollIndex {
                             self.decisions.entry(d.proposal).or_default().push(i)
                         }
                         Some(RecordBody::Admission(_)) => self.admissions.push(i),
+                        Some(RecordBody::CharterEdit(_)) => self.edits.push(i),
                         _ => {}
                     }
                     self.records.push(IndexedRecord {
