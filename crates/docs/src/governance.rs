@@ -25,10 +25,12 @@
 //! ignores a decision that does not match. Until one is held the proposal
 //! is [`Outcome::Deciding`] and nothing takes effect; once one is, votes
 //! not named in it count for nothing, and the engine refuses a vote that
-//! has a decision on its proposal in its causal past. Decisions written
-//! side by side (two nodes at once, or a member's modified node) are
-//! counted together: the votes named by any of them, so no decision can
-//! take away a vote another one counted.
+//! has a decision on its proposal in its causal past. A decision by the
+//! proposer, when one is held, is the one in force; another member's
+//! counts only if it claims a time [`DECISION_GRACE_MS`] after voting was
+//! over and none by the proposer is held. Decisions in force side by side
+//! (the proposer's two devices, or fallbacks of two members) are counted
+//! together: the votes named by any of them.
 //!
 //! **Records the engine checks** (the same on every node, from the record
 //! alone or the records it names): a proposal's action is well formed; a
@@ -65,8 +67,12 @@ use crate::rules::{
 /// Most votes a decision record may name.
 pub const MAX_COUNTED_VOTES: usize = 10_000;
 /// How long after voting is over other members' nodes wait for the
-/// proposer's node to sign the decision before one of them signs it.
-pub const DECISION_GRACE_MS: u64 = 60_000;
+/// proposer's node to sign the decision before one of them signs it. A
+/// decision another member signs counts only if it claims a time at least
+/// this long after voting was over; longer than [`crate::rules::CLOCK_SKEW_MS`],
+/// so a node holds such a decision back (it claims a time ahead of its
+/// clock) until the proposer's, signed at once, has had minutes to arrive.
+pub const DECISION_GRACE_MS: u64 = 10 * 60_000;
 /// Most delegates a group may name.
 pub const MAX_DELEGATES: usize = 32;
 /// Longest treaty terms, in characters.
@@ -1333,6 +1339,25 @@ impl Governance {
             }
             valid.push(d);
         }
+        // The proposer's node signs at once; another member's decision is
+        // a fallback for when it is away: it counts only if signed after
+        // the grace period, and only while none by the proposer is held.
+        // So a member who votes late cannot add their vote by a decision
+        // of their own beside the proposer's.
+        let by_proposer = valid.iter().any(|d| d.author == p.author);
+        valid.retain(|d| {
+            let why = if d.author == p.author {
+                return true;
+            } else if d.body.signed_at_ms < d.body.decided_at_ms.saturating_add(DECISION_GRACE_MS) {
+                "signed by another member before the proposer's node had its turn"
+            } else if by_proposer {
+                "the proposer's decision is held: it is the one in force"
+            } else {
+                return true;
+            };
+            refused.push((d.id, why.to_string()));
+            false
+        });
         let mut state = if valid.is_empty() {
             // Nothing is decided until a decision is held: this is the
             // tally so far, and what a decision would say.
