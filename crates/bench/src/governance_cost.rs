@@ -10,9 +10,11 @@
 //!   `Decisions::of` for a commons payout or a limit change run).
 //!
 //! Each proposal is decided by a decision record its proposer signs (issue
-//! 14). Last, the cost of a decision that counts 200 votes: a replica
+//! 14). Then the cost of a decision that counts 200 votes: a replica
 //! receiving it (the engine checks its votes are in its causal past) and
-//! the governance view recounting it.
+//! the governance view recounting it. Last, the facts a hub's members carry
+//! into its region with their proof (issue 14, finding 5): the size of a
+//! delegation and of an escalation, and the time to check each proof.
 //!
 //! Two histories: the group's everyday business (proposals to add
 //! articles), which the roll does not replay, and rule changes, which it
@@ -85,6 +87,108 @@ fn main() {
         measure(business);
     }
     decision_of_200_votes();
+    cross_group_proofs();
+}
+
+/// The mean time of `f` over `n` runs.
+fn mean_of(n: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed() / n
+}
+
+/// In a hub of five, member 3 (admitted by the founder) proposes that
+/// member 2 be its delegate and signs the decision; member 4 calls for
+/// help. What member 2 carries into the region, and what checking it costs
+/// a node that holds only the region.
+fn cross_group_proofs() {
+    use nestwork_docs::distress::{Category, Escalation, Severity, Signal};
+    use nestwork_docs::governance::Delegation;
+    use nestwork_docs::proof::{DecisionProof, MemberProof};
+
+    let mut hub = group_of(5);
+    let at = T0 + 1_000;
+    let (proposal, _) = hub
+        .add_record(
+            &writer(3),
+            RecordBody::Proposal(Proposal {
+                action: Action::SetDelegates {
+                    delegates: vec![writer(2).id()],
+                },
+                submitted_at_ms: at,
+            }),
+            &mut NoLedger,
+            at,
+        )
+        .expect("proposal");
+    for m in 1..=3u8 {
+        let vote = RecordBody::Vote(Vote {
+            proposal,
+            choice: Choice::Yes,
+            cast_at_ms: at + u64::from(m),
+            for_group: None,
+        });
+        hub.add_record(&writer(m), vote, &mut NoLedger, at)
+            .expect("vote");
+    }
+    let now = at + 10;
+    let decision = decision_due(&hub, &proposal, now).expect("settled");
+    hub.add_record(&writer(3), decision, &mut NoLedger, now)
+        .expect("decision");
+    let gov = governance_of(&hub, now + 1).expect("governance");
+    let state = gov.proposal(&proposal).expect("proposal");
+    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
+    let delegation = RecordBody::Delegation(Delegation {
+        child: hub.id(),
+        delegates: vec![writer(2).id()],
+        proposal,
+        from_ms: from,
+        until_ms: from + 28 * 24 * 3600 * 1000,
+        proof: proof.clone(),
+    });
+    let checked = mean_of(1_000, || {
+        proof.check().expect("checks");
+    });
+    println!(
+        "a delegation carried into the region: {} bytes with its proof, checked in {:.0} µs",
+        delegation.encode().len(),
+        checked.as_secs_f64() * 1e6
+    );
+    let (signal, _) = hub
+        .add_record(
+            &writer(4),
+            RecordBody::Signal(Signal {
+                group: hub.id(),
+                category: Category::Medical,
+                severity: Severity::Critical,
+                text: "Fell from the roof, leg broken".into(),
+                location: Some("north camp".into()),
+                raised_at_ms: now,
+                expires_at_ms: now + 3_600_000,
+                seq: 1,
+                prev: None,
+            }),
+            &mut NoLedger,
+            now,
+        )
+        .expect("signal");
+    let escalation = Escalation {
+        signal: hub.records()[&signal].encode(),
+        origin: hub.id(),
+        raiser: MemberProof::of(&hub.id(), hub.records(), &[writer(4).id()]).expect("chain"),
+        path: vec![hub.id()],
+        at_ms: now,
+    };
+    let checked = mean_of(1_000, || {
+        escalation.signal().expect("checks");
+    });
+    println!(
+        "an escalation carried into the region: {} bytes with its proof, checked in {:.0} µs",
+        RecordBody::Escalation(escalation.clone()).encode().len(),
+        checked.as_secs_f64() * 1e6
+    );
 }
 
 /// The time for `replica` to receive `change`, and then for its
