@@ -500,7 +500,10 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
 /// decision at the deadline; member 3's node refuses to vote once it holds
 /// it, and a vote its modified node signs on a copy without the decision
 /// (claiming a time before the deadline) reaches the others and changes
-/// nothing anywhere.
+/// nothing anywhere. Beside it, a payout from the commons passes at the
+/// same deadline (one yes, one abstention) and is paid; a late "no" the
+/// modified node signs the same way (which would have failed it) pays
+/// nothing back and changes no balance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     use nestwork_docs::governance::{Choice, Vote};
@@ -527,12 +530,39 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     n1.admit(&n3, hub).await;
     let all = [&n1, &n2, &n3];
     roll_of(&all, &hub, 3).await;
+    n2.node
+        .pay(
+            &hub.to_hex(),
+            &PayRequest {
+                to: "commons".into(),
+                amount: 20,
+                memo: String::new(),
+                request_id: None,
+            },
+        )
+        .expect("a gift to the commons");
+    let balance_of = |n: &TestNode, account: &str| {
+        n.node
+            .balance(&hub.to_hex(), Some(account))
+            .map_or(i128::MIN, |b| b.accounts[0].balance)
+    };
+    wait_until("the gift on every node", LIMIT, || {
+        all.iter().all(|n| balance_of(n, "commons") == 20)
+    })
+    .await;
 
     let p = propose(&n1, &hub, "add-article", &["Tools", "Tools are shared."]);
     let id = p.state.id;
+    let member3 = n3.member().to_string();
+    let payout = propose(&n1, &hub, "payout", &[&member3, "8", "boots"])
+        .state
+        .id;
     has_proposal(&all, &hub, &id).await;
+    has_proposal(&all, &hub, &payout).await;
     vote(&n1, &id, "yes", None);
     vote(&n2, &id, "no", None);
+    vote(&n1, &payout, "yes", None);
+    vote(&n2, &payout, "abstain", None);
     let tallied = |n: &TestNode| {
         n.node.proposals(&hub.to_hex()).is_ok_and(|ps| {
             ps.proposals
@@ -562,6 +592,14 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
             .all(|n| outcome(n, &hub, &id) == Some(Outcome::Failed))
     })
     .await;
+    wait_until("the payout passed and paid everywhere", LIMIT, || {
+        all.iter().all(|n| {
+            outcome(n, &hub, &payout) == Some(Outcome::Passed)
+                && balance_of(n, &member3) == 8
+                && balance_of(n, "commons") == 12
+        })
+    })
+    .await;
     // By node 3's clock the window is still open; its node refuses anyway.
     assert!(n3.node.now_ms() < p.state.deadline_ms);
     let refused = n3.node.vote(
@@ -589,8 +627,23 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
             now3,
         )
         .expect("signed anyway");
+    let (late_no, no_change) = copy
+        .sign_record_anyway(
+            &device,
+            RecordBody::Vote(Vote {
+                proposal: payout,
+                choice: Choice::No,
+                cast_at_ms: now3,
+                for_group: None,
+            }),
+            now3,
+        )
+        .expect("signed anyway");
     n3.net
-        .publish_raw(hub, nestwork_core::encoding::encode(&vec![change]))
+        .publish_raw(
+            hub,
+            nestwork_core::encoding::encode(&vec![change, no_change]),
+        )
         .await
         .expect("publish");
     let listed = |n: &TestNode| {
@@ -606,9 +659,25 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
         || listed(&n1) && listed(&n2),
     )
     .await;
+    let late_no_listed = |n: &TestNode| {
+        n.node.proposals(&hub.to_hex()).is_ok_and(|ps| {
+            ps.proposals
+                .iter()
+                .any(|x| x.state.id == payout && x.state.ignored.iter().any(|i| i.vote == late_no))
+        })
+    };
+    wait_until(
+        "the late no held and not counted on nodes 1 and 2",
+        LIMIT,
+        || late_no_listed(&n1) && late_no_listed(&n2),
+    )
+    .await;
     for n in &all {
         assert_eq!(outcome(n, &hub, &id), Some(Outcome::Failed));
         assert!(tallied(n), "still one yes and one no");
+        assert_eq!(outcome(n, &hub, &payout), Some(Outcome::Passed));
+        assert_eq!(balance_of(n, &member3), 8, "paid once, and kept");
+        assert_eq!(balance_of(n, "commons"), 12);
     }
     // And long after, when every clock has passed the deadline.
     ahead.advance(Duration::from_secs(600));

@@ -1152,42 +1152,61 @@ impl Node {
     }
 }
 
-/// Run [`Node::tick`] every `every` while the node lives, and soon after a
-/// group document changes (at most every [`TICK_AFTER_CHANGE`]), so that a
-/// call for help is carried on, and an answer carried back to the person
-/// who called, within moments rather than at the next beat. The task holds
-/// no reference between ticks, so it never keeps a node open.
+/// Run [`Node::tick`] every `every` while the node lives, and at once when
+/// a group document changes (then at most every [`TICK_AFTER_CHANGE`]
+/// while changes keep coming), so that a decision is signed as soon as the
+/// deciding vote arrives, and a call for help carried on, and an answer
+/// carried back to the person who called, within moments rather than at
+/// the next beat. The task holds no reference between ticks, so it never
+/// keeps a node open.
 pub fn spawn_ticker(
     node: &std::sync::Arc<Node>,
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
-    use tokio::sync::broadcast::error::RecvError;
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let weak = std::sync::Arc::downgrade(node);
     let mut changes = node.subscribe();
+    // Whether an event names a group document (payments live in ledger
+    // period documents and never need a tick).
+    let of_a_group = move |weak: &std::sync::Weak<Node>, doc: &Hash32| {
+        weak.upgrade().is_some_and(|n| n.holds_group(doc))
+    };
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
+            let by_change = tokio::select! {
+                _ = interval.tick() => false,
                 received = changes.recv() => match received {
-                    // Payments live in ledger period documents and never
-                    // need a tick.
-                    Ok(event) if !weak.upgrade().is_some_and(|n| n.holds_group(&event.doc)) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        // Gather what arrives together into one tick.
-                        tokio::time::sleep(TICK_AFTER_CHANGE).await;
-                        changes = changes.resubscribe();
-                    }
+                    Ok(event) if !of_a_group(&weak, &event.doc) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => break,
                 },
-            }
-            let Some(node) = weak.upgrade() else {
-                break;
             };
-            let _ = tokio::task::spawn_blocking(move || node.tick()).await;
+            // Tick now; after a change, while changes keep coming, once
+            // more for what arrived in each TICK_AFTER_CHANGE.
+            let mut again = true;
+            while again {
+                let Some(node) = weak.upgrade() else {
+                    return;
+                };
+                let _ = tokio::task::spawn_blocking(move || node.tick()).await;
+                if !by_change {
+                    break;
+                }
+                tokio::time::sleep(TICK_AFTER_CHANGE).await;
+                again = false;
+                loop {
+                    match changes.try_recv() {
+                        Ok(event) => again |= of_a_group(&weak, &event.doc),
+                        Err(TryRecvError::Lagged(_)) => again = true,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => return,
+                    }
+                }
+            }
         }
     })
 }
 
-/// How long after a change to a group document the next tick runs.
+/// How long the ticker gathers changes that follow one it ticked for.
 pub const TICK_AFTER_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);
