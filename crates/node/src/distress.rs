@@ -141,10 +141,6 @@ fn held_mark(group: &Hash32, signal: &Hash32) -> Hash32 {
     Hash32::of_parts(&[b"nestwork/signal-held/v1", &group.0, &signal.0])
 }
 
-/// When this node first held each open signal, by (group, signal), as far
-/// as it has noted them (see [`Node::held_since`]).
-pub(crate) type FirstHeld = std::sync::Mutex<BTreeMap<(Hash32, Hash32), u64>>;
-
 impl Node {
     /// When this node first held signal `signal` in `group`: noted now
     /// the first time it is asked, in memory and in the store, so that a

@@ -478,8 +478,9 @@ pub struct Node {
     load_time: Duration,
     pub(crate) clock: Clock,
     seal: Mutex<crate::seal::SealMemory>,
-    /// When this node first held each open distress signal.
-    pub(crate) first_held: crate::distress::FirstHeld,
+    /// When this node first held each open distress signal, by (group,
+    /// signal), as far as it has noted them (`distress.rs`, `held_since`).
+    pub(crate) first_held: Mutex<BTreeMap<(Hash32, Hash32), u64>>,
     /// What the network looks up on its loop, without this node's lock.
     pub(crate) directory: Directory,
     /// Cold ledger periods read back to answer peers' syncs.
