@@ -267,14 +267,14 @@ impl Escalation {
                 self.origin.short()
             ));
         }
-        let origin = self.raiser.check()?;
-        if origin.id != self.origin {
-            return broken("the escalation shows admissions to another group than its origin");
-        }
         if self.raiser.admissions.len() > MAX_ADMISSION_CHAIN {
             return broken(format!(
                 "an escalation cites at most {MAX_ADMISSION_CHAIN} admissions"
             ));
+        }
+        let origin = self.raiser.check()?;
+        if origin.id != self.origin {
+            return broken("the escalation shows admissions to another group than its origin");
         }
         origin.vouch(&record.author, "the raiser")?;
         Ok((record, s))
