@@ -1347,14 +1347,8 @@ impl SignedDoc {
                 ));
             }
             let body = RecordBody::decode(&existing.body).map_err(|e| e.to_string())?;
-            self.check_references(&body, Some(&id), &author, batch, pending, past)?;
-            if let Some(claimed) = roll::claimed_ms(&body) {
-                pending.claims.push((claimed, body.kind_name()));
-            }
-            if roll::is_roll_record(&body) {
-                pending.roll_records.push(existing.clone());
-            }
-            return Ok(());
+            let existing = existing.clone();
+            return self.check_in_past(&id, &existing, &body, batch, pending, past);
         }
         if !op.pred.is_empty() {
             return Err(format!(
@@ -1386,13 +1380,7 @@ impl SignedDoc {
             },
         )
         .map_err(|e| e.0)?;
-        self.check_references(&body, Some(&id), &author, batch, pending, past)?;
-        if let Some(claimed) = roll::claimed_ms(&body) {
-            pending.claims.push((claimed, body.kind_name()));
-        }
-        if roll::is_roll_record(&body) {
-            pending.roll_records.push(record.clone());
-        }
+        self.check_in_past(&id, &record, &body, batch, pending, past)?;
         match body {
             RecordBody::GroupGenesis(_) => {
                 if id != self.id {
@@ -1622,6 +1610,29 @@ impl SignedDoc {
             }
             _ => Ok(()),
         }
+    }
+
+    /// What a record a change puts is judged by against the change's
+    /// causal past, whether or not this document already holds it: the
+    /// records it names, and the time it claims (noted for the check
+    /// against what it builds on); a roll record joins the change's set.
+    fn check_in_past(
+        &self,
+        id: &Hash32,
+        record: &SignedRecord,
+        body: &RecordBody,
+        batch: &Pending,
+        pending: &mut Pending,
+        past: Past<'_>,
+    ) -> Result<(), String> {
+        self.check_references(body, Some(id), &record.author, batch, pending, past)?;
+        if let Some(claimed) = roll::claimed_ms(body) {
+            pending.claims.push((claimed, body.kind_name()));
+        }
+        if roll::is_roll_record(body) {
+            pending.roll_records.push(record.clone());
+        }
+        Ok(())
     }
 
     fn check_answer(

@@ -709,23 +709,10 @@ pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Res
             if d.until_ms <= d.from_ms {
                 return broken("a delegation must end after it starts");
             }
-            let shown = d.proof.check()?;
-            let named = matches!(
-                &shown.proposal.action,
-                Action::SetDelegates { delegates } if *delegates == d.delegates
-            );
-            if shown.group.id != d.child
-                || shown.proposal_id != d.proposal
-                || !named
-                || shown.decision.decided_at_ms != d.from_ms
-            {
-                return broken(format!(
-                    "the delegation does not match the decision it cites: {} did not name these delegates by proposal {} at that time",
-                    shown.group.name,
-                    d.proposal.short()
-                ));
-            }
-            Ok(())
+            d.proof
+                .check_cited("delegation", &d.child, &d.proposal, d.from_ms, |action| {
+                    matches!(action, Action::SetDelegates { delegates } if *delegates == d.delegates)
+                })
         }
         RecordBody::Counterpart(c) => {
             if c.group == *group {
@@ -737,27 +724,20 @@ pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Res
                     return broken("the counterpart's treaty does not match");
                 }
             }
-            let shown = c.proof.check()?;
-            let decided = match (&shown.proposal.action, &c.act) {
-                (Action::RatifyTreaty { treaty }, TreatyAct::Ratified(t)) => treaty == t,
-                (Action::RenewTreaty { treaty, end_ms }, TreatyAct::Renewed { end_ms: e }) => {
-                    *treaty == c.treaty && end_ms == e
-                }
-                (Action::EndTreaty { treaty }, TreatyAct::Ended) => *treaty == c.treaty,
-                _ => false,
-            };
-            if shown.group.id != c.group
-                || shown.proposal_id != c.proposal
-                || !decided
-                || shown.decision.decided_at_ms != c.at_ms
-            {
-                return broken(format!(
-                    "the treaty counterpart does not match the decision it cites: {} did not decide this by proposal {} at that time",
-                    shown.group.name,
-                    c.proposal.short()
-                ));
-            }
-            Ok(())
+            c.proof.check_cited(
+                "treaty counterpart",
+                &c.group,
+                &c.proposal,
+                c.at_ms,
+                |action| match (action, &c.act) {
+                    (Action::RatifyTreaty { treaty }, TreatyAct::Ratified(t)) => treaty == t,
+                    (Action::RenewTreaty { treaty, end_ms }, TreatyAct::Renewed { end_ms: e }) => {
+                        *treaty == c.treaty && end_ms == e
+                    }
+                    (Action::EndTreaty { treaty }, TreatyAct::Ended) => *treaty == c.treaty,
+                    _ => false,
+                },
+            )
         }
         _ => Ok(()),
     }

@@ -20,12 +20,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::governance::{Decision, Proposal, ProposalState};
+use crate::governance::{Action, Decision, Proposal, ProposalState};
 use crate::record::RecordBody;
 use crate::rules::RuleError;
 
 /// Most admissions a proof may cite (far more than fit in one record).
 pub const MAX_PROOF_ADMISSIONS: usize = 1_000;
+/// Most admissions a proof of one member may cite (the length of the
+/// chain of invitations from the group's founder to them).
+pub const MAX_ADMISSION_CHAIN: usize = 32;
 
 fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
     Err(RuleError(msg.into()))
@@ -107,6 +110,29 @@ impl MemberProof {
             name: founding.name,
             members,
         })
+    }
+
+    /// Check a proof of one member, `member` (`who` says in what role):
+    /// at most [`MAX_ADMISSION_CHAIN`] admissions, leading to them.
+    pub fn check_one(&self, member: &MemberId, who: &str) -> Result<ProvenGroup, RuleError> {
+        if self.admissions.len() > MAX_ADMISSION_CHAIN {
+            return broken(format!(
+                "a proof of one member cites at most {MAX_ADMISSION_CHAIN} admissions"
+            ));
+        }
+        let group = self.check()?;
+        group.vouch(member, who)?;
+        Ok(group)
+    }
+
+    /// The proof that `member` was admitted to `group` that
+    /// [`MemberProof::check_one`] accepts, if the group's records hold one.
+    pub fn of_one(
+        group: &Hash32,
+        records: &BTreeMap<Hash32, SignedRecord>,
+        member: &MemberId,
+    ) -> Option<MemberProof> {
+        Self::of(group, records, &[*member]).filter(|p| p.admissions.len() <= MAX_ADMISSION_CHAIN)
     }
 
     /// The proof that `members` were admitted to `group`, from the group's
@@ -228,6 +254,32 @@ impl DecisionProof {
             proposal: p,
             decision: d,
         })
+    }
+
+    /// Check the proof and that it shows `group` deciding by `proposal`,
+    /// with effect from `at_ms`, an action `decides` accepts; `what` names
+    /// the record that cites it (for the message).
+    pub fn check_cited(
+        &self,
+        what: &str,
+        group: &Hash32,
+        proposal: &Hash32,
+        at_ms: u64,
+        decides: impl Fn(&Action) -> bool,
+    ) -> Result<(), RuleError> {
+        let shown = self.check()?;
+        if shown.group.id != *group
+            || shown.proposal_id != *proposal
+            || !decides(&shown.proposal.action)
+            || shown.decision.decided_at_ms != at_ms
+        {
+            return broken(format!(
+                "the {what} does not match the decision it cites: {} did not decide this by proposal {} at that time",
+                shown.group.name,
+                proposal.short()
+            ));
+        }
+        Ok(())
     }
 
     /// The proof that `passed` (a proposal of `group` shown passed) was

@@ -33,12 +33,9 @@ use nestwork_docs::{
     Writer,
 };
 use proptest::prelude::*;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 mod common;
-use common::writer;
+use common::{deliver_in_batches, writer};
 
 const T0: u64 = 1_700_000_000_000;
 const MEMBERS: u8 = 5;
@@ -423,43 +420,14 @@ fn final_of(doc: &SignedDoc, last: u64) -> Final {
 /// Deliver `changes` in a random order and batches, some twice, checking
 /// after every batch that what the replica shows is final.
 fn deliver(h: &History, everything: &Final, seed: u64) -> Result<Final, TestCaseError> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut order = h.changes.clone();
-    order.shuffle(&mut rng);
-    let mut doc = SignedDoc::empty(h.group);
-    let mut held: Vec<SignedChange> = Vec::new();
-    let mut rest = order.as_slice();
-    let check = |doc: &SignedDoc| -> Result<(), TestCaseError> {
+    let doc = deliver_in_batches(h.group, &h.changes, seed, 6, |doc| {
         for (p, (outcome, by_proposer)) in shown_by(doc, END) {
             if by_proposer {
                 prop_assert_eq!(Some(&outcome), everything.outcomes.get(&p), "{:?}", p);
             }
         }
         Ok(())
-    };
-    while !rest.is_empty() {
-        let n = rng.gen_range(1..=rest.len().min(6));
-        let (now, later) = rest.split_at(n);
-        rest = later;
-        let mut batch = std::mem::take(&mut held);
-        batch.extend(now.iter().cloned());
-        if rng.gen_bool(0.3) {
-            batch.extend(now.iter().cloned());
-        }
-        held = doc.apply(batch).missing_deps;
-        check(&doc)?;
-    }
-    for _ in 0..h.changes.len() {
-        if held.is_empty() {
-            break;
-        }
-        let before = held.len();
-        held = doc.apply(held).missing_deps;
-        check(&doc)?;
-        if held.len() == before {
-            break;
-        }
-    }
+    })?;
     Ok(final_of(&doc, h.last))
 }
 

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 mod common;
-use common::{shuffled_replica, writer};
+use common::{deliver_in_batches, shuffled_replica, writer};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -320,7 +320,6 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
 mod random_histories {
     use super::*;
     use proptest::prelude::*;
-    use rand::Rng;
     use std::collections::{BTreeMap, BTreeSet};
 
     /// One step of a history: what member `who` does (with `other` as
@@ -475,35 +474,8 @@ mod random_histories {
         changes: &[SignedChange],
         seed: u64,
     ) -> (BTreeSet<Hash32>, BTreeSet<nestwork_core::MemberId>) {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut order = changes.to_vec();
-        order.shuffle(&mut rng);
-        let mut doc = SignedDoc::empty(gid);
-        let mut held: Vec<SignedChange> = Vec::new();
-        let mut rest = order.as_slice();
-        while !rest.is_empty() {
-            let n = rng.gen_range(1..=rest.len().min(8));
-            let (now, later) = rest.split_at(n);
-            rest = later;
-            let mut batch = std::mem::take(&mut held);
-            batch.extend(now.iter().cloned());
-            if rng.gen_bool(0.3) {
-                batch.extend(now.iter().cloned());
-            }
-            held = doc.apply(batch).missing_deps;
-        }
-        // What still waits depends on something refused: once more, then
-        // it stays out.
-        for _ in 0..changes.len() {
-            if held.is_empty() {
-                break;
-            }
-            let before = held.len();
-            held = doc.apply(held).missing_deps;
-            if held.len() == before {
-                break;
-            }
-        }
+        let doc = deliver_in_batches(gid, changes, seed, 8, |_| Ok::<(), ()>(()))
+            .expect("nothing is checked along the way");
         let kept = doc.changes_since(&[]).iter().map(|c| c.hash).collect();
         (kept, doc.members().clone())
     }

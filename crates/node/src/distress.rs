@@ -119,8 +119,7 @@ fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView> {
 /// carried it in otherwise.
 fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, MemberProof)> {
     if let Some(r) = doc.records().get(id) {
-        let proof = MemberProof::of(&doc.id(), doc.records(), &[r.author])
-            .filter(|p| p.admissions.len() <= distress::MAX_ADMISSION_CHAIN)?;
+        let proof = MemberProof::of_one(&doc.id(), doc.records(), &r.author)?;
         return Some((r.encode(), proof));
     }
     doc.records()
