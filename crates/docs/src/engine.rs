@@ -175,6 +175,27 @@ pub struct SignedDoc {
     distress: DistressIndex,
     /// The group's seal key records (id, author, body).
     seal_keys: BTreeMap<Hash32, (MemberId, crate::seal::SealKey)>,
+    /// The ids of the records of a group document, in the order it took
+    /// them: what its kept governance timeline has still to take.
+    taken: Vec<Hash32>,
+    /// The group's governance timeline, kept from one view to the next.
+    timeline: KeptTimeline,
+}
+
+/// A governance timeline and how many of the document's `taken` records
+/// it has taken. Behind a lock so that a view (which reads the document)
+/// can move it on.
+#[derive(Default)]
+struct KeptTimeline(std::sync::Mutex<Option<(usize, crate::governance::Timeline)>>);
+
+impl Clone for KeptTimeline {
+    fn clone(&self) -> Self {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        KeptTimeline(std::sync::Mutex::new(kept.clone()))
+    }
 }
 
 /// What the engine looks up when it checks distress records.
@@ -371,6 +392,8 @@ impl SignedDoc {
             forks: Vec::new(),
             distress: DistressIndex::default(),
             seal_keys: BTreeMap::new(),
+            taken: Vec::new(),
+            timeline: KeptTimeline::default(),
         }
     }
 
@@ -880,7 +903,7 @@ impl SignedDoc {
         let record = SignedRecord::sign(writer.key(), body.encode());
         let id = record.id();
         let signed = self.put_record(writer, &record, now_ms)?;
-        self.records.insert(id, record);
+        self.hold_record(record);
         Ok((id, signed))
     }
 
@@ -1026,6 +1049,40 @@ impl SignedDoc {
         self.records
             .keys()
             .filter_map(|id| self.roll.body(id).map(|(author, body)| (*id, author, body)))
+    }
+
+    /// The group's governance at `now_ms`, from the records held (as
+    /// [`Governance::at`] would replay them); `None` until its genesis has
+    /// arrived. The timeline is kept from one call to the next, so a call
+    /// replays only the group's recent business (see
+    /// `governance/timeline.rs`).
+    pub fn governance_at(&self, now_ms: u64) -> Option<crate::governance::Governance> {
+        let mut kept = self
+            .timeline
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.is_none() {
+            let (record, genesis) = self.genesis()?;
+            let timeline = crate::governance::Timeline::new(
+                self.id,
+                record.author,
+                genesis.created_at_ms,
+                &genesis.charter,
+                genesis.parent,
+            );
+            *kept = Some((0, timeline));
+        }
+        let (seen, timeline) = kept.as_mut()?;
+        // The records that decide governance are those the roll index
+        // decoded (`roll_records`).
+        for id in &self.taken[*seen..] {
+            if let Some((author, body)) = self.roll.body(id) {
+                timeline.add(*id, author, body);
+            }
+        }
+        *seen = self.taken.len();
+        Some(timeline.at(now_ms))
     }
 
     /// The roll at the document's heads: who may write now.
@@ -1754,7 +1811,16 @@ impl SignedDoc {
                 self.seal_keys.insert(record.id(), (record.author, k));
             }
         }
-        self.records.insert(record.id(), record);
+        self.hold_record(record);
+    }
+
+    /// Hold `record` in the records map (a group document notes it for its
+    /// governance timeline).
+    fn hold_record(&mut self, record: SignedRecord) {
+        let id = record.id();
+        if self.records.insert(id, record).is_none() && self.ledger.is_none() {
+            self.taken.push(id);
+        }
     }
 
     /// The admission made with invite ticket `ticket`, if any.

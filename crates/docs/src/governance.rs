@@ -64,6 +64,10 @@ use crate::rules::{
     check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
 };
 
+mod timeline;
+use timeline::Signed;
+pub use timeline::Timeline;
+
 /// Most votes a decision record may name.
 pub const MAX_COUNTED_VOTES: usize = 10_000;
 /// How long after voting is over other members' nodes wait for the
@@ -986,37 +990,11 @@ pub struct Governance {
     pub ignored_edits: Vec<(Hash32, String)>,
 }
 
-/// A governance record with its id and signer.
-struct Signed<'r, T> {
-    id: Hash32,
-    author: MemberId,
-    body: &'r T,
-}
-
-/// What decides proposals: votes and decision records by proposal, and
-/// what a vote's weight depends on (exits, delegations).
-struct Ballots<'r> {
-    votes: BTreeMap<Hash32, Vec<Signed<'r, Vote>>>,
-    decisions: BTreeMap<Hash32, Vec<Signed<'r, Decision>>>,
-    exits: Vec<(MemberId, u64)>,
-    delegations: Vec<Signed<'r, Delegation>>,
-}
-
-/// Something that happens on the timeline. The order of the variants is
-/// the order of events at the same millisecond.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    Admission(usize),
-    Edit(usize),
-    Exit(usize),
-    Decision(usize),
-    Submission(usize),
-}
-
 impl Governance {
     /// The governance of `group` at `now_ms`, from the group's genesis
     /// (`creator`, `created_at_ms`, `charter`) and its records
-    /// (id, signer and decoded body, in id order).
+    /// (id, signer and decoded body, in any order), replayed from the
+    /// start. A [`Timeline`] keeps the replay from one moment to the next.
     pub fn at<'r>(
         group: Hash32,
         creator: MemberId,
@@ -1026,373 +1004,11 @@ impl Governance {
         records: impl IntoIterator<Item = (Hash32, MemberId, &'r RecordBody)>,
         now_ms: u64,
     ) -> Governance {
-        let mut admissions = Vec::new();
-        let mut ballots = Ballots {
-            votes: BTreeMap::new(),
-            decisions: BTreeMap::new(),
-            exits: Vec::new(),
-            delegations: Vec::new(),
-        };
-        let mut edits: Vec<Signed<'r, CharterEdit>> = Vec::new();
-        let mut proposals = Vec::new();
-        let mut counterparts = Vec::new();
+        let mut timeline = Timeline::new(group, creator, created_at_ms, charter, parent);
         for (id, author, body) in records {
-            match body {
-                RecordBody::Admission(a) => admissions.push(Signed {
-                    id,
-                    author,
-                    body: a,
-                }),
-                RecordBody::Exit(e) => ballots.exits.push((e.member, e.at_ms)),
-                RecordBody::CharterEdit(e) => edits.push(Signed {
-                    id,
-                    author,
-                    body: e,
-                }),
-                RecordBody::Proposal(p) => proposals.push(Signed {
-                    id,
-                    author,
-                    body: p,
-                }),
-                RecordBody::Vote(v) => ballots.votes.entry(v.proposal).or_default().push(Signed {
-                    id,
-                    author,
-                    body: v,
-                }),
-                RecordBody::Decision(d) => {
-                    ballots
-                        .decisions
-                        .entry(d.proposal)
-                        .or_default()
-                        .push(Signed {
-                            id,
-                            author,
-                            body: d,
-                        })
-                }
-                RecordBody::Delegation(d) => ballots.delegations.push(Signed {
-                    id,
-                    author,
-                    body: d,
-                }),
-                RecordBody::Counterpart(c) => counterparts.push(Signed {
-                    id,
-                    author,
-                    body: c,
-                }),
-                _ => {}
-            }
+            timeline.add(id, author, body);
         }
-        let mut g = Governance {
-            group,
-            now_ms,
-            creator,
-            created_at_ms,
-            articles: charter
-                .articles
-                .iter()
-                .enumerate()
-                .map(|(i, a)| ArticleState {
-                    number: i as u32 + 1,
-                    title: a.title.clone(),
-                    text: a.text.clone(),
-                    revised_at_ms: created_at_ms,
-                    overdue: false,
-                })
-                .collect(),
-            repealed: Vec::new(),
-            rules: charter.rules.clone(),
-            roll: BTreeMap::from([(creator, created_at_ms)]),
-            awaiting_entry: BTreeSet::new(),
-            former: BTreeMap::new(),
-            parent,
-            children: BTreeSet::new(),
-            delegates: None,
-            child_delegations: BTreeMap::new(),
-            proposals: Vec::new(),
-            treaties: BTreeMap::new(),
-            lotteries: Vec::new(),
-            cycle: (0, created_at_ms),
-            revisited_this_cycle: 0,
-            revisit_per_cycle: 0,
-            ignored_edits: Vec::new(),
-        };
-        let mut next_article = charter.articles.len() as u32 + 1;
-        let mut others_joined = false;
-
-        // The timeline, as a queue ordered by (time, event, id); decisions
-        // are added as submissions are judged.
-        let mut queue: BTreeSet<(u64, Event, Hash32)> = BTreeSet::new();
-        for (i, a) in admissions.iter().enumerate() {
-            queue.insert((a.body.admitted_at_ms, Event::Admission(i), a.id));
-        }
-        // Tickets already used (a ticket admits once), and members removed
-        // by a vote, who come back only by a vote.
-        let mut used_tickets: BTreeSet<Hash32> = BTreeSet::new();
-        let mut removed: BTreeSet<MemberId> = BTreeSet::new();
-        for (i, e) in edits.iter().enumerate() {
-            queue.insert((e.body.at_ms, Event::Edit(i), e.id));
-        }
-        // A founders' edit counts only if every admission follows it (each
-        // lists those in its causal past): one made on a branch that leaves
-        // the admissions out does not, whatever time it claims.
-        let followed_by_all: Option<BTreeSet<&Hash32>> = admissions
-            .iter()
-            .map(|a| a.body.founders_edits.iter().collect::<BTreeSet<_>>())
-            .reduce(|all, one| all.intersection(&one).copied().collect());
-        for (i, (_, at)) in ballots.exits.iter().enumerate() {
-            queue.insert((*at, Event::Exit(i), Hash32([0; 32])));
-        }
-        for (i, p) in proposals.iter().enumerate() {
-            queue.insert((p.body.submitted_at_ms, Event::Submission(i), p.id));
-        }
-        // Each proposal's state, by index; filled at submission.
-        let mut states: Vec<Option<ProposalState>> = vec![None; proposals.len()];
-
-        while let Some((at, event, _)) = queue.pop_first() {
-            if at > now_ms {
-                break;
-            }
-            match event {
-                Event::Admission(i) => {
-                    let a = &admissions[i];
-                    let member = a.body.member;
-                    // The engine refuses these already; the timeline
-                    // ignores them too, so no stored history can make an
-                    // admission count that was not earned.
-                    if !g.roll.contains_key(&a.author)
-                        || a.author == member
-                        || !used_tickets.insert(a.body.ticket)
-                    {
-                        continue;
-                    }
-                    if member != creator {
-                        others_joined = true;
-                    }
-                    if g.roll.contains_key(&member) {
-                        continue;
-                    }
-                    if g.rules.entry_needs_vote || removed.contains(&member) {
-                        g.awaiting_entry.insert(member);
-                    } else {
-                        g.roll.insert(member, at);
-                        g.former.remove(&member);
-                    }
-                }
-                Event::Exit(i) => {
-                    let member = ballots.exits[i].0;
-                    if g.roll.remove(&member).is_some() || g.awaiting_entry.remove(&member) {
-                        g.former.insert(member, at);
-                    }
-                }
-                Event::Edit(i) => {
-                    let e = &edits[i];
-                    let why = if e.author != creator {
-                        Some("only the group's creator edits the charter directly".to_string())
-                    } else if others_joined {
-                        Some("members had joined: the charter changes by proposals now".to_string())
-                    } else if followed_by_all.as_ref().is_some_and(|f| !f.contains(&e.id)) {
-                        Some(
-                            "made beside the admissions, not before them: the charter changes by proposals now"
-                                .to_string(),
-                        )
-                    } else {
-                        g.apply(&e.body.action, e.id, at, &mut next_article, &[])
-                            .err()
-                    };
-                    if let Some(why) = why {
-                        g.ignored_edits.push((e.id, why));
-                    }
-                }
-                Event::Submission(i) => {
-                    let p = &proposals[i];
-                    let state = g.judge(p, &ballots, now_ms);
-                    if let Some(decided) = state.decided_at_ms {
-                        queue.insert((decided, Event::Decision(i), p.id));
-                    }
-                    states[i] = Some(state);
-                }
-                Event::Decision(i) => {
-                    let Some(state) = states[i].as_mut() else {
-                        continue;
-                    };
-                    if state.outcome != Outcome::Passed {
-                        continue;
-                    }
-                    let counted: Vec<Hash32> = state.votes.values().map(|(_, id)| *id).collect();
-                    let action = state.proposal.action.clone();
-                    let effect = g.apply(&action, state.id, at, &mut next_article, &counted);
-                    match (&action, &effect) {
-                        (Action::RemoveMember { member }, Ok(())) => {
-                            removed.insert(*member);
-                        }
-                        (Action::AdmitMember { member }, Ok(())) => {
-                            removed.remove(member);
-                        }
-                        _ => {}
-                    }
-                    if let Some(s) = states[i].as_mut() {
-                        s.effect = Some(match effect {
-                            Ok(()) => "in effect".to_string(),
-                            Err(why) => format!("passed, but could not take effect: {why}"),
-                        });
-                    }
-                }
-            }
-        }
-        g.proposals = states.into_iter().flatten().collect();
-        g.file_delegations(&ballots.delegations);
-        g.file_counterparts(&counterparts);
-        g.settle_treaties(now_ms);
-        g.settle_cycle(now_ms);
-        g
-    }
-
-    /// Judge a proposal at its submission: its rules, seats, votes and
-    /// decision records.
-    fn judge<'r>(
-        &self,
-        p: &Signed<'_, Proposal>,
-        ballots: &Ballots<'r>,
-        now_ms: u64,
-    ) -> ProposalState {
-        let submitted = p.body.submitted_at_ms;
-        let deadline = submitted.saturating_add(self.rules.voting_period_secs.saturating_mul(1000));
-        let mut seats: BTreeSet<Seat> = self.roll.keys().map(|m| Seat::Member(*m)).collect();
-        seats.extend(self.children.iter().map(|c| Seat::Group(*c)));
-        let mut state = ProposalState {
-            id: p.id,
-            proposer: p.author,
-            proposal: p.body.clone(),
-            deadline_ms: deadline,
-            quorum_percent: self.rules.quorum_percent,
-            approval_percent: self.rules.approval_percent,
-            seats: seats.len(),
-            yes: 0,
-            no: 0,
-            abstain: 0,
-            votes: BTreeMap::new(),
-            outcome: Outcome::Open,
-            decided_at_ms: None,
-            effect: None,
-            ignored: Vec::new(),
-            decisions: Vec::new(),
-            ignored_decisions: Vec::new(),
-        };
-        if !self.roll.contains_key(&p.author) {
-            state.outcome = Outcome::Failed;
-            state.decided_at_ms = Some(submitted);
-            state.effect = Some("the proposer was not on the roll when submitting".into());
-            return state;
-        }
-        let votes = ballots.votes.get(&p.id).map(Vec::as_slice).unwrap_or(&[]);
-        let tally = |named: &mut dyn Iterator<Item = &Signed<'r, Vote>>, now: u64| {
-            tally(state.clone(), &seats, named, ballots, now)
-        };
-        // The decisions in force: those naming votes on this proposal that
-        // recount to what they say. A decision held is final even where
-        // this clock is behind it (it claims no time beyond the skew ahead
-        // of this clock, or it would still wait in the engine).
-        let mut valid: Vec<&Signed<'r, Decision>> = Vec::new();
-        let mut refused = Vec::new();
-        for d in ballots
-            .decisions
-            .get(&p.id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            let named: BTreeSet<&Hash32> = d.body.counted.iter().collect();
-            let recount = tally(
-                &mut votes.iter().filter(|v| named.contains(&v.id)),
-                d.body.decided_at_ms,
-            );
-            let counted: Vec<Hash32> = recount.counted();
-            if recount.decided_at_ms != Some(d.body.decided_at_ms)
-                || (recount.outcome == Outcome::Passed) != d.body.passed
-                || counted != d.body.counted
-            {
-                refused.push((
-                    d.id,
-                    "it does not match a recount of the votes it names".to_string(),
-                ));
-                continue;
-            }
-            valid.push(d);
-        }
-        // The proposer's node signs at once; another member's decision is
-        // a fallback for when it is away: it counts only if signed after
-        // the grace period, and only while none by the proposer is held.
-        // So a member who votes late cannot add their vote by a decision
-        // of their own beside the proposer's.
-        let by_proposer = valid.iter().any(|d| d.author == p.author);
-        valid.retain(|d| {
-            let why = if d.author == p.author {
-                return true;
-            } else if d.body.signed_at_ms < d.body.decided_at_ms.saturating_add(DECISION_GRACE_MS) {
-                "signed by another member before the proposer's node had its turn"
-            } else if by_proposer {
-                "the proposer's decision is held: it is the one in force"
-            } else {
-                return true;
-            };
-            refused.push((d.id, why.to_string()));
-            false
-        });
-        let mut state = if valid.is_empty() {
-            // Nothing is decided until a decision is held: this is the
-            // tally so far, and what a decision would say.
-            let mut s = tally(&mut votes.iter(), now_ms);
-            if s.decided_at_ms.is_some() {
-                s.outcome = Outcome::Deciding;
-            }
-            s
-        } else {
-            // Counted as of the latest of them, whatever this clock says.
-            let at = valid
-                .iter()
-                .map(|d| d.body.decided_at_ms)
-                .max()
-                .unwrap_or(now_ms);
-            let named: BTreeSet<&Hash32> = valid.iter().flat_map(|d| &d.body.counted).collect();
-            let mut s = tally(&mut votes.iter().filter(|v| named.contains(&v.id)), at);
-            if s.decided_at_ms.is_none() {
-                // Side-by-side decisions whose votes together settle
-                // nothing (only a modified node writes such): the
-                // earliest stands alone.
-                let first = valid
-                    .iter()
-                    .min_by_key(|d| (d.body.decided_at_ms, d.id))
-                    .expect("valid is not empty");
-                let one: BTreeSet<&Hash32> = first.body.counted.iter().collect();
-                s = tally(
-                    &mut votes.iter().filter(|v| one.contains(&v.id)),
-                    first.body.decided_at_ms,
-                );
-            }
-            // Every vote left out, with the reason a count of all of them
-            // would give, if any.
-            let counted: BTreeSet<Hash32> = s.counted().into_iter().collect();
-            let all = tally(&mut votes.iter(), now_ms.max(at));
-            for v in votes {
-                if counted.contains(&v.id) || s.ignored.iter().any(|i| i.vote == v.id) {
-                    continue;
-                }
-                let reason = all
-                    .ignored
-                    .iter()
-                    .find(|i| i.vote == v.id)
-                    .map_or("not counted by the decision", |i| i.reason.as_str());
-                s.ignored.push(IgnoredVote {
-                    vote: v.id,
-                    voter: v.author,
-                    reason: reason.to_string(),
-                });
-            }
-            s.decisions = valid.iter().map(|d| d.id).collect();
-            s
-        };
-        state.ignored_decisions = refused;
-        state
+        timeline.from_start(now_ms)
     }
 
     /// Apply a decided action at `at`. `counted` are the votes that
@@ -1534,7 +1150,7 @@ impl Governance {
 
     /// Delegations filed here by child groups' delegates: the newest per
     /// child that is in this tier.
-    fn file_delegations(&mut self, delegations: &[Signed<'_, Delegation>]) {
+    fn file_delegations<'a>(&mut self, delegations: impl Iterator<Item = &'a Signed<Delegation>>) {
         for d in delegations {
             if !self.children.contains(&d.body.child) || d.body.from_ms > self.now_ms {
                 continue;
@@ -1556,9 +1172,11 @@ impl Governance {
     }
 
     /// The other parties' decisions, carried over, in time order.
-    fn file_counterparts(&mut self, counterparts: &[Signed<'_, Counterpart>]) {
-        let mut ordered: Vec<&Signed<'_, Counterpart>> = counterparts
-            .iter()
+    fn file_counterparts<'a>(
+        &mut self,
+        counterparts: impl Iterator<Item = &'a Signed<Counterpart>>,
+    ) {
+        let mut ordered: Vec<&Signed<Counterpart>> = counterparts
             .filter(|c| c.body.at_ms <= self.now_ms)
             .collect();
         ordered.sort_by_key(|c| (c.body.at_ms, c.id));
@@ -1644,96 +1262,6 @@ impl Governance {
     pub fn days_left(&self, until_ms: u64) -> u64 {
         until_ms.saturating_sub(self.now_ms).div_ceil(DAY_MS)
     }
-}
-
-/// Count `named` votes on `state`'s proposal (as judged at its
-/// submission: `seats` may vote) at `now_ms`: each seat's last vote before
-/// the proposal settled, or before its deadline.
-fn tally<'a, 'r: 'a>(
-    mut state: ProposalState,
-    seats: &BTreeSet<Seat>,
-    named: &mut dyn Iterator<Item = &'a Signed<'r, Vote>>,
-    ballots: &Ballots<'r>,
-    now_ms: u64,
-) -> ProposalState {
-    let submitted = state.proposal.submitted_at_ms;
-    let deadline = state.deadline_ms;
-    let exits = &ballots.exits;
-    let delegations = &ballots.delegations;
-    let mut ordered: Vec<&Signed<'_, Vote>> = named.collect();
-    ordered.sort_by_key(|v| (v.body.cast_at_ms, v.id));
-    let ignore = |state: &mut ProposalState, v: &Signed<'_, Vote>, reason: String| {
-        state.ignored.push(IgnoredVote {
-            vote: v.id,
-            voter: v.author,
-            reason,
-        })
-    };
-    for v in ordered {
-        let at = v.body.cast_at_ms;
-        if state.decided_at_ms.is_some() {
-            ignore(&mut state, v, "cast after the proposal was decided".into());
-            continue;
-        }
-        if at > now_ms {
-            // Not yet, by this clock.
-            continue;
-        }
-        if at < submitted {
-            ignore(
-                &mut state,
-                v,
-                "cast before the proposal was submitted".into(),
-            );
-            continue;
-        }
-        if at > deadline {
-            ignore(&mut state, v, "cast after the deadline".into());
-            continue;
-        }
-        let seat = match v.body.for_group {
-            None => Seat::Member(v.author),
-            Some(child) => Seat::Group(child),
-        };
-        if !seats.contains(&seat) {
-            let reason = match seat {
-                Seat::Member(_) => "the voter was not on the roll when it was submitted",
-                Seat::Group(_) => "that group was not in this tier when it was submitted",
-            };
-            ignore(&mut state, v, reason.into());
-            continue;
-        }
-        if exits.iter().any(|(m, t)| *m == v.author && *t <= at) {
-            ignore(&mut state, v, "the voter had left the group".into());
-            continue;
-        }
-        if let Some(child) = v.body.for_group {
-            let holds = delegations.iter().any(|d| {
-                d.body.child == child
-                    && d.body.delegates.contains(&v.author)
-                    && d.body.from_ms <= at
-                    && at < d.body.until_ms
-            });
-            if !holds {
-                ignore(
-                    &mut state,
-                    v,
-                    format!("not a delegate of {} at the time", child.short()),
-                );
-                continue;
-            }
-        }
-        state.votes.insert(seat, (v.body.choice, v.id));
-        state.count();
-        if let Some(passed) = state.settled() {
-            state.decide(passed, at);
-        }
-    }
-    if state.decided_at_ms.is_none() && deadline <= now_ms {
-        let passed = state.passes(0, 0);
-        state.decide(passed, deadline);
-    }
-    state
 }
 
 impl ProposalState {

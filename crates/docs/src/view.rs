@@ -83,16 +83,7 @@ pub struct CharterView {
 /// The governance of a group document at `now_ms`; `None` until its
 /// genesis has arrived.
 pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
-    let (record, genesis) = doc.genesis()?;
-    Some(Governance::at(
-        doc.id(),
-        record.author,
-        genesis.created_at_ms,
-        &genesis.charter,
-        genesis.parent,
-        doc.roll_records(),
-        now_ms,
-    ))
+    doc.governance_at(now_ms)
 }
 
 /// The decision record due on `proposal` at `now_ms`: what the votes held
