@@ -53,6 +53,7 @@
 //! speak for it (what the proof cannot show is in [`crate::proof`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use nestwork_core::{encoding, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
@@ -858,6 +859,28 @@ mod seat_map {
     }
 }
 
+/// Shared proposals, on the wire as plain ones.
+mod shared_proposals {
+    use super::{Arc, ProposalState};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        proposals: &[Arc<ProposalState>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(proposals.iter().map(|p| &**p))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Arc<ProposalState>>, D::Error> {
+        Ok(Vec::<ProposalState>::deserialize(d)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+}
+
 /// What became of a treaty, as this group sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -975,7 +998,10 @@ pub struct Governance {
     /// Child groups' delegations filed here, newest per child.
     pub child_delegations: BTreeMap<Hash32, DelegationState>,
     /// Every proposal, oldest first.
-    pub proposals: Vec<ProposalState>,
+    /// (Shared with the kept timeline they were judged in: a view copies
+    /// no proposal.)
+    #[serde(with = "shared_proposals")]
+    pub proposals: Vec<Arc<ProposalState>>,
     /// Treaties this group is party to.
     pub treaties: BTreeMap<Hash32, TreatyState>,
     /// Lottery picks.
@@ -1246,7 +1272,7 @@ impl Governance {
 
     /// A proposal by id.
     pub fn proposal(&self, id: &Hash32) -> Option<&ProposalState> {
-        self.proposals.iter().find(|p| p.id == *id)
+        self.proposals.iter().find(|p| p.id == *id).map(|p| &**p)
     }
 
     /// Articles overdue for revision.

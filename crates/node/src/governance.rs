@@ -437,7 +437,7 @@ impl Node {
                 group,
                 group_name: group_name.clone(),
                 summary: p.proposal.action.describe(),
-                state: p.clone(),
+                state: (**p).clone(),
             })
             .collect();
         proposals.sort_by_key(|p| {
@@ -731,7 +731,7 @@ impl Node {
                 .proposals
                 .iter()
                 .find(|p| p.id.to_hex().starts_with(&sel))
-                .cloned()
+                .map(|p| (**p).clone())
             {
                 found.push((*group, gov, p));
             }

@@ -102,7 +102,8 @@ struct Replay {
     /// Members removed by a vote, who come back only by a vote.
     removed: BTreeSet<MemberId>,
     /// Each proposal submitted so far, as judged, with its terms.
-    states: BTreeMap<Hash32, (ProposalState, Terms)>,
+    /// (Shared with the views made from it: a view copies no proposal.)
+    states: BTreeMap<Hash32, (Arc<ProposalState>, Terms)>,
     /// The events still to come.
     queue: BTreeSet<Key>,
     /// The latest event replayed.
@@ -256,7 +257,7 @@ impl Timeline {
         }
         let effect = old.effect.clone();
         if let Some((state, _)) = self.checkpoint.states.get_mut(proposal) {
-            *state = ProposalState { effect, ..new };
+            *state = Arc::new(ProposalState { effect, ..new });
         }
     }
 
@@ -463,7 +464,7 @@ impl Replay {
                 if let Some(decided) = state.decided_at_ms {
                     self.queue.insert((decided, Event::Decision, id));
                 }
-                self.states.insert(id, (state, terms));
+                self.states.insert(id, (Arc::new(state), terms));
             }
             Event::Decision => {
                 let Some((state, _)) = self.states.get(&id) else {
@@ -485,7 +486,7 @@ impl Replay {
                     _ => {}
                 }
                 if let Some((s, _)) = self.states.get_mut(&id) {
-                    s.effect = Some(match effect {
+                    Arc::make_mut(s).effect = Some(match effect {
                         Ok(()) => "in effect".to_string(),
                         Err(why) => format!("passed, but could not take effect: {why}"),
                     });
