@@ -27,10 +27,11 @@ use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
-use crate::protocol::{Request, Response, MAX_HEADS, MAX_REQUEST_BYTES, SYNC_BATCH_BYTES};
+use crate::protocol::{Request, Response, SYNC_BATCH_BYTES};
 use crate::reach::{
     self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
 };
+use crate::sync::{self, Input, Output, Sessions};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, short_key_id, GroupSeals, OpenError, ShortKeyId};
 use crate::{
@@ -38,15 +39,6 @@ use crate::{
     Replica,
 };
 
-/// Most sync rounds in one session before giving up until the next trigger.
-const MAX_SYNC_ROUNDS: u32 = 8;
-/// How many change bytes a node looks out to push in one request (what
-/// fits is then cut to the request limit by `fit_request`).
-const PUSH_BYTES: usize = MAX_REQUEST_BYTES;
-/// Most sync sessions this node runs at once with one peer: under half the
-/// streams a connection carries (`limits::MAX_SYNC_STREAMS`, both ways
-/// together), leaving the peer room for its own.
-const SYNC_SESSIONS_PER_PEER: usize = 6;
 /// How long a gossip message whose changes wait for others is kept to be
 /// judged again with the next batches, before it is given up (ignored, and
 /// its sender asked by sync). Well inside the message cache (15 heartbeats,
@@ -355,10 +347,7 @@ pub async fn spawn(
         gossip_waiting: Vec::new(),
         waiting_since: HashMap::new(),
         validating: false,
-        syncing: HashMap::new(),
-        group_stored: HashMap::new(),
-        sync_waiting: HashMap::new(),
-        blocked: HashMap::new(),
+        sessions: Sessions::default(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
         join_attempts: HashMap::new(),
@@ -608,58 +597,14 @@ fn apply_gossip(
     }
 }
 
-/// Apply a peer's sync changes to `doc`, and list the documents of its
-/// group that this opened: a ledger period opens once the one before it
-/// holds payments, so a node that is behind learns of each next period
-/// only as it catches up with the one before. The caller syncs what opened
-/// with the same peer at once, rather than one period per anti-entropy
-/// round (15 s each: a node back after a long absence would take minutes
-/// to hold what its peers acknowledged).
-fn apply_opening(
-    replica: &dyn Replica,
-    doc: Hash32,
-    changes: Vec<SignedChange>,
-) -> (Result<ApplyReport, String>, Vec<Hash32>) {
-    let group = replica.group_of(&doc);
-    let before: HashSet<Hash32> = group
-        .map(|g| replica.docs_of(&g).into_iter().collect())
-        .unwrap_or_default();
-    let applied = replica.apply_remote(doc, changes, false);
-    if let Ok(report) = &applied {
-        // A sync sends changes in causal order, so this should not happen;
-        // when it does, nothing of these is stored (a lagging node's late
-        // ledger records were seen never to arrive: see the crash soak).
-        if !report.missing_deps.is_empty() {
-            tracing::info!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes or records this node lacks (often an earlier ledger period still on its way), or for its ledger history below the base; asked for again once the group's next sync brings something");
-        }
-    }
-    let opened = match (group, &applied) {
-        (Some(g), Ok(report)) if !report.applied.is_empty() => replica
-            .docs_of(&g)
-            .into_iter()
-            .filter(|d| !before.contains(d))
-            .collect(),
-        _ => Vec::new(),
-    };
-    (applied, opened)
-}
-
 /// Blocking work finished off the loop.
 enum Done {
     /// A gossip batch was applied: its messages, and what became of each.
     Validated(Vec<Queued>, Vec<Verdict>),
     /// An inbound request was handled.
     Respond(ResponseChannel<Response>, Response),
-    /// A sync answer was applied; `again` if another round is needed,
-    /// `progress` if it stored something, `waited` if some of its changes
-    /// wait for what this node lacks (see `EventLoop::blocked`).
-    Synced {
-        peer: PeerId,
-        doc: Hash32,
-        again: bool,
-        progress: bool,
-        waited: bool,
-    },
+    /// A sync answer was applied.
+    Synced(PeerId, Hash32, sync::Applied),
     /// A member said it holds more for us than fit its request: ask it.
     Pull(PeerId, Hash32),
     /// A sync session's request was worked out (`None`: nothing to ask).
@@ -672,22 +617,10 @@ enum Done {
     ),
 }
 
-/// A sync session in progress with one peer for one document.
-struct Session {
-    /// Another session was asked for meanwhile: run again when it ends.
-    again: bool,
-    /// The group's `group_stored` count when it began.
-    group_stored: u64,
-}
-
 /// What an outbound request was for.
 enum Pending {
-    Sync {
-        doc: Hash32,
-        round: u32,
-        /// Not every change they lack fitted the request; they will ask.
-        cut: bool,
-    },
+    /// A sync session's request, for this document.
+    Sync(Hash32),
     /// A join, with its ticket (sent again if the connection drops).
     Join(JoinReply, Ticket),
     /// A test's probe: answered with what came back.
@@ -710,23 +643,8 @@ struct EventLoop {
     gossip_waiting: Vec<Queued>,
     waiting_since: HashMap<MessageId, Instant>,
     validating: bool,
-    /// Sync sessions in progress.
-    syncing: HashMap<(PeerId, Hash32), Session>,
-    /// Per group: how many sync answers stored something since start. A
-    /// session that waited compares it with the count when it began: what
-    /// it waited for may have been stored while its answer was applied.
-    group_stored: HashMap<Hash32, u64>,
-    /// Sessions waiting for a free sync stream to the peer.
-    sync_waiting: HashMap<PeerId, std::collections::VecDeque<Hash32>>,
-    /// Per group: sync sessions (peer, document) whose changes waited for
-    /// something this node lacked and were not stored. A group's documents
-    /// sync side by side, so a later ledger period can arrive before the
-    /// earlier one holding the closing it cites; it is asked for again as
-    /// soon as another sync of the group stores something, rather than at
-    /// the next anti-entropy round. Only a session that stored something
-    /// retries the others, so two that wait on what nobody sends do not
-    /// ask each other in turn.
-    blocked: HashMap<Hash32, HashSet<(PeerId, Hash32)>>,
+    /// The sync sessions: what runs, waits its turn, waits for changes.
+    sessions: Sessions<PeerId>,
     peers: HashMap<PeerId, Peer>,
     /// Joins waiting for a connection to their inviter.
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
@@ -1104,6 +1022,7 @@ impl EventLoop {
                     },
                 );
                 tracing::debug!(peer = %peer_id, relayed, "connected");
+                self.sync_input(Input::Connected(peer_id));
                 if !relayed {
                     self.reserve_on_relay(peer_id);
                     self.close_relayed(peer_id);
@@ -1139,11 +1058,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
-                    self.sync_waiting.remove(&peer_id);
-                    for sessions in self.blocked.values_mut() {
-                        sessions.retain(|(p, _)| *p != peer_id);
-                    }
-                    self.blocked.retain(|_, sessions| !sessions.is_empty());
+                    self.sync_input(Input::Disconnected(peer_id));
                     // Reach a member again at once, not after a pause.
                     self.last_dial.remove(&peer_id);
                 } else if let Some(p) = self.peers.get_mut(&peer_id) {
@@ -1227,9 +1142,8 @@ impl EventLoop {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match self.pending.remove(&request_id) {
                     Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
-                    Some((peer, Pending::Sync { doc, .. })) => {
-                        self.syncing.remove(&(peer, doc));
-                        self.start_waiting_sync(peer);
+                    Some((peer, Pending::Sync(doc))) => {
+                        self.sync_input(Input::Failed { peer, doc });
                     }
                     Some((_, Pending::Probe(reply))) => {
                         let _ = reply.send(Err(error.to_string()));
@@ -1497,40 +1411,13 @@ impl EventLoop {
                     tracing::debug!("peer went away before the answer");
                 }
             }
-            Done::Synced {
-                peer,
-                doc,
-                again,
-                progress,
-                waited,
-            } => {
-                let session = self.syncing.remove(&(peer, doc));
-                let mut run_again = again || session.as_ref().is_some_and(|s| s.again);
-                if let Some(group) = self.replica.group_of(&doc) {
-                    let stored = self.group_stored.entry(group).or_default();
-                    let stored_meanwhile = session.is_some_and(|s| s.group_stored < *stored);
-                    if progress {
-                        *stored += 1;
-                        self.retry_waiting_gossip();
-                        for (p, d) in self.blocked.remove(&group).unwrap_or_default() {
-                            if (p, d) != (peer, doc) {
-                                self.start_sync(p, d);
-                            }
-                        }
-                    }
-                    if waited && stored_meanwhile {
-                        run_again = true;
-                    } else if waited {
-                        self.blocked.entry(group).or_default().insert((peer, doc));
-                    }
-                }
-                if run_again {
-                    self.start_sync(peer, doc);
-                }
-                self.start_waiting_sync(peer);
+            Done::Synced(peer, doc, applied) => {
+                self.sync_input(Input::Applied { peer, doc, applied })
             }
             Done::Pull(peer, doc) => self.start_sync(peer, doc),
-            Done::SyncReady(peer, doc, request) => self.send_sync(peer, doc, request),
+            Done::SyncReady(peer, doc, request) => {
+                self.sync_input(Input::Prepared { peer, doc, request })
+            }
             Done::Joined(inviter, result, reply) => {
                 if let Ok(doc) = &result {
                     if let Some(genesis) = self.replica.genesis(doc) {
@@ -1553,7 +1440,7 @@ impl EventLoop {
                 .swarm
                 .behaviour_mut()
                 .sync
-                .send_response(channel, refused("unknown peer key type"));
+                .send_response(channel, sync::refused("unknown peer key type"));
             return;
         };
         match request {
@@ -1565,41 +1452,22 @@ impl EventLoop {
             } => {
                 // A stranger learns nothing, not even whether we hold the
                 // group: the same answer as for a group we do not have.
-                if !replica.is_member(&doc, &member) || heads.len() > MAX_HEADS {
+                if !sync::accepts(&*replica, &member, &doc, heads.len()) {
                     tracing::debug!(%peer, doc = %doc.short(), "sync refused");
                     let _ = self
                         .swarm
                         .behaviour_mut()
                         .sync
-                        .send_response(channel, refused("unknown document"));
+                        .send_response(channel, sync::refused("unknown document"));
                     return;
                 }
-                let theirs_more = more;
                 tokio::task::spawn_blocking(move || {
-                    if !changes.is_empty() {
-                        let (applied, opened) = apply_opening(&*replica, doc, changes);
-                        if let Err(e) = applied {
-                            tracing::warn!(%peer, error = %e, "pushed changes not applied");
-                        }
-                        for opened in opened {
-                            let _ = done.blocking_send(Done::Pull(peer, opened));
-                        }
+                    let answer = sync::answer(&*replica, &member, doc, &heads, changes, more);
+                    for opened in answer.opened {
+                        let _ = done.blocking_send(Done::Pull(peer, opened));
                     }
-                    let (changes, more) = replica.changes_since(&doc, &heads, SYNC_BATCH_BYTES);
-                    let ours = replica.heads(&doc).unwrap_or_default();
-                    // They will have ours once they apply this answer.
-                    if !more {
-                        replica.set_peer_heads(&member, &doc, &ours);
-                    }
-                    let _ = done.blocking_send(Done::Respond(
-                        channel,
-                        Response::Sync {
-                            heads: ours,
-                            changes,
-                            more,
-                        },
-                    ));
-                    if theirs_more {
+                    let _ = done.blocking_send(Done::Respond(channel, answer.response));
+                    if answer.pull {
                         let _ = done.blocking_send(Done::Pull(peer, doc));
                     }
                 });
@@ -1620,7 +1488,7 @@ impl EventLoop {
                         }
                         Err(reason) => {
                             tracing::info!(%peer, %reason, "join refused");
-                            refused(&reason)
+                            sync::refused(&reason)
                         }
                     };
                     let _ = done.blocking_send(Done::Respond(channel, response));
@@ -1636,59 +1504,12 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         match (pending, response) {
-            (
-                Pending::Sync { doc, round, cut },
-                Response::Sync {
-                    heads,
-                    changes,
-                    more,
-                },
-            ) => {
-                let Some(member) = member_of(&peer) else {
-                    return;
-                };
-                tokio::task::spawn_blocking(move || {
-                    let mut again = more;
-                    let (mut progress, mut waited) = (false, false);
-                    if !changes.is_empty() {
-                        let (applied, opened) = apply_opening(&*replica, doc, changes);
-                        for opened in opened {
-                            let _ = done.blocking_send(Done::Pull(peer, opened));
-                        }
-                        match applied {
-                            Ok(report) if !report.rejected.is_empty() => {
-                                tracing::warn!(%peer, rejected = report.rejected.len(), "peer sent invalid changes in sync");
-                                again = false;
-                            }
-                            Ok(report) => {
-                                progress = !report.applied.is_empty();
-                                waited = !report.missing_deps.is_empty();
-                            }
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "sync answer not applied");
-                                again = false;
-                            }
-                        }
-                    }
-                    replica.set_peer_heads(&member, &doc, &heads);
-                    // Do they still lack something of ours? (If our push
-                    // was cut short, they are asking us for the rest.)
-                    let (theirs_missing, _) = replica.changes_since(&doc, &heads, 1);
-                    again = (again || (!cut && !theirs_missing.is_empty()))
-                        && round + 1 < MAX_SYNC_ROUNDS;
-                    let _ = done.blocking_send(Done::Synced {
-                        peer,
-                        doc,
-                        again,
-                        progress,
-                        waited,
-                    });
+            (Pending::Sync(doc), response @ (Response::Sync { .. } | Response::Refused { .. })) => {
+                self.sync_input(Input::Answered {
+                    peer,
+                    doc,
+                    response,
                 });
-            }
-            (Pending::Sync { doc, .. }, Response::Refused { reason }) => {
-                tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
-                self.syncing.remove(&(peer, doc));
-                self.start_waiting_sync(peer);
             }
             (Pending::Join(reply, ticket), Response::Joined { changes }) => {
                 let expected = ticket.group;
@@ -1896,82 +1717,65 @@ impl EventLoop {
     /// Start a sync session with `peer` for `doc`, unless one is running
     /// (then it runs again when that one ends).
     fn start_sync(&mut self, peer: PeerId, doc: Hash32) {
-        if let Some(session) = self.syncing.get_mut(&(peer, doc)) {
-            session.again = true;
-            return;
+        // Only a member's node (an ed25519 peer id) syncs; no session with
+        // any other ever runs or waits.
+        if member_of(&peer).is_some() {
+            self.sync_input(Input::Start { peer, doc });
         }
-        // A connection carries a bounded number of sync streams (both
-        // ways together): a node in many groups, or a group with many
-        // ledger periods, that starts a session per document at once
-        // after reconnecting would see most of them refused. The rest
-        // wait their turn.
-        if self.syncing.keys().filter(|(p, _)| *p == peer).count() >= SYNC_SESSIONS_PER_PEER {
-            let waiting = self.sync_waiting.entry(peer).or_default();
-            if !waiting.contains(&doc) {
-                waiting.push_back(doc);
+    }
+
+    /// Feed the sync sessions what happened and carry out what they say.
+    fn sync_input(&mut self, input: Input<PeerId>) {
+        let outputs = self.sessions.handle(input, Instant::now(), &*self.replica);
+        for output in outputs {
+            self.sync_output(output);
+        }
+    }
+
+    /// Carry out one thing the sync sessions said to do: disk work goes
+    /// off the loop and comes back as a [`Done`].
+    fn sync_output(&mut self, output: Output<PeerId>) {
+        match output {
+            Output::Prepare { peer, doc } => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                let replica = self.replica.clone();
+                let done = self.done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let request = sync::prepare(&*replica, &member, doc);
+                    let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
+                });
             }
-            return;
-        }
-        let Some(member) = member_of(&peer) else {
-            return;
-        };
-        if !self.swarm.is_connected(&peer) {
-            return;
-        }
-        // The session is ours from now; what to send is worked out off the
-        // loop (it may load a ledger period from disk).
-        let group_stored = self
-            .replica
-            .group_of(&doc)
-            .and_then(|g| self.group_stored.get(&g).copied())
-            .unwrap_or(0);
-        self.syncing.insert(
-            (peer, doc),
-            Session {
-                again: false,
-                group_stored,
-            },
-        );
-        let replica = self.replica.clone();
-        let done = self.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let request = sync_request(&*replica, &member, doc);
-            let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
-        });
-    }
-
-    /// Send a sync request worked out by `sync_request`, or give the
-    /// session up if there is nothing to ask (no longer a member, the
-    /// document gone, the peer gone).
-    fn send_sync(&mut self, peer: PeerId, doc: Hash32, request: Option<Request>) {
-        let Some(request) = request.filter(|_| self.swarm.is_connected(&peer)) else {
-            self.syncing.remove(&(peer, doc));
-            self.start_waiting_sync(peer);
-            return;
-        };
-        let more = matches!(request, Request::Sync { more: true, .. });
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-        self.pending.insert(
-            id,
-            (
+            Output::Send { peer, doc, request } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.insert(id, (peer, Pending::Sync(doc)));
+            }
+            Output::Apply {
                 peer,
-                Pending::Sync {
-                    doc,
-                    round: 0,
-                    cut: more,
-                },
-            ),
-        );
-    }
-
-    /// Start the next sync session waiting for a free stream to `peer`.
-    fn start_waiting_sync(&mut self, peer: PeerId) {
-        while self.syncing.keys().filter(|(p, _)| *p == peer).count() < SYNC_SESSIONS_PER_PEER {
-            let Some(doc) = self.sync_waiting.get_mut(&peer).and_then(|q| q.pop_front()) else {
-                self.sync_waiting.remove(&peer);
-                return;
-            };
-            self.start_sync(peer, doc);
+                doc,
+                heads,
+                changes,
+                more,
+            } => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                let replica = self.replica.clone();
+                let done = self.done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let (applied, opened) =
+                        sync::apply_answer(&*replica, &member, doc, &heads, changes, more);
+                    for opened in opened {
+                        let _ = done.blocking_send(Done::Pull(peer, opened));
+                    }
+                    let _ = done.blocking_send(Done::Synced(peer, doc, applied));
+                });
+            }
+            Output::Stored { .. } => self.retry_waiting_gossip(),
+            Output::Ended { peer, doc, took } => {
+                tracing::trace!(%peer, doc = %doc.short(), ?took, "sync session ended");
+            }
         }
     }
 
@@ -2236,57 +2040,6 @@ fn queued_bytes(q: &Queued) -> usize {
     q.3.iter().map(|c| c.change.len()).sum()
 }
 
-/// The request that starts a sync session of `doc` with `member`, if they
-/// are a member and we hold it: our heads, and along with them what they
-/// lack by what we last saw of them, as much as fits a request (if we have
-/// never synced, nothing: their answer will tell us).
-fn sync_request(replica: &dyn Replica, member: &MemberId, doc: Hash32) -> Option<Request> {
-    let heads = replica.heads(&doc)?;
-    if !replica.is_member(&doc, member) {
-        return None;
-    }
-    let lacking = match replica.peer_heads(member, &doc) {
-        Some(theirs) => replica.changes_since(&doc, &theirs, PUSH_BYTES),
-        None => (Vec::new(), false),
-    };
-    let (changes, more) = fit_request(lacking, heads.len());
-    Some(Request::Sync {
-        doc,
-        heads,
-        changes,
-        more,
-    })
-}
-
-/// What a request pushes: the changes that fit with `heads` heads beside
-/// them, and whether any were left out (or more were held back already).
-fn fit_request(lacking: (Vec<SignedChange>, bool), heads: usize) -> (Vec<SignedChange>, bool) {
-    let (mut changes, mut more) = lacking;
-    // Heads cost 32 bytes and a prefix each; the envelope's own fields
-    // well under the slack.
-    let mut room = MAX_REQUEST_BYTES.saturating_sub(heads * 34 + 512);
-    let fits = changes
-        .iter()
-        .take_while(|c| {
-            let size = encoding::encode(*c).len();
-            let fits = size <= room;
-            room = room.saturating_sub(size);
-            fits
-        })
-        .count();
-    if fits < changes.len() {
-        changes.truncate(fits);
-        more = true;
-    }
-    (changes, more)
-}
-
-fn refused(reason: &str) -> Response {
-    Response::Refused {
-        reason: reason.to_string(),
-    }
-}
-
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -2318,6 +2071,7 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{MAX_HEADS, MAX_REQUEST_BYTES};
     use nestwork_docs::{ApplyReport, Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
     use std::sync::Mutex;
 
@@ -2498,18 +2252,20 @@ mod tests {
             more,
         };
 
-        let (fits, more) = fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
+        let (fits, more) =
+            sync::fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
         assert_eq!((fits.len(), more), (2, false));
         assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
 
-        let (fits, more) = fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
+        let (fits, more) =
+            sync::fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
         assert_eq!((fits.len(), more), (1, true), "cut before the big one");
         assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
 
-        let (fits, more) = fit_request((vec![big], false), 0);
+        let (fits, more) = sync::fit_request((vec![big], false), 0);
         assert_eq!((fits.len(), more), (0, true), "one change over the limit");
 
-        let (fits, more) = fit_request((Vec::new(), true), 0);
+        let (fits, more) = sync::fit_request((Vec::new(), true), 0);
         assert_eq!((fits.len(), more), (0, true), "held back already");
     }
 

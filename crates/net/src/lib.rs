@@ -22,6 +22,7 @@ pub mod actor;
 pub mod behaviour;
 pub mod protocol;
 pub mod reach;
+pub mod sync;
 pub mod ticket;
 pub mod topic;
 
