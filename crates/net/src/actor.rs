@@ -35,8 +35,8 @@ use crate::sync::{self, Input, Output, Sessions};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, short_key_id, GroupSeals, OpenError, ShortKeyId};
 use crate::{
-    ApplyReport, DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot,
-    Replica,
+    ApplyReport, DocEvent, GossipCounts, GroupSync, NetConfig, NetError, NetStatus, PeerInfo,
+    RelaySlot, Replica,
 };
 
 /// How long a gossip message whose changes wait for others is kept to be
@@ -63,7 +63,7 @@ const REDIAL_AFTER: Duration = Duration::from_secs(5);
 
 /// Commands from the handle to the loop.
 enum Command {
-    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Status(oneshot::Sender<NetStatus>),
     Invite {
@@ -101,10 +101,8 @@ impl NetHandle {
     }
 
     /// Connect to a multiaddr.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), String> {
-        self.ask(|tx| Command::Dial(addr, tx))
-            .await
-            .map_err(|e| e.to_string())?
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
     }
 
     /// Connected peers.
@@ -134,10 +132,10 @@ impl NetHandle {
     }
 
     /// Join a group with a ticket: contact the inviter, be admitted, sync.
-    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, String> {
+    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, NetError> {
         self.ask(|tx| Command::Join(ticket, tx))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
+            .map_err(NetError::Join)
     }
 
     /// Refuse all connections with `peer` (and drop current ones).
@@ -187,11 +185,11 @@ impl NetHandle {
     /// holds the document, and return the answer's kind. Only for tests that
     /// play a stranger probing for a group's records.
     #[doc(hidden)]
-    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, String> {
+    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, NetError> {
         self.ask(|tx| Command::ProbeSync(peer, doc, tx))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .map(|h| h.to_hex())
+            .map_err(NetError::Probe)
     }
 
     /// Stop the loop and wait for it.
@@ -217,9 +215,9 @@ pub async fn spawn(
     config: NetConfig,
     key: MemberKey,
     replica: Arc<dyn Replica>,
-) -> Result<NetHandle, String> {
+) -> Result<NetHandle, NetError> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NetError::Key(e.to_string()))?;
     let (mdns_on, relay_server) = (config.mdns, config.relay_server);
     let mut metrics = prometheus_client::registry::Registry::default();
     let codec = crate::protocol::Codec::default();
@@ -231,10 +229,10 @@ pub async fn spawn(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key, relay_client| {
             Behaviour::new(
                 key,
@@ -245,17 +243,20 @@ pub async fn spawn(
                 codec,
             )
         })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
 
     for addr in &config.listen {
         let addr: Multiaddr = addr
             .parse()
-            .map_err(|e| format!("listen address {addr:?}: {e}"))?;
+            .map_err(|e| address("listen address", addr, e))?;
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
     }
     // Wait until every listener is bound, so callers can hand out addresses.
     let mut bound = 0;
@@ -265,15 +266,15 @@ pub async fn spawn(
             Ok(SwarmEvent::ListenerError { error, .. })
             | Ok(SwarmEvent::ListenerClosed {
                 reason: Err(error), ..
-            }) => return Err(format!("listening failed: {error}")),
+            }) => return Err(NetError::ListenFailed(error.to_string())),
             Ok(_) => {}
-            Err(_) => return Err("listen addresses were not bound within 10 s".into()),
+            Err(_) => return Err(NetError::ListenTimeout),
         }
     }
     for addr in &config.external {
         let addr: Multiaddr = addr
             .parse()
-            .map_err(|e| format!("external address {addr:?}: {e}"))?;
+            .map_err(|e| address("external address", addr, e))?;
         swarm.add_external_address(addr);
     }
     if config.relay_server && config.external.is_empty() {
@@ -298,11 +299,9 @@ pub async fn spawn(
     }
     let mut last_dial = HashMap::new();
     for addr in first_dials {
-        let addr: Multiaddr = addr
-            .parse()
-            .map_err(|e| format!("peer address {addr:?}: {e}"))?;
+        let addr: Multiaddr = addr.parse().map_err(|e| address("peer address", addr, e))?;
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-            return Err(format!("{addr} must end with /p2p/PEER_ID"));
+            return Err(NetError::NoPeerId(addr));
         };
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         last_dial.insert(peer, Instant::now());
@@ -317,7 +316,7 @@ pub async fn spawn(
     for relay in &config.relays {
         let addr: Multiaddr = relay
             .parse()
-            .map_err(|e| format!("relay address {relay:?}: {e}"))?;
+            .map_err(|e| address("relay address", relay, e))?;
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             relays.insert(
                 peer,
@@ -364,6 +363,15 @@ pub async fn spawn(
     }
     tokio::spawn(event_loop.run());
     Ok(NetHandle { commands })
+}
+
+/// A configured address that does not parse.
+fn address(what: &'static str, addr: &str, error: libp2p::multiaddr::Error) -> NetError {
+    NetError::Address {
+        what,
+        addr: addr.to_string(),
+        reason: error.to_string(),
+    }
 }
 
 /// Where the answer to a join goes.
@@ -823,7 +831,11 @@ impl EventLoop {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Dial(addr, reply) => {
-                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+                let _ = reply.send(
+                    self.swarm
+                        .dial(addr)
+                        .map_err(|e| NetError::Dial(e.to_string())),
+                );
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peer_infos());
