@@ -699,3 +699,212 @@ pub fn apply_opening(
     };
     (applied, opened)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every document belongs to one group.
+    struct OneGroup;
+
+    const GROUP: Hash32 = Hash32([7; 32]);
+
+    impl Groups for OneGroup {
+        fn group_of(&self, _: &Hash32) -> Option<Hash32> {
+            Some(GROUP)
+        }
+    }
+
+    fn doc(n: u8) -> Hash32 {
+        Hash32([n; 32])
+    }
+
+    fn request(more: bool) -> Request {
+        Request::Sync {
+            doc: doc(0),
+            heads: Vec::new(),
+            changes: Vec::new(),
+            more,
+        }
+    }
+
+    /// Feed one input at `now`.
+    fn feed(sessions: &mut Sessions<u8>, input: Input<u8>) -> Vec<Output<u8>> {
+        sessions.handle(input, Instant::now(), &OneGroup)
+    }
+
+    /// The (peer, document) pairs to prepare among `outputs`.
+    fn prepared(outputs: &[Output<u8>]) -> Vec<(u8, Hash32)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Prepare { peer, doc } => Some((*peer, *doc)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Start a session with `peer` for `d` and bring it to the point where
+    /// its request is out.
+    fn sent(sessions: &mut Sessions<u8>, peer: u8, d: Hash32, more: bool) {
+        let out = feed(sessions, Input::Start { peer, doc: d });
+        assert_eq!(prepared(&out), vec![(peer, d)]);
+        let out = feed(
+            sessions,
+            Input::Prepared {
+                peer,
+                doc: d,
+                request: Some(request(more)),
+            },
+        );
+        assert!(matches!(out[..], [Output::Send { .. }]));
+    }
+
+    #[test]
+    fn nothing_starts_with_a_peer_that_is_not_connected() {
+        let mut sessions = Sessions::default();
+        assert!(feed(
+            &mut sessions,
+            Input::Start {
+                peer: 1,
+                doc: doc(1)
+            }
+        )
+        .is_empty());
+        assert!(sessions.is_idle());
+    }
+
+    #[test]
+    fn a_start_while_a_session_runs_runs_it_again_when_it_ends() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        sent(&mut sessions, 1, doc(1), false);
+        assert!(feed(
+            &mut sessions,
+            Input::Start {
+                peer: 1,
+                doc: doc(1)
+            }
+        )
+        .is_empty());
+        let out = feed(
+            &mut sessions,
+            Input::Applied {
+                peer: 1,
+                doc: doc(1),
+                applied: Applied::default(),
+            },
+        );
+        assert_eq!(prepared(&out), vec![(1, doc(1))], "once more");
+    }
+
+    #[test]
+    fn an_answer_showing_they_lack_ours_goes_again_unless_our_push_was_cut() {
+        for (cut, again) in [(false, true), (true, false)] {
+            let mut sessions = Sessions::default();
+            feed(&mut sessions, Input::Connected(1));
+            sent(&mut sessions, 1, doc(1), cut);
+            let applied = Applied {
+                they_lack: true,
+                ..Applied::default()
+            };
+            let out = feed(
+                &mut sessions,
+                Input::Applied {
+                    peer: 1,
+                    doc: doc(1),
+                    applied,
+                },
+            );
+            assert_eq!(!prepared(&out).is_empty(), again, "cut: {cut}");
+        }
+    }
+
+    #[test]
+    fn sessions_past_the_limit_per_peer_wait_their_turn() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        for n in 0..SYNC_SESSIONS_PER_PEER as u8 {
+            sent(&mut sessions, 1, doc(n), false);
+        }
+        let last = doc(SYNC_SESSIONS_PER_PEER as u8);
+        assert!(feed(&mut sessions, Input::Start { peer: 1, doc: last }).is_empty());
+        assert_eq!(sessions.running_with(&1), SYNC_SESSIONS_PER_PEER);
+        let out = feed(
+            &mut sessions,
+            Input::Failed {
+                peer: 1,
+                doc: doc(0),
+            },
+        );
+        assert_eq!(prepared(&out), vec![(1, last)], "its turn");
+    }
+
+    #[test]
+    fn a_session_that_waited_is_retried_when_another_of_its_group_stores_something() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        feed(&mut sessions, Input::Connected(2));
+        sent(&mut sessions, 1, doc(1), false);
+        sent(&mut sessions, 2, doc(2), false);
+        let waited = Applied {
+            waited: true,
+            ..Applied::default()
+        };
+        let out = feed(
+            &mut sessions,
+            Input::Applied {
+                peer: 1,
+                doc: doc(1),
+                applied: waited,
+            },
+        );
+        assert!(
+            prepared(&out).is_empty(),
+            "blocked, not asked again at once"
+        );
+        let progress = Applied {
+            progress: true,
+            ..Applied::default()
+        };
+        let out = feed(
+            &mut sessions,
+            Input::Applied {
+                peer: 2,
+                doc: doc(2),
+                applied: progress,
+            },
+        );
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Stored { group } if *group == GROUP)));
+        assert_eq!(prepared(&out), vec![(1, doc(1))], "retried");
+    }
+
+    #[test]
+    fn a_disconnected_peer_loses_its_waiting_and_blocked_sessions() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        for n in 0..=SYNC_SESSIONS_PER_PEER as u8 {
+            feed(
+                &mut sessions,
+                Input::Start {
+                    peer: 1,
+                    doc: doc(n),
+                },
+            );
+        }
+        feed(&mut sessions, Input::Disconnected(1));
+        for n in 0..SYNC_SESSIONS_PER_PEER as u8 {
+            let out = feed(
+                &mut sessions,
+                Input::Failed {
+                    peer: 1,
+                    doc: doc(n),
+                },
+            );
+            assert!(prepared(&out).is_empty(), "nothing starts with a peer gone");
+        }
+        assert!(sessions.is_idle());
+    }
+}
