@@ -1516,7 +1516,7 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         match (pending, response) {
-            (Pending::Sync(doc), response @ (Response::Sync { .. } | Response::Refused { .. })) => {
+            (Pending::Sync(doc), response) => {
                 self.sync_input(Input::Answered {
                     peer,
                     doc,

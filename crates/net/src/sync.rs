@@ -341,10 +341,11 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                     self.end(peer, doc, now, groups, &mut out);
                 }
                 Response::Joined { .. } => {
-                    // Left running, as the event loop always did: see the
-                    // report of the extraction (a session stuck until the
-                    // connection closes does not reach `end`).
-                    tracing::warn!(?peer, "unexpected answer to a sync request");
+                    // Ended like a failure: left running, it would never
+                    // end (no request of it is pending any more) and would
+                    // hold one of the peer's streams for good.
+                    tracing::warn!(?peer, doc = %doc.short(), "unexpected answer to a sync request");
+                    self.end(peer, doc, now, groups, &mut out);
                 }
             },
             Input::Failed { peer, doc } => self.end(peer, doc, now, groups, &mut out),
@@ -879,6 +880,29 @@ mod tests {
             .iter()
             .any(|o| matches!(o, Output::Stored { group } if *group == GROUP)));
         assert_eq!(prepared(&out), vec![(1, doc(1))], "retried");
+    }
+
+    /// A session whose request got a join's answer (a peer of another
+    /// build, or a hostile one) stayed running for good: no request of it
+    /// was pending any more, so nothing ended it, and after six of them no
+    /// session with that peer ever started again.
+    #[test]
+    fn a_session_answered_with_something_else_than_a_sync_ends() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        sent(&mut sessions, 1, doc(1), false);
+        let out = feed(
+            &mut sessions,
+            Input::Answered {
+                peer: 1,
+                doc: doc(1),
+                response: Response::Joined {
+                    changes: Vec::new(),
+                },
+            },
+        );
+        assert!(matches!(out[..], [Output::Ended { peer: 1, .. }]));
+        assert!(sessions.is_idle());
     }
 
     #[test]
