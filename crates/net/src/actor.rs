@@ -7,6 +7,12 @@
 //! Incoming gossip is queued while a batch is being applied and the queue is
 //! applied as the next batch: batching costs no latency when idle and keeps
 //! up under load.
+//!
+//! What a sync session does next is decided by [`crate::sync::Sessions`],
+//! a state machine with no I/O: the loop feeds it what happened (a
+//! connection, a trigger, an answer, a failure, the result of disk work)
+//! and carries out what it says (work out a request, send it, apply an
+//! answer), in `sync_input` and `sync_output`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

@@ -13,10 +13,14 @@
 //!   DCUtR, AutoNAT, gossipsub, the sync protocol, a block list);
 //! - [`topic`]: topic names and sealed gossip payloads;
 //! - [`protocol`]: the sync and join protocol and its bounded codec;
+//! - [`sync`]: the sync session as a state machine with no I/O, and the
+//!   disk work it asks for (tested over a simulated network in
+//!   `tests/sync_sim.rs`);
 //! - [`reach`]: connections, relay slots and members to reach again, and
 //!   the plain words for where the node stands;
 //! - [`ticket`]: invite tickets;
-//! - [`actor`]: the event loop and the handle.
+//! - [`actor`]: the event loop and the handle; it drives the sync
+//!   sessions, carrying out what they say.
 
 pub mod actor;
 pub mod behaviour;
