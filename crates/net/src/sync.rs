@@ -239,9 +239,9 @@ struct Session {
     group_stored: u64,
     /// When it began.
     started: Instant,
-    /// Which round this is. Each re-run is a new session, starting again
-    /// at round 0 (as before the state machine was drawn out of the
-    /// event loop): so [`MAX_SYNC_ROUNDS`] is never reached.
+    /// Which round this is: how many sessions before it with the same
+    /// peer and document ran on because their answer said to, without a
+    /// new trigger between.
     round: u32,
     /// Not every change the peer lacks fitted our request: it will ask
     /// us for the rest, so its heads lacking ours is no reason to go again.
@@ -308,7 +308,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                 }
                 self.blocked.retain(|_, sessions| !sessions.is_empty());
             }
-            Input::Start { peer, doc } => self.start(peer, doc, now, groups, &mut out),
+            Input::Start { peer, doc } => self.start(peer, doc, 0, now, groups, &mut out),
             Input::Prepared { peer, doc, request } => {
                 match request.filter(|_| self.connected.contains(&peer)) {
                     Some(request) => {
@@ -366,12 +366,13 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
         self.running.keys().filter(|(p, _)| p == peer).count()
     }
 
-    /// Start a session with `peer` for `doc`, unless one is running (then
-    /// it runs again when that one ends).
+    /// Start a session with `peer` for `doc` as round `round`, unless one
+    /// is running (then it runs again when that one ends).
     fn start(
         &mut self,
         peer: P,
         doc: Hash32,
+        round: u32,
         now: Instant,
         groups: &(impl Groups + ?Sized),
         out: &mut Vec<Output<P>>,
@@ -405,7 +406,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                 again: false,
                 group_stored,
                 started: now,
-                round: 0,
+                round,
                 cut: false,
             },
         );
@@ -470,7 +471,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                 out.push(Output::Stored { group });
                 for (p, d) in self.blocked.remove(&group).unwrap_or_default() {
                     if (p, d) != (peer, doc) {
-                        self.start(p, d, now, groups, out);
+                        self.start(p, d, 0, now, groups, out);
                     }
                 }
             }
@@ -481,7 +482,13 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
             }
         }
         if run_again {
-            self.start(peer, doc, now, groups, out);
+            // Rounds count on only while answers alone call for more: a
+            // peer that never takes what we push (it waits for something
+            // nobody can send) costs MAX_SYNC_ROUNDS round trips per
+            // trigger, not one after another for good. (Before, every
+            // re-run began at round 0 again, and the bound never held.)
+            let round = if again { round + 1 } else { 0 };
+            self.start(peer, doc, round, now, groups, out);
         }
         self.start_waiting(peer, now, groups, out);
     }
@@ -499,7 +506,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                 self.waiting.remove(&peer);
                 return;
             };
-            self.start(peer, doc, now, groups, out);
+            self.start(peer, doc, 0, now, groups, out);
         }
     }
 }
@@ -819,6 +826,48 @@ mod tests {
             );
             assert_eq!(!prepared(&out).is_empty(), again, "cut: {cut}");
         }
+    }
+
+    /// Every re-run used to begin at round 0, so answers that kept
+    /// calling for another round (a peer that never takes what we push)
+    /// made sessions follow one another for good.
+    #[test]
+    fn answers_calling_for_more_run_at_most_max_sync_rounds_sessions() {
+        let mut sessions = Sessions::default();
+        feed(&mut sessions, Input::Connected(1));
+        let lacking = Applied {
+            they_lack: true,
+            ..Applied::default()
+        };
+        let mut rounds = 1;
+        sent(&mut sessions, 1, doc(1), false);
+        loop {
+            let out = feed(
+                &mut sessions,
+                Input::Applied {
+                    peer: 1,
+                    doc: doc(1),
+                    applied: lacking,
+                },
+            );
+            if prepared(&out).is_empty() {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds <= MAX_SYNC_ROUNDS, "round {rounds}");
+            feed(
+                &mut sessions,
+                Input::Prepared {
+                    peer: 1,
+                    doc: doc(1),
+                    request: Some(request(false)),
+                },
+            );
+        }
+        assert_eq!(rounds, MAX_SYNC_ROUNDS);
+        assert!(sessions.is_idle());
+        // The next trigger starts counting afresh.
+        sent(&mut sessions, 1, doc(1), false);
     }
 
     #[test]

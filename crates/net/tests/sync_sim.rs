@@ -19,7 +19,7 @@ use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::{ApplyReport, Rejection};
 use nestwork_net::protocol::{Request, Response};
 use nestwork_net::sync::{
-    self, Groups, Input, Output, Sessions, SyncStore, SYNC_SESSIONS_PER_PEER,
+    self, Groups, Input, Output, Sessions, SyncStore, MAX_SYNC_ROUNDS, SYNC_SESSIONS_PER_PEER,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -943,6 +943,34 @@ fn a_period_that_waited_for_the_group_document_is_asked_again_when_it_arrives() 
         waited += sim.counts.waited;
     }
     assert!(waited > 0, "no seed had the period arrive first");
+}
+
+/// A change the peer can never take (here a period change whose author has
+/// nothing in the group document, which no replica holds; for a node, say,
+/// history below a ledger's base) keeps the holder's view of the peer
+/// lacking it. Each trigger then runs at most `MAX_SYNC_ROUNDS` rounds and
+/// waits for the next, rather than asking again at once, forever.
+#[test]
+fn a_change_the_peer_cannot_take_costs_a_bounded_number_of_rounds() {
+    let mut sim = Sim::new(9, 2, 2, &[]);
+    let period = sim.docs()[1];
+    // Held by the side that starts the session on connecting.
+    let holder = if sim.nodes[0].id < sim.nodes[1].id {
+        0
+    } else {
+        1
+    };
+    sim.write(holder, period, 1, 100);
+    sim.connect_all();
+    sim.run_until(10 * ANTI_ENTROPY - 1);
+    // The connection and nine anti-entropy rounds, each starting a session
+    // on both sides; a few more for the group document.
+    let bound = 10 * (u64::from(MAX_SYNC_ROUNDS) + 1) + 4;
+    assert!(
+        sim.counts.requests <= bound,
+        "{} requests in 150 s (bound {bound})",
+        sim.counts.requests
+    );
 }
 
 proptest! {
