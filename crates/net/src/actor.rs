@@ -2089,7 +2089,6 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{MAX_HEADS, MAX_REQUEST_BYTES};
     use nestwork_docs::{ApplyReport, Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
     use std::sync::Mutex;
 
@@ -2246,45 +2245,6 @@ mod tests {
         );
         let doc = replica.doc.lock().expect("lock");
         assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
-    }
-
-    /// Finding 4: a request is read whole before the asker's membership is
-    /// known, so it is bounded at 64 KiB; a member's push is cut to fit,
-    /// and says so (the other side then pulls the rest).
-    #[test]
-    fn finding4_a_push_is_cut_to_fit_a_request_and_says_there_is_more() {
-        let base = group();
-        let small = edit(&base, 1, "a few words");
-        // A member's change as large as the envelope allows (only its
-        // size matters here).
-        let big = SignedChange::sign(
-            writer(2).key(),
-            base.id(),
-            Hash32::of(b"big"),
-            vec![7; MAX_REQUEST_BYTES],
-        );
-        let request = |changes: Vec<SignedChange>, more| Request::Sync {
-            doc: base.id(),
-            heads: vec![Hash32::of(b"h"); MAX_HEADS],
-            changes,
-            more,
-        };
-
-        let (fits, more) =
-            sync::fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
-        assert_eq!((fits.len(), more), (2, false));
-        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
-
-        let (fits, more) =
-            sync::fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
-        assert_eq!((fits.len(), more), (1, true), "cut before the big one");
-        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
-
-        let (fits, more) = sync::fit_request((vec![big], false), 0);
-        assert_eq!((fits.len(), more), (0, true), "one change over the limit");
-
-        let (fits, more) = sync::fit_request((Vec::new(), true), 0);
-        assert_eq!((fits.len(), more), (0, true), "held back already");
     }
 
     /// Finding 5 (overload): when validation falls behind, payments are

@@ -539,10 +539,7 @@ pub fn prepare(
 
 /// What a request pushes: the changes that fit with `heads` heads beside
 /// them, and whether any were left out (or more were held back already).
-pub(crate) fn fit_request(
-    lacking: (Vec<SignedChange>, bool),
-    heads: usize,
-) -> (Vec<SignedChange>, bool) {
+fn fit_request(lacking: (Vec<SignedChange>, bool), heads: usize) -> (Vec<SignedChange>, bool) {
     let (mut changes, mut more) = lacking;
     // Heads cost 32 bytes and a prefix each; the envelope's own fields
     // well under the slack.
@@ -766,6 +763,38 @@ mod tests {
             },
         );
         assert!(matches!(out[..], [Output::Send { .. }]));
+    }
+
+    /// Finding 4: a request is read whole before the asker's membership is
+    /// known, so it is bounded at 64 KiB; a member's push is cut to fit,
+    /// and says so (the other side then pulls the rest).
+    #[test]
+    fn finding4_a_push_is_cut_to_fit_a_request_and_says_there_is_more() {
+        let key = nestwork_core::MemberKey::from_secret([1; 32]);
+        // Only the changes' sizes matter here: a small edit, and a change
+        // as large as the envelope allows.
+        let small = SignedChange::sign(&key, doc(0), Hash32::of(b"small"), vec![1; 300]);
+        let big = SignedChange::sign(&key, doc(0), Hash32::of(b"big"), vec![7; MAX_REQUEST_BYTES]);
+        let request = |changes: Vec<SignedChange>, more| Request::Sync {
+            doc: doc(0),
+            heads: vec![Hash32::of(b"h"); MAX_HEADS],
+            changes,
+            more,
+        };
+
+        let (fits, more) = fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
+        assert_eq!((fits.len(), more), (2, false));
+        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
+
+        let (fits, more) = fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
+        assert_eq!((fits.len(), more), (1, true), "cut before the big one");
+        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
+
+        let (fits, more) = fit_request((vec![big], false), 0);
+        assert_eq!((fits.len(), more), (0, true), "one change over the limit");
+
+        let (fits, more) = fit_request((Vec::new(), true), 0);
+        assert_eq!((fits.len(), more), (0, true), "held back already");
     }
 
     #[test]
