@@ -46,8 +46,9 @@ pub trait Groups {
 
 /// What a sync needs from the node's replica: the part of [`Replica`] the
 /// protocol uses, so that a simulated replica need not be a whole node.
-/// Every method but [`Groups::group_of`], `is_member` and `heads` may wait
-/// for the disk: they are called off the event loop.
+/// As in [`Replica`], the lookups (`group_of`, `docs_of`, `is_member`,
+/// `heads`) answer from memory; `changes_since`, `apply_remote` and the
+/// peer heads may wait for the disk, and are called only off the loop.
 pub trait SyncStore: Groups {
     /// Every document of a group this node holds.
     fn docs_of(&self, group: &Hash32) -> Vec<Hash32>;
@@ -647,7 +648,9 @@ pub fn answer(
     }
     let (changes, ours_more) = store.changes_since(&doc, heads, SYNC_BATCH_BYTES);
     let ours = store.heads(&doc).unwrap_or_default();
-    // They will have ours once they apply this answer.
+    // They will have ours once they apply this answer. (If the answer is
+    // lost, neither side asks again until something changes: see the
+    // ignored finding in tests/sync_sim.rs.)
     if !ours_more {
         store.set_peer_heads(member, &doc, &ours);
     }
