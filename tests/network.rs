@@ -283,11 +283,16 @@ async fn a_stranger_who_connects_learns_nothing_of_the_group() {
     })
     .await;
 
-    let asked = stranger.net.probe_sync(nodes[0].peer(), group).await;
+    let asked = stranger
+        .net
+        .probe_sync(nodes[0].peer(), group)
+        .await
+        .map_err(|e| e.to_string());
     let unknown = stranger
         .net
         .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
-        .await;
+        .await
+        .map_err(|e| e.to_string());
     assert_eq!(
         asked,
         Err("unknown document".to_string()),

@@ -288,11 +288,16 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
     );
 
     // And its sync request gets exactly a stranger's answer.
-    let asked = out.net.probe_sync(nodes[0].peer(), hub).await;
+    let asked = out
+        .net
+        .probe_sync(nodes[0].peer(), hub)
+        .await
+        .map_err(|e| e.to_string());
     let unknown = out
         .net
         .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
-        .await;
+        .await
+        .map_err(|e| e.to_string());
     assert_eq!(asked, Err("unknown document".to_string()));
     assert_eq!(asked, unknown);
 }
@@ -318,7 +323,11 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
     let held = newcomer.node.export(&hub.to_hex()).expect("export").changes;
     assert_eq!(held.len(), 1, "the founding change only");
     assert_ne!(newcomer.description(&hub).as_deref(), Some("members only"));
-    let asked = newcomer.net.probe_sync(nodes[0].peer(), hub).await;
+    let asked = newcomer
+        .net
+        .probe_sync(nodes[0].peer(), hub)
+        .await
+        .map_err(|e| e.to_string());
     assert_eq!(asked, Err("unknown document".to_string()));
 
     // Voted in, it catches up.

@@ -261,7 +261,11 @@ async fn join(
     ticket
         .verify(nestwork_node::node::now_ms())
         .map_err(|e| unprocessable(e.to_string()))?;
-    let doc = s.net()?.join(ticket).await.map_err(unprocessable)?;
+    let doc = s
+        .net()?
+        .join(ticket)
+        .await
+        .map_err(|e| unprocessable(e.to_string()))?;
     Ok(Json(blocking(&s, move |n| n.group(&doc.to_hex())).await?))
 }
 

@@ -7,6 +7,12 @@
 //! Incoming gossip is queued while a batch is being applied and the queue is
 //! applied as the next batch: batching costs no latency when idle and keeps
 //! up under load.
+//!
+//! What a sync session does next is decided by [`crate::sync::Sessions`],
+//! a state machine with no I/O: the loop feeds it what happened (a
+//! connection, a trigger, an answer, a failure, the result of disk work)
+//! and carries out what it says (work out a request, send it, apply an
+//! answer), in `sync_input` and `sync_output`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -27,26 +33,18 @@ use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
-use crate::protocol::{Request, Response, MAX_HEADS, MAX_REQUEST_BYTES, SYNC_BATCH_BYTES};
+use crate::protocol::{Request, Response, SYNC_BATCH_BYTES};
 use crate::reach::{
     self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
 };
+use crate::sync::{self, Input, Output, Sessions};
 use crate::ticket::Ticket;
 use crate::topic::{docs_topic, short_key_id, GroupSeals, OpenError, ShortKeyId};
 use crate::{
-    ApplyReport, DocEvent, GossipCounts, GroupSync, NetConfig, NetStatus, PeerInfo, RelaySlot,
-    Replica,
+    ApplyReport, DocEvent, GossipCounts, GroupSync, NetConfig, NetError, NetStatus, PeerInfo,
+    RelaySlot, Replica,
 };
 
-/// Most sync rounds in one session before giving up until the next trigger.
-const MAX_SYNC_ROUNDS: u32 = 8;
-/// How many change bytes a node looks out to push in one request (what
-/// fits is then cut to the request limit by `fit_request`).
-const PUSH_BYTES: usize = MAX_REQUEST_BYTES;
-/// Most sync sessions this node runs at once with one peer: under half the
-/// streams a connection carries (`limits::MAX_SYNC_STREAMS`, both ways
-/// together), leaving the peer room for its own.
-const SYNC_SESSIONS_PER_PEER: usize = 6;
 /// How long a gossip message whose changes wait for others is kept to be
 /// judged again with the next batches, before it is given up (ignored, and
 /// its sender asked by sync). Well inside the message cache (15 heartbeats,
@@ -71,7 +69,7 @@ const REDIAL_AFTER: Duration = Duration::from_secs(5);
 
 /// Commands from the handle to the loop.
 enum Command {
-    Dial(Multiaddr, oneshot::Sender<Result<(), String>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Status(oneshot::Sender<NetStatus>),
     Invite {
@@ -109,10 +107,8 @@ impl NetHandle {
     }
 
     /// Connect to a multiaddr.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), String> {
-        self.ask(|tx| Command::Dial(addr, tx))
-            .await
-            .map_err(|e| e.to_string())?
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
     }
 
     /// Connected peers.
@@ -142,10 +138,10 @@ impl NetHandle {
     }
 
     /// Join a group with a ticket: contact the inviter, be admitted, sync.
-    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, String> {
+    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, NetError> {
         self.ask(|tx| Command::Join(ticket, tx))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
+            .map_err(NetError::Join)
     }
 
     /// Refuse all connections with `peer` (and drop current ones).
@@ -195,11 +191,11 @@ impl NetHandle {
     /// holds the document, and return the answer's kind. Only for tests that
     /// play a stranger probing for a group's records.
     #[doc(hidden)]
-    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, String> {
+    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, NetError> {
         self.ask(|tx| Command::ProbeSync(peer, doc, tx))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .map(|h| h.to_hex())
+            .map_err(NetError::Probe)
     }
 
     /// Stop the loop and wait for it.
@@ -225,9 +221,9 @@ pub async fn spawn(
     config: NetConfig,
     key: MemberKey,
     replica: Arc<dyn Replica>,
-) -> Result<NetHandle, String> {
+) -> Result<NetHandle, NetError> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NetError::Key(e.to_string()))?;
     let (mdns_on, relay_server) = (config.mdns, config.relay_server);
     let mut metrics = prometheus_client::registry::Registry::default();
     let codec = crate::protocol::Codec::default();
@@ -239,10 +235,10 @@ pub async fn spawn(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key, relay_client| {
             Behaviour::new(
                 key,
@@ -253,17 +249,20 @@ pub async fn spawn(
                 codec,
             )
         })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
 
     for addr in &config.listen {
         let addr: Multiaddr = addr
             .parse()
-            .map_err(|e| format!("listen address {addr:?}: {e}"))?;
+            .map_err(|e| address("listen address", addr, e))?;
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
     }
     // Wait until every listener is bound, so callers can hand out addresses.
     let mut bound = 0;
@@ -273,15 +272,15 @@ pub async fn spawn(
             Ok(SwarmEvent::ListenerError { error, .. })
             | Ok(SwarmEvent::ListenerClosed {
                 reason: Err(error), ..
-            }) => return Err(format!("listening failed: {error}")),
+            }) => return Err(NetError::ListenFailed(error.to_string())),
             Ok(_) => {}
-            Err(_) => return Err("listen addresses were not bound within 10 s".into()),
+            Err(_) => return Err(NetError::ListenTimeout),
         }
     }
     for addr in &config.external {
         let addr: Multiaddr = addr
             .parse()
-            .map_err(|e| format!("external address {addr:?}: {e}"))?;
+            .map_err(|e| address("external address", addr, e))?;
         swarm.add_external_address(addr);
     }
     if config.relay_server && config.external.is_empty() {
@@ -306,11 +305,9 @@ pub async fn spawn(
     }
     let mut last_dial = HashMap::new();
     for addr in first_dials {
-        let addr: Multiaddr = addr
-            .parse()
-            .map_err(|e| format!("peer address {addr:?}: {e}"))?;
+        let addr: Multiaddr = addr.parse().map_err(|e| address("peer address", addr, e))?;
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-            return Err(format!("{addr} must end with /p2p/PEER_ID"));
+            return Err(NetError::NoPeerId(addr));
         };
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         last_dial.insert(peer, Instant::now());
@@ -325,7 +322,7 @@ pub async fn spawn(
     for relay in &config.relays {
         let addr: Multiaddr = relay
             .parse()
-            .map_err(|e| format!("relay address {relay:?}: {e}"))?;
+            .map_err(|e| address("relay address", relay, e))?;
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             relays.insert(
                 peer,
@@ -355,10 +352,7 @@ pub async fn spawn(
         gossip_waiting: Vec::new(),
         waiting_since: HashMap::new(),
         validating: false,
-        syncing: HashMap::new(),
-        group_stored: HashMap::new(),
-        sync_waiting: HashMap::new(),
-        blocked: HashMap::new(),
+        sessions: Sessions::default(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
         join_attempts: HashMap::new(),
@@ -375,6 +369,15 @@ pub async fn spawn(
     }
     tokio::spawn(event_loop.run());
     Ok(NetHandle { commands })
+}
+
+/// A configured address that does not parse.
+fn address(what: &'static str, addr: &str, error: libp2p::multiaddr::Error) -> NetError {
+    NetError::Address {
+        what,
+        addr: addr.to_string(),
+        reason: error.to_string(),
+    }
 }
 
 /// Where the answer to a join goes.
@@ -608,58 +611,14 @@ fn apply_gossip(
     }
 }
 
-/// Apply a peer's sync changes to `doc`, and list the documents of its
-/// group that this opened: a ledger period opens once the one before it
-/// holds payments, so a node that is behind learns of each next period
-/// only as it catches up with the one before. The caller syncs what opened
-/// with the same peer at once, rather than one period per anti-entropy
-/// round (15 s each: a node back after a long absence would take minutes
-/// to hold what its peers acknowledged).
-fn apply_opening(
-    replica: &dyn Replica,
-    doc: Hash32,
-    changes: Vec<SignedChange>,
-) -> (Result<ApplyReport, String>, Vec<Hash32>) {
-    let group = replica.group_of(&doc);
-    let before: HashSet<Hash32> = group
-        .map(|g| replica.docs_of(&g).into_iter().collect())
-        .unwrap_or_default();
-    let applied = replica.apply_remote(doc, changes, false);
-    if let Ok(report) = &applied {
-        // A sync sends changes in causal order, so this should not happen;
-        // when it does, nothing of these is stored (a lagging node's late
-        // ledger records were seen never to arrive: see the crash soak).
-        if !report.missing_deps.is_empty() {
-            tracing::info!(doc = %doc.short(), waiting = report.missing_deps.len(), "changes from a sync wait for changes or records this node lacks (often an earlier ledger period still on its way), or for its ledger history below the base; asked for again once the group's next sync brings something");
-        }
-    }
-    let opened = match (group, &applied) {
-        (Some(g), Ok(report)) if !report.applied.is_empty() => replica
-            .docs_of(&g)
-            .into_iter()
-            .filter(|d| !before.contains(d))
-            .collect(),
-        _ => Vec::new(),
-    };
-    (applied, opened)
-}
-
 /// Blocking work finished off the loop.
 enum Done {
     /// A gossip batch was applied: its messages, and what became of each.
     Validated(Vec<Queued>, Vec<Verdict>),
     /// An inbound request was handled.
     Respond(ResponseChannel<Response>, Response),
-    /// A sync answer was applied; `again` if another round is needed,
-    /// `progress` if it stored something, `waited` if some of its changes
-    /// wait for what this node lacks (see `EventLoop::blocked`).
-    Synced {
-        peer: PeerId,
-        doc: Hash32,
-        again: bool,
-        progress: bool,
-        waited: bool,
-    },
+    /// A sync answer was applied.
+    Synced(PeerId, Hash32, sync::Applied),
     /// A member said it holds more for us than fit its request: ask it.
     Pull(PeerId, Hash32),
     /// A sync session's request was worked out (`None`: nothing to ask).
@@ -672,22 +631,10 @@ enum Done {
     ),
 }
 
-/// A sync session in progress with one peer for one document.
-struct Session {
-    /// Another session was asked for meanwhile: run again when it ends.
-    again: bool,
-    /// The group's `group_stored` count when it began.
-    group_stored: u64,
-}
-
 /// What an outbound request was for.
 enum Pending {
-    Sync {
-        doc: Hash32,
-        round: u32,
-        /// Not every change they lack fitted the request; they will ask.
-        cut: bool,
-    },
+    /// A sync session's request, for this document.
+    Sync(Hash32),
     /// A join, with its ticket (sent again if the connection drops).
     Join(JoinReply, Ticket),
     /// A test's probe: answered with what came back.
@@ -710,23 +657,8 @@ struct EventLoop {
     gossip_waiting: Vec<Queued>,
     waiting_since: HashMap<MessageId, Instant>,
     validating: bool,
-    /// Sync sessions in progress.
-    syncing: HashMap<(PeerId, Hash32), Session>,
-    /// Per group: how many sync answers stored something since start. A
-    /// session that waited compares it with the count when it began: what
-    /// it waited for may have been stored while its answer was applied.
-    group_stored: HashMap<Hash32, u64>,
-    /// Sessions waiting for a free sync stream to the peer.
-    sync_waiting: HashMap<PeerId, std::collections::VecDeque<Hash32>>,
-    /// Per group: sync sessions (peer, document) whose changes waited for
-    /// something this node lacked and were not stored. A group's documents
-    /// sync side by side, so a later ledger period can arrive before the
-    /// earlier one holding the closing it cites; it is asked for again as
-    /// soon as another sync of the group stores something, rather than at
-    /// the next anti-entropy round. Only a session that stored something
-    /// retries the others, so two that wait on what nobody sends do not
-    /// ask each other in turn.
-    blocked: HashMap<Hash32, HashSet<(PeerId, Hash32)>>,
+    /// The sync sessions: what runs, waits its turn, waits for changes.
+    sessions: Sessions<PeerId>,
     peers: HashMap<PeerId, Peer>,
     /// Joins waiting for a connection to their inviter.
     join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
@@ -905,7 +837,11 @@ impl EventLoop {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Dial(addr, reply) => {
-                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+                let _ = reply.send(
+                    self.swarm
+                        .dial(addr)
+                        .map_err(|e| NetError::Dial(e.to_string())),
+                );
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peer_infos());
@@ -1104,6 +1040,7 @@ impl EventLoop {
                     },
                 );
                 tracing::debug!(peer = %peer_id, relayed, "connected");
+                self.sync_input(Input::Connected(peer_id));
                 if !relayed {
                     self.reserve_on_relay(peer_id);
                     self.close_relayed(peer_id);
@@ -1139,11 +1076,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
-                    self.sync_waiting.remove(&peer_id);
-                    for sessions in self.blocked.values_mut() {
-                        sessions.retain(|(p, _)| *p != peer_id);
-                    }
-                    self.blocked.retain(|_, sessions| !sessions.is_empty());
+                    self.sync_input(Input::Disconnected(peer_id));
                     // Reach a member again at once, not after a pause.
                     self.last_dial.remove(&peer_id);
                 } else if let Some(p) = self.peers.get_mut(&peer_id) {
@@ -1227,9 +1160,8 @@ impl EventLoop {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match self.pending.remove(&request_id) {
                     Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
-                    Some((peer, Pending::Sync { doc, .. })) => {
-                        self.syncing.remove(&(peer, doc));
-                        self.start_waiting_sync(peer);
+                    Some((peer, Pending::Sync(doc))) => {
+                        self.sync_input(Input::Failed { peer, doc });
                     }
                     Some((_, Pending::Probe(reply))) => {
                         let _ = reply.send(Err(error.to_string()));
@@ -1497,40 +1429,13 @@ impl EventLoop {
                     tracing::debug!("peer went away before the answer");
                 }
             }
-            Done::Synced {
-                peer,
-                doc,
-                again,
-                progress,
-                waited,
-            } => {
-                let session = self.syncing.remove(&(peer, doc));
-                let mut run_again = again || session.as_ref().is_some_and(|s| s.again);
-                if let Some(group) = self.replica.group_of(&doc) {
-                    let stored = self.group_stored.entry(group).or_default();
-                    let stored_meanwhile = session.is_some_and(|s| s.group_stored < *stored);
-                    if progress {
-                        *stored += 1;
-                        self.retry_waiting_gossip();
-                        for (p, d) in self.blocked.remove(&group).unwrap_or_default() {
-                            if (p, d) != (peer, doc) {
-                                self.start_sync(p, d);
-                            }
-                        }
-                    }
-                    if waited && stored_meanwhile {
-                        run_again = true;
-                    } else if waited {
-                        self.blocked.entry(group).or_default().insert((peer, doc));
-                    }
-                }
-                if run_again {
-                    self.start_sync(peer, doc);
-                }
-                self.start_waiting_sync(peer);
+            Done::Synced(peer, doc, applied) => {
+                self.sync_input(Input::Applied { peer, doc, applied })
             }
             Done::Pull(peer, doc) => self.start_sync(peer, doc),
-            Done::SyncReady(peer, doc, request) => self.send_sync(peer, doc, request),
+            Done::SyncReady(peer, doc, request) => {
+                self.sync_input(Input::Prepared { peer, doc, request })
+            }
             Done::Joined(inviter, result, reply) => {
                 if let Ok(doc) = &result {
                     if let Some(genesis) = self.replica.genesis(doc) {
@@ -1553,7 +1458,7 @@ impl EventLoop {
                 .swarm
                 .behaviour_mut()
                 .sync
-                .send_response(channel, refused("unknown peer key type"));
+                .send_response(channel, sync::refused("unknown peer key type"));
             return;
         };
         match request {
@@ -1565,41 +1470,22 @@ impl EventLoop {
             } => {
                 // A stranger learns nothing, not even whether we hold the
                 // group: the same answer as for a group we do not have.
-                if !replica.is_member(&doc, &member) || heads.len() > MAX_HEADS {
+                if !sync::accepts(&*replica, &member, &doc, heads.len()) {
                     tracing::debug!(%peer, doc = %doc.short(), "sync refused");
                     let _ = self
                         .swarm
                         .behaviour_mut()
                         .sync
-                        .send_response(channel, refused("unknown document"));
+                        .send_response(channel, sync::refused("unknown document"));
                     return;
                 }
-                let theirs_more = more;
                 tokio::task::spawn_blocking(move || {
-                    if !changes.is_empty() {
-                        let (applied, opened) = apply_opening(&*replica, doc, changes);
-                        if let Err(e) = applied {
-                            tracing::warn!(%peer, error = %e, "pushed changes not applied");
-                        }
-                        for opened in opened {
-                            let _ = done.blocking_send(Done::Pull(peer, opened));
-                        }
+                    let answer = sync::answer(&*replica, &member, doc, &heads, changes, more);
+                    for opened in answer.opened {
+                        let _ = done.blocking_send(Done::Pull(peer, opened));
                     }
-                    let (changes, more) = replica.changes_since(&doc, &heads, SYNC_BATCH_BYTES);
-                    let ours = replica.heads(&doc).unwrap_or_default();
-                    // They will have ours once they apply this answer.
-                    if !more {
-                        replica.set_peer_heads(&member, &doc, &ours);
-                    }
-                    let _ = done.blocking_send(Done::Respond(
-                        channel,
-                        Response::Sync {
-                            heads: ours,
-                            changes,
-                            more,
-                        },
-                    ));
-                    if theirs_more {
+                    let _ = done.blocking_send(Done::Respond(channel, answer.response));
+                    if answer.pull {
                         let _ = done.blocking_send(Done::Pull(peer, doc));
                     }
                 });
@@ -1620,7 +1506,7 @@ impl EventLoop {
                         }
                         Err(reason) => {
                             tracing::info!(%peer, %reason, "join refused");
-                            refused(&reason)
+                            sync::refused(&reason)
                         }
                     };
                     let _ = done.blocking_send(Done::Respond(channel, response));
@@ -1636,59 +1522,12 @@ impl EventLoop {
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         match (pending, response) {
-            (
-                Pending::Sync { doc, round, cut },
-                Response::Sync {
-                    heads,
-                    changes,
-                    more,
-                },
-            ) => {
-                let Some(member) = member_of(&peer) else {
-                    return;
-                };
-                tokio::task::spawn_blocking(move || {
-                    let mut again = more;
-                    let (mut progress, mut waited) = (false, false);
-                    if !changes.is_empty() {
-                        let (applied, opened) = apply_opening(&*replica, doc, changes);
-                        for opened in opened {
-                            let _ = done.blocking_send(Done::Pull(peer, opened));
-                        }
-                        match applied {
-                            Ok(report) if !report.rejected.is_empty() => {
-                                tracing::warn!(%peer, rejected = report.rejected.len(), "peer sent invalid changes in sync");
-                                again = false;
-                            }
-                            Ok(report) => {
-                                progress = !report.applied.is_empty();
-                                waited = !report.missing_deps.is_empty();
-                            }
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "sync answer not applied");
-                                again = false;
-                            }
-                        }
-                    }
-                    replica.set_peer_heads(&member, &doc, &heads);
-                    // Do they still lack something of ours? (If our push
-                    // was cut short, they are asking us for the rest.)
-                    let (theirs_missing, _) = replica.changes_since(&doc, &heads, 1);
-                    again = (again || (!cut && !theirs_missing.is_empty()))
-                        && round + 1 < MAX_SYNC_ROUNDS;
-                    let _ = done.blocking_send(Done::Synced {
-                        peer,
-                        doc,
-                        again,
-                        progress,
-                        waited,
-                    });
+            (Pending::Sync(doc), response) => {
+                self.sync_input(Input::Answered {
+                    peer,
+                    doc,
+                    response,
                 });
-            }
-            (Pending::Sync { doc, .. }, Response::Refused { reason }) => {
-                tracing::debug!(%peer, doc = %doc.short(), %reason, "sync refused by peer");
-                self.syncing.remove(&(peer, doc));
-                self.start_waiting_sync(peer);
             }
             (Pending::Join(reply, ticket), Response::Joined { changes }) => {
                 let expected = ticket.group;
@@ -1896,82 +1735,65 @@ impl EventLoop {
     /// Start a sync session with `peer` for `doc`, unless one is running
     /// (then it runs again when that one ends).
     fn start_sync(&mut self, peer: PeerId, doc: Hash32) {
-        if let Some(session) = self.syncing.get_mut(&(peer, doc)) {
-            session.again = true;
-            return;
+        // Only a member's node (an ed25519 peer id) syncs; no session with
+        // any other ever runs or waits.
+        if member_of(&peer).is_some() {
+            self.sync_input(Input::Start { peer, doc });
         }
-        // A connection carries a bounded number of sync streams (both
-        // ways together): a node in many groups, or a group with many
-        // ledger periods, that starts a session per document at once
-        // after reconnecting would see most of them refused. The rest
-        // wait their turn.
-        if self.syncing.keys().filter(|(p, _)| *p == peer).count() >= SYNC_SESSIONS_PER_PEER {
-            let waiting = self.sync_waiting.entry(peer).or_default();
-            if !waiting.contains(&doc) {
-                waiting.push_back(doc);
+    }
+
+    /// Feed the sync sessions what happened and carry out what they say.
+    fn sync_input(&mut self, input: Input<PeerId>) {
+        let outputs = self.sessions.handle(input, Instant::now(), &*self.replica);
+        for output in outputs {
+            self.sync_output(output);
+        }
+    }
+
+    /// Carry out one thing the sync sessions said to do: disk work goes
+    /// off the loop and comes back as a [`Done`].
+    fn sync_output(&mut self, output: Output<PeerId>) {
+        match output {
+            Output::Prepare { peer, doc } => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                let replica = self.replica.clone();
+                let done = self.done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let request = sync::prepare(&*replica, &member, doc);
+                    let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
+                });
             }
-            return;
-        }
-        let Some(member) = member_of(&peer) else {
-            return;
-        };
-        if !self.swarm.is_connected(&peer) {
-            return;
-        }
-        // The session is ours from now; what to send is worked out off the
-        // loop (it may load a ledger period from disk).
-        let group_stored = self
-            .replica
-            .group_of(&doc)
-            .and_then(|g| self.group_stored.get(&g).copied())
-            .unwrap_or(0);
-        self.syncing.insert(
-            (peer, doc),
-            Session {
-                again: false,
-                group_stored,
-            },
-        );
-        let replica = self.replica.clone();
-        let done = self.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let request = sync_request(&*replica, &member, doc);
-            let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
-        });
-    }
-
-    /// Send a sync request worked out by `sync_request`, or give the
-    /// session up if there is nothing to ask (no longer a member, the
-    /// document gone, the peer gone).
-    fn send_sync(&mut self, peer: PeerId, doc: Hash32, request: Option<Request>) {
-        let Some(request) = request.filter(|_| self.swarm.is_connected(&peer)) else {
-            self.syncing.remove(&(peer, doc));
-            self.start_waiting_sync(peer);
-            return;
-        };
-        let more = matches!(request, Request::Sync { more: true, .. });
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-        self.pending.insert(
-            id,
-            (
+            Output::Send { peer, doc, request } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.insert(id, (peer, Pending::Sync(doc)));
+            }
+            Output::Apply {
                 peer,
-                Pending::Sync {
-                    doc,
-                    round: 0,
-                    cut: more,
-                },
-            ),
-        );
-    }
-
-    /// Start the next sync session waiting for a free stream to `peer`.
-    fn start_waiting_sync(&mut self, peer: PeerId) {
-        while self.syncing.keys().filter(|(p, _)| *p == peer).count() < SYNC_SESSIONS_PER_PEER {
-            let Some(doc) = self.sync_waiting.get_mut(&peer).and_then(|q| q.pop_front()) else {
-                self.sync_waiting.remove(&peer);
-                return;
-            };
-            self.start_sync(peer, doc);
+                doc,
+                heads,
+                changes,
+                more,
+            } => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                let replica = self.replica.clone();
+                let done = self.done_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let (applied, opened) =
+                        sync::apply_answer(&*replica, &member, doc, &heads, changes, more);
+                    for opened in opened {
+                        let _ = done.blocking_send(Done::Pull(peer, opened));
+                    }
+                    let _ = done.blocking_send(Done::Synced(peer, doc, applied));
+                });
+            }
+            Output::Stored { .. } => self.retry_waiting_gossip(),
+            Output::Ended { peer, doc, took } => {
+                tracing::trace!(%peer, doc = %doc.short(), ?took, "sync session ended");
+            }
         }
     }
 
@@ -2236,57 +2058,6 @@ fn queued_bytes(q: &Queued) -> usize {
     q.3.iter().map(|c| c.change.len()).sum()
 }
 
-/// The request that starts a sync session of `doc` with `member`, if they
-/// are a member and we hold it: our heads, and along with them what they
-/// lack by what we last saw of them, as much as fits a request (if we have
-/// never synced, nothing: their answer will tell us).
-fn sync_request(replica: &dyn Replica, member: &MemberId, doc: Hash32) -> Option<Request> {
-    let heads = replica.heads(&doc)?;
-    if !replica.is_member(&doc, member) {
-        return None;
-    }
-    let lacking = match replica.peer_heads(member, &doc) {
-        Some(theirs) => replica.changes_since(&doc, &theirs, PUSH_BYTES),
-        None => (Vec::new(), false),
-    };
-    let (changes, more) = fit_request(lacking, heads.len());
-    Some(Request::Sync {
-        doc,
-        heads,
-        changes,
-        more,
-    })
-}
-
-/// What a request pushes: the changes that fit with `heads` heads beside
-/// them, and whether any were left out (or more were held back already).
-fn fit_request(lacking: (Vec<SignedChange>, bool), heads: usize) -> (Vec<SignedChange>, bool) {
-    let (mut changes, mut more) = lacking;
-    // Heads cost 32 bytes and a prefix each; the envelope's own fields
-    // well under the slack.
-    let mut room = MAX_REQUEST_BYTES.saturating_sub(heads * 34 + 512);
-    let fits = changes
-        .iter()
-        .take_while(|c| {
-            let size = encoding::encode(*c).len();
-            let fits = size <= room;
-            room = room.saturating_sub(size);
-            fits
-        })
-        .count();
-    if fits < changes.len() {
-        changes.truncate(fits);
-        more = true;
-    }
-    (changes, more)
-}
-
-fn refused(reason: &str) -> Response {
-    Response::Refused {
-        reason: reason.to_string(),
-    }
-}
-
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -2474,43 +2245,6 @@ mod tests {
         );
         let doc = replica.doc.lock().expect("lock");
         assert_eq!(doc.forks(), &[fork][..], "the fork is kept as proof");
-    }
-
-    /// Finding 4: a request is read whole before the asker's membership is
-    /// known, so it is bounded at 64 KiB; a member's push is cut to fit,
-    /// and says so (the other side then pulls the rest).
-    #[test]
-    fn finding4_a_push_is_cut_to_fit_a_request_and_says_there_is_more() {
-        let base = group();
-        let small = edit(&base, 1, "a few words");
-        // A member's change as large as the envelope allows (only its
-        // size matters here).
-        let big = SignedChange::sign(
-            writer(2).key(),
-            base.id(),
-            Hash32::of(b"big"),
-            vec![7; MAX_REQUEST_BYTES],
-        );
-        let request = |changes: Vec<SignedChange>, more| Request::Sync {
-            doc: base.id(),
-            heads: vec![Hash32::of(b"h"); MAX_HEADS],
-            changes,
-            more,
-        };
-
-        let (fits, more) = fit_request((vec![small.clone(), small.clone()], false), MAX_HEADS);
-        assert_eq!((fits.len(), more), (2, false));
-        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
-
-        let (fits, more) = fit_request((vec![small.clone(), big.clone(), small], false), MAX_HEADS);
-        assert_eq!((fits.len(), more), (1, true), "cut before the big one");
-        assert!(encoding::encode(&request(fits, more)).len() <= MAX_REQUEST_BYTES);
-
-        let (fits, more) = fit_request((vec![big], false), 0);
-        assert_eq!((fits.len(), more), (0, true), "one change over the limit");
-
-        let (fits, more) = fit_request((Vec::new(), true), 0);
-        assert_eq!((fits.len(), more), (0, true), "held back already");
     }
 
     /// Finding 5 (overload): when validation falls behind, payments are

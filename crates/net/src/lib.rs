@@ -13,15 +13,20 @@
 //!   DCUtR, AutoNAT, gossipsub, the sync protocol, a block list);
 //! - [`topic`]: topic names and sealed gossip payloads;
 //! - [`protocol`]: the sync and join protocol and its bounded codec;
+//! - [`sync`]: the sync session as a state machine with no I/O, and the
+//!   disk work it asks for (tested over a simulated network in
+//!   `tests/sync_sim.rs`);
 //! - [`reach`]: connections, relay slots and members to reach again, and
 //!   the plain words for where the node stands;
 //! - [`ticket`]: invite tickets;
-//! - [`actor`]: the event loop and the handle.
+//! - [`actor`]: the event loop and the handle; it drives the sync
+//!   sessions, carrying out what they say.
 
 pub mod actor;
 pub mod behaviour;
 pub mod protocol;
 pub mod reach;
+pub mod sync;
 pub mod ticket;
 pub mod topic;
 
@@ -31,6 +36,65 @@ use serde::{Deserialize, Serialize};
 
 pub use actor::{spawn, NetHandle};
 pub use ticket::{Ticket, TicketError};
+
+/// What went wrong in one of the network's public functions, in words the
+/// person running the node can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The event loop has stopped (the node is shutting down).
+    #[error("the network is not running")]
+    Stopped,
+    /// The member key could not be made a libp2p identity.
+    #[error("the member key cannot be used as a libp2p identity: {0}")]
+    Key(String),
+    /// A transport or the behaviour could not be built.
+    #[error("cannot set up the network: {0}")]
+    Setup(String),
+    /// A configured address does not parse.
+    #[error("{what} {addr:?}: {reason}")]
+    Address {
+        /// Which setting: listen, external, peer or relay address.
+        what: &'static str,
+        /// The address as configured.
+        addr: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A bootstrap or relay address lacks the peer id that tells whom it
+    /// reaches.
+    #[error("{0} must end with /p2p/PEER_ID")]
+    NoPeerId(libp2p::Multiaddr),
+    /// Listening on an address was refused (taken, or not this machine's).
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A listener failed while the network started.
+    #[error("listening failed: {0}")]
+    ListenFailed(String),
+    /// The listeners did not come up in time.
+    #[error("listen addresses were not bound within 10 s")]
+    ListenTimeout,
+    /// A dial could not be started (a bad address, the peer blocked).
+    #[error("cannot dial: {0}")]
+    Dial(String),
+    /// Joining a group failed; the reason is meant for the person joining
+    /// (an expired ticket, the inviter unreachable or refusing).
+    #[error("{0}")]
+    Join(String),
+    /// A test's sync probe was refused or failed.
+    #[error("{0}")]
+    Probe(String),
+}
+
+impl From<actor::Stopped> for NetError {
+    fn from(_: actor::Stopped) -> Self {
+        NetError::Stopped
+    }
+}
 
 /// The network's settings (the `[network]` section of the config).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
