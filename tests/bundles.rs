@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{ChangeBundle, Hash32, MemberKey, SignedChange};
-use nestwork_docs::ledger::{Ledger, Limits};
-use nestwork_docs::Writer;
-use nestwork_node::ledger::{period_id, GroupLedger};
+use nestwork_docs::ledger::{Account, Ledger, Limits, NoProposals};
+use nestwork_docs::{RecordBody, SignedDoc, Writer};
+use nestwork_node::ledger::{group_heads_to_cite, period_id};
 use nestwork_node::node::NodeError;
 use nestwork_node::{DataDir, Node};
 use nestwork_testkit::ledger_sim::{sign_payment, LedgerSim};
@@ -145,23 +145,37 @@ fn a_bundle_carries_every_ledger_period_and_the_copy_has_the_same_balances() {
     assert_eq!(ledger_of(&c, &group), want);
 }
 
-/// A payment signed outside the rules, in period 0 of the group: `from`
-/// signs it with a ledger that holds other limits and roll than the
-/// group's.
+/// A payment signed outside the rules, in period 0 of the group, by a
+/// modified node: `writer` signs it with a ledger that holds other limits
+/// than the group's, and no check of the roll, citing the group's heads.
 fn forged_payment(
     sim: &LedgerSim,
     writer: &Writer,
-    roll: &BTreeSet<nestwork_core::MemberId>,
     limits: Limits,
     amount: u64,
 ) -> Vec<SignedChange> {
     let group = sim.replica.group.id();
-    let mut forger = GroupLedger::of_group(&sim.replica.group).expect("genesis");
-    forger.ledger = Ledger::new("hours", sim.writer(0).id(), limits, PERIOD);
-    let to = sim.writer(3).id();
-    let (period, changes) = sign_payment(&mut forger, group, writer, roll, to, amount, "forged");
-    assert_eq!(period, 0);
-    changes
+    let forger = Ledger::new("hours", sim.writer(0).id(), limits, PERIOD);
+    let payment = forger
+        .prepare(
+            &writer.id(),
+            Account::Member(writer.id()),
+            Account::Member(sim.writer(3).id()),
+            amount,
+            "forged",
+            None,
+            1,
+            group_heads_to_cite(&sim.replica.group),
+            &|_| true,
+            &NoProposals,
+        )
+        .expect("within the forger's rules");
+    assert_eq!(payment.period, 0);
+    let mut period = SignedDoc::ledger_period(group, 0).expect("period");
+    let (_, change) = period
+        .sign_record_anyway(writer, RecordBody::Payment(payment), 1)
+        .expect("signed anyway");
+    vec![change]
 }
 
 #[test]
@@ -171,19 +185,16 @@ fn a_bundle_with_a_payment_against_the_rules_is_refused_whole() {
     let group = sim.replica.group.id();
     let a = node_with(&tmp.path().join("a"), &sim, &made, PAYMENTS);
     let honest = a.export(&group.to_hex()).expect("export");
-    let roll: BTreeSet<_> = sim.members().into_iter().collect();
     let wide = Limits {
         floor: -1_000_000_000,
         ceiling: 1_000_000_000,
     };
 
     // Member 4 never paid: its first payment, far below its floor.
-    let overdrawn = forged_payment(&sim, sim.writer(4), &roll, wide, 1_000_000);
+    let overdrawn = forged_payment(&sim, sim.writer(4), wide, 1_000_000);
     // Someone never admitted pays.
     let outsider = Writer::new(MemberKey::from_secret([77; 32]), [7; 8]);
-    let mut with_outsider = roll.clone();
-    with_outsider.insert(outsider.id());
-    let stranger = forged_payment(&sim, &outsider, &with_outsider, wide, 1);
+    let stranger = forged_payment(&sim, &outsider, wide, 1);
 
     let b = open(&tmp.path().join("b"), 2);
     let c = node_with(&tmp.path().join("c"), &sim, &made, PAYMENTS / 3);
@@ -198,12 +209,11 @@ fn a_bundle_with_a_payment_against_the_rules_is_refused_whole() {
         period0.changes.extend(forged);
         let bundle = ChangeBundle::decode(&bundle.encode()).expect("well formed");
 
-        // An overdrawn payment is refused outright; one by someone not on
-        // the roll waits for an admission that never comes.
+        // Both are refused outright: one overdrawn, one by someone not on
+        // the roll at the group heads it cites.
         let err = b.import(bundle.clone()).expect_err(what);
         assert!(
-            matches!(err, NodeError::BundleRefused { .. })
-                || (what == "outsider" && matches!(err, NodeError::Invalid(_))),
+            matches!(err, NodeError::BundleRefused { .. }),
             "{what}: {err}"
         );
         let text = err.to_string();
@@ -356,10 +366,16 @@ fn a_late_payment_in_an_old_period_merges_through_the_history_below_the_base() {
     for (p, changes) in &made[..20] {
         late.apply(*p, changes.clone());
     }
-    let roll = late.group.members().clone();
     let to = sim.members()[0];
-    let (late_period, late_changes) =
-        sign_payment(&mut late.ledger, group, sim.writer(3), &roll, to, 1, "late");
+    let (late_period, late_changes) = sign_payment(
+        &mut late.ledger,
+        group,
+        sim.writer(3),
+        &late.group,
+        to,
+        1,
+        "late",
+    );
     assert!(late_period <= 2, "{late_period}");
 
     let c_dir = tmp.path().join("c");

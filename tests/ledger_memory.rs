@@ -233,13 +233,12 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
     // Its late payment: filed in the period it last saw, it can only be
     // judged against the history below the node's base.
     let mut late = late_state.expect("the late member's state");
-    let members = late.group.members().clone();
     let to = sim.members()[0];
     let (late_period, changes) = sign_payment(
         &mut late.ledger,
         group,
         sim.writer(3),
-        &members,
+        &late.group,
         to,
         1,
         "late",
@@ -349,7 +348,6 @@ fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
         deliver(&node, &mut sim, PERIOD, &mut log);
     }
     assert!(node.status().periods_on_disk > 0, "the base moved up");
-    let members = late.group.members().clone();
     let to = sim.members()[0];
     let mut sent = 0;
     for _ in 0..3 {
@@ -357,7 +355,7 @@ fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
             &mut late.ledger,
             group,
             sim.writer(3),
-            &members,
+            &late.group,
             to,
             1,
             "late",
@@ -406,7 +404,6 @@ fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounde
     let node = open(dir.path());
     node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
         .expect("join");
-    let members = sim.replica.group.members().clone();
     let mut log = Vec::new();
     // `seen[k]`: how much of the log was delivered by the end of period k.
     let mut seen = vec![0];
@@ -434,7 +431,7 @@ fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounde
                 &mut view.ledger,
                 group,
                 sim.writer(3 + late_members),
-                &members,
+                &view.group,
                 sim.members()[0],
                 1,
                 "late",

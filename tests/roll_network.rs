@@ -9,6 +9,7 @@ use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::governance::{Choice, Vote};
 use nestwork_docs::ledger::{Account, Payment};
 use nestwork_docs::{Admission, RecordBody, SignedDoc, Writer};
+use nestwork_node::node::PayRequest;
 use nestwork_testkit::governance::{has_proposal, passed_everywhere, propose, roll_of, vote};
 use nestwork_testkit::{group_of, key, wait_until, TestNode};
 
@@ -207,7 +208,11 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
             .await
             .expect("publish");
     }
-    // A payment from its account, in the ledger's first period.
+    // A payment from its account, in the ledger's first period, citing the
+    // group heads its node holds (after its removal), as its node fills
+    // them in.
+    let mut cited = theirs.heads();
+    cited.sort_unstable();
     let mut period = SignedDoc::ledger_period(hub, 0).expect("period");
     let (_, pay) = period
         .sign_record_anyway(
@@ -225,6 +230,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
                 limits: None,
                 proposal: None,
                 made_at_ms: now,
+                group_heads: cited,
             }),
             now,
         )
@@ -249,7 +255,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         "hostile gossip judged: {counts:?}"
     );
     // However they arrive, every other node refuses each group change and
-    // holds the payment unapplied.
+    // the payment.
     for n in stayers {
         for change in &hostile {
             let report = n
@@ -258,11 +264,40 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
                 .expect("judged");
             assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
         }
-        // A payment does not cite the group's roll, so it is judged alike
-        // on every node whatever it has seen of the removal (README, Trust
-        // model: not yet refused); what matters here is that all agree.
-        let _ = n.node.apply_remote(pay.doc, vec![pay.clone()], false);
+        // The payment cites the group's heads after the removal: its
+        // payer is off the roll there.
+        let report = n
+            .node
+            .apply_remote(pay.doc, vec![pay.clone()], false)
+            .expect("judged");
+        assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
+        assert!(
+            report.rejected[0]
+                .reason
+                .contains("is not on the group's roll at the group heads their payment cites"),
+            "{}",
+            report.rejected[0].reason
+        );
     }
+    // Nor can anyone pay it: an honest node refuses to sign that.
+    let refused = nodes[0]
+        .node
+        .pay(
+            &hub.to_hex(),
+            &PayRequest {
+                to: out.member().to_string(),
+                amount: 1,
+                memo: String::new(),
+                request_id: None,
+            },
+        )
+        .expect_err("the payee is out");
+    assert!(
+        refused
+            .to_string()
+            .contains("no longer on this group's roll"),
+        "{refused}"
+    );
     for n in stayers {
         let bundle = n.node.export(&hub.to_hex()).expect("export");
         for h in &hostile {
@@ -272,20 +307,14 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         assert_eq!(charter.members.len(), 2, "nobody came back");
         assert_eq!(n.description(&hub).as_deref(), Some("after the removal"));
     }
-    let balances: Vec<i128> = stayers
-        .iter()
-        .map(|n| {
-            n.node
-                .balance(&hub.to_hex(), Some(&out.member().to_string()))
-                .expect("balance")
-                .accounts[0]
-                .balance
-        })
-        .collect();
-    assert!(
-        balances.windows(2).all(|w| w[0] == w[1]),
-        "every node reaches the same verdict on the payment: {balances:?}"
-    );
+    for n in stayers {
+        let balance = n
+            .node
+            .balance(&hub.to_hex(), Some(&out.member().to_string()))
+            .expect("balance");
+        assert_eq!(balance.accounts[0].balance, 0, "the payment holds nowhere");
+        assert_eq!(balance.payments, 0);
+    }
 
     // And its sync request gets exactly a stranger's answer.
     let asked = out

@@ -220,7 +220,9 @@ fn main() {
 
     // A bundle with a ledger period: the founder pays the member.
     let mut gate = nestwork_fuzz::LedgerGate::of_group(&f.admitted).expect("genesis");
-    let members = gate.members.clone();
+    let members = gate.group.members().clone();
+    let mut heads = gate.group.heads();
+    heads.sort_unstable();
     let payment = gate
         .ledger
         .prepare(
@@ -231,6 +233,7 @@ fn main() {
             "soup",
             None,
             T0 + 4_000,
+            heads,
             &|m: &MemberId| members.contains(m),
             &NoProposals,
         )

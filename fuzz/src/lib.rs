@@ -4,11 +4,10 @@
 //! targets (a mutated change of the member below still carries the
 //! member's actor, and the target signs it with the member's key).
 
-use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
-use nestwork_docs::engine::RecordGate;
+use nestwork_docs::engine::{RecordGate, Roll};
 use nestwork_docs::ledger::{Ledger, NoProposals, Refusal};
 use nestwork_docs::record::Admission;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer};
@@ -150,8 +149,9 @@ pub fn quiet_caught_decoder_panics() {
 pub struct LedgerGate {
     /// The ledger.
     pub ledger: Ledger,
-    /// Everyone ever on the roll (who the node's period documents accept).
-    pub members: BTreeSet<MemberId>,
+    /// The group's document, whose roll at the group heads a ledger record
+    /// cites judges it.
+    pub group: SignedDoc,
 }
 
 impl LedgerGate {
@@ -160,24 +160,17 @@ impl LedgerGate {
         let (record, genesis) = doc.genesis()?;
         Some(LedgerGate {
             ledger: Ledger::of_genesis(record.author, &genesis),
-            members: doc.ever_members().clone(),
+            group: doc.clone(),
         })
     }
 }
 
 impl RecordGate for LedgerGate {
-    fn is_member(&self, member: &MemberId) -> bool {
-        self.members.contains(member)
+    fn roll_at(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Refusal> {
+        self.group.roll_at_heads(heads).map_err(Refusal::Missing)
     }
 
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
-        let members = &self.members;
-        self.ledger.admit(
-            author,
-            id,
-            body,
-            &|m: &MemberId| members.contains(m),
-            &NoProposals,
-        )
+        self.ledger.admit(author, id, body, &NoProposals)
     }
 }

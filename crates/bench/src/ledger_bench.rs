@@ -245,10 +245,10 @@ fn late_payment(quick: bool) -> anyhow::Result<()> {
     let on_time = on_time[on_time.len() / 2];
 
     let mut late = late.context("the late member's state")?;
-    let members = late.group.members().clone();
     let to = sim.members()[0];
     let writer = sim.writer(MEMBERS - 1).clone();
-    let (period, changes) = sign_payment(&mut late.ledger, group, &writer, &members, to, 1, "late");
+    let (period, changes) =
+        sign_payment(&mut late.ledger, group, &writer, &late.group, to, 1, "late");
     let doc = period_id(&group, period);
     let start = Instant::now();
     let first =

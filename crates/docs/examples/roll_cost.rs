@@ -1,7 +1,8 @@
 //! The cost of applying one change to a group document with 10,000
 //! changes of history: an edit, and a vote (a roll record, so the roll at
-//! its causal past is computed afresh). Prints figures; never fails for
-//! being slow.
+//! its causal past is computed afresh); and of the roll at the group heads
+//! a payment cites (the check every node makes of a payment's payer and
+//! payee). Prints figures; never fails for being slow.
 //!
 //! `cargo run --release -p nestwork-docs --example roll_cost`
 
@@ -161,6 +162,36 @@ fn main() {
     }
     let (m, p) = median_and_p90(votes);
     println!("apply one vote at {HISTORY} changes: median {m:?}, p90 {p:?}");
+
+    // A payment cites the group heads its payer's node held; every node
+    // judges it by the roll there. Heads this replica holds (their roll
+    // is cached as the roll at its heads), then pairs of old changes, as a
+    // payer's node that was behind cites them (in a history without
+    // concurrent branches their union is the later one's set, whose roll
+    // was worked out when a change built on it was judged; a set never
+    // seen replays the roll records once, as a vote's new set does).
+    let heads = replica.heads();
+    let mut cited = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let roll = replica.roll_at_heads(&heads).expect("held");
+        cited.push(t.elapsed());
+        assert!(roll.contains(&writer(1).id()));
+    }
+    let (m, p) = median_and_p90(cited);
+    println!("roll at the cited group heads, the replica's own: median {m:?}, p90 {p:?}");
+    let history: Vec<Hash32> = replica.changes_since(&[]).iter().map(|c| c.hash).collect();
+    let mut fresh = Vec::new();
+    for k in 0..200 {
+        let mut pair = vec![history[50 + k * 41], history[57 + k * 41]];
+        pair.sort_unstable();
+        let t = Instant::now();
+        let roll = replica.roll_at_heads(&pair).expect("held");
+        fresh.push(t.elapsed());
+        assert!(roll.contains(&writer(1).id()));
+    }
+    let (m, p) = median_and_p90(fresh);
+    println!("roll at cited group heads of two old changes: median {m:?}, p90 {p:?}");
 
     let stored = replica.changes_since(&[]);
     let t = Instant::now();

@@ -19,7 +19,12 @@
 //! 4. authority: the author of any change after the first is on the roll
 //!    at the change's causal past (its dependencies), so a member who left
 //!    or was removed is refused on every node whatever the delivery order
-//!    (see `engine/roll.rs`); a ledger period asks the group's roll;
+//!    (see `engine/roll.rs`). A ledger period has no roll of its own: each
+//!    of its changes carries a payment or a period closing that cites the
+//!    group document's heads its author held, and the author (and a
+//!    payment's payee) must be on the group's roll there, computed as for
+//!    a group change depending on those heads; a change citing heads this
+//!    node does not hold yet waits for them;
 //! 5. the kind's rules for each new record ([`crate::rules`]).
 //!
 //! The verdict depends only on the change and its causal past, so every
@@ -28,6 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::transaction::{CommitOptions, Transactable};
@@ -41,6 +47,7 @@ use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 mod drafts;
 mod roll;
 pub use drafts::Draft;
+pub use roll::Roll;
 
 use crate::ledger::Refusal;
 use crate::record::{GroupGenesis, RecordBody};
@@ -316,6 +323,10 @@ struct Pending {
     /// The times the change's new records claim, with their kinds (the
     /// batch's total is unused).
     claims: Vec<(u64, &'static str)>,
+    /// In a ledger period: the ledger records the change puts (new or put
+    /// again), whose cited group heads judge its author (the batch's total
+    /// is unused).
+    cited: Vec<RecordBody>,
 }
 
 impl Pending {
@@ -337,14 +348,17 @@ enum Hold {
     Wait,
 }
 
-/// What a document needs from outside itself: the group's roll (for a
-/// ledger period, whose roll is the group's) and the ledger, which judges
-/// and records payments and limit changes. A change carries at most one
-/// ledger record; the gate sees it only after every other check passed,
-/// so a record it accepts belongs to a change that will be applied.
+/// What a document needs from outside itself: the group's roll at the
+/// group heads a ledger record cites (for a ledger period, whose roll is
+/// the group's) and the ledger, which judges and records payments and
+/// limit changes. A change carries at most one ledger record; the gate
+/// sees it only after every other check passed, so a record it accepts
+/// belongs to a change that will be applied.
 pub trait RecordGate {
-    /// Whether `member` is on the group's roll.
-    fn is_member(&self, member: &MemberId) -> bool;
+    /// The group's roll at the group document's `heads` (see
+    /// [`SignedDoc::roll_at_heads`]); [`Refusal::Missing`] while a head is
+    /// not held here (the record waits for it).
+    fn roll_at(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Refusal>;
     /// Judge a ledger record; if it is valid, record it.
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal>;
     /// Now, by the node's clock: records that claim a later time wait
@@ -359,8 +373,10 @@ pub trait RecordGate {
 pub struct NoLedger;
 
 impl RecordGate for NoLedger {
-    fn is_member(&self, _: &MemberId) -> bool {
-        false
+    fn roll_at(&self, _: &[Hash32]) -> Result<Arc<Roll>, Refusal> {
+        Err(Refusal::Broken(RuleError(
+            "this document belongs to no group's ledger, so no group roll judges it".into(),
+        )))
     }
     fn admit(&mut self, _: &MemberId, _: Hash32, body: &RecordBody) -> Result<(), Refusal> {
         if let RecordBody::Signal(_) = body {
@@ -821,11 +837,7 @@ impl SignedDoc {
             }),
             other => other,
         };
-        let member = match self.ledger {
-            Some(_) => gate.is_member(&writer.id()),
-            None => self.members.contains(&writer.id()),
-        };
-        if !member {
+        if self.ledger.is_none() && !self.members.contains(&writer.id()) {
             return Err(RuleError(format!("{} is not a member of this group", writer.id())).into());
         }
         rules::check_record(
@@ -837,6 +849,14 @@ impl SignedDoc {
                 ledger_period: self.ledger.map(|(_, period)| period),
             },
         )?;
+        if self.ledger.is_some() {
+            // Judged as peers will: by the group's roll at the heads cited.
+            self.check_cited_roll(&writer.id(), &body, gate)
+                .map_err(|hold| match hold {
+                    Hold::Reject(why) => RuleError(why),
+                    Hold::Wait => RuleError("it cites group heads this node does not hold".into()),
+                })?;
+        }
         self.check_references(
             &body,
             None,
@@ -1110,6 +1130,21 @@ impl SignedDoc {
         Some((roll.members.clone(), roll.former.clone()))
     }
 
+    /// The roll at this group document's `heads` (the heads a ledger
+    /// record cites): who was on it there, as a change of this document
+    /// depending on exactly those heads is judged. `Err` lists the heads
+    /// this document does not hold (yet). A ledger period has no roll of
+    /// its own: nobody is on it.
+    pub fn roll_at_heads(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Vec<Hash32>> {
+        if self.ledger.is_some() {
+            return Ok(Arc::new(Roll::default()));
+        }
+        let heads: Vec<ChangeHash> = heads.iter().map(|h| ChangeHash(h.0)).collect();
+        self.roll
+            .roll_of_cited(&self.id, &heads)
+            .map_err(|missing| missing.into_iter().map(|h| Hash32(h.0)).collect())
+    }
+
     /// Those ever on the roll who are not on it now (left, removed).
     pub fn former_members(&self) -> BTreeSet<MemberId> {
         self.ever.difference(&self.members).copied().collect()
@@ -1220,14 +1255,7 @@ impl SignedDoc {
             ));
         }
         let mut past = None;
-        if self.ledger.is_some() {
-            // A ledger period's roll is the group's; an admission may still
-            // be on its way, so an unknown author waits rather than fails.
-            if !gate.is_member(&author) {
-                tracing::debug!(doc = %self.id.short(), %author, "a ledger change waits: its author is not on the roll here yet");
-                return Err(Hold::Wait);
-            }
-        } else {
+        if self.ledger.is_none() {
             // Membership at the change's causal past: the same verdict on
             // every node, whatever else it holds.
             let base = roll_index
@@ -1249,6 +1277,21 @@ impl SignedDoc {
         };
         self.check_ops(author, change, is_first, batch, &mut pending, refer)
             .map_err(Hold::Reject)?;
+        if self.ledger.is_some() {
+            // A ledger period's roll is the group's, at the group heads its
+            // record cites.
+            if pending.cited.is_empty() {
+                return Err(Hold::Reject(
+                    "a change to a ledger period must carry a payment or a period closing: \
+                     nothing else is written there, and only they name the group roll \
+                     their author is judged by"
+                        .into(),
+                ));
+            }
+            for body in &pending.cited {
+                self.check_cited_roll(&author, body, gate)?;
+            }
+        }
         if let Some(base) = past {
             let latest = roll_index.latest_ms(base);
             for claim in &pending.claims {
@@ -1686,8 +1729,56 @@ impl SignedDoc {
         if let Some(claimed) = roll::claimed_ms(body) {
             pending.claims.push((claimed, body.kind_name()));
         }
+        if self.ledger.is_some() && body.group_heads().is_some() {
+            pending.cited.push(body.clone());
+        }
         if roll::is_roll_record(body) {
             pending.roll_records.push(record.clone());
+        }
+        Ok(())
+    }
+
+    /// A ledger record's author, and a payment's payee, must be on the
+    /// group's roll at the group heads it cites: the same verdict on every
+    /// node that holds those heads, whatever order anything arrived in. A
+    /// record citing heads not held here waits for them.
+    fn check_cited_roll(
+        &self,
+        author: &MemberId,
+        body: &RecordBody,
+        gate: &dyn RecordGate,
+    ) -> Result<(), Hold> {
+        let Some(heads) = body.group_heads() else {
+            return Err(Hold::Reject(format!(
+                "a {} has no place in a ledger period",
+                body.kind_name()
+            )));
+        };
+        let roll = match gate.roll_at(heads) {
+            Ok(roll) => roll,
+            Err(Refusal::Missing(missing)) => {
+                tracing::debug!(doc = %self.id.short(), kind = body.kind_name(), missing = ?missing.iter().map(|m| m.short()).collect::<Vec<_>>(), "a ledger record waits for the group changes it cites");
+                return Err(Hold::Wait);
+            }
+            Err(Refusal::History) => return Err(Hold::Wait),
+            Err(Refusal::Broken(e)) => return Err(Hold::Reject(e.0)),
+        };
+        let kind = body.kind_name();
+        if !roll.contains(author) {
+            return Err(Hold::Reject(format!(
+                "{author} is not on the group's roll at the group heads their {kind} cites \
+                 (never admitted, awaiting an entry vote, left or removed there)"
+            )));
+        }
+        if let RecordBody::Payment(p) = body {
+            if let crate::ledger::Account::Member(payee) = &p.to {
+                if !roll.contains(payee) {
+                    return Err(Hold::Reject(format!(
+                        "the payee {payee} is not on the group's roll at the group heads the \
+                         payment cites (never admitted, awaiting an entry vote, left or removed there)"
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -16,6 +16,11 @@
 //!   can together pass one; the account then receives nothing more until it
 //!   is back under it, as design §4 says).
 //!
+//! Whether the payer and the payee may take part is not the ledger's to
+//! say: a payment (and a period closing) also cites the group document's
+//! heads its author's node held (`group_heads`), and the engine judges
+//! the author, and the payee, by the group's roll there (`engine.rs`).
+//!
 //! A payment that cites something this node does not have yet waits
 //! ([`Refusal::Missing`]); every node that has what it cites reaches the
 //! same verdict. All valid payments count in balances, so balances sum to
@@ -67,6 +72,8 @@ pub const MAX_MEMO_CHARS: usize = 280;
 pub const MAX_SEEN: usize = 4_096;
 /// Largest absolute credit limit, in minor units.
 pub const MAX_LIMIT: i64 = 1_000_000_000_000_000;
+/// Most group-document heads a payment or a period closing may cite.
+pub const MAX_GROUP_HEADS: usize = 16;
 
 /// An account on a group's ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -129,6 +136,10 @@ pub struct Payment {
     /// When, by the payer's clock (ms since the Unix epoch). Shown, never
     /// used in a verdict.
     pub made_at_ms: u64,
+    /// The heads of the group document the payer's node held when it
+    /// wrote this (1 to [`MAX_GROUP_HEADS`], sorted): the payer and the
+    /// payee must both be on the group's roll there.
+    pub group_heads: Vec<Hash32>,
 }
 
 /// A change of credit limits, by the member entitled to set them (the
@@ -167,6 +178,10 @@ pub struct PeriodClose {
     pub balances: Vec<(Account, i128)>,
     /// How many payments the cut covers.
     pub payments: u64,
+    /// The heads of the group document the signer's node held when it
+    /// signed this (1 to [`MAX_GROUP_HEADS`], sorted): the signer must be
+    /// on the group's roll there.
+    pub group_heads: Vec<Hash32>,
 }
 
 /// What this node keeps of the history below its recent periods: where
@@ -387,13 +402,14 @@ impl Ledger {
         &self.unit
     }
 
-    /// Check a payment signed by `signer` against the rules, without
-    /// changing anything. `is_member` says who is on the roll.
+    /// Check a payment signed by `signer` against the rules of money,
+    /// without changing anything. Who is on the roll is not the ledger's
+    /// to say: the engine judges the payer and the payee by the group's
+    /// roll at the group heads the payment cites (`engine.rs`).
     pub fn check(
         &self,
         signer: &MemberId,
         p: &Payment,
-        is_member: &dyn Fn(&MemberId) -> bool,
         gate: &dyn PayoutGate,
     ) -> Result<(), Refusal> {
         check_shape(signer, p)?;
@@ -406,12 +422,6 @@ impl Ledger {
             .filter(|id| !self.knows(id))
             .copied()
             .collect();
-        for m in [Some(signer), member_of(&p.to)].into_iter().flatten() {
-            if !is_member(m) {
-                // The admission may still be on its way: wait, do not judge.
-                return Err(Refusal::Missing(missing));
-            }
-        }
         let base_seq = self
             .chains
             .get(&p.from)
@@ -730,11 +740,10 @@ impl Ledger {
         author: &MemberId,
         id: Hash32,
         body: &crate::RecordBody,
-        is_member: &dyn Fn(&MemberId) -> bool,
         gate: &dyn PayoutGate,
     ) -> Result<(), Refusal> {
         let verdict = match body {
-            crate::RecordBody::Payment(p) => self.check(author, p, is_member, gate),
+            crate::RecordBody::Payment(p) => self.check(author, p, gate),
             crate::RecordBody::CreditLimit(c) => self.check_limit(author, c, gate),
             crate::RecordBody::PeriodClose(c) => self.check_close(c),
             other => broken(format!("a {} is not a ledger record", other.kind_name())),
@@ -901,9 +910,11 @@ impl Ledger {
     }
 
     /// Build the next payment out of `from` as this node knows the ledger,
+    /// citing `group_heads` (the group document's heads this node holds),
     /// and check it by the same rules a peer will: the node never signs
-    /// what others would refuse. If a period is due to close, the node
-    /// signs [`Ledger::close_due`] first.
+    /// what others would refuse. `is_member` is the roll this node holds:
+    /// the signer and the payee must be on it. If a period is due to
+    /// close, the node signs [`Ledger::close_due`] first.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -914,9 +925,15 @@ impl Ledger {
         memo: &str,
         proposal: Option<Hash32>,
         made_at_ms: u64,
+        group_heads: Vec<Hash32>,
         is_member: &dyn Fn(&MemberId) -> bool,
         gate: &dyn PayoutGate,
     ) -> Result<Payment, RuleError> {
+        if !is_member(signer) {
+            return Err(RuleError(format!(
+                "{signer} is not a member of this group (never admitted, left or removed)"
+            )));
+        }
         if let Some(e) = self.frozen(&from) {
             return Err(RuleError(format!(
                 "account {from} is frozen: it signed two payments with sequence number {} ({} and {}); the group must decide",
@@ -953,16 +970,17 @@ impl Ledger {
             limits: self.limit_head(),
             proposal,
             made_at_ms,
+            group_heads,
         };
-        match self.check(signer, &payment, is_member, gate) {
+        match self.check(signer, &payment, gate) {
             Ok(()) => Ok(payment),
             Err(Refusal::Broken(e)) => Err(e),
             Err(Refusal::History) => Err(RuleError(
                 "this node is reloading the ledger's history; try again in a moment".into(),
             )),
-            Err(Refusal::Missing(_)) => Err(RuleError(format!(
-                "{} is not a member of this group",
-                member_of(&to).map_or_else(|| signer.to_string(), |m| m.to_string())
+            Err(Refusal::Missing(ids)) => Err(RuleError(format!(
+                "it relies on {} record(s) this node does not have yet",
+                ids.len()
             ))),
         }
     }
@@ -1000,9 +1018,10 @@ impl Ledger {
             .max_by_key(|(id, c)| (c.close.period, std::cmp::Reverse(**id)))
     }
 
-    /// The period closing this node should sign before its next payment:
+    /// The period closing this node should sign before its next payment,
+    /// citing `group_heads` (the group document's heads this node holds):
     /// `Some` once the period the next payment would go to is full.
-    pub fn close_due(&self) -> Option<PeriodClose> {
+    pub fn close_due(&self, group_heads: Vec<Hash32>) -> Option<PeriodClose> {
         let newest = self.newest_closing();
         let period = newest.map_or(0, |(_, c)| c.close.period + 1);
         if self.period_counts.get(&period).copied().unwrap_or(0) < self.period_payments {
@@ -1021,6 +1040,7 @@ impl Ledger {
             heads: ids,
             balances: self.balances_in(&view).into_iter().collect(),
             payments,
+            group_heads,
         })
     }
 
@@ -1431,13 +1451,6 @@ impl Ledger {
             cursor = e.payment.prev.and_then(|id| self.entries.get(&id));
         }
         total
-    }
-}
-
-fn member_of(account: &Account) -> Option<&MemberId> {
-    match account {
-        Account::Member(m) => Some(m),
-        Account::Commons => None,
     }
 }
 

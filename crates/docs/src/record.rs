@@ -2,7 +2,9 @@
 //!
 //! Bodies are encoded canonically (see `nestwork_core::encoding`) and signed
 //! inside a `SignedRecord`. New document kinds add variants at the end of
-//! [`RecordBody`]; existing variants never change shape.
+//! [`RecordBody`]; existing variants change shape only with the store's
+//! format (`nestwork_store::FORMAT_VERSION`): format 2 added the group
+//! heads a payment and a period closing cite.
 
 use nestwork_core::{encoding, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,17 @@ impl RecordBody {
                 | RecordBody::PeriodClose(_)
                 | RecordBody::Signal(_)
         )
+    }
+
+    /// The group-document heads a ledger record cites (a payment, a
+    /// period closing): the roll its author, and a payment's payee, are
+    /// judged by. `None` for every other kind.
+    pub fn group_heads(&self) -> Option<&[Hash32]> {
+        match self {
+            RecordBody::Payment(p) => Some(&p.group_heads),
+            RecordBody::PeriodClose(c) => Some(&c.group_heads),
+            _ => None,
+        }
     }
 
     /// A word for logs and errors.

@@ -47,6 +47,30 @@ pub struct RecordContext {
     pub ledger_period: Option<u64>,
 }
 
+/// The group-document heads a ledger record cites (the roll its author
+/// and payee are judged by): 1 to [`crate::ledger::MAX_GROUP_HEADS`],
+/// sorted and distinct.
+fn check_group_heads(heads: &[nestwork_core::Hash32], kind: &str) -> Result<(), RuleError> {
+    let most = crate::ledger::MAX_GROUP_HEADS;
+    if heads.is_empty() {
+        return broken(format!(
+            "a {kind} must cite the group document's heads its author held (the roll it is judged by); it cites none"
+        ));
+    }
+    if heads.len() > most {
+        return broken(format!(
+            "a {kind} may cite at most {most} heads of the group document; it cites {}",
+            heads.len()
+        ));
+    }
+    if heads.windows(2).any(|w| w[0] >= w[1]) {
+        return broken(format!(
+            "the group heads a {kind} cites are not sorted and distinct"
+        ));
+    }
+    Ok(())
+}
+
 /// Check a record body against its kind's rules.
 pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
     match body {
@@ -109,7 +133,7 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
                 "a payment for period {} filed in period {period}",
                 p.period
             )),
-            _ => Ok(()),
+            _ => check_group_heads(&p.group_heads, "payment"),
         },
         // Checked: the period number is the sender's, and the largest one
         // closes into a period that cannot exist.
@@ -119,7 +143,7 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
                 "the closing of period {} filed in period {period}; it opens period {next}",
                 c.period
             )),
-            _ => Ok(()),
+            _ => check_group_heads(&c.group_heads, "period closing"),
         },
         RecordBody::CreditLimit(_) => {
             if ctx.in_genesis_change {

@@ -77,8 +77,11 @@ fn step() -> impl Strategy<Value = Step> {
 struct ClockAt(u64);
 
 impl RecordGate for ClockAt {
-    fn is_member(&self, member: &MemberId) -> bool {
-        NoLedger.is_member(member)
+    fn roll_at(
+        &self,
+        heads: &[Hash32],
+    ) -> Result<std::sync::Arc<nestwork_docs::engine::Roll>, Refusal> {
+        NoLedger.roll_at(heads)
     }
     fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
         NoLedger.admit(author, id, body)

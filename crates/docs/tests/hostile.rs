@@ -207,6 +207,7 @@ fn finding5_the_closing_of_the_last_period_number_is_refused_not_an_overflow() {
         heads: Vec::new(),
         balances: Vec::new(),
         payments: 0,
+        group_heads: vec![Hash32::of(b"head")],
     });
     let ctx = RecordContext {
         group: Hash32::of(b"g"),

@@ -64,7 +64,7 @@ fn replay(
         if verdicts.get(id).is_some_and(|v| v.is_some()) {
             continue; // a duplicate
         }
-        match l.admit(author, *id, body, &everyone, &NoProposals) {
+        match l.admit(author, *id, body, &NoProposals) {
             Ok(()) => {
                 verdicts.insert(*id, Some(true));
                 // Retry everything waiting until nothing moves.
@@ -76,7 +76,7 @@ fn replay(
                         if verdicts.get(wid).is_some_and(|v| v.is_some()) {
                             continue;
                         }
-                        match l.admit(wa, *wid, wb, &everyone, &NoProposals) {
+                        match l.admit(wa, *wid, wb, &NoProposals) {
                             Ok(()) => {
                                 verdicts.insert(*wid, Some(true));
                                 moved = true;
@@ -121,17 +121,17 @@ fn replay_rebasing(
         if verdicts.contains_key(id) {
             continue;
         }
-        let mut verdict = l.admit(author, *id, body, &everyone, &NoProposals);
+        let mut verdict = l.admit(author, *id, body, &NoProposals);
         if verdict == Err(Refusal::History) {
             assert!(l.take_needs_history());
             l = ledger(authority);
             for &a in &accepted {
                 let (aid, aa, ab) = &records[a];
-                l.admit(aa, *aid, ab, &everyone, &NoProposals)
+                l.admit(aa, *aid, ab, &NoProposals)
                     .expect("accepted before");
             }
             rebasing = false;
-            verdict = l.admit(author, *id, body, &everyone, &NoProposals);
+            verdict = l.admit(author, *id, body, &NoProposals);
         }
         let v = match verdict {
             Ok(()) => {
@@ -173,10 +173,7 @@ fn history(seed: u64, members: usize, steps: usize) -> Vec<(Hash32, MemberId, Re
                    who: usize,
                    rec: (Hash32, MemberId, RecordBody)| {
         let (id, author, body) = &rec;
-        if views[who]
-            .admit(author, *id, body, &everyone, &NoProposals)
-            .is_ok()
-        {
+        if views[who].admit(author, *id, body, &NoProposals).is_ok() {
             known[who].insert(records.len());
         }
         records.push(rec);
@@ -192,7 +189,7 @@ fn history(seed: u64, members: usize, steps: usize) -> Vec<(Hash32, MemberId, Re
                 let mut added = Vec::new();
                 for &i in &theirs {
                     let (id, a, b) = &records[i];
-                    if l.admit(a, *id, b, &everyone, &NoProposals).is_ok() {
+                    if l.admit(a, *id, b, &NoProposals).is_ok() {
                         added.push(i);
                     }
                 }
@@ -201,7 +198,7 @@ fn history(seed: u64, members: usize, steps: usize) -> Vec<(Hash32, MemberId, Re
             // An honest payment (after the closing of a full period, as a
             // node makes it; now and then a closing that lies).
             3..=7 => {
-                if let Some(mut close) = views[who].close_due() {
+                if let Some(mut close) = views[who].close_due(Vec::new()) {
                     let lie = rng.gen_bool(0.1);
                     if lie {
                         match close.balances.first_mut() {
@@ -227,6 +224,7 @@ fn history(seed: u64, members: usize, steps: usize) -> Vec<(Hash32, MemberId, Re
                     "",
                     None,
                     0,
+                    Vec::new(),
                     &everyone,
                     &NoProposals,
                 ) {
@@ -246,6 +244,7 @@ fn history(seed: u64, members: usize, steps: usize) -> Vec<(Hash32, MemberId, Re
                     "",
                     None,
                     0,
+                    Vec::new(),
                     &everyone,
                     &NoProposals,
                 );
@@ -332,6 +331,7 @@ fn pay(l: &Ledger, key: &MemberKey, to: Account, amount: u64) -> Result<Payment,
         "",
         None,
         0,
+        Vec::new(),
         &everyone,
         &NoProposals,
     )
@@ -340,8 +340,7 @@ fn pay(l: &Ledger, key: &MemberKey, to: Account, amount: u64) -> Result<Payment,
 
 fn accept(l: &mut Ledger, key: &MemberKey, p: Payment) -> Hash32 {
     let (id, author, body) = sign(key, p);
-    l.admit(&author, id, &body, &everyone, &NoProposals)
-        .expect("valid");
+    l.admit(&author, id, &body, &NoProposals).expect("valid");
     id
 }
 
@@ -389,11 +388,10 @@ fn bad_payments_are_refused_with_the_rule() {
     let me = Account::Member(k[0].id());
     let to = Account::Member(k[1].id());
     let good = pay(&l, &k[0], to, 5).expect("good");
-    let check =
-        |p: &Payment, signer: &MemberKey| match l.check(&signer.id(), p, &everyone, &NoProposals) {
-            Err(Refusal::Broken(e)) => e.0,
-            other => panic!("expected a refusal, got {other:?}"),
-        };
+    let check = |p: &Payment, signer: &MemberKey| match l.check(&signer.id(), p, &NoProposals) {
+        Err(Refusal::Broken(e)) => e.0,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
     let zero = Payment {
         amount: 0,
         ..good.clone()
@@ -442,6 +440,7 @@ fn bad_payments_are_refused_with_the_rule() {
             "",
             None,
             0,
+            Vec::new(),
             &|m: &MemberId| *m != nobody,
             &NoProposals,
         )
@@ -501,6 +500,7 @@ fn the_commons_pays_out_only_by_a_passed_proposal_once_and_within_its_funds() {
             "roof",
             Some(gate.0),
             0,
+            Vec::new(),
             &everyone,
             &gate,
         )
@@ -509,8 +509,7 @@ fn the_commons_pays_out_only_by_a_passed_proposal_once_and_within_its_funds() {
     assert!(err.0.contains("floor is 0"), "{}", err.0);
     let p = payout(&l, 30).expect("a passed proposal");
     let (id, author, body) = sign(&k[0], p);
-    l.admit(&author, id, &body, &everyone, &gate)
-        .expect("valid");
+    l.admit(&author, id, &body, &gate).expect("valid");
     assert_eq!(l.balance(&Account::Commons), 20);
     let err = payout(&l, 10).expect_err("paid once");
     assert!(err.0.contains("already been paid out"), "{}", err.0);
@@ -542,7 +541,7 @@ fn limits_follow_the_limit_change_the_payer_cited() {
     let mut old = pay(&l, &k[1], Account::Member(k[0].id()), 5).expect("small");
     old.limits = None;
     old.amount = 50;
-    assert!(l.check(&k[1].id(), &old, &everyone, &NoProposals).is_ok());
+    assert!(l.check(&k[1].id(), &old, &NoProposals).is_ok());
     let set: BTreeSet<i64> = [l.limits_of(&Account::Member(k[1].id())).floor].into();
     assert_eq!(set, [-10].into());
     // Once a payment cited the change, the next one on the chain cannot go
@@ -554,7 +553,7 @@ fn limits_follow_the_limit_change_the_payer_cited() {
     escape.limits = None;
     escape.amount = 50;
     let err = l
-        .check(&k[1].id(), &escape, &everyone, &NoProposals)
+        .check(&k[1].id(), &escape, &NoProposals)
         .expect_err("older limits");
     assert!(
         matches!(&err, Refusal::Broken(e) if e.0.contains("older credit limits")),
@@ -571,7 +570,7 @@ fn a_closing_is_checked_against_the_payments_it_covers() {
         let p = pay(&l, &k[0], to, 3).expect("pay");
         accept(&mut l, &k[0], p);
     }
-    let close = l.close_due().expect("period 0 is full");
+    let close = l.close_due(Vec::new()).expect("period 0 is full");
     assert_eq!(close.period, 0);
     assert_eq!(close.payments, 5);
     let balances: BTreeMap<Account, i128> = close.balances.iter().copied().collect();
@@ -597,8 +596,7 @@ fn a_closing_is_checked_against_the_payments_it_covers() {
     assert!(matches!(l.check_close(&lie), Err(Refusal::Broken(_))));
     // The next payment cites the closing and goes to period 1.
     let (cid, author, body) = sign_body(&k[2], RecordBody::PeriodClose(close));
-    l.admit(&author, cid, &body, &everyone, &NoProposals)
-        .expect("closing");
+    l.admit(&author, cid, &body, &NoProposals).expect("closing");
     let p = pay(&l, &k[1], Account::Member(k[0].id()), 2).expect("pay");
     assert_eq!((p.period, p.closing), (1, Some(cid)));
     // A payment in period 1 must cite a closing, and one that has not seen
@@ -607,13 +605,13 @@ fn a_closing_is_checked_against_the_payments_it_covers() {
     uncited.closing = None;
     let (id, author, body) = sign(&k[1], uncited);
     assert!(matches!(
-        l.admit(&author, id, &body, &everyone, &NoProposals),
+        l.admit(&author, id, &body, &NoProposals),
         Err(Refusal::Broken(_))
     ));
     let mut blind = p.clone();
     blind.seen.clear();
     let (id, author, body) = sign(&k[1], blind);
-    match l.admit(&author, id, &body, &everyone, &NoProposals) {
+    match l.admit(&author, id, &body, &NoProposals) {
         Err(Refusal::Broken(e)) => assert!(e.0.contains("has not seen"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -2,14 +2,22 @@
 //! author may write a change is decided by the roll at the change's causal
 //! past, the same on every replica whatever order the changes reach it in.
 
-use nestwork_core::{Hash32, SignedChange};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
+use nestwork_docs::engine::Roll;
 use nestwork_docs::governance::{Action, Choice, Exit, Proposal, Vote};
+use nestwork_docs::ledger::{Account, Ledger, NoProposals, Payment, Refusal};
 use nestwork_docs::view::{decision_due, governance_of};
-use nestwork_docs::{Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc};
+use nestwork_docs::{
+    Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, RecordGate, SignedDoc,
+    Writer,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 mod common;
 use common::{deliver_in_batches, shuffled_replica, writer};
@@ -571,4 +579,311 @@ fn a_seal_key_record_is_judged_by_every_node_and_a_malformed_one_refused_with_a_
     let report = replica.apply(changes.iter().cloned().chain([change]).collect());
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     assert_eq!(replica.seal_key_records().count(), 1);
+}
+
+/// A group's ledger as a node's gate for its period documents: the roll at
+/// the group heads a record cites comes from the group document as this
+/// replica holds it, the money rules from the ledger.
+struct PeriodGate<'a> {
+    group: &'a SignedDoc,
+    ledger: &'a mut Ledger,
+}
+
+impl RecordGate for PeriodGate<'_> {
+    fn roll_at(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Refusal> {
+        self.group.roll_at_heads(heads).map_err(Refusal::Missing)
+    }
+    fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
+        self.ledger.admit(author, id, body, &NoProposals)
+    }
+}
+
+/// Member `who` pays `to` `amount` from device `device`, citing `heads`
+/// of the group document, on the period document `period` (ledger
+/// `ledger`). `honest`: as an unmodified node, through every local check;
+/// otherwise signed anyway, as a modified node would.
+#[allow(clippy::too_many_arguments)]
+fn pay_citing(
+    group: &SignedDoc,
+    period: &mut SignedDoc,
+    ledger: &mut Ledger,
+    (who, device): (u8, u8),
+    to: u8,
+    amount: u64,
+    heads: &[Hash32],
+    honest: bool,
+) -> Result<SignedChange, String> {
+    let payer = Writer::new(MemberKey::from_secret([who; 32]), [device; 8]);
+    let mut cited = heads.to_vec();
+    cited.sort_unstable();
+    let payment = ledger
+        .prepare(
+            &payer.id(),
+            Account::Member(payer.id()),
+            Account::Member(writer(to).id()),
+            amount,
+            "",
+            None,
+            T0 + 300,
+            cited,
+            &|_| true,
+            &NoProposals,
+        )
+        .map_err(|e| e.0)?;
+    let body = RecordBody::Payment(payment);
+    if honest {
+        let mut gate = PeriodGate { group, ledger };
+        period
+            .add_record(&payer, body, &mut gate, T0 + 300)
+            .map(|(_, c)| c)
+            .map_err(|e| e.to_string())
+    } else {
+        period
+            .sign_record_anyway(&payer, body, T0 + 300)
+            .map(|(_, c)| c)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Issue 13's last point: a payment is judged by the group's roll at the
+/// group heads it cites. One by a removed member, or to one, citing heads
+/// after the removal is refused; one made before the removal (citing heads
+/// before it) is accepted; on every replica, whatever order and batches
+/// the group's and the period's changes arrive in.
+#[test]
+fn finding_3_a_former_member_can_neither_pay_nor_be_paid() {
+    let (mut doc, mut history) = group_of_three();
+    let before: Vec<Hash32> = doc.heads();
+    history.extend(remove_three(&mut doc));
+    let after: Vec<Hash32> = doc.heads();
+    assert!(!doc.members().contains(&writer(3).id()), "3 is out");
+    let (genesis, g) = doc.genesis().expect("genesis");
+    let mut ledger = Ledger::of_genesis(genesis.author, &g);
+    let mut period = SignedDoc::ledger_period(doc.id(), 0).expect("period");
+
+    // Made while 3 was a member (citing heads before the removal): 3 pays
+    // 2, 2 pays 3. Both are honest, and hold.
+    let p1 = pay_citing(&doc, &mut period, &mut ledger, (3, 3), 2, 7, &before, true).expect("p1");
+    let p2 = pay_citing(&doc, &mut period, &mut ledger, (2, 2), 3, 4, &before, true).expect("p2");
+    // 3's own (unmodified) node, and 1's, refuse to sign either of these
+    // once they cite the heads after the removal.
+    let err = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut ledger.clone(),
+        (3, 3),
+        1,
+        1,
+        &after,
+        true,
+    )
+    .expect_err("the payer is out");
+    assert!(err.contains("not on the group's roll"), "{err}");
+    let err = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut ledger.clone(),
+        (1, 1),
+        3,
+        1,
+        &after,
+        true,
+    )
+    .expect_err("the payee is out");
+    assert!(err.contains("the payee"), "{err}");
+    // Modified nodes sign them anyway, each on its own branch.
+    let p3 = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut ledger.clone(),
+        (3, 3),
+        1,
+        1,
+        &after,
+        false,
+    )
+    .expect("signed anyway");
+    let p4 = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut ledger.clone(),
+        (1, 41),
+        3,
+        1,
+        &after,
+        false,
+    )
+    .expect("signed anyway");
+    // An honest payment after the removal, between members, holds.
+    let p5 = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut ledger,
+        (1, 1),
+        2,
+        2,
+        &after,
+        true,
+    )
+    .expect("p5");
+    // A payment citing no group heads, or too many, is refused for that.
+    let mut unbound = ledger.clone();
+    let none = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut unbound,
+        (1, 42),
+        2,
+        1,
+        &[],
+        false,
+    )
+    .expect("signed anyway");
+    let many: Vec<Hash32> = (0..17u8).map(|i| Hash32([i; 32])).collect();
+    let too_many = pay_citing(
+        &doc,
+        &mut period.clone(),
+        &mut unbound,
+        (1, 43),
+        2,
+        1,
+        &many,
+        false,
+    )
+    .expect("signed anyway");
+
+    let refused = [
+        (
+            &p3,
+            "is not on the group's roll at the group heads their payment cites",
+        ),
+        (&p4, "the payee"),
+        (&none, "it cites none"),
+        (&too_many, "at most 16 heads"),
+    ];
+    let mut paid: Vec<(Hash32, MemberId, Payment)> = Vec::new();
+    let all_period: Vec<SignedChange> = [&p1, &p2, &p3, &p4, &p5, &none, &too_many]
+        .into_iter()
+        .cloned()
+        .collect();
+    let mut verdicts = None;
+    // Seeds in which the first payment arrived before the group changes it
+    // cites (it waited for them, then was judged).
+    let mut waited = 0;
+    for seed in 0..40u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Every change of both documents, shuffled together.
+        let mut items: Vec<(bool, SignedChange)> = history
+            .iter()
+            .map(|c| (true, c.clone()))
+            .chain(all_period.iter().map(|c| (false, c.clone())))
+            .collect();
+        items.shuffle(&mut rng);
+        let mut group = SignedDoc::empty(doc.id());
+        let mut replica = SignedDoc::ledger_period(doc.id(), 0).expect("period");
+        let mut ledger = Ledger::of_genesis(genesis.author, &g);
+        let (mut held_group, mut held_period) = (Vec::new(), Vec::new());
+        let mut rejected: BTreeMap<Hash32, String> = BTreeMap::new();
+        let mut rest = items.as_slice();
+        let mut deliver = |group: &mut SignedDoc,
+                           replica: &mut SignedDoc,
+                           ledger: &mut Ledger,
+                           mut to_group: Vec<SignedChange>,
+                           mut to_period: Vec<SignedChange>,
+                           held_group: &mut Vec<SignedChange>,
+                           held_period: &mut Vec<SignedChange>| {
+            to_group.append(held_group);
+            to_period.append(held_period);
+            let r = group.apply(to_group);
+            assert!(r.rejected.is_empty(), "seed {seed}: {:?}", r.rejected);
+            *held_group = r.missing_deps;
+            let mut gate = PeriodGate {
+                group: &*group,
+                ledger,
+            };
+            let r = replica.apply_with(to_period, &mut gate);
+            for rej in r.rejected {
+                rejected.insert(rej.change.parse().expect("hash"), rej.reason);
+            }
+            *held_period = r.missing_deps;
+            // p1 builds on nothing in the period: held, it waits for
+            // the group changes it cites.
+            held_period.iter().any(|c| c.hash == p1.hash)
+        };
+        let mut seed_waited = false;
+        while !rest.is_empty() {
+            let n = rng.gen_range(1..=rest.len().min(4));
+            let (now, later) = rest.split_at(n);
+            rest = later;
+            let mut batch: Vec<(bool, SignedChange)> = now.to_vec();
+            if rng.gen_bool(0.3) {
+                batch.extend(now.iter().cloned());
+            }
+            let (g_part, p_part): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(g, _)| *g);
+            seed_waited |= deliver(
+                &mut group,
+                &mut replica,
+                &mut ledger,
+                g_part.into_iter().map(|(_, c)| c).collect(),
+                p_part.into_iter().map(|(_, c)| c).collect(),
+                &mut held_group,
+                &mut held_period,
+            );
+        }
+        for _ in 0..4 {
+            deliver(
+                &mut group,
+                &mut replica,
+                &mut ledger,
+                Vec::new(),
+                Vec::new(),
+                &mut held_group,
+                &mut held_period,
+            );
+        }
+        assert!(
+            held_group.is_empty() && held_period.is_empty(),
+            "seed {seed}: all judged"
+        );
+        waited += usize::from(seed_waited);
+        assert_eq!(group.heads(), doc.heads(), "seed {seed}");
+        let applied: BTreeSet<Hash32> = replica.records().keys().copied().collect();
+        for (change, why) in &refused {
+            let reason = rejected
+                .get(&change.hash)
+                .unwrap_or_else(|| panic!("seed {seed}: {} refused", change.hash.short()));
+            assert!(reason.contains(why), "seed {seed}: {reason}");
+        }
+        assert_eq!(rejected.len(), refused.len(), "seed {seed}: {rejected:?}");
+        assert_eq!(ledger.len(), 3, "seed {seed}: p1, p2 and p5 held");
+        let balances = (
+            ledger.balance(&Account::Member(writer(1).id())),
+            ledger.balance(&Account::Member(writer(2).id())),
+            ledger.balance(&Account::Member(writer(3).id())),
+        );
+        assert_eq!(balances, (-2, 7 - 4 + 2, -7 + 4), "seed {seed}");
+        match &verdicts {
+            None => verdicts = Some((applied, balances)),
+            Some(v) => assert_eq!(v, &(applied, balances), "seed {seed}: the same everywhere"),
+        }
+        if paid.is_empty() {
+            paid = replica
+                .records()
+                .iter()
+                .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                    Ok(RecordBody::Payment(p)) => Some((*id, r.author, p)),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+    assert!(
+        waited > 5,
+        "payments waited for the group heads they cite in {waited} seeds"
+    );
+    // What stands: the two payments made before the removal, one either
+    // way, and the one between members after it.
+    let mut amounts: Vec<u64> = paid.iter().map(|(_, _, p)| p.amount).collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, vec![2, 4, 7]);
 }

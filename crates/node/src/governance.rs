@@ -783,10 +783,9 @@ impl Node {
                 .groups
                 .get_mut(&group)
                 .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let members = doc.members().clone();
             let mut gate = Gate {
                 ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
-                members: &members,
+                group: None,
                 decisions: &decisions,
                 now_ms: now,
             };

@@ -10,12 +10,13 @@
 //! payments open, plus the next one (empty), so that a peer's first payment
 //! in a new period finds a document to land in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use nestwork_core::{Hash32, MemberId};
-use nestwork_docs::engine::{ledger_period_id, RecordGate};
+use nestwork_docs::engine::{ledger_period_id, RecordGate, Roll};
 use nestwork_docs::ledger::{
-    Account, Base, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal,
+    Account, Base, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal, MAX_GROUP_HEADS,
 };
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use serde::{Deserialize, Serialize};
@@ -150,13 +151,14 @@ impl GroupLedger {
     }
 
     /// Sign `body` into period `period` (opened if need be), judged by the
-    /// ledger on the way; the ledger settles after it.
+    /// ledger and by the roll of `group_doc` (the group's document) at the
+    /// group heads it cites on the way; the ledger settles after it.
     #[allow(clippy::too_many_arguments)]
     pub fn add_record(
         &mut self,
         group: Hash32,
         writer: &Writer,
-        members: &BTreeSet<MemberId>,
+        group_doc: &SignedDoc,
         period: u64,
         body: RecordBody,
         index: &mut HashMap<Hash32, Hash32>,
@@ -170,7 +172,7 @@ impl GroupLedger {
         };
         let mut gate = Gate {
             ledger: Some(&mut self.ledger),
-            members,
+            group: Some(group_doc),
             decisions,
             // Period documents hold no signals, the only records judged
             // by the clock.
@@ -182,19 +184,20 @@ impl GroupLedger {
     }
 
     /// Apply changes from elsewhere to the period document `doc`, judged
-    /// by the ledger; the ledger settles after them. `None` if the period
-    /// is not open here.
+    /// by the ledger and by the roll of `group_doc` (the group's document)
+    /// at the group heads each record cites; the ledger settles after them.
+    /// `None` if the period is not open here.
     pub fn apply_to(
         &mut self,
         doc: &Hash32,
-        members: &BTreeSet<MemberId>,
+        group_doc: &SignedDoc,
         changes: Vec<nestwork_core::SignedChange>,
         decisions: &dyn PayoutGate,
     ) -> Option<nestwork_docs::ApplyReport> {
         let target = self.periods.values_mut().find(|d| d.id() == *doc)?;
         let mut gate = Gate {
             ledger: Some(&mut self.ledger),
-            members,
+            group: Some(group_doc),
             decisions,
             // Period documents hold no signals, the only records judged
             // by the clock.
@@ -400,12 +403,26 @@ fn absorb(ledger: &mut Ledger, docs: &[&SignedDoc]) {
     }
 }
 
+/// The group document heads a ledger record written now cites: those
+/// `group_doc` holds, at most [`MAX_GROUP_HEADS`] of them (a group
+/// document with more concurrent heads than that is rare: the next change
+/// of any member merges them; the node's own check then judges the record
+/// by the roll at the heads kept).
+pub fn group_heads_to_cite(group_doc: &SignedDoc) -> Vec<Hash32> {
+    let mut heads = group_doc.heads();
+    heads.sort_unstable();
+    heads.truncate(MAX_GROUP_HEADS);
+    heads
+}
+
 /// The gate through which a group's documents reach its ledger.
 pub struct Gate<'a> {
     /// The ledger, when the group's genesis is known.
     pub ledger: Option<&'a mut Ledger>,
-    /// The group's roll.
-    pub members: &'a BTreeSet<MemberId>,
+    /// The group's document, whose roll at the group heads a ledger record
+    /// cites judges it (`None` while the group document itself changes:
+    /// it holds no ledger period's records).
+    pub group: Option<&'a SignedDoc>,
     /// Which proposals have passed (commons payouts, limit changes).
     pub decisions: &'a dyn PayoutGate,
     /// Now, by the node's clock: a signal that claims a later time (beyond
@@ -416,8 +433,11 @@ pub struct Gate<'a> {
 pub use nestwork_docs::rules::CLOCK_SKEW_MS;
 
 impl RecordGate for Gate<'_> {
-    fn is_member(&self, member: &MemberId) -> bool {
-        self.members.contains(member)
+    fn roll_at(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Refusal> {
+        match self.group {
+            Some(doc) => doc.roll_at_heads(heads).map_err(Refusal::Missing),
+            None => Err(Refusal::Missing(Vec::new())),
+        }
     }
 
     fn now_ms(&self) -> Option<u64> {
@@ -431,15 +451,8 @@ impl RecordGate for Gate<'_> {
             }
             return Ok(());
         }
-        let members = self.members;
         match self.ledger.as_deref_mut() {
-            Some(ledger) => ledger.admit(
-                author,
-                id,
-                body,
-                &|m: &MemberId| members.contains(m),
-                self.decisions,
-            ),
+            Some(ledger) => ledger.admit(author, id, body, self.decisions),
             None => Err(Refusal::Missing(Vec::new())),
         }
     }

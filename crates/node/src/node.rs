@@ -33,8 +33,8 @@ use crate::directory::{Directory, Listing};
 use crate::governance::Decisions;
 use crate::identity;
 use crate::ledger::{
-    account_view, parse_period_kind, payment_view, period_id, period_kind, BalanceView, Gate,
-    GroupLedger, LedgerView, PaymentView,
+    account_view, group_heads_to_cite, parse_period_kind, payment_view, period_id, period_kind,
+    BalanceView, Gate, GroupLedger, LedgerView, PaymentView,
 };
 use crate::ledger_marks;
 use crate::served::ServedPeriods;
@@ -434,7 +434,6 @@ impl State {
         now_ms: u64,
     ) -> Option<ApplyReport> {
         let group = self.group_of(&doc)?;
-        let members = self.groups.get(&group)?.members().clone();
         if doc == group {
             // The group document itself changes: judge proposals on what
             // it held before this batch.
@@ -443,26 +442,21 @@ impl State {
             let target = self.groups.get_mut(&group)?;
             let mut gate = Gate {
                 ledger: ledger.map(|l| &mut l.ledger),
-                members: &members,
+                group: None,
                 decisions: &decisions,
                 now_ms,
             };
             Some(target.apply_with(changes, &mut gate))
         } else {
-            // A payment does not cite the group's heads, so the roll at its
-            // causal past is unknown: judged by the current roll, a payment
-            // made just before its payer's removal would be taken by nodes
-            // that had not yet seen the removal and held by the others,
-            // and the replicas' balances would differ for good. Until
-            // payments cite the group's heads (a format change), ledger
-            // periods accept anyone ever admitted: the same verdict on
-            // every node. The payer's own node refuses once it is off the
-            // roll; a modified one is not stopped (README, Trust model).
-            let ever = self.groups.get(&group)?.ever_members().clone();
-            let decisions = Decisions::of(self.groups.get(&group), now_ms);
+            // Each payment and closing cites the group document's heads its
+            // author held: it is judged by the group's roll there (payer,
+            // payee and signer on it), the same verdict on every node, and
+            // waits while this node lacks those heads.
+            let group_doc = self.groups.get(&group)?;
+            let decisions = Decisions::of(Some(group_doc), now_ms);
             self.ledgers
                 .get_mut(&group)?
-                .apply_to(&doc, &ever, changes, &decisions)
+                .apply_to(&doc, group_doc, changes, &decisions)
         }
     }
 }
@@ -1324,14 +1318,24 @@ impl Node {
                     return repeated_payment(&docs, group, &made, amount, &to);
                 }
             }
-            let members = docs
-                .groups
-                .get(&group)
-                .map(|d| d.members().clone())
-                .unwrap_or_default();
             let me = self.member();
             let state = &mut *docs;
-            let decisions = Decisions::of(state.groups.get(&group), now);
+            let group_doc = state
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            let members = group_doc.members();
+            if !members.contains(&me) {
+                // Others would refuse it: off the roll at the heads cited.
+                return Err(NodeError::Invalid(format!(
+                    "{me} is not a member of this group (never admitted, left or removed): \
+                     nobody would accept a payment from it"
+                )));
+            }
+            // Every record cites the group heads held here: peers judge the
+            // payer and payee by the roll there.
+            let group_heads = group_heads_to_cite(group_doc);
+            let decisions = Decisions::of(Some(group_doc), now);
             let l = state
                 .ledgers
                 .get_mut(&group)
@@ -1340,13 +1344,13 @@ impl Node {
             // A full period is closed first: this node signs the balances
             // at its cut, and the payment builds on them.
             let mut close_period = 0;
-            if let Some(close) = l.ledger.close_due() {
+            if let Some(close) = l.ledger.close_due(group_heads.clone()) {
                 let period = close.period + 1;
                 close_period = period;
                 let (_, change) = l.add_record(
                     group,
                     &self.writer,
-                    &members,
+                    group_doc,
                     period,
                     RecordBody::PeriodClose(close),
                     &mut state.periods,
@@ -1362,6 +1366,7 @@ impl Node {
                 memo,
                 proposal,
                 now,
+                group_heads,
                 &|m: &MemberId| members.contains(m),
                 &decisions,
             );
@@ -1383,7 +1388,7 @@ impl Node {
             let (id, change) = l.add_record(
                 group,
                 &self.writer,
-                &members,
+                group_doc,
                 period,
                 RecordBody::Payment(payment),
                 &mut state.periods,
@@ -1461,7 +1466,6 @@ impl Node {
                 .groups
                 .get_mut(&group)
                 .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let members = doc.members().clone();
             let l = state
                 .ledgers
                 .get_mut(&group)
@@ -1480,7 +1484,7 @@ impl Node {
             });
             let mut gate = Gate {
                 ledger: Some(&mut l.ledger),
-                members: &members,
+                group: None,
                 decisions: &decisions,
                 now_ms: now,
             };

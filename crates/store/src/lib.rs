@@ -48,6 +48,19 @@ pub enum StoreError {
         /// The format it says it is in.
         found: u32,
     },
+    /// The store was written by an older build whose records this one no
+    /// longer reads (format 1: ledger payments that cite no group heads).
+    #[error(
+        "the store at {dir} is in format {found}, written by an older Nestwork: {why}. This build reads format {FORMAT_VERSION}; run the older version with this data directory, or start a new one and join your groups again (nothing was changed)"
+    )]
+    OlderFormat {
+        /// The data directory's store.
+        dir: String,
+        /// The format it says it is in.
+        found: u32,
+        /// What this build cannot read in it.
+        why: String,
+    },
     /// The store is being reopened after a failure, or could not be.
     #[error("the store is closed after a disk failure; it reopens with the next write once the disk has space")]
     Closed,
@@ -74,9 +87,19 @@ pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The format of what this build writes. A store records the format it
 /// is in; a newer one is refused with a plain message rather than read
-/// wrongly, an older one is migrated on open. Stores from before the
-/// format was recorded are format 1.
-pub const FORMAT_VERSION: u32 = 1;
+/// wrongly, an older one is migrated on open where it can be. Stores from
+/// before the format was recorded are format 1.
+///
+/// Format 2: payments and period closings cite the group document's heads
+/// their author held (the roll they are judged by). A format-1 store that
+/// holds a ledger period is refused: its payments do not decode in the new
+/// shape, and could not be judged if they did. One that holds no ledger
+/// period (groups only) is simply marked format 2.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The start of the store kind of a ledger period document (see the node's
+/// `ledger::period_kind`).
+const LEDGER_KIND_PREFIX: &str = "ledger ";
 
 /// The marks key of the store's format (shorter than any id).
 const FORMAT: &[u8] = b"format";
@@ -507,6 +530,11 @@ impl Trees {
                 dir: dir.display().to_string(),
                 found,
             },
+            StoreError::OlderFormat { found, why, .. } => StoreError::OlderFormat {
+                dir: dir.display().to_string(),
+                found,
+                why,
+            },
             other => other,
         })
     }
@@ -532,6 +560,28 @@ impl Trees {
             });
         }
         // Older formats are migrated here (format 1 is the first).
+        if found < 2 {
+            let docs = db.open_tree("docs")?;
+            for entry in docs.iter() {
+                let (_, v) = entry?;
+                let kind = nestwork_core::encoding::decode::<DocMeta>(
+                    "document metadata",
+                    &v,
+                    MAX_DOC_META_BYTES,
+                )
+                .map(|m| m.kind)
+                .unwrap_or_default();
+                if kind.starts_with(LEDGER_KIND_PREFIX) {
+                    return Err(StoreError::OlderFormat {
+                        dir: "this data directory".into(),
+                        found,
+                        why: "it holds ledger payments that do not cite the group's roll, \
+                              which this build can neither read nor judge"
+                            .into(),
+                    });
+                }
+            }
+        }
         if found != FORMAT_VERSION || marks.get(FORMAT)?.is_none() {
             marks.insert(FORMAT, &FORMAT_VERSION.to_be_bytes())?;
         }
@@ -618,6 +668,47 @@ mod tests {
                 && text.contains("newer Nestwork")
                 && text.contains(&dir.path().display().to_string()),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_format_1_store_with_a_ledger_period_is_refused_and_one_without_is_migrated() {
+        let with = tempfile::tempdir().expect("tempdir");
+        let without = tempfile::tempdir().expect("tempdir");
+        for (dir, kind) in [
+            (&with, format!("ledger {} 0", "ab".repeat(32))),
+            (&without, "group".to_string()),
+        ] {
+            let store = Store::open(dir.path()).expect("open");
+            let meta = DocMeta {
+                kind,
+                first_stored_ms: 1,
+            };
+            store
+                .append(Hash32::of(b"doc"), &meta, &[change(1)])
+                .expect("append");
+            store
+                .with(|t| Ok(t.marks.insert(FORMAT, &1u32.to_be_bytes())?))
+                .expect("format");
+            store.flush().expect("flush");
+        }
+        let err = Store::open(with.path()).err().expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("is in format 1, written by an older Nestwork")
+                && text.contains("do not cite the group's roll")
+                && text.contains("nothing was changed")
+                && text.contains(&with.path().display().to_string()),
+            "{text}"
+        );
+        // Refused without a change: still format 1, and refused again.
+        assert!(Store::open(with.path()).is_err());
+        let store = Store::open(without.path()).expect("migrated");
+        let format = store.with(|t| Ok(t.marks.get(FORMAT)?)).expect("read");
+        assert_eq!(
+            format.as_deref(),
+            Some(&FORMAT_VERSION.to_be_bytes()[..]),
+            "marked format {FORMAT_VERSION}"
         );
     }
 

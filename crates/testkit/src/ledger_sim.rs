@@ -8,14 +8,14 @@
 //! the network: verified and applied by `SignedDoc::apply_with` through the
 //! ledger's gate.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use nestwork_core::{Hash32, MemberId, SignedChange};
 use nestwork_docs::ledger::{Account, NoProposals};
 use nestwork_docs::{
     Admission, ApplyReport, Charter, GroupGenesis, GroupKind, RecordBody, Rules, SignedDoc, Writer,
 };
-use nestwork_node::ledger::{period_id, GroupLedger};
+use nestwork_node::ledger::{group_heads_to_cite, period_id, GroupLedger};
 
 use crate::key;
 
@@ -47,14 +47,13 @@ impl LedgerState {
     /// the network.
     pub fn apply(&mut self, period: u64, changes: Vec<SignedChange>) -> ApplyReport {
         let id = self.group.id();
-        let members = self.group.members().clone();
         self.ledger
             .periods
             .entry(period)
             .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
         let report = self
             .ledger
-            .apply_to(&period_id(&id, period), &members, changes, &NoProposals)
+            .apply_to(&period_id(&id, period), &self.group, changes, &NoProposals)
             .expect("open period");
         if self.ledger.history_needed() {
             self.ledger.reload();
@@ -78,26 +77,30 @@ impl LedgerState {
 }
 
 /// Sign a payment from `writer` to `to` as a node does: after the closing
-/// of a full period when one is due. Returns the period and the changes.
+/// of a full period when one is due, citing the heads of `group_doc` (the
+/// group's document as the payer's node holds it). Returns the period and
+/// the changes.
 pub fn sign_payment(
     ledger: &mut GroupLedger,
     group: Hash32,
     writer: &Writer,
-    members: &BTreeSet<MemberId>,
+    group_doc: &SignedDoc,
     to: MemberId,
     amount: u64,
     memo: &str,
 ) -> (u64, Vec<SignedChange>) {
     let mut index = HashMap::new();
     let mut changes = Vec::new();
-    if let Some(close) = ledger.ledger.close_due() {
+    let members = group_doc.members();
+    let heads = group_heads_to_cite(group_doc);
+    if let Some(close) = ledger.ledger.close_due(heads.clone()) {
         let period = close.period + 1;
         let body = RecordBody::PeriodClose(close);
         let (_, change) = ledger
             .add_record(
                 group,
                 writer,
-                members,
+                group_doc,
                 period,
                 body,
                 &mut index,
@@ -116,6 +119,7 @@ pub fn sign_payment(
             memo,
             None,
             1,
+            heads,
             &|m: &MemberId| members.contains(m),
             &NoProposals,
         )
@@ -126,7 +130,7 @@ pub fn sign_payment(
         .add_record(
             group,
             writer,
-            members,
+            group_doc,
             period,
             body,
             &mut index,
@@ -227,12 +231,11 @@ impl LedgerSim {
         let writer = self.writers[payer].clone();
         let to = self.writers[payee].id();
         let state = &mut self.author;
-        let members = state.group.members().clone();
         let (period, changes) = sign_payment(
             &mut state.ledger,
             state.group.id(),
             &writer,
-            &members,
+            &state.group,
             to,
             amount,
             "",

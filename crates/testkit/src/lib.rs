@@ -189,7 +189,6 @@ impl TestNode {
         let report = group_doc.apply(replica.changes_since(&group, &[], usize::MAX).0);
         assert!(report.rejected.is_empty(), "group copy");
         let mut ledger = GroupLedger::of_group(&group_doc).expect("ledger");
-        let members = group_doc.members().clone();
         let mut period = 0;
         loop {
             let id = period_id(&group, period);
@@ -200,7 +199,7 @@ impl TestNode {
             let changes = replica.changes_since(&id, &[], usize::MAX).0;
             let mut gate = Gate {
                 ledger: Some(&mut ledger.ledger),
-                members: &members,
+                group: Some(&group_doc),
                 decisions: &nestwork_docs::ledger::NoProposals,
                 now_ms: 0,
             };
@@ -214,7 +213,7 @@ impl TestNode {
             &mut ledger,
             group,
             &writer,
-            &members,
+            &group_doc,
             to,
             amount,
             "from elsewhere",

@@ -18,7 +18,7 @@
 //! article, money and treaty business does not make it dearer.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use automerge::ChangeHash;
 use nestwork_core::{Hash32, MemberId, SignedRecord};
@@ -57,6 +57,24 @@ pub(crate) struct RollIndex {
     admissions: Vec<usize>,
     /// Founders' edits (indexes into `records`).
     edits: Vec<usize>,
+    /// Rolls at heads cited from outside the document (ledger records
+    /// cite the group's heads), by the sorted sets of those heads.
+    cited: CitedRolls,
+}
+
+/// Most rolls at cited heads kept; past it the cache starts again.
+const MAX_CITED_ROLLS: usize = 256;
+
+/// The rolls at cited heads, filled through a shared reference: a node
+/// judges a ledger record while it reads the group document.
+#[derive(Default)]
+struct CitedRolls(Mutex<HashMap<Vec<SetId>, Arc<Roll>>>);
+
+impl Clone for CitedRolls {
+    fn clone(&self) -> Self {
+        let held = self.0.lock().map(|m| m.clone()).unwrap_or_default();
+        CitedRolls(Mutex::new(held))
+    }
 }
 
 impl Default for RollIndex {
@@ -73,6 +91,7 @@ impl Default for RollIndex {
             decisions: HashMap::new(),
             admissions: Vec::new(),
             edits: Vec::new(),
+            cited: CitedRolls::default(),
         }
     }
 }
@@ -89,11 +108,23 @@ struct IndexedRecord {
 
 /// Who is on the roll, and who was and is no longer.
 #[derive(Debug, Default)]
-pub(crate) struct Roll {
+pub struct Roll {
     /// On the roll: may write.
     pub(crate) members: BTreeSet<MemberId>,
     /// Left or removed.
     pub(crate) former: BTreeSet<MemberId>,
+}
+
+impl Roll {
+    /// Whether `member` is on this roll.
+    pub fn contains(&self, member: &MemberId) -> bool {
+        self.members.contains(member)
+    }
+
+    /// Who is on it.
+    pub fn members(&self) -> &BTreeSet<MemberId> {
+        &self.members
+    }
 }
 
 /// Whether a record decides who is on the roll.
@@ -330,6 +361,55 @@ impl RollIndex {
         let roll = Arc::new(self.replay(group, &self.sets[set as usize], None));
         self.rolls.insert(set, roll.clone());
         roll
+    }
+
+    /// The roll at `heads` cited from outside the document (the group
+    /// heads a ledger record cites): the roll a change of this document
+    /// depending on exactly those heads is judged by (see `roll`), the same
+    /// on every node that holds them. `Err` lists the heads not held here.
+    pub(crate) fn roll_of_cited(
+        &self,
+        group: &Hash32,
+        heads: &[ChangeHash],
+    ) -> Result<Arc<Roll>, Vec<ChangeHash>> {
+        let mut ids: Vec<SetId> = Vec::with_capacity(heads.len());
+        let mut missing = Vec::new();
+        for head in heads {
+            match self.past.get(head) {
+                Some(set) => ids.push(*set),
+                None => missing.push(*head),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        // Most often the set is one a change here was judged by.
+        let set = match ids.as_slice() {
+            [one] => Some(*one),
+            _ => self
+                .interned
+                .get(&self.union_bits(ids.iter().copied()))
+                .copied(),
+        };
+        if let Some(roll) = set.and_then(|set| self.rolls.get(&set)) {
+            return Ok(roll.clone());
+        }
+        let mut cited = self.cited.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(roll) = cited.get(&ids) {
+            return Ok(roll.clone());
+        }
+        let bits = match set {
+            Some(set) => self.sets[set as usize].as_ref().clone(),
+            None => self.union_bits(ids.iter().copied()),
+        };
+        let roll = Arc::new(self.replay(group, &bits, None));
+        if cited.len() >= MAX_CITED_ROLLS {
+            cited.clear();
+        }
+        cited.insert(ids, roll.clone());
+        Ok(roll)
     }
 
     /// The roll given by the records in the past of the changes `heads` at
