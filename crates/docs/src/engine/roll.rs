@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use automerge::ChangeHash;
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 
-use crate::governance::{Action, Governance};
+use crate::governance::{Action, Governance, Timeline};
 use crate::record::RecordBody;
 
 /// The id of an interned set of roll records.
@@ -60,6 +60,18 @@ pub(crate) struct RollIndex {
     /// Rolls at heads cited from outside the document (ledger records
     /// cite the group's heads), by the sorted sets of those heads.
     cited: CitedRolls,
+    /// The timeline of the last set whose roll was worked out: the next
+    /// set, most often the same records and a few more, only adds those.
+    kept: Option<KeptRoll>,
+}
+
+/// A governance timeline holding the roll records of one set.
+#[derive(Clone)]
+struct KeptRoll {
+    bits: Arc<Vec<u64>>,
+    timeline: Timeline,
+    /// The latest time the set's records claim.
+    now: u64,
 }
 
 /// Most rolls at cited heads kept; past it the cache starts again.
@@ -92,6 +104,7 @@ impl Default for RollIndex {
             admissions: Vec::new(),
             edits: Vec::new(),
             cited: CitedRolls::default(),
+            kept: None,
         }
     }
 }
@@ -107,7 +120,7 @@ struct IndexedRecord {
 }
 
 /// Who is on the roll, and who was and is no longer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Roll {
     /// On the roll: may write.
     pub(crate) members: BTreeSet<MemberId>,
@@ -154,6 +167,16 @@ fn moves_roll(action: &Action) -> bool {
             | Action::AdmitGroup { .. }
             | Action::RemoveGroup { .. }
     )
+}
+
+/// The time a record moves the roll's timeline to: the time it claims,
+/// or for a delegation and a treaty counterpart, the other group's.
+fn replay_time(body: &RecordBody) -> u64 {
+    match body {
+        RecordBody::Delegation(d) => d.from_ms,
+        RecordBody::Counterpart(c) => c.at_ms,
+        other => claimed_ms(other).unwrap_or(0),
+    }
 }
 
 /// The time a record claims, where its time matters to the group's rules
@@ -358,9 +381,101 @@ impl RollIndex {
         if let Some(roll) = self.rolls.get(&set) {
             return roll.clone();
         }
-        let roll = Arc::new(self.replay(group, &self.sets[set as usize], None));
+        let roll = Arc::new(self.roll_kept(group, set));
         self.rolls.insert(set, roll.clone());
         roll
+    }
+
+    /// The roll of `set` from the kept timeline: the records of `set` it
+    /// does not hold yet are added to it, if it holds no record outside
+    /// `set` (else it starts again from this set's records). What it gives
+    /// is what `replay` gives (a timeline shows what a replay from the
+    /// start shows, whatever order its records came in).
+    fn roll_kept(&mut self, group: &Hash32, set: SetId) -> Roll {
+        let bits = self.sets[set as usize].clone();
+        let within = |kept: &KeptRoll| {
+            kept.bits.len() <= bits.len()
+                && kept.bits.iter().zip(bits.iter()).all(|(k, b)| k & !b == 0)
+        };
+        let mut kept = match self.kept.take() {
+            Some(kept) if within(&kept) => kept,
+            _ => {
+                let Some(timeline) = self.genesis_in(group, &bits) else {
+                    return Roll::default();
+                };
+                KeptRoll {
+                    bits: Arc::default(),
+                    timeline,
+                    now: 0,
+                }
+            }
+        };
+        for (w, word) in bits.iter().enumerate() {
+            let new = word & !kept.bits.get(w).copied().unwrap_or(0);
+            for b in (0..64).filter(|b| new & (1 << b) != 0) {
+                let Some(IndexedRecord {
+                    id,
+                    author,
+                    body: Some(body),
+                }) = self.records.get(w * 64 + b)
+                else {
+                    continue;
+                };
+                kept.now = kept.now.max(replay_time(body));
+                if self.moves_roll_in(body, &bits) {
+                    kept.timeline.add(*id, *author, body);
+                }
+            }
+        }
+        kept.bits = bits;
+        let gov = kept.timeline.at(kept.now);
+        self.kept = Some(kept);
+        let roll = Roll {
+            members: gov.roll.into_keys().collect(),
+            former: gov.former.into_keys().collect(),
+        };
+        // Every debug build (so every test) checks it against the replay.
+        debug_assert_eq!(roll, self.replay(group, &self.sets[set as usize], None));
+        roll
+    }
+
+    /// An empty timeline of `group`, if its genesis is in `bits`.
+    fn genesis_in(&self, group: &Hash32, bits: &[u64]) -> Option<Timeline> {
+        let i = *self.index.get(group)?;
+        if bits.get(i / 64).is_none_or(|w| w & (1 << (i % 64)) == 0) {
+            return None;
+        }
+        let r = &self.records[i];
+        let RecordBody::GroupGenesis(g) = r.body.as_ref()? else {
+            return None;
+        };
+        Some(Timeline::new(
+            *group,
+            r.author,
+            g.created_at_ms,
+            &g.charter,
+            g.parent,
+        ))
+    }
+
+    /// Whether `body`, in a set with `bits`, is replayed for the roll (see
+    /// `replay`): not a proposal that cannot change the roll, nor a vote
+    /// or decision on one in the set, nor a treaty counterpart.
+    fn moves_roll_in(&self, body: &RecordBody, bits: &[u64]) -> bool {
+        let idle = |proposal: &Hash32| {
+            self.index.get(proposal).is_some_and(|i| {
+                bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+                    && matches!(&self.records[*i].body,
+                        Some(RecordBody::Proposal(p)) if !moves_roll(&p.action))
+            })
+        };
+        match body {
+            RecordBody::Proposal(p) => moves_roll(&p.action),
+            RecordBody::Vote(v) => !idle(&v.proposal),
+            RecordBody::Decision(d) => !idle(&d.proposal),
+            RecordBody::Counterpart(_) => false,
+            _ => true,
+        }
     }
 
     /// The roll at `heads` cited from outside the document (the group
@@ -448,11 +563,7 @@ impl RollIndex {
                 else {
                     continue;
                 };
-                now = now.max(match body {
-                    RecordBody::Delegation(d) => d.from_ms,
-                    RecordBody::Counterpart(c) => c.at_ms,
-                    other => claimed_ms(other).unwrap_or(0),
-                });
+                now = now.max(replay_time(body));
                 if let RecordBody::GroupGenesis(g) = body {
                     if id == group {
                         genesis = Some((*author, g));
