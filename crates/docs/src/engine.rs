@@ -166,6 +166,8 @@ pub struct SignedDoc {
     members: BTreeSet<MemberId>,
     /// Everyone who was ever admitted (their accounts stay on the books).
     ever: BTreeSet<MemberId>,
+    /// Newcomers awaiting an entry vote at the heads.
+    awaiting: BTreeSet<MemberId>,
     /// The roll at each change's causal past (group documents only).
     roll: roll::RollIndex,
     /// For a ledger period document: its group and period number.
@@ -402,6 +404,7 @@ impl SignedDoc {
             records: BTreeMap::new(),
             members: BTreeSet::new(),
             ever: BTreeSet::new(),
+            awaiting: BTreeSet::new(),
             roll: roll::RollIndex::default(),
             ledger: None,
             seqs: HashMap::new(),
@@ -1110,9 +1113,10 @@ impl SignedDoc {
         &self.members
     }
 
-    /// Who was on the roll, and who had left or been removed, just before
-    /// `change` (at its dependencies): who may read it. `None` for a
-    /// ledger period or a change this document does not hold.
+    /// Who was on the roll just before `change` (at its dependencies):
+    /// who may read it; and who else held the founding change there (left,
+    /// removed, or awaiting an entry vote). `None` for a ledger period or
+    /// a change this document does not hold.
     pub fn roll_before(
         &mut self,
         change: &Hash32,
@@ -1127,7 +1131,8 @@ impl SignedDoc {
             .to_vec();
         let set = self.roll.union_of_deps(&deps, &HashMap::new())?;
         let roll = self.roll.roll(&self.id, set);
-        Some((roll.members.clone(), roll.former.clone()))
+        let outside = roll.former.union(&roll.awaiting).copied().collect();
+        Some((roll.members.clone(), outside))
     }
 
     /// The roll at this group document's `heads` (the heads a ledger
@@ -1148,6 +1153,15 @@ impl SignedDoc {
     /// Those ever on the roll who are not on it now (left, removed).
     pub fn former_members(&self) -> BTreeSet<MemberId> {
         self.ever.difference(&self.members).copied().collect()
+    }
+
+    /// Everyone who holds the group's founding change and is not on the
+    /// roll at the heads: former members, and newcomers awaiting an entry
+    /// vote.
+    pub fn outside_members(&self) -> BTreeSet<MemberId> {
+        let mut outside = self.former_members();
+        outside.extend(self.awaiting.iter().copied());
+        outside
     }
 
     /// The group's seal key records: id, author, body.
@@ -1889,6 +1903,7 @@ impl SignedDoc {
         if let Some(set) = self.roll.union_of_deps(&heads, &HashMap::new()) {
             let roll = self.roll.roll(&self.id, set);
             self.members = roll.members.clone();
+            self.awaiting = roll.awaiting.clone();
             self.ever
                 .extend(roll.members.iter().chain(&roll.former).copied());
         }

@@ -14,8 +14,9 @@
 //! Which key to seal with is a function of the group document alone (see
 //! [`keyring`]): a key's *holders* are the authors and recipients of every
 //! record that carries it; a key is usable while all its holders are on the
-//! roll (the genesis key, which everyone ever on the roll holds, while
-//! nobody has left or been removed); the usable key with the most holders
+//! roll (the genesis key, which everyone who got the founding change holds,
+//! while nobody has left or been removed and no newcomer awaits an entry
+//! vote); the usable key with the most holders
 //! is the current one, the lowest key id among equals. A change is sealed
 //! with the key current at its causal past, so the change that removes a
 //! member still reaches them (they learn of their removal) and none after. Two members who make a key at the same time
@@ -170,7 +171,9 @@ impl Need {
 }
 
 /// The keyring of `me` in `group`, from the group's genesis bytes, a roll
-/// (`members`, and `former`: those who left or were removed) and the
+/// (`members`, and `outside`: everyone else who holds the founding change:
+/// those who left or were removed, and newcomers awaiting an entry vote)
+/// and the
 /// group's seal key records (id, author, body). Boxes already
 /// tried are remembered in `opened` (by record id), so each is opened
 /// once.
@@ -178,7 +181,7 @@ pub fn keyring<'a>(
     group: &Hash32,
     genesis: &[u8],
     members: &BTreeSet<MemberId>,
-    former: &BTreeSet<MemberId>,
+    outside: &BTreeSet<MemberId>,
     records: impl Iterator<Item = (&'a Hash32, &'a MemberId, &'a SealKey)>,
     me: &MemberKey,
     opened: &mut HashMap<Hash32, Option<[u8; 32]>>,
@@ -188,9 +191,10 @@ pub fn keyring<'a>(
     let first_id = key_id(group, &first_key);
     let mut keys = BTreeMap::from([(first_id, first_key)]);
     let mut holders: BTreeMap<Hash32, BTreeSet<MemberId>> = BTreeMap::new();
-    // Everyone on the roll holds the genesis key, and so does everyone who
-    // ever was: usable while nobody has left.
-    if former.is_empty() {
+    // Everyone who holds the founding change holds the genesis key: those
+    // on the roll, and those who left, were removed, or await an entry
+    // vote. Usable while all of them are on the roll.
+    if outside.is_empty() {
         holders.insert(first_id, members.clone());
     }
     for (id, author, k) in records {
@@ -253,6 +257,7 @@ mod tests {
         seeds.iter().map(|s| member(*s).id()).collect()
     }
 
+    /// `me`'s keyring; `ever`: everyone who got the founding change.
     fn ring(
         me: u8,
         members: &[u8],
@@ -318,6 +323,37 @@ mod tests {
             }
             other => panic!("expected a reissue, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_newcomer_awaiting_an_entry_vote_takes_no_key_made_after() {
+        let g = Hash32::of(b"g");
+        // 4 was admitted by ticket and awaits the entry vote: it holds the
+        // founding change, so the genesis key no longer serves.
+        let r = ring(1, &[1, 2, 3], &[1, 2, 3, 4], &[]);
+        assert_eq!(r.current, None);
+        assert_eq!(
+            r.need,
+            Some(Need::NewKey {
+                to: roll(&[1, 2, 3]),
+                first: *roll(&[1, 2, 3]).first().expect("one"),
+            })
+        );
+        // The new key is sealed to the roll; the newcomer opens none of it.
+        let key = [7u8; 32];
+        let recs: Vec<(Hash32, MemberId, SealKey)> = seal_to(&g, &key, &roll(&[1, 2, 3]))
+            .into_iter()
+            .map(|k| (Hash32::of(b"rec"), member(1).id(), k))
+            .collect();
+        let r = ring(2, &[1, 2, 3], &[1, 2, 3, 4], &recs);
+        assert_eq!(r.current, Some(key_id(&g, &key)));
+        let newcomer = ring(4, &[1, 2, 3], &[1, 2, 3, 4], &recs);
+        assert!(!newcomer.keys.contains_key(&key_id(&g, &key)));
+        assert_eq!(newcomer.current, None);
+        // Voted in, it is on the roll: a key it can open serves again.
+        let admitted = ring(4, &[1, 2, 3, 4], &[1, 2, 3, 4], &recs);
+        let current = admitted.current.expect("a current key");
+        assert!(admitted.keys.contains_key(&current));
     }
 
     #[test]

@@ -40,8 +40,8 @@ fn add(doc: &mut SignedDoc, who: u8, body: RecordBody) -> (Hash32, SignedChange)
         .expect("an honest record")
 }
 
-/// A group founded by 1 with 2 and 3 admitted by 1; every change made.
-fn group_of_three() -> (SignedDoc, Vec<SignedChange>) {
+/// A hub founded by 1 at `T0` under `charter`, with its founding change.
+fn founded(charter: Charter) -> (SignedDoc, SignedChange) {
     let genesis = GroupGenesis {
         name: "Hub".into(),
         kind: GroupKind::Hub,
@@ -49,9 +49,14 @@ fn group_of_three() -> (SignedDoc, Vec<SignedChange>) {
         unit: "hours".into(),
         created_at_ms: T0,
         nonce: [5; 16],
-        charter: Charter::default(),
+        charter,
     };
-    let (mut doc, first) = SignedDoc::create_group(&writer(1), genesis, T0).expect("found");
+    SignedDoc::create_group(&writer(1), genesis, T0).expect("found")
+}
+
+/// A group founded by 1 with 2 and 3 admitted by 1; every change made.
+fn group_of_three() -> (SignedDoc, Vec<SignedChange>) {
+    let (mut doc, first) = founded(Charter::default());
     let mut changes = vec![first];
     for m in 2..=3 {
         let body = admission(&doc, 1, m, m, T0 + u64::from(m));
@@ -886,4 +891,32 @@ fn finding_3_a_former_member_can_neither_pay_nor_be_paid() {
     let mut amounts: Vec<u64> = paid.iter().map(|(_, _, p)| p.amount).collect();
     amounts.sort_unstable();
     assert_eq!(amounts, vec![2, 4, 7]);
+}
+
+/// A newcomer admitted by ticket into a group whose charter asks for an
+/// entry vote holds the founding change, and so the genesis seal key: the
+/// document counts them among those outside the roll, so the genesis key
+/// stops serving and a new one is sealed to the roll only.
+#[test]
+fn a_newcomer_awaiting_an_entry_vote_is_outside_the_roll_for_the_seal_key() {
+    let (mut doc, _) = founded(Charter {
+        rules: nestwork_docs::Rules {
+            entry_needs_vote: true,
+            ..nestwork_docs::Rules::default()
+        },
+        ..Charter::default()
+    });
+    assert!(doc.outside_members().is_empty());
+    let body = admission(&doc, 1, 2, 2, T0 + 1);
+    let (_, change) = add(&mut doc, 1, body);
+    let newcomer = writer(2).id();
+    assert!(!doc.members().contains(&newcomer));
+    assert!(doc.outside_members().contains(&newcomer));
+    // A change after the admission is sealed knowing it.
+    let body = admission(&doc, 1, 3, 3, T0 + 2);
+    let (_, after) = add(&mut doc, 1, body);
+    let (members, outside) = doc.roll_before(&after.hash).expect("held");
+    assert!(!members.contains(&newcomer) && outside.contains(&newcomer));
+    let (_, outside) = doc.roll_before(&change.hash).expect("held");
+    assert!(outside.is_empty(), "before the admission nobody is outside");
 }

@@ -41,9 +41,9 @@ impl Node {
         before: Option<&Hash32>,
     ) -> Option<Keyring> {
         let doc = docs.groups.get_mut(group)?;
-        let (members, former) = match before {
+        let (members, outside) = match before {
             Some(change) => doc.roll_before(change)?,
-            None => (doc.members().clone(), doc.former_members()),
+            None => (doc.members().clone(), doc.outside_members()),
         };
         let (genesis, _) = doc.genesis()?;
         let mut memory = self.seal_memory();
@@ -51,7 +51,7 @@ impl Node {
             group,
             &genesis.encode(),
             &members,
-            &former,
+            &outside,
             doc.seal_key_records(),
             self.writer.key(),
             &mut memory.opened,

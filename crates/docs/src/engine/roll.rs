@@ -126,6 +126,9 @@ pub struct Roll {
     pub(crate) members: BTreeSet<MemberId>,
     /// Left or removed.
     pub(crate) former: BTreeSet<MemberId>,
+    /// Admitted by ticket, awaiting an entry vote: not on the roll, but
+    /// they hold the group's founding change.
+    pub(crate) awaiting: BTreeSet<MemberId>,
 }
 
 impl Roll {
@@ -433,6 +436,7 @@ impl RollIndex {
         let roll = Roll {
             members: gov.roll.into_keys().collect(),
             former: gov.former.into_keys().collect(),
+            awaiting: gov.awaiting_entry,
         };
         // Every debug build (so every test) checks it against the replay.
         debug_assert_eq!(roll, self.replay(group, &self.sets[set as usize], None));
@@ -606,6 +610,7 @@ impl RollIndex {
                 Roll {
                     members: gov.roll.into_keys().collect(),
                     former: gov.former.into_keys().collect(),
+                    awaiting: gov.awaiting_entry,
                 }
             }
             None => Roll::default(),
