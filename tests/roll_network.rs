@@ -442,6 +442,9 @@ impl nestwork_net::Replica for Eavesdropper {
     fn set_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32, heads: &[Hash32]) {
         self.held().set_peer_heads(peer, doc, heads)
     }
+    fn forget_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32) {
+        self.held().forget_peer_heads(peer, doc)
+    }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<nestwork_net::DocEvent> {
         nestwork_net::Replica::subscribe(&*self.node)
     }

@@ -1790,6 +1790,13 @@ impl EventLoop {
                     let _ = done.blocking_send(Done::Synced(peer, doc, applied));
                 });
             }
+            Output::Forget { peer, doc } => {
+                let Some(member) = member_of(&peer) else {
+                    return;
+                };
+                let replica = self.replica.clone();
+                tokio::task::spawn_blocking(move || replica.forget_peer_heads(&member, &doc));
+            }
             Output::Stored { .. } => self.retry_waiting_gossip(),
             Output::Ended { peer, doc, took } => {
                 tracing::trace!(%peer, doc = %doc.short(), ?took, "sync session ended");
@@ -2140,6 +2147,7 @@ mod tests {
             None
         }
         fn set_peer_heads(&self, _: &MemberId, _: &Hash32, _: &[Hash32]) {}
+        fn forget_peer_heads(&self, _: &MemberId, _: &Hash32) {}
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent> {
             tokio::sync::broadcast::channel(1).1
         }

@@ -203,6 +203,8 @@ pub trait Replica: Send + Sync + 'static {
     fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
     /// Remember the heads `peer` has.
     fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
+    /// Forget the heads `peer` was last known to have: unknown again.
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32);
     /// Events about documents (local changes to publish, new groups).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent>;
     /// The group's gossip seal keys as this node holds them now, and the

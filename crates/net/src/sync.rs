@@ -71,6 +71,8 @@ pub trait SyncStore: Groups {
     fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
     /// Remember the heads `peer` has.
     fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
+    /// Forget the heads `peer` was last known to have: unknown again.
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32);
 }
 
 impl<R: Replica + ?Sized> Groups for R {
@@ -105,6 +107,9 @@ impl<R: Replica + ?Sized> SyncStore for R {
     }
     fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]) {
         Replica::set_peer_heads(self, peer, doc, heads)
+    }
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32) {
+        Replica::forget_peer_heads(self, peer, doc)
     }
 }
 
@@ -165,6 +170,15 @@ pub enum Input<P> {
 /// What the caller is to do for the sync sessions.
 #[derive(Debug)]
 pub enum Output<P> {
+    /// Forget the heads the peer was last known to hold for the document
+    /// ([`SyncStore::forget_peer_heads`], off the event loop): a session
+    /// with it failed.
+    Forget {
+        /// The peer.
+        peer: P,
+        /// The document.
+        doc: Hash32,
+    },
     /// Work out the session's request with [`prepare`], off the event loop,
     /// and feed the result back as [`Input::Prepared`].
     Prepare {
@@ -349,7 +363,17 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
                     self.end(peer, doc, now, groups, &mut out);
                 }
             },
-            Input::Failed { peer, doc } => self.end(peer, doc, now, groups, &mut out),
+            Input::Failed { peer, doc } => {
+                // The request or its answer was lost. The peer may have
+                // noted us as holding its heads when it answered, and we
+                // may still hold the heads we knew of it: neither would
+                // ask again while nothing new is written. Forgetting ours
+                // makes the next anti-entropy round ask.
+                if self.running.contains_key(&(peer, doc)) {
+                    out.push(Output::Forget { peer, doc });
+                }
+                self.end(peer, doc, now, groups, &mut out)
+            }
             Input::Applied { peer, doc, applied } => {
                 self.applied(peer, doc, applied, now, groups, &mut out)
             }
@@ -648,9 +672,9 @@ pub fn answer(
     }
     let (changes, ours_more) = store.changes_since(&doc, heads, SYNC_BATCH_BYTES);
     let ours = store.heads(&doc).unwrap_or_default();
-    // They will have ours once they apply this answer. (If the answer is
-    // lost, neither side asks again until something changes: see the
-    // ignored finding in tests/sync_sim.rs.)
+    // They will have ours once they apply this answer. (If it is lost,
+    // their session fails and they forget what they knew of us, so their
+    // next anti-entropy round asks again.)
     if !ours_more {
         store.set_peer_heads(member, &doc, &ours);
     }

@@ -2094,6 +2094,12 @@ impl Replica for Node {
         }
     }
 
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32) {
+        if let Err(e) = self.store.forget_peer_heads(&peer.0, doc) {
+            tracing::warn!(error = %e, "cannot forget a peer's heads");
+        }
+    }
+
     fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
         self.directory.keyring(group)
     }

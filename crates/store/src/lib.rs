@@ -466,6 +466,13 @@ impl Store {
         Ok(())
     }
 
+    /// Forget the heads `peer` had for `doc`: unknown again.
+    pub fn forget_peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<()> {
+        let key = [&peer[..], &doc.0[..]].concat();
+        self.with(|t| Ok(t.peers.remove(key)?))?;
+        Ok(())
+    }
+
     /// The heads `peer` had for `doc` when last synced.
     pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
         let key = [&peer[..], &doc.0[..]].concat();
