@@ -132,6 +132,15 @@ pub struct Roll {
 }
 
 impl Roll {
+    /// The roll of a group's governance.
+    fn of(gov: Governance) -> Roll {
+        Roll {
+            members: gov.roll.into_keys().collect(),
+            former: gov.former.into_keys().collect(),
+            awaiting: gov.awaiting_entry,
+        }
+    }
+
     /// Whether `member` is on this roll.
     pub fn contains(&self, member: &MemberId) -> bool {
         self.members.contains(member)
@@ -170,6 +179,11 @@ fn moves_roll(action: &Action) -> bool {
             | Action::AdmitGroup { .. }
             | Action::RemoveGroup { .. }
     )
+}
+
+/// Whether bit `i` is set in `bits`.
+fn has_bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
 }
 
 /// The time a record moves the roll's timeline to: the time it claims,
@@ -212,9 +226,7 @@ impl RollIndex {
     }
 
     fn has(&self, set: SetId, i: usize) -> bool {
-        self.sets[set as usize]
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        has_bit(&self.sets[set as usize], i)
     }
 
     /// The ids of the decision records on `proposal` indexed here (some
@@ -413,31 +425,16 @@ impl RollIndex {
                 }
             }
         };
-        for (w, word) in bits.iter().enumerate() {
-            let new = word & !kept.bits.get(w).copied().unwrap_or(0);
-            for b in (0..64).filter(|b| new & (1 << b) != 0) {
-                let Some(IndexedRecord {
-                    id,
-                    author,
-                    body: Some(body),
-                }) = self.records.get(w * 64 + b)
-                else {
-                    continue;
-                };
-                kept.now = kept.now.max(replay_time(body));
-                if self.moves_roll_in(body, &bits) {
-                    kept.timeline.add(*id, *author, body);
-                }
+        for (id, author, body) in self.records_in(&bits, &kept.bits) {
+            kept.now = kept.now.max(replay_time(body));
+            if self.moves_roll_in(body, &bits) {
+                kept.timeline.add(*id, *author, body);
             }
         }
         kept.bits = bits;
         let gov = kept.timeline.at(kept.now);
         self.kept = Some(kept);
-        let roll = Roll {
-            members: gov.roll.into_keys().collect(),
-            former: gov.former.into_keys().collect(),
-            awaiting: gov.awaiting_entry,
-        };
+        let roll = Roll::of(gov);
         // Every debug build (so every test) checks it against the replay.
         debug_assert_eq!(roll, self.replay(group, &self.sets[set as usize], None));
         roll
@@ -446,7 +443,7 @@ impl RollIndex {
     /// An empty timeline of `group`, if its genesis is in `bits`.
     fn genesis_in(&self, group: &Hash32, bits: &[u64]) -> Option<Timeline> {
         let i = *self.index.get(group)?;
-        if bits.get(i / 64).is_none_or(|w| w & (1 << (i % 64)) == 0) {
+        if !has_bit(bits, i) {
             return None;
         }
         let r = &self.records[i];
@@ -462,13 +459,15 @@ impl RollIndex {
         ))
     }
 
-    /// Whether `body`, in a set with `bits`, is replayed for the roll (see
-    /// `replay`): not a proposal that cannot change the roll, nor a vote
-    /// or decision on one in the set, nor a treaty counterpart.
+    /// Whether `body`, in a set with `bits`, is replayed for the roll: not
+    /// a proposal that cannot change the roll, nor a vote or decision on
+    /// one in the set, nor a treaty counterpart. Proposals about articles,
+    /// money, treaties, lotteries and the parent tier (most of a group's
+    /// business), and the votes on them, decide nothing about the roll.
     fn moves_roll_in(&self, body: &RecordBody, bits: &[u64]) -> bool {
         let idle = |proposal: &Hash32| {
             self.index.get(proposal).is_some_and(|i| {
-                bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+                has_bit(bits, *i)
                     && matches!(&self.records[*i].body,
                         Some(RecordBody::Proposal(p)) if !moves_roll(&p.action))
             })
@@ -551,69 +550,38 @@ impl RollIndex {
     /// The timeline of the records in `bits` that can change the roll,
     /// replayed up to `now_ms`, or to the latest time they claim.
     fn replay(&self, group: &Hash32, bits: &[u64], now_ms: Option<u64>) -> Roll {
-        let mut records: Vec<(Hash32, MemberId, &RecordBody)> = Vec::new();
-        let mut genesis = None;
+        let Some(mut timeline) = self.genesis_in(group, bits) else {
+            return Roll::default();
+        };
         let mut now = 0;
-        for (w, word) in bits.iter().enumerate() {
-            for b in 0..64 {
-                if word & (1 << b) == 0 {
-                    continue;
-                }
-                let Some(IndexedRecord {
-                    id,
-                    author,
-                    body: Some(body),
-                }) = self.records.get(w * 64 + b)
-                else {
-                    continue;
-                };
-                now = now.max(replay_time(body));
-                if let RecordBody::GroupGenesis(g) = body {
-                    if id == group {
-                        genesis = Some((*author, g));
-                    }
-                }
-                records.push((*id, *author, body));
+        for (id, author, body) in self.records_in(bits, &[]) {
+            // The claimed time counts every record, replayed or not.
+            now = now.max(replay_time(body));
+            if self.moves_roll_in(body, bits) {
+                timeline.add(*id, *author, body);
             }
         }
-        // Only what can change who is on the roll is replayed: proposals
-        // about articles, money, treaties, lotteries and the parent tier
-        // (most of a group's business), and the votes on them, decide
-        // nothing about it. The claimed time above counts them all.
-        let idle: BTreeSet<Hash32> = records
-            .iter()
-            .filter_map(|(id, _, body)| match body {
-                RecordBody::Proposal(p) if !moves_roll(&p.action) => Some(*id),
-                _ => None,
-            })
-            .collect();
-        records.retain(|(id, _, body)| match body {
-            RecordBody::Proposal(_) => !idle.contains(id),
-            RecordBody::Vote(v) => !idle.contains(&v.proposal),
-            RecordBody::Decision(d) => !idle.contains(&d.proposal),
-            RecordBody::Counterpart(_) => false,
-            _ => true,
-        });
-        // The timeline breaks ties between records in id order.
-        records.sort_unstable_by_key(|(id, _, _)| *id);
-        match genesis {
-            Some((creator, g)) => {
-                let gov = Governance::at(
-                    *group,
-                    creator,
-                    g.created_at_ms,
-                    &g.charter,
-                    g.parent,
-                    records,
-                    now_ms.unwrap_or(now),
-                );
-                Roll {
-                    members: gov.roll.into_keys().collect(),
-                    former: gov.former.into_keys().collect(),
-                    awaiting: gov.awaiting_entry,
-                }
-            }
-            None => Roll::default(),
-        }
+        Roll::of(timeline.from_start(now_ms.unwrap_or(now)))
+    }
+
+    /// The decoded records in `bits` and not in `except`.
+    fn records_in<'a>(
+        &'a self,
+        bits: &'a [u64],
+        except: &'a [u64],
+    ) -> impl Iterator<Item = (&'a Hash32, &'a MemberId, &'a RecordBody)> + 'a {
+        bits.iter().enumerate().flat_map(move |(w, word)| {
+            let new = word & !except.get(w).copied().unwrap_or(0);
+            (0..64)
+                .filter(move |b| new & (1 << b) != 0)
+                .filter_map(move |b| match self.records.get(w * 64 + b) {
+                    Some(IndexedRecord {
+                        id,
+                        author,
+                        body: Some(body),
+                    }) => Some((id, author, body)),
+                    _ => None,
+                })
+        })
     }
 }
