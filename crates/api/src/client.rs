@@ -203,3 +203,16 @@ fn api_error(mut response: ureq::http::Response<ureq::Body>) -> ClientError {
         .unwrap_or_else(|_| format!("the node answered HTTP {status}"));
     ClientError::Api { status, message }
 }
+
+/// A user-supplied selector (a group name, an id prefix) as one URL path
+/// segment, percent-encoded.
+pub fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

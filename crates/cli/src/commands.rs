@@ -3,19 +3,18 @@
 //! JSON.
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use nestwork_api::client::Client;
+use nestwork_api::client::{segment, Client};
 use nestwork_api::Description;
 use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
 use nestwork_docs::view::GroupView;
 use nestwork_net::PeerInfo;
 use nestwork_node::node::{CreateGroup, ImportReport};
 use nestwork_node::{identity, DataDir};
-use serde::Serialize;
 
 use crate::cli::{Args, CharterCommand, Command, GroupCommand, KeyCommand, TreatyCommand};
+use crate::output::{secs, when, Output};
 
 /// Carry out one command.
 pub fn dispatch(args: Args) -> anyhow::Result<()> {
@@ -278,53 +277,6 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     std::fs::read(file).with_context(|| format!("reading {}", file.display()))
-}
-
-/// A user-supplied group selector as one URL path segment.
-/// A path segment, percent-encoded.
-pub(crate) fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// How to print: text or JSON.
-pub(crate) struct Output {
-    pub(crate) json: bool,
-}
-
-impl Output {
-    pub(crate) fn print<T: Serialize>(
-        &self,
-        value: &T,
-        text: impl FnOnce() -> String,
-    ) -> anyhow::Result<()> {
-        use std::io::Write;
-        let body = if self.json {
-            serde_json::to_string_pretty(value)?
-        } else {
-            text()
-        };
-        match writeln!(std::io::stdout().lock(), "{body}") {
-            // The reader went away (`nestwork ... | head`): not our failure.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => Ok(other?),
-        }
-    }
-}
-
-pub(crate) fn when(ms: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-pub(crate) fn secs(s: u64) -> String {
-    humantime::format_duration(Duration::from_secs(s)).to_string()
 }
 
 fn status_text(report: &StatusReport) -> String {

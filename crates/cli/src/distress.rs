@@ -8,7 +8,8 @@ use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
 use nestwork_node::DataDir;
 
 use crate::cli::DistressCommand;
-use crate::commands::{segment, when, Output};
+use crate::output::{when, Output};
+use nestwork_api::client::segment;
 
 /// Carry out one `distress` command.
 pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow::Result<()> {

@@ -11,7 +11,8 @@ use nestwork_node::governance::{
 use nestwork_node::DataDir;
 
 use crate::cli::DraftCommand;
-use crate::commands::{secs, segment, when, Output};
+use crate::output::{secs, when, Output};
+use nestwork_api::client::segment;
 
 /// `nestwork charter show GROUP`
 pub fn charter_show(dir: &DataDir, out: &Output, group: &str) -> anyhow::Result<()> {

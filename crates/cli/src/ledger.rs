@@ -5,7 +5,8 @@ use nestwork_node::ledger::{AccountView, BalanceView, LedgerView, PaymentView};
 use nestwork_node::node::{LimitRequest, PayRequest};
 use nestwork_node::DataDir;
 
-use crate::commands::{segment, when, Output};
+use crate::output::{when, Output};
+use nestwork_api::client::segment;
 
 /// `nestwork pay GROUP MEMBER AMOUNT [--memo TEXT]`
 pub fn pay(

@@ -3,7 +3,9 @@
 //!
 //! - [`cli`]: the command surface (clap);
 //! - [`run`]: `nestwork run`, the node process;
-//! - [`commands`]: the client commands and how they print.
+//! - [`commands`]: the client commands, with [`governance`], [`ledger`]
+//!   and [`distress`] for theirs;
+//! - [`output`]: how they print (text or JSON, times).
 //!
 //! Exit codes: 0 done; 1 failed (the message says why); 2 bad usage;
 //! 3 no node is running for this data directory.
@@ -13,6 +15,7 @@ mod commands;
 mod distress;
 mod governance;
 mod ledger;
+mod output;
 mod run;
 
 use clap::Parser;

@@ -41,9 +41,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{broken, RuleError};
 use crate::proof::MemberProof;
+pub use crate::record::distress::{
+    Answer, AnswerKind, CarriedAnswer, Category, Escalation, Severity, Signal,
+};
 use crate::record::RecordBody;
-use crate::rules::RuleError;
 
 /// Longest signal text, in characters.
 pub const MAX_SIGNAL_CHARS: usize = 1_000;
@@ -59,30 +62,6 @@ pub const DEFAULT_EXPIRY_MS: u64 = 24 * 3600 * 1000;
 pub const MAX_PATH: usize = 16;
 /// The window of the rate limit.
 pub const RATE_WINDOW_MS: u64 = 3600 * 1000;
-
-fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
-    Err(RuleError(msg.into()))
-}
-
-/// What kind of help is needed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Category {
-    /// Injury or illness.
-    Medical,
-    /// Danger to people.
-    Safety,
-    /// A roof for the night.
-    Shelter,
-    /// Food or water.
-    FoodWater,
-    /// Losing a home.
-    Eviction,
-    /// Police, courts, papers.
-    Legal,
-    /// Anything else.
-    Other,
-}
 
 /// The categories' names, as typed.
 pub const CATEGORIES: &[&str] = &[
@@ -131,18 +110,6 @@ impl std::str::FromStr for Category {
     }
 }
 
-/// How urgent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// When someone can.
-    Low,
-    /// Soon.
-    High,
-    /// Now.
-    Critical,
-}
-
 impl Severity {
     /// The name on the command line and in JSON.
     pub fn as_str(&self) -> &'static str {
@@ -168,43 +135,6 @@ impl std::str::FromStr for Severity {
     }
 }
 
-/// A call for help, signed by the member who raises it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signal {
-    /// The group it is raised in.
-    pub group: Hash32,
-    /// What kind of help.
-    pub category: Category,
-    /// How urgent.
-    pub severity: Severity,
-    /// What is happening.
-    pub text: String,
-    /// A coarse location, if the raiser gives one.
-    pub location: Option<String>,
-    /// When, by the raiser's clock.
-    pub raised_at_ms: u64,
-    /// When it stops asking for help.
-    pub expires_at_ms: u64,
-    /// Position on the raiser's chain of signals in this group, from 1.
-    pub seq: u64,
-    /// The raiser's previous signal (`None` only for seq 1).
-    pub prev: Option<Hash32>,
-}
-
-/// How someone answers a signal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AnswerKind {
-    /// "Seen": stops escalation.
-    Ack,
-    /// "On my way", with an estimate.
-    Respond {
-        /// Seconds until they expect to be there.
-        eta_secs: Option<u64>,
-    },
-    /// Help arrived or is no longer needed (the raiser or a responder).
-    Resolve,
-}
-
 impl AnswerKind {
     /// A word for people.
     pub fn as_str(&self) -> &'static str {
@@ -214,37 +144,6 @@ impl AnswerKind {
             AnswerKind::Resolve => "resolved",
         }
     }
-}
-
-/// An answer to a signal, signed by the member who gives it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
-    /// The signal (the id of the raiser's record).
-    pub signal: Hash32,
-    /// Seen, on my way, or resolved.
-    pub kind: AnswerKind,
-    /// A few words.
-    pub text: String,
-    /// When, by the answerer's clock.
-    pub at_ms: u64,
-}
-
-/// A signal carried into this group from another (a child tier, or a
-/// mutual-aid treaty partner) by a member of both, because nobody there
-/// answered in time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Escalation {
-    /// The raiser's signed record, as it was.
-    pub signal: Vec<u8>,
-    /// The group it was raised in (the one the signal names).
-    pub origin: Hash32,
-    /// That the raiser was admitted there.
-    pub raiser: MemberProof,
-    /// The groups it passed through, from the origin to the one it came
-    /// from.
-    pub path: Vec<Hash32>,
-    /// When, by the escalating member's clock.
-    pub at_ms: u64,
 }
 
 impl Escalation {
@@ -269,26 +168,6 @@ impl Escalation {
         }
         Ok((record, s))
     }
-}
-
-/// An answer (seen, on my way, resolved) given in another group a signal
-/// travelled to (the tier it climbed to, the tier it came from, or a
-/// mutual-aid treaty partner), carried into this group by a member of
-/// both, so that the person who called for help, and their group, learn
-/// that help is coming. It carries what a node holding only this group
-/// needs to check it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CarriedAnswer {
-    /// The answerer's signed answer record, as it was.
-    pub answer: Vec<u8>,
-    /// The group where it was given (its founding record) and the
-    /// answerer's admissions there (none when the founder answered).
-    pub given_in: MemberProof,
-    /// The groups it was carried through, from the one where it was given
-    /// to the one it came from.
-    pub path: Vec<Hash32>,
-    /// When, by the carrying member's clock.
-    pub at_ms: u64,
 }
 
 /// What a carried answer shows, once checked.

@@ -55,15 +55,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{encoding, Hash32, MemberId};
+use nestwork_core::{encoding, Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
+use crate::charter::{check_rules, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS};
+use crate::error::{broken, RuleError};
 use crate::ledger::{Account, MAX_AMOUNT, MAX_LIMIT, MAX_MEMO_CHARS};
-use crate::proof::DecisionProof;
-use crate::record::{Charter, RecordBody, Rules};
-use crate::rules::{
-    check_rules, RuleError, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS,
+use crate::proof::{DecisionProof, MemberProof};
+pub use crate::record::governance::{
+    Action, CharterEdit, Choice, Counterpart, Decision, Delegation, Exit, Proposal, Treaty,
+    TreatyAct, TreatyKind, Vote,
 };
+use crate::record::{Charter, RecordBody, Rules};
 
 mod timeline;
 use timeline::Signed;
@@ -89,22 +92,6 @@ pub const MAX_LOTTERY_PICKS: u32 = 100;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
-    Err(RuleError(msg.into()))
-}
-
-/// A vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Choice {
-    /// For.
-    Yes,
-    /// Against.
-    No,
-    /// Present, neither for nor against (counts for the quorum).
-    Abstain,
-}
-
 impl std::str::FromStr for Choice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -117,16 +104,6 @@ impl std::str::FromStr for Choice {
             )),
         }
     }
-}
-
-/// What a treaty binds its parties to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TreatyKind {
-    /// Distress signals cross between the parties.
-    MutualAid,
-    /// Anything else the terms say.
-    Cooperation,
 }
 
 impl TreatyKind {
@@ -152,22 +129,6 @@ impl std::str::FromStr for TreatyKind {
     }
 }
 
-/// A treaty between two groups: specific terms, limited in time. Both
-/// groups ratify the same treaty (the same bytes, so the same id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Treaty {
-    /// The two groups, sorted.
-    pub parties: [Hash32; 2],
-    /// What it does.
-    pub kind: TreatyKind,
-    /// The terms, in words.
-    pub terms: String,
-    /// When it starts (ms since the Unix epoch).
-    pub start_ms: u64,
-    /// When it ends unless both parties renew it.
-    pub end_ms: u64,
-}
-
 impl Treaty {
     /// The treaty's id: the hash of its canonical bytes.
     pub fn id(&self) -> Hash32 {
@@ -182,118 +143,6 @@ impl Treaty {
             self.parties[0]
         }
     }
-}
-
-/// What a proposal asks for. (Externally tagged: the canonical encoding
-/// cannot read internally tagged enums.)
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Action {
-    /// Add an article.
-    AddArticle {
-        /// A short title.
-        title: String,
-        /// Its text.
-        text: String,
-    },
-    /// Replace an article's text.
-    AmendArticle {
-        /// The article's number.
-        article: u32,
-        /// The new text.
-        text: String,
-    },
-    /// Strike an article (its number is not reused).
-    RepealArticle {
-        /// The article's number.
-        article: u32,
-    },
-    /// Confirm an article as it stands, for this revision cycle.
-    ReaffirmArticle {
-        /// The article's number.
-        article: u32,
-    },
-    /// Change one rule of the charter.
-    SetRule {
-        /// The rule's name (see [`RULE_NAMES`]).
-        rule: String,
-        /// Its new value, in words ("60", "14days", "true").
-        value: String,
-    },
-    /// Admit someone to the roll (where entry needs a vote).
-    AdmitMember {
-        /// Who.
-        member: MemberId,
-    },
-    /// Take someone off the roll.
-    RemoveMember {
-        /// Who.
-        member: MemberId,
-    },
-    /// Set credit limits: one member's, or the group default.
-    SetLimits {
-        /// Whose (the group default when `None`).
-        member: Option<MemberId>,
-        /// Lowest balance allowed (zero or below).
-        floor: i64,
-        /// Highest balance allowed (zero or above).
-        ceiling: i64,
-    },
-    /// Pay out of the commons account.
-    Payout {
-        /// The payee (a member).
-        to: Account,
-        /// Minor units.
-        amount: u64,
-        /// What for.
-        memo: String,
-    },
-    /// Join a parent tier (the parent decides on its side too).
-    JoinParent {
-        /// The parent group.
-        parent: Hash32,
-    },
-    /// Leave the parent tier.
-    LeaveParent,
-    /// Admit a child group into this tier (it decided to join on its side).
-    AdmitGroup {
-        /// The child group.
-        group: Hash32,
-    },
-    /// Take a child group out of this tier.
-    RemoveGroup {
-        /// The child group.
-        group: Hash32,
-    },
-    /// Name the delegates who vote for this group in its parent, for one
-    /// revision cycle.
-    SetDelegates {
-        /// The delegates (members of this group).
-        delegates: Vec<MemberId>,
-    },
-    /// Ratify a treaty with another group.
-    RatifyTreaty {
-        /// The treaty.
-        treaty: Treaty,
-    },
-    /// Extend a treaty that is still in force.
-    RenewTreaty {
-        /// The treaty's id.
-        treaty: Hash32,
-        /// The new end (ms since the Unix epoch).
-        end_ms: u64,
-    },
-    /// End a treaty now.
-    EndTreaty {
-        /// The treaty's id.
-        treaty: Hash32,
-    },
-    /// Pick members at random for a role (a jury, a steward), verifiably.
-    Lottery {
-        /// The role.
-        role: String,
-        /// How many to pick.
-        count: u32,
-    },
 }
 
 impl Action {
@@ -379,114 +228,6 @@ impl Action {
             Action::Lottery { role, count } => format!("pick {count} by lot as {role}"),
         }
     }
-}
-
-/// A proposal, signed by the member who submits it. Its content is frozen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proposal {
-    /// What it asks for.
-    pub action: Action,
-    /// When it was submitted, by the proposer's clock.
-    pub submitted_at_ms: u64,
-}
-
-/// A vote, signed by the voter. A seat's last vote before the decision counts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vote {
-    /// The proposal.
-    pub proposal: Hash32,
-    /// Yes, no or abstain.
-    pub choice: Choice,
-    /// When, by the voter's clock.
-    pub cast_at_ms: u64,
-    /// In a parent tier: the child group this delegate votes for (`None`:
-    /// the voter's own seat).
-    pub for_group: Option<Hash32>,
-}
-
-/// The decision on a proposal, signed once voting is over by its signer's
-/// clock: the votes it counted and what they decided. Every node recounts
-/// the named votes and ignores a decision that does not match.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    /// The proposal.
-    pub proposal: Hash32,
-    /// The votes counted, one per seat, in id order.
-    pub counted: Vec<Hash32>,
-    /// Whether it passed.
-    pub passed: bool,
-    /// When it was decided: the vote that settled it, or the deadline.
-    pub decided_at_ms: u64,
-    /// When it was signed, by its signer's clock (no earlier).
-    pub signed_at_ms: u64,
-}
-
-/// A member leaves, by their own signed word. Nobody can block it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exit {
-    /// Who leaves (must be the signer).
-    pub member: MemberId,
-    /// When, by their clock.
-    pub at_ms: u64,
-}
-
-/// The creator edits the charter directly, before anyone else has joined.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CharterEdit {
-    /// A charter edit (article or rule).
-    pub action: Action,
-    /// When, by the creator's clock.
-    pub at_ms: u64,
-}
-
-/// Filed in a parent tier by a delegate of a child group: the child's
-/// passed "set delegates" proposal, carried over.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delegation {
-    /// The child group.
-    pub child: Hash32,
-    /// Its delegates (the signer is one of them).
-    pub delegates: Vec<MemberId>,
-    /// The child's proposal that named them.
-    pub proposal: Hash32,
-    /// From when (the child's decision).
-    pub from_ms: u64,
-    /// Until when (one revision cycle of the child later).
-    pub until_ms: u64,
-    /// The child's proposal and its decision, as signed there.
-    pub proof: DecisionProof,
-}
-
-/// What the other party of a treaty decided.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TreatyAct {
-    /// It ratified the treaty.
-    Ratified(Treaty),
-    /// It renewed it until a new end.
-    Renewed {
-        /// The new end.
-        end_ms: u64,
-    },
-    /// It ended it.
-    Ended,
-}
-
-/// Filed in one party of a treaty by a member of both: the other party's
-/// decision about it, carried over.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counterpart {
-    /// The treaty.
-    pub treaty: Hash32,
-    /// The other party.
-    pub group: Hash32,
-    /// Its proposal that decided.
-    pub proposal: Hash32,
-    /// What it decided.
-    pub act: TreatyAct,
-    /// When its decision took effect.
-    pub at_ms: u64,
-    /// Its proposal and its decision, as signed there.
-    pub proof: DecisionProof,
 }
 
 /// The names [`Action::SetRule`] accepts.
@@ -787,6 +528,56 @@ pub enum Outcome {
     Failed,
 }
 
+/// What a decided proposal did. In JSON it is the sentence a member reads
+/// (`"in effect"`, ...), as it was when this was a string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Effect {
+    /// Passed and carried out.
+    InEffect,
+    /// Passed, but could not be carried out, and why (an article removed
+    /// meanwhile, a member already gone, ...).
+    NotCarriedOut(String),
+    /// Failed at once: its proposer was not on the roll when submitting.
+    ProposerOffRoll,
+}
+
+const IN_EFFECT: &str = "in effect";
+const NOT_CARRIED_OUT: &str = "passed, but could not take effect: ";
+const PROPOSER_OFF_ROLL: &str = "the proposer was not on the roll when submitting";
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Effect::InEffect => f.write_str(IN_EFFECT),
+            Effect::NotCarriedOut(why) => write!(f, "{NOT_CARRIED_OUT}{why}"),
+            Effect::ProposerOffRoll => f.write_str(PROPOSER_OFF_ROLL),
+        }
+    }
+}
+
+impl From<Effect> for String {
+    fn from(e: Effect) -> String {
+        e.to_string()
+    }
+}
+
+impl TryFrom<String> for Effect {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Effect, String> {
+        if s == IN_EFFECT {
+            Ok(Effect::InEffect)
+        } else if s == PROPOSER_OFF_ROLL {
+            Ok(Effect::ProposerOffRoll)
+        } else if let Some(why) = s.strip_prefix(NOT_CARRIED_OUT) {
+            Ok(Effect::NotCarriedOut(why.to_string()))
+        } else {
+            Err(format!("not a proposal's effect: {s:?}"))
+        }
+    }
+}
+
 /// A vote that counts for nothing, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredVote {
@@ -829,7 +620,7 @@ pub struct ProposalState {
     /// When it was decided (while deciding: when voting was over).
     pub decided_at_ms: Option<u64>,
     /// What it did, or why a passed proposal could not take effect.
-    pub effect: Option<String>,
+    pub effect: Option<Effect>,
     /// Votes that count for nothing, with the reason.
     pub ignored: Vec<IgnoredVote>,
     /// The decision records in force (side by side, their votes count
@@ -1290,6 +1081,39 @@ impl Governance {
     }
 }
 
+// Here rather than in `crate::proof`, which stays below governance's state.
+impl DecisionProof {
+    /// The proof that `passed` (a proposal of `group` shown passed) was
+    /// decided, from the group's own records, with the time its cited
+    /// decision took effect: of the decision records in force, one that
+    /// passed it by itself, the one that settled it if it did. `None` when
+    /// no such record, or the admissions of the signers, are held.
+    pub fn of(
+        group: &Hash32,
+        records: &BTreeMap<Hash32, SignedRecord>,
+        passed: &ProposalState,
+    ) -> Option<(DecisionProof, u64)> {
+        let proposal = records.get(&passed.id)?;
+        let (decision, at) = passed
+            .decisions
+            .iter()
+            .filter_map(|id| {
+                let r = records.get(id)?;
+                match RecordBody::decode(&r.body) {
+                    Ok(RecordBody::Decision(d)) if d.passed => Some((r, d.decided_at_ms)),
+                    _ => None,
+                }
+            })
+            .min_by_key(|(r, at)| (Some(*at) != passed.decided_at_ms, r.id()))?;
+        let proof = DecisionProof {
+            proposal: proposal.encode(),
+            decision: decision.encode(),
+            members: MemberProof::of(group, records, &[proposal.author, decision.author])?,
+        };
+        Some((proof, at))
+    }
+}
+
 impl ProposalState {
     fn count(&mut self) {
         let (mut y, mut n, mut a) = (0, 0, 0);
@@ -1417,6 +1241,20 @@ mod tests {
         vote(&mut s, 3, Choice::Abstain);
         // 0 yes, 2 no: 2 more yes give 50% < 60%.
         assert_eq!(s.settled(), Some(false));
+    }
+
+    #[test]
+    fn an_effect_reads_back_from_the_sentence_a_member_reads() {
+        for effect in [
+            Effect::InEffect,
+            Effect::NotCarriedOut("no article 3".into()),
+            Effect::ProposerOffRoll,
+        ] {
+            let sentence = String::from(effect.clone());
+            assert_eq!(Effect::try_from(sentence), Ok(effect));
+        }
+        assert_eq!(String::from(Effect::InEffect), "in effect");
+        assert!(Effect::try_from("in force".to_string()).is_err());
     }
 
     #[test]

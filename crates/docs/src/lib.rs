@@ -21,8 +21,10 @@
 //! Ledger ([`ledger`]) and governance ([`governance`]) records are
 //! [`record::RecordBody`] variants with their rules beside them.
 
+mod charter;
 pub mod distress;
 pub mod engine;
+mod error;
 pub mod governance;
 pub mod ledger;
 pub mod proof;

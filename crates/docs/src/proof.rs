@@ -18,33 +18,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId, SignedRecord};
-use serde::{Deserialize, Serialize};
 
-use crate::governance::{Action, Decision, Proposal, ProposalState};
+use crate::error::{broken, RuleError};
+use crate::record::governance::{Action, Decision, Proposal};
+pub use crate::record::proof::{DecisionProof, MemberProof};
 use crate::record::RecordBody;
-use crate::rules::RuleError;
 
 /// Most admissions a proof may cite (far more than fit in one record).
 pub const MAX_PROOF_ADMISSIONS: usize = 1_000;
 /// Most admissions a proof of one member may cite (the length of the
 /// chain of invitations from the group's founder to them).
 pub const MAX_ADMISSION_CHAIN: usize = 32;
-
-fn broken<T>(msg: impl Into<String>) -> Result<T, RuleError> {
-    Err(RuleError(msg.into()))
-}
-
-/// Shows that some members were admitted to a group: its founding record
-/// and the admissions leading from its founder to each of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberProof {
-    /// The group's founding record (its id is the group's id; its author
-    /// the founder).
-    pub founding: Vec<u8>,
-    /// Admissions, each signed by the founder or by someone admitted by an
-    /// earlier one, for a ticket its signer issued for this group.
-    pub admissions: Vec<Vec<u8>>,
-}
 
 /// What a [`MemberProof`] shows, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,18 +180,6 @@ impl MemberProof {
     }
 }
 
-/// Shows that another group decided a proposal: the proposal and its
-/// decision record as signed, and that their signers were admitted there.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecisionProof {
-    /// The proposal's signed record.
-    pub proposal: Vec<u8>,
-    /// A signed decision on it that passed.
-    pub decision: Vec<u8>,
-    /// The proposer and the decision's signer were admitted there.
-    pub members: MemberProof,
-}
-
 /// What a [`DecisionProof`] shows, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvenDecision {
@@ -280,35 +252,5 @@ impl DecisionProof {
             ));
         }
         Ok(())
-    }
-
-    /// The proof that `passed` (a proposal of `group` shown passed) was
-    /// decided, from the group's own records, with the time its cited
-    /// decision took effect: of the decision records in force, one that
-    /// passed it by itself, the one that settled it if it did. `None` when
-    /// no such record, or the admissions of the signers, are held.
-    pub fn of(
-        group: &Hash32,
-        records: &BTreeMap<Hash32, SignedRecord>,
-        passed: &ProposalState,
-    ) -> Option<(DecisionProof, u64)> {
-        let proposal = records.get(&passed.id)?;
-        let (decision, at) = passed
-            .decisions
-            .iter()
-            .filter_map(|id| {
-                let r = records.get(id)?;
-                match RecordBody::decode(&r.body) {
-                    Ok(RecordBody::Decision(d)) if d.passed => Some((r, d.decided_at_ms)),
-                    _ => None,
-                }
-            })
-            .min_by_key(|(r, at)| (Some(*at) != passed.decided_at_ms, r.id()))?;
-        let proof = DecisionProof {
-            proposal: proposal.encode(),
-            decision: decision.encode(),
-            members: MemberProof::of(group, records, &[proposal.author, decision.author])?,
-        };
-        Some((proof, at))
     }
 }

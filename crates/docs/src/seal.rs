@@ -28,32 +28,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nestwork_core::keybox::{self, KEY_BOX_BYTES};
 use nestwork_core::{Hash32, MemberId, MemberKey};
-use serde::{Deserialize, Serialize};
 
-use crate::rules::RuleError;
+use crate::error::RuleError;
+pub use crate::record::seal::{KeyBox, SealKey};
 
 /// Most boxes in one record (a larger roll takes several records with the
 /// same key id; each record stays well under the record size limit).
 pub const MAX_KEY_BOXES: usize = 400;
-
-/// A group's seal key, sealed to members.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealKey {
-    /// The key's id ([`key_id`]): gossip sealed with the key names it in
-    /// clear, and a box holds the key only if the key hashes to it.
-    pub key_id: Hash32,
-    /// One box per member, in ascending member order.
-    pub boxes: Vec<KeyBox>,
-}
-
-/// The key sealed to one member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyBox {
-    /// Who opens it.
-    pub member: MemberId,
-    /// The box ([`KEY_BOX_BYTES`] bytes).
-    pub sealed: Vec<u8>,
-}
 
 /// The id of `key` in `group`.
 pub fn key_id(group: &Hash32, key: &[u8; 32]) -> Hash32 {

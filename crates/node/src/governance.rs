@@ -655,7 +655,7 @@ impl Node {
                         Action::EndTreaty { treaty } => (*treaty, TreatyAct::Ended),
                         _ => continue,
                     };
-                    if p.effect.as_deref() != Some("in effect") {
+                    if p.effect != Some(nestwork_docs::governance::Effect::InEffect) {
                         continue;
                     }
                     let Some(t) = gov.treaties.get(&treaty) else {

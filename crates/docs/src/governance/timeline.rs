@@ -31,8 +31,8 @@ use std::sync::Arc;
 use nestwork_core::{Hash32, MemberId};
 
 use super::{
-    Action, CharterEdit, Counterpart, Decision, Delegation, Exit, Governance, IgnoredVote, Outcome,
-    Proposal, ProposalState, Seat, Vote, DECISION_GRACE_MS,
+    Action, CharterEdit, Counterpart, Decision, Delegation, Effect, Exit, Governance, IgnoredVote,
+    Outcome, Proposal, ProposalState, Seat, Vote, DECISION_GRACE_MS,
 };
 use crate::record::{Admission, RecordBody};
 
@@ -487,8 +487,8 @@ impl Replay {
                 }
                 if let Some((s, _)) = self.states.get_mut(&id) {
                     Arc::make_mut(s).effect = Some(match effect {
-                        Ok(()) => "in effect".to_string(),
-                        Err(why) => format!("passed, but could not take effect: {why}"),
+                        Ok(()) => Effect::InEffect,
+                        Err(why) => Effect::NotCarriedOut(why),
                     });
                 }
             }
@@ -563,7 +563,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
     if !terms.proposer_on_roll {
         state.outcome = Outcome::Failed;
         state.decided_at_ms = Some(submitted);
-        state.effect = Some("the proposer was not on the roll when submitting".into());
+        state.effect = Some(Effect::ProposerOffRoll);
         return state;
     }
     let votes: Vec<&Signed<Vote>> = ballots
