@@ -31,6 +31,7 @@ use libp2p::{
 };
 use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::protocol::{Request, Response, SYNC_BATCH_BYTES};
@@ -222,13 +223,68 @@ pub async fn spawn(
     key: MemberKey,
     replica: Arc<dyn Replica>,
 ) -> Result<NetHandle, NetError> {
+    let (mut swarm, metrics, traffic) = build_swarm(&config, &key)?;
+    listen(&mut swarm, &config).await?;
+    let last_dial = dial_first_peers(&mut swarm, &config)?;
+    let relays = relays_of(&config)?;
+
+    let (commands, command_rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = mpsc::channel(256);
+    let doc_events = replica.subscribe();
+    let mut event_loop = EventLoop {
+        swarm,
+        key,
+        replica,
+        commands: command_rx,
+        done_tx,
+        done_rx,
+        doc_events,
+        seals: HashMap::new(),
+        pending: HashMap::new(),
+        gossip_queue: Vec::new(),
+        gossip_waiting: Vec::new(),
+        waiting_since: HashMap::new(),
+        validating: false,
+        sessions: Sessions::default(),
+        peers: HashMap::new(),
+        join_waiters: HashMap::new(),
+        join_attempts: HashMap::new(),
+        known: HashMap::new(),
+        last_dial,
+        resync: HashSet::new(),
+        counts: GossipCounts::default(),
+        relays,
+        metrics,
+        traffic,
+        tasks: TaskTracker::new(),
+    };
+    for (group, genesis) in event_loop.replica.groups() {
+        event_loop.subscribe(group, &genesis);
+    }
+    tokio::spawn(event_loop.run());
+    Ok(NetHandle { commands })
+}
+
+/// The swarm for `key`, with its behaviours and their metrics, and the
+/// sync codec's traffic counters.
+fn build_swarm(
+    config: &NetConfig,
+    key: &MemberKey,
+) -> Result<
+    (
+        Swarm<Behaviour>,
+        prometheus_client::registry::Registry,
+        Arc<crate::protocol::SyncTraffic>,
+    ),
+    NetError,
+> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
         .map_err(|e| NetError::Key(e.to_string()))?;
     let (mdns_on, relay_server) = (config.mdns, config.relay_server);
     let mut metrics = prometheus_client::registry::Registry::default();
     let codec = crate::protocol::Codec::default();
     let traffic = codec.traffic.clone();
-    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -252,7 +308,12 @@ pub async fn spawn(
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
+    Ok((swarm, metrics, traffic))
+}
 
+/// Bind every listen address, and wait until each is bound, so callers can
+/// hand out addresses; then announce the external ones.
+async fn listen(swarm: &mut Swarm<Behaviour>, config: &NetConfig) -> Result<(), NetError> {
     for addr in &config.listen {
         let addr: Multiaddr = addr
             .parse()
@@ -297,6 +358,15 @@ pub async fn spawn(
             swarm.add_external_address(addr);
         }
     }
+    Ok(())
+}
+
+/// Dial the configured bootstrap peers and relays once, each address once;
+/// returns when each peer was dialled.
+fn dial_first_peers(
+    swarm: &mut Swarm<Behaviour>,
+    config: &NetConfig,
+) -> Result<HashMap<PeerId, Instant>, NetError> {
     let mut first_dials: Vec<&String> = Vec::new();
     for addr in config.bootstrap.iter().chain(config.relays.iter()) {
         if !first_dials.contains(&addr) {
@@ -315,6 +385,11 @@ pub async fn spawn(
             tracing::warn!(%addr, error = %e, "cannot dial configured peer");
         }
     }
+    Ok(last_dial)
+}
+
+/// The configured relays, none reserved yet.
+fn relays_of(config: &NetConfig) -> Result<HashMap<PeerId, Relay>, NetError> {
     // A slot on each relay is reserved once the connection to it is up
     // (reserving while the first dial is in flight makes the relay client
     // dial again and give up); see `reserve_on_relay`.
@@ -334,41 +409,7 @@ pub async fn spawn(
             );
         }
     }
-
-    let (commands, command_rx) = mpsc::channel(64);
-    let (done_tx, done_rx) = mpsc::channel(256);
-    let doc_events = replica.subscribe();
-    let mut event_loop = EventLoop {
-        swarm,
-        key,
-        replica,
-        commands: command_rx,
-        done_tx,
-        done_rx,
-        doc_events,
-        seals: HashMap::new(),
-        pending: HashMap::new(),
-        gossip_queue: Vec::new(),
-        gossip_waiting: Vec::new(),
-        waiting_since: HashMap::new(),
-        validating: false,
-        sessions: Sessions::default(),
-        peers: HashMap::new(),
-        join_waiters: HashMap::new(),
-        join_attempts: HashMap::new(),
-        known: HashMap::new(),
-        last_dial,
-        resync: HashSet::new(),
-        counts: GossipCounts::default(),
-        relays,
-        metrics,
-        traffic,
-    };
-    for (group, genesis) in event_loop.replica.groups() {
-        event_loop.subscribe(group, &genesis);
-    }
-    tokio::spawn(event_loop.run());
-    Ok(NetHandle { commands })
+    Ok(relays)
 }
 
 /// A configured address that does not parse.
@@ -676,6 +717,9 @@ struct EventLoop {
     traffic: Arc<crate::protocol::SyncTraffic>,
     /// gossipsub's counters (for copies received per message).
     metrics: prometheus_client::registry::Registry,
+    /// Every task handed off the loop (`spawn_blocking`), awaited on
+    /// shutdown.
+    tasks: TaskTracker,
     /// Configured relays and our slot on each.
     relays: HashMap<PeerId, Relay>,
 }
@@ -686,12 +730,13 @@ impl EventLoop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopped = None;
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(done) = self.done_rx.recv() => self.on_done(done),
                 command = self.commands.recv() => match command {
-                    Some(Command::Shutdown(reply)) => { let _ = reply.send(()); break; }
+                    Some(Command::Shutdown(reply)) => { stopped = Some(reply); break; }
                     Some(c) => self.on_command(c),
                     None => break,
                 },
@@ -707,7 +752,20 @@ impl EventLoop {
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }
+        // Work handed off the loop (applying what peers sent, answering
+        // them) finishes before the network says it stopped, so the node
+        // is never closed under a write. Their results are dropped.
+        self.tasks.close();
+        loop {
+            tokio::select! {
+                () = self.tasks.wait() => break,
+                Some(_) = self.done_rx.recv() => {}
+            }
+        }
         tracing::debug!("network stopped");
+        if let Some(reply) = stopped {
+            let _ = reply.send(());
+        }
     }
 
     fn subscribe(&mut self, group: Hash32, genesis: &[u8]) {
@@ -783,13 +841,19 @@ impl EventLoop {
             let len = change.change.len() + 256;
             if size + len > MAX_GOSSIP_BYTES / 2 && !chunk.is_empty() {
                 let payload = encoding::encode(&std::mem::take(&mut chunk));
-                self.publish(group, event.doc, key, payload, now_ms());
+                self.publish(group, event.doc, key, payload, machine_now_ms());
                 size = 0;
             }
             size += len;
             chunk.push(change);
         }
-        self.publish(group, event.doc, key, encoding::encode(&chunk), now_ms());
+        self.publish(
+            group,
+            event.doc,
+            key,
+            encoding::encode(&chunk),
+            machine_now_ms(),
+        );
     }
 
     /// Publish changes of `doc` (a document of `group`) on the group's
@@ -851,7 +915,7 @@ impl EventLoop {
                 let replica = self.replica.clone();
                 // Whether each member's last known heads equal ours is read
                 // from the store, off the loop.
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     for (sync, members) in status.sync.iter_mut().zip(members) {
                         let ours = Some(sorted(sync.heads.clone()));
                         sync.peers = members
@@ -890,7 +954,7 @@ impl EventLoop {
                 let key = self
                     .seal_for(&group)
                     .and_then(GroupSeals::current_or_any_id);
-                let at = sealed_at_ms.unwrap_or_else(now_ms);
+                let at = sealed_at_ms.unwrap_or_else(machine_now_ms);
                 self.publish(group, group, key, bytes, at)
             }
             Command::ProbeSync(peer, doc, reply) => {
@@ -925,7 +989,7 @@ impl EventLoop {
     }
 
     fn start_join(&mut self, ticket: Ticket, reply: oneshot::Sender<Result<Hash32, String>>) {
-        if let Err(e) = ticket.verify(now_ms()) {
+        if let Err(e) = ticket.verify(machine_now_ms()) {
             let _ = reply.send(Err(e.to_string()));
             return;
         }
@@ -1028,46 +1092,7 @@ impl EventLoop {
                 connection_id,
                 endpoint,
                 ..
-            } => {
-                let address = endpoint.get_remote_address().clone();
-                let relayed = endpoint.is_relayed();
-                self.peers.entry(peer_id).or_default().links.insert(
-                    connection_id,
-                    Link {
-                        address: address.clone(),
-                        relayed,
-                        hole_punched: false,
-                    },
-                );
-                tracing::debug!(peer = %peer_id, relayed, "connected");
-                self.sync_input(Input::Connected(peer_id));
-                if !relayed {
-                    self.reserve_on_relay(peer_id);
-                    self.close_relayed(peer_id);
-                }
-                if self.relays.contains_key(&peer_id) {
-                    // Members unreachable a moment ago may be reachable
-                    // through this relay now: try them at once.
-                    self.last_dial.retain(|p, _| self.peers.contains_key(p));
-                }
-                if endpoint.is_dialer() && !relayed {
-                    if let Some(known) = self.known.get_mut(&peer_id) {
-                        known.remember(address);
-                    }
-                }
-                self.join_attempts.remove(&peer_id);
-                if let Some(waiters) = self.join_waiters.remove(&peer_id) {
-                    for (ticket, reply) in waiters {
-                        self.send_join(peer_id, ticket, reply);
-                    }
-                }
-                // One side starts the session (it runs both ways), so a
-                // catch-up is not sent twice; the smaller peer id starts.
-                if *self.swarm.local_peer_id() < peer_id || self.resync.remove(&peer_id) {
-                    self.sync_shared_groups(peer_id);
-                }
-                self.note_member(peer_id);
-            }
+            } => self.on_connected(peer_id, connection_id, endpoint),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -1112,19 +1137,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } if !reach::is_circuit(&address) => {
-                // One of our addresses is gone (the laptop moved, the
-                // network changed): connections made over it are dead even
-                // if no error says so yet. Drop them all and reach every
-                // member and relay again at once.
-                tracing::info!(%address, "address gone; reconnecting");
-                let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-                for peer in peers {
-                    let _ = self.swarm.disconnect_peer_id(peer);
-                    // They may still send over the dead path for a while:
-                    // this side asks for what it missed once reconnected.
-                    self.resync.insert(peer);
-                }
-                self.last_dial.clear();
+                self.on_address_gone(address)
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -1156,19 +1169,7 @@ impl EventLoop {
                 error,
                 peer,
                 ..
-            }) => {
-                tracing::debug!(%peer, %error, "sync request failed");
-                match self.pending.remove(&request_id) {
-                    Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
-                    Some((peer, Pending::Sync(doc))) => {
-                        self.sync_input(Input::Failed { peer, doc });
-                    }
-                    Some((_, Pending::Probe(reply))) => {
-                        let _ = reply.send(Err(error.to_string()));
-                    }
-                    None => {}
-                }
-            }
+            }) => self.on_request_failed(request_id, peer, error),
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer, error, ..
             }) => {
@@ -1224,47 +1225,141 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in &info.listen_addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr.clone());
-                }
-                let direct: Vec<Multiaddr> = info
-                    .listen_addrs
-                    .into_iter()
-                    .filter(|a| !reach::is_circuit(a))
-                    .collect();
-                if let Some(known) = self.known.get_mut(&peer_id) {
-                    for addr in direct.iter().rev() {
-                        known.remember(addr.clone());
-                    }
-                }
-                if let Some(p) = self.peers.get_mut(&peer_id) {
-                    p.direct_addrs = direct;
-                }
+                self.on_identified(peer_id, info)
             }
-            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
-                for (peer, addr) in found {
-                    if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) {
-                        tracing::info!(%peer, %addr, "found on the local network");
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer, addr.clone());
-                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .build();
-                        let _ = self.swarm.dial(opts);
-                    }
-                }
-            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_found_nearby(found),
             _ => {}
         }
     }
 
+    /// A connection is up: note the link, start what waited for the peer.
+    fn on_connected(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: libp2p::swarm::ConnectionId,
+        endpoint: libp2p::core::ConnectedPoint,
+    ) {
+        let address = endpoint.get_remote_address().clone();
+        let relayed = endpoint.is_relayed();
+        self.peers.entry(peer_id).or_default().links.insert(
+            connection_id,
+            Link {
+                address: address.clone(),
+                relayed,
+                hole_punched: false,
+            },
+        );
+        tracing::debug!(peer = %peer_id, relayed, "connected");
+        self.sync_input(Input::Connected(peer_id));
+        if !relayed {
+            self.reserve_on_relay(peer_id);
+            self.close_relayed(peer_id);
+        }
+        if self.relays.contains_key(&peer_id) {
+            // Members unreachable a moment ago may be reachable
+            // through this relay now: try them at once.
+            self.last_dial.retain(|p, _| self.peers.contains_key(p));
+        }
+        if endpoint.is_dialer() && !relayed {
+            if let Some(known) = self.known.get_mut(&peer_id) {
+                known.remember(address);
+            }
+        }
+        self.join_attempts.remove(&peer_id);
+        if let Some(waiters) = self.join_waiters.remove(&peer_id) {
+            for (ticket, reply) in waiters {
+                self.send_join(peer_id, ticket, reply);
+            }
+        }
+        // One side starts the session (it runs both ways), so a
+        // catch-up is not sent twice; the smaller peer id starts.
+        if *self.swarm.local_peer_id() < peer_id || self.resync.remove(&peer_id) {
+            self.sync_shared_groups(peer_id);
+        }
+        self.note_member(peer_id);
+    }
+
+    /// One of our addresses is gone (the laptop moved, the network changed):
+    /// connections made over it are dead even if no error says so yet.
+    fn on_address_gone(&mut self, address: Multiaddr) {
+        // Drop them all and reach every member and relay again at once.
+        tracing::info!(%address, "address gone; reconnecting");
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+            // They may still send over the dead path for a while:
+            // this side asks for what it missed once reconnected.
+            self.resync.insert(peer);
+        }
+        self.last_dial.clear();
+    }
+
+    /// A request of ours got no answer.
+    fn on_request_failed(
+        &mut self,
+        request_id: OutboundRequestId,
+        peer: PeerId,
+        error: request_response::OutboundFailure,
+    ) {
+        tracing::debug!(%peer, %error, "sync request failed");
+        match self.pending.remove(&request_id) {
+            Some((_, Pending::Join(reply, ticket))) => self.retry_join(peer, ticket, reply),
+            Some((peer, Pending::Sync(doc))) => {
+                self.sync_input(Input::Failed { peer, doc });
+            }
+            Some((_, Pending::Probe(reply))) => {
+                let _ = reply.send(Err(error.to_string()));
+            }
+            None => {}
+        }
+    }
+
+    /// A peer told us its addresses: remember the direct ones.
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        for addr in &info.listen_addrs {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer_id, addr.clone());
+        }
+        let direct: Vec<Multiaddr> = info
+            .listen_addrs
+            .into_iter()
+            .filter(|a| !reach::is_circuit(a))
+            .collect();
+        if let Some(known) = self.known.get_mut(&peer_id) {
+            for addr in direct.iter().rev() {
+                known.remember(addr.clone());
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&peer_id) {
+            p.direct_addrs = direct;
+        }
+    }
+
+    /// Peers found on the local network: dial those not connected.
+    fn on_found_nearby(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        for (peer, addr) in found {
+            if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) {
+                tracing::info!(%peer, %addr, "found on the local network");
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+
     fn on_gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
-        let opened = open_gossip(self.seals.get(&message.topic), &message.data, now_ms());
+        let opened = open_gossip(
+            self.seals.get(&message.topic),
+            &message.data,
+            machine_now_ms(),
+        );
         if let Err(refused) = &opened {
             refused.count(&mut self.counts);
             self.swarm
@@ -1324,7 +1419,7 @@ impl EventLoop {
         batch.append(&mut self.gossip_queue);
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             let verdicts = validate_guarded(&*replica, &batch);
             let _ = done.blocking_send(Done::Validated(batch, verdicts));
         });
@@ -1479,7 +1574,7 @@ impl EventLoop {
                         .send_response(channel, sync::refused("unknown document"));
                     return;
                 }
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let answer = sync::answer(&*replica, &member, doc, &heads, changes, more);
                     for opened in answer.opened {
                         let _ = done.blocking_send(Done::Pull(peer, opened));
@@ -1492,7 +1587,7 @@ impl EventLoop {
             }
             Request::Join { ticket } => {
                 let me = self.key.id();
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let response = match admit(&*replica, &ticket, me, member) {
                         Ok(()) => {
                             let (mut changes, _) =
@@ -1532,7 +1627,7 @@ impl EventLoop {
             (Pending::Join(reply, ticket), Response::Joined { changes }) => {
                 let expected = ticket.group;
                 let doc = changes.first().map(|c| c.doc);
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let result = match doc {
                         None => Err("the inviter sent an empty group".to_string()),
                         // Only the group the ticket names, nothing else.
@@ -1760,7 +1855,7 @@ impl EventLoop {
                 };
                 let replica = self.replica.clone();
                 let done = self.done_tx.clone();
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let request = sync::prepare(&*replica, &member, doc);
                     let _ = done.blocking_send(Done::SyncReady(peer, doc, request));
                 });
@@ -1781,7 +1876,7 @@ impl EventLoop {
                 };
                 let replica = self.replica.clone();
                 let done = self.done_tx.clone();
-                tokio::task::spawn_blocking(move || {
+                self.tasks.spawn_blocking(move || {
                     let (applied, opened) =
                         sync::apply_answer(&*replica, &member, doc, &heads, changes, more);
                     for opened in opened {
@@ -1795,7 +1890,8 @@ impl EventLoop {
                     return;
                 };
                 let replica = self.replica.clone();
-                tokio::task::spawn_blocking(move || replica.forget_peer_heads(&member, &doc));
+                self.tasks
+                    .spawn_blocking(move || replica.forget_peer_heads(&member, &doc));
             }
             Output::Stored { .. } => self.retry_waiting_gossip(),
             Output::Ended { peer, doc, took } => {
@@ -1862,7 +1958,7 @@ impl EventLoop {
         }
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             for (peer, member, doc, heads) in compare {
                 if replica.peer_heads(&member, &doc) != heads {
                     let _ = done.blocking_send(Done::Pull(peer, doc));
@@ -2028,7 +2124,7 @@ fn admit(
     if ticket.inviter != me {
         return Err("this ticket was not issued by this node".into());
     }
-    ticket.verify(now_ms()).map_err(|e| e.to_string())?;
+    ticket.verify(machine_now_ms()).map_err(|e| e.to_string())?;
     if replica.heads(&ticket.group).is_none() {
         return Err("unknown document".into());
     }
@@ -2086,7 +2182,11 @@ fn is_lan(addr: &Multiaddr) -> bool {
     })
 }
 
-fn now_ms() -> u64 {
+/// The machine's time, for what the transport stamps and checks (sealed
+/// gossip's age, a ticket's expiry). Not the node's `Clock`: tests move
+/// that one to make governance time pass on some nodes and not others,
+/// and gossip between them must still be fresh by the wall.
+fn machine_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -2325,7 +2425,7 @@ mod tests {
         let change = edit(&base, 1, "one");
         let seals = GroupSeals::new(base.id(), b"genesis");
         let seal = seals.current().expect("the genesis key");
-        let now = now_ms();
+        let now = machine_now_ms();
         let sent = seal.seal(&encoding::encode(&vec![change.clone()]), now);
 
         // When it is sent: opened and decoded, to be queued and applied.
