@@ -181,25 +181,7 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
         }
         GroupCommand::List => {
             let groups: Vec<GroupView> = client.get("/groups")?;
-            out.print(&groups, || {
-                if groups.is_empty() {
-                    return "No groups yet. Found one with: nestwork group create NAME".to_string();
-                }
-                groups
-                    .iter()
-                    .map(|g| {
-                        let n = g.members.len();
-                        let plural = if n == 1 { "member" } else { "members" };
-                        format!(
-                            "{}  {:<10} {}  ({n} {plural})",
-                            g.id.short(),
-                            g.kind.as_str(),
-                            g.name
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            out.print(&groups, || groups_text(&groups))
         }
         GroupCommand::Show { group } => {
             let view: GroupView = client.get(&format!("/groups/{}", segment(&group)))?;
@@ -263,6 +245,27 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
         }
         GroupCommand::Leave { group, yes } => crate::governance::leave(dir, out, &group, yes),
     }
+}
+
+/// `group list`: one line per group.
+fn groups_text(groups: &[GroupView]) -> String {
+    if groups.is_empty() {
+        return "No groups yet. Found one with: nestwork group create NAME".to_string();
+    }
+    groups
+        .iter()
+        .map(|g| {
+            let n = g.members.len();
+            let plural = if n == 1 { "member" } else { "members" };
+            format!(
+                "{}  {:<10} {}  ({n} {plural})",
+                g.id.short(),
+                g.kind.as_str(),
+                g.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
@@ -338,64 +341,70 @@ fn status_text(report: &StatusReport) -> String {
     }
     match &report.network {
         None => out.push_str("network   not running\n"),
-        Some(n) => {
-            out.push_str(&format!(
-                "network   {} peers connected; {}\n",
-                n.connected_peers, n.reachability
-            ));
-            let g = &n.gossip;
-            if g.unique_received > 0 {
-                out.push_str(&format!(
-                    "  gossip: {} messages received, {} stored and forwarded, {} held already, {} waited too long for what they build on (sync brings them), {} invalid\n",
-                    g.unique_received, g.accepted, g.known, g.waited, g.rejected
-                ));
-            }
-            if n.gossip.shed > 0 {
-                out.push_str(&format!(
-                    "  overloaded: {} gossip messages shed unchecked (sync brings them)\n",
-                    n.gossip.shed
-                ));
-            }
-            if n.gossip.untimely > 0 {
-                out.push_str(&format!(
-                    "  {} gossip messages refused by their seal time (old gossip replayed, or a clock off by over a minute)\n",
-                    n.gossip.untimely
-                ));
-            }
-            for r in &n.relays {
-                out.push_str(&format!(
-                    "  relay {}  {}\n",
-                    r.relay,
-                    match (r.connected, r.reserved) {
-                        (_, true) => "slot reserved",
-                        (true, false) => "connected, no slot yet",
-                        (false, false) => "not connected",
-                    }
-                ));
-            }
-            for a in &n.listening {
-                out.push_str(&format!("  listening {a}\n"));
-            }
-            for a in &n.external {
-                out.push_str(&format!("  reachable {a}\n"));
-            }
-            for g in &n.sync {
-                let heads: Vec<String> = g.heads.iter().map(|h| h.short()).collect();
-                out.push_str(&format!(
-                    "group {}  heads {}\n",
-                    g.group.short(),
-                    heads.join(" ")
-                ));
-                for (peer, in_sync) in &g.peers {
-                    out.push_str(&format!(
-                        "  {peer}  {}\n",
-                        if *in_sync { "in sync" } else { "syncing" }
-                    ));
-                }
-            }
-        }
+        Some(n) => out.push_str(&network_text(n)),
     }
     out.trim_end().to_string()
+}
+
+/// The network's part of `status`: peers, gossip counts, relays, addresses
+/// and each group's sync.
+fn network_text(n: &nestwork_net::NetStatus) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "network   {} peers connected; {}\n",
+        n.connected_peers, n.reachability
+    ));
+    let g = &n.gossip;
+    if g.unique_received > 0 {
+        out.push_str(&format!(
+            "  gossip: {} messages received, {} stored and forwarded, {} held already, {} waited too long for what they build on (sync brings them), {} invalid\n",
+            g.unique_received, g.accepted, g.known, g.waited, g.rejected
+        ));
+    }
+    if n.gossip.shed > 0 {
+        out.push_str(&format!(
+            "  overloaded: {} gossip messages shed unchecked (sync brings them)\n",
+            n.gossip.shed
+        ));
+    }
+    if n.gossip.untimely > 0 {
+        out.push_str(&format!(
+            "  {} gossip messages refused by their seal time (old gossip replayed, or a clock off by over a minute)\n",
+            n.gossip.untimely
+        ));
+    }
+    for r in &n.relays {
+        out.push_str(&format!(
+            "  relay {}  {}\n",
+            r.relay,
+            match (r.connected, r.reserved) {
+                (_, true) => "slot reserved",
+                (true, false) => "connected, no slot yet",
+                (false, false) => "not connected",
+            }
+        ));
+    }
+    for a in &n.listening {
+        out.push_str(&format!("  listening {a}\n"));
+    }
+    for a in &n.external {
+        out.push_str(&format!("  reachable {a}\n"));
+    }
+    for g in &n.sync {
+        let heads: Vec<String> = g.heads.iter().map(|h| h.short()).collect();
+        out.push_str(&format!(
+            "group {}  heads {}\n",
+            g.group.short(),
+            heads.join(" ")
+        ));
+        for (peer, in_sync) in &g.peers {
+            out.push_str(&format!(
+                "  {peer}  {}\n",
+                if *in_sync { "in sync" } else { "syncing" }
+            ));
+        }
+    }
+    out
 }
 
 /// The node's memory in one line: resident size, then what it holds.
