@@ -6,7 +6,12 @@ use nestwork_node::DataDir;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::endpoint::{read_token, Endpoint};
-use crate::ErrorBody;
+use crate::wire::{
+    AnswerRequest, BalanceView, CharterView, CreateGroup, Description, Draft, ErrorBody, GroupView,
+    ImportReport, Invite, InviteRequest, JoinRequest, LeaveRequest, LeaveView, LedgerView,
+    LimitRequest, PayRequest, PaymentView, PeerInfo, ProposalView, ProposalsView, ProposeRequest,
+    RaiseRequest, SignalItem, SignalView, StatusReport, TreatyView, VoteRequest,
+};
 
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +66,7 @@ impl Client {
     }
 
     /// GET a JSON resource.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self
             .agent
             .get(self.url(path))
@@ -72,7 +77,7 @@ impl Client {
     }
 
     /// GET raw bytes.
-    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+    fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let mut response = self
             .agent
             .get(self.url(path))
@@ -91,7 +96,7 @@ impl Client {
     }
 
     /// POST or PUT a JSON body, expecting JSON back.
-    pub fn send<B: Serialize, T: DeserializeOwned>(
+    fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -109,11 +114,7 @@ impl Client {
     }
 
     /// POST raw bytes, expecting JSON back.
-    pub fn post_bytes<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &[u8],
-    ) -> Result<T, ClientError> {
+    fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T, ClientError> {
         let response = self
             .agent
             .post(self.url(path))
@@ -126,7 +127,7 @@ impl Client {
 
     /// GET a server-sent event stream and hand each event's data to
     /// `on_event` until it returns false or the node goes away.
-    pub fn events(
+    fn events(
         &self,
         path: &str,
         mut on_event: impl FnMut(&str) -> bool,
@@ -182,6 +183,214 @@ impl Client {
     }
 }
 
+/// One method per route: the paths live here and in the server's router,
+/// nowhere else. Selectors (a group's name or id start, a proposal's id
+/// start, ...) are percent-encoded here.
+impl Client {
+    /// `GET /status`.
+    pub fn status(&self) -> Result<StatusReport, ClientError> {
+        self.get("/status")
+    }
+
+    /// `GET /peers`.
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, ClientError> {
+        self.get("/peers")
+    }
+
+    /// `GET /groups`.
+    pub fn groups(&self) -> Result<Vec<GroupView>, ClientError> {
+        self.get("/groups")
+    }
+
+    /// `GET /groups/{group}`.
+    pub fn group(&self, group: &str) -> Result<GroupView, ClientError> {
+        self.get(&format!("/groups/{}", segment(group)))
+    }
+
+    /// `POST /groups`.
+    pub fn create_group(&self, req: &CreateGroup) -> Result<GroupView, ClientError> {
+        self.send("POST", "/groups", req)
+    }
+
+    /// `PUT /groups/{group}/description`.
+    pub fn describe(&self, group: &str, text: String) -> Result<GroupView, ClientError> {
+        let path = format!("/groups/{}/description", segment(group));
+        self.send("PUT", &path, &Description { text })
+    }
+
+    /// `POST /groups/{group}/invite`.
+    pub fn invite(&self, group: &str, expires_secs: Option<u64>) -> Result<Invite, ClientError> {
+        let path = format!("/groups/{}/invite", segment(group));
+        self.send("POST", &path, &InviteRequest { expires_secs })
+    }
+
+    /// `POST /join`.
+    pub fn join(&self, ticket: String) -> Result<GroupView, ClientError> {
+        self.send("POST", "/join", &JoinRequest { ticket })
+    }
+
+    /// `GET /groups/{group}/export`: the group's bundle.
+    pub fn export(&self, group: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/groups/{}/export", segment(group)))
+    }
+
+    /// `POST /import`.
+    pub fn import(&self, bundle: &[u8]) -> Result<ImportReport, ClientError> {
+        self.post_bytes("/import", bundle)
+    }
+
+    /// `POST /groups/{group}/leave`.
+    pub fn leave(&self, group: &str, confirm: bool) -> Result<LeaveView, ClientError> {
+        let path = format!("/groups/{}/leave", segment(group));
+        self.send("POST", &path, &LeaveRequest { confirm })
+    }
+
+    /// `POST /groups/{group}/payments`.
+    pub fn pay(&self, group: &str, req: &PayRequest) -> Result<PaymentView, ClientError> {
+        self.send("POST", &format!("/groups/{}/payments", segment(group)), req)
+    }
+
+    /// `GET /groups/{group}/balances`, of one account or all.
+    pub fn balances(&self, group: &str, account: Option<&str>) -> Result<BalanceView, ClientError> {
+        let mut path = format!("/groups/{}/balances", segment(group));
+        if let Some(a) = account {
+            path.push_str(&format!("?account={}", segment(a)));
+        }
+        self.get(&path)
+    }
+
+    /// `GET /groups/{group}/payments`: `limit` payments after the newest
+    /// `skip`, of one account or all.
+    pub fn ledger(
+        &self,
+        group: &str,
+        account: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<LedgerView, ClientError> {
+        let mut path = format!(
+            "/groups/{}/payments?skip={skip}&limit={limit}",
+            segment(group)
+        );
+        if let Some(a) = account {
+            path.push_str(&format!("&account={}", segment(a)));
+        }
+        self.get(&path)
+    }
+
+    /// `POST /groups/{group}/limits`.
+    pub fn set_limit(&self, group: &str, req: &LimitRequest) -> Result<BalanceView, ClientError> {
+        self.send("POST", &format!("/groups/{}/limits", segment(group)), req)
+    }
+
+    /// `GET /groups/{group}/charter`.
+    pub fn charter(&self, group: &str) -> Result<CharterView, ClientError> {
+        self.get(&format!("/groups/{}/charter", segment(group)))
+    }
+
+    /// `POST /groups/{group}/charter/edits`.
+    pub fn edit_charter(
+        &self,
+        group: &str,
+        req: &ProposeRequest,
+    ) -> Result<CharterView, ClientError> {
+        let path = format!("/groups/{}/charter/edits", segment(group));
+        self.send("POST", &path, req)
+    }
+
+    /// `POST /groups/{group}/proposals`.
+    pub fn propose(&self, group: &str, req: &ProposeRequest) -> Result<ProposalView, ClientError> {
+        self.send(
+            "POST",
+            &format!("/groups/{}/proposals", segment(group)),
+            req,
+        )
+    }
+
+    /// `GET /groups/{group}/proposals`.
+    pub fn proposals(&self, group: &str) -> Result<ProposalsView, ClientError> {
+        self.get(&format!("/groups/{}/proposals", segment(group)))
+    }
+
+    /// `POST /proposals/{proposal}/votes`.
+    pub fn vote(&self, proposal: &str, req: &VoteRequest) -> Result<ProposalView, ClientError> {
+        self.send(
+            "POST",
+            &format!("/proposals/{}/votes", segment(proposal)),
+            req,
+        )
+    }
+
+    /// `POST /groups/{group}/drafts`.
+    pub fn new_draft(&self, group: &str, req: &ProposeRequest) -> Result<Draft, ClientError> {
+        self.send("POST", &format!("/groups/{}/drafts", segment(group)), req)
+    }
+
+    /// `PUT /groups/{group}/drafts/{draft}`: replace its text.
+    pub fn edit_draft(&self, group: &str, draft: &str, text: String) -> Result<Draft, ClientError> {
+        let path = format!("/groups/{}/drafts/{}", segment(group), segment(draft));
+        self.send("PUT", &path, &Description { text })
+    }
+
+    /// `GET /groups/{group}/drafts`.
+    pub fn drafts(&self, group: &str) -> Result<Vec<Draft>, ClientError> {
+        self.get(&format!("/groups/{}/drafts", segment(group)))
+    }
+
+    /// `POST /groups/{group}/drafts/{draft}/submit`.
+    pub fn submit_draft(&self, group: &str, draft: &str) -> Result<ProposalView, ClientError> {
+        let path = format!(
+            "/groups/{}/drafts/{}/submit",
+            segment(group),
+            segment(draft)
+        );
+        self.send("POST", &path, &serde_json::json!({}))
+    }
+
+    /// `GET /treaties`, of one group or every group held.
+    pub fn treaties(&self, group: Option<&str>) -> Result<Vec<TreatyView>, ClientError> {
+        match group {
+            Some(g) => self.get(&format!("/treaties?group={}", segment(g))),
+            None => self.get("/treaties"),
+        }
+    }
+
+    /// `GET /treaties/{treaty}`: the treaty as each party held here sees it.
+    pub fn treaty(&self, treaty: &str) -> Result<Vec<TreatyView>, ClientError> {
+        self.get(&format!("/treaties/{}", segment(treaty)))
+    }
+
+    /// `POST /groups/{group}/distress`.
+    pub fn raise(&self, group: &str, req: &RaiseRequest) -> Result<SignalView, ClientError> {
+        self.send("POST", &format!("/groups/{}/distress", segment(group)), req)
+    }
+
+    /// `POST /distress/{signal}/answers`.
+    pub fn answer(&self, signal: &str, req: &AnswerRequest) -> Result<SignalView, ClientError> {
+        self.send(
+            "POST",
+            &format!("/distress/{}/answers", segment(signal)),
+            req,
+        )
+    }
+
+    /// `GET /distress`: open signals (`all`: resolved and expired too), of
+    /// one group or every group held.
+    pub fn signals(&self, group: Option<&str>, all: bool) -> Result<Vec<SignalItem>, ClientError> {
+        let mut path = format!("/distress?all={all}");
+        if let Some(g) = group {
+            path.push_str(&format!("&group={}", segment(g)));
+        }
+        self.get(&path)
+    }
+
+    /// `GET /distress/events`: each new signal and answer, as
+    /// [`SignalItem`] JSON, to `on_event` until it returns false.
+    pub fn watch_signals(&self, on_event: impl FnMut(&str) -> bool) -> Result<(), ClientError> {
+        self.events("/distress/events", on_event)
+    }
+}
+
 fn json_or_error<T: DeserializeOwned>(
     mut response: ureq::http::Response<ureq::Body>,
 ) -> Result<T, ClientError> {
@@ -206,7 +415,7 @@ fn api_error(mut response: ureq::http::Response<ureq::Body>) -> ClientError {
 
 /// A user-supplied selector (a group name, an id prefix) as one URL path
 /// segment, percent-encoded.
-pub fn segment(s: &str) -> String {
+fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -5,7 +5,9 @@
 //!   `{"error": "..."}` with a 4xx or 5xx status.
 //! - [`client`]: what CLI commands use to reach the node, found through the
 //!   `api.json` file the node writes into its data directory.
-//! - [`endpoint`]: that file and the token file.
+//! - [`endpoint`]: that file and the token file;
+//! - [`wire`]: every request and answer that crosses the API, named once
+//!   for the server, the client and the CLI.
 //!
 //! Routes (all under `/v1`, all need `Authorization: Bearer TOKEN`):
 //!
@@ -44,57 +46,6 @@ pub mod client;
 pub mod endpoint;
 pub mod server;
 
-/// The body of every error response.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, for a person.
-    pub error: String,
-}
+pub mod wire;
 
-/// The body of `PUT /groups/{group}/description`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Description {
-    /// The new text.
-    pub text: String,
-}
-
-/// The body of `POST /groups/{group}/invite`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct InviteRequest {
-    /// How long the ticket stays valid, in seconds (default 7 days).
-    pub expires_secs: Option<u64>,
-}
-
-/// An issued invite.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Invite {
-    /// The ticket text to hand over.
-    pub ticket: String,
-    /// The same as a QR code for a terminal.
-    pub qr: String,
-    /// The group.
-    pub group: nestwork_core::Hash32,
-    /// Its name.
-    pub group_name: String,
-    /// Expiry, ms since the Unix epoch.
-    pub expires_at_ms: u64,
-    /// Addresses the ticket tells the invitee to try.
-    pub addrs: Vec<String>,
-}
-
-/// The body of `POST /join`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct JoinRequest {
-    /// The ticket text.
-    pub ticket: String,
-}
-
-/// `GET /status`: the node, and the network when it runs.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct StatusReport {
-    /// The node.
-    #[serde(flatten)]
-    pub node: nestwork_node::node::Status,
-    /// The network.
-    pub network: Option<nestwork_net::NetStatus>,
-}
+pub use wire::{Description, ErrorBody, Invite, InviteRequest, JoinRequest, StatusReport};

@@ -14,16 +14,15 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
 use nestwork_core::ChangeBundle;
-use nestwork_docs::distress::{SignalStatus, SignalView};
-use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
-use nestwork_node::governance::{
-    LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
-};
-use nestwork_node::ledger::{BalanceView, LedgerView, PaymentView};
-use nestwork_node::node::{CreateGroup, LimitRequest, PayRequest};
+use nestwork_docs::distress::SignalStatus;
 use nestwork_node::{Node, NodeError};
 
-use crate::{Description, ErrorBody, Invite, InviteRequest, JoinRequest, StatusReport};
+use crate::wire::{
+    AnswerRequest, BalanceView, CreateGroup, Description, ErrorBody, Invite, InviteRequest,
+    JoinRequest, LeaveRequest, LeaveView, LedgerView, LimitRequest, PayRequest, PaymentView,
+    ProposalView, ProposalsView, ProposeRequest, RaiseRequest, SignalItem, SignalView,
+    StatusReport, TreatyView, VoteRequest,
+};
 use nestwork_net::{NetHandle, Replica, Ticket};
 
 /// Default life of an invite ticket.
@@ -414,14 +413,6 @@ async fn edit_charter(
     Ok(Json(
         blocking(&s, move |n| n.charter_edit(&group, &req)).await?,
     ))
-}
-
-/// The body of `POST /groups/{group}/leave`.
-#[derive(serde::Deserialize)]
-struct LeaveRequest {
-    /// Sign the exit (otherwise only say what it would do).
-    #[serde(default)]
-    confirm: bool,
 }
 
 async fn leave(

@@ -29,7 +29,6 @@ use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, ping, request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use nestwork_api::client::Client;
-use nestwork_api::StatusReport;
 use nestwork_bench::process::{nestwork_binary, run_cmd, Proc};
 use nestwork_bench::{figure, ms, Better, Limit};
 use nestwork_core::limits::{MAX_REQUEST_BYTES, MAX_SYNC_STREAMS};
@@ -206,7 +205,7 @@ fn main() -> anyhow::Result<()> {
     run_cmd(&bin, &dir, &["init"])?;
     let node = Proc::start(&bin, &dir, None)?;
     let client = Client::connect(&dir)?;
-    let status: StatusReport = client.get("/status")?;
+    let status = client.status()?;
     let peer: PeerId = status.node.member.parse().context("the node's id")?;
     let addr: Multiaddr = status
         .network
@@ -236,13 +235,13 @@ fn main() -> anyhow::Result<()> {
     let mut slowest_status = Duration::ZERO;
     while started.elapsed() < Duration::from_secs(secs) {
         let t = Instant::now();
-        let now: StatusReport = client.get("/status").context("status while flooded")?;
+        let now = client.status().context("status while flooded")?;
         most_connected = most_connected.max(now.network.map(|n| n.connected_peers).unwrap_or(0));
         slowest_status = slowest_status.max(t.elapsed());
         peak = peak.max(node.rss_bytes());
         std::thread::sleep(Duration::from_millis(250));
     }
-    let flooded: StatusReport = client.get("/status")?;
+    let flooded = client.status()?;
     let connected = flooded
         .network
         .as_ref()

@@ -21,10 +21,9 @@ use nestwork_bench::{figure, ms, read_files, Better, Limit};
 
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
-use nestwork_api::Description;
+use nestwork_api::wire::CreateGroup;
 use nestwork_core::ChangeBundle;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
-use nestwork_node::node::{CreateGroup, ImportReport};
 use nestwork_node::{identity, DataDir};
 
 struct Sizes {
@@ -94,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         let client = Client::connect(&dir)?;
         let bytes = bundle.encode();
         let t = Instant::now();
-        let report: ImportReport = client.post_bytes("/import", &bytes)?;
+        let report = client.import(&bytes)?;
         let elapsed = t.elapsed();
         node.stop()?;
         (report.applied, elapsed)
@@ -137,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             Limit::Value(flush_rate, "sled insert + flush alone".into()),
         );
     }
-    let status: nestwork_api::StatusReport = Client::connect(&dir)?.get("/status")?;
+    let status = Client::connect(&dir)?.status()?;
     node.stop()?;
     println!();
     println!(
@@ -185,7 +184,7 @@ impl Node {
             .context("spawning nestwork run")?;
         loop {
             if let Ok(c) = Client::connect(dir) {
-                if c.get::<nestwork_api::StatusReport>("/status").is_ok() {
+                if c.status().is_ok() {
                     break;
                 }
             }
@@ -247,19 +246,15 @@ fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Re
     let setup = Client::connect(dir)?;
     let mut groups = Vec::new();
     for c in 0..clients {
-        let view: nestwork_docs::GroupView = setup.send(
-            "POST",
-            "/groups",
-            &CreateGroup {
-                name: format!("writer {c} of {clients}"),
-                kind: None,
-                parent: None,
-                description: None,
-                unit: None,
-                floor: None,
-                ceiling: None,
-            },
-        )?;
+        let view = setup.create_group(&CreateGroup {
+            name: format!("writer {c} of {clients}"),
+            kind: None,
+            parent: None,
+            description: None,
+            unit: None,
+            floor: None,
+            ceiling: None,
+        })?;
         groups.push(view.id.to_hex());
     }
     let done = Arc::new(AtomicU64::new(0));
@@ -273,13 +268,7 @@ fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Re
                 let client = Client::connect(&dir)?;
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let _: nestwork_docs::GroupView = client.send(
-                        "PUT",
-                        &format!("/groups/{group}/description"),
-                        &Description {
-                            text: format!("write {i}"),
-                        },
-                    )?;
+                    client.describe(&group, format!("write {i}"))?;
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
-use nestwork_api::StatusReport;
 use nestwork_node::DataDir;
 
 /// The `nestwork` binary built beside this one.
@@ -87,7 +86,7 @@ impl Proc {
                 Client::connect(dir),
                 nestwork_api::endpoint::Endpoint::read(dir),
             ) {
-                if c.get::<StatusReport>("/status").is_ok() {
+                if c.status().is_ok() {
                     return Ok(Proc {
                         child,
                         stopped: false,

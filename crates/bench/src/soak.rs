@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nestwork_api::client::Client;
-use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
+use nestwork_api::wire::BalanceView;
+use nestwork_api::StatusReport;
 use nestwork_bench::process::{nestwork_binary, run_cmd, Proc};
 use nestwork_bench::{figure, Better, Limit};
 use nestwork_core::Hash32;
-use nestwork_docs::GroupView;
-use nestwork_node::ledger::{BalanceView, PaymentView};
 use nestwork_node::node::{CreateGroup, PayRequest};
 use nestwork_node::DataDir;
 
@@ -102,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     let group = form_group(&clients)?;
     let members: Vec<String> = clients
         .iter()
-        .map(|c| Ok(c.get::<StatusReport>("/status")?.node.member))
+        .map(|c| Ok(c.status()?.node.member))
         .collect::<anyhow::Result<_>>()?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,7 +120,7 @@ fn main() -> anyhow::Result<()> {
                 paid.clone(),
                 errors.clone(),
             );
-            let path = format!("/groups/{}/payments", group.to_hex());
+            let group_hex = group.to_hex();
             workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
                 let client = Client::connect(&dir)?;
                 let mut n = 0u64;
@@ -132,7 +131,7 @@ fn main() -> anyhow::Result<()> {
                         memo: format!("soak {c}/{n}"),
                         request_id: Some(format!("soak-{c}-{n}")),
                     };
-                    match client.send::<_, PaymentView>("POST", &path, &req) {
+                    match client.pay(&group_hex, &req) {
                         Ok(_) => {
                             paid.fetch_add(1, Ordering::Relaxed);
                             n += 1;
@@ -176,23 +175,21 @@ fn main() -> anyhow::Result<()> {
                 // turn was refused after 10 minutes of a long soak).
                 if last_signal[turn].is_none_or(|t: Instant| t.elapsed() >= SIGNAL_EVERY) {
                     last_signal[turn] = Some(Instant::now());
-                    let signal = nestwork_node::distress::RaiseRequest {
+                    let signal = nestwork_api::wire::RaiseRequest {
                         category: "other".into(),
                         severity: "low".into(),
                         location: None,
                         expires_secs: Some(600),
                         text: format!("soak signal {round}"),
                     };
-                    let raised: Result<nestwork_docs::distress::SignalView, _> =
-                        c.send("POST", &format!("/groups/{g}/distress"), &signal);
+                    let raised = c.raise(&g, &signal);
                     refused.extend(raised.err().map(|e| e.to_string()));
                 }
-                let proposal = nestwork_node::governance::ProposeRequest {
+                let proposal = nestwork_api::wire::ProposeRequest {
                     kind: "add-article".into(),
                     args: vec![format!("Soak article {round}")],
                 };
-                let proposed: Result<nestwork_node::governance::ProposalView, _> =
-                    c.send("POST", &format!("/groups/{g}/proposals"), &proposal);
+                let proposed = c.propose(&g, &proposal);
                 refused.extend(proposed.err().map(|e| e.to_string()));
                 for e in refused {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -225,7 +222,7 @@ fn main() -> anyhow::Result<()> {
             *p = (*p).max(*r);
         }
         let held = clients[0]
-            .get::<StatusReport>("/status")
+            .status()
             .map(|s| holding(&s))
             .unwrap_or_else(|e| format!("status failed: {e}"));
         let n = paid.load(Ordering::Relaxed);
@@ -261,7 +258,7 @@ fn main() -> anyhow::Result<()> {
         total as f64 / start.elapsed().as_secs_f64()
     );
     for (i, c) in clients.iter().enumerate() {
-        if let Some(net) = c.get::<StatusReport>("/status")?.network {
+        if let Some(net) = c.status()?.network {
             println!("node{}: {}", i + 1, traffic(&net));
         }
     }
@@ -315,7 +312,7 @@ fn main() -> anyhow::Result<()> {
     let cold = Proc::start(&bin, &dirs[0], None)?;
     std::thread::sleep(Duration::from_secs(2));
     let cold_rss = cold.rss_bytes();
-    let cold_status = Client::connect(&dirs[0])?.get::<StatusReport>("/status")?;
+    let cold_status = Client::connect(&dirs[0])?.status()?;
     cold.stop()?;
     println!(
         "node1 started cold on the same store ({} payments): RSS {:.1} MiB ({})",
@@ -390,41 +387,25 @@ fn traffic(net: &nestwork_net::NetStatus) -> String {
 /// it with an invite ticket. Returns the group once every node sees every
 /// member.
 fn form_group(clients: &[Client]) -> anyhow::Result<Hash32> {
-    let view: GroupView = clients[0].send(
-        "POST",
-        "/groups",
-        &CreateGroup {
-            name: "Soak".into(),
-            kind: None,
-            parent: None,
-            description: None,
-            unit: Some("hours".into()),
-            floor: Some(-1_000_000_000),
-            ceiling: Some(1_000_000_000),
-        },
-    )?;
+    let view = clients[0].create_group(&CreateGroup {
+        name: "Soak".into(),
+        kind: None,
+        parent: None,
+        description: None,
+        unit: Some("hours".into()),
+        floor: Some(-1_000_000_000),
+        ceiling: Some(1_000_000_000),
+    })?;
     let group = view.id;
     for c in &clients[1..] {
-        let invite: Invite = clients[0].send(
-            "POST",
-            &format!("/groups/{}/invite", group.to_hex()),
-            &InviteRequest {
-                expires_secs: Some(600),
-            },
-        )?;
-        let _: GroupView = c.send(
-            "POST",
-            "/join",
-            &JoinRequest {
-                ticket: invite.ticket,
-            },
-        )?;
+        let invite = clients[0].invite(&group.to_hex(), Some(600))?;
+        c.join(invite.ticket)?;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut all = true;
         for c in clients {
-            let v: Result<GroupView, _> = c.get(&format!("/groups/{}", group.to_hex()));
+            let v = c.group(&group.to_hex());
             all &= v.is_ok_and(|v| v.members.len() == clients.len());
         }
         if all {
@@ -445,11 +426,10 @@ fn wait_for_agreement(
 ) -> anyhow::Result<BalanceView> {
     let deadline = Instant::now() + limit;
     let mut next_report = Instant::now() + Duration::from_secs(10);
-    let path = format!("/groups/{}/balances", group.to_hex());
     loop {
         let views: Vec<BalanceView> = clients
             .iter()
-            .map(|c| c.get(&path))
+            .map(|c| c.balances(&group.to_hex(), None))
             .collect::<Result<_, _>>()?;
         let same = views.windows(2).all(|w| {
             w[0].payments == w[1].payments

@@ -5,12 +5,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use nestwork_api::client::{segment, Client};
-use nestwork_api::Description;
-use nestwork_api::{Invite, InviteRequest, JoinRequest, StatusReport};
-use nestwork_docs::view::GroupView;
-use nestwork_net::PeerInfo;
-use nestwork_node::node::{CreateGroup, ImportReport};
+use nestwork_api::client::Client;
+use nestwork_api::wire::{CreateGroup, GroupView, PeerInfo, StatusReport};
 use nestwork_node::{identity, DataDir};
 
 use crate::cli::{Args, CharterCommand, Command, GroupCommand, KeyCommand, TreatyCommand};
@@ -55,11 +51,11 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
             })
         }
         Command::Status => {
-            let status: StatusReport = Client::connect(&dir)?.get("/status")?;
+            let status = Client::connect(&dir)?.status()?;
             out.print(&status, || status_text(&status))
         }
         Command::Peers => {
-            let peers: Vec<PeerInfo> = Client::connect(&dir)?.get("/peers")?;
+            let peers = Client::connect(&dir)?.peers()?;
             out.print(&peers, || peers_text(&peers))
         }
         Command::Key { action } => key_command(&dir, &out, action),
@@ -131,10 +127,7 @@ fn key_command(dir: &DataDir, out: &Output, action: KeyCommand) -> anyhow::Resul
             })
         }
         KeyCommand::Import { file, force } => {
-            if Client::connect(dir)
-                .and_then(|c| c.get::<StatusReport>("/status"))
-                .is_ok()
-            {
+            if Client::connect(dir).and_then(|c| c.status()).is_ok() {
                 bail!(
                     "a node is running on {}; stop it before changing its key",
                     dir.root().display()
@@ -169,7 +162,7 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
                 floor,
                 ceiling,
             };
-            let view: GroupView = client.send("POST", "/groups", &req)?;
+            let view = client.create_group(&req)?;
             out.print(&view, || {
                 format!(
                     "Created group {} ({})\n\n{}",
@@ -180,29 +173,19 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
             })
         }
         GroupCommand::List => {
-            let groups: Vec<GroupView> = client.get("/groups")?;
+            let groups = client.groups()?;
             out.print(&groups, || groups_text(&groups))
         }
         GroupCommand::Show { group } => {
-            let view: GroupView = client.get(&format!("/groups/{}", segment(&group)))?;
+            let view = client.group(&group)?;
             out.print(&view, || group_text(&view))
         }
         GroupCommand::Describe { group, text } => {
-            let view: GroupView = client.send(
-                "PUT",
-                &format!("/groups/{}/description", segment(&group)),
-                &Description { text },
-            )?;
+            let view = client.describe(&group, text)?;
             out.print(&view, || group_text(&view))
         }
         GroupCommand::Invite { group, expires } => {
-            let invite: Invite = client.send(
-                "POST",
-                &format!("/groups/{}/invite", segment(&group)),
-                &InviteRequest {
-                    expires_secs: Some(expires.as_secs().max(1)),
-                },
-            )?;
+            let invite = client.invite(&group, Some(expires.as_secs().max(1)))?;
             out.print(&invite, || {
                 format!(
                     "Invite to {} (valid until {}):\n\n{}\n\n{}\nThe newcomer runs: nestwork group join TICKET",
@@ -214,13 +197,13 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
             })
         }
         GroupCommand::Join { ticket } => {
-            let view: GroupView = client.send("POST", "/join", &JoinRequest { ticket })?;
+            let view = client.join(ticket)?;
             out.print(&view, || {
                 format!("Joined {}\n\n{}", view.name, group_text(&view))
             })
         }
         GroupCommand::Export { group, file } => {
-            let bytes = client.get_bytes(&format!("/groups/{}/export", segment(&group)))?;
+            let bytes = client.export(&group)?;
             nestwork_node::data_dir::write_atomic(&file, &bytes, 0o600)
                 .with_context(|| format!("writing {}", file.display()))?;
             out.print(
@@ -230,7 +213,7 @@ fn group_command(dir: &DataDir, out: &Output, action: GroupCommand) -> anyhow::R
         }
         GroupCommand::Import { file } => {
             let bytes = read_bounded(&file)?;
-            let report: ImportReport = client.post_bytes("/import", &bytes)?;
+            let report = client.import(&bytes)?;
             out.print(&report, || {
                 format!(
                     "Imported group {} ({}): {} new changes, {} already here; {} ledger periods, {} payments",
@@ -348,7 +331,7 @@ fn status_text(report: &StatusReport) -> String {
 
 /// The network's part of `status`: peers, gossip counts, relays, addresses
 /// and each group's sync.
-fn network_text(n: &nestwork_net::NetStatus) -> String {
+fn network_text(n: &nestwork_api::wire::NetStatus) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "network   {} peers connected; {}\n",
@@ -408,7 +391,7 @@ fn network_text(n: &nestwork_net::NetStatus) -> String {
 }
 
 /// The node's memory in one line: resident size, then what it holds.
-fn memory_text(m: &nestwork_node::node::MemoryStatus) -> String {
+fn memory_text(m: &nestwork_api::wire::MemoryStatus) -> String {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let rss = if m.rss_bytes == 0 {
         "resident size unknown".to_string()

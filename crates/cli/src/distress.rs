@@ -3,13 +3,12 @@
 use std::io::Write;
 
 use nestwork_api::client::Client;
-use nestwork_docs::distress::{AnswerKind, SignalStatus, SignalView};
-use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
+use nestwork_api::wire::{AnswerRequest, RaiseRequest, SignalItem};
+use nestwork_docs::distress::{AnswerKind, SignalStatus};
 use nestwork_node::DataDir;
 
 use crate::cli::DistressCommand;
 use crate::output::{when, Output};
-use nestwork_api::client::segment;
 
 /// Carry out one `distress` command.
 pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow::Result<()> {
@@ -30,11 +29,7 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
                 expires_secs: expires.map(|d| d.as_secs()),
                 text,
             };
-            let v: SignalView = client.send(
-                "POST",
-                &format!("/groups/{}/distress", segment(&group)),
-                &req,
-            )?;
+            let v = client.raise(&group, &req)?;
             out.print(&v, || {
                 format!(
                     "Signal {} raised and sent to every member of the group.\nIt climbs to the next tier if nobody answers in time.",
@@ -55,11 +50,7 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
             answer(&client, out, &signal, "resolve", text, None)
         }
         DistressCommand::List { group, all } => {
-            let mut path = format!("/distress?all={all}");
-            if let Some(g) = &group {
-                path.push_str(&format!("&group={}", segment(g)));
-            }
-            let items: Vec<SignalItem> = client.get(&path)?;
+            let items = client.signals(group.as_deref(), all)?;
             out.print(&items, || {
                 if items.is_empty() {
                     return "No open signals.".to_string();
@@ -80,7 +71,7 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
             // whole signal, and several answers can arrive at once.
             let mut printed: std::collections::HashMap<nestwork_core::Hash32, usize> =
                 Default::default();
-            client.events("/distress/events", |data| {
+            client.watch_signals(|data| {
                 let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
                     return true;
                 };
@@ -132,11 +123,7 @@ fn answer(
         text: text.unwrap_or_default(),
         eta_secs,
     };
-    let v: SignalView = client.send(
-        "POST",
-        &format!("/distress/{}/answers", segment(signal)),
-        &req,
-    )?;
+    let v = client.answer(signal, &req)?;
     out.print(&v, || {
         format!(
             "Answer recorded on signal {} ({} answers).",

@@ -2,22 +2,18 @@
 //! the governance commands.
 
 use nestwork_api::client::Client;
-use nestwork_docs::engine::Draft;
-use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
-use nestwork_docs::view::CharterView;
-use nestwork_node::governance::{
-    LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
+use nestwork_api::wire::{
+    CharterView, Draft, ProposalView, ProposeRequest, TreatyView, VoteRequest,
 };
+use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
 use nestwork_node::DataDir;
 
 use crate::cli::DraftCommand;
 use crate::output::{secs, when, Output};
-use nestwork_api::client::segment;
 
 /// `nestwork charter show GROUP`
 pub fn charter_show(dir: &DataDir, out: &Output, group: &str) -> anyhow::Result<()> {
-    let charter: CharterView =
-        Client::connect(dir)?.get(&format!("/groups/{}/charter", segment(group)))?;
+    let charter = Client::connect(dir)?.charter(group)?;
     out.print(&charter, || charter_text(&charter))
 }
 
@@ -30,8 +26,7 @@ pub fn charter_edit(
     args: Vec<String>,
 ) -> anyhow::Result<()> {
     let req = ProposeRequest { kind, args };
-    let path = format!("/groups/{}/charter/edits", segment(group));
-    let charter: CharterView = Client::connect(dir)?.send("POST", &path, &req)?;
+    let charter = Client::connect(dir)?.edit_charter(group, &req)?;
     out.print(&charter, || charter_text(&charter))
 }
 
@@ -44,8 +39,7 @@ pub fn propose(
     args: Vec<String>,
 ) -> anyhow::Result<()> {
     let req = ProposeRequest { kind, args };
-    let path = format!("/groups/{}/proposals", segment(group));
-    let p: ProposalView = Client::connect(dir)?.send("POST", &path, &req)?;
+    let p = Client::connect(dir)?.propose(group, &req)?;
     out.print(&p, || {
         format!(
             "Proposal {} submitted in {}: {}\nVoting closes {}. Vote with: nestwork vote {} yes|no|abstain",
@@ -77,8 +71,7 @@ pub fn draft(dir: &DataDir, out: &Output, action: DraftCommand) -> anyhow::Resul
     match action {
         DraftCommand::New { group, kind, args } => {
             let req = ProposeRequest { kind, args };
-            let d: Draft =
-                client.send("POST", &format!("/groups/{}/drafts", segment(&group)), &req)?;
+            let d = client.new_draft(&group, &req)?;
             out.print(&d, || {
                 format!(
                     "{}\nEdit with: nestwork draft edit {group} {} TEXT; submit with: nestwork draft submit {group} {}",
@@ -89,12 +82,11 @@ pub fn draft(dir: &DataDir, out: &Output, action: DraftCommand) -> anyhow::Resul
             })
         }
         DraftCommand::Edit { group, draft, text } => {
-            let path = format!("/groups/{}/drafts/{}", segment(&group), segment(&draft));
-            let d: Draft = client.send("PUT", &path, &serde_json::json!({ "text": text }))?;
+            let d = client.edit_draft(&group, &draft, text)?;
             out.print(&d, || show(&d))
         }
         DraftCommand::List { group } => {
-            let drafts: Vec<Draft> = client.get(&format!("/groups/{}/drafts", segment(&group)))?;
+            let drafts = client.drafts(&group)?;
             out.print(&drafts, || {
                 if drafts.is_empty() {
                     return "No drafts.".to_string();
@@ -103,12 +95,7 @@ pub fn draft(dir: &DataDir, out: &Output, action: DraftCommand) -> anyhow::Resul
             })
         }
         DraftCommand::Submit { group, draft } => {
-            let path = format!(
-                "/groups/{}/drafts/{}/submit",
-                segment(&group),
-                segment(&draft)
-            );
-            let p: ProposalView = client.send("POST", &path, &serde_json::json!({}))?;
+            let p = client.submit_draft(&group, &draft)?;
             out.print(&p, || {
                 format!("Submitted; the text is frozen.\n{}", proposal_text(&p))
             })
@@ -125,15 +112,13 @@ pub fn vote(
     for_group: Option<String>,
 ) -> anyhow::Result<()> {
     let req = VoteRequest { choice, for_group };
-    let path = format!("/proposals/{}/votes", segment(proposal));
-    let p: ProposalView = Client::connect(dir)?.send("POST", &path, &req)?;
+    let p = Client::connect(dir)?.vote(proposal, &req)?;
     out.print(&p, || format!("Vote recorded.\n{}", proposal_text(&p)))
 }
 
 /// `nestwork proposals GROUP`
 pub fn proposals(dir: &DataDir, out: &Output, group: &str) -> anyhow::Result<()> {
-    let view: ProposalsView =
-        Client::connect(dir)?.get(&format!("/groups/{}/proposals", segment(group)))?;
+    let view = Client::connect(dir)?.proposals(group)?;
     out.print(&view, || {
         let mut text = format!("Proposals of {}\n", view.group_name);
         if view.proposals.is_empty() {
@@ -163,9 +148,7 @@ pub fn proposals(dir: &DataDir, out: &Output, group: &str) -> anyhow::Result<()>
 
 /// `nestwork group leave GROUP [--yes]`
 pub fn leave(dir: &DataDir, out: &Output, group: &str, confirm: bool) -> anyhow::Result<()> {
-    let path = format!("/groups/{}/leave", segment(group));
-    let body = serde_json::json!({ "confirm": confirm });
-    let view: LeaveView = Client::connect(dir)?.send("POST", &path, &body)?;
+    let view = Client::connect(dir)?.leave(group, confirm)?;
     out.print(&view, || {
         if view.done {
             format!(
@@ -184,11 +167,7 @@ pub fn leave(dir: &DataDir, out: &Output, group: &str, confirm: bool) -> anyhow:
 
 /// `nestwork treaty list [--group GROUP]`
 pub fn treaty_list(dir: &DataDir, out: &Output, group: Option<String>) -> anyhow::Result<()> {
-    let path = match &group {
-        Some(g) => format!("/treaties?group={}", segment(g)),
-        None => "/treaties".to_string(),
-    };
-    let treaties: Vec<TreatyView> = Client::connect(dir)?.get(&path)?;
+    let treaties = Client::connect(dir)?.treaties(group.as_deref())?;
     out.print(&treaties, || {
         if treaties.is_empty() {
             return "No treaties.".to_string();
@@ -212,8 +191,7 @@ pub fn treaty_list(dir: &DataDir, out: &Output, group: Option<String>) -> anyhow
 
 /// `nestwork treaty show TREATY`
 pub fn treaty_show(dir: &DataDir, out: &Output, treaty: &str) -> anyhow::Result<()> {
-    let views: Vec<TreatyView> =
-        Client::connect(dir)?.get(&format!("/treaties/{}", segment(treaty)))?;
+    let views = Client::connect(dir)?.treaty(treaty)?;
     out.print(&views, || {
         let mut text = String::new();
         if let Some(t) = views.first() {

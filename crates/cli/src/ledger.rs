@@ -1,12 +1,10 @@
 //! `pay`, `balance`, `ledger` and `limit`: the mutual-credit commands.
 
 use nestwork_api::client::Client;
-use nestwork_node::ledger::{AccountView, BalanceView, LedgerView, PaymentView};
-use nestwork_node::node::{LimitRequest, PayRequest};
+use nestwork_api::wire::{AccountView, BalanceView, LedgerView, LimitRequest, PayRequest};
 use nestwork_node::DataDir;
 
 use crate::output::{when, Output};
-use nestwork_api::client::segment;
 
 /// `nestwork pay GROUP MEMBER AMOUNT [--memo TEXT]`
 pub fn pay(
@@ -25,13 +23,9 @@ pub fn pay(
         // sent again, the node makes the payment once.
         request_id: Some(format!("{:032x}", rand::random::<u128>())),
     };
-    let path = format!("/groups/{}/payments", segment(group));
-    let paid: PaymentView = Client::connect(dir)?.send("POST", &path, &req)?;
-    let balance: BalanceView = Client::connect(dir)?.get(&format!(
-        "/groups/{}/balances?account={}",
-        segment(group),
-        segment(&paid.from)
-    ))?;
+    let client = Client::connect(dir)?;
+    let paid = client.pay(group, &req)?;
+    let balance = client.balances(group, Some(&paid.from))?;
     out.print(&paid, || {
         let mine = balance.accounts.first().map_or(0, |a| a.balance);
         format!(
@@ -54,11 +48,7 @@ pub fn balance(
     group: &str,
     member: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut path = format!("/groups/{}/balances", segment(group));
-    if let Some(m) = &member {
-        path.push_str(&format!("?account={}", segment(m)));
-    }
-    let view: BalanceView = Client::connect(dir)?.get(&path)?;
+    let view = Client::connect(dir)?.balances(group, member.as_deref())?;
     out.print(&view, || balance_text(&view))
 }
 
@@ -73,21 +63,13 @@ pub fn ledger(
 ) -> anyhow::Result<()> {
     let per_page = per_page.clamp(1, 1_000);
     let skip = page.saturating_sub(1) * per_page;
-    let mut path = format!(
-        "/groups/{}/payments?skip={skip}&limit={per_page}",
-        segment(group)
-    );
-    if let Some(a) = &account {
-        path.push_str(&format!("&account={}", segment(a)));
-    }
-    let view: LedgerView = Client::connect(dir)?.get(&path)?;
+    let view = Client::connect(dir)?.ledger(group, account.as_deref(), skip, per_page)?;
     out.print(&view, || ledger_text(&view, page, per_page))
 }
 
 /// `nestwork limit GROUP --floor F --ceiling C [--member MEMBER]`
 pub fn limit(dir: &DataDir, out: &Output, group: &str, req: LimitRequest) -> anyhow::Result<()> {
-    let path = format!("/groups/{}/limits", segment(group));
-    let view: BalanceView = Client::connect(dir)?.send("POST", &path, &req)?;
+    let view = Client::connect(dir)?.set_limit(group, &req)?;
     out.print(&view, || {
         format!(
             "Limits set: floor {}, ceiling {} {} ({}).\n\n{}",
