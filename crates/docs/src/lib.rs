@@ -21,9 +21,13 @@
 //! Ledger ([`ledger`]) and governance ([`governance`]) records are
 //! [`record::RecordBody`] variants with their rules beside them.
 
+pub mod decisions;
 pub mod distress;
+pub mod distress_due;
+pub mod due;
 pub mod engine;
 pub mod governance;
+pub mod group_ledger;
 pub mod ledger;
 pub mod proof;
 pub mod record;

@@ -8,99 +8,23 @@
 //! treaty party's decisions into the other party) where this member
 //! belongs to both. The rules themselves are `nestwork_docs::governance`.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Counterpart, Delegation, Exit, Governance, LotteryPick, Outcome,
-    Proposal, ProposalState, Treaty, TreatyAct, TreatyState, TreatyStatus, Vote,
+    self, Action, Choice, Exit, Governance, LotteryPick, Outcome, Proposal, ProposalState, Treaty,
+    TreatyState, TreatyStatus, Vote,
 };
-use nestwork_docs::ledger::{Account, CreditLimit, PayoutGate, Refusal};
-use nestwork_docs::proof::DecisionProof;
-use nestwork_docs::rules::RuleError;
+use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
-use nestwork_docs::{CharterView, GroupView, RecordBody, SignedDoc};
+use nestwork_docs::{CharterView, GroupView, RecordBody};
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Gate;
 use crate::node::{Node, NodeError, State};
-
-/// Which proposals have passed, for the ledger's payout and limit checks.
-/// Computed from the group document only when a record needs it.
-pub struct Decisions<'a> {
-    doc: Option<&'a SignedDoc>,
-    now_ms: u64,
-    gov: OnceCell<Option<Governance>>,
-}
-
-impl<'a> Decisions<'a> {
-    /// The decisions of group document `doc` as of `now_ms`.
-    pub fn of(doc: Option<&'a SignedDoc>, now_ms: u64) -> Decisions<'a> {
-        Decisions {
-            doc,
-            now_ms,
-            gov: OnceCell::new(),
-        }
-    }
-
-    /// Computed now, so that the document may change while they are used.
-    pub fn resolved(self) -> Decisions<'static> {
-        let gov = self.governance().cloned();
-        Decisions {
-            doc: None,
-            now_ms: self.now_ms,
-            gov: OnceCell::from(gov),
-        }
-    }
-
-    fn governance(&self) -> Option<&Governance> {
-        self.gov
-            .get_or_init(|| self.doc.and_then(|d| governance_of(d, self.now_ms)))
-            .as_ref()
-    }
-
-    /// `Ok` if `proposal` passed and its action satisfies `wanted`; a
-    /// proposal not known or not decided here yet means wait.
-    fn decided(&self, proposal: &Hash32, wanted: impl Fn(&Action) -> bool) -> Result<(), Refusal> {
-        let Some(p) = self.governance().and_then(|g| g.proposal(proposal)) else {
-            return Err(Refusal::Missing(vec![*proposal]));
-        };
-        if !wanted(&p.proposal.action) {
-            return Err(Refusal::Broken(RuleError(format!(
-                "proposal {} orders something else ({})",
-                proposal.short(),
-                p.proposal.action.describe()
-            ))));
-        }
-        match p.outcome {
-            Outcome::Passed => Ok(()),
-            // Not decided here until its decision record is held.
-            Outcome::Open | Outcome::Deciding => Err(Refusal::Missing(vec![*proposal])),
-            Outcome::Failed => Err(Refusal::Broken(RuleError(format!(
-                "proposal {} failed",
-                proposal.short()
-            )))),
-        }
-    }
-}
-
-impl PayoutGate for Decisions<'_> {
-    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), Refusal> {
-        self.decided(
-            proposal,
-            |a| matches!(a, Action::Payout { to: t, amount: x, .. } if t == to && *x == amount),
-        )
-    }
-
-    fn authorizes_limits(&self, proposal: &Hash32, c: &CreditLimit) -> Result<(), Refusal> {
-        self.decided(proposal, |a| {
-            matches!(a, Action::SetLimits { member, floor, ceiling }
-                if *member == c.member && *floor == c.floor && *ceiling == c.ceiling)
-        })
-    }
-}
+use nestwork_docs::decisions::Decisions;
+use nestwork_docs::due::{decisions_due, due, Due};
+use nestwork_docs::group_ledger::Gate;
 
 /// What `propose` (and `charter edit`) asks for: a kind and its arguments,
 /// as on the command line.
@@ -565,144 +489,38 @@ impl Node {
     /// Sign the decisions of proposals whose voting is over, carry out what
     /// passed proposals order and this node must sign, and
     /// escalate unanswered distress signals; returns how many records it
-    /// wrote. Run on a timer by `nestwork run`.
+    /// wrote. Run on a timer by `nestwork run`. What is due is decided by
+    /// `nestwork_docs::due` from the documents and the node's clock; this
+    /// only writes it.
     pub fn tick(&self) -> usize {
         let me = self.member();
-        let mut todo: Vec<Task> = Vec::new();
-        {
+        let todo = {
             let docs = self.lock();
             let now = self.now_ms();
-            // Each group's governance, once per tick.
-            let govs: BTreeMap<Hash32, Governance> = docs
-                .groups
-                .iter()
-                .filter_map(|(g, d)| governance_of(d, now).map(|gov| (*g, gov)))
-                .collect();
-            let belongs = |group: &Hash32| govs.get(group).is_some_and(|g| g.is_member(&me));
-            for (group, gov) in &govs {
-                let Some(doc) = docs.groups.get(group) else {
-                    continue;
-                };
-                let ledger = docs.ledgers.get(group);
-                todo.extend(
-                    decisions_due(gov, &me, now)
-                        .map(|d| Task::File(*group, Box::new(RecordBody::Decision(d)))),
-                );
-                for p in gov
-                    .proposals
-                    .iter()
-                    .filter(|p| p.outcome == Outcome::Passed)
-                {
-                    match &p.proposal.action {
-                        Action::SetLimits {
-                            member,
-                            floor,
-                            ceiling,
-                        } if p.proposer == me && !limit_written(doc, &p.id) => {
-                            todo.push(Task::Limit(*group, *member, *floor, *ceiling, p.id))
-                        }
-                        Action::Payout { to, amount, memo }
-                            if p.proposer == me
-                                && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id)) =>
-                        {
-                            todo.push(Task::Payout(*group, *to, *amount, memo.clone(), p.id))
-                        }
-                        _ => {}
-                    }
-                }
-                // A delegate carries the group's delegation into the
-                // parent, with the decision that named them.
-                if let (Some((delegates, until, proposal)), Some(parent)) =
-                    (&gov.delegates, gov.parent)
-                {
-                    let filed = docs.groups.get(&parent).is_some_and(|d| {
-                        has_record(
-                            d,
-                            |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal),
-                        )
-                    });
-                    let proof = (delegates.contains(&me) && !filed && belongs(&parent))
-                        .then(|| gov.proposal(proposal))
-                        .flatten()
-                        .and_then(|p| DecisionProof::of(group, doc.records(), p));
-                    if let Some((proof, from)) = proof {
-                        todo.push(Task::File(
-                            parent,
-                            Box::new(RecordBody::Delegation(Delegation {
-                                child: *group,
-                                delegates: delegates.clone(),
-                                proposal: *proposal,
-                                from_ms: from,
-                                until_ms: (*until).max(from + 1),
-                                proof,
-                            })),
-                        ));
-                    }
-                }
-                // A member of both parties carries treaty decisions across.
-                for p in gov
-                    .proposals
-                    .iter()
-                    .filter(|p| p.outcome == Outcome::Passed)
-                {
-                    let (treaty, act) = match &p.proposal.action {
-                        Action::RatifyTreaty { treaty } => {
-                            (treaty.id(), TreatyAct::Ratified(treaty.clone()))
-                        }
-                        Action::RenewTreaty { treaty, end_ms } => {
-                            (*treaty, TreatyAct::Renewed { end_ms: *end_ms })
-                        }
-                        Action::EndTreaty { treaty } => (*treaty, TreatyAct::Ended),
-                        _ => continue,
-                    };
-                    if p.effect.as_deref() != Some("in effect") {
-                        continue;
-                    }
-                    let Some(t) = gov.treaties.get(&treaty) else {
-                        continue;
-                    };
-                    let filed = docs.groups.get(&t.other).is_some_and(|d| {
-                        has_record(
-                            d,
-                            |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id),
-                        )
-                    });
-                    if filed || !belongs(&t.other) || !gov.is_member(&me) {
-                        continue;
-                    }
-                    if let Some((proof, at)) = DecisionProof::of(group, doc.records(), p) {
-                        todo.push(Task::File(
-                            t.other,
-                            Box::new(RecordBody::Counterpart(Counterpart {
-                                treaty,
-                                group: *group,
-                                proposal: p.id,
-                                act,
-                                at_ms: at,
-                                proof,
-                            })),
-                        ));
-                    }
-                }
-            }
-            // Unanswered distress signals climb the tiers and cross
-            // treaties; answers come back to where help was asked.
-            todo.extend(
-                self.due_distress_records(&docs, &govs)
-                    .into_iter()
-                    .map(|(group, body)| Task::File(group, Box::new(body))),
-            );
-        }
+            let mut held_since =
+                |group: &Hash32, signal: &Hash32| self.held_since(group, signal, now);
+            due(&docs.groups, &docs.ledgers, &me, now, &mut held_since)
+        };
         let mut written = 0;
         for task in todo {
             let done = match task {
-                Task::Limit(group, member, floor, ceiling, p) => {
-                    self.write_limit(group, member, floor, ceiling, Some(p))
-                }
-                Task::Payout(group, to, amount, memo, p) => self
-                    .make_payment(group, Account::Commons, to, amount, &memo, Some(p))
+                Due::Limit {
+                    group,
+                    member,
+                    floor,
+                    ceiling,
+                    proposal,
+                } => self.write_limit(group, member, floor, ceiling, Some(proposal)),
+                Due::Payout {
+                    group,
+                    to,
+                    amount,
+                    memo,
+                    proposal,
+                } => self
+                    .make_payment(group, Account::Commons, to, amount, &memo, Some(proposal))
                     .map(|_| ()),
-                Task::File(group, body) => {
+                Due::File { group, body } => {
                     self.write_group_record(group, |_| Ok(*body)).map(|_| ())
                 }
             };
@@ -1026,46 +844,6 @@ impl Node {
             _ => Err(invalid(format!("{sel:?} matches several treaties"))),
         }
     }
-}
-
-/// What [`Node::tick`] must sign.
-enum Task {
-    Limit(Hash32, Option<MemberId>, i64, i64, Hash32),
-    Payout(Hash32, Account, u64, String, Hash32),
-    File(Hash32, Box<RecordBody>),
-}
-
-/// The decisions this member's node signs now: once voting is over by its
-/// clock, the proposer's node signs at once; any other member's after
-/// [`governance::DECISION_GRACE_MS`], in case the proposer's node is away.
-fn decisions_due<'g>(
-    gov: &'g Governance,
-    me: &'g MemberId,
-    now: u64,
-) -> impl Iterator<Item = governance::Decision> + 'g {
-    gov.proposals.iter().filter_map(move |p| {
-        let decision = p.decision_record(now)?;
-        let grace = if p.proposer == *me {
-            0
-        } else {
-            governance::DECISION_GRACE_MS
-        };
-        let due = decision.decided_at_ms.saturating_add(grace) <= now;
-        (due && gov.is_member(me)).then_some(decision)
-    })
-}
-
-fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
-    doc.records()
-        .values()
-        .any(|r| RecordBody::decode(&r.body).is_ok_and(|b| pred(&b)))
-}
-
-fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
-    has_record(
-        doc,
-        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal)),
-    )
 }
 
 fn ago(now: u64, then: u64) -> String {

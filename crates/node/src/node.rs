@@ -30,15 +30,16 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 use crate::data_dir::DataDir;
 use crate::directory::{Directory, Listing};
-use crate::governance::Decisions;
 use crate::identity;
 use crate::ledger::{
-    account_view, group_heads_to_cite, parse_period_kind, payment_view, period_id, period_kind,
-    BalanceView, Gate, GroupLedger, LedgerView, PaymentView,
+    account_view, parse_period_kind, payment_view, period_kind, BalanceView, LedgerView,
+    PaymentView,
 };
 use crate::ledger_marks;
 use crate::served::ServedPeriods;
+use nestwork_docs::decisions::Decisions;
 use nestwork_docs::engine::StoredGraph;
+use nestwork_docs::group_ledger::{period_id, Gate, GroupLedger, PaymentOrder};
 use nestwork_docs::ledger::{Account, CreditLimit, Equivocation};
 
 /// Why a request to the node failed.
@@ -1324,57 +1325,45 @@ impl Node {
                 .groups
                 .get(&group)
                 .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let members = group_doc.members();
-            if !members.contains(&me) {
+            if !group_doc.members().contains(&me) {
                 // Others would refuse it: off the roll at the heads cited.
                 return Err(NodeError::Invalid(format!(
                     "{me} is not a member of this group (never admitted, left or removed): \
                      nobody would accept a payment from it"
                 )));
             }
-            // Every record cites the group heads held here: peers judge the
-            // payer and payee by the roll there.
-            let group_heads = group_heads_to_cite(group_doc);
             let decisions = Decisions::of(Some(group_doc), now);
             let l = state
                 .ledgers
                 .get_mut(&group)
                 .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let mut changes = Vec::new();
-            // A full period is closed first: this node signs the balances
-            // at its cut, and the payment builds on them.
-            let mut close_period = 0;
-            if let Some(close) = l.ledger.close_due(group_heads.clone()) {
-                let period = close.period + 1;
-                close_period = period;
-                let (_, change) = l.add_record(
-                    group,
-                    &self.writer,
-                    group_doc,
-                    period,
-                    RecordBody::PeriodClose(close),
-                    &mut state.periods,
-                    &decisions,
-                )?;
-                changes.push(change);
-            }
-            let payment = l.ledger.prepare(
-                &me,
+            let order = PaymentOrder {
                 from,
                 to,
                 amount,
                 memo,
                 proposal,
-                now,
-                group_heads,
-                &|m: &MemberId| members.contains(m),
+                made_at_ms: now,
+            };
+            let signed = l.sign_payment(
+                group,
+                &self.writer,
+                group_doc,
+                order,
+                &mut state.periods,
                 &decisions,
-            );
-            let payment = match payment {
-                Ok(payment) => payment,
+                now,
+            )?;
+            let mut changes: Vec<SignedChange> = Vec::new();
+            let closing = signed.closing.map(|(close_period, close)| {
+                changes.push(close.clone());
+                (close_period, close)
+            });
+            let (id, period, change) = match signed.payment {
+                Ok(made) => made,
                 Err(e) => {
                     // A closing made on the way stays: it is valid on its own.
-                    if let Some(close) = changes.pop() {
+                    if let Some((close_period, close)) = closing {
                         let doc_id = period_id(&group, close_period);
                         self.persist(&mut docs, doc_id, std::slice::from_ref(&close))?;
                         drop(docs);
@@ -1384,16 +1373,6 @@ impl Node {
                     return Err(e.into());
                 }
             };
-            let period = payment.period;
-            let (id, change) = l.add_record(
-                group,
-                &self.writer,
-                group_doc,
-                period,
-                RecordBody::Payment(payment),
-                &mut state.periods,
-                &decisions,
-            )?;
             changes.push(change);
             let doc_id = period_id(&group, period);
             let note = request.as_ref().map(|mark| (mark, &id.0[..]));
