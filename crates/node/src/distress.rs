@@ -15,53 +15,12 @@ use nestwork_docs::distress::{
 use nestwork_docs::distress_due::signals_of;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{GroupView, RecordBody};
-use serde::{Deserialize, Serialize};
 
-use crate::node::{Node, NodeError, State};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::state::State;
 
-/// What `distress raise` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RaiseRequest {
-    /// medical, safety, shelter, food-water, eviction, legal, other.
-    pub category: String,
-    /// low, high or critical.
-    pub severity: String,
-    /// A coarse location.
-    #[serde(default)]
-    pub location: Option<String>,
-    /// How long it asks for help, in seconds (default a day).
-    #[serde(default)]
-    pub expires_secs: Option<u64>,
-    /// What is happening.
-    pub text: String,
-}
-
-/// What `distress ack|respond|resolve` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AnswerRequest {
-    /// ack, respond or resolve.
-    pub kind: String,
-    /// A few words.
-    #[serde(default)]
-    pub text: String,
-    /// For respond: seconds until there.
-    #[serde(default)]
-    pub eta_secs: Option<u64>,
-}
-
-/// A signal with the name of the group it is seen in.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SignalItem {
-    /// The origin group's name, if this node holds it.
-    pub origin_name: Option<String>,
-    /// When this node first held it where it is seen (noted on the tick
-    /// after it arrived); its escalation time counts from then.
-    #[serde(default)]
-    pub held_since_ms: Option<u64>,
-    /// The signal as seen here.
-    #[serde(flatten)]
-    pub view: SignalView,
-}
+pub use crate::views::{AnswerRequest, RaiseRequest, SignalItem};
 
 /// Open or answered: still asking for help.
 fn is_live(v: &SignalView) -> bool {

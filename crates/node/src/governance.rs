@@ -6,108 +6,31 @@
 //! and commons payouts of this member's own proposals, and the facts that
 //! cross from one group to another (a child's delegates into its parent, a
 //! treaty party's decisions into the other party) where this member
-//! belongs to both. The rules themselves are `nestwork_docs::governance`.
+//! belongs to both (what is due is decided by `nestwork_docs::due`, and
+//! written by `tick.rs`). The rules themselves are
+//! `nestwork_docs::governance`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Exit, Governance, LotteryPick, Outcome, Proposal, ProposalState, Treaty,
-    TreatyState, TreatyStatus, Vote,
+    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyState,
+    TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{CharterView, GroupView, RecordBody};
-use serde::{Deserialize, Serialize};
 
-use crate::node::{Node, NodeError, State};
-use nestwork_docs::decisions::Decisions;
-use nestwork_docs::due::{decisions_due, due, Due};
-use nestwork_docs::group_ledger::Gate;
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::state::State;
 
-/// What `propose` (and `charter edit`) asks for: a kind and its arguments,
-/// as on the command line.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposeRequest {
-    /// The kind (`add-article`, `set-rule`, ...).
-    pub kind: String,
-    /// Its arguments.
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-/// What `vote` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VoteRequest {
-    /// yes, no or abstain.
-    pub choice: String,
-    /// As a delegate: the child group voted for.
-    #[serde(default)]
-    pub for_group: Option<String>,
-}
-
-/// One proposal, for `propose`, `vote` and `proposals`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposalView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// What it asks for, in words.
-    pub summary: String,
-    /// The proposal, its tally and outcome.
-    #[serde(flatten)]
-    pub state: ProposalState,
-}
-
-/// A group's proposals, for `proposals`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposalsView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// Open ones first, then decided ones, newest first.
-    pub proposals: Vec<ProposalView>,
-    /// Lotteries drawn.
-    pub lotteries: Vec<LotteryPick>,
-    /// When this view holds.
-    pub now_ms: u64,
-}
-
-/// What leaving does, for `group leave`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LeaveView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The leaver's balance.
-    pub balance: i128,
-    /// The ledger's unit.
-    pub unit: String,
-    /// What happens to it, by the charter's rule.
-    pub consequence: String,
-    /// Whether the exit was signed (false: this is what would happen).
-    pub done: bool,
-}
-
-/// A treaty, for `treaty list` and `treaty show`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TreatyView {
-    /// The group this view is from.
-    pub group: Hash32,
-    /// Its name.
-    pub group_name: String,
-    /// The other party's name, if this node holds it.
-    pub other_name: Option<String>,
-    /// Days until the end in force.
-    pub days_left: u64,
-    /// The treaty and where it stands.
-    #[serde(flatten)]
-    pub state: TreatyState,
-}
+pub use crate::tick::{spawn_ticker, TICK_AFTER_CHANGE};
+pub use crate::views::{
+    LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
+};
+use nestwork_docs::due::decisions_due;
 
 fn invalid(msg: impl Into<String>) -> NodeError {
     NodeError::Invalid(msg.into())
@@ -486,53 +409,6 @@ impl Node {
         }
     }
 
-    /// Sign the decisions of proposals whose voting is over, carry out what
-    /// passed proposals order and this node must sign, and
-    /// escalate unanswered distress signals; returns how many records it
-    /// wrote. Run on a timer by `nestwork run`. What is due is decided by
-    /// `nestwork_docs::due` from the documents and the node's clock; this
-    /// only writes it.
-    pub fn tick(&self) -> usize {
-        let me = self.member();
-        let todo = {
-            let docs = self.lock();
-            let now = self.now_ms();
-            let mut held_since =
-                |group: &Hash32, signal: &Hash32| self.held_since(group, signal, now);
-            due(&docs.groups, &docs.ledgers, &me, now, &mut held_since)
-        };
-        let mut written = 0;
-        for task in todo {
-            let done = match task {
-                Due::Limit {
-                    group,
-                    member,
-                    floor,
-                    ceiling,
-                    proposal,
-                } => self.write_limit(group, member, floor, ceiling, Some(proposal)),
-                Due::Payout {
-                    group,
-                    to,
-                    amount,
-                    memo,
-                    proposal,
-                } => self
-                    .make_payment(group, Account::Commons, to, amount, &memo, Some(proposal))
-                    .map(|_| ()),
-                Due::File { group, body } => {
-                    self.write_group_record(group, |_| Ok(*body)).map(|_| ())
-                }
-            };
-            match done {
-                Ok(()) => written += 1,
-                Err(e) => tracing::warn!(error = %e, "could not carry out a decision"),
-            }
-        }
-        // The group's seal key follows the roll.
-        written + self.tend_seal_keys()
-    }
-
     fn find_proposal(
         &self,
         docs: &State,
@@ -577,43 +453,6 @@ impl Node {
             summary: p.proposal.action.describe(),
             state: p.clone(),
         })
-    }
-
-    /// Sign the record `make` builds (from the state, under the lock) into
-    /// group `group`'s document; durable and announced before it returns.
-    pub(crate) fn write_group_record(
-        &self,
-        group: Hash32,
-        make: impl FnOnce(&State) -> Result<RecordBody, NodeError>,
-    ) -> Result<Hash32, NodeError> {
-        let now = self.now_ms();
-        let (id, change) = {
-            let mut docs = self.lock_for_write()?;
-            let body = make(&docs)?;
-            let state = &mut *docs;
-            // Only a limit change asks which proposals passed.
-            let decisions = match body {
-                RecordBody::CreditLimit(_) => Decisions::of(state.groups.get(&group), now),
-                _ => Decisions::of(None, now),
-            }
-            .resolved();
-            let doc = state
-                .groups
-                .get_mut(&group)
-                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let mut gate = Gate {
-                ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
-                group: None,
-                decisions: &decisions,
-                now_ms: now,
-            };
-            let (id, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
-            self.persist(&mut docs, group, std::slice::from_ref(&change))?;
-            (id, change)
-        };
-        self.store.flush()?;
-        self.announce(group, vec![change], true);
-        Ok(id)
     }
 
     /// Turn a kind and its arguments into an action, checked against the
@@ -928,62 +767,3 @@ impl Node {
         })
     }
 }
-
-/// Run [`Node::tick`] every `every` while the node lives, and at once when
-/// a group document changes (then at most every [`TICK_AFTER_CHANGE`]
-/// while changes keep coming), so that a decision is signed as soon as the
-/// deciding vote arrives, and a call for help carried on, and an answer
-/// carried back to the person who called, within moments rather than at
-/// the next beat. The task holds no reference between ticks, so it never
-/// keeps a node open.
-pub fn spawn_ticker(
-    node: &std::sync::Arc<Node>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    let weak = std::sync::Arc::downgrade(node);
-    let mut changes = node.subscribe();
-    // Whether an event names a group document (payments live in ledger
-    // period documents and never need a tick).
-    let of_a_group = move |weak: &std::sync::Weak<Node>, doc: &Hash32| {
-        weak.upgrade().is_some_and(|n| n.holds_group(doc))
-    };
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        loop {
-            let by_change = tokio::select! {
-                _ = interval.tick() => false,
-                received = changes.recv() => match received {
-                    Ok(event) if !of_a_group(&weak, &event.doc) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => break,
-                },
-            };
-            // Tick now; after a change, while changes keep coming, once
-            // more for what arrived in each TICK_AFTER_CHANGE.
-            let mut again = true;
-            while again {
-                let Some(node) = weak.upgrade() else {
-                    return;
-                };
-                let _ = tokio::task::spawn_blocking(move || node.tick()).await;
-                if !by_change {
-                    break;
-                }
-                tokio::time::sleep(TICK_AFTER_CHANGE).await;
-                again = false;
-                loop {
-                    match changes.try_recv() {
-                        Ok(event) => again |= of_a_group(&weak, &event.doc),
-                        Err(TryRecvError::Lagged(_)) => again = true,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => return,
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// How long the ticker gathers changes that follow one it ticked for.
-pub const TICK_AFTER_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);

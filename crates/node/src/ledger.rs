@@ -1,146 +1,483 @@
-//! A group's ledger on this node: the names it is stored under, and what
-//! `balance` and `ledger` show. The ledger itself and its period documents
-//! ([`GroupLedger`]), and the gate through which records reach it
-//! ([`Gate`]), are pure and live in `nestwork_docs::group_ledger`.
+//! A group's ledger as members use it on this node: pay, set limits, and
+//! see balances and the history. The ledger itself and its period
+//! documents ([`GroupLedger`]), and the gate through which records reach
+//! it ([`Gate`]), are pure and live in `nestwork_docs::group_ledger`.
 
-use nestwork_core::{Hash32, MemberId};
-use nestwork_docs::ledger::{Account, Equivocation, Ledger, Payment};
-use serde::{Deserialize, Serialize};
+use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::decisions::Decisions;
+use nestwork_docs::ledger::{Account, CreditLimit};
+use nestwork_docs::{GroupView, RecordBody, SignedDoc};
 
+use crate::error::NodeError;
+use crate::node::{Node, Staged, Write};
+use crate::state::State;
+use crate::views::{account_view, payment_view, MAX_REQUEST_ID_CHARS};
+
+pub use crate::views::{
+    AccountView, BalanceView, LedgerView, LimitRequest, PayRequest, PaymentView,
+};
 pub use nestwork_docs::group_ledger::{
-    group_heads_to_cite, period_id, Gate, GroupLedger, CHECKPOINT_EVERY,
+    group_heads_to_cite, period_id, Gate, GroupLedger, PaymentOrder, CHECKPOINT_EVERY,
 };
 
-/// The store's kind string for a period document of `group`.
-pub fn period_kind(group: &Hash32, period: u64) -> String {
-    format!("ledger {} {period}", group.to_hex())
-}
+impl Node {
+    /// Pay `req.amount` from this member's account in group `sel`. The
+    /// payment cites what this node has seen and is checked by the rules
+    /// every peer applies before it is signed; it is durable before this
+    /// returns.
+    pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
+        let me = self.member();
+        let (group, to) = self.with_doc(sel, |doc| {
+            let to = account_of(doc.ever_members(), &req.to)?;
+            // Someone who left (or was removed) neither pays nor is paid.
+            // (The roll alone, not the whole governance: this runs for
+            // every payment.)
+            let roll = doc.roll_at(self.now_ms());
+            if !roll.contains(&me) {
+                return Err(NodeError::Invalid(
+                    "you are not on this group's roll (you left or were removed), so you cannot pay".into(),
+                ));
+            }
+            if let Account::Member(m) = to {
+                if !roll.contains(&m) {
+                    return Err(NodeError::Invalid(format!(
+                        "{m} is no longer on this group's roll"
+                    )));
+                }
+            }
+            Ok((doc.id(), to))
+        })?;
+        let request = req
+            .request_id
+            .as_deref()
+            .map(|r| request_mark(&group, r))
+            .transpose()?;
+        self.make_payment_for(
+            group,
+            Account::Member(me),
+            to,
+            req.amount,
+            &req.memo,
+            None,
+            request,
+        )
+    }
 
-/// The group and period of a stored period document's kind string.
-pub fn parse_period_kind(kind: &str) -> Option<(Hash32, u64)> {
-    let mut parts = kind.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("ledger"), Some(group), Some(period), None) => {
-            Some((group.parse().ok()?, period.parse().ok()?))
+    /// Sign a payment out of `from` (this member's account, or the commons
+    /// on a passed proposal), closing a full period first.
+    pub(crate) fn make_payment(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
+        self.make_payment_for(group, from, to, amount, memo, proposal, None)
+    }
+
+    /// [`Node::make_payment`] for a client's request noted at `request`
+    /// (see [`request_mark`]): made once, whatever the retries.
+    #[allow(clippy::too_many_arguments)]
+    fn make_payment_for(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+        request: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
+        let now = self.now_ms();
+        let order = PaymentOrder {
+            from,
+            to,
+            amount,
+            memo,
+            proposal,
+            made_at_ms: now,
+        };
+        let paid = self.commit(
+            |docs| {
+                if let Some(mark) = &request {
+                    if let Some(made) = self.store.mark(mark)? {
+                        let view = repeated_payment(docs, group, &made, amount, &to)?;
+                        return Ok(Staged::local(Paid::Before(view), Vec::new()));
+                    }
+                }
+                self.sign_payment(docs, group, order, request, now)
+            },
+            |docs, paid| {
+                let id = match paid {
+                    Paid::Before(view) => return Ok(Ok((view, false))),
+                    Paid::Refused(e) => return Ok(Err(e)),
+                    Paid::Made(id) => id,
+                };
+                self.tend_ledger(docs, group)?;
+                docs.ensure_ledger(group, &self.writer);
+                let l = docs
+                    .ledgers
+                    .get(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let entry = l
+                    .ledger
+                    .entry(&id)
+                    .ok_or_else(|| NodeError::Invalid("the payment went missing".into()))?;
+                let view = payment_view(&l.ledger, entry.id, entry.signer, &entry.payment);
+                Ok(Ok((view, true)))
+            },
+        )?;
+        let (view, made) = paid?;
+        if made {
+            tracing::info!(payment = %view.id.short(), to = %view.to, amount = view.amount, "payment made");
         }
-        _ => None,
+        Ok(view)
+    }
+
+    /// Sign `order` in group `group`'s ledger as this member (see
+    /// `GroupLedger::sign_payment`), noting the payment at `request`.
+    fn sign_payment(
+        &self,
+        state: &mut State,
+        group: Hash32,
+        order: PaymentOrder<'_>,
+        request: Option<Hash32>,
+        now: u64,
+    ) -> Result<Staged<Paid>, NodeError> {
+        let me = self.member();
+        let group_doc = state
+            .groups
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+        if !group_doc.members().contains(&me) {
+            // Others would refuse it: off the roll at the heads cited.
+            return Err(NodeError::Invalid(format!(
+                "{me} is not a member of this group (never admitted, left or removed): \
+                 nobody would accept a payment from it"
+            )));
+        }
+        let decisions = Decisions::of(Some(group_doc), now);
+        let l = state
+            .ledgers
+            .get_mut(&group)
+            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+        let signed = l.sign_payment(
+            group,
+            &self.writer,
+            group_doc,
+            order,
+            &mut state.periods,
+            &decisions,
+            now,
+        )?;
+        let (id, period, change) = match signed.payment {
+            Ok(made) => made,
+            // A closing made on the way stays: it is valid on its own.
+            Err(e) => {
+                let Some((close_period, close)) = signed.closing else {
+                    return Err(e.into());
+                };
+                let write = Write::to(period_id(&group, close_period), vec![close]);
+                return Ok(Staged::local(Paid::Refused(e.into()), vec![write]));
+            }
+        };
+        let mut changes: Vec<SignedChange> = signed.closing.into_iter().map(|(_, c)| c).collect();
+        changes.push(change);
+        Ok(Staged {
+            writes: vec![Write::to(period_id(&group, period), changes)],
+            note: request.map(|mark| (mark, id.0.to_vec())),
+            local: true,
+            value: Paid::Made(id),
+        })
+    }
+
+    /// Set credit limits in group `sel` directly (its creator only; the
+    /// group changes them by `set-limits` proposals).
+    pub fn set_limit(&self, sel: &str, req: &LimitRequest) -> Result<BalanceView, NodeError> {
+        let (group, member) = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let member = match &req.member {
+                None => None,
+                Some(m) => match account_of(doc.members(), m)? {
+                    Account::Member(m) => Some(m),
+                    Account::Commons => {
+                        return Err(NodeError::Invalid(
+                            "the commons' limits are fixed: it cannot go below zero".into(),
+                        ))
+                    }
+                },
+            };
+            (group, member)
+        };
+        self.write_limit(group, member, req.floor, req.ceiling, None)?;
+        self.balance(&group.to_hex(), req.member.as_deref())
+    }
+
+    /// Sign the next change of credit limits into `group`'s limit chain,
+    /// directly (the creator) or on a passed proposal.
+    pub(crate) fn write_limit(
+        &self,
+        group: Hash32,
+        member: Option<MemberId>,
+        floor: i64,
+        ceiling: i64,
+        proposal: Option<Hash32>,
+    ) -> Result<(), NodeError> {
+        let now = self.now_ms();
+        self.commit(
+            |state| {
+                let decisions = Decisions::of(state.groups.get(&group), now).resolved();
+                let doc = state
+                    .groups
+                    .get_mut(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let l = state
+                    .ledgers
+                    .get_mut(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let head = l.ledger.limit_head();
+                let seq = head
+                    .and_then(|_| l.ledger.limit_seq_of_head())
+                    .map_or(1, |s| s + 1);
+                let body = RecordBody::CreditLimit(CreditLimit {
+                    member,
+                    floor,
+                    ceiling,
+                    seq,
+                    prev: head,
+                    proposal,
+                });
+                let mut gate = Gate {
+                    ledger: Some(&mut l.ledger),
+                    group: None,
+                    decisions: &decisions,
+                    now_ms: now,
+                };
+                let (_, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
+                Ok(Staged::local((), vec![Write::to(group, vec![change])]))
+            },
+            |_, ()| Ok(()),
+        )
+    }
+
+    /// Group `sel`'s id, document and ledger.
+    pub(crate) fn group_and_ledger<'a>(
+        &self,
+        docs: &'a State,
+        sel: &str,
+    ) -> Result<(Hash32, &'a SignedDoc, &'a GroupLedger), NodeError> {
+        let group = self.resolve(&docs.groups, sel)?;
+        let not_found = || NodeError::NotFound(sel.to_string());
+        let doc = docs.groups.get(&group).ok_or_else(not_found)?;
+        let l = docs.ledgers.get(&group).ok_or_else(not_found)?;
+        Ok((group, doc, l))
+    }
+
+    /// Balances in group `sel`: one account, or every member's and the
+    /// commons'.
+    pub fn balance(&self, sel: &str, account: Option<&str>) -> Result<BalanceView, NodeError> {
+        let docs = self.lock();
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
+        let accounts: Vec<Account> = match account {
+            Some(a) => vec![account_of(doc.ever_members(), a)?],
+            None => {
+                let mut all: Vec<Account> = doc
+                    .ever_members()
+                    .iter()
+                    .map(|m| Account::Member(*m))
+                    .collect();
+                all.push(Account::Commons);
+                all
+            }
+        };
+        Ok(BalanceView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            accounts: accounts
+                .iter()
+                .map(|a| account_view(&l.ledger, a))
+                .collect(),
+            total: l.ledger.balances().values().sum(),
+            payments: l.ledger.len(),
+            equivocations: l.ledger.equivocations(),
+        })
+    }
+
+    /// A page of group `sel`'s payments, newest first; only those touching
+    /// `account` when given. The recent periods are in memory; a page that
+    /// reaches further back reads the older periods from the store.
+    pub fn ledger(
+        &self,
+        sel: &str,
+        account: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<LedgerView, NodeError> {
+        let docs = self.lock();
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
+        let account = account
+            .map(|a| account_of(doc.ever_members(), a))
+            .transpose()?;
+        let limit = limit.min(1_000);
+        let touches =
+            |p: &nestwork_docs::ledger::Payment| account.is_none_or(|a| p.from == a || p.to == a);
+        let mut payments: Vec<PaymentView> = l
+            .ledger
+            .history(account.as_ref(), skip, limit)
+            .into_iter()
+            .map(|e| payment_view(&l.ledger, e.id, e.signer, &e.payment))
+            .collect();
+        if payments.len() < limit && l.ledger.len() > l.ledger.held() {
+            let in_memory = l.ledger.history(account.as_ref(), 0, usize::MAX).len();
+            let mut older_skip = skip.saturating_sub(in_memory);
+            let mut numbers: Vec<u64> = l.periods.keys().chain(l.cold.keys()).copied().collect();
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            numbers.dedup();
+            for period in numbers {
+                if payments.len() == limit {
+                    break;
+                }
+                let loaded;
+                let period_doc = match l.periods.get(&period) {
+                    Some(d) => d,
+                    None => {
+                        let id = period_id(&group, period);
+                        loaded =
+                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        &loaded
+                    }
+                };
+                // Payments past the base are listed from memory above.
+                let mut older: Vec<(Hash32, MemberId, nestwork_docs::ledger::Payment)> = period_doc
+                    .records()
+                    .iter()
+                    .filter(|(id, _)| l.ledger.entry(id).is_none())
+                    .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                        Ok(RecordBody::Payment(p)) if touches(&p) => Some((*id, r.author, p)),
+                        _ => None,
+                    })
+                    .collect();
+                older.sort_by(|a, b| b.2.made_at_ms.cmp(&a.2.made_at_ms).then(b.0.cmp(&a.0)));
+                for (id, signer, p) in older {
+                    if older_skip > 0 {
+                        older_skip -= 1;
+                        continue;
+                    }
+                    payments.push(payment_view(&l.ledger, id, signer, &p));
+                    if payments.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(LedgerView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            payments,
+            total: l.ledger.len(),
+            listed: l.ledger.len(),
+            periods: l.ledger.periods().iter().map(|(k, v)| (*k, *v)).collect(),
+            equivocations: l.ledger.equivocations(),
+        })
     }
 }
 
-/// One account, for `balance`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccountView {
-    /// A member id, or "commons".
-    pub account: String,
-    /// Received minus paid, over every accepted payment.
-    pub balance: i128,
-    /// Lowest balance allowed.
-    pub floor: i64,
-    /// Highest balance allowed.
-    pub ceiling: i64,
-    /// Over its ceiling (two payers who had not seen each other can pass
-    /// it together); it receives nothing more until back under.
-    pub over_ceiling: bool,
-    /// Why the account is frozen, if it is: two payments with one sequence
-    /// number, kept as proof.
-    pub frozen: Option<Equivocation>,
+/// Where the payment made for a client's request id is noted in the store.
+fn request_mark(group: &Hash32, request_id: &str) -> Result<Hash32, NodeError> {
+    if request_id.is_empty()
+        || request_id.chars().count() > MAX_REQUEST_ID_CHARS
+        || request_id.chars().any(char::is_control)
+    {
+        return Err(NodeError::Invalid(format!(
+            "a request id is 1 to {MAX_REQUEST_ID_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(Hash32::of_parts(&[
+        b"nestwork/pay-request/v1",
+        &group.0,
+        request_id.as_bytes(),
+    ]))
 }
 
-/// Balances of a group, for `balance`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BalanceView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The ledger's unit.
-    pub unit: String,
-    /// The accounts asked for.
-    pub accounts: Vec<AccountView>,
-    /// The sum of every balance in the group (always zero).
-    pub total: i128,
-    /// Payments accepted.
-    pub payments: usize,
-    /// Every frozen account in the group, with its proof.
-    pub equivocations: Vec<Equivocation>,
-}
-
-/// One payment, for `ledger` and `pay`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PaymentView {
-    /// The payment id.
-    pub id: Hash32,
-    /// Paid from.
-    pub from: String,
-    /// Paid to.
-    pub to: String,
-    /// Minor units.
-    pub amount: u64,
-    /// The memo.
-    pub memo: String,
-    /// Position on the payer's chain.
-    pub seq: u64,
-    /// The ledger period that stores it.
-    pub period: u64,
-    /// When, by the payer's clock.
-    pub made_at_ms: u64,
-    /// Who signed it.
-    pub signer: MemberId,
-    /// Part of an equivocation (same payer, same sequence number).
-    pub equivocation: bool,
-}
-
-/// A page of a group's history, for `ledger`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LedgerView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The ledger's unit.
-    pub unit: String,
-    /// Payments, newest first.
-    pub payments: Vec<PaymentView>,
-    /// How many payments the ledger holds in all.
-    pub total: usize,
-    /// How many of them can be listed (all: the recent periods from
-    /// memory, older ones read from the store).
-    pub listed: usize,
-    /// Periods and how many payments each holds.
-    pub periods: Vec<(u64, u64)>,
-    /// Every frozen account, with its proof.
-    pub equivocations: Vec<Equivocation>,
-}
-
-/// The view of one accepted payment.
-pub fn payment_view(ledger: &Ledger, id: Hash32, signer: MemberId, p: &Payment) -> PaymentView {
-    let equivocation = ledger
-        .frozen(&p.from)
-        .is_some_and(|q| q.payments.contains(&id));
-    PaymentView {
-        id,
-        from: p.from.to_string(),
-        to: p.to.to_string(),
-        amount: p.amount,
-        memo: p.memo.clone(),
-        seq: p.seq,
-        period: p.period,
-        made_at_ms: p.made_at_ms,
-        signer,
-        equivocation,
+/// An account named on the command line: "commons", a member id, or a
+/// unique start (4+ characters) of the id of a member on the roll.
+fn account_of(
+    members: &std::collections::BTreeSet<MemberId>,
+    sel: &str,
+) -> Result<Account, NodeError> {
+    let sel = sel.trim();
+    if let Ok(a) = sel.parse::<Account>() {
+        return match a {
+            Account::Member(m) if !members.contains(&m) => Err(NodeError::Invalid(format!(
+                "{m} is not a member of this group"
+            ))),
+            a => Ok(a),
+        };
+    }
+    let found: Vec<&MemberId> = if sel.len() >= 4 {
+        members
+            .iter()
+            .filter(|m| m.to_string().starts_with(sel))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match found.as_slice() {
+        [one] => Ok(Account::Member(**one)),
+        [] => Err(NodeError::Invalid(format!(
+            "no member of this group matches {sel:?}; `nestwork group show` lists them"
+        ))),
+        _ => Err(NodeError::Invalid(format!(
+            "{sel:?} matches several members; use more of the id"
+        ))),
     }
 }
 
-/// The view of one account.
-pub fn account_view(ledger: &Ledger, account: &Account) -> AccountView {
-    let limits = ledger.limits_of(account);
-    let balance = ledger.balance(account);
-    AccountView {
-        account: account.to_string(),
-        balance,
-        floor: limits.floor,
-        ceiling: limits.ceiling,
-        over_ceiling: *account != Account::Commons && balance > i128::from(limits.ceiling),
-        frozen: ledger.frozen(account),
+/// The answer to a payment request made before: the payment noted for it,
+/// if it is the same payment.
+fn repeated_payment(
+    docs: &State,
+    group: Hash32,
+    made: &[u8],
+    amount: u64,
+    to: &Account,
+) -> Result<PaymentView, NodeError> {
+    let id = <[u8; 32]>::try_from(made)
+        .map(Hash32)
+        .map_err(|_| NodeError::Invalid("the note of this request is damaged".into()))?;
+    let l = docs
+        .ledgers
+        .get(&group)
+        .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+    match l.ledger.entry(&id) {
+        Some(e) if e.payment.amount == amount && e.payment.to == *to => {
+            Ok(payment_view(&l.ledger, e.id, e.signer, &e.payment))
+        }
+        Some(_) => Err(NodeError::Invalid(
+            "this request id was already used for a different payment".into(),
+        )),
+        None => Err(NodeError::Invalid(format!(
+            "this request was already carried out as payment {}",
+            id.short()
+        ))),
     }
+}
+
+/// What became of a payment under the lock.
+enum Paid {
+    /// Made before, for the same client request.
+    Before(PaymentView),
+    /// Refused by the rules (a closing signed on the way is still stored).
+    Refused(NodeError),
+    /// Signed, with its id.
+    Made(Hash32),
 }

@@ -220,7 +220,7 @@ impl TestNode {
     /// Invite from this node and join from `other` over the network.
     pub async fn admit(&self, other: &TestNode, group: Hash32) {
         let view = self.node.group(&group.to_hex()).expect("group");
-        let expires = nestwork_node::node::now_ms() + 600_000;
+        let expires = self.node.now_ms() + 600_000;
         let ticket: Ticket = self
             .net
             .invite(group, view.name, expires)
