@@ -173,17 +173,8 @@ fn due_escalations(
             .get(group)
             .is_some_and(|l| l.iter().any(|x| x.id == *id))
     };
-    // How many of a raiser's signals were carried into a group in the
-    // last hour (held there, or filed this tick).
-    let mut carried_in: BTreeMap<(Hash32, MemberId), u32> = BTreeMap::new();
-    for (t, list) in signals {
-        for x in list {
-            if !x.path.is_empty() && now < x.arrived_at_ms.saturating_add(distress::RATE_WINDOW_MS)
-            {
-                *carried_in.entry((*t, x.raiser)).or_default() += 1;
-            }
-        }
-    }
+    // Filed this tick are counted too.
+    let mut carried_in = carried_in_last_hour(signals, now);
     let mut out = Vec::new();
     for (g, gov) in govs {
         let Some(doc) = groups.get(g) else {
@@ -210,16 +201,7 @@ fn due_escalations(
             if now < since.saturating_add(wait) {
                 continue;
             }
-            let mut targets: Vec<Hash32> = gov.parent.into_iter().collect();
-            if v.origin == *g {
-                targets.extend(
-                    gov.treaties
-                        .values()
-                        .filter(|t| mutual_aid_at(t, now))
-                        .map(|t| t.other),
-                );
-            }
-            for t in targets {
+            for t in escalation_targets(*g, gov, v, now) {
                 let member_there = govs.get(&t).is_some_and(|tg| tg.is_member(me));
                 let carried = carried_in.entry((t, v.raiser)).or_default();
                 if !member_there || holds(&t, &v.id) || v.path.contains(&t) || *carried >= per_hour
@@ -250,4 +232,38 @@ fn due_escalations(
         }
     }
     out
+}
+
+/// How many of each raiser's signals were carried into each group in the
+/// last hour (held there), by (group, raiser).
+fn carried_in_last_hour(
+    signals: &BTreeMap<Hash32, Vec<SignalView>>,
+    now: u64,
+) -> BTreeMap<(Hash32, MemberId), u32> {
+    let mut carried_in: BTreeMap<(Hash32, MemberId), u32> = BTreeMap::new();
+    for (t, list) in signals {
+        for x in list {
+            if !x.path.is_empty() && now < x.arrived_at_ms.saturating_add(distress::RATE_WINDOW_MS)
+            {
+                *carried_in.entry((*t, x.raiser)).or_default() += 1;
+            }
+        }
+    }
+    carried_in
+}
+
+/// Where signal `v`, seen in group `g`, climbs: the tier above, and, from
+/// the group it was raised in, every group bound to it by a mutual-aid
+/// treaty in force.
+fn escalation_targets(g: Hash32, gov: &Governance, v: &SignalView, now: u64) -> Vec<Hash32> {
+    let mut targets: Vec<Hash32> = gov.parent.into_iter().collect();
+    if v.origin == g {
+        targets.extend(
+            gov.treaties
+                .values()
+                .filter(|t| mutual_aid_at(t, now))
+                .map(|t| t.other),
+        );
+    }
+    targets
 }

@@ -191,7 +191,7 @@ impl Node {
     /// Tell the network about changes now durable: list them in the
     /// directory first (so the network, which looks there, sees them when
     /// the event reaches it), then send the event.
-    pub(crate) fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
+    fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
         if changes.is_empty() {
             return;
         }
@@ -399,7 +399,7 @@ impl Node {
     /// opened afresh and the groups it left ahead of the disk rebuilt
     /// first, and while that cannot be done (the disk is still full) the
     /// write is refused with the reason before anything changes.
-    pub(crate) fn lock_for_write(&self) -> Result<MutexGuard<'_, State>, NodeError> {
+    fn lock_for_write(&self) -> Result<MutexGuard<'_, State>, NodeError> {
         let mut docs = self.lock();
         if !self.store.is_open() {
             self.store.reopen()?;

@@ -347,18 +347,7 @@ fn load_periods(
         }
     }
     let checkpoint = match late {
-        // A base under the closings of period 0 or 1 could cut the late
-        // record (see `GroupLedger::settle`): counted from nothing.
-        Some(late) => match late
-            .period
-            .checked_sub(2)
-            .and_then(|top| match late.counted_from {
-                Some(last) => last.checked_sub(1).map(|below| top.min(below)),
-                None => Some(top),
-            }) {
-            Some(top) => ledger_marks::checkpoint_at_or_below(store, &group, top)?,
-            None => None,
-        },
+        Some(late) => checkpoint_for(store, &group, late)?,
         None => None,
     };
     let all: Vec<u64> = periods.iter().map(|(p, _)| *p).collect();
@@ -402,6 +391,29 @@ fn load_periods(
         }
     }
     Ok(())
+}
+
+/// The checkpoint to count group `group`'s ledger from for a `late`
+/// record: the newest at least two periods below it, and below the one
+/// counted from last time if that did not do; none for a record in period
+/// 0 or 1 (a base under their closings could cut it, see
+/// `GroupLedger::settle`: counted from nothing).
+fn checkpoint_for(
+    store: &Store,
+    group: &Hash32,
+    late: Late,
+) -> Result<Option<(u64, ledger_marks::Checkpoint)>, NodeError> {
+    let top = late
+        .period
+        .checked_sub(2)
+        .and_then(|top| match late.counted_from {
+            Some(last) => last.checked_sub(1).map(|below| top.min(below)),
+            None => Some(top),
+        });
+    match top {
+        Some(top) => ledger_marks::checkpoint_at_or_below(store, group, top),
+        None => Ok(None),
+    }
 }
 
 /// The store's kind string for a period document of `group`.
