@@ -168,7 +168,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
             signal,
             kind: AnswerKind::Respond { eta_secs: Some(60) },
             text: "help from the region".into(),
-            at_ms: nestwork_node::node::now_ms(),
+            at_ms: nestwork_node::Clock::default().now_ms(),
         })
         .encode(),
     );
@@ -183,7 +183,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
             signal,
             kind: AnswerKind::Ack,
             text: "the region saw it".into(),
-            at_ms: nestwork_node::node::now_ms(),
+            at_ms: nestwork_node::Clock::default().now_ms(),
         })
         .encode(),
     );
@@ -192,7 +192,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
         ..real
     });
     let writer = Writer::new(key(caller.seed), [0x42; 8]);
-    let now = nestwork_node::node::now_ms();
+    let now = nestwork_node::Clock::default().now_ms();
     for body in [forged, as_self] {
         let (_, change) = hub_doc
             .clone()

@@ -234,7 +234,7 @@ async fn invite(
         ));
     }
     let view = blocking(&s, move |n| n.group(&group)).await?;
-    let expires_at_ms = nestwork_node::node::now_ms() + secs * 1000;
+    let expires_at_ms = s.node.now_ms() + secs * 1000;
     let ticket = s
         .net()?
         .invite(view.id, view.name.clone(), expires_at_ms)
@@ -258,7 +258,7 @@ async fn join(
     let unprocessable = |e: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e);
     let ticket = Ticket::from_text(&req.ticket).map_err(|e| unprocessable(e.to_string()))?;
     ticket
-        .verify(nestwork_node::node::now_ms())
+        .verify(s.node.now_ms())
         .map_err(|e| unprocessable(e.to_string()))?;
     let doc = s
         .net()?

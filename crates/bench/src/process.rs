@@ -103,7 +103,7 @@ impl Proc {
 
     /// Resident memory, from /proc (0 where there is none).
     pub fn rss_bytes(&self) -> u64 {
-        nestwork_node::node::resident_bytes_of(&self.pid.to_string())
+        nestwork_node::status::resident_bytes_of(&self.pid.to_string())
     }
 
     /// SIGTERM, and wait for a clean exit.

@@ -22,10 +22,14 @@
 //! [`record::RecordBody`] variants with their rules beside them.
 
 mod charter;
+pub mod decisions;
 pub mod distress;
+pub mod distress_due;
+pub mod due;
 pub mod engine;
 mod error;
 pub mod governance;
+pub mod group_ledger;
 pub mod ledger;
 pub mod proof;
 pub mod record;

@@ -6,184 +6,31 @@
 //! and commons payouts of this member's own proposals, and the facts that
 //! cross from one group to another (a child's delegates into its parent, a
 //! treaty party's decisions into the other party) where this member
-//! belongs to both. The rules themselves are `nestwork_docs::governance`.
+//! belongs to both (what is due is decided by `nestwork_docs::due`, and
+//! written by `tick.rs`). The rules themselves are
+//! `nestwork_docs::governance`.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Counterpart, Delegation, Exit, Governance, LotteryPick, Outcome,
-    Proposal, ProposalState, Treaty, TreatyAct, TreatyState, TreatyStatus, Vote,
+    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyState,
+    TreatyStatus, Vote,
 };
-use nestwork_docs::ledger::{Account, CreditLimit, PayoutGate, Refusal};
-use nestwork_docs::proof::DecisionProof;
-use nestwork_docs::rules::RuleError;
+use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
-use nestwork_docs::{CharterView, GroupView, RecordBody, SignedDoc};
-use serde::{Deserialize, Serialize};
+use nestwork_docs::{CharterView, GroupView, RecordBody};
 
-use crate::ledger::Gate;
-use crate::node::{Node, NodeError, State};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::state::State;
 
-/// Which proposals have passed, for the ledger's payout and limit checks.
-/// Computed from the group document only when a record needs it.
-pub struct Decisions<'a> {
-    doc: Option<&'a SignedDoc>,
-    now_ms: u64,
-    gov: OnceCell<Option<Governance>>,
-}
-
-impl<'a> Decisions<'a> {
-    /// The decisions of group document `doc` as of `now_ms`.
-    pub fn of(doc: Option<&'a SignedDoc>, now_ms: u64) -> Decisions<'a> {
-        Decisions {
-            doc,
-            now_ms,
-            gov: OnceCell::new(),
-        }
-    }
-
-    /// Computed now, so that the document may change while they are used.
-    pub fn resolved(self) -> Decisions<'static> {
-        let gov = self.governance().cloned();
-        Decisions {
-            doc: None,
-            now_ms: self.now_ms,
-            gov: OnceCell::from(gov),
-        }
-    }
-
-    fn governance(&self) -> Option<&Governance> {
-        self.gov
-            .get_or_init(|| self.doc.and_then(|d| governance_of(d, self.now_ms)))
-            .as_ref()
-    }
-
-    /// `Ok` if `proposal` passed and its action satisfies `wanted`; a
-    /// proposal not known or not decided here yet means wait.
-    fn decided(&self, proposal: &Hash32, wanted: impl Fn(&Action) -> bool) -> Result<(), Refusal> {
-        let Some(p) = self.governance().and_then(|g| g.proposal(proposal)) else {
-            return Err(Refusal::Missing(vec![*proposal]));
-        };
-        if !wanted(&p.proposal.action) {
-            return Err(Refusal::Broken(RuleError(format!(
-                "proposal {} orders something else ({})",
-                proposal.short(),
-                p.proposal.action.describe()
-            ))));
-        }
-        match p.outcome {
-            Outcome::Passed => Ok(()),
-            // Not decided here until its decision record is held.
-            Outcome::Open | Outcome::Deciding => Err(Refusal::Missing(vec![*proposal])),
-            Outcome::Failed => Err(Refusal::Broken(RuleError(format!(
-                "proposal {} failed",
-                proposal.short()
-            )))),
-        }
-    }
-}
-
-impl PayoutGate for Decisions<'_> {
-    fn authorizes(&self, proposal: &Hash32, to: &Account, amount: u64) -> Result<(), Refusal> {
-        self.decided(
-            proposal,
-            |a| matches!(a, Action::Payout { to: t, amount: x, .. } if t == to && *x == amount),
-        )
-    }
-
-    fn authorizes_limits(&self, proposal: &Hash32, c: &CreditLimit) -> Result<(), Refusal> {
-        self.decided(proposal, |a| {
-            matches!(a, Action::SetLimits { member, floor, ceiling }
-                if *member == c.member && *floor == c.floor && *ceiling == c.ceiling)
-        })
-    }
-}
-
-/// What `propose` (and `charter edit`) asks for: a kind and its arguments,
-/// as on the command line.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposeRequest {
-    /// The kind (`add-article`, `set-rule`, ...).
-    pub kind: String,
-    /// Its arguments.
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-/// What `vote` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VoteRequest {
-    /// yes, no or abstain.
-    pub choice: String,
-    /// As a delegate: the child group voted for.
-    #[serde(default)]
-    pub for_group: Option<String>,
-}
-
-/// One proposal, for `propose`, `vote` and `proposals`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposalView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// What it asks for, in words.
-    pub summary: String,
-    /// The proposal, its tally and outcome.
-    #[serde(flatten)]
-    pub state: ProposalState,
-}
-
-/// A group's proposals, for `proposals`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposalsView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// Open ones first, then decided ones, newest first.
-    pub proposals: Vec<ProposalView>,
-    /// Lotteries drawn.
-    pub lotteries: Vec<LotteryPick>,
-    /// When this view holds.
-    pub now_ms: u64,
-}
-
-/// What leaving does, for `group leave`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LeaveView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The leaver's balance.
-    pub balance: i128,
-    /// The ledger's unit.
-    pub unit: String,
-    /// What happens to it, by the charter's rule.
-    pub consequence: String,
-    /// Whether the exit was signed (false: this is what would happen).
-    pub done: bool,
-}
-
-/// A treaty, for `treaty list` and `treaty show`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TreatyView {
-    /// The group this view is from.
-    pub group: Hash32,
-    /// Its name.
-    pub group_name: String,
-    /// The other party's name, if this node holds it.
-    pub other_name: Option<String>,
-    /// Days until the end in force.
-    pub days_left: u64,
-    /// The treaty and where it stands.
-    #[serde(flatten)]
-    pub state: TreatyState,
-}
+pub use crate::tick::{spawn_ticker, TICK_AFTER_CHANGE};
+pub use crate::views::{
+    LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
+};
+use nestwork_docs::due::decisions_due;
 
 fn invalid(msg: impl Into<String>) -> NodeError {
     NodeError::Invalid(msg.into())
@@ -562,159 +409,6 @@ impl Node {
         }
     }
 
-    /// Sign the decisions of proposals whose voting is over, carry out what
-    /// passed proposals order and this node must sign, and
-    /// escalate unanswered distress signals; returns how many records it
-    /// wrote. Run on a timer by `nestwork run`.
-    pub fn tick(&self) -> usize {
-        let me = self.member();
-        let mut todo: Vec<Task> = Vec::new();
-        {
-            let docs = self.lock();
-            let now = self.now_ms();
-            // Each group's governance, once per tick.
-            let govs: BTreeMap<Hash32, Governance> = docs
-                .groups
-                .iter()
-                .filter_map(|(g, d)| governance_of(d, now).map(|gov| (*g, gov)))
-                .collect();
-            let belongs = |group: &Hash32| govs.get(group).is_some_and(|g| g.is_member(&me));
-            for (group, gov) in &govs {
-                let Some(doc) = docs.groups.get(group) else {
-                    continue;
-                };
-                let ledger = docs.ledgers.get(group);
-                todo.extend(
-                    decisions_due(gov, &me, now)
-                        .map(|d| Task::File(*group, Box::new(RecordBody::Decision(d)))),
-                );
-                for p in gov
-                    .proposals
-                    .iter()
-                    .filter(|p| p.outcome == Outcome::Passed)
-                {
-                    match &p.proposal.action {
-                        Action::SetLimits {
-                            member,
-                            floor,
-                            ceiling,
-                        } if p.proposer == me && !limit_written(doc, &p.id) => {
-                            todo.push(Task::Limit(*group, *member, *floor, *ceiling, p.id))
-                        }
-                        Action::Payout { to, amount, memo }
-                            if p.proposer == me
-                                && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id)) =>
-                        {
-                            todo.push(Task::Payout(*group, *to, *amount, memo.clone(), p.id))
-                        }
-                        _ => {}
-                    }
-                }
-                // A delegate carries the group's delegation into the
-                // parent, with the decision that named them.
-                if let (Some((delegates, until, proposal)), Some(parent)) =
-                    (&gov.delegates, gov.parent)
-                {
-                    let filed = docs.groups.get(&parent).is_some_and(|d| {
-                        has_record(
-                            d,
-                            |b| matches!(b, RecordBody::Delegation(x) if x.proposal == *proposal),
-                        )
-                    });
-                    let proof = (delegates.contains(&me) && !filed && belongs(&parent))
-                        .then(|| gov.proposal(proposal))
-                        .flatten()
-                        .and_then(|p| DecisionProof::of(group, doc.records(), p));
-                    if let Some((proof, from)) = proof {
-                        todo.push(Task::File(
-                            parent,
-                            Box::new(RecordBody::Delegation(Delegation {
-                                child: *group,
-                                delegates: delegates.clone(),
-                                proposal: *proposal,
-                                from_ms: from,
-                                until_ms: (*until).max(from + 1),
-                                proof,
-                            })),
-                        ));
-                    }
-                }
-                // A member of both parties carries treaty decisions across.
-                for p in gov
-                    .proposals
-                    .iter()
-                    .filter(|p| p.outcome == Outcome::Passed)
-                {
-                    let (treaty, act) = match &p.proposal.action {
-                        Action::RatifyTreaty { treaty } => {
-                            (treaty.id(), TreatyAct::Ratified(treaty.clone()))
-                        }
-                        Action::RenewTreaty { treaty, end_ms } => {
-                            (*treaty, TreatyAct::Renewed { end_ms: *end_ms })
-                        }
-                        Action::EndTreaty { treaty } => (*treaty, TreatyAct::Ended),
-                        _ => continue,
-                    };
-                    if p.effect != Some(nestwork_docs::governance::Effect::InEffect) {
-                        continue;
-                    }
-                    let Some(t) = gov.treaties.get(&treaty) else {
-                        continue;
-                    };
-                    let filed = docs.groups.get(&t.other).is_some_and(|d| {
-                        has_record(
-                            d,
-                            |b| matches!(b, RecordBody::Counterpart(c) if c.proposal == p.id),
-                        )
-                    });
-                    if filed || !belongs(&t.other) || !gov.is_member(&me) {
-                        continue;
-                    }
-                    if let Some((proof, at)) = DecisionProof::of(group, doc.records(), p) {
-                        todo.push(Task::File(
-                            t.other,
-                            Box::new(RecordBody::Counterpart(Counterpart {
-                                treaty,
-                                group: *group,
-                                proposal: p.id,
-                                act,
-                                at_ms: at,
-                                proof,
-                            })),
-                        ));
-                    }
-                }
-            }
-            // Unanswered distress signals climb the tiers and cross
-            // treaties; answers come back to where help was asked.
-            todo.extend(
-                self.due_distress_records(&docs, &govs)
-                    .into_iter()
-                    .map(|(group, body)| Task::File(group, Box::new(body))),
-            );
-        }
-        let mut written = 0;
-        for task in todo {
-            let done = match task {
-                Task::Limit(group, member, floor, ceiling, p) => {
-                    self.write_limit(group, member, floor, ceiling, Some(p))
-                }
-                Task::Payout(group, to, amount, memo, p) => self
-                    .make_payment(group, Account::Commons, to, amount, &memo, Some(p))
-                    .map(|_| ()),
-                Task::File(group, body) => {
-                    self.write_group_record(group, |_| Ok(*body)).map(|_| ())
-                }
-            };
-            match done {
-                Ok(()) => written += 1,
-                Err(e) => tracing::warn!(error = %e, "could not carry out a decision"),
-            }
-        }
-        // The group's seal key follows the roll.
-        written + self.tend_seal_keys()
-    }
-
     fn find_proposal(
         &self,
         docs: &State,
@@ -759,43 +453,6 @@ impl Node {
             summary: p.proposal.action.describe(),
             state: p.clone(),
         })
-    }
-
-    /// Sign the record `make` builds (from the state, under the lock) into
-    /// group `group`'s document; durable and announced before it returns.
-    pub(crate) fn write_group_record(
-        &self,
-        group: Hash32,
-        make: impl FnOnce(&State) -> Result<RecordBody, NodeError>,
-    ) -> Result<Hash32, NodeError> {
-        let now = self.now_ms();
-        let (id, change) = {
-            let mut docs = self.lock_for_write()?;
-            let body = make(&docs)?;
-            let state = &mut *docs;
-            // Only a limit change asks which proposals passed.
-            let decisions = match body {
-                RecordBody::CreditLimit(_) => Decisions::of(state.groups.get(&group), now),
-                _ => Decisions::of(None, now),
-            }
-            .resolved();
-            let doc = state
-                .groups
-                .get_mut(&group)
-                .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
-            let mut gate = Gate {
-                ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
-                group: None,
-                decisions: &decisions,
-                now_ms: now,
-            };
-            let (id, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
-            self.persist(&mut docs, group, std::slice::from_ref(&change))?;
-            (id, change)
-        };
-        self.store.flush()?;
-        self.announce(group, vec![change], true);
-        Ok(id)
     }
 
     /// Turn a kind and its arguments into an action, checked against the
@@ -1028,46 +685,6 @@ impl Node {
     }
 }
 
-/// What [`Node::tick`] must sign.
-enum Task {
-    Limit(Hash32, Option<MemberId>, i64, i64, Hash32),
-    Payout(Hash32, Account, u64, String, Hash32),
-    File(Hash32, Box<RecordBody>),
-}
-
-/// The decisions this member's node signs now: once voting is over by its
-/// clock, the proposer's node signs at once; any other member's after
-/// [`governance::DECISION_GRACE_MS`], in case the proposer's node is away.
-fn decisions_due<'g>(
-    gov: &'g Governance,
-    me: &'g MemberId,
-    now: u64,
-) -> impl Iterator<Item = governance::Decision> + 'g {
-    gov.proposals.iter().filter_map(move |p| {
-        let decision = p.decision_record(now)?;
-        let grace = if p.proposer == *me {
-            0
-        } else {
-            governance::DECISION_GRACE_MS
-        };
-        let due = decision.decided_at_ms.saturating_add(grace) <= now;
-        (due && gov.is_member(me)).then_some(decision)
-    })
-}
-
-fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
-    doc.records()
-        .values()
-        .any(|r| RecordBody::decode(&r.body).is_ok_and(|b| pred(&b)))
-}
-
-fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
-    has_record(
-        doc,
-        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal)),
-    )
-}
-
 fn ago(now: u64, then: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(
         now.saturating_sub(then) / 1000,
@@ -1150,62 +767,3 @@ impl Node {
         })
     }
 }
-
-/// Run [`Node::tick`] every `every` while the node lives, and at once when
-/// a group document changes (then at most every [`TICK_AFTER_CHANGE`]
-/// while changes keep coming), so that a decision is signed as soon as the
-/// deciding vote arrives, and a call for help carried on, and an answer
-/// carried back to the person who called, within moments rather than at
-/// the next beat. The task holds no reference between ticks, so it never
-/// keeps a node open.
-pub fn spawn_ticker(
-    node: &std::sync::Arc<Node>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    let weak = std::sync::Arc::downgrade(node);
-    let mut changes = node.subscribe();
-    // Whether an event names a group document (payments live in ledger
-    // period documents and never need a tick).
-    let of_a_group = move |weak: &std::sync::Weak<Node>, doc: &Hash32| {
-        weak.upgrade().is_some_and(|n| n.holds_group(doc))
-    };
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        loop {
-            let by_change = tokio::select! {
-                _ = interval.tick() => false,
-                received = changes.recv() => match received {
-                    Ok(event) if !of_a_group(&weak, &event.doc) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => break,
-                },
-            };
-            // Tick now; after a change, while changes keep coming, once
-            // more for what arrived in each TICK_AFTER_CHANGE.
-            let mut again = true;
-            while again {
-                let Some(node) = weak.upgrade() else {
-                    return;
-                };
-                let _ = tokio::task::spawn_blocking(move || node.tick()).await;
-                if !by_change {
-                    break;
-                }
-                tokio::time::sleep(TICK_AFTER_CHANGE).await;
-                again = false;
-                loop {
-                    match changes.try_recv() {
-                        Ok(event) => again |= of_a_group(&weak, &event.doc),
-                        Err(TryRecvError::Lagged(_)) => again = true,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => return,
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// How long the ticker gathers changes that follow one it ticked for.
-pub const TICK_AFTER_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);

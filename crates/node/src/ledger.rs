@@ -1,582 +1,483 @@
-//! A group's ledger on this node: the [`Ledger`] state and the period
-//! documents that store its payments, plus what `balance` and `ledger`
-//! show.
-//!
-//! Payments live in ledger period documents, one Automerge document per
-//! period (design §7: applying a change costs in proportion to the
-//! document's history, so no document may grow without bound). A period
-//! closes once it holds the charter's `ledger_period_payments`; payments
-//! that cite it then open the next. The node keeps every period with
-//! payments open, plus the next one (empty), so that a peer's first payment
-//! in a new period finds a document to land in.
+//! A group's ledger as members use it on this node: pay, set limits, and
+//! see balances and the history. The ledger itself and its period
+//! documents ([`GroupLedger`]), and the gate through which records reach
+//! it ([`Gate`]), are pure and live in `nestwork_docs::group_ledger`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::decisions::Decisions;
+use nestwork_docs::ledger::{Account, CreditLimit};
+use nestwork_docs::{GroupView, RecordBody, SignedDoc};
 
-use nestwork_core::{Hash32, MemberId};
-use nestwork_docs::engine::{ledger_period_id, RecordGate, Roll};
-use nestwork_docs::ledger::{
-    Account, Base, CreditLimit, Equivocation, Ledger, Payment, PayoutGate, Refusal, MAX_GROUP_HEADS,
+use crate::error::NodeError;
+use crate::node::{Node, Staged, Write};
+use crate::state::State;
+use crate::views::{account_view, payment_view, MAX_REQUEST_ID_CHARS};
+
+pub use crate::views::{
+    AccountView, BalanceView, LedgerView, LimitRequest, PayRequest, PaymentView,
 };
-use nestwork_docs::{RecordBody, SignedDoc, Writer};
-use serde::{Deserialize, Serialize};
+pub use nestwork_docs::group_ledger::{
+    group_heads_to_cite, period_id, Gate, GroupLedger, PaymentOrder, CHECKPOINT_EVERY,
+};
 
-/// The store's kind string for a period document of `group`.
-pub fn period_kind(group: &Hash32, period: u64) -> String {
-    format!("ledger {} {period}", group.to_hex())
-}
-
-/// The group and period of a stored period document's kind string.
-pub fn parse_period_kind(kind: &str) -> Option<(Hash32, u64)> {
-    let mut parts = kind.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("ledger"), Some(group), Some(period), None) => {
-            Some((group.parse().ok()?, period.parse().ok()?))
-        }
-        _ => None,
+impl Node {
+    /// Pay `req.amount` from this member's account in group `sel`. The
+    /// payment cites what this node has seen and is checked by the rules
+    /// every peer applies before it is signed; it is durable before this
+    /// returns.
+    pub fn pay(&self, sel: &str, req: &PayRequest) -> Result<PaymentView, NodeError> {
+        let me = self.member();
+        let (group, to) = self.with_doc(sel, |doc| {
+            let to = account_of(doc.ever_members(), &req.to)?;
+            // Someone who left (or was removed) neither pays nor is paid.
+            // (The roll alone, not the whole governance: this runs for
+            // every payment.)
+            let roll = doc.roll_at(self.now_ms());
+            if !roll.contains(&me) {
+                return Err(NodeError::Invalid(
+                    "you are not on this group's roll (you left or were removed), so you cannot pay".into(),
+                ));
+            }
+            if let Account::Member(m) = to {
+                if !roll.contains(&m) {
+                    return Err(NodeError::Invalid(format!(
+                        "{m} is no longer on this group's roll"
+                    )));
+                }
+            }
+            Ok((doc.id(), to))
+        })?;
+        let request = req
+            .request_id
+            .as_deref()
+            .map(|r| request_mark(&group, r))
+            .transpose()?;
+        self.make_payment_for(
+            group,
+            Account::Member(me),
+            to,
+            req.amount,
+            &req.memo,
+            None,
+            request,
+        )
     }
-}
 
-/// A group's ledger and its period documents.
-#[derive(Clone)]
-pub struct GroupLedger {
-    /// The ledger state.
-    pub ledger: Ledger,
-    /// Period documents by number.
-    pub periods: BTreeMap<u64, SignedDoc>,
-    /// Periods whose every payment lies at or below the base: not loaded,
-    /// with their heads (for sync). Loaded again when a peer asks for one or
-    /// sends to it.
-    pub cold: BTreeMap<u64, Vec<Hash32>>,
-    /// After a late record needed the history below the base: the period
-    /// of the earliest such record, and the period whose closing lifts the
-    /// hold. Until then the base stays at least two periods below the
-    /// record's (so that it and its fellows, delivered by the next syncs,
-    /// are judged above it), and for a record in period 0 or 1 there is no
-    /// base at all. Only the periods from there on are held in memory
-    /// meanwhile, not the whole history.
-    pub hold: Option<(u64, u64)>,
-    /// While the hold lasts: the checkpoint the late record's history was
-    /// counted from. A record that still needs the history below it is
-    /// counted from an older one next time (and at the end from period 0).
-    pub counted_from: Option<u64>,
-    /// The period of the newest checkpoint stored this run
-    /// (see `ledger_marks`).
-    pub last_checkpoint: Option<u64>,
-    /// A period was opened since the node last listed the group for the
-    /// network: it must list it, though no change is in it yet (peers push
-    /// into it, and this node asks for it).
-    opened: bool,
-    /// A record needed the history below the base: the node must reload it
-    /// (for records filed in this period or later).
-    history_wanted: Option<u64>,
-    /// The base moved: the node must store it and may unload periods.
-    rebased: bool,
-    /// Bases the ledger passed through on the way up, one per run of
-    /// [`CHECKPOINT_EVERY`] periods it would have skipped (see
-    /// [`GroupLedger::settle`]), each with the periods wholly below it:
-    /// for the node to keep as checkpoints.
-    passed: Vec<(Base, Vec<u64>)>,
-}
+    /// Sign a payment out of `from` (this member's account, or the commons
+    /// on a passed proposal), closing a full period first.
+    pub(crate) fn make_payment(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
+        self.make_payment_for(group, from, to, amount, memo, proposal, None)
+    }
 
-/// A checkpoint is kept for the first base reached in every run of this
-/// many periods: a late record is counted from at most this many periods
-/// further down than it needs, and the checkpoints take a quarter of the
-/// room a base per period would.
-pub const CHECKPOINT_EVERY: u64 = 4;
-
-impl GroupLedger {
-    /// The empty ledger of a group document (its genesis must be present),
-    /// with the group's limit changes recorded.
-    pub fn of_group(doc: &SignedDoc) -> Option<GroupLedger> {
-        let (record, genesis) = doc.genesis()?;
-        let mut ledger = Ledger::of_genesis(record.author, &genesis);
-        let mut limits: Vec<(Hash32, CreditLimit)> = doc
-            .records()
-            .iter()
-            .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
-                Ok(RecordBody::CreditLimit(c)) => Some((*id, c)),
-                _ => None,
-            })
-            .collect();
-        limits.sort_by_key(|(_, c)| c.seq);
-        for (id, c) in limits {
-            ledger.insert_limit(id, c);
+    /// [`Node::make_payment`] for a client's request noted at `request`
+    /// (see [`request_mark`]): made once, whatever the retries.
+    #[allow(clippy::too_many_arguments)]
+    fn make_payment_for(
+        &self,
+        group: Hash32,
+        from: Account,
+        to: Account,
+        amount: u64,
+        memo: &str,
+        proposal: Option<Hash32>,
+        request: Option<Hash32>,
+    ) -> Result<PaymentView, NodeError> {
+        let now = self.now_ms();
+        let order = PaymentOrder {
+            from,
+            to,
+            amount,
+            memo,
+            proposal,
+            made_at_ms: now,
+        };
+        let paid = self.commit(
+            |docs| {
+                if let Some(mark) = &request {
+                    if let Some(made) = self.store.mark(mark)? {
+                        let view = repeated_payment(docs, group, &made, amount, &to)?;
+                        return Ok(Staged::local(Paid::Before(view), Vec::new()));
+                    }
+                }
+                self.sign_payment(docs, group, order, request, now)
+            },
+            |docs, paid| {
+                let id = match paid {
+                    Paid::Before(view) => return Ok(Ok((view, false))),
+                    Paid::Refused(e) => return Ok(Err(e)),
+                    Paid::Made(id) => id,
+                };
+                self.tend_ledger(docs, group)?;
+                docs.ensure_ledger(group, &self.writer);
+                let l = docs
+                    .ledgers
+                    .get(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let entry = l
+                    .ledger
+                    .entry(&id)
+                    .ok_or_else(|| NodeError::Invalid("the payment went missing".into()))?;
+                let view = payment_view(&l.ledger, entry.id, entry.signer, &entry.payment);
+                Ok(Ok((view, true)))
+            },
+        )?;
+        let (view, made) = paid?;
+        if made {
+            tracing::info!(payment = %view.id.short(), to = %view.to, amount = view.amount, "payment made");
         }
-        Some(GroupLedger {
-            ledger,
-            periods: BTreeMap::new(),
-            cold: BTreeMap::new(),
-            hold: None,
-            counted_from: None,
-            last_checkpoint: None,
-            opened: false,
-            history_wanted: None,
-            rebased: false,
-            passed: Vec::new(),
+        Ok(view)
+    }
+
+    /// Sign `order` in group `group`'s ledger as this member (see
+    /// `GroupLedger::sign_payment`), noting the payment at `request`.
+    fn sign_payment(
+        &self,
+        state: &mut State,
+        group: Hash32,
+        order: PaymentOrder<'_>,
+        request: Option<Hash32>,
+        now: u64,
+    ) -> Result<Staged<Paid>, NodeError> {
+        let me = self.member();
+        let group_doc = state
+            .groups
+            .get(&group)
+            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+        if !group_doc.members().contains(&me) {
+            // Others would refuse it: off the roll at the heads cited.
+            return Err(NodeError::Invalid(format!(
+                "{me} is not a member of this group (never admitted, left or removed): \
+                 nobody would accept a payment from it"
+            )));
+        }
+        let decisions = Decisions::of(Some(group_doc), now);
+        let l = state
+            .ledgers
+            .get_mut(&group)
+            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+        let signed = l.sign_payment(
+            group,
+            &self.writer,
+            group_doc,
+            order,
+            &mut state.periods,
+            &decisions,
+            now,
+        )?;
+        let (id, period, change) = match signed.payment {
+            Ok(made) => made,
+            // A closing made on the way stays: it is valid on its own.
+            Err(e) => {
+                let Some((close_period, close)) = signed.closing else {
+                    return Err(e.into());
+                };
+                let write = Write::to(period_id(&group, close_period), vec![close]);
+                return Ok(Staged::local(Paid::Refused(e.into()), vec![write]));
+            }
+        };
+        let mut changes: Vec<SignedChange> = signed.closing.into_iter().map(|(_, c)| c).collect();
+        changes.push(change);
+        Ok(Staged {
+            writes: vec![Write::to(period_id(&group, period), changes)],
+            note: request.map(|mark| (mark, id.0.to_vec())),
+            local: true,
+            value: Paid::Made(id),
         })
     }
 
-    /// Make sure periods up to one past the newest with payments are open,
-    /// and list them in `index` (period document id to group).
-    pub fn open_periods(
-        &mut self,
+    /// Set credit limits in group `sel` directly (its creator only; the
+    /// group changes them by `set-limits` proposals).
+    pub fn set_limit(&self, sel: &str, req: &LimitRequest) -> Result<BalanceView, NodeError> {
+        let (group, member) = {
+            let docs = self.lock();
+            let group = self.resolve(&docs.groups, sel)?;
+            let doc = docs
+                .groups
+                .get(&group)
+                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+            let member = match &req.member {
+                None => None,
+                Some(m) => match account_of(doc.members(), m)? {
+                    Account::Member(m) => Some(m),
+                    Account::Commons => {
+                        return Err(NodeError::Invalid(
+                            "the commons' limits are fixed: it cannot go below zero".into(),
+                        ))
+                    }
+                },
+            };
+            (group, member)
+        };
+        self.write_limit(group, member, req.floor, req.ceiling, None)?;
+        self.balance(&group.to_hex(), req.member.as_deref())
+    }
+
+    /// Sign the next change of credit limits into `group`'s limit chain,
+    /// directly (the creator) or on a passed proposal.
+    pub(crate) fn write_limit(
+        &self,
         group: Hash32,
-        writer: &Writer,
-        index: &mut HashMap<Hash32, Hash32>,
-    ) {
-        let newest = self
-            .ledger
-            .periods()
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0);
-        for period in 0..=newest + 1 {
-            if self.periods.contains_key(&period) || self.cold.contains_key(&period) {
-                continue;
-            }
-            match SignedDoc::ledger_period(group, period) {
-                Ok(mut doc) => {
-                    doc.set_writer(writer);
-                    index.insert(doc.id(), group);
-                    self.periods.insert(period, doc);
-                    self.opened = true;
-                }
-                Err(e) => {
-                    tracing::error!(group = %group.short(), period, error = %e, "cannot open ledger period")
-                }
-            }
-        }
-    }
-
-    /// Sign `body` into period `period` (opened if need be), judged by the
-    /// ledger and by the roll of `group_doc` (the group's document) at the
-    /// group heads it cites on the way; the ledger settles after it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_record(
-        &mut self,
-        group: Hash32,
-        writer: &Writer,
-        group_doc: &SignedDoc,
-        period: u64,
-        body: RecordBody,
-        index: &mut HashMap<Hash32, Hash32>,
-        decisions: &dyn PayoutGate,
-    ) -> Result<(Hash32, nestwork_core::SignedChange), nestwork_docs::Error> {
-        self.open_periods(group, writer, index);
-        let Some(doc) = self.periods.get_mut(&period) else {
-            return Err(nestwork_docs::Error::Rule(nestwork_docs::rules::RuleError(
-                format!("ledger period {period} is not open"),
-            )));
-        };
-        let mut gate = Gate {
-            ledger: Some(&mut self.ledger),
-            group: Some(group_doc),
-            decisions,
-            // Period documents hold no signals, the only records judged
-            // by the clock.
-            now_ms: 0,
-        };
-        let made = doc.add_record(writer, body, &mut gate, crate::node::now_ms())?;
-        self.settle();
-        Ok(made)
-    }
-
-    /// Apply changes from elsewhere to the period document `doc`, judged
-    /// by the ledger and by the roll of `group_doc` (the group's document)
-    /// at the group heads each record cites; the ledger settles after them.
-    /// `None` if the period is not open here.
-    pub fn apply_to(
-        &mut self,
-        doc: &Hash32,
-        group_doc: &SignedDoc,
-        changes: Vec<nestwork_core::SignedChange>,
-        decisions: &dyn PayoutGate,
-    ) -> Option<nestwork_docs::ApplyReport> {
-        let target = self.periods.values_mut().find(|d| d.id() == *doc)?;
-        let mut gate = Gate {
-            ledger: Some(&mut self.ledger),
-            group: Some(group_doc),
-            decisions,
-            // Period documents hold no signals, the only records judged
-            // by the clock.
-            now_ms: 0,
-        };
-        let report = target.apply_with(changes, &mut gate);
-        self.settle();
-        Some(report)
-    }
-
-    /// The period document with id `doc`.
-    pub fn period_doc_mut(&mut self, doc: &Hash32) -> Option<&mut SignedDoc> {
-        self.periods.values_mut().find(|d| d.id() == *doc)
-    }
-
-    /// Record the payments and closings of loaded period documents
-    /// (trusted: this node checked them before storing them), then move the
-    /// base up as far as it may go.
-    pub fn absorb_loaded(&mut self) {
-        let docs: Vec<&SignedDoc> = self.periods.values().collect();
-        absorb(&mut self.ledger, &docs);
-        self.settle();
-    }
-
-    /// After records reached the ledger: note if a late record needs what
-    /// lies below the base (the node then reloads it with
-    /// [`GroupLedger::reload`]), otherwise move the base up when a period
-    /// has closed, dropping what lies below it from memory.
-    pub fn settle(&mut self) {
-        if let Some(period) = self.ledger.take_history_for() {
-            self.history_wanted = Some(self.history_wanted.map_or(period, |p| p.min(period)));
-            return;
-        }
-        let Some(newest) = self.ledger.newest_closed() else {
-            return;
-        };
-        let Some(mut target) = newest.checked_sub(1) else {
-            return;
-        };
-        match self.hold {
-            Some((_, until)) if newest >= until => {
-                self.hold = None;
-                self.counted_from = None;
-            }
-            Some((late, _)) => match late.checked_sub(2) {
-                Some(cap) => target = target.min(cap),
-                // A base under the closings of period 0 would cut a record
-                // of period 0 (or a closing of period 0, filed in period 1)
-                // that saw less than they did: judged again, it would need
-                // the history again, at every sync, for good.
-                None => return,
+        member: Option<MemberId>,
+        floor: i64,
+        ceiling: i64,
+        proposal: Option<Hash32>,
+    ) -> Result<(), NodeError> {
+        let now = self.now_ms();
+        self.commit(
+            |state| {
+                let decisions = Decisions::of(state.groups.get(&group), now).resolved();
+                let doc = state
+                    .groups
+                    .get_mut(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let l = state
+                    .ledgers
+                    .get_mut(&group)
+                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                let head = l.ledger.limit_head();
+                let seq = head
+                    .and_then(|_| l.ledger.limit_seq_of_head())
+                    .map_or(1, |s| s + 1);
+                let body = RecordBody::CreditLimit(CreditLimit {
+                    member,
+                    floor,
+                    ceiling,
+                    seq,
+                    prev: head,
+                    proposal,
+                });
+                let mut gate = Gate {
+                    ledger: Some(&mut l.ledger),
+                    group: None,
+                    decisions: &decisions,
+                    now_ms: now,
+                };
+                let (_, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
+                Ok(Staged::local((), vec![Write::to(group, vec![change])]))
             },
-            None => {}
-        }
-        if let Some(base) = self.ledger.base_at(target) {
-            self.pass_runs_below(base.period);
-            self.ledger = self.ledger.rebased(base);
-            self.rebased = true;
-        }
+            |_, ()| Ok(()),
+        )
     }
 
-    /// Before the base jumps to `target`: move it through the first period
-    /// of every run of [`CHECKPOINT_EVERY`] in between, and note each base
-    /// (see `passed`). A base held down while late records came, then
-    /// lifted at once, left no checkpoint between the old base and the new
-    /// one, and the next late record was counted from the old one, further
-    /// down each time (a node in a soak read back nearly all its history
-    /// for a record a few periods late).
-    fn pass_runs_below(&mut self, target: u64) {
-        let from = self.ledger.base().period;
-        let mut run = (from / CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY;
-        while run < target {
-            if let Some(base) = self.ledger.base_at(run) {
-                self.ledger = self.ledger.rebased(base);
-                let mut cold: Vec<u64> = self.cold.keys().copied().collect();
-                cold.extend(self.coolable());
-                cold.sort_unstable();
-                self.passed.push((self.ledger.base().clone(), cold));
+    /// Group `sel`'s id, document and ledger.
+    pub(crate) fn group_and_ledger<'a>(
+        &self,
+        docs: &'a State,
+        sel: &str,
+    ) -> Result<(Hash32, &'a SignedDoc, &'a GroupLedger), NodeError> {
+        let group = self.resolve(&docs.groups, sel)?;
+        let not_found = || NodeError::NotFound(sel.to_string());
+        let doc = docs.groups.get(&group).ok_or_else(not_found)?;
+        let l = docs.ledgers.get(&group).ok_or_else(not_found)?;
+        Ok((group, doc, l))
+    }
+
+    /// Balances in group `sel`: one account, or every member's and the
+    /// commons'.
+    pub fn balance(&self, sel: &str, account: Option<&str>) -> Result<BalanceView, NodeError> {
+        let docs = self.lock();
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
+        let accounts: Vec<Account> = match account {
+            Some(a) => vec![account_of(doc.ever_members(), a)?],
+            None => {
+                let mut all: Vec<Account> = doc
+                    .ever_members()
+                    .iter()
+                    .map(|m| Account::Member(*m))
+                    .collect();
+                all.push(Account::Commons);
+                all
             }
-            run += CHECKPOINT_EVERY;
+        };
+        Ok(BalanceView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            accounts: accounts
+                .iter()
+                .map(|a| account_view(&l.ledger, a))
+                .collect(),
+            total: l.ledger.balances().values().sum(),
+            payments: l.ledger.len(),
+            equivocations: l.ledger.equivocations(),
+        })
+    }
+
+    /// A page of group `sel`'s payments, newest first; only those touching
+    /// `account` when given. The recent periods are in memory; a page that
+    /// reaches further back reads the older periods from the store.
+    pub fn ledger(
+        &self,
+        sel: &str,
+        account: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<LedgerView, NodeError> {
+        let docs = self.lock();
+        let (group, doc, l) = self.group_and_ledger(&docs, sel)?;
+        let account = account
+            .map(|a| account_of(doc.ever_members(), a))
+            .transpose()?;
+        let limit = limit.min(1_000);
+        let touches =
+            |p: &nestwork_docs::ledger::Payment| account.is_none_or(|a| p.from == a || p.to == a);
+        let mut payments: Vec<PaymentView> = l
+            .ledger
+            .history(account.as_ref(), skip, limit)
+            .into_iter()
+            .map(|e| payment_view(&l.ledger, e.id, e.signer, &e.payment))
+            .collect();
+        if payments.len() < limit && l.ledger.len() > l.ledger.held() {
+            let in_memory = l.ledger.history(account.as_ref(), 0, usize::MAX).len();
+            let mut older_skip = skip.saturating_sub(in_memory);
+            let mut numbers: Vec<u64> = l.periods.keys().chain(l.cold.keys()).copied().collect();
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            numbers.dedup();
+            for period in numbers {
+                if payments.len() == limit {
+                    break;
+                }
+                let loaded;
+                let period_doc = match l.periods.get(&period) {
+                    Some(d) => d,
+                    None => {
+                        let id = period_id(&group, period);
+                        loaded =
+                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        &loaded
+                    }
+                };
+                // Payments past the base are listed from memory above.
+                let mut older: Vec<(Hash32, MemberId, nestwork_docs::ledger::Payment)> = period_doc
+                    .records()
+                    .iter()
+                    .filter(|(id, _)| l.ledger.entry(id).is_none())
+                    .filter_map(|(id, r)| match RecordBody::decode(&r.body) {
+                        Ok(RecordBody::Payment(p)) if touches(&p) => Some((*id, r.author, p)),
+                        _ => None,
+                    })
+                    .collect();
+                older.sort_by(|a, b| b.2.made_at_ms.cmp(&a.2.made_at_ms).then(b.0.cmp(&a.0)));
+                for (id, signer, p) in older {
+                    if older_skip > 0 {
+                        older_skip -= 1;
+                        continue;
+                    }
+                    payments.push(payment_view(&l.ledger, id, signer, &p));
+                    if payments.len() == limit {
+                        break;
+                    }
+                }
+            }
         }
+        Ok(LedgerView {
+            group,
+            group_name: GroupView::of(doc).map(|v| v.name).unwrap_or_default(),
+            unit: l.ledger.unit().to_string(),
+            payments,
+            total: l.ledger.len(),
+            listed: l.ledger.len(),
+            periods: l.ledger.periods().iter().map(|(k, v)| (*k, *v)).collect(),
+            equivocations: l.ledger.equivocations(),
+        })
     }
+}
 
-    /// The bases passed on the way up since last asked (cleared).
-    pub fn take_passed(&mut self) -> Vec<(Base, Vec<u64>)> {
-        std::mem::take(&mut self.passed)
+/// Where the payment made for a client's request id is noted in the store.
+fn request_mark(group: &Hash32, request_id: &str) -> Result<Hash32, NodeError> {
+    if request_id.is_empty()
+        || request_id.chars().count() > MAX_REQUEST_ID_CHARS
+        || request_id.chars().any(char::is_control)
+    {
+        return Err(NodeError::Invalid(format!(
+            "a request id is 1 to {MAX_REQUEST_ID_CHARS} characters, without control characters"
+        )));
     }
+    Ok(Hash32::of_parts(&[
+        b"nestwork/pay-request/v1",
+        &group.0,
+        request_id.as_bytes(),
+    ]))
+}
 
-    /// Whether a record needed the history below the base (cleared by
-    /// [`GroupLedger::reload`] or [`GroupLedger::take_history_for`]).
-    pub fn history_needed(&self) -> bool {
-        self.history_wanted.is_some()
-    }
-
-    /// The lowest period a record that needed the history below the base
-    /// is filed in (cleared).
-    pub fn take_history_for(&mut self) -> Option<u64> {
-        self.history_wanted.take()
-    }
-
-    /// Hold the base for records filed in `period` (see
-    /// [`GroupLedger::hold`]), the newest closing held being `newest`.
-    pub fn hold_for(&mut self, period: u64, newest: Option<u64>) {
-        let until = newest.map_or(0, |n| n + 3);
-        self.hold = match self.hold {
-            Some((p, u)) => Some((p.min(period), u.max(until))),
-            None => Some((period, until)),
+/// An account named on the command line: "commons", a member id, or a
+/// unique start (4+ characters) of the id of a member on the roll.
+fn account_of(
+    members: &std::collections::BTreeSet<MemberId>,
+    sel: &str,
+) -> Result<Account, NodeError> {
+    let sel = sel.trim();
+    if let Ok(a) = sel.parse::<Account>() {
+        return match a {
+            Account::Member(m) if !members.contains(&m) => Err(NodeError::Invalid(format!(
+                "{m} is not a member of this group"
+            ))),
+            a => Ok(a),
         };
     }
-
-    /// Whether a period was opened since the group was last listed.
-    pub fn opened_since_listed(&self) -> bool {
-        self.opened
-    }
-
-    /// The group is listed with every open period.
-    pub fn listed(&mut self) {
-        self.opened = false;
-    }
-
-    /// Whether the base moved (cleared).
-    pub fn take_rebased(&mut self) -> bool {
-        std::mem::take(&mut self.rebased)
-    }
-
-    /// Count every loaded period again from nothing (all periods must be
-    /// loaded), and keep the base below the newest closing for a while.
-    pub fn reload(&mut self) {
-        let newest = self.ledger.newest_closed();
-        let period = self.history_wanted.take().unwrap_or(0);
-        tracing::info!(
-            base = self.ledger.base().period,
-            period,
-            "a late ledger record needs older history: reloading it"
-        );
-        self.ledger = self.ledger.emptied();
-        self.hold_for(period, newest);
-        self.absorb_loaded();
-    }
-
-    /// Record the payments and closings of loaded period `period` alone
-    /// (trusted), then move the base up as far as it may go: reading the
-    /// periods back one at a time, in order, holds only the periods past
-    /// the base in memory, whatever the length of the history.
-    pub fn absorb_period(&mut self, period: u64) {
-        if let Some(doc) = self.periods.get(&period) {
-            absorb(&mut self.ledger, &[doc]);
-        }
-        self.settle();
-    }
-
-    /// Loaded periods whose every payment lies at or below the base.
-    pub fn coolable(&self) -> Vec<u64> {
-        let base = self.ledger.base();
-        if base.heads.is_empty() {
-            return Vec::new();
-        }
-        let held = self.ledger.periods();
-        self.periods
-            .keys()
-            .filter(|p| **p <= base.period && !held.contains_key(p))
-            .copied()
+    let found: Vec<&MemberId> = if sel.len() >= 4 {
+        members
+            .iter()
+            .filter(|m| m.to_string().starts_with(sel))
             .collect()
-    }
-
-    /// Unload period `period`, keeping its heads; returns them.
-    pub fn cool(&mut self, period: u64) -> Option<Vec<Hash32>> {
-        let doc = self.periods.remove(&period)?;
-        let heads = doc.heads();
-        self.cold.insert(period, heads.clone());
-        Some(heads)
-    }
-
-    /// Load period `period` again (read back from the store).
-    pub fn warm(&mut self, period: u64, doc: SignedDoc) {
-        self.cold.remove(&period);
-        absorb(&mut self.ledger, &[&doc]);
-        self.periods.insert(period, doc);
+    } else {
+        Vec::new()
+    };
+    match found.as_slice() {
+        [one] => Ok(Account::Member(**one)),
+        [] => Err(NodeError::Invalid(format!(
+            "no member of this group matches {sel:?}; `nestwork group show` lists them"
+        ))),
+        _ => Err(NodeError::Invalid(format!(
+            "{sel:?} matches several members; use more of the id"
+        ))),
     }
 }
 
-/// Record the payments and closings of `docs` in `ledger` (trusted).
-/// Closings older than the base are of no use to it and are skipped.
-fn absorb(ledger: &mut Ledger, docs: &[&SignedDoc]) {
-    let mut payments = Vec::new();
-    let mut closings = Vec::new();
-    for doc in docs {
-        for (id, record) in doc.records() {
-            match RecordBody::decode(&record.body) {
-                Ok(RecordBody::Payment(p)) => payments.push((*id, record.author, p)),
-                Ok(RecordBody::PeriodClose(c)) => closings.push((*id, c)),
-                _ => {}
-            }
+/// The answer to a payment request made before: the payment noted for it,
+/// if it is the same payment.
+fn repeated_payment(
+    docs: &State,
+    group: Hash32,
+    made: &[u8],
+    amount: u64,
+    to: &Account,
+) -> Result<PaymentView, NodeError> {
+    let id = <[u8; 32]>::try_from(made)
+        .map(Hash32)
+        .map_err(|_| NodeError::Invalid("the note of this request is damaged".into()))?;
+    let l = docs
+        .ledgers
+        .get(&group)
+        .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+    match l.ledger.entry(&id) {
+        Some(e) if e.payment.amount == amount && e.payment.to == *to => {
+            Ok(payment_view(&l.ledger, e.id, e.signer, &e.payment))
         }
-    }
-    ledger.insert_trusted(payments);
-    let base = ledger.base().period;
-    let rebased = !ledger.base().heads.is_empty();
-    for (id, c) in closings {
-        if !rebased || c.period >= base {
-            ledger.insert_close(id, c);
-        }
-    }
-}
-
-/// The group document heads a ledger record written now cites: those
-/// `group_doc` holds, at most [`MAX_GROUP_HEADS`] of them (a group
-/// document with more concurrent heads than that is rare: the next change
-/// of any member merges them; the node's own check then judges the record
-/// by the roll at the heads kept).
-pub fn group_heads_to_cite(group_doc: &SignedDoc) -> Vec<Hash32> {
-    let mut heads = group_doc.heads();
-    heads.sort_unstable();
-    heads.truncate(MAX_GROUP_HEADS);
-    heads
-}
-
-/// The gate through which a group's documents reach its ledger.
-pub struct Gate<'a> {
-    /// The ledger, when the group's genesis is known.
-    pub ledger: Option<&'a mut Ledger>,
-    /// The group's document, whose roll at the group heads a ledger record
-    /// cites judges it (`None` while the group document itself changes:
-    /// it holds no ledger period's records).
-    pub group: Option<&'a SignedDoc>,
-    /// Which proposals have passed (commons payouts, limit changes).
-    pub decisions: &'a dyn PayoutGate,
-    /// Now, by the node's clock: a signal that claims a later time (beyond
-    /// a few minutes of clock skew) waits until then.
-    pub now_ms: u64,
-}
-
-pub use nestwork_docs::rules::CLOCK_SKEW_MS;
-
-impl RecordGate for Gate<'_> {
-    fn roll_at(&self, heads: &[Hash32]) -> Result<Arc<Roll>, Refusal> {
-        match self.group {
-            Some(doc) => doc.roll_at_heads(heads).map_err(Refusal::Missing),
-            None => Err(Refusal::Missing(Vec::new())),
-        }
-    }
-
-    fn now_ms(&self) -> Option<u64> {
-        Some(self.now_ms)
-    }
-
-    fn admit(&mut self, author: &MemberId, id: Hash32, body: &RecordBody) -> Result<(), Refusal> {
-        if let RecordBody::Signal(s) = body {
-            if s.raised_at_ms > self.now_ms.saturating_add(CLOCK_SKEW_MS) {
-                return Err(Refusal::Missing(Vec::new()));
-            }
-            return Ok(());
-        }
-        match self.ledger.as_deref_mut() {
-            Some(ledger) => ledger.admit(author, id, body, self.decisions),
-            None => Err(Refusal::Missing(Vec::new())),
-        }
+        Some(_) => Err(NodeError::Invalid(
+            "this request id was already used for a different payment".into(),
+        )),
+        None => Err(NodeError::Invalid(format!(
+            "this request was already carried out as payment {}",
+            id.short()
+        ))),
     }
 }
 
-/// The id of a period document.
-pub fn period_id(group: &Hash32, period: u64) -> Hash32 {
-    ledger_period_id(group, period)
-}
-
-/// One account, for `balance`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccountView {
-    /// A member id, or "commons".
-    pub account: String,
-    /// Received minus paid, over every accepted payment.
-    pub balance: i128,
-    /// Lowest balance allowed.
-    pub floor: i64,
-    /// Highest balance allowed.
-    pub ceiling: i64,
-    /// Over its ceiling (two payers who had not seen each other can pass
-    /// it together); it receives nothing more until back under.
-    pub over_ceiling: bool,
-    /// Why the account is frozen, if it is: two payments with one sequence
-    /// number, kept as proof.
-    pub frozen: Option<Equivocation>,
-}
-
-/// Balances of a group, for `balance`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BalanceView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The ledger's unit.
-    pub unit: String,
-    /// The accounts asked for.
-    pub accounts: Vec<AccountView>,
-    /// The sum of every balance in the group (always zero).
-    pub total: i128,
-    /// Payments accepted.
-    pub payments: usize,
-    /// Every frozen account in the group, with its proof.
-    pub equivocations: Vec<Equivocation>,
-}
-
-/// One payment, for `ledger` and `pay`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PaymentView {
-    /// The payment id.
-    pub id: Hash32,
-    /// Paid from.
-    pub from: String,
-    /// Paid to.
-    pub to: String,
-    /// Minor units.
-    pub amount: u64,
-    /// The memo.
-    pub memo: String,
-    /// Position on the payer's chain.
-    pub seq: u64,
-    /// The ledger period that stores it.
-    pub period: u64,
-    /// When, by the payer's clock.
-    pub made_at_ms: u64,
-    /// Who signed it.
-    pub signer: MemberId,
-    /// Part of an equivocation (same payer, same sequence number).
-    pub equivocation: bool,
-}
-
-/// A page of a group's history, for `ledger`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LedgerView {
-    /// The group.
-    pub group: Hash32,
-    /// The group's name.
-    pub group_name: String,
-    /// The ledger's unit.
-    pub unit: String,
-    /// Payments, newest first.
-    pub payments: Vec<PaymentView>,
-    /// How many payments the ledger holds in all.
-    pub total: usize,
-    /// How many of them can be listed (all: the recent periods from
-    /// memory, older ones read from the store).
-    pub listed: usize,
-    /// Periods and how many payments each holds.
-    pub periods: Vec<(u64, u64)>,
-    /// Every frozen account, with its proof.
-    pub equivocations: Vec<Equivocation>,
-}
-
-/// The view of one accepted payment.
-pub fn payment_view(ledger: &Ledger, id: Hash32, signer: MemberId, p: &Payment) -> PaymentView {
-    let equivocation = ledger
-        .frozen(&p.from)
-        .is_some_and(|q| q.payments.contains(&id));
-    PaymentView {
-        id,
-        from: p.from.to_string(),
-        to: p.to.to_string(),
-        amount: p.amount,
-        memo: p.memo.clone(),
-        seq: p.seq,
-        period: p.period,
-        made_at_ms: p.made_at_ms,
-        signer,
-        equivocation,
-    }
-}
-
-/// The view of one account.
-pub fn account_view(ledger: &Ledger, account: &Account) -> AccountView {
-    let limits = ledger.limits_of(account);
-    let balance = ledger.balance(account);
-    AccountView {
-        account: account.to_string(),
-        balance,
-        floor: limits.floor,
-        ceiling: limits.ceiling,
-        over_ceiling: *account != Account::Commons && balance > i128::from(limits.ceiling),
-        frozen: ledger.frozen(account),
-    }
+/// What became of a payment under the lock.
+enum Paid {
+    /// Made before, for the same client request.
+    Before(PaymentView),
+    /// Refused by the rules (a closing signed on the way is still stored).
+    Refused(NodeError),
+    /// Signed, with its id.
+    Made(Hash32),
 }

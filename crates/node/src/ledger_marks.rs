@@ -14,10 +14,11 @@ use nestwork_docs::ledger::Base;
 use nestwork_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{period_id, GroupLedger};
-use crate::node::NodeError;
+use nestwork_docs::group_ledger::{period_id, GroupLedger};
 
-pub use crate::ledger::CHECKPOINT_EVERY;
+use crate::error::NodeError;
+
+pub use nestwork_docs::group_ledger::CHECKPOINT_EVERY;
 
 /// An older base, and the periods that were wholly below it (their heads
 /// are in their own marks while they stay cold).

@@ -1,6 +1,6 @@
 //! The group's gossip seal keys as this node holds them, and the key
-//! records it writes: a new key when someone has left, the current key for
-//! members admitted since (the rules are in `nestwork_docs::seal`).
+//! records it should write: a new key when someone has left, the current
+//! key for members admitted since (the rules are in `nestwork_docs::seal`).
 //!
 //! Each need is written first by one member (the lowest member id among
 //! those who can: see [`Need::first`]); every other member writes it too if
@@ -11,11 +11,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nestwork_core::Hash32;
-use nestwork_docs::seal::{self, Keyring, Need};
-use nestwork_docs::RecordBody;
+use nestwork_core::{Hash32, MemberId, MemberKey};
+use nestwork_docs::seal::{self, Keyring, Need, SealKey};
 
-use crate::node::{Node, State};
+use crate::state::State;
 
 /// How long a member other than the first waits before writing a key
 /// record the group still lacks.
@@ -30,96 +29,79 @@ pub(crate) struct SealMemory {
     needs: HashMap<Hash32, (Need, Instant)>,
 }
 
-impl Node {
-    /// The keyring of `group` as the document is, or as it was just
-    /// before `before` (one of its changes: the key to seal that change
-    /// with is the one current at its causal past).
-    pub(crate) fn keyring_in(
-        &self,
-        docs: &mut State,
-        group: &Hash32,
-        before: Option<&Hash32>,
-    ) -> Option<Keyring> {
-        let doc = docs.groups.get_mut(group)?;
-        let (members, outside) = match before {
-            Some(change) => doc.roll_before(change)?,
-            None => (doc.members().clone(), doc.outside_members()),
-        };
-        let (genesis, _) = doc.genesis()?;
-        let mut memory = self.seal_memory();
-        Some(seal::keyring(
-            group,
-            &genesis.encode(),
-            &members,
-            &outside,
-            doc.seal_key_records(),
-            self.writer.key(),
-            &mut memory.opened,
-        ))
-    }
+/// The keyring of `group` as the document is, or as it was just before
+/// `before` (one of its changes: the key to seal that change with is the
+/// one current at its causal past), opened with this member's `key`.
+pub(crate) fn keyring_in(
+    docs: &mut State,
+    group: &Hash32,
+    before: Option<&Hash32>,
+    key: &MemberKey,
+    memory: &mut SealMemory,
+) -> Option<Keyring> {
+    let doc = docs.groups.get_mut(group)?;
+    let (members, outside) = match before {
+        Some(change) => doc.roll_before(change)?,
+        None => (doc.members().clone(), doc.outside_members()),
+    };
+    let (genesis, _) = doc.genesis()?;
+    Some(seal::keyring(
+        group,
+        &genesis.encode(),
+        &members,
+        &outside,
+        doc.seal_key_records(),
+        key,
+        &mut memory.opened,
+    ))
+}
 
-    /// Write the key records the groups this node is a member of lack
-    /// (see the module's text); returns how many it wrote.
-    pub fn tend_seal_keys(&self) -> usize {
-        let me = self.member();
-        let mut todo: Vec<(Hash32, Vec<seal::SealKey>)> = Vec::new();
-        {
-            let mut docs = self.lock();
-            let groups: Vec<Hash32> = docs
-                .groups
-                .iter()
-                .filter(|(_, d)| d.members().contains(&me))
-                .map(|(g, _)| *g)
-                .collect();
-            for group in groups {
-                let Some(ring) = self.keyring_in(&mut docs, &group, None) else {
-                    continue;
-                };
-                let mut memory = self.seal_memory();
-                let Some(need) = ring.need else {
-                    memory.needs.remove(&group);
-                    continue;
-                };
-                let since = match memory.needs.get(&group) {
-                    Some((n, at)) if *n == need => *at,
-                    _ => {
-                        memory.needs.insert(group, (need.clone(), Instant::now()));
-                        Instant::now()
-                    }
-                };
-                if need.first() != me && since.elapsed() < SEAL_KEY_GRACE {
-                    continue;
-                }
-                let records = match &need {
-                    Need::NewKey { to, .. } => {
-                        let key: [u8; 32] = rand::random();
-                        seal::seal_to(&group, &key, to)
-                    }
-                    Need::Reissue { key_id, to, .. } => match ring.keys.get(key_id) {
-                        Some(key) => seal::seal_to(&group, key, to),
-                        // Not a key this node holds: another member's to give.
-                        None => continue,
-                    },
-                };
-                memory.needs.remove(&group);
-                todo.push((group, records));
+/// The key records member `me` (holding `key`) should write now, by group,
+/// in the groups it is a member of (see the module's text).
+pub(crate) fn keys_due(
+    docs: &mut State,
+    me: &MemberId,
+    key: &MemberKey,
+    memory: &mut SealMemory,
+) -> Vec<(Hash32, Vec<SealKey>)> {
+    let mut todo = Vec::new();
+    let groups: Vec<Hash32> = docs
+        .groups
+        .iter()
+        .filter(|(_, d)| d.members().contains(me))
+        .map(|(g, _)| *g)
+        .collect();
+    for group in groups {
+        let Some(ring) = keyring_in(docs, &group, None, key, memory) else {
+            continue;
+        };
+        let Some(need) = ring.need else {
+            memory.needs.remove(&group);
+            continue;
+        };
+        let since = match memory.needs.get(&group) {
+            Some((n, at)) if *n == need => *at,
+            _ => {
+                memory.needs.insert(group, (need.clone(), Instant::now()));
+                Instant::now()
             }
+        };
+        if need.first() != *me && since.elapsed() < SEAL_KEY_GRACE {
+            continue;
         }
-        let mut written = 0;
-        for (group, records) in todo {
-            for record in records {
-                let boxes = record.boxes.len();
-                match self.write_group_record(group, |_| Ok(RecordBody::SealKey(record))) {
-                    Ok(id) => {
-                        tracing::info!(group = %group.short(), record = %id.short(), boxes, "seal key written");
-                        written += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(group = %group.short(), error = %e, "could not write a seal key")
-                    }
-                }
+        let records = match &need {
+            Need::NewKey { to, .. } => {
+                let key: [u8; 32] = rand::random();
+                seal::seal_to(&group, &key, to)
             }
-        }
-        written
+            Need::Reissue { key_id, to, .. } => match ring.keys.get(key_id) {
+                Some(key) => seal::seal_to(&group, key, to),
+                // Not a key this node holds: another member's to give.
+                None => continue,
+            },
+        };
+        memory.needs.remove(&group);
+        todo.push((group, records));
     }
+    todo
 }

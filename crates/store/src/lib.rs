@@ -258,7 +258,10 @@ impl Store {
         self.append_all(docs, None)
     }
 
-    fn append_all(
+    /// [`Store::append_many`], keeping `note` in the same atomic step (see
+    /// [`Store::append_noting`]): the one append a node's writes go
+    /// through.
+    pub fn append_all(
         &self,
         docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
         note: Option<(&Hash32, &[u8])>,

@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_docs::group_ledger::{period_id, GroupLedger, PaymentOrder};
 use nestwork_docs::ledger::{Account, NoProposals};
 use nestwork_docs::{
     Admission, ApplyReport, Charter, GroupGenesis, GroupKind, RecordBody, Rules, SignedDoc, Writer,
 };
-use nestwork_node::ledger::{group_heads_to_cite, period_id, GroupLedger};
 
 use crate::key;
 
@@ -89,55 +89,29 @@ pub fn sign_payment(
     amount: u64,
     memo: &str,
 ) -> (u64, Vec<SignedChange>) {
-    let mut index = HashMap::new();
-    let mut changes = Vec::new();
-    let members = group_doc.members();
-    let heads = group_heads_to_cite(group_doc);
-    if let Some(close) = ledger.ledger.close_due(heads.clone()) {
-        let period = close.period + 1;
-        let body = RecordBody::PeriodClose(close);
-        let (_, change) = ledger
-            .add_record(
-                group,
-                writer,
-                group_doc,
-                period,
-                body,
-                &mut index,
-                &NoProposals,
-            )
-            .expect("close");
-        changes.push(change);
-    }
-    let payment = ledger
-        .ledger
-        .prepare(
-            &writer.id(),
-            Account::Member(writer.id()),
-            Account::Member(to),
-            amount,
-            memo,
-            None,
-            1,
-            heads,
-            &|m: &MemberId| members.contains(m),
-            &NoProposals,
-        )
-        .expect("a payment within the rules");
-    let period = payment.period;
-    let body = RecordBody::Payment(payment);
-    let (_, change) = ledger
-        .add_record(
+    let order = PaymentOrder {
+        from: Account::Member(writer.id()),
+        to: Account::Member(to),
+        amount,
+        memo,
+        proposal: None,
+        made_at_ms: 1,
+    };
+    let now = nestwork_node::Clock::default().now_ms();
+    let signed = ledger
+        .sign_payment(
             group,
             writer,
             group_doc,
-            period,
-            body,
-            &mut index,
+            order,
+            &mut HashMap::new(),
             &NoProposals,
+            now,
         )
         .expect("sign");
-    changes.push(change);
+    let (_, period, payment) = signed.payment.expect("a payment within the rules");
+    let mut changes: Vec<SignedChange> = signed.closing.into_iter().map(|(_, c)| c).collect();
+    changes.push(payment);
     (period, changes)
 }
 

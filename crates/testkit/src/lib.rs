@@ -183,7 +183,7 @@ impl TestNode {
         to: MemberId,
         amount: u64,
     ) -> (Hash32, SignedChange) {
-        use nestwork_node::ledger::{period_id, Gate, GroupLedger};
+        use nestwork_docs::group_ledger::{period_id, GroupLedger};
         let replica: &dyn Replica = &*self.node;
         let mut group_doc = SignedDoc::empty(group);
         let report = group_doc.apply(replica.changes_since(&group, &[], usize::MAX).0);
@@ -195,17 +195,11 @@ impl TestNode {
             if replica.heads(&id).is_none() {
                 break;
             }
-            let mut doc = SignedDoc::ledger_period(group, period).expect("period");
+            // Read as the node reads a period it stored: the node checked
+            // every change before it stored it.
             let changes = replica.changes_since(&id, &[], usize::MAX).0;
-            let mut gate = Gate {
-                ledger: Some(&mut ledger.ledger),
-                group: Some(&group_doc),
-                decisions: &nestwork_docs::ledger::NoProposals,
-                now_ms: 0,
-            };
-            let report = doc.apply_with(changes, &mut gate);
-            assert!(report.rejected.is_empty(), "period copy");
-            ledger.periods.insert(period, doc);
+            let doc = SignedDoc::load_ledger_period(group, period, changes).expect("period");
+            ledger.warm(period, doc);
             period += 1;
         }
         let writer = Writer::new(key(seed), device);
@@ -226,7 +220,7 @@ impl TestNode {
     /// Invite from this node and join from `other` over the network.
     pub async fn admit(&self, other: &TestNode, group: Hash32) {
         let view = self.node.group(&group.to_hex()).expect("group");
-        let expires = nestwork_node::node::now_ms() + 600_000;
+        let expires = self.node.now_ms() + 600_000;
         let ticket: Ticket = self
             .net
             .invite(group, view.name, expires)
