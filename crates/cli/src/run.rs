@@ -1,10 +1,8 @@
 //! `nestwork run`: the node process.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use nestwork_api::endpoint::{self, Endpoint};
-use nestwork_node::{identity, Config, DataDir, Node};
+use nestwork_node::{identity, Clock, Config, DataDir, RunError, Running};
 
 /// What `nestwork run` was asked on the command line.
 pub struct RunFlags {
@@ -47,20 +45,20 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
     // start at all.
     let token = endpoint::token(dir).context("reading the API token")?;
     let member = key.id();
-    let key_for_net = key.clone();
-    let open_dir = dir.clone();
-    let node = tokio::task::spawn_blocking(move || Node::open(&open_dir, key))
+    let running = Running::start(
+        dir,
+        key,
+        Clock::default(),
+        config.network.clone(),
+        nestwork_node::TICK_EVERY,
+    )
+    .await?;
+    let listening = running
+        .net
+        .status()
         .await
-        .context("opening the node")??;
-    let node = Arc::new(node);
-    // Passed proposals that need a signature from this node (limit
-    // changes, payouts, facts carried to another group) are carried out
-    // every second.
-    let ticker = nestwork_node::governance::spawn_ticker(&node, std::time::Duration::from_secs(1));
-    let net = nestwork_net::spawn(config.network.clone(), key_for_net, node.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the network: {e}"))?;
-    let listening = net.status().await.map(|s| s.listening).unwrap_or_default();
+        .map(|s| s.listening)
+        .unwrap_or_default();
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.api.port))
         .await
@@ -92,16 +90,20 @@ async fn serve(dir: &DataDir, key: nestwork_core::MemberKey, config: Config) -> 
 
     let served = nestwork_api::server::serve(
         listener,
-        node.clone(),
-        Some(net.clone()),
+        running.node.clone(),
+        Some(running.net.clone()),
         token,
         shutdown_signal(),
     )
     .await;
-    ticker.abort();
-    net.shutdown().await;
     Endpoint::remove(dir);
-    node.close()?;
+    match running.stop().await {
+        // The process ends now anyway, and the store was flushed.
+        Err(RunError::StillHeld(after)) => {
+            tracing::warn!(?after, "something still held the node when it stopped")
+        }
+        other => other?,
+    }
     served.context("serving the API")?;
     println!("Node stopped.");
     Ok(())

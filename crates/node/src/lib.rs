@@ -23,6 +23,9 @@
 //!   listed), [`status`] (health), [`tick`] (carrying out what
 //!   `nestwork_docs::due` says is due, and the seal keys);
 //! - `replica`: the node as the network sees it;
+//! - [`running`]: a node at work, assembled in one place for `nestwork
+//!   run`, the tests and the benchmarks: the node, its network and its
+//!   ticker, started together and stopped in order;
 //! - `directory`: what the network looks up on its event loop, kept
 //!   apart from the node's lock (which a writer holds while the disk
 //!   flushes);
@@ -50,6 +53,7 @@ pub mod ledger;
 pub mod ledger_marks;
 pub mod node;
 mod replica;
+pub mod running;
 pub mod seal;
 mod served;
 mod state;
@@ -65,3 +69,4 @@ pub use config::Config;
 pub use data_dir::DataDir;
 pub use error::NodeError;
 pub use node::Node;
+pub use running::{RunError, Running, TICK_EVERY};

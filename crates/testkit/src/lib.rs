@@ -20,7 +20,7 @@ use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::actor::peer_of;
 use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
 use nestwork_node::node::CreateGroup;
-use nestwork_node::{Clock, DataDir, Node};
+use nestwork_node::{Clock, DataDir, Node, Running};
 
 /// One running node.
 pub struct TestNode {
@@ -30,6 +30,7 @@ pub struct TestNode {
     pub net: NetHandle,
     /// Its seed (its key is `[seed; 32]`).
     pub seed: u8,
+    running: Running,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -81,21 +82,13 @@ impl TestNode {
     pub async fn start_with(dir: &Path, seed: u8, config: NetConfig, clock: Clock) -> TestNode {
         let data = DataDir::new(dir);
         data.ensure().expect("data dir");
-        let node = {
-            let data = data.clone();
-            tokio::task::spawn_blocking(move || Node::open_with_clock(&data, key(seed), clock))
-                .await
-                .expect("join")
-                .expect("open node")
-        };
-        let node = Arc::new(node);
-        nestwork_node::governance::spawn_ticker(&node, TICK_EVERY);
-        let net = nestwork_net::spawn(config, key(seed), node.clone())
+        let running = Running::start(&data, key(seed), clock, config, TICK_EVERY)
             .await
-            .expect("network");
+            .expect("start node");
         TestNode {
-            node,
-            net,
+            node: running.node.clone(),
+            net: running.net.clone(),
+            running,
             seed,
             dir: dir.to_path_buf(),
             _tmp: None,
@@ -131,16 +124,17 @@ impl TestNode {
 
     /// Stop the network and close the store; returns what a restart needs.
     pub async fn stop(self) -> (PathBuf, u8, Option<tempfile::TempDir>) {
-        self.net.shutdown().await;
-        // The store closes when the last reference goes (blocking work of
-        // the network may hold one for a moment).
-        let node = self.node;
-        wait_until("the node to be released", Duration::from_secs(10), || {
-            Arc::strong_count(&node) == 1
-        })
-        .await;
-        drop(node);
-        (self.dir, self.seed, self._tmp)
+        let TestNode {
+            node,
+            net,
+            running,
+            seed,
+            dir,
+            _tmp,
+        } = self;
+        drop((node, net));
+        running.stop().await.expect("stop node");
+        (dir, seed, _tmp)
     }
 
     /// Sorted heads of `doc`.
