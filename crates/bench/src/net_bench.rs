@@ -412,10 +412,18 @@ async fn catch_up(missed: usize) {
         ),
     );
 
-    // One more change while B is cut off, then reconnect.
+    repeat_sync(&a, &b, &group).await;
+    b.stop().await;
+    a.stop().await;
+    drop(tmp);
+}
+
+/// One more change while B is cut off, then reconnect: what the repeat
+/// sync costs beside the change itself.
+async fn repeat_sync(a: &TestNode, b: &TestNode, group: &Hash32) {
     a.net.block(b.peer()).await.expect("block");
     b.net.block(a.peer()).await.expect("block");
-    wait_for_disconnect(&a, &b).await;
+    wait_for_disconnect(a, b).await;
     let view = a
         .node
         .describe(&group.to_hex(), "one more")
@@ -433,8 +441,8 @@ async fn catch_up(missed: usize) {
         b.net.status().await.expect("status").sync_traffic,
     );
     let start = Instant::now();
-    b.connect(&a).await;
-    converged(&[&a, &b], &group, LIMIT).await;
+    b.connect(a).await;
+    converged(&[a, b], group, LIMIT).await;
     let took = start.elapsed();
     let (a3, b3) = (
         a.net.status().await.expect("status").sync_traffic,
@@ -468,9 +476,6 @@ async fn catch_up(missed: usize) {
         conditions,
         Limit::Value(1.0, "one round trip".into()),
     );
-    b.stop().await;
-    a.stop().await;
-    drop(tmp);
 }
 
 /// Automerge's own sync protocol between two in-memory documents, one
