@@ -112,7 +112,7 @@ async fn a_node_whose_store_was_damaged_starts_names_the_group_and_gets_it_back_
         store
             .damage_entry(&group, 8, b"not a change any more")
             .expect("damage");
-        store.flush().expect("flush");
+        nestwork_store::DocStore::flush(&store).expect("flush");
     }
     let back = TestNode::start_in(&dir, seed, loopback_config()).await;
     let damaged = back.node.status().damaged;

@@ -154,7 +154,7 @@ impl Node {
             let periods = cand.ledgers.get(&group).map_or(Vec::new(), |l| {
                 l.periods.keys().chain(l.cold.keys()).copied().collect()
             });
-            ledger_marks::forget_counts(&self.store, &group, periods)?;
+            ledger_marks::forget_counts(&*self.store, &group, periods)?;
         }
         let judged = Judged {
             applied: writes.iter().map(|w| w.changes.len()).sum(),

@@ -11,6 +11,8 @@
 use nestwork_core::encoding::{decode, encode};
 use nestwork_core::Hash32;
 use nestwork_docs::ledger::Base;
+use nestwork_store::DocStore;
+#[cfg(test)]
 use nestwork_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +49,7 @@ fn checkpoint_mark(group: &Hash32, period: u64) -> Hash32 {
 
 /// The stored base of `group`; `None` if there is none, or it is damaged
 /// (logged: the ledger is then counted again).
-pub fn stored_base(store: &Store, group: &Hash32) -> Result<Option<Base>, NodeError> {
+pub fn stored_base(store: &dyn DocStore, group: &Hash32) -> Result<Option<Base>, NodeError> {
     let Some(bytes) = store.mark(&base_mark(group))? else {
         return Ok(None);
     };
@@ -61,13 +63,13 @@ pub fn stored_base(store: &Store, group: &Hash32) -> Result<Option<Base>, NodeEr
 }
 
 /// Forget the stored base: the next start counts the ledger again.
-pub fn forget_base(store: &Store, group: &Hash32) -> Result<(), NodeError> {
+pub fn forget_base(store: &dyn DocStore, group: &Hash32) -> Result<(), NodeError> {
     Ok(store.remove_mark(&base_mark(group))?)
 }
 
 /// The stored heads of cold period `period`, if it is marked cold.
 pub fn cold_heads(
-    store: &Store,
+    store: &dyn DocStore,
     group: &Hash32,
     period: u64,
 ) -> Result<Option<Vec<Hash32>>, NodeError> {
@@ -77,14 +79,18 @@ pub fn cold_heads(
 }
 
 /// Forget that period `period` is cold (it is counted again).
-pub fn forget_cold(store: &Store, group: &Hash32, period: u64) -> Result<(), NodeError> {
+pub fn forget_cold(store: &dyn DocStore, group: &Hash32, period: u64) -> Result<(), NodeError> {
     Ok(store.remove_mark(&period_id(group, period))?)
 }
 
 /// After the base of `l` moved: store it, unload (and mark cold) the
 /// periods that lie wholly below it, and keep it as a checkpoint if it is
 /// the first base in its run of [`CHECKPOINT_EVERY`] periods.
-pub fn store_rebase(store: &Store, group: &Hash32, l: &mut GroupLedger) -> Result<(), NodeError> {
+pub fn store_rebase(
+    store: &dyn DocStore,
+    group: &Hash32,
+    l: &mut GroupLedger,
+) -> Result<(), NodeError> {
     store.set_mark(&base_mark(group), &encode(l.ledger.base()))?;
     for period in l.coolable() {
         if let Some(heads) = l.cool(period) {
@@ -113,7 +119,7 @@ pub fn store_rebase(store: &Store, group: &Hash32, l: &mut GroupLedger) -> Resul
 
 /// The newest checkpoint at or below `top`, with its period.
 pub fn checkpoint_at_or_below(
-    store: &Store,
+    store: &dyn DocStore,
     group: &Hash32,
     top: u64,
 ) -> Result<Option<(u64, Checkpoint)>, NodeError> {
@@ -134,7 +140,11 @@ pub fn checkpoint_at_or_below(
 
 /// Forget all `group`'s counts: its base, which of `periods` are cold, and
 /// every checkpoint. The next start counts the ledger from period 0.
-pub fn forget_counts(store: &Store, group: &Hash32, periods: Vec<u64>) -> Result<(), NodeError> {
+pub fn forget_counts(
+    store: &dyn DocStore,
+    group: &Hash32,
+    periods: Vec<u64>,
+) -> Result<(), NodeError> {
     forget_base(store, group)?;
     for period in &periods {
         forget_cold(store, group, *period)?;
@@ -147,7 +157,7 @@ pub fn forget_counts(store: &Store, group: &Hash32, periods: Vec<u64>) -> Result
 /// counted now (a fork below their cut would be lost from the balances
 /// by counting from them), and are kept again as the base moves up.
 pub fn forget_checkpoints_above(
-    store: &Store,
+    store: &dyn DocStore,
     group: &Hash32,
     period: Option<u64>,
     periods: impl IntoIterator<Item = u64>,

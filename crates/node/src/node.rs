@@ -25,7 +25,7 @@ use nestwork_docs::group_ledger::period_id;
 use nestwork_docs::seal::Keyring;
 use nestwork_docs::{GroupView, SignedDoc, Writer};
 use nestwork_net::DocEvent;
-use nestwork_store::{DocMeta, Store};
+use nestwork_store::{DocMeta, DocStore, Store};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
@@ -98,7 +98,7 @@ impl<S> Staged<S> {
 pub struct Node {
     pub(crate) dir: DataDir,
     pub(crate) writer: Writer,
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn DocStore>,
     docs: Mutex<State>,
     events: broadcast::Sender<DocEvent>,
     pub(crate) started: Instant,
@@ -123,11 +123,23 @@ impl Node {
 
     /// [`Node::open`] with a clock of the caller's (tests move it).
     pub fn open_with_clock(dir: &DataDir, key: MemberKey, clock: Clock) -> Result<Node, NodeError> {
+        let store = Store::open(&dir.store_dir())?;
+        Node::open_on(dir, key, clock, Arc::new(store))
+    }
+
+    /// A node on `store` (the sled store in `dir`, or a
+    /// `nestwork_store::MemoryStore` in tests that need no disk for
+    /// documents); `dir` holds the rest (the device tag).
+    pub fn open_on(
+        dir: &DataDir,
+        key: MemberKey,
+        clock: Clock,
+        store: Arc<dyn DocStore>,
+    ) -> Result<Node, NodeError> {
         let started = Instant::now();
         let device = identity::device_tag(dir)?;
         let writer = Writer::new(key, device);
-        let store = Store::open(&dir.store_dir())?;
-        let docs = State::load(&store, &writer)?;
+        let docs = State::load(&*store, &writer)?;
         let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
         let mut node = Node {
             dir: dir.clone(),
@@ -419,11 +431,11 @@ impl Node {
             return Ok(());
         };
         if let Some(period) = l.take_history_for() {
-            ledger_marks::forget_base(&self.store, &group)?;
+            ledger_marks::forget_base(&*self.store, &group)?;
             return self.reload_group(docs, group, Some(period));
         }
         if l.take_rebased() {
-            ledger_marks::store_rebase(&self.store, &group, l)?;
+            ledger_marks::store_rebase(&*self.store, &group, l)?;
         }
         Ok(())
     }
@@ -503,7 +515,7 @@ impl Node {
             newest: old.and_then(|l| l.ledger.newest_closed()),
             counted_from: old.and_then(|l| l.counted_from),
         });
-        docs.load_group(&self.store, &self.writer, group, doc, periods, late)?;
+        docs.load_group(&*self.store, &self.writer, group, doc, periods, late)?;
         docs.ensure_ledger(group, &self.writer);
         self.relist(docs, group);
         Ok(())
@@ -612,6 +624,14 @@ pub(crate) mod tests {
         Node::open(&DataDir::new(dir), MemberKey::from_secret([seed; 32])).expect("open")
     }
 
+    /// A node whose documents live in memory (`dir` keeps its device tag):
+    /// for tests that do not restart it.
+    fn node_in_memory(dir: &std::path::Path, seed: u8) -> Node {
+        let store = Arc::new(nestwork_store::MemoryStore::new());
+        let key = MemberKey::from_secret([seed; 32]);
+        Node::open_on(&DataDir::new(dir), key, Clock::default(), store).expect("open")
+    }
+
     pub(crate) fn create(node: &Node, name: &str) -> Result<GroupView, NodeError> {
         node.create_group(CreateGroup {
             name: name.into(),
@@ -644,7 +664,7 @@ pub(crate) mod tests {
     #[test]
     fn a_bad_name_stores_nothing() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let node = node_in(tmp.path(), 1);
+        let node = node_in_memory(tmp.path(), 1);
         assert!(matches!(create(&node, ""), Err(NodeError::Invalid(_))));
         assert!(matches!(
             create(&node, &"x".repeat(200)),
@@ -658,8 +678,8 @@ pub(crate) mod tests {
     fn import_is_all_or_nothing() {
         let a = tempfile::tempdir().expect("tempdir");
         let b = tempfile::tempdir().expect("tempdir");
-        let alice = node_in(a.path(), 1);
-        let bob = node_in(b.path(), 2);
+        let alice = node_in_memory(a.path(), 1);
+        let bob = node_in_memory(b.path(), 2);
         let view = create(&alice, "Riverside").expect("create");
         let bundle = alice.export("Riverside").expect("export");
 
@@ -686,7 +706,7 @@ pub(crate) mod tests {
     #[test]
     fn ambiguous_and_unknown_selectors() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let node = node_in(tmp.path(), 1);
+        let node = node_in_memory(tmp.path(), 1);
         create(&node, "Same").expect("one");
         create(&node, "Same").expect("two");
         assert!(matches!(node.group("Same"), Err(NodeError::Ambiguous(..))));

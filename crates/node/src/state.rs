@@ -9,7 +9,7 @@ use nestwork_core::{Hash32, SignedChange};
 use nestwork_docs::decisions::Decisions;
 use nestwork_docs::group_ledger::{period_id, Gate, GroupLedger};
 use nestwork_docs::{ApplyReport, SignedDoc, Writer};
-use nestwork_store::Store;
+use nestwork_store::DocStore;
 
 use crate::error::NodeError;
 use crate::ledger_marks;
@@ -38,7 +38,7 @@ pub(crate) struct State {
 impl State {
     /// Every group the store holds, read at start-up with the one loader
     /// ([`State::load_group`]).
-    pub(crate) fn load(store: &Store, writer: &Writer) -> Result<State, NodeError> {
+    pub(crate) fn load(store: &dyn DocStore, writer: &Writer) -> Result<State, NodeError> {
         let mut docs = State::default();
         let mut groups = Vec::new();
         let mut periods: BTreeMap<Hash32, Vec<(u64, Hash32)>> = BTreeMap::new();
@@ -75,7 +75,7 @@ impl State {
     /// `late` there).
     pub(crate) fn load_group(
         &mut self,
-        store: &Store,
+        store: &dyn DocStore,
         writer: &Writer,
         group: Hash32,
         mut doc: SignedDoc,
@@ -228,7 +228,7 @@ impl State {
 /// the next sync. `None` when nothing usable is left (`usable` says what
 /// is: a group document needs its founding change).
 pub(crate) fn load_document(
-    store: &Store,
+    store: &dyn DocStore,
     id: Hash32,
     load: impl Fn(Vec<SignedChange>) -> Result<SignedDoc, nestwork_docs::Error>,
     usable: impl Fn(&SignedDoc) -> bool,
@@ -298,7 +298,7 @@ pub(crate) struct Late {
 /// reads the periods from there on, not the whole history; with none, or
 /// no base stored, from the first period.
 fn load_periods(
-    store: &Store,
+    store: &dyn DocStore,
     writer: &Writer,
     group: Hash32,
     l: &mut GroupLedger,
@@ -399,7 +399,7 @@ fn load_periods(
 /// 0 or 1 (a base under their closings could cut it, see
 /// `GroupLedger::settle`: counted from nothing).
 fn checkpoint_for(
-    store: &Store,
+    store: &dyn DocStore,
     group: &Hash32,
     late: Late,
 ) -> Result<Option<(u64, ledger_marks::Checkpoint)>, NodeError> {

@@ -7,6 +7,9 @@
 //! crash leaves either all of it or none of it; [`Store::flush`] makes it
 //! durable, and the node acknowledges nothing before that returns.
 //!
+//! [`DocStore`] is what the node needs of a store; [`Store`] is the sled
+//! one and [`MemoryStore`] its twin in memory, for tests.
+//!
 //! This crate knows nothing of Automerge or of document kinds: it stores
 //! envelopes and small metadata, and hands them back.
 
@@ -18,6 +21,9 @@ use sled::Transactional;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+
+mod memory;
+pub use memory::MemoryStore;
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -194,11 +200,132 @@ impl Store {
         })
     }
 
+    /// Run `f` on the open trees.
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T>) -> Result<T> {
+        let trees = self.trees.read().unwrap_or_else(|e| e.into_inner());
+        match trees.as_ref() {
+            Some(t) => f(t),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Count a write, once it is in sled (so a flush that starts after
+    /// the count covers it).
+    fn touch(&self) {
+        self.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Test hook: overwrite the bytes of the `nth` stored change of `doc`
+    /// (in stored order), as damage from outside sled would.
+    #[doc(hidden)]
+    pub fn damage_entry(&self, doc: &Hash32, nth: usize, bytes: &[u8]) -> Result<()> {
+        self.with(|t| {
+            if let Some(entry) = t.changes.scan_prefix(doc.0).nth(nth) {
+                let (k, _) = entry?;
+                t.changes.insert(k, bytes)?;
+            }
+            Ok(())
+        })?;
+        self.touch();
+        Ok(())
+    }
+
+    /// How many entries have been set aside as damaged.
+    pub fn set_aside_count(&self) -> usize {
+        self.with(|t| Ok(t.set_aside.len())).unwrap_or(0)
+    }
+}
+
+/// What the node needs of a store: documents as the signed changes that
+/// make them, appended atomically and made durable by [`DocStore::flush`];
+/// notes that hold while a document is unchanged; the heads each peer had.
+/// [`Store`] keeps them in sled on disk; [`MemoryStore`] in memory, for
+/// tests that need no disk (`tests/contract.rs` runs both through the same
+/// operations and checks that they answer alike).
+pub trait DocStore: Send + Sync {
     /// Close this handle and open the store again. After a write fails
     /// (a full disk), sled refuses everything from then on, reads too; a
     /// fresh handle holds exactly what reached the disk before the failure
     /// and writes again once there is space.
-    pub fn reopen(&self) -> Result<()> {
+    fn reopen(&self) -> Result<()>;
+
+    /// Whether the store is open (not left closed by a failed reopen).
+    fn is_open(&self) -> bool;
+
+    /// Append accepted changes of `doc`, registering the document with
+    /// `meta` if it is new, in one atomic step. Not durable until
+    /// [`DocStore::flush`] returns.
+    fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
+        self.append_all(&[(doc, meta, changes)], None)
+    }
+
+    /// Append accepted changes of several documents (each registered with
+    /// its meta if new) in one atomic step: all of them or, after a crash,
+    /// none; with `note` (an id and its value among the marks) kept in the
+    /// same step, for a note that must be durable exactly when the changes
+    /// are (which request made which change). Not durable until
+    /// [`DocStore::flush`] returns. The one append a node's writes go
+    /// through.
+    fn append_all(
+        &self,
+        docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
+        note: Option<(&Hash32, &[u8])>,
+    ) -> Result<()>;
+
+    /// How many writes are not yet known to be on disk.
+    fn unflushed(&self) -> u64;
+
+    /// Keep a note about document `doc` (or any other id) that holds only
+    /// while the document is unchanged: appending a change to it erases the
+    /// note in the same transaction. Durable with the next flush.
+    fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()>;
+
+    /// The note kept about `doc`, if it still holds.
+    fn mark(&self, doc: &Hash32) -> Result<Option<Vec<u8>>>;
+
+    /// Drop the note about `doc`.
+    fn remove_mark(&self, doc: &Hash32) -> Result<()>;
+
+    /// Make everything written so far durable (fsync). Concurrent callers
+    /// share the same disk flush; with nothing written since the last one,
+    /// nothing is done.
+    fn flush(&self) -> Result<()>;
+
+    /// Every stored document with its metadata.
+    fn docs(&self) -> Result<Vec<(Hash32, DocMeta)>>;
+
+    /// The changes of `doc` in the order they were stored.
+    fn changes(&self, doc: &Hash32) -> Result<Vec<SignedChange>>;
+
+    /// The changes of `doc` in the order they were stored, each with its
+    /// key, and apart from them the entries that do not decode (key and
+    /// why): what can be saved of a document whose entries were damaged.
+    fn salvage(&self, doc: &Hash32) -> Result<Salvaged>;
+
+    /// Move the entries under `keys` (from [`Store::salvage`]) out of the
+    /// changes into the set-aside tree, in one atomic step: the document
+    /// loads without them from now on. Durable with the next flush.
+    fn set_aside(&self, keys: &[Vec<u8>]) -> Result<()>;
+
+    /// Remember the heads `peer` had for `doc`. Not flushed on its own:
+    /// losing it in a crash only costs one fuller sync.
+    fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()>;
+
+    /// Forget the heads `peer` had for `doc`: unknown again.
+    fn forget_peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<()>;
+
+    /// The heads `peer` had for `doc` when last synced.
+    fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>>;
+
+    /// How many changes are stored, over all documents.
+    fn change_count(&self) -> usize;
+
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> u64;
+}
+
+impl DocStore for Store {
+    fn reopen(&self) -> Result<()> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
@@ -214,54 +341,14 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the store is open (not left closed by a failed reopen).
-    pub fn is_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         self.trees
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
     }
 
-    /// Run `f` on the open trees.
-    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T>) -> Result<T> {
-        let trees = self.trees.read().unwrap_or_else(|e| e.into_inner());
-        match trees.as_ref() {
-            Some(t) => f(t),
-            None => Err(StoreError::Closed),
-        }
-    }
-
-    /// Append accepted changes of `doc`, registering the document with
-    /// `meta` if it is new, in one atomic step. Not durable until
-    /// [`Store::flush`] returns.
-    pub fn append(&self, doc: Hash32, meta: &DocMeta, changes: &[SignedChange]) -> Result<()> {
-        self.append_noting(doc, meta, changes, None)
-    }
-
-    /// [`Store::append`], keeping `note` (an id and its value in the
-    /// marks) in the same atomic step: a note that must be durable exactly
-    /// when the changes are (which request made which change).
-    pub fn append_noting(
-        &self,
-        doc: Hash32,
-        meta: &DocMeta,
-        changes: &[SignedChange],
-        note: Option<(&Hash32, &[u8])>,
-    ) -> Result<()> {
-        self.append_all(&[(doc, meta, changes)], note)
-    }
-
-    /// Append accepted changes of several documents (each registered with
-    /// its meta if new) in one atomic step: all of them or, after a crash,
-    /// none. Not durable until [`Store::flush`] returns.
-    pub fn append_many(&self, docs: &[(Hash32, &DocMeta, &[SignedChange])]) -> Result<()> {
-        self.append_all(docs, None)
-    }
-
-    /// [`Store::append_many`], keeping `note` in the same atomic step (see
-    /// [`Store::append_noting`]): the one append a node's writes go
-    /// through.
-    pub fn append_all(
+    fn append_all(
         &self,
         docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
         note: Option<(&Hash32, &[u8])>,
@@ -311,43 +398,28 @@ impl Store {
         Ok(())
     }
 
-    /// Count a write, once it is in sled (so a flush that starts after
-    /// the count covers it).
-    fn touch(&self) {
-        self.written.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// How many writes are not yet known to be on disk.
-    pub fn unflushed(&self) -> u64 {
+    fn unflushed(&self) -> u64 {
         let written = self.written.load(Ordering::SeqCst);
         written.saturating_sub(self.flushed.load(Ordering::SeqCst))
     }
 
-    /// Keep a note about document `doc` (or any other id) that holds only
-    /// while the document is unchanged: appending a change to it erases the
-    /// note in the same transaction. Durable with the next flush.
-    pub fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
+    fn set_mark(&self, doc: &Hash32, note: &[u8]) -> Result<()> {
         self.with(|t| Ok(t.marks.insert(doc.0, note)?))?;
         self.touch();
         Ok(())
     }
 
-    /// The note kept about `doc`, if it still holds.
-    pub fn mark(&self, doc: &Hash32) -> Result<Option<Vec<u8>>> {
+    fn mark(&self, doc: &Hash32) -> Result<Option<Vec<u8>>> {
         self.with(|t| Ok(t.marks.get(doc.0)?.map(|v| v.to_vec())))
     }
 
-    /// Drop the note about `doc`.
-    pub fn remove_mark(&self, doc: &Hash32) -> Result<()> {
+    fn remove_mark(&self, doc: &Hash32) -> Result<()> {
         self.with(|t| Ok(t.marks.remove(doc.0)?))?;
         self.touch();
         Ok(())
     }
 
-    /// Make everything written so far durable (fsync). Concurrent callers
-    /// share the same disk flush; with nothing written since the last one,
-    /// nothing is done.
-    pub fn flush(&self) -> Result<()> {
+    fn flush(&self) -> Result<()> {
         let target = self.written.load(Ordering::SeqCst);
         if self.flushed.load(Ordering::SeqCst) >= target {
             return Ok(());
@@ -358,8 +430,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored document with its metadata.
-    pub fn docs(&self) -> Result<Vec<(Hash32, DocMeta)>> {
+    fn docs(&self) -> Result<Vec<(Hash32, DocMeta)>> {
         self.with(|t| {
             t.docs
                 .iter()
@@ -382,8 +453,7 @@ impl Store {
         })
     }
 
-    /// The changes of `doc` in the order they were stored.
-    pub fn changes(&self, doc: &Hash32) -> Result<Vec<SignedChange>> {
+    fn changes(&self, doc: &Hash32) -> Result<Vec<SignedChange>> {
         self.with(|t| {
             t.changes
                 .scan_prefix(doc.0)
@@ -399,10 +469,7 @@ impl Store {
         })
     }
 
-    /// The changes of `doc` in the order they were stored, each with its
-    /// key, and apart from them the entries that do not decode (key and
-    /// why): what can be saved of a document whose entries were damaged.
-    pub fn salvage(&self, doc: &Hash32) -> Result<Salvaged> {
+    fn salvage(&self, doc: &Hash32) -> Result<Salvaged> {
         self.with(|t| {
             let mut salvaged = Salvaged::default();
             for entry in t.changes.scan_prefix(doc.0) {
@@ -416,10 +483,7 @@ impl Store {
         })
     }
 
-    /// Move the entries under `keys` (from [`Store::salvage`]) out of the
-    /// changes into the set-aside tree, in one atomic step: the document
-    /// loads without them from now on. Durable with the next flush.
-    pub fn set_aside(&self, keys: &[Vec<u8>]) -> Result<()> {
+    fn set_aside(&self, keys: &[Vec<u8>]) -> Result<()> {
         self.with(|t| {
             (&t.changes, &t.set_aside, &t.marks)
                 .transaction(|(changes, aside, marks)| {
@@ -440,44 +504,20 @@ impl Store {
         Ok(())
     }
 
-    /// Test hook: overwrite the bytes of the `nth` stored change of `doc`
-    /// (in stored order), as damage from outside sled would.
-    #[doc(hidden)]
-    pub fn damage_entry(&self, doc: &Hash32, nth: usize, bytes: &[u8]) -> Result<()> {
-        self.with(|t| {
-            if let Some(entry) = t.changes.scan_prefix(doc.0).nth(nth) {
-                let (k, _) = entry?;
-                t.changes.insert(k, bytes)?;
-            }
-            Ok(())
-        })?;
-        self.touch();
-        Ok(())
-    }
-
-    /// How many entries have been set aside as damaged.
-    pub fn set_aside_count(&self) -> usize {
-        self.with(|t| Ok(t.set_aside.len())).unwrap_or(0)
-    }
-
-    /// Remember the heads `peer` had for `doc`. Not flushed on its own:
-    /// losing it in a crash only costs one fuller sync.
-    pub fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()> {
+    fn set_peer_heads(&self, peer: &[u8; 32], doc: &Hash32, heads: &[Hash32]) -> Result<()> {
         let key = [&peer[..], &doc.0[..]].concat();
         let value = nestwork_core::encoding::encode(&heads.to_vec());
         self.with(|t| Ok(t.peers.insert(key, value)?))?;
         Ok(())
     }
 
-    /// Forget the heads `peer` had for `doc`: unknown again.
-    pub fn forget_peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<()> {
+    fn forget_peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<()> {
         let key = [&peer[..], &doc.0[..]].concat();
         self.with(|t| Ok(t.peers.remove(key)?))?;
         Ok(())
     }
 
-    /// The heads `peer` had for `doc` when last synced.
-    pub fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
+    fn peer_heads(&self, peer: &[u8; 32], doc: &Hash32) -> Result<Option<Vec<Hash32>>> {
         let key = [&peer[..], &doc.0[..]].concat();
         self.with(|t| {
             Ok(t.peers.get(key)?.and_then(|v| {
@@ -486,16 +526,14 @@ impl Store {
         })
     }
 
-    /// How many changes are stored, over all documents.
-    pub fn change_count(&self) -> usize {
+    fn change_count(&self) -> usize {
         self.with(|t| Ok(t.marks.get(CHANGE_COUNT)?))
             .ok()
             .flatten()
             .map_or(0, |v| count_of(&v) as usize)
     }
 
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
+    fn size_on_disk(&self) -> u64 {
         self.with(|t| Ok(t.db.size_on_disk()?)).unwrap_or(0)
     }
 }
