@@ -24,8 +24,10 @@
 
 pub mod actor;
 pub mod behaviour;
+mod intake;
 pub mod protocol;
 pub mod reach;
+mod setup;
 pub mod sync;
 pub mod ticket;
 pub mod topic;
