@@ -328,3 +328,48 @@ fn help_from_the_region_reaches_the_caller_through_the_binary() {
     assert_eq!(all[0]["status"], "resolved", "{all}");
     assert_eq!(all[0]["answers"].as_array().map(Vec::len), Some(3));
 }
+
+/// Found by hand: with `nestwork distress watch` connected, SIGTERM (or
+/// Ctrl-C) never stopped the node. The API's graceful shutdown waited for
+/// every open request, and the watcher's event stream never ends.
+#[test]
+fn a_node_stops_on_sigterm_while_a_member_watches_for_signals() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("a");
+    let mut node = RunningNode::start(&dir);
+    json(&dir, &["group", "create", "Riverside"]);
+    let watch = Watch::start(&dir, true);
+    ok(
+        &dir,
+        &[
+            "distress",
+            "raise",
+            "Riverside",
+            "--category",
+            "food-water",
+            "--severity",
+            "low",
+            "Out of water",
+        ],
+    );
+    // The watcher's stream is open once it printed the signal.
+    watch.until("Out of water");
+
+    Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .expect("kill");
+    let limit = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "the node did not stop within 15 s of SIGTERM while a member watched"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    drop(watch);
+}

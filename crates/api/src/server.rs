@@ -24,6 +24,8 @@ use crate::wire::{
     StatusReport, TreatyView, VoteRequest,
 };
 use nestwork_net::{NetHandle, Replica, Ticket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Default life of an invite ticket.
 const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 60 * 60;
@@ -35,6 +37,12 @@ struct AppState {
     node: Arc<Node>,
     net: Option<NetHandle>,
     token: Arc<String>,
+    /// Cancelled when the server is to stop: long-lived streams end on
+    /// it, or graceful shutdown would wait for them for ever.
+    stopping: CancellationToken,
+    /// Tasks that feed those streams, awaited before [`serve`] returns so
+    /// none still holds the node.
+    tasks: TaskTracker,
 }
 
 impl AppState {
@@ -104,11 +112,16 @@ async fn blocking<T: Send + 'static>(
 
 /// The router, with the token check on every route.
 pub fn router(node: Arc<Node>, net: Option<NetHandle>, token: String) -> Router {
-    let state = AppState {
+    router_of(AppState {
         node,
         net,
         token: Arc::new(token),
-    };
+        stopping: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    })
+}
+
+fn router_of(state: AppState) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/groups", get(list_groups).post(create_group))
@@ -166,9 +179,24 @@ pub async fn serve(
             "refusing to serve the API with an empty token (it would let anyone in)",
         ));
     }
-    axum::serve(listener, router(node, net, token))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let state = AppState {
+        node,
+        net,
+        token: Arc::new(token),
+        stopping: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    };
+    let (stopping, tasks) = (state.stopping.clone(), state.tasks.clone());
+    let served = axum::serve(listener, router_of(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // End the event streams, so the open requests can finish.
+            stopping.cancel();
+        })
+        .await;
+    tasks.close();
+    tasks.wait().await;
+    served
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -540,7 +568,8 @@ async fn distress_events(
     let node = s.node.clone();
     let mut changes = node.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
-    tokio::spawn(async move {
+    let stopping = s.stopping.clone();
+    s.tasks.spawn(async move {
         // Answers seen per signal, so only what is new is sent.
         let mut seen: std::collections::HashMap<nestwork_core::Hash32, usize> = Default::default();
         loop {
@@ -579,6 +608,7 @@ async fn distress_events(
                 let received = tokio::select! {
                     r = changes.recv() => r,
                     _ = tx.closed() => return,
+                    _ = stopping.cancelled() => return,
                 };
                 match received {
                     // A group document's change (read from the directory

@@ -71,6 +71,7 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
             // whole signal, and several answers can arrive at once.
             let mut printed: std::collections::HashMap<nestwork_core::Hash32, usize> =
                 Default::default();
+            let mut reader_gone = false;
             client.watch_signals(|data| {
                 let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
                     return true;
@@ -103,8 +104,13 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
                     }
                 };
                 // The reader went away (a closed pipe): stop watching.
-                written.and_then(|_| stdout.flush()).is_ok()
+                reader_gone = written.and_then(|_| stdout.flush()).is_err();
+                !reader_gone
             })?;
+            if !reader_gone {
+                // The node ended the stream: it is stopping.
+                eprintln!("The node stopped; no longer watching.");
+            }
             Ok(())
         }
     }
