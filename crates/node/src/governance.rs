@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyState,
-    TreatyStatus, Vote,
+    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
+    TreatyState, TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
@@ -125,7 +125,7 @@ impl Node {
             let action = self.resolve_request(&docs, &gov, req)?;
             if !action.is_charter_edit() {
                 return Err(invalid(
-                    "a direct edit changes articles and rules: add-article, amend-article, repeal-article, set-rule",
+                    "a direct edit changes only the charter's articles and rules; anything else is proposed and voted on",
                 ));
             }
             let body = RecordBody::CharterEdit(governance::CharterEdit {
@@ -418,48 +418,20 @@ impl Node {
         gov: &Governance,
         req: &ProposeRequest,
     ) -> Result<Action, NodeError> {
-        let article = |n: u32| -> Result<u32, NodeError> {
-            if gov.repealed.contains(&n) {
-                return Err(invalid(format!("article {n} was repealed")));
-            }
-            if !gov.articles.iter().any(|x| x.number == n) {
-                return Err(invalid(format!("this group's charter has no article {n}")));
-            }
-            Ok(n)
-        };
-        let on_roll = |sel: &str| member_among(gov.roll.keys(), sel);
-        let treaty_of = |sel: &str| -> Result<&TreatyState, NodeError> {
-            let sel = sel.to_ascii_lowercase();
-            let found: Vec<&TreatyState> = gov
-                .treaties
-                .values()
-                .filter(|t| sel.len() >= 4 && t.id.to_hex().starts_with(&sel))
-                .collect();
-            match found.as_slice() {
-                [one] => Ok(one),
-                [] => Err(invalid(format!("this group has no treaty {sel:?}"))),
-                _ => Err(invalid(format!("{sel:?} matches several treaties"))),
-            }
-        };
         let action = match req {
             ProposeRequest::AddArticle { title, text } => Action::AddArticle {
-                title: title.clone().unwrap_or_else(|| {
-                    text.split_whitespace()
-                        .take(6)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                }),
+                title: title.clone().unwrap_or_else(|| first_words(text)),
                 text: text.clone(),
             },
-            ProposeRequest::AmendArticle { article: n, text } => Action::AmendArticle {
-                article: article(*n)?,
+            ProposeRequest::AmendArticle { article, text } => Action::AmendArticle {
+                article: article_in(gov, *article)?,
                 text: text.clone(),
             },
-            ProposeRequest::RepealArticle { article: n } => Action::RepealArticle {
-                article: article(*n)?,
+            ProposeRequest::RepealArticle { article } => Action::RepealArticle {
+                article: article_in(gov, *article)?,
             },
-            ProposeRequest::ReaffirmArticle { article: n } => Action::ReaffirmArticle {
-                article: article(*n)?,
+            ProposeRequest::ReaffirmArticle { article } => Action::ReaffirmArticle {
+                article: article_in(gov, *article)?,
             },
             ProposeRequest::SetRule { rule, value } => {
                 governance::set_rule(&gov.rules, rule, value)?;
@@ -468,27 +440,18 @@ impl Node {
                     value: value.clone(),
                 }
             }
-            ProposeRequest::AdmitMember { member } => {
-                let member = member_among(
-                    gov.awaiting_entry.iter().chain(gov.former.keys()),
-                    member,
-                )
-                .map_err(|_| {
-                    invalid(format!(
-                        "{member:?} is not waiting to enter (they need an invite ticket first) nor a former member"
-                    ))
-                })?;
-                Action::AdmitMember { member }
-            }
+            ProposeRequest::AdmitMember { member } => Action::AdmitMember {
+                member: entering(gov, member)?,
+            },
             ProposeRequest::RemoveMember { member } => Action::RemoveMember {
-                member: on_roll(member)?,
+                member: on_roll(gov, member)?,
             },
             ProposeRequest::SetLimits {
                 member,
                 floor,
                 ceiling,
             } => Action::SetLimits {
-                member: member.as_deref().map(on_roll).transpose()?,
+                member: member.as_deref().map(|m| on_roll(gov, m)).transpose()?,
                 floor: *floor,
                 ceiling: *ceiling,
             },
@@ -496,23 +459,7 @@ impl Node {
                 member,
                 amount,
                 memo,
-            } => {
-                let to = Account::Member(on_roll(member)?);
-                let held = docs
-                    .ledgers
-                    .get(&gov.group)
-                    .map_or(0, |l| l.ledger.balance(&Account::Commons));
-                if i128::from(*amount) > held {
-                    return Err(invalid(format!(
-                        "the commons holds {held}; it cannot pay out {amount}"
-                    )));
-                }
-                Action::Payout {
-                    to,
-                    amount: *amount,
-                    memo: memo.clone(),
-                }
-            }
+            } => payout(docs, gov, member, *amount, memo)?,
             ProposeRequest::JoinParent { group } => Action::JoinParent {
                 parent: self.group_id(docs, group)?,
             },
@@ -532,21 +479,7 @@ impl Node {
                 }
                 Action::RemoveGroup { group }
             }
-            ProposeRequest::SetDelegates { members } => {
-                if gov.parent.is_none() {
-                    return Err(invalid(
-                        "this group has no parent tier to send delegates to (it must join one first)",
-                    ));
-                }
-                if members.is_empty() {
-                    return Err(invalid("name at least one delegate"));
-                }
-                let delegates = members
-                    .iter()
-                    .map(|m| on_roll(m))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Action::SetDelegates { delegates }
-            }
+            ProposeRequest::SetDelegates { members } => delegates(gov, members)?,
             ProposeRequest::RatifyTreaty { treaty } => Action::RatifyTreaty {
                 treaty: self.known_treaty(docs, treaty)?,
             },
@@ -555,46 +488,13 @@ impl Node {
                 treaty_kind,
                 duration_secs,
                 terms,
-            } => {
-                let other = self.group_id(docs, group)?;
-                let start = self.now_ms();
-                let mut parties = [gov.group, other];
-                parties.sort();
-                Action::RatifyTreaty {
-                    treaty: Treaty {
-                        parties,
-                        kind: *treaty_kind,
-                        terms: terms.clone(),
-                        start_ms: start,
-                        end_ms: start.saturating_add(duration_secs.saturating_mul(1000)),
-                    },
-                }
-            }
+            } => self.new_treaty(docs, gov, group, *treaty_kind, *duration_secs, terms)?,
             ProposeRequest::RenewTreaty {
                 treaty,
                 duration_secs,
-            } => {
-                let t = treaty_of(treaty)?;
-                if matches!(t.status, TreatyStatus::Expired | TreatyStatus::Ended) {
-                    return Err(invalid(format!(
-                        "treaty {} has {}; it cannot be renewed (ratify a new one)",
-                        t.id.short(),
-                        if t.status == TreatyStatus::Ended {
-                            "ended"
-                        } else {
-                            "expired"
-                        }
-                    )));
-                }
-                Action::RenewTreaty {
-                    treaty: t.id,
-                    end_ms: t
-                        .end_ms()
-                        .saturating_add(duration_secs.saturating_mul(1000)),
-                }
-            }
+            } => renewal(treaty_in(gov, treaty)?, *duration_secs)?,
             ProposeRequest::EndTreaty { treaty } => {
-                let t = treaty_of(treaty)?;
+                let t = treaty_in(gov, treaty)?;
                 if t.status == TreatyStatus::Ended {
                     return Err(invalid("that treaty has ended already"));
                 }
@@ -607,6 +507,30 @@ impl Node {
         };
         governance::check_action(&action, &gov.group)?;
         Ok(action)
+    }
+
+    /// A new treaty with group `other`, from now for `duration_secs`.
+    fn new_treaty(
+        &self,
+        docs: &State,
+        gov: &Governance,
+        other: &str,
+        kind: TreatyKind,
+        duration_secs: u64,
+        terms: &str,
+    ) -> Result<Action, NodeError> {
+        let start = self.now_ms();
+        let mut parties = [gov.group, self.group_id(docs, other)?];
+        parties.sort();
+        Ok(Action::RatifyTreaty {
+            treaty: Treaty {
+                parties,
+                kind,
+                terms: terms.to_string(),
+                start_ms: start,
+                end_ms: start.saturating_add(duration_secs.saturating_mul(1000)),
+            },
+        })
     }
 
     /// A treaty by id (or a unique start) from any group held: ratified
@@ -640,6 +564,116 @@ impl Node {
             _ => Err(invalid(format!("{sel:?} matches several treaties"))),
         }
     }
+}
+
+/// An article's title when none is given: the text's first six words.
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Article `n` of the charter, if it stands.
+fn article_in(gov: &Governance, n: u32) -> Result<u32, NodeError> {
+    if gov.repealed.contains(&n) {
+        return Err(invalid(format!("article {n} was repealed")));
+    }
+    if !gov.articles.iter().any(|x| x.number == n) {
+        return Err(invalid(format!("this group's charter has no article {n}")));
+    }
+    Ok(n)
+}
+
+/// A member on the group's roll.
+fn on_roll(gov: &Governance, sel: &str) -> Result<MemberId, NodeError> {
+    member_among(gov.roll.keys(), sel)
+}
+
+/// Someone waiting to enter the group, or a former member.
+fn entering(gov: &Governance, sel: &str) -> Result<MemberId, NodeError> {
+    member_among(gov.awaiting_entry.iter().chain(gov.former.keys()), sel).map_err(|_| {
+        invalid(format!(
+            "{sel:?} is not waiting to enter (they need an invite ticket first) nor a former member"
+        ))
+    })
+}
+
+/// A treaty of this group, by a unique start of its id (4+ characters).
+fn treaty_in<'g>(gov: &'g Governance, sel: &str) -> Result<&'g TreatyState, NodeError> {
+    let sel = sel.to_ascii_lowercase();
+    let found: Vec<&TreatyState> = gov
+        .treaties
+        .values()
+        .filter(|t| sel.len() >= 4 && t.id.to_hex().starts_with(&sel))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(invalid(format!("this group has no treaty {sel:?}"))),
+        _ => Err(invalid(format!("{sel:?} matches several treaties"))),
+    }
+}
+
+/// A payout the commons can afford, to a member on the roll.
+fn payout(
+    docs: &State,
+    gov: &Governance,
+    member: &str,
+    amount: u64,
+    memo: &str,
+) -> Result<Action, NodeError> {
+    let to = Account::Member(on_roll(gov, member)?);
+    let held = docs
+        .ledgers
+        .get(&gov.group)
+        .map_or(0, |l| l.ledger.balance(&Account::Commons));
+    if i128::from(amount) > held {
+        return Err(invalid(format!(
+            "the commons holds {held}; it cannot pay out {amount}"
+        )));
+    }
+    Ok(Action::Payout {
+        to,
+        amount,
+        memo: memo.to_string(),
+    })
+}
+
+/// Delegates to the parent tier, from the roll.
+fn delegates(gov: &Governance, members: &[String]) -> Result<Action, NodeError> {
+    if gov.parent.is_none() {
+        return Err(invalid(
+            "this group has no parent tier to send delegates to (it must join one first)",
+        ));
+    }
+    if members.is_empty() {
+        return Err(invalid("name at least one delegate"));
+    }
+    let delegates = members
+        .iter()
+        .map(|m| on_roll(gov, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Action::SetDelegates { delegates })
+}
+
+/// A treaty renewed for `duration_secs` past its end, while it holds.
+fn renewal(t: &TreatyState, duration_secs: u64) -> Result<Action, NodeError> {
+    let over = match t.status {
+        TreatyStatus::Ended => "ended",
+        TreatyStatus::Expired => "expired",
+        _ => {
+            return Ok(Action::RenewTreaty {
+                treaty: t.id,
+                end_ms: t
+                    .end_ms()
+                    .saturating_add(duration_secs.saturating_mul(1000)),
+            })
+        }
+    };
+    Err(invalid(format!(
+        "treaty {} has {over}; it cannot be renewed (ratify a new one)",
+        t.id.short()
+    )))
 }
 
 fn ago(now: u64, then: u64) -> String {
