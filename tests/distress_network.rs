@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use nestwork_core::Hash32;
+use nestwork_docs::governance::TreatyKind;
 use nestwork_node::distress::{AnswerRequest, RaiseRequest};
+use nestwork_node::governance::ProposeRequest;
 use nestwork_node::Clock;
 use nestwork_testkit::distress::{answer, held, raise, seen};
 use nestwork_testkit::governance::{pass, roll_of};
@@ -57,8 +59,9 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &three,
         &hub_all,
         &hub,
-        "join-parent",
-        &[&region_hex],
+        ProposeRequest::JoinParent {
+            group: region_hex.to_string(),
+        },
     )
     .await;
     let both = [&region_node, liaison];
@@ -67,8 +70,9 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &both,
         &both,
         &region,
-        "admit-group",
-        &[&hub.to_hex()],
+        ProposeRequest::AdmitGroup {
+            group: hub.to_hex(),
+        },
     )
     .await;
     pass(
@@ -76,8 +80,9 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &both,
         &both,
         &region,
-        "join-parent",
-        &[&federation.to_hex()],
+        ProposeRequest::JoinParent {
+            group: federation.to_hex(),
+        },
     )
     .await;
     pass(
@@ -85,8 +90,9 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &[&region_node],
         &[&region_node],
         &federation,
-        "admit-group",
-        &[&region_hex],
+        ProposeRequest::AdmitGroup {
+            group: region_hex.to_string(),
+        },
     )
     .await;
     // A mutual-aid treaty between the hub and Hillside.
@@ -95,13 +101,12 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &three,
         &hub_all,
         &hub,
-        "ratify-treaty",
-        &[
-            &partner.to_hex(),
-            "mutual-aid",
-            "90days",
-            "Distress signals cross between us.",
-        ],
+        ProposeRequest::NewTreaty {
+            group: partner.to_hex(),
+            treaty_kind: TreatyKind::MutualAid,
+            duration_secs: 90 * 86_400,
+            terms: "Distress signals cross between us.".into(),
+        },
     )
     .await;
     let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &p.state.proposal.action
@@ -119,8 +124,9 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         &pair,
         &pair,
         &partner,
-        "ratify-treaty",
-        &[&treaty],
+        ProposeRequest::RatifyTreaty {
+            treaty: treaty.to_string(),
+        },
     )
     .await;
     wait_until("the treaty to be active in the hub", LIMIT, || {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use nestwork_core::Hash32;
-use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
+use nestwork_docs::governance::{Outcome, Seat, TreatyKind, TreatyStatus};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_node::node::PayRequest;
 use nestwork_testkit::governance::{
@@ -24,7 +24,14 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
 
     let amended =
         "Each revision cycle the members meet and amend or reaffirm a quarter of these articles.";
-    let p = propose(&nodes[1], &hub, "amend-article", &["4", amended]);
+    let p = propose(
+        &nodes[1],
+        &hub,
+        ProposeRequest::AmendArticle {
+            article: 4,
+            text: amended.to_string(),
+        },
+    );
     assert_eq!(p.state.seats, 5);
     has_proposal(&all, &hub, &p.state.id).await;
     for n in &nodes[..2] {
@@ -59,9 +66,9 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         .node
         .draft_new(
             &hub.to_hex(),
-            &ProposeRequest {
-                kind: "add-article".into(),
-                args: vec!["Tools".into(), "Tools are lent.".into()],
+            &ProposeRequest::AddArticle {
+                title: Some("Tools".into()),
+                text: "Tools are lent.".into(),
             },
         )
         .expect("draft");
@@ -125,8 +132,24 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     })
     .await;
     let member3 = nodes[3].member().to_string();
-    let limits = propose(&nodes[1], &hub, "set-limits", &[&member3, "-50", "100"]);
-    let payout = propose(&nodes[1], &hub, "payout", &[&member3, "8", "boots"]);
+    let limits = propose(
+        &nodes[1],
+        &hub,
+        ProposeRequest::SetLimits {
+            member: Some(member3.to_string()),
+            floor: -50,
+            ceiling: 100,
+        },
+    );
+    let payout = propose(
+        &nodes[1],
+        &hub,
+        ProposeRequest::Payout {
+            member: member3.to_string(),
+            amount: 8,
+            memo: "boots".into(),
+        },
+    );
     has_proposal(&all, &hub, &payout.state.id).await;
     for n in &nodes[..3] {
         vote(n, &limits.state.id, "yes", None);
@@ -150,7 +173,15 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
         .expect("commons");
     assert_eq!(commons.accounts[0].balance, 12);
     // Nobody pays out of the commons without a passed proposal.
-    let failed = propose(&nodes[0], &hub, "payout", &[&member3, "5"]);
+    let failed = propose(
+        &nodes[0],
+        &hub,
+        ProposeRequest::Payout {
+            member: member3.to_string(),
+            amount: 5,
+            memo: String::new(),
+        },
+    );
     has_proposal(&all, &hub, &failed.state.id).await;
     for n in &nodes[..3] {
         vote(n, &failed.state.id, "no", None);
@@ -196,8 +227,10 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     let q = propose(
         &nodes[0],
         &hub,
-        "add-article",
-        &["Tools", "Tools are shared."],
+        ProposeRequest::AddArticle {
+            title: Some("Tools".into()),
+            text: "Tools are shared.".into(),
+        },
     );
     assert_eq!(q.state.seats, 4, "the leaver has no seat");
     // What is written after an exit no longer reaches the leaver (issue
@@ -255,13 +288,25 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
     roll_of(&[&region_founder, delegate], &region, 2).await;
 
     // The hub decides to join; the region admits it by its own rules.
-    let join = propose(delegate, &hub, "join-parent", &[&region.to_hex()]);
+    let join = propose(
+        delegate,
+        &hub,
+        ProposeRequest::JoinParent {
+            group: region.to_hex(),
+        },
+    );
     has_proposal(&hub_all, &hub, &join.state.id).await;
     vote(&hub_nodes[0], &join.state.id, "yes", None);
     vote(&hub_nodes[1], &join.state.id, "yes", None);
     passed_everywhere(&hub_all, &hub, &join.state.id).await;
 
-    let admit = propose(&region_founder, &region, "admit-group", &[&hub.to_hex()]);
+    let admit = propose(
+        &region_founder,
+        &region,
+        ProposeRequest::AdmitGroup {
+            group: hub.to_hex(),
+        },
+    );
     has_proposal(&[&region_founder, delegate], &region, &admit.state.id).await;
     vote(&region_founder, &admit.state.id, "yes", None);
     vote(delegate, &admit.state.id, "yes", None);
@@ -269,7 +314,13 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
 
     // The hub names its delegate; the delegate's node files it in the region.
     let member = delegate.member().to_string();
-    let name = propose(&hub_nodes[1], &hub, "set-delegates", &[&member]);
+    let name = propose(
+        &hub_nodes[1],
+        &hub,
+        ProposeRequest::SetDelegates {
+            members: vec![member.to_string()],
+        },
+    );
     has_proposal(&hub_all, &hub, &name.state.id).await;
     for n in &hub_nodes[..2] {
         vote(n, &name.state.id, "yes", None);
@@ -298,8 +349,10 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
     let p = propose(
         &region_founder,
         &region,
-        "add-article",
-        &["Hubs help each other."],
+        ProposeRequest::AddArticle {
+            title: None,
+            text: "Hubs help each other.".into(),
+        },
     );
     assert_eq!(p.state.seats, 3);
     has_proposal(&[&region_founder, delegate], &region, &p.state.id).await;
@@ -357,14 +410,13 @@ async fn both_pass(
     b: &TestNode,
     hub_a: &Hash32,
     hub_b: &Hash32,
-    kind: &str,
-    args_a: &[&str],
-    args_b: &[&str],
+    req_a: ProposeRequest,
+    req_b: ProposeRequest,
 ) {
-    let pa = propose(a, hub_a, kind, args_a);
+    let pa = propose(a, hub_a, req_a);
     vote(a, &pa.state.id, "yes", None);
     passed_everywhere(&[a], hub_a, &pa.state.id).await;
-    let pb = propose(b, hub_b, kind, args_b);
+    let pb = propose(b, hub_b, req_b);
     has_proposal(&[a, b], hub_b, &pb.state.id).await;
     vote(b, &pb.state.id, "yes", None);
     vote(a, &pb.state.id, "yes", None);
@@ -390,13 +442,12 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
     let pa = propose(
         &a,
         &hub_a,
-        "ratify-treaty",
-        &[
-            &hub_b.to_hex(),
-            "mutual-aid",
-            "30days",
-            "Distress signals cross between Riverside and Hillside.",
-        ],
+        ProposeRequest::NewTreaty {
+            group: hub_b.to_hex(),
+            treaty_kind: TreatyKind::MutualAid,
+            duration_secs: 30 * 86_400,
+            terms: "Distress signals cross between Riverside and Hillside.".into(),
+        },
     );
     let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action
     else {
@@ -414,7 +465,13 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         treaty_status(&b, &hub_b, &lapsing) == Some(TreatyStatus::Proposed)
     })
     .await;
-    let pb = propose(&b, &hub_b, "ratify-treaty", &[&lapsing.to_hex()]);
+    let pb = propose(
+        &b,
+        &hub_b,
+        ProposeRequest::RatifyTreaty {
+            treaty: lapsing.to_hex(),
+        },
+    );
     has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
     vote(&b, &pb.state.id, "yes", None);
     vote(&a, &pb.state.id, "yes", None);
@@ -426,13 +483,16 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
 
     // A second treaty, 30 days, which both renew for 60 more.
     let hub_b_hex = hub_b.to_hex();
-    let args_a = [
-        hub_b_hex.as_str(),
-        "cooperation",
-        "30days",
-        "Tools are lent between the hubs.",
-    ];
-    let pa = propose(&a, &hub_a, "ratify-treaty", &args_a);
+    let pa = propose(
+        &a,
+        &hub_a,
+        ProposeRequest::NewTreaty {
+            group: hub_b_hex,
+            treaty_kind: TreatyKind::Cooperation,
+            duration_secs: 30 * 86_400,
+            terms: "Tools are lent between the hubs.".into(),
+        },
+    );
     let nestwork_docs::governance::Action::RatifyTreaty { treaty } = &pa.state.proposal.action
     else {
         panic!("a treaty proposal");
@@ -444,7 +504,13 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         treaty_status(&b, &hub_b, &renewed) == Some(TreatyStatus::Proposed)
     })
     .await;
-    let pb = propose(&b, &hub_b, "ratify-treaty", &[&renewed.to_hex()]);
+    let pb = propose(
+        &b,
+        &hub_b,
+        ProposeRequest::RatifyTreaty {
+            treaty: renewed.to_hex(),
+        },
+    );
     has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
     vote(&b, &pb.state.id, "yes", None);
     vote(&a, &pb.state.id, "yes", None);
@@ -458,9 +524,14 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         &b,
         &hub_a,
         &hub_b,
-        "renew-treaty",
-        &[&renewed_hex, "60days"],
-        &[&renewed_hex, "60days"],
+        ProposeRequest::RenewTreaty {
+            treaty: renewed_hex.clone(),
+            duration_secs: 60 * 86_400,
+        },
+        ProposeRequest::RenewTreaty {
+            treaty: renewed_hex,
+            duration_secs: 60 * 86_400,
+        },
     )
     .await;
     wait_until("both renewals to be known on both sides", LIMIT, || {
@@ -481,9 +552,9 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
     // An expired treaty cannot be renewed.
     let refused = a.node.propose(
         &hub_a.to_hex(),
-        &ProposeRequest {
-            kind: "renew-treaty".into(),
-            args: vec![lapsing.to_hex(), "30days".into()],
+        &ProposeRequest::RenewTreaty {
+            treaty: lapsing.to_hex(),
+            duration_secs: 30 * 86_400,
         },
     );
     assert!(refused
@@ -520,9 +591,9 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     n1.node
         .charter_edit(
             &hub.to_hex(),
-            &ProposeRequest {
-                kind: "set-rule".into(),
-                args: vec!["voting_period".into(), "40s".into()],
+            &ProposeRequest::SetRule {
+                rule: "voting_period".into(),
+                value: "40s".into(),
             },
         )
         .expect("the founder sets the voting period");
@@ -551,12 +622,27 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     })
     .await;
 
-    let p = propose(&n1, &hub, "add-article", &["Tools", "Tools are shared."]);
+    let p = propose(
+        &n1,
+        &hub,
+        ProposeRequest::AddArticle {
+            title: Some("Tools".into()),
+            text: "Tools are shared.".into(),
+        },
+    );
     let id = p.state.id;
     let member3 = n3.member().to_string();
-    let payout = propose(&n1, &hub, "payout", &[&member3, "8", "boots"])
-        .state
-        .id;
+    let payout = propose(
+        &n1,
+        &hub,
+        ProposeRequest::Payout {
+            member: member3.to_string(),
+            amount: 8,
+            memo: "boots".into(),
+        },
+    )
+    .state
+    .id;
     has_proposal(&all, &hub, &id).await;
     has_proposal(&all, &hub, &payout).await;
     vote(&n1, &id, "yes", None);

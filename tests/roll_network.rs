@@ -9,6 +9,7 @@ use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::governance::{Choice, Vote};
 use nestwork_docs::ledger::{Account, Payment};
 use nestwork_docs::{Admission, RecordBody, SignedDoc, Writer};
+use nestwork_node::governance::ProposeRequest;
 use nestwork_node::node::PayRequest;
 use nestwork_testkit::governance::{has_proposal, passed_everywhere, propose, roll_of, vote};
 use nestwork_testkit::{group_of, key, wait_until, TestNode};
@@ -64,8 +65,9 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
     let p = propose(
         &nodes[0],
         &hub,
-        "remove-member",
-        &[&out.member().to_string()],
+        ProposeRequest::RemoveMember {
+            member: out.member().to_string(),
+        },
     );
     has_proposal(&all, &hub, &p.state.id).await;
     vote(&nodes[0], &p.state.id, "yes", None);
@@ -112,8 +114,10 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
     let q = propose(
         &nodes[0],
         &hub,
-        "add-article",
-        &["Tools", "Tools are shared."],
+        ProposeRequest::AddArticle {
+            title: Some("Tools".into()),
+            text: "Tools are shared.".into(),
+        },
     );
     has_proposal(&all[..2], &hub, &q.state.id).await;
     let mut hostile: Vec<SignedChange> = Vec::new();
@@ -335,7 +339,14 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
 async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_change() {
     let (nodes, hub) = group_of(2).await;
     let all: Vec<&TestNode> = nodes.iter().collect();
-    let p = propose(&nodes[0], &hub, "set-rule", &["entry_needs_vote", "true"]);
+    let p = propose(
+        &nodes[0],
+        &hub,
+        ProposeRequest::SetRule {
+            rule: "entry_needs_vote".into(),
+            value: "true".into(),
+        },
+    );
     has_proposal(&all, &hub, &p.state.id).await;
     vote(&nodes[0], &p.state.id, "yes", None);
     vote(&nodes[1], &p.state.id, "yes", None);
@@ -363,8 +374,9 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
     let q = propose(
         &nodes[0],
         &hub,
-        "admit-member",
-        &[&newcomer.member().to_string()],
+        ProposeRequest::AdmitMember {
+            member: newcomer.member().to_string(),
+        },
     );
     has_proposal(&all, &hub, &q.state.id).await;
     vote(&nodes[0], &q.state.id, "yes", None);
@@ -466,8 +478,9 @@ async fn finding_4_a_removed_member_cannot_open_gossip_sent_after_removal() {
     let p = propose(
         &nodes[0],
         &hub,
-        "remove-member",
-        &[&nodes[2].member().to_string()],
+        ProposeRequest::RemoveMember {
+            member: nodes[2].member().to_string(),
+        },
     );
     has_proposal(&all, &hub, &p.state.id).await;
     vote(&nodes[0], &p.state.id, "yes", None);

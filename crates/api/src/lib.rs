@@ -26,9 +26,9 @@
 //! | GET, POST | `/groups/{group}/payments` | the ledger's history; pay |
 //! | GET | `/groups/{group}/balances` | balances (`?account=`) |
 //! | POST | `/groups/{group}/limits` | credit limits (the creator) |
-//! | GET, POST | `/groups/{group}/proposals` | proposals with tallies; propose `{kind, args}` |
+//! | GET, POST | `/groups/{group}/proposals` | proposals with tallies; propose `{"kind": "add-article", "text": ...}` (a `ProposeRequest`) |
 //! | POST | `/groups/{group}/charter/edits` | the creator edits the charter before anyone joins |
-//! | GET, POST | `/groups/{group}/drafts` | drafts of proposals; start one `{kind, args}` (text last) |
+//! | GET, POST | `/groups/{group}/drafts` | drafts of proposals; start one with a `ProposeRequest` of a kind with a text |
 //! | PUT | `/groups/{group}/drafts/{draft}` | replace a draft's text `{text}` (edits merge) |
 //! | POST | `/groups/{group}/drafts/{draft}/submit` | submit it as a proposal |
 //! | POST | `/groups/{group}/leave` | leave (`{confirm: false}` only says what happens) |

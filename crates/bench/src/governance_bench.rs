@@ -48,9 +48,9 @@ async fn main() {
             .node
             .propose(
                 &group.to_hex(),
-                &ProposeRequest {
-                    kind: "add-article".into(),
-                    args: vec![format!("Article added in round {round}.")],
+                &ProposeRequest::AddArticle {
+                    title: None,
+                    text: format!("Article added in round {round}."),
                 },
             )
             .expect("propose")

@@ -262,9 +262,9 @@ fn spawn_business(dirs: &[DataDir], group: &Hash32, load: &Load) -> Worker {
                 let raised = c.raise(&g, &signal);
                 refused.extend(raised.err().map(|e| e.to_string()));
             }
-            let proposal = nestwork_api::wire::ProposeRequest {
-                kind: "add-article".into(),
-                args: vec![format!("Soak article {round}")],
+            let proposal = nestwork_api::wire::ProposeRequest::AddArticle {
+                title: None,
+                text: format!("Soak article {round}"),
             };
             let proposed = c.propose(&g, &proposal);
             refused.extend(proposed.err().map(|e| e.to_string()));

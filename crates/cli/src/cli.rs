@@ -1,6 +1,8 @@
 //! The command surface (DESIGN.md §8). Flags may grow; names stay.
 
 use clap::{Parser, Subcommand};
+
+use crate::proposal::{CharterEditKind, DraftKind, ProposalKind};
 use std::path::PathBuf;
 
 /// Nestwork: charters, mutual credit and distress signals for
@@ -63,23 +65,16 @@ pub enum Command {
         #[command(subcommand)]
         action: CharterCommand,
     },
-    /// Put a proposal to a group's vote; prints its id. KIND is one of
-    /// add-article [TITLE] TEXT, amend-article N TEXT, repeal-article N,
-    /// reaffirm-article N, set-rule NAME VALUE, admit-member MEMBER,
-    /// remove-member MEMBER, set-limits MEMBER|default FLOOR CEILING,
-    /// payout MEMBER AMOUNT [MEMO], join-parent GROUP, leave-parent,
-    /// admit-group GROUP, remove-group GROUP, set-delegates MEMBER...,
-    /// ratify-treaty TREATY | ratify-treaty GROUP mutual-aid|cooperation
-    /// DURATION TERMS, renew-treaty TREATY DURATION, end-treaty TREATY,
-    /// lottery ROLE COUNT.
+    /// Put a proposal to a group's vote; prints its id. `propose GROUP
+    /// --help` lists the kinds, `propose GROUP KIND --help` a kind's
+    /// arguments.
+    #[command(subcommand_value_name = "KIND", subcommand_help_heading = "Kinds")]
     Propose {
         /// Id, id prefix or name of the group.
         group: String,
-        /// The kind of proposal.
-        kind: String,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The kind of proposal, with its arguments.
+        #[command(subcommand)]
+        kind: ProposalKind,
     },
     /// Drafts of proposals, edited together before they are submitted.
     Draft {
@@ -273,16 +268,15 @@ pub enum CharterCommand {
         group: String,
     },
     /// Edit the charter directly: the creator only, before anyone else
-    /// has joined. KIND is add-article, amend-article, repeal-article or
-    /// set-rule, with the same arguments as `propose`.
+    /// has joined. The kinds are those of `propose` that change articles
+    /// and rules, with the same arguments.
+    #[command(subcommand_value_name = "KIND", subcommand_help_heading = "Kinds")]
     Edit {
         /// Id, id prefix or name.
         group: String,
-        /// The kind of edit.
-        kind: String,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The kind of edit, with its arguments.
+        #[command(subcommand)]
+        kind: CharterEditKind,
     },
 }
 
@@ -292,14 +286,13 @@ pub enum DraftCommand {
     /// Start a draft: add-article [TITLE] TEXT, amend-article N TEXT, or
     /// ratify-treaty GROUP KIND DURATION TERMS. The last argument is the
     /// text members edit together.
+    #[command(subcommand_value_name = "KIND", subcommand_help_heading = "Kinds")]
     New {
         /// Id, id prefix or name of the group.
         group: String,
-        /// The kind of proposal it will be.
-        kind: String,
-        /// Its arguments, the text last.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// The kind of proposal it will be, with its arguments.
+        #[command(subcommand)]
+        kind: DraftKind,
     },
     /// Replace a draft's text (edits by several members merge).
     Edit {

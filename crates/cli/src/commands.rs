@@ -64,10 +64,10 @@ pub fn dispatch(args: Args) -> anyhow::Result<()> {
             action: CharterCommand::Show { group },
         } => crate::governance::charter_show(&dir, &out, &group),
         Command::Charter {
-            action: CharterCommand::Edit { group, kind, args },
-        } => crate::governance::charter_edit(&dir, &out, &group, kind, args),
-        Command::Propose { group, kind, args } => {
-            crate::governance::propose(&dir, &out, &group, kind, args)
+            action: CharterCommand::Edit { group, kind },
+        } => crate::governance::charter_edit(&dir, &out, &group, &kind.request()),
+        Command::Propose { group, kind } => {
+            crate::governance::propose(&dir, &out, &group, &kind.request())
         }
         Command::Vote {
             proposal,

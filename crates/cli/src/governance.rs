@@ -22,11 +22,9 @@ pub fn charter_edit(
     dir: &DataDir,
     out: &Output,
     group: &str,
-    kind: String,
-    args: Vec<String>,
+    req: &ProposeRequest,
 ) -> anyhow::Result<()> {
-    let req = ProposeRequest { kind, args };
-    let charter = Client::connect(dir)?.edit_charter(group, &req)?;
+    let charter = Client::connect(dir)?.edit_charter(group, req)?;
     out.print(&charter, || charter_text(&charter))
 }
 
@@ -35,11 +33,9 @@ pub fn propose(
     dir: &DataDir,
     out: &Output,
     group: &str,
-    kind: String,
-    args: Vec<String>,
+    req: &ProposeRequest,
 ) -> anyhow::Result<()> {
-    let req = ProposeRequest { kind, args };
-    let p = Client::connect(dir)?.propose(group, &req)?;
+    let p = Client::connect(dir)?.propose(group, req)?;
     out.print(&p, || {
         format!(
             "Proposal {} submitted in {}: {}\nVoting closes {}. Vote with: nestwork vote {} yes|no|abstain",
@@ -69,9 +65,8 @@ pub fn draft(dir: &DataDir, out: &Output, action: DraftCommand) -> anyhow::Resul
         )
     };
     match action {
-        DraftCommand::New { group, kind, args } => {
-            let req = ProposeRequest { kind, args };
-            let d = client.new_draft(&group, &req)?;
+        DraftCommand::New { group, kind } => {
+            let d = client.new_draft(&group, &kind.request())?;
             out.print(&d, || {
                 format!(
                     "{}\nEdit with: nestwork draft edit {group} {} TEXT; submit with: nestwork draft submit {group} {}",

@@ -16,6 +16,7 @@ mod distress;
 mod governance;
 mod ledger;
 mod output;
+mod proposal;
 mod run;
 
 use clap::Parser;

@@ -33,12 +33,14 @@ pub mod group_ledger;
 pub mod ledger;
 pub mod proof;
 pub mod record;
+pub mod request;
 pub mod rules;
 pub mod seal;
 pub mod view;
 
 pub use engine::{ApplyReport, NoLedger, RecordGate, Rejection, SignedDoc, Writer};
 pub use record::{Admission, Article, Charter, GroupGenesis, GroupKind, RecordBody, Rules};
+pub use request::ProposeRequest;
 pub use view::{CharterView, GroupView};
 
 /// Why a local operation could not be carried out.

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyState,
-    TreatyStatus, Vote,
+    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
+    TreatyState, TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
@@ -34,52 +34,6 @@ use nestwork_docs::due::decisions_due;
 
 fn invalid(msg: impl Into<String>) -> NodeError {
     NodeError::Invalid(msg.into())
-}
-
-/// The kinds `propose` takes, with their arguments.
-pub const PROPOSAL_USAGE: &[(&str, &str)] = &[
-    ("add-article", "[TITLE] TEXT"),
-    ("amend-article", "N TEXT"),
-    ("repeal-article", "N"),
-    ("reaffirm-article", "N"),
-    ("set-rule", "NAME VALUE"),
-    ("admit-member", "MEMBER"),
-    ("remove-member", "MEMBER"),
-    ("set-limits", "MEMBER|default FLOOR CEILING"),
-    ("payout", "MEMBER AMOUNT [MEMO]"),
-    ("join-parent", "GROUP"),
-    ("leave-parent", ""),
-    ("admit-group", "GROUP"),
-    ("remove-group", "GROUP"),
-    ("set-delegates", "MEMBER..."),
-    ("ratify-treaty", "TREATY | GROUP KIND DURATION TERMS"),
-    ("renew-treaty", "TREATY DURATION"),
-    ("end-treaty", "TREATY"),
-    ("lottery", "ROLE COUNT"),
-];
-
-fn usage(kind: &str) -> NodeError {
-    match PROPOSAL_USAGE.iter().find(|(k, _)| *k == kind) {
-        Some((k, args)) => invalid(format!("usage: propose GROUP {k} {args}")),
-        None => invalid(format!(
-            "unknown proposal kind {kind:?}; the kinds are {}",
-            PROPOSAL_USAGE
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-fn number(kind: &str, s: &str) -> Result<u32, NodeError> {
-    s.parse().map_err(|_| usage(kind))
-}
-
-fn duration_ms(s: &str) -> Result<u64, NodeError> {
-    humantime::parse_duration(s)
-        .map(|d| d.as_millis() as u64)
-        .map_err(|_| invalid(format!("{s:?} is not a duration (e.g. 30days, 12h)")))
 }
 
 /// A member among `candidates`: a full id, or a unique start (4+ characters).
@@ -137,14 +91,14 @@ impl Node {
             if !gov.is_member(&self.member()) {
                 return Err(invalid("only members on the roll may propose"));
             }
-            (group, self.parse_action(&docs, &gov, req)?)
+            (group, self.resolve_request(&docs, &gov, req)?)
         };
         let body = RecordBody::Proposal(Proposal {
             action,
             submitted_at_ms: self.now_ms(),
         });
         let id = self.write_group_record(group, |_| Ok(body))?;
-        tracing::info!(group = %group.short(), proposal = %id.short(), kind = %req.kind, "proposal submitted");
+        tracing::info!(group = %group.short(), proposal = %id.short(), kind = req.kind(), "proposal submitted");
         self.proposal_view(&group, &id)
     }
 
@@ -168,10 +122,10 @@ impl Node {
                     "members have joined: the charter now changes by proposals and votes",
                 ));
             }
-            let action = self.parse_action(&docs, &gov, req)?;
+            let action = self.resolve_request(&docs, &gov, req)?;
             if !action.is_charter_edit() {
                 return Err(invalid(
-                    "a direct edit changes articles and rules: add-article, amend-article, repeal-article, set-rule",
+                    "a direct edit changes only the charter's articles and rules; anything else is proposed and voted on",
                 ));
             }
             let body = RecordBody::CharterEdit(governance::CharterEdit {
@@ -455,201 +409,128 @@ impl Node {
         })
     }
 
-    /// Turn a kind and its arguments into an action, checked against the
-    /// group's state with a message a member can act on.
-    fn parse_action(
+    /// Resolve what a member asks for against the group as it stands:
+    /// members, groups and treaties named by selectors, articles that
+    /// exist, what the commons holds. Refusals speak of the group.
+    fn resolve_request(
         &self,
         docs: &State,
         gov: &Governance,
         req: &ProposeRequest,
     ) -> Result<Action, NodeError> {
-        let kind = req.kind.as_str();
-        let a: Vec<&str> = req.args.iter().map(String::as_str).collect();
-        let article = |n: &str| -> Result<u32, NodeError> {
-            let n = number(kind, n)?;
-            if gov.repealed.contains(&n) {
-                return Err(invalid(format!("article {n} was repealed")));
-            }
-            if !gov.articles.iter().any(|x| x.number == n) {
-                return Err(invalid(format!(
-                    "there is no article {n}; `nestwork charter show` lists them"
-                )));
-            }
-            Ok(n)
-        };
-        let on_roll = |sel: &str| member_among(gov.roll.keys(), sel);
-        let treaty_of = |sel: &str| -> Result<&TreatyState, NodeError> {
-            let sel = sel.to_ascii_lowercase();
-            let found: Vec<&TreatyState> = gov
-                .treaties
-                .values()
-                .filter(|t| sel.len() >= 4 && t.id.to_hex().starts_with(&sel))
-                .collect();
-            match found.as_slice() {
-                [one] => Ok(one),
-                [] => Err(invalid(format!("this group has no treaty {sel:?}"))),
-                _ => Err(invalid(format!("{sel:?} matches several treaties"))),
-            }
-        };
-        let action = match (kind, a.as_slice()) {
-            ("add-article", [text]) => Action::AddArticle {
-                title: text
-                    .split_whitespace()
-                    .take(6)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                text: text.to_string(),
+        let action = match req {
+            ProposeRequest::AddArticle { title, text } => Action::AddArticle {
+                title: title.clone().unwrap_or_else(|| first_words(text)),
+                text: text.clone(),
             },
-            ("add-article", [title, text]) => Action::AddArticle {
-                title: title.to_string(),
-                text: text.to_string(),
+            ProposeRequest::AmendArticle { article, text } => Action::AmendArticle {
+                article: article_in(gov, *article)?,
+                text: text.clone(),
             },
-            ("amend-article", [n, text]) => Action::AmendArticle {
-                article: article(n)?,
-                text: text.to_string(),
+            ProposeRequest::RepealArticle { article } => Action::RepealArticle {
+                article: article_in(gov, *article)?,
             },
-            ("repeal-article", [n]) => Action::RepealArticle {
-                article: article(n)?,
+            ProposeRequest::ReaffirmArticle { article } => Action::ReaffirmArticle {
+                article: article_in(gov, *article)?,
             },
-            ("reaffirm-article", [n]) => Action::ReaffirmArticle {
-                article: article(n)?,
-            },
-            ("set-rule", [rule, value]) => {
+            ProposeRequest::SetRule { rule, value } => {
                 governance::set_rule(&gov.rules, rule, value)?;
                 Action::SetRule {
-                    rule: rule.to_string(),
-                    value: value.to_string(),
+                    rule: rule.clone(),
+                    value: value.clone(),
                 }
             }
-            ("admit-member", [m]) => {
-                let member = member_among(
-                    gov.awaiting_entry.iter().chain(gov.former.keys()),
-                    m,
-                )
-                .map_err(|_| {
-                    invalid(format!(
-                        "{m:?} is not waiting to enter (they need an invite ticket first) nor a former member"
-                    ))
-                })?;
-                Action::AdmitMember { member }
-            }
-            ("remove-member", [m]) => Action::RemoveMember {
-                member: on_roll(m)?,
+            ProposeRequest::AdmitMember { member } => Action::AdmitMember {
+                member: entering(gov, member)?,
             },
-            ("set-limits", [m, floor, ceiling]) => {
-                let member = match *m {
-                    "default" => None,
-                    m => Some(on_roll(m)?),
-                };
-                let floor = floor.parse().map_err(|_| usage(kind))?;
-                let ceiling = ceiling.parse().map_err(|_| usage(kind))?;
-                Action::SetLimits {
-                    member,
-                    floor,
-                    ceiling,
-                }
-            }
-            ("payout", [m, amount, memo @ ..]) => {
-                let to = Account::Member(on_roll(m)?);
-                let amount: u64 = amount.parse().map_err(|_| usage(kind))?;
-                let held = docs
-                    .ledgers
-                    .get(&gov.group)
-                    .map_or(0, |l| l.ledger.balance(&Account::Commons));
-                if i128::from(amount) > held {
-                    return Err(invalid(format!(
-                        "the commons holds {held}; it cannot pay out {amount}"
-                    )));
-                }
-                Action::Payout {
-                    to,
-                    amount,
-                    memo: memo.join(" "),
-                }
-            }
-            ("join-parent", [g]) => Action::JoinParent {
-                parent: self.group_id(docs, g)?,
+            ProposeRequest::RemoveMember { member } => Action::RemoveMember {
+                member: on_roll(gov, member)?,
             },
-            ("leave-parent", []) => {
+            ProposeRequest::SetLimits {
+                member,
+                floor,
+                ceiling,
+            } => Action::SetLimits {
+                member: member.as_deref().map(|m| on_roll(gov, m)).transpose()?,
+                floor: *floor,
+                ceiling: *ceiling,
+            },
+            ProposeRequest::Payout {
+                member,
+                amount,
+                memo,
+            } => payout(docs, gov, member, *amount, memo)?,
+            ProposeRequest::JoinParent { group } => Action::JoinParent {
+                parent: self.group_id(docs, group)?,
+            },
+            ProposeRequest::LeaveParent => {
                 if gov.parent.is_none() {
                     return Err(invalid("this group has no parent tier"));
                 }
                 Action::LeaveParent
             }
-            ("admit-group", [g]) => Action::AdmitGroup {
-                group: self.group_id(docs, g)?,
+            ProposeRequest::AdmitGroup { group } => Action::AdmitGroup {
+                group: self.group_id(docs, group)?,
             },
-            ("remove-group", [g]) => {
-                let group = self.group_id(docs, g)?;
+            ProposeRequest::RemoveGroup { group } => {
+                let group = self.group_id(docs, group)?;
                 if !gov.children.contains(&group) {
                     return Err(invalid("that group is not in this tier"));
                 }
                 Action::RemoveGroup { group }
             }
-            ("set-delegates", members) if !members.is_empty() => {
-                if gov.parent.is_none() {
-                    return Err(invalid(
-                        "this group has no parent tier to send delegates to (propose join-parent first)",
-                    ));
-                }
-                let delegates = members
-                    .iter()
-                    .map(|m| on_roll(m))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Action::SetDelegates { delegates }
-            }
-            ("ratify-treaty", [id]) => {
-                let t = self.known_treaty(docs, id)?;
-                Action::RatifyTreaty { treaty: t }
-            }
-            ("ratify-treaty", [other, treaty_kind, duration, terms]) => {
-                let other = self.group_id(docs, other)?;
-                let start = self.now_ms();
-                let mut parties = [gov.group, other];
-                parties.sort();
-                Action::RatifyTreaty {
-                    treaty: Treaty {
-                        parties,
-                        kind: treaty_kind.parse().map_err(NodeError::Invalid)?,
-                        terms: terms.to_string(),
-                        start_ms: start,
-                        end_ms: start.saturating_add(duration_ms(duration)?),
-                    },
-                }
-            }
-            ("renew-treaty", [t, duration]) => {
-                let t = treaty_of(t)?;
-                if matches!(t.status, TreatyStatus::Expired | TreatyStatus::Ended) {
-                    return Err(invalid(format!(
-                        "treaty {} has {}; it cannot be renewed (ratify a new one)",
-                        t.id.short(),
-                        if t.status == TreatyStatus::Ended {
-                            "ended"
-                        } else {
-                            "expired"
-                        }
-                    )));
-                }
-                Action::RenewTreaty {
-                    treaty: t.id,
-                    end_ms: t.end_ms().saturating_add(duration_ms(duration)?),
-                }
-            }
-            ("end-treaty", [t]) => {
-                let t = treaty_of(t)?;
+            ProposeRequest::SetDelegates { members } => delegates(gov, members)?,
+            ProposeRequest::RatifyTreaty { treaty } => Action::RatifyTreaty {
+                treaty: self.known_treaty(docs, treaty)?,
+            },
+            ProposeRequest::NewTreaty {
+                group,
+                treaty_kind,
+                duration_secs,
+                terms,
+            } => self.new_treaty(docs, gov, group, *treaty_kind, *duration_secs, terms)?,
+            ProposeRequest::RenewTreaty {
+                treaty,
+                duration_secs,
+            } => renewal(treaty_in(gov, treaty)?, *duration_secs)?,
+            ProposeRequest::EndTreaty { treaty } => {
+                let t = treaty_in(gov, treaty)?;
                 if t.status == TreatyStatus::Ended {
                     return Err(invalid("that treaty has ended already"));
                 }
                 Action::EndTreaty { treaty: t.id }
             }
-            ("lottery", [role, count]) => Action::Lottery {
-                role: role.to_string(),
-                count: count.parse().map_err(|_| usage(kind))?,
+            ProposeRequest::Lottery { role, count } => Action::Lottery {
+                role: role.clone(),
+                count: *count,
             },
-            _ => return Err(usage(kind)),
         };
         governance::check_action(&action, &gov.group)?;
         Ok(action)
+    }
+
+    /// A new treaty with group `other`, from now for `duration_secs`.
+    fn new_treaty(
+        &self,
+        docs: &State,
+        gov: &Governance,
+        other: &str,
+        kind: TreatyKind,
+        duration_secs: u64,
+        terms: &str,
+    ) -> Result<Action, NodeError> {
+        let start = self.now_ms();
+        let mut parties = [gov.group, self.group_id(docs, other)?];
+        parties.sort();
+        Ok(Action::RatifyTreaty {
+            treaty: Treaty {
+                parties,
+                kind,
+                terms: terms.to_string(),
+                start_ms: start,
+                end_ms: start.saturating_add(duration_secs.saturating_mul(1000)),
+            },
+        })
     }
 
     /// A treaty by id (or a unique start) from any group held: ratified
@@ -678,11 +559,121 @@ impl Node {
         match matching.len() {
             1 => Ok(matching.into_iter().next().expect("one")),
             0 => Err(invalid(format!(
-                "no treaty {sel:?} is known here; to make a new one: ratify-treaty GROUP KIND DURATION TERMS"
+                "no treaty {sel:?} is known here, in any group this node holds"
             ))),
             _ => Err(invalid(format!("{sel:?} matches several treaties"))),
         }
     }
+}
+
+/// An article's title when none is given: the text's first six words.
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Article `n` of the charter, if it stands.
+fn article_in(gov: &Governance, n: u32) -> Result<u32, NodeError> {
+    if gov.repealed.contains(&n) {
+        return Err(invalid(format!("article {n} was repealed")));
+    }
+    if !gov.articles.iter().any(|x| x.number == n) {
+        return Err(invalid(format!("this group's charter has no article {n}")));
+    }
+    Ok(n)
+}
+
+/// A member on the group's roll.
+fn on_roll(gov: &Governance, sel: &str) -> Result<MemberId, NodeError> {
+    member_among(gov.roll.keys(), sel)
+}
+
+/// Someone waiting to enter the group, or a former member.
+fn entering(gov: &Governance, sel: &str) -> Result<MemberId, NodeError> {
+    member_among(gov.awaiting_entry.iter().chain(gov.former.keys()), sel).map_err(|_| {
+        invalid(format!(
+            "{sel:?} is not waiting to enter (they need an invite ticket first) nor a former member"
+        ))
+    })
+}
+
+/// A treaty of this group, by a unique start of its id (4+ characters).
+fn treaty_in<'g>(gov: &'g Governance, sel: &str) -> Result<&'g TreatyState, NodeError> {
+    let sel = sel.to_ascii_lowercase();
+    let found: Vec<&TreatyState> = gov
+        .treaties
+        .values()
+        .filter(|t| sel.len() >= 4 && t.id.to_hex().starts_with(&sel))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(invalid(format!("this group has no treaty {sel:?}"))),
+        _ => Err(invalid(format!("{sel:?} matches several treaties"))),
+    }
+}
+
+/// A payout the commons can afford, to a member on the roll.
+fn payout(
+    docs: &State,
+    gov: &Governance,
+    member: &str,
+    amount: u64,
+    memo: &str,
+) -> Result<Action, NodeError> {
+    let to = Account::Member(on_roll(gov, member)?);
+    let held = docs
+        .ledgers
+        .get(&gov.group)
+        .map_or(0, |l| l.ledger.balance(&Account::Commons));
+    if i128::from(amount) > held {
+        return Err(invalid(format!(
+            "the commons holds {held}; it cannot pay out {amount}"
+        )));
+    }
+    Ok(Action::Payout {
+        to,
+        amount,
+        memo: memo.to_string(),
+    })
+}
+
+/// Delegates to the parent tier, from the roll.
+fn delegates(gov: &Governance, members: &[String]) -> Result<Action, NodeError> {
+    if gov.parent.is_none() {
+        return Err(invalid(
+            "this group has no parent tier to send delegates to (it must join one first)",
+        ));
+    }
+    if members.is_empty() {
+        return Err(invalid("name at least one delegate"));
+    }
+    let delegates = members
+        .iter()
+        .map(|m| on_roll(gov, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Action::SetDelegates { delegates })
+}
+
+/// A treaty renewed for `duration_secs` past its end, while it holds.
+fn renewal(t: &TreatyState, duration_secs: u64) -> Result<Action, NodeError> {
+    let over = match t.status {
+        TreatyStatus::Ended => "ended",
+        TreatyStatus::Expired => "expired",
+        _ => {
+            return Ok(Action::RenewTreaty {
+                treaty: t.id,
+                end_ms: t
+                    .end_ms()
+                    .saturating_add(duration_secs.saturating_mul(1000)),
+            })
+        }
+    };
+    Err(invalid(format!(
+        "treaty {} has {over}; it cannot be renewed (ratify a new one)",
+        t.id.short()
+    )))
 }
 
 fn ago(now: u64, then: u64) -> String {
@@ -692,31 +683,25 @@ fn ago(now: u64, then: u64) -> String {
     .to_string()
 }
 
-/// Kinds whose last argument is a text that members may draft together.
-const DRAFTABLE: &[&str] = &["add-article", "amend-article", "ratify-treaty"];
-
 impl Node {
-    /// Start a draft proposal in group `sel`: `req.args`' last element is
-    /// the text members edit together; the others are fixed.
+    /// Start a draft proposal in group `sel`: its text (an article's, a
+    /// new treaty's terms) is what members edit together; the rest is
+    /// fixed.
     pub fn draft_new(&self, sel: &str, req: &ProposeRequest) -> Result<Draft, NodeError> {
-        if !DRAFTABLE.contains(&req.kind.as_str()) {
-            return Err(invalid(format!(
-                "drafts are for texts: {}",
-                DRAFTABLE.join(", ")
-            )));
-        }
-        let (text, fixed) = req.args.split_last().ok_or_else(|| usage(&req.kind))?;
+        let (kind, fixed, text) = req.draft_words().ok_or_else(|| {
+            invalid("drafts are for texts: a new or amended article, or a new treaty's terms")
+        })?;
         let group = {
             let docs = self.lock();
             let group = self.resolve(&docs.groups, sel)?;
             let gov = self.governance(&docs, &group)?;
             // The finished proposal must make sense; check it now.
-            self.parse_action(&docs, &gov, req)?;
+            self.resolve_request(&docs, &gov, req)?;
             group
         };
         let id = hex::encode(rand::random::<[u8; 6]>());
         self.write_group_change(group, |doc, w, now| {
-            doc.create_draft(w, &id, &req.kind, fixed, text, now)
+            doc.create_draft(w, &id, kind, &fixed, &text, now)
         })?;
         self.draft(&group, &id)
     }
@@ -742,15 +727,7 @@ impl Node {
                 "this draft was submitted already as proposal {p}"
             )));
         }
-        let mut args = draft.args.clone();
-        args.push(draft.text.clone());
-        let view = self.propose(
-            &group.to_hex(),
-            &ProposeRequest {
-                kind: draft.kind.clone(),
-                args,
-            },
-        )?;
+        let view = self.propose(&group.to_hex(), &draft.request()?)?;
         let proposal = view.state.id.to_hex();
         self.write_group_change(group, |doc, w, now| {
             doc.mark_draft_submitted(w, id, &proposal, now)

@@ -294,16 +294,9 @@ pub fn account_view(ledger: &Ledger, account: &Account) -> AccountView {
     }
 }
 
-/// What `propose` (and `charter edit`) asks for: a kind and its arguments,
-/// as on the command line.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProposeRequest {
-    /// The kind (`add-article`, `set-rule`, ...).
-    pub kind: String,
-    /// Its arguments.
-    #[serde(default)]
-    pub args: Vec<String>,
-}
+/// What `propose` (and `charter edit`, `draft new`) asks for: defined in
+/// docs, where drafts turn into it.
+pub use nestwork_docs::ProposeRequest;
 
 /// What `vote` asks for.
 #[derive(Clone, Debug, Serialize, Deserialize)]

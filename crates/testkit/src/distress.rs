@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use nestwork_core::Hash32;
 use nestwork_docs::distress::SignalView;
-use nestwork_docs::governance::{Action, TreatyStatus};
+use nestwork_docs::governance::{Action, TreatyKind, TreatyStatus};
+use nestwork_docs::ProposeRequest;
 use nestwork_node::distress::{AnswerRequest, RaiseRequest};
 use nestwork_node::Clock;
 
@@ -112,8 +113,9 @@ pub async fn nest() -> Nest {
         &solo,
         &solo,
         &hub,
-        "join-parent",
-        &[&region.to_hex()],
+        ProposeRequest::JoinParent {
+            group: region.to_hex(),
+        },
     )
     .await;
     pass(
@@ -121,8 +123,9 @@ pub async fn nest() -> Nest {
         &solo,
         &solo,
         &region,
-        "admit-group",
-        &[&hub.to_hex()],
+        ProposeRequest::AdmitGroup {
+            group: hub.to_hex(),
+        },
     )
     .await;
     let p = pass(
@@ -130,13 +133,12 @@ pub async fn nest() -> Nest {
         &solo,
         &solo,
         &hub,
-        "ratify-treaty",
-        &[
-            &partner.to_hex(),
-            "mutual-aid",
-            "90days",
-            "Calls for help cross between us.",
-        ],
+        ProposeRequest::NewTreaty {
+            group: partner.to_hex(),
+            treaty_kind: TreatyKind::MutualAid,
+            duration_secs: 90 * 86_400,
+            terms: "Calls for help cross between us.".into(),
+        },
     )
     .await;
     let Action::RatifyTreaty { treaty } = &p.state.proposal.action else {
@@ -147,8 +149,9 @@ pub async fn nest() -> Nest {
         &solo,
         &solo,
         &partner,
-        "ratify-treaty",
-        &[&treaty.id().to_hex()],
+        ProposeRequest::RatifyTreaty {
+            treaty: treaty.id().to_hex(),
+        },
     )
     .await;
     wait_until("the treaty to be active in the hub", LIMIT, || {

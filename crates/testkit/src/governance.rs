@@ -13,16 +13,10 @@ use crate::{wait_until, TestNode};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Propose on `n`'s node; panics with the reason if refused.
-pub fn propose(n: &TestNode, group: &Hash32, kind: &str, args: &[&str]) -> ProposalView {
+pub fn propose(n: &TestNode, group: &Hash32, req: ProposeRequest) -> ProposalView {
     n.node
-        .propose(
-            &group.to_hex(),
-            &ProposeRequest {
-                kind: kind.into(),
-                args: args.iter().map(|a| a.to_string()).collect(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("propose {kind}: {e}"))
+        .propose(&group.to_hex(), &req)
+        .unwrap_or_else(|e| panic!("propose {}: {e}", req.kind()))
 }
 
 /// Vote on `n`'s node; panics with the reason if refused.
@@ -86,10 +80,9 @@ pub async fn pass(
     voters: &[&TestNode],
     everyone: &[&TestNode],
     group: &Hash32,
-    kind: &str,
-    args: &[&str],
+    req: ProposeRequest,
 ) -> ProposalView {
-    let p = propose(proposer, group, kind, args);
+    let p = propose(proposer, group, req);
     has_proposal(everyone, group, &p.state.id).await;
     for v in voters {
         vote(v, &p.state.id, "yes", None);

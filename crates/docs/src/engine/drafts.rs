@@ -9,6 +9,7 @@ use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use super::SignedDoc;
+use crate::request::ProposeRequest;
 use crate::rules::{RuleError, MAX_ARTICLE_TEXT_CHARS};
 use crate::{Error, Writer};
 
@@ -27,6 +28,77 @@ pub struct Draft {
     pub text: String,
     /// The proposal it became, once submitted.
     pub submitted: Option<String>,
+}
+
+// A draft stores its proposal as words (kind, fixed arguments, text), as
+// synced documents have always held it; these two functions are the one
+// place those words and the typed request meet.
+
+impl Draft {
+    /// The proposal this draft becomes when submitted, its text as it
+    /// stands.
+    pub fn request(&self) -> Result<ProposeRequest, RuleError> {
+        let text = self.text.clone();
+        let unfit = || {
+            RuleError(format!(
+                "draft {} holds a {} proposal whose fixed words {:?} do not fit it",
+                self.id, self.kind, self.args
+            ))
+        };
+        Ok(match (self.kind.as_str(), self.args.as_slice()) {
+            ("add-article", []) => ProposeRequest::AddArticle { title: None, text },
+            ("add-article", [title]) => ProposeRequest::AddArticle {
+                title: Some(title.clone()),
+                text,
+            },
+            ("amend-article", [n]) => ProposeRequest::AmendArticle {
+                article: n.parse().map_err(|_| unfit())?,
+                text,
+            },
+            ("ratify-treaty", []) => ProposeRequest::RatifyTreaty { treaty: text },
+            ("ratify-treaty", [group, kind, duration]) => ProposeRequest::NewTreaty {
+                group: group.clone(),
+                treaty_kind: kind.parse().map_err(RuleError)?,
+                duration_secs: humantime::parse_duration(duration)
+                    .map_err(|_| unfit())?
+                    .as_secs(),
+                terms: text,
+            },
+            _ => return Err(unfit()),
+        })
+    }
+}
+
+impl ProposeRequest {
+    /// The words a draft of this request stores: its kind, the fixed
+    /// arguments, and the text members edit together. `None` for kinds
+    /// without a text to draft.
+    pub fn draft_words(&self) -> Option<(&'static str, Vec<String>, String)> {
+        match self {
+            ProposeRequest::AddArticle { title, text } => {
+                Some(("add-article", title.iter().cloned().collect(), text.clone()))
+            }
+            ProposeRequest::AmendArticle { article, text } => {
+                Some(("amend-article", vec![article.to_string()], text.clone()))
+            }
+            ProposeRequest::NewTreaty {
+                group,
+                treaty_kind,
+                duration_secs,
+                terms,
+            } => Some((
+                "ratify-treaty",
+                vec![
+                    group.clone(),
+                    treaty_kind.as_str().to_string(),
+                    humantime::format_duration(std::time::Duration::from_secs(*duration_secs))
+                        .to_string(),
+                ],
+                terms.clone(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn check_text(text: &str) -> Result<(), Error> {
@@ -175,4 +247,58 @@ fn join_args(args: &[String]) -> String {
         .map(|a| a.replace('\u{1f}', " "))
         .collect::<Vec<_>>()
         .join("\u{1f}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::TreatyKind;
+
+    #[test]
+    fn a_draft_turns_into_the_request_it_was_made_from() {
+        for req in [
+            ProposeRequest::AddArticle {
+                title: None,
+                text: "Seeds are shared.".into(),
+            },
+            ProposeRequest::AddArticle {
+                title: Some("Tools".into()),
+                text: "Tools are lent.".into(),
+            },
+            ProposeRequest::AmendArticle {
+                article: 4,
+                text: "Anyone may leave.".into(),
+            },
+            ProposeRequest::NewTreaty {
+                group: "North Valley".into(),
+                treaty_kind: TreatyKind::MutualAid,
+                duration_secs: 30 * 86_400,
+                terms: "Help in floods.".into(),
+            },
+        ] {
+            let (kind, args, text) = req.draft_words().expect("draftable");
+            let draft = Draft {
+                id: "d1".into(),
+                kind: kind.into(),
+                args,
+                text,
+                submitted: None,
+            };
+            assert_eq!(draft.request().expect("request"), req);
+        }
+        assert!(ProposeRequest::LeaveParent.draft_words().is_none());
+    }
+
+    #[test]
+    fn a_draft_with_unfit_words_says_so() {
+        let draft = Draft {
+            id: "d1".into(),
+            kind: "amend-article".into(),
+            args: vec!["four".into()],
+            text: "x".into(),
+            submitted: None,
+        };
+        let err = draft.request().expect_err("unfit");
+        assert!(err.0.contains("do not fit"), "{}", err.0);
+    }
 }
