@@ -353,14 +353,7 @@ impl DocStore for Store {
         docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
         note: Option<(&Hash32, &[u8])>,
     ) -> Result<()> {
-        // Whatever is written must read back (`changes` decodes with the
-        // same limit), or the node could not start again.
-        for c in docs_in.iter().flat_map(|(_, _, changes)| changes.iter()) {
-            c.check_size().map_err(|e| StoreError::TooLarge {
-                hash: c.hash.to_hex(),
-                reason: e.to_string(),
-            })?;
-        }
+        check_sizes(docs_in)?;
         let encoded: Vec<(Hash32, Vec<u8>, Vec<Vec<u8>>)> = docs_in
             .iter()
             .map(|(doc, meta, changes)| {
@@ -659,6 +652,19 @@ fn transaction_error(e: TransactionError<()>) -> StoreError {
             StoreError::Sled(sled::Error::ReportableBug("aborted".into()))
         }
     }
+}
+
+/// Refuse a write with a change over the size limit, before anything of it
+/// is kept: whatever is written must read back (`changes` decodes with the
+/// same limit), or the node could not start again. Every store checks this.
+fn check_sizes(docs_in: &[(Hash32, &DocMeta, &[SignedChange])]) -> Result<()> {
+    for c in docs_in.iter().flat_map(|(_, _, changes)| changes.iter()) {
+        c.check_size().map_err(|e| StoreError::TooLarge {
+            hash: c.hash.to_hex(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 fn change_key(doc: &Hash32, seq: u64) -> [u8; 40] {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use nestwork_core::{Hash32, SignedChange};
 
-use crate::{DocMeta, DocStore, Result, Salvaged, StoreError};
+use crate::{DocMeta, DocStore, Result, Salvaged};
 
 /// Everything a [`MemoryStore`] holds, under one lock, so every write is
 /// atomic as sled's transactions are.
@@ -68,13 +68,7 @@ impl DocStore for MemoryStore {
         docs_in: &[(Hash32, &DocMeta, &[SignedChange])],
         note: Option<(&Hash32, &[u8])>,
     ) -> Result<()> {
-        // The same limit as the sled store, checked before anything is kept.
-        for c in docs_in.iter().flat_map(|(_, _, changes)| changes.iter()) {
-            c.check_size().map_err(|e| StoreError::TooLarge {
-                hash: c.hash.to_hex(),
-                reason: e.to_string(),
-            })?;
-        }
+        crate::check_sizes(docs_in)?;
         let mut held = self.held();
         for (doc, meta, changes) in docs_in {
             held.marks.remove(doc);
