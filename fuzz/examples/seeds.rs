@@ -38,13 +38,13 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
     let f = fixture();
-    let group = f.group();
+    let group = f.group().hash32();
     let all = f.changes.clone();
     let [genesis, admit, described, member_said] = <[SignedChange; 4]>::try_from(all.clone())
         .unwrap_or_else(|_| panic!("the fixture has four changes"));
     let ticket = Ticket::issue(
         &founder(),
-        group,
+        f.group(),
         "Riverside",
         vec![
             "/ip4/192.0.2.1/tcp/4001".into(),
@@ -58,7 +58,7 @@ fn main() {
         (
             "sync",
             Request::Sync {
-                doc: group,
+                doc: f.group().doc(),
                 heads: vec![Hash32(genesis.hash.0)],
                 changes: vec![admit.clone(), described.clone()],
                 more: false,
@@ -67,7 +67,7 @@ fn main() {
         (
             "sync-empty",
             Request::Sync {
-                doc: group,
+                doc: f.group().doc(),
                 heads: vec![],
                 changes: vec![],
                 more: false,
@@ -163,7 +163,7 @@ fn main() {
 
     // ticket: text as pasted.
     write(&dir, "ticket", "ticket", None, ticket.to_text().as_bytes());
-    let expired = Ticket::issue(&founder(), group, "Riverside", vec![], T0 - 1);
+    let expired = Ticket::issue(&founder(), f.group(), "Riverside", vec![], T0 - 1);
     write(
         &dir,
         "ticket",

@@ -613,7 +613,7 @@ async fn distress_events(
                 match received {
                     // A group document's change (read from the directory
                     // the network uses, without the node's lock).
-                    Ok(event) if Replica::group_of(&*node, &event.doc) == Some(event.doc) => break,
+                    Ok(event) if Replica::is_group_doc(&*node, &event.doc) => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -139,9 +139,9 @@ fn cross_group_proofs() {
         .expect("decision");
     let gov = governance_of(&hub, now + 1).expect("governance");
     let state = gov.proposal(&proposal).expect("proposal");
-    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
+    let (proof, from) = DecisionProof::of(&hub.group(), hub.records(), state).expect("proof");
     let delegation = RecordBody::Delegation(Delegation {
-        child: hub.id(),
+        child: hub.group(),
         delegates: vec![writer(2).id()],
         proposal,
         from_ms: from,
@@ -160,7 +160,7 @@ fn cross_group_proofs() {
         .add_record(
             &writer(4),
             RecordBody::Signal(Signal {
-                group: hub.id(),
+                group: hub.group(),
                 category: Category::Medical,
                 severity: Severity::Critical,
                 text: "Fell from the roof, leg broken".into(),
@@ -176,9 +176,9 @@ fn cross_group_proofs() {
         .expect("signal");
     let escalation = Escalation {
         signal: hub.records()[&signal].encode(),
-        origin: hub.id(),
-        raiser: MemberProof::of(&hub.id(), hub.records(), &[writer(4).id()]).expect("chain"),
-        path: vec![hub.id()],
+        origin: hub.group(),
+        raiser: MemberProof::of(&hub.group(), hub.records(), &[writer(4).id()]).expect("chain"),
+        path: vec![hub.group()],
         at_ms: now,
     };
     let checked = mean_of(1_000, || {
@@ -222,7 +222,7 @@ fn group_of(n: u8) -> SignedDoc {
     for m in 2..=n {
         let body = RecordBody::Admission(Admission::self_issued(
             writer(1).key(),
-            &doc.id(),
+            &doc.group(),
             writer(m).id(),
             Hash32([m; 32]),
             T0 + u64::from(m),

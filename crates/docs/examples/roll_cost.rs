@@ -25,7 +25,7 @@ fn writer(n: u8) -> Writer {
 fn admission(doc: &SignedDoc, m: u8) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(
         writer(1).key(),
-        &doc.id(),
+        &doc.group(),
         writer(m).id(),
         Hash32([m; 32]),
         T0 + u64::from(m),

@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{broken, RuleError};
@@ -181,7 +181,7 @@ pub struct CheckedAnswer {
     /// The answer.
     pub answer: Answer,
     /// The group where it was given.
-    pub given_in: Hash32,
+    pub given_in: GroupId,
     /// That group's name, from its founding record.
     pub given_in_name: String,
 }
@@ -200,7 +200,7 @@ impl CarriedAnswer {
         };
         check_text("answer", &answer.text, MAX_ANSWER_CHARS, false)?;
         let given_in = self.given_in.check_one(&record.author, "the answerer")?;
-        let distinct: BTreeSet<&Hash32> = self.path.iter().collect();
+        let distinct: BTreeSet<&GroupId> = self.path.iter().collect();
         if self.path.first() != Some(&given_in.id)
             || self.path.len() > MAX_PATH
             || distinct.len() != self.path.len()
@@ -224,7 +224,7 @@ impl CarriedAnswer {
 /// carried in and carried on. `None` when this document does not hold it,
 /// its answerer's admissions are not all held, or its path is full.
 pub fn carry(
-    group: &Hash32,
+    group: &GroupId,
     records: &BTreeMap<Hash32, SignedRecord>,
     answer: &Hash32,
     now_ms: u64,
@@ -273,7 +273,7 @@ fn check_text(what: &str, text: &str, max: usize, required: bool) -> Result<(), 
 }
 
 /// Check a distress record's shape, as filed in `group`.
-pub fn check_record(body: &RecordBody, group: &Hash32) -> Result<(), RuleError> {
+pub fn check_record(body: &RecordBody, group: &GroupId) -> Result<(), RuleError> {
     match body {
         RecordBody::Signal(s) => {
             if s.group != *group {
@@ -401,12 +401,12 @@ pub struct AnswerView {
     /// When.
     pub at_ms: u64,
     /// The group where it was given.
-    pub given_in: Hash32,
+    pub given_in: GroupId,
     /// That group's name.
     pub given_in_name: String,
     /// The groups it was carried through to reach the group of this view,
     /// from the one where it was given (empty when given there).
-    pub carried_via: Vec<Hash32>,
+    pub carried_via: Vec<GroupId>,
 }
 
 /// A signal as a group sees it.
@@ -415,9 +415,9 @@ pub struct SignalView {
     /// The signal's id (its record's hash).
     pub id: Hash32,
     /// The group it was raised in.
-    pub origin: Hash32,
+    pub origin: GroupId,
     /// The group whose document this view is from.
-    pub seen_in: Hash32,
+    pub seen_in: GroupId,
     /// Who raised it.
     pub raiser: MemberId,
     /// The signal.
@@ -425,7 +425,7 @@ pub struct SignalView {
     /// Where it stands.
     pub status: SignalStatus,
     /// The groups it climbed through to get here (empty in its own group).
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When it arrived here (raised, or escalated in).
     pub arrived_at_ms: u64,
     /// Answers, oldest first.
@@ -444,10 +444,10 @@ impl SignalView {
 pub struct Relations<'a> {
     /// Whether an escalation from a group, filed at a time, is one this
     /// group takes (a child tier, a mutual-aid treaty partner).
-    pub escalation_from: &'a dyn Fn(&Hash32, u64) -> bool,
+    pub escalation_from: &'a dyn Fn(&GroupId, u64) -> bool,
     /// Whether an answer carried from a group, at a time, is one this group
     /// takes (the parent tier, a child tier, a mutual-aid treaty partner).
-    pub answer_from: &'a dyn Fn(&Hash32, u64) -> bool,
+    pub answer_from: &'a dyn Fn(&GroupId, u64) -> bool,
 }
 
 /// The signals of a group's document at `now_ms`: its own and those
@@ -456,7 +456,7 @@ pub struct Relations<'a> {
 /// answers given here or carried in (one per answer, however many members
 /// carried it).
 pub fn signals(
-    group: Hash32,
+    group: GroupId,
     records: &BTreeMap<Hash32, SignedRecord>,
     now_ms: u64,
     relations: &Relations,
@@ -464,7 +464,7 @@ pub fn signals(
     let accepts = relations.escalation_from;
     let mut found: BTreeMap<Hash32, SignalView> = BTreeMap::new();
     let group_name = records
-        .get(&group)
+        .get(&group.hash32())
         .and_then(|r| match RecordBody::decode(&r.body) {
             Ok(RecordBody::GroupGenesis(g)) => Some(g.name),
             _ => None,
@@ -605,7 +605,7 @@ mod tests {
 
     fn signal(seq: u64, prev: Option<Hash32>, at: u64) -> Signal {
         Signal {
-            group: Hash32([9; 32]),
+            group: GroupId::from(Hash32([9; 32])),
             category: Category::Medical,
             severity: Severity::High,
             text: "help".into(),
@@ -666,7 +666,7 @@ mod tests {
     }
 
     /// A region founded by key 1, where 1 admitted 2 and 2 admitted 3.
-    fn region() -> (Hash32, BTreeMap<Hash32, SignedRecord>) {
+    fn region() -> (GroupId, BTreeMap<Hash32, SignedRecord>) {
         let genesis = record(
             &key(1),
             RecordBody::GroupGenesis(GroupGenesis {
@@ -679,8 +679,8 @@ mod tests {
                 charter: Charter::default(),
             }),
         );
-        let group = genesis.id();
-        let mut records = BTreeMap::from([(group, genesis)]);
+        let group = GroupId::from(genesis.id());
+        let mut records = BTreeMap::from([(group.hash32(), genesis)]);
         for (by, newcomer) in [(2u8, 3u8), (1, 2)] {
             let r = record(
                 &key(by),
@@ -720,7 +720,7 @@ mod tests {
         let k = carried.check().expect("checks");
         assert_eq!((k.id, k.by, k.given_in), (ack.id(), key(3).id(), group));
         assert_eq!(k.given_in_name, "North Valley");
-        let hub = Hash32([7; 32]);
+        let hub = GroupId::from(Hash32([7; 32]));
         assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &hub).is_ok());
         // Not back into the group it came from.
         assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &group).is_err());
@@ -772,7 +772,7 @@ mod tests {
             &key(1),
             RecordBody::Admission(Admission::self_issued(
                 &key(1),
-                &Hash32([8; 32]),
+                &GroupId::from(Hash32([8; 32])),
                 key(4).id(),
                 Hash32([4; 32]),
                 10,
@@ -830,9 +830,9 @@ mod tests {
             );
             hub.insert(r.id(), r);
         }
-        let hub_id = Hash32([7; 32]);
-        let from_parent = |from: &Hash32, _: u64| *from == region_id;
-        let nobody = |_: &Hash32, _: u64| false;
+        let hub_id = GroupId::from(Hash32([7; 32]));
+        let from_parent = |from: &GroupId, _: u64| *from == region_id;
+        let nobody = |_: &GroupId, _: u64| false;
         let views = signals(
             hub_id,
             &hub,

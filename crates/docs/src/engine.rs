@@ -42,7 +42,7 @@ use automerge::{
     Value, ValueRef, ROOT,
 };
 use nestwork_core::limits::{MAX_CHANGE_DATA_BYTES, MAX_CHANGE_OPS};
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 
 mod drafts;
 mod roll;
@@ -463,7 +463,7 @@ impl SignedDoc {
         rules::check_record(
             &body,
             &RecordContext {
-                group: Hash32([0; 32]),
+                group: GroupId::from(Hash32([0; 32])),
                 author: writer.id(),
                 in_genesis_change: true,
                 ledger_period: None,
@@ -1088,7 +1088,7 @@ impl SignedDoc {
         if kept.is_none() {
             let (record, genesis) = self.genesis()?;
             let timeline = crate::governance::Timeline::new(
-                self.id,
+                GroupId::from(self.id),
                 record.author,
                 genesis.created_at_ms,
                 &genesis.charter,
@@ -1565,9 +1565,11 @@ impl SignedDoc {
             .founders_edits(|_, id| self.records.contains_key(id))
     }
 
-    /// The group this document belongs to.
-    fn group(&self) -> Hash32 {
-        self.ledger.map_or(self.id, |(group, _)| group)
+    /// The group this document belongs to: for a group's own document,
+    /// the group it founds (its id is the group's); for a ledger period,
+    /// the group whose ledger it is.
+    pub fn group(&self) -> GroupId {
+        GroupId::from(self.ledger.map_or(self.id, |(group, _)| group))
     }
 
     /// Rules that look at the records a governance record names: a vote's

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::distress::{self, Answer, AnswerKind, Category, Severity, Signal, SignalStatus};
 use nestwork_docs::governance::DECISION_GRACE_MS;
 use nestwork_docs::governance::{Action, Choice, Outcome, Proposal, Vote};
@@ -112,12 +112,12 @@ fn proposals_in(doc: &SignedDoc) -> Vec<(Hash32, MemberId, Proposal)> {
 }
 
 fn signals_in(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, SignalStatus> {
-    let none = |_: &Hash32, _: u64| false;
+    let none = |_: &GroupId, _: u64| false;
     let relations = distress::Relations {
         escalation_from: &none,
         answer_from: &none,
     };
-    distress::signals(doc.id(), doc.records(), now, &relations)
+    distress::signals(doc.group(), doc.records(), now, &relations)
         .into_iter()
         .map(|v| (v.id, v.status))
         .collect()
@@ -160,7 +160,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
     for m in 2..=MEMBERS {
         let body = RecordBody::Admission(Admission::self_issued(
             writer(1).key(),
-            &group,
+            &GroupId::from(group),
             writer(m).id(),
             Hash32([m; 32]),
             T0 + u64::from(m),
@@ -319,7 +319,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                 let r = replicas.get_mut(&who).expect("replica");
                 let last = r.signal_head(&w.id());
                 let body = RecordBody::Signal(Signal {
-                    group,
+                    group: GroupId::from(group),
                     category: Category::Medical,
                     severity: Severity::High,
                     text: format!("help {}", s.pick),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId};
 use nestwork_docs::due::{due, Due};
 use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
 use nestwork_docs::ledger::CreditLimit;
@@ -21,13 +21,13 @@ const LATER: u64 = T0 + 30 * 24 * 3600 * 1000;
 /// What `me` must sign at `now`, holding `doc` alone (signals held since
 /// now).
 fn due_at(doc: &SignedDoc, me: &MemberId, now: u64) -> Vec<Due> {
-    let groups = BTreeMap::from([(doc.id(), doc.clone())]);
+    let groups = BTreeMap::from([(doc.group(), doc.clone())]);
     due(
         &groups,
         &BTreeMap::new(),
         me,
         now,
-        &mut |_: &Hash32, _: &Hash32| now,
+        &mut |_: &GroupId, _: &Hash32| now,
     )
 }
 

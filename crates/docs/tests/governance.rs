@@ -2,7 +2,7 @@
 //! outcomes whatever order the records reach it in; bad records are
 //! refused or count for nothing.
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
 use nestwork_docs::distress::{Category, Escalation, Severity, Signal};
 use nestwork_docs::governance::{
     Action, CharterEdit, Choice, Counterpart, Decision, Delegation, Exit, Governance, Outcome,
@@ -70,7 +70,7 @@ fn every_record_decoded(doc: &SignedDoc, now: u64) -> Governance {
         .filter_map(|(id, r)| RecordBody::decode(&r.body).ok().map(|b| (*id, r.author, b)))
         .collect();
     Governance::at(
-        doc.id(),
+        doc.group(),
         record.author,
         genesis.created_at_ms,
         &genesis.charter,
@@ -86,7 +86,7 @@ fn every_record_decoded(doc: &SignedDoc, now: u64) -> Governance {
 fn admission(doc: &SignedDoc, by: u8, m: u8, at: u64) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(
         writer(by).key(),
-        &doc.id(),
+        &doc.group(),
         writer(m).id(),
         Hash32([m; 32]),
         at,
@@ -765,8 +765,8 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let gov = governance_of(&hub, now + 1).expect("gov");
     let state = gov.proposal(&named).expect("p");
     assert_eq!(state.outcome, Outcome::Passed);
-    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
-    let hub_id = hub.id();
+    let (proof, from) = DecisionProof::of(&hub.group(), hub.records(), state).expect("proof");
+    let hub_id = hub.group();
     let delegation = |who: u8, proof: DecisionProof| {
         RecordBody::Delegation(Delegation {
             child: hub_id,
@@ -808,7 +808,7 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let forged = DecisionProof {
         proposal: own_proposal.encode(),
         decision: own_decision.encode(),
-        members: MemberProof::of(&hub.id(), hub.records(), &[]).expect("the founding record"),
+        members: MemberProof::of(&hub.group(), hub.records(), &[]).expect("the founding record"),
     };
     let err = add(
         &mut copy,
@@ -856,7 +856,7 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let no = DecisionProof {
         proposal: bytes_of(&hub, &failed),
         decision: bytes_of(&hub, &state.decisions[0]),
-        members: MemberProof::of(&hub.id(), hub.records(), &[writer(1).id()]).expect("chain"),
+        members: MemberProof::of(&hub.group(), hub.records(), &[writer(1).id()]).expect("chain"),
     };
     let err = no.check().expect_err("failed");
     assert!(err.0.contains("did not pass"), "{}", err.0);
@@ -865,10 +865,10 @@ fn finding_5_facts_from_another_group_carry_proof() {
 
     // A treaty counterpart: the hub ratified, 2 carries it over; 6 cannot
     // pass off a ratification of their own making.
-    let (a, b) = if hub.id() < region.id() {
-        (hub.id(), region.id())
+    let (a, b) = if hub.group() < region.group() {
+        (hub.group(), region.group())
     } else {
-        (region.id(), hub.id())
+        (region.group(), hub.group())
     };
     let treaty = Treaty {
         parties: [a, b],
@@ -888,7 +888,7 @@ fn finding_5_facts_from_another_group_carry_proof() {
     );
     let gov = governance_of(&hub, now + 1).expect("gov");
     let (proof, at) = DecisionProof::of(
-        &hub.id(),
+        &hub.group(),
         hub.records(),
         gov.proposal(&ratified).expect("p"),
     )
@@ -950,8 +950,8 @@ fn finding_5_facts_from_another_group_carry_proof() {
         }),
     )
     .expect("raise");
-    let raiser = MemberProof::of(&hub.id(), hub.records(), &[writer(3).id()]).expect("chain");
-    let escalation = |origin: Hash32, raiser: MemberProof| {
+    let raiser = MemberProof::of(&hub.group(), hub.records(), &[writer(3).id()]).expect("chain");
+    let escalation = |origin: GroupId, raiser: MemberProof| {
         RecordBody::Escalation(Escalation {
             signal: bytes_of(&hub, &signal),
             origin,
@@ -966,20 +966,20 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let err = add(&mut copy, 2, as_raised).expect_err("raised in the hub");
     assert!(err.contains("cannot be filed in"), "{err}");
     let hillside =
-        MemberProof::of(&elsewhere.id(), elsewhere.records(), &[writer(6).id()]).expect("chain");
-    let err = add(&mut copy, 6, escalation(elsewhere.id(), hillside)).expect_err("replayed");
+        MemberProof::of(&elsewhere.group(), elsewhere.records(), &[writer(6).id()]).expect("chain");
+    let err = add(&mut copy, 6, escalation(elsewhere.group(), hillside)).expect_err("replayed");
     assert!(err.contains("was raised in"), "{err}");
     let err = add(
         &mut copy,
         2,
         escalation(
-            hub.id(),
-            MemberProof::of(&hub.id(), hub.records(), &[]).expect("founding"),
+            hub.group(),
+            MemberProof::of(&hub.group(), hub.records(), &[]).expect("founding"),
         ),
     )
     .expect_err("no admission of the raiser");
     assert!(err.contains("the raiser"), "{err}");
-    add(&mut region, 2, escalation(hub.id(), raiser)).expect("a real escalation");
+    add(&mut region, 2, escalation(hub.group(), raiser)).expect("a real escalation");
 }
 
 /// Found by the decisions property test: a record put again, by another
@@ -1092,7 +1092,7 @@ fn finding_2_a_founders_edit_beside_the_admissions_counts_for_nothing() {
     // An admission signed on top of everything that leaves the edit out.
     let mut forged = Admission::self_issued(
         writer(1).key(),
-        &doc.id(),
+        &doc.group(),
         writer(4).id(),
         Hash32([4; 32]),
         T0 + 20,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use nestwork_docs::distress::SignalView;
 use nestwork_docs::governance::{Action, TreatyKind, TreatyStatus};
 use nestwork_docs::ProposeRequest;
@@ -186,9 +186,10 @@ impl Nest {
         held(&self.nodes[0], &self.hub, &signal).await;
         self.clock.advance(PAST_ESCALATION);
         wait_until("the call in the region and at the partner", LIMIT, || {
-            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == vec![self.hub])
+            let from_hub = vec![GroupId::from(self.hub)];
+            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == from_hub)
                 && seen(at_partner, Some(&self.partner), &signal)
-                    .is_some_and(|v| v.path == vec![self.hub])
+                    .is_some_and(|v| v.path == from_hub)
         })
         .await;
         signal

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use automerge::ChangeHash;
-use nestwork_core::{Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, SignedRecord};
 
 use crate::governance::{Action, Governance, Timeline};
 use crate::record::RecordBody;
@@ -451,7 +451,7 @@ impl RollIndex {
             return None;
         };
         Some(Timeline::new(
-            *group,
+            GroupId::from(*group),
             r.author,
             g.created_at_ms,
             &g.charter,

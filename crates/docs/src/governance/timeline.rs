@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId};
 
 use super::{
     Action, CharterEdit, Counterpart, Decision, Delegation, Effect, Exit, Governance, IgnoredVote,
@@ -129,11 +129,11 @@ impl Timeline {
     /// The timeline of a group founded by `creator` at `created_at_ms`
     /// with `charter`, under `parent`; no records yet.
     pub fn new(
-        group: Hash32,
+        group: GroupId,
         creator: MemberId,
         created_at_ms: u64,
         charter: &crate::record::Charter,
-        parent: Option<Hash32>,
+        parent: Option<GroupId>,
     ) -> Timeline {
         let founded = Governance {
             group,

@@ -2,7 +2,7 @@
 //! carried in from other groups. How they are judged and shown is in
 //! [`crate::distress`].
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use serde::{Deserialize, Serialize};
 
 use super::proof::MemberProof;
@@ -43,7 +43,7 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
     /// The group it is raised in.
-    pub group: Hash32,
+    pub group: GroupId,
     /// What kind of help.
     pub category: Category,
     /// How urgent.
@@ -97,12 +97,12 @@ pub struct Escalation {
     /// The raiser's signed record, as it was.
     pub signal: Vec<u8>,
     /// The group it was raised in (the one the signal names).
-    pub origin: Hash32,
+    pub origin: GroupId,
     /// That the raiser was admitted there.
     pub raiser: MemberProof,
     /// The groups it passed through, from the origin to the one it came
     /// from.
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When, by the escalating member's clock.
     pub at_ms: u64,
 }
@@ -122,7 +122,7 @@ pub struct CarriedAnswer {
     pub given_in: MemberProof,
     /// The groups it was carried through, from the one where it was given
     /// to the one it came from.
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When, by the carrying member's clock.
     pub at_ms: u64,
 }
