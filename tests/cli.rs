@@ -211,7 +211,10 @@ fn bad_group_input_gets_a_clear_error_and_changes_nothing() {
             "no group matches",
         ),
         (vec!["group", "show", "nowhere"], "no group matches"),
-        (vec!["charter", "show", "nowhere"], "no group matches"),
+        (
+            vec!["charter", "show", "nowhere"],
+            "hint: `nestwork group list` shows your groups",
+        ),
     ] {
         let err = fails(&dir, &args, 1);
         assert!(err.contains(needle), "{args:?}: {err}");

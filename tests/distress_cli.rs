@@ -154,6 +154,10 @@ fn raise_watch_answer_and_refuse_bad_signals() {
             "no group matches",
         ),
         (vec!["distress", "ack", "abcdef"], "no signal matches"),
+        (
+            vec!["distress", "ack", "abcdef"],
+            "hint: `nestwork distress list --all` shows them",
+        ),
     ] {
         let err = fails(&dir, &args, 1);
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -56,6 +56,10 @@ fn proposals_votes_and_leaving_from_the_command_line() {
             "no treaty",
         ),
         (vec!["vote", "abcdef", "yes"], "no proposal matches"),
+        (
+            vec!["vote", "abcdef", "yes"],
+            "hint: `nestwork proposals GROUP` lists them",
+        ),
     ] {
         let err = fails(&dir, &args, 1);
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -16,12 +16,18 @@ pub use nestwork_node::ledger::{AccountView, BalanceView, LedgerView, PaymentVie
 pub use nestwork_node::node::{
     CreateGroup, ImportReport, LimitRequest, MemoryStatus, PayRequest, Status,
 };
+pub use nestwork_node::Lookup;
 
 /// The body of every error response.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
+    /// When a selector (a group name, an id's start) named nothing or
+    /// several things: what it was to name, so a client can say where to
+    /// find one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Lookup>,
 }
 
 /// The body of `PUT /groups/{group}/description`.

@@ -16,7 +16,7 @@ use nestwork_docs::distress_due::signals_of;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{GroupView, RecordBody};
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::node::Node;
 use crate::state::State;
 
@@ -115,7 +115,7 @@ impl Node {
             });
             doc.precheck(&me, &body)?;
             let gov =
-                governance_of(doc, now).ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                governance_of(doc, now).ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
             if !gov.is_member(&me) {
                 return Err(invalid(
                     "only members on the roll may raise a signal in this group",
@@ -282,12 +282,12 @@ impl Node {
             .collect();
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(invalid(format!(
-                "no signal matches {sel:?}; `nestwork distress list --all` shows them"
-            ))),
-            _ => Err(invalid(format!(
-                "{sel:?} matches several signals; use more of the id"
-            ))),
+            0 => Err(NodeError::not_found(Lookup::Signal, sel)),
+            _ => Err(NodeError::ambiguous(
+                Lookup::Signal,
+                sel,
+                found.iter().map(|v| v.id.short()).collect(),
+            )),
         }
     }
 
