@@ -8,7 +8,7 @@ pub use nestwork_docs::distress::{AnswerView, SignalView};
 pub use nestwork_docs::engine::Draft;
 pub use nestwork_docs::view::{CharterView, GroupView};
 pub use nestwork_net::{NetStatus, PeerInfo};
-pub use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
+pub use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest, SignalItem};
 pub use nestwork_node::governance::{
     LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
 };

@@ -20,7 +20,7 @@ use crate::error::{Lookup, NodeError};
 use crate::node::Node;
 use crate::state::State;
 
-pub use crate::views::{AnswerRequest, RaiseRequest, SignalItem};
+pub use crate::views::{AnswerRequest, Answering, RaiseRequest, SignalItem};
 
 /// Open or answered: still asking for help.
 fn is_live(v: &SignalView) -> bool {
@@ -86,8 +86,7 @@ impl Node {
     /// rate limit and every other rule are checked as a peer would.
     pub fn distress_raise(&self, sel: &str, req: &RaiseRequest) -> Result<SignalView, NodeError> {
         let me = self.member();
-        let category = req.category.parse().map_err(NodeError::Invalid)?;
-        let severity = req.severity.parse().map_err(NodeError::Invalid)?;
+        let (category, severity) = (req.category, req.severity);
         let life = match req.expires_secs {
             None => DEFAULT_EXPIRY_MS,
             Some(0) => return Err(invalid("a signal must last longer than zero")),
@@ -124,24 +123,19 @@ impl Node {
             Ok((doc.id(), body))
         })?;
         let id = self.write_group_record(group, |_| Ok(body))?;
-        tracing::warn!(group = %group.short(), signal = %id.short(), category = %req.category, severity = %req.severity, "distress signal raised");
+        tracing::warn!(group = %group.short(), signal = %id.short(), category = req.category.as_str(), severity = req.severity.as_str(), "distress signal raised");
         self.signal(&id)
     }
 
     /// Answer a signal (by id or a unique start of one) in the groups where
     /// this node holds it and this member is on the roll.
     pub fn distress_answer(&self, sel: &str, req: &AnswerRequest) -> Result<SignalView, NodeError> {
-        let kind = match req.kind.as_str() {
-            "ack" => AnswerKind::Ack,
-            "respond" => AnswerKind::Respond {
+        let kind = match req.kind {
+            Answering::Ack => AnswerKind::Ack,
+            Answering::Respond => AnswerKind::Respond {
                 eta_secs: req.eta_secs,
             },
-            "resolve" => AnswerKind::Resolve,
-            other => {
-                return Err(invalid(format!(
-                    "unknown answer {other:?}: expected ack, respond or resolve"
-                )))
-            }
+            Answering::Resolve => AnswerKind::Resolve,
         };
         let me = self.member();
         let now = self.now_ms();

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
+    self, Action, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
     TreatyState, TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::Account;
@@ -142,7 +142,7 @@ impl Node {
     /// Cast (or change) this member's vote on a proposal, given by id or a
     /// unique start of one.
     pub fn vote(&self, proposal_sel: &str, req: &VoteRequest) -> Result<ProposalView, NodeError> {
-        let choice: Choice = req.choice.parse().map_err(NodeError::Invalid)?;
+        let choice = req.choice;
         let me = self.member();
         let now = self.now_ms();
         let (group, proposal, for_group) = {

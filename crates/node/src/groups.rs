@@ -17,10 +17,7 @@ use crate::views::CreateGroup;
 impl Node {
     /// Found a group with the default charter.
     pub fn create_group(&self, req: CreateGroup) -> Result<GroupView, NodeError> {
-        let kind = match req.kind.as_deref() {
-            None => GroupKind::Hub,
-            Some(k) => k.parse().map_err(NodeError::Invalid)?,
-        };
+        let kind = req.kind.unwrap_or(GroupKind::Hub);
         let parent = match req.parent.as_deref() {
             None => None,
             Some(sel) => Some(self.resolve(&self.lock().groups, sel)?),
