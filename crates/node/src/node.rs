@@ -37,6 +37,7 @@ use crate::seal::SealMemory;
 use crate::served::ServedPeriods;
 use crate::state::{parse_period_kind, Late, State};
 
+use crate::error::Lookup;
 pub use crate::error::NodeError;
 pub use crate::views::{
     CharterStatus, CreateGroup, Damaged, ImportReport, LimitRequest, MemoryStatus, PayRequest,
@@ -533,7 +534,7 @@ impl Node {
         let id = self.resolve(&docs.groups, sel)?;
         docs.groups
             .get(&id)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))
             .and_then(f)
     }
 
@@ -548,7 +549,7 @@ impl Node {
             return docs
                 .contains_key(&id)
                 .then_some(id)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()));
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel));
         }
         let lower = sel_trim.to_ascii_lowercase();
         let by_prefix: Vec<GroupId> =
@@ -570,14 +571,12 @@ impl Node {
             by_prefix
         };
         match matches.as_slice() {
-            [] => Err(NodeError::NotFound(sel.to_string())),
+            [] => Err(NodeError::not_found(Lookup::Group, sel)),
             [one] => Ok(*one),
-            many => Err(NodeError::Ambiguous(
-                sel.to_string(),
-                many.iter()
-                    .map(GroupId::short)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            many => Err(NodeError::ambiguous(
+                Lookup::Group,
+                sel,
+                many.iter().map(GroupId::short).collect(),
             )),
         }
     }
@@ -712,7 +711,13 @@ pub(crate) mod tests {
         let node = node_in_memory(tmp.path(), 1);
         create(&node, "Same").expect("one");
         create(&node, "Same").expect("two");
-        assert!(matches!(node.group("Same"), Err(NodeError::Ambiguous(..))));
-        assert!(matches!(node.group("Nope"), Err(NodeError::NotFound(_))));
+        assert!(matches!(
+            node.group("Same"),
+            Err(NodeError::Ambiguous { .. })
+        ));
+        let nope = node.group("Nope").expect_err("no such group");
+        assert!(matches!(nope, NodeError::NotFound { .. }));
+        assert_eq!(nope.lookup(), Some(Lookup::Group));
+        assert_eq!(nope.to_string(), "no group matches \"Nope\"");
     }
 }
