@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::{GroupId, Hash32};
+use nestwork_core::{GroupId, Hash32, SignalId};
 use nestwork_docs::distress::{Answer, AnswerKind, CarriedAnswer, SignalStatus, SignalView};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use nestwork_node::distress::Answering;
@@ -166,7 +166,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
     let fake = nestwork_core::SignedRecord::sign(
         &made_up,
         RecordBody::Answer(Answer {
-            signal,
+            signal: SignalId::from(signal),
             kind: AnswerKind::Respond { eta_secs: Some(60) },
             text: "help from the region".into(),
             at_ms: nestwork_node::Clock::default().now_ms(),
@@ -181,7 +181,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
     let own = nestwork_core::SignedRecord::sign(
         &key(caller.seed),
         RecordBody::Answer(Answer {
-            signal,
+            signal: SignalId::from(signal),
             kind: AnswerKind::Ack,
             text: "the region saw it".into(),
             at_ms: nestwork_node::Clock::default().now_ms(),

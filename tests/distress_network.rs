@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::{GroupId, Hash32};
+use nestwork_core::{GroupId, Hash32, SignalId};
 use nestwork_docs::distress::{Category, Severity};
 use nestwork_docs::governance::TreatyKind;
 use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest};
@@ -313,7 +313,7 @@ async fn a_node_that_was_away_sees_open_signals_when_it_returns() {
         || {
             back.node
                 .distress_list(None, false)
-                .is_ok_and(|l| l.iter().any(|s| s.view.id == signal))
+                .is_ok_and(|l| l.iter().any(|s| s.view.id.hash32() == signal))
         },
     )
     .await;
@@ -462,7 +462,7 @@ async fn finding_4_backdated_signals_neither_escalate_early_nor_flood_the_region
         let (id, change) = copy
             .sign_record_anyway(&device, body, at)
             .expect("signed anyway");
-        prev = Some(id);
+        prev = Some(SignalId::from(id));
         ids.push(id);
         changes.push(change);
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::{GroupId, Hash32};
+use nestwork_core::{GroupId, Hash32, ProposalId};
 use nestwork_docs::governance::{Choice, Outcome, Seat, TreatyKind, TreatyStatus};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_node::node::PayRequest;
@@ -827,7 +827,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             submitted_at_ms: now - 60_000,
         }));
         let d = signed_by_5(RecordBody::Decision(Decision {
-            proposal: p.id(),
+            proposal: ProposalId::from(p.id()),
             counted: Vec::new(),
             passed: true,
             decided_at_ms: now,
@@ -838,7 +838,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             decision: d.encode(),
             members: founding.clone(),
         };
-        (p.id(), proof)
+        (ProposalId::from(p.id()), proof)
     };
     let me = forger.member();
     let (named, proof) = own_decision(Action::SetDelegates {

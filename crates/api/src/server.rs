@@ -591,7 +591,8 @@ async fn distress_events(
     let stopping = s.stopping.clone();
     s.tasks.spawn(async move {
         // Answers seen per signal, so only what is new is sent.
-        let mut seen: std::collections::HashMap<nestwork_core::Hash32, usize> = Default::default();
+        let mut seen: std::collections::HashMap<nestwork_core::SignalId, usize> =
+            Default::default();
         loop {
             let n = node.clone();
             let Ok(Ok(items)) =

@@ -71,7 +71,7 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
             let json = out.json;
             // Answers already printed, per signal: each event carries the
             // whole signal, and several answers can arrive at once.
-            let mut printed: std::collections::HashMap<nestwork_core::Hash32, usize> =
+            let mut printed: std::collections::HashMap<nestwork_core::SignalId, usize> =
                 Default::default();
             let mut reader_gone = false;
             client.watch_signals(|data| {

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberKey};
+use nestwork_core::{Hash32, MemberKey, ProposalId};
 use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
@@ -83,7 +83,7 @@ fn main() {
             let _ = author.add_record(
                 &w,
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Yes,
                     cast_at_ms: now,
                     for_group: None,
@@ -146,7 +146,7 @@ fn main() {
             .add_record(
                 &writer(k as u8 + 1),
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Abstain,
                     cast_at_ms: now,
                     for_group: None,

@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{GroupId, Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, SignalId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{broken, RuleError};
@@ -336,7 +336,7 @@ pub fn check_chain(
     s: &Signal,
     per_hour: u32,
     taken: bool,
-    find: &dyn Fn(&Hash32) -> Option<(MemberId, Signal)>,
+    find: &dyn Fn(&SignalId) -> Option<(MemberId, Signal)>,
 ) -> Result<(), RuleError> {
     if taken {
         return broken(format!(
@@ -413,7 +413,7 @@ pub struct AnswerView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalView {
     /// The signal's id (its record's hash).
-    pub id: Hash32,
+    pub id: SignalId,
     /// The group it was raised in.
     pub origin: GroupId,
     /// The group whose document this view is from.
@@ -462,7 +462,7 @@ pub fn signals(
     relations: &Relations,
 ) -> Vec<SignalView> {
     let accepts = relations.escalation_from;
-    let mut found: BTreeMap<Hash32, SignalView> = BTreeMap::new();
+    let mut found: BTreeMap<SignalId, SignalView> = BTreeMap::new();
     let group_name = records
         .get(&group.hash32())
         .and_then(|r| match RecordBody::decode(&r.body) {
@@ -472,14 +472,16 @@ pub fn signals(
         .unwrap_or_default();
     // Answers by their own id, so one carried in twice is one answer.
     let mut answers: BTreeMap<Hash32, AnswerView> = BTreeMap::new();
-    let mut signal_of: BTreeMap<Hash32, Hash32> = BTreeMap::new();
+    let mut signal_of: BTreeMap<Hash32, SignalId> = BTreeMap::new();
     for (id, r) in records {
         match RecordBody::decode(&r.body) {
             Ok(RecordBody::Signal(s)) => {
+                // A signal's id is its record's.
+                let id = SignalId::from(*id);
                 found.insert(
-                    *id,
+                    id,
                     SignalView {
-                        id: *id,
+                        id,
                         origin: group,
                         seen_in: group,
                         raiser: r.author,
@@ -544,7 +546,7 @@ pub fn signals(
         if !accepts(&from, e.at_ms) {
             continue;
         }
-        let id = record.id();
+        let id = SignalId::from(record.id());
         let earlier = found
             .get(&id)
             .is_some_and(|v| v.arrived_at_ms <= e.at_ms && v.origin == group);
@@ -603,7 +605,7 @@ pub fn signals(
 mod tests {
     use super::*;
 
-    fn signal(seq: u64, prev: Option<Hash32>, at: u64) -> Signal {
+    fn signal(seq: u64, prev: Option<SignalId>, at: u64) -> Signal {
         Signal {
             group: GroupId::from(Hash32([9; 32])),
             category: Category::Medical,
@@ -620,15 +622,15 @@ mod tests {
     #[test]
     fn the_rate_limit_counts_back_along_the_chain() {
         let me = MemberId([1; 32]);
-        let mut chain: BTreeMap<Hash32, Signal> = BTreeMap::new();
+        let mut chain: BTreeMap<SignalId, Signal> = BTreeMap::new();
         let mut prev = None;
         for seq in 1..=3u64 {
             let s = signal(seq, prev, seq * 1000);
-            let id = Hash32([seq as u8; 32]);
+            let id = SignalId::from(Hash32([seq as u8; 32]));
             chain.insert(id, s);
             prev = Some(id);
         }
-        let find = |id: &Hash32| chain.get(id).map(|s| (me, s.clone()));
+        let find = |id: &SignalId| chain.get(id).map(|s| (me, s.clone()));
         // A fourth within the hour, at 3 per hour: refused.
         let err = check_chain(&me, &signal(4, prev, 5000), 3, false, &find).expect_err("rate");
         assert!(err.0.contains("rate limit"), "{}", err.0);
@@ -701,7 +703,7 @@ mod tests {
         record(
             k,
             RecordBody::Answer(Answer {
-                signal: Hash32([5; 32]),
+                signal: SignalId::from(Hash32([5; 32])),
                 kind,
                 text: "on my way".into(),
                 at_ms: 20,
@@ -811,7 +813,7 @@ mod tests {
         let real = record(
             &key(2),
             RecordBody::Answer(Answer {
-                signal: signal.id(),
+                signal: SignalId::from(signal.id()),
                 kind: AnswerKind::Ack,
                 text: String::new(),
                 at_ms: 20,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, SignalId};
 
 use crate::distress::{self, Escalation, SignalStatus, SignalView};
 use crate::governance::{Governance, TreatyKind, TreatyState};
@@ -56,8 +56,8 @@ pub fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView
 /// admissions showing its raiser was a member where it was raised: from
 /// the document itself for a signal raised here, from the escalation that
 /// carried it in otherwise.
-pub fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, MemberProof)> {
-    if let Some(r) = doc.records().get(id) {
+pub fn signal_with_proof(doc: &SignedDoc, id: &SignalId) -> Option<(Vec<u8>, MemberProof)> {
+    if let Some(r) = doc.records().get(&id.hash32()) {
         let proof = MemberProof::of_one(&doc.group(), doc.records(), &r.author)?;
         return Some((r.encode(), proof));
     }
@@ -67,7 +67,7 @@ pub fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, Membe
             Ok(RecordBody::Escalation(e)) => e
                 .signal()
                 .ok()
-                .filter(|(s, _)| s.id() == *id)
+                .filter(|(s, _)| s.id() == id.hash32())
                 .map(|_| (e.signal, e.raiser)),
             _ => None,
         })
@@ -83,7 +83,7 @@ pub fn due_distress_records(
     govs: &BTreeMap<GroupId, Governance>,
     me: &MemberId,
     now: u64,
-    held_since: &mut dyn FnMut(&GroupId, &Hash32) -> u64,
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
 ) -> Vec<(GroupId, RecordBody)> {
     let signals: BTreeMap<GroupId, Vec<SignalView>> = govs
         .iter()
@@ -159,16 +159,16 @@ fn due_escalations(
     signals: &BTreeMap<GroupId, Vec<SignalView>>,
     me: &MemberId,
     now: u64,
-    held_since: &mut dyn FnMut(&GroupId, &Hash32) -> u64,
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
 ) -> Vec<(GroupId, RecordBody)> {
     // An answer anywhere stops escalation everywhere.
-    let answered: std::collections::BTreeSet<Hash32> = signals
+    let answered: std::collections::BTreeSet<SignalId> = signals
         .values()
         .flatten()
         .filter(|v| v.answered())
         .map(|v| v.id)
         .collect();
-    let holds = |group: &GroupId, id: &Hash32| {
+    let holds = |group: &GroupId, id: &SignalId| {
         signals
             .get(group)
             .is_some_and(|l| l.iter().any(|x| x.id == *id))

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, MemberId, ProposalId, SignalId};
 
 use crate::distress_due::due_distress_records;
 use crate::governance::{
@@ -36,7 +36,7 @@ pub enum Due {
         /// The new ceiling.
         ceiling: i64,
         /// The proposal that orders it.
-        proposal: Hash32,
+        proposal: ProposalId,
     },
     /// The commons payout a passed proposal of this member's orders.
     Payout {
@@ -49,7 +49,7 @@ pub enum Due {
         /// The memo.
         memo: String,
         /// The proposal that orders it.
-        proposal: Hash32,
+        proposal: ProposalId,
     },
     /// A record to file into group `group`'s document.
     File {
@@ -68,7 +68,7 @@ pub fn due(
     ledgers: &BTreeMap<GroupId, GroupLedger>,
     me: &MemberId,
     now_ms: u64,
-    held_since: &mut dyn FnMut(&GroupId, &Hash32) -> u64,
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
 ) -> Vec<Due> {
     // Each group's governance, once.
     let govs: BTreeMap<GroupId, Governance> = groups
@@ -146,7 +146,8 @@ fn orders_due(
                 proposal: p.id,
             }),
             Action::Payout { to, amount, memo }
-                if p.proposer == *me && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id)) =>
+                if p.proposer == *me
+                    && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id.hash32())) =>
             {
                 todo.push(Due::Payout {
                     group,
@@ -263,9 +264,9 @@ fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
         .any(|r| RecordBody::decode(&r.body).is_ok_and(|b| pred(&b)))
 }
 
-fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
+fn limit_written(doc: &SignedDoc, proposal: &ProposalId) -> bool {
     has_record(
         doc,
-        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal)),
+        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal == Some(proposal.hash32())),
     )
 }

@@ -42,7 +42,7 @@ use automerge::{
     Value, ValueRef, ROOT,
 };
 use nestwork_core::limits::{MAX_CHANGE_DATA_BYTES, MAX_CHANGE_OPS};
-use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignalId, SignedChange, SignedRecord};
 
 mod drafts;
 mod roll;
@@ -211,19 +211,21 @@ impl Clone for KeptTimeline {
 #[derive(Clone, Default)]
 struct DistressIndex {
     /// Each member's signals by sequence number.
-    chain: HashMap<(MemberId, u64), Hash32>,
+    chain: HashMap<(MemberId, u64), SignalId>,
     /// Every signal the group holds (its own and escalated in), with its raiser.
-    signals: HashMap<Hash32, MemberId>,
+    signals: HashMap<SignalId, MemberId>,
     /// Who has responded to which signal.
-    responders: HashSet<(Hash32, MemberId)>,
+    responders: HashSet<(SignalId, MemberId)>,
     /// Each member's newest signal: its number and id.
-    heads: HashMap<MemberId, (u64, Hash32)>,
+    heads: HashMap<MemberId, (u64, SignalId)>,
 }
 
 impl DistressIndex {
     fn absorb(&mut self, id: Hash32, author: MemberId, body: &RecordBody) {
         match body {
             RecordBody::Signal(s) => {
+                // A signal's id is its record's.
+                let id = SignalId::from(id);
                 self.chain.entry((author, s.seq)).or_insert(id);
                 self.signals.insert(id, author);
                 let head = self.heads.entry(author).or_insert((s.seq, id));
@@ -233,7 +235,8 @@ impl DistressIndex {
             }
             RecordBody::Escalation(e) => {
                 if let Ok((record, _)) = e.signal() {
-                    self.signals.insert(record.id(), record.author);
+                    self.signals
+                        .insert(SignalId::from(record.id()), record.author);
                 }
             }
             RecordBody::Answer(a) => {
@@ -1531,7 +1534,7 @@ impl SignedDoc {
     }
 
     /// `member`'s newest distress signal here: its number and id.
-    pub fn signal_head(&self, member: &MemberId) -> Option<(u64, Hash32)> {
+    pub fn signal_head(&self, member: &MemberId) -> Option<(u64, SignalId)> {
         self.distress.heads.get(member).copied()
     }
 
@@ -1612,13 +1615,13 @@ impl SignedDoc {
         };
         match body {
             RecordBody::Vote(v) => {
-                if !proposal_in_past(&v.proposal) {
+                if !proposal_in_past(&v.proposal.hash32()) {
                     return Err(format!(
                         "a vote for {}, which is not a proposal of this group in the vote's causal past",
                         v.proposal.short()
                     ));
                 }
-                if decided(&v.proposal) {
+                if decided(&v.proposal.hash32()) {
                     return Err(format!(
                         "a vote for {} cast after its decision: it can count for nothing",
                         v.proposal.short()
@@ -1627,7 +1630,7 @@ impl SignedDoc {
                 Ok(())
             }
             RecordBody::Decision(d) => {
-                if !proposal_in_past(&d.proposal) {
+                if !proposal_in_past(&d.proposal.hash32()) {
                     return Err(format!(
                         "a decision on {}, which is not a proposal of this group in its causal past",
                         d.proposal.short()
@@ -1707,13 +1710,14 @@ impl SignedDoc {
                     .any(|d| {
                         d.chain
                             .get(&(*author, s.seq))
-                            .is_some_and(|held| Some(held) != id)
+                            .is_some_and(|held| Some(&held.hash32()) != id)
                     });
-                let lookup =
-                    |id: &Hash32| match find(id).map(|r| (r.author, RecordBody::decode(&r.body))) {
-                        Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),
-                        _ => None,
-                    };
+                let lookup = |id: &SignalId| match find(&id.hash32())
+                    .map(|r| (r.author, RecordBody::decode(&r.body)))
+                {
+                    Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),
+                    _ => None,
+                };
                 crate::distress::check_chain(author, s, per_hour, taken, &lookup).map_err(|e| e.0)
             }
             RecordBody::Answer(a) => self.check_answer(a, author, batch, pending),

@@ -55,7 +55,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{encoding, GroupId, Hash32, MemberId, SignedRecord};
+use nestwork_core::{encoding, GroupId, Hash32, MemberId, ProposalId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::charter::{check_rules, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS};
@@ -597,7 +597,7 @@ pub struct IgnoredVote {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposalState {
     /// The proposal's id.
-    pub id: Hash32,
+    pub id: ProposalId,
     /// Who proposed it.
     pub proposer: MemberId,
     /// What it asks for.
@@ -789,7 +789,7 @@ pub struct Governance {
     /// Child groups admitted into this tier.
     pub children: BTreeSet<GroupId>,
     /// This group's delegates in its parent, and until when.
-    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    pub delegates: Option<(Vec<MemberId>, u64, ProposalId)>,
     /// Child groups' delegations filed here, newest per child.
     pub child_delegations: BTreeMap<GroupId, DelegationState>,
     /// Every proposal, oldest first.
@@ -901,7 +901,7 @@ impl Governance {
                     return Err(format!("{d} is not a member"));
                 }
                 let until = at.saturating_add(self.rules.revision_cycle_secs.saturating_mul(1000));
-                self.delegates = Some((delegates.clone(), until, proposal));
+                self.delegates = Some((delegates.clone(), until, ProposalId::from(proposal)));
             }
             Action::RatifyTreaty { treaty } => {
                 let id = treaty.id();
@@ -1066,7 +1066,7 @@ impl Governance {
     }
 
     /// A proposal by id.
-    pub fn proposal(&self, id: &Hash32) -> Option<&ProposalState> {
+    pub fn proposal(&self, id: &ProposalId) -> Option<&ProposalState> {
         self.proposals.iter().find(|p| p.id == *id).map(|p| &**p)
     }
 
@@ -1097,7 +1097,7 @@ impl DecisionProof {
         records: &BTreeMap<Hash32, SignedRecord>,
         passed: &ProposalState,
     ) -> Option<(DecisionProof, u64)> {
-        let proposal = records.get(&passed.id)?;
+        let proposal = records.get(&passed.id.hash32())?;
         let (decision, at) = passed
             .decisions
             .iter()
@@ -1197,7 +1197,7 @@ mod tests {
 
     fn state(seats: usize, quorum: u8, approval: u8) -> ProposalState {
         ProposalState {
-            id: Hash32([0; 32]),
+            id: ProposalId::from(Hash32([0; 32])),
             proposer: MemberId([0; 32]),
             proposal: Proposal {
                 action: Action::LeaveParent,

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{GroupId, Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId, SignedRecord};
 
 use crate::error::{broken, RuleError};
 use crate::record::governance::{Action, Decision, Proposal};
@@ -187,7 +187,7 @@ pub struct ProvenDecision {
     /// The group that decided.
     pub group: ProvenGroup,
     /// The proposal's id.
-    pub proposal_id: Hash32,
+    pub proposal_id: ProposalId,
     /// The proposal.
     pub proposal: Proposal,
     /// The decision.
@@ -212,7 +212,7 @@ impl DecisionProof {
             return broken("a decision proof must cite a decision record");
         };
         group.vouch(&decision.author, "the decision's signer")?;
-        if d.proposal != proposal.id() {
+        if d.proposal != ProposalId::from(proposal.id()) {
             return broken("the decision cited is on another proposal");
         }
         if !d.passed {
@@ -223,7 +223,7 @@ impl DecisionProof {
         }
         Ok(ProvenDecision {
             group,
-            proposal_id: proposal.id(),
+            proposal_id: ProposalId::from(proposal.id()),
             proposal: p,
             decision: d,
         })
@@ -236,7 +236,7 @@ impl DecisionProof {
         &self,
         what: &str,
         group: &GroupId,
-        proposal: &Hash32,
+        proposal: &ProposalId,
         at_ms: u64,
         decides: impl Fn(&Action) -> bool,
     ) -> Result<(), RuleError> {

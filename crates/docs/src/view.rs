@@ -1,7 +1,7 @@
 //! What members see: pure functions from a document to plain data. Two
 //! nodes holding the same changes produce identical views.
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::SignedDoc;
@@ -60,7 +60,7 @@ pub struct CharterView {
     /// Child groups in this tier.
     pub children: Vec<GroupId>,
     /// This group's delegates in its parent, until when, and the proposal.
-    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    pub delegates: Option<(Vec<MemberId>, u64, ProposalId)>,
     /// Child groups' delegates, as filed here.
     pub child_delegations: Vec<DelegationState>,
     /// The revision cycle: its number (from 0) and when it started.
@@ -89,7 +89,7 @@ pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
 /// The decision record due on `proposal` at `now_ms`: what the votes held
 /// in `doc` decided, once voting on it is over and while no decision is
 /// held.
-pub fn decision_due(doc: &SignedDoc, proposal: &Hash32, now_ms: u64) -> Option<RecordBody> {
+pub fn decision_due(doc: &SignedDoc, proposal: &ProposalId, now_ms: u64) -> Option<RecordBody> {
     let decision = governance_of(doc, now_ms)?
         .proposal(proposal)?
         .decision_record(now_ms)?;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, ProposalId, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::engine::Roll;
 use nestwork_docs::governance::{Action, Choice, Exit, Proposal, Vote};
@@ -81,14 +81,14 @@ fn remove_three(doc: &mut SignedDoc) -> Vec<SignedChange> {
     changes.push(c);
     for (who, at) in [(1, T0 + 101), (2, T0 + 102)] {
         let vote = RecordBody::Vote(Vote {
-            proposal: p,
+            proposal: ProposalId::from(p),
             choice: Choice::Yes,
             cast_at_ms: at,
             for_group: None,
         });
         changes.push(add(doc, who, vote).1);
     }
-    let decision = decision_due(doc, &p, T0 + 102).expect("2 of 3 decide");
+    let decision = decision_due(doc, &ProposalId::from(p), T0 + 102).expect("2 of 3 decide");
     changes.push(add(doc, 1, decision).1);
     changes
 }
@@ -270,7 +270,7 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
             .sign_record_anyway(
                 &writer(3),
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Yes,
                     cast_at_ms: T0 + 202,
                     for_group: None,
@@ -432,15 +432,16 @@ mod random_histories {
                         .map(|(id, _)| *id)
                         .collect();
                     match proposals.get(usize::from(other) % proposals.len().max(1)) {
-                        Some(p) if decision_due(r, p, now).is_some() => {
-                            let decision = decision_due(r, p, now).expect("due");
+                        Some(p) if decision_due(r, &ProposalId::from(*p), now).is_some() => {
+                            let decision =
+                                decision_due(r, &ProposalId::from(*p), now).expect("due");
                             r.add_record(&w, decision, &mut NoLedger, now).map(|_| ())
                         }
                         Some(p) => r
                             .add_record(
                                 &w,
                                 RecordBody::Vote(Vote {
-                                    proposal: *p,
+                                    proposal: ProposalId::from(*p),
                                     choice: Choice::Yes,
                                     cast_at_ms: now,
                                     for_group: None,

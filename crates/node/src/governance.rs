@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
     self, Action, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
@@ -97,7 +97,8 @@ impl Node {
             action,
             submitted_at_ms: self.now_ms(),
         });
-        let id = self.write_group_record(group, |_| Ok(body))?;
+        // A proposal's id is its record's.
+        let id = ProposalId::from(self.write_group_record(group, |_| Ok(body))?);
         tracing::info!(group = %group.short(), proposal = %id.short(), kind = req.kind(), "proposal submitted");
         self.proposal_view(&group, &id)
     }
@@ -395,7 +396,7 @@ impl Node {
         }
     }
 
-    fn proposal_view(&self, group: &GroupId, id: &Hash32) -> Result<ProposalView, NodeError> {
+    fn proposal_view(&self, group: &GroupId, id: &ProposalId) -> Result<ProposalView, NodeError> {
         let docs = self.lock();
         let gov = self.governance(&docs, group)?;
         let p = gov

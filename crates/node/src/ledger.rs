@@ -3,7 +3,7 @@
 //! documents ([`GroupLedger`]), and the gate through which records reach
 //! it ([`Gate`]), are pure and live in `nestwork_docs::group_ledger`.
 
-use nestwork_core::{GroupId, Hash32, MemberId, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId, SignedChange};
 use nestwork_docs::decisions::Decisions;
 use nestwork_docs::ledger::{Account, CreditLimit};
 use nestwork_docs::{GroupView, RecordBody, SignedDoc};
@@ -72,7 +72,7 @@ impl Node {
         to: Account,
         amount: u64,
         memo: &str,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
     ) -> Result<PaymentView, NodeError> {
         self.make_payment_for(group, from, to, amount, memo, proposal, None)
     }
@@ -87,7 +87,7 @@ impl Node {
         to: Account,
         amount: u64,
         memo: &str,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
         request: Option<Hash32>,
     ) -> Result<PaymentView, NodeError> {
         let now = self.now_ms();
@@ -96,7 +96,7 @@ impl Node {
             to,
             amount,
             memo,
-            proposal,
+            proposal: proposal.map(|p| p.hash32()),
             made_at_ms: now,
         };
         let paid = self.commit(
@@ -228,7 +228,7 @@ impl Node {
         member: Option<MemberId>,
         floor: i64,
         ceiling: i64,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
     ) -> Result<(), NodeError> {
         let now = self.now_ms();
         self.commit(
@@ -252,7 +252,7 @@ impl Node {
                     ceiling,
                     seq,
                     prev: head,
-                    proposal,
+                    proposal: proposal.map(|p| p.hash32()),
                 });
                 let mut gate = Gate {
                     ledger: Some(&mut l.ledger),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nestwork_core::{DocId, GroupId, Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, MemberKey, SignalId, SignedChange};
 use nestwork_docs::engine::StoredGraph;
 use nestwork_docs::group_ledger::period_id;
 use nestwork_docs::seal::Keyring;
@@ -108,7 +108,7 @@ pub struct Node {
     seal: Mutex<SealMemory>,
     /// When this node first held each open distress signal, by (group,
     /// signal), as far as it has noted them (`distress.rs`, `held_since`).
-    pub(crate) first_held: Mutex<BTreeMap<(GroupId, Hash32), u64>>,
+    pub(crate) first_held: Mutex<BTreeMap<(GroupId, SignalId), u64>>,
     /// What the network looks up on its loop, without this node's lock.
     pub(crate) directory: Directory,
     /// Cold ledger periods read back to answer peers' syncs.

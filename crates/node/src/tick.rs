@@ -4,7 +4,7 @@
 //! escalations and answers) and writes it, and writes the seal keys its
 //! groups lack; [`spawn_ticker`] runs it on a timer and after changes.
 
-use nestwork_core::{DocId, GroupId, Hash32};
+use nestwork_core::{DocId, GroupId, SignalId};
 use nestwork_docs::due::{due, Due};
 use nestwork_docs::ledger::Account;
 use nestwork_docs::RecordBody;
@@ -25,7 +25,7 @@ impl Node {
             let docs = self.lock();
             let now = self.now_ms();
             let mut held_since =
-                |group: &GroupId, signal: &Hash32| self.held_since(group, signal, now);
+                |group: &GroupId, signal: &SignalId| self.held_since(group, signal, now);
             due(&docs.groups, &docs.ledgers, &me, now, &mut held_since)
         };
         let mut written = 0;

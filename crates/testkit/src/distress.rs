@@ -31,6 +31,7 @@ pub fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
         )
         .unwrap_or_else(|e| panic!("raise: {e}"))
         .id
+        .hash32()
 }
 
 /// Answer `signal` on `n`.
@@ -53,7 +54,7 @@ pub fn seen(n: &TestNode, group: Option<&Hash32>, signal: &Hash32) -> Option<Sig
         .distress_list(group.map(|g| g.to_hex()).as_deref(), true)
         .ok()?
         .into_iter()
-        .find(|s| s.view.id == *signal)
+        .find(|s| s.view.id.hash32() == *signal)
         .map(|s| s.view)
 }
 
@@ -70,7 +71,7 @@ pub async fn held(n: &TestNode, group: &Hash32, signal: &Hash32) {
                 .distress_list(Some(&group.to_hex()), true)
                 .is_ok_and(|l| {
                     l.iter()
-                        .any(|s| s.view.id == *signal && s.held_since_ms.is_some())
+                        .any(|s| s.view.id.hash32() == *signal && s.held_since_ms.is_some())
                 })
         },
     )

@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 
 use super::{
     Action, CharterEdit, Counterpart, Decision, Delegation, Effect, Exit, Governance, IgnoredVote,
@@ -48,8 +48,8 @@ pub(super) struct Signed<T> {
 /// what a vote's weight depends on (exits, delegations); each in id order.
 #[derive(Clone, Default)]
 struct Ballots {
-    votes: BTreeMap<Hash32, BTreeMap<Hash32, Signed<Vote>>>,
-    decisions: BTreeMap<Hash32, BTreeMap<Hash32, Signed<Decision>>>,
+    votes: BTreeMap<ProposalId, BTreeMap<Hash32, Signed<Vote>>>,
+    decisions: BTreeMap<ProposalId, BTreeMap<Hash32, Signed<Decision>>>,
     exits: BTreeMap<Hash32, Signed<Exit>>,
     delegations: BTreeMap<Hash32, Signed<Delegation>>,
 }
@@ -237,14 +237,14 @@ impl Timeline {
 
     /// A vote or decision on `proposal` arrived: if the checkpoint holds
     /// the proposal as final, judge it again alone.
-    fn rejudge(&mut self, proposal: &Hash32) {
+    fn rejudge(&mut self, proposal: &ProposalId) {
         if self.stale {
             return;
         }
-        let Some((old, terms)) = self.checkpoint.states.get(proposal) else {
+        let Some((old, terms)) = self.checkpoint.states.get(&proposal.hash32()) else {
             return;
         };
-        let p = &self.records.proposals[proposal];
+        let p = &self.records.proposals[&proposal.hash32()];
         // A final proposal is judged alike at every moment.
         let new = judge(p, terms, &self.records.ballots, u64::MAX);
         let same = is_final(&new, terms)
@@ -256,7 +256,7 @@ impl Timeline {
             return;
         }
         let effect = old.effect.clone();
-        if let Some((state, _)) = self.checkpoint.states.get_mut(proposal) {
+        if let Some((state, _)) = self.checkpoint.states.get_mut(&proposal.hash32()) {
             *state = Arc::new(ProposalState { effect, ..new });
         }
     }
@@ -542,7 +542,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
     let submitted = p.body.submitted_at_ms;
     let seats = &*terms.seats;
     let mut state = ProposalState {
-        id: p.id,
+        id: ProposalId::from(p.id),
         proposer: p.author,
         proposal: p.body.clone(),
         deadline_ms: terms.deadline_ms,
@@ -568,7 +568,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
     }
     let votes: Vec<&Signed<Vote>> = ballots
         .votes
-        .get(&p.id)
+        .get(&ProposalId::from(p.id))
         .into_iter()
         .flat_map(|v| v.values())
         .collect();
@@ -583,7 +583,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
     let mut refused = Vec::new();
     for d in ballots
         .decisions
-        .get(&p.id)
+        .get(&ProposalId::from(p.id))
         .into_iter()
         .flat_map(|d| d.values())
     {

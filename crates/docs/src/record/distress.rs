@@ -2,7 +2,7 @@
 //! carried in from other groups. How they are judged and shown is in
 //! [`crate::distress`].
 
-use nestwork_core::{GroupId, Hash32};
+use nestwork_core::{GroupId, SignalId};
 use serde::{Deserialize, Serialize};
 
 use super::proof::MemberProof;
@@ -61,7 +61,7 @@ pub struct Signal {
     /// Position on the raiser's chain of signals in this group, from 1.
     pub seq: u64,
     /// The raiser's previous signal (`None` only for seq 1).
-    pub prev: Option<Hash32>,
+    pub prev: Option<SignalId>,
 }
 
 /// How someone answers a signal.
@@ -82,7 +82,7 @@ pub enum AnswerKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     /// The signal (the id of the raiser's record).
-    pub signal: Hash32,
+    pub signal: SignalId,
     /// Seen, on my way, or resolved.
     pub kind: AnswerKind,
     /// A few words.

@@ -2,7 +2,7 @@
 //! decisions, exits, founders' edits, delegations and treaties. How they
 //! are counted is in [`crate::governance`].
 
-use nestwork_core::{GroupId, Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::Account;
@@ -171,7 +171,7 @@ pub struct Proposal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
     /// The proposal.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// Yes, no or abstain.
     pub choice: Choice,
     /// When, by the voter's clock.
@@ -187,7 +187,7 @@ pub struct Vote {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// The proposal.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// The votes counted, one per seat, in id order.
     pub counted: Vec<Hash32>,
     /// Whether it passed.
@@ -225,7 +225,7 @@ pub struct Delegation {
     /// Its delegates (the signer is one of them).
     pub delegates: Vec<MemberId>,
     /// The child's proposal that named them.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// From when (the child's decision).
     pub from_ms: u64,
     /// Until when (one revision cycle of the child later).
@@ -257,7 +257,7 @@ pub struct Counterpart {
     /// The other party.
     pub group: GroupId,
     /// Its proposal that decided.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// What it decided.
     pub act: TreatyAct,
     /// When its decision took effect.
