@@ -34,10 +34,9 @@ use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP
 use crate::intake::{
     machine_now_ms, open_gossip, validate_guarded, GossipIntake, Queued, Refused, Verdict,
 };
+use crate::join::{Joins, INVITER_UNREACHABLE};
 use crate::protocol::{Request, Response, SYNC_BATCH_BYTES};
-use crate::reach::{
-    self, Attempt, Known, Link, Peer, Relay, INVITER_UNREACHABLE, JOIN_RETRY, JOIN_TIMEOUT,
-};
+use crate::reach::{self, Known, Link, Peer, Relay};
 use crate::setup::{build_swarm, dial_first_peers, listen, relays_of};
 use crate::sync::{self, Input, Output, Sessions};
 use crate::ticket::Ticket;
@@ -231,8 +230,7 @@ pub async fn spawn(
         intake: GossipIntake::default(),
         sessions: Sessions::default(),
         peers: HashMap::new(),
-        join_waiters: HashMap::new(),
-        join_attempts: HashMap::new(),
+        joins: Joins::default(),
         known: HashMap::new(),
         last_dial,
         resync: HashSet::new(),
@@ -294,10 +292,9 @@ struct EventLoop {
     /// The sync sessions: what runs, waits its turn, waits for changes.
     sessions: Sessions<PeerId>,
     peers: HashMap<PeerId, Peer>,
-    /// Joins waiting for a connection to their inviter.
-    join_waiters: HashMap<PeerId, Vec<(Ticket, JoinReply)>>,
-    /// The dials made for those joins, and their deadline.
-    join_attempts: HashMap<PeerId, Attempt>,
+    /// Joins waiting for a connection to their inviter, and the dials
+    /// made for them.
+    joins: Joins<(Ticket, JoinReply)>,
     /// Members' nodes we have been connected to, to reach again.
     known: HashMap<PeerId, Known>,
     /// When each member or relay was last dialed (not to hammer them).
@@ -609,10 +606,7 @@ impl EventLoop {
             ));
             return;
         }
-        self.join_waiters
-            .entry(inviter)
-            .or_default()
-            .push((ticket, reply));
+        self.joins.wait(inviter, (ticket, reply));
         self.dial_for_join(inviter, addrs);
     }
 
@@ -620,49 +614,34 @@ impl EventLoop {
     /// any other dial to the same peer (Kademlia, a relay, hole punching):
     /// whichever connects first carries the join.
     fn dial_for_join(&mut self, inviter: PeerId, addrs: Vec<Multiaddr>) {
-        let addrs_again = addrs.clone();
         let opts = DialOpts::peer_id(inviter)
-            .addresses(addrs)
+            .addresses(addrs.clone())
             .condition(PeerCondition::Always)
             .build();
         let id = opts.connection_id();
-        let attempt = self
-            .join_attempts
-            .entry(inviter)
-            .or_insert_with(|| Attempt {
-                dials: Vec::new(),
-                deadline: Instant::now() + JOIN_TIMEOUT,
-                addrs: addrs_again,
-                retry_at: None,
-            });
-        match self.swarm.dial(opts) {
-            Ok(()) => attempt.dials.push(id),
+        let dial = match self.swarm.dial(opts) {
+            Ok(()) => Some(id),
             Err(e) => {
                 tracing::info!(peer = %inviter, error = %e, "cannot dial the inviter");
-                if attempt.dials.is_empty() {
-                    self.fail_joins(inviter);
-                }
+                None
             }
+        };
+        if !self.joins.dialed(inviter, addrs, dial, Instant::now()) {
+            self.fail_joins(inviter);
         }
     }
 
-    /// Every dial made for a join failed. A relay may refuse for a moment
-    /// (its limits), the inviter's slot may be on its way: try again
-    /// shortly, until the join's deadline.
+    /// Every dial made for a join failed: try again shortly, or fail the
+    /// joins past their deadline (see [`Joins::retry_later`]).
     fn join_dials_failed(&mut self, inviter: PeerId) {
-        let now = Instant::now();
-        match self.join_attempts.get_mut(&inviter) {
-            Some(attempt) if now + JOIN_RETRY < attempt.deadline => {
-                attempt.retry_at = Some(now + JOIN_RETRY);
-            }
-            _ => self.fail_joins(inviter),
+        if !self.joins.retry_later(inviter, Instant::now()) {
+            self.fail_joins(inviter);
         }
     }
 
     /// Tell every join waiting on `inviter` that it could not be reached.
     fn fail_joins(&mut self, inviter: PeerId) {
-        self.join_attempts.remove(&inviter);
-        for (_, reply) in self.join_waiters.remove(&inviter).unwrap_or_default() {
+        for (_, reply) in self.joins.fail(inviter) {
             let _ = reply.send(Err(INVITER_UNREACHABLE.into()));
         }
     }
@@ -708,13 +687,10 @@ impl EventLoop {
                 error,
             } => {
                 tracing::debug!(%peer, %error, "dial failed");
-                if let Some(attempt) = self.join_attempts.get_mut(&peer) {
-                    attempt.dials.retain(|d| *d != connection_id);
-                    // Only our own dials for the join decide it; another
-                    // dial's failure is not the join's.
-                    if attempt.dials.is_empty() && !self.swarm.is_connected(&peer) {
-                        self.join_dials_failed(peer);
-                    }
+                // Only our own dials for a join decide it; another dial's
+                // failure is not the join's.
+                if self.joins.dial_failed(peer, connection_id) && !self.swarm.is_connected(&peer) {
+                    self.join_dials_failed(peer);
                 }
             }
             SwarmEvent::ListenerClosed {
@@ -859,11 +835,8 @@ impl EventLoop {
                 known.remember(address);
             }
         }
-        self.join_attempts.remove(&peer_id);
-        if let Some(waiters) = self.join_waiters.remove(&peer_id) {
-            for (ticket, reply) in waiters {
-                self.send_join(peer_id, ticket, reply);
-            }
+        for (ticket, reply) in self.joins.connected(peer_id) {
+            self.send_join(peer_id, ticket, reply);
         }
         // One side starts the session (it runs both ways), so a
         // catch-up is not sent twice; the smaller peer id starts.
@@ -1213,10 +1186,7 @@ impl EventLoop {
             return;
         }
         let addrs = self.inviter_addrs(inviter, &ticket);
-        self.join_waiters
-            .entry(inviter)
-            .or_default()
-            .push((ticket, reply));
+        self.joins.wait(inviter, (ticket, reply));
         self.dial_for_join(inviter, addrs);
     }
 
@@ -1245,27 +1215,12 @@ impl EventLoop {
             self.give_up_gossip(given_up);
         }
         let now = Instant::now();
-        let expired: Vec<PeerId> = self
-            .join_attempts
-            .iter()
-            .filter(|(_, a)| a.deadline <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for inviter in expired {
+        for inviter in self.joins.expired(now) {
             if !self.swarm.is_connected(&inviter) {
                 self.fail_joins(inviter);
             }
         }
-        let retry: Vec<(PeerId, Vec<Multiaddr>)> = self
-            .join_attempts
-            .iter_mut()
-            .filter(|(_, a)| a.retry_at.is_some_and(|t| t <= now))
-            .map(|(p, a)| {
-                a.retry_at = None;
-                (*p, a.addrs.clone())
-            })
-            .collect();
-        for (inviter, addrs) in retry {
+        for (inviter, addrs) in self.joins.due_retries(now) {
             if !self.swarm.is_connected(&inviter) {
                 self.dial_for_join(inviter, addrs);
             }

@@ -25,6 +25,7 @@
 pub mod actor;
 pub mod behaviour;
 mod intake;
+mod join;
 pub mod protocol;
 pub mod reach;
 mod setup;

@@ -6,27 +6,13 @@
 //! to dial; nothing here touches the swarm.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libp2p::autonat::NatStatus;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
-
-/// How long a join waits for the inviter's node to become reachable (a
-/// direct dial, a relay circuit, or a dial already in flight) and answer.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// When every dial for a join failed, how long before trying again (until
-/// the deadline): a relay refusing for a moment, or the inviter's slot on
-/// its way, is no reason to give up.
-pub const JOIN_RETRY: Duration = Duration::from_secs(2);
-
-/// What a user reads when the inviter cannot be reached. The libp2p error
-/// goes to the log, never to the user.
-pub const INVITER_UNREACHABLE: &str =
-    "the inviter's node could not be reached directly or through a relay; is it running?";
 
 /// One open connection to a peer.
 #[derive(Clone, Debug)]
@@ -73,19 +59,6 @@ pub struct Relay {
     pub listener: Option<ListenerId>,
     /// The relay accepted our reservation: peers can reach us through it.
     pub reserved: bool,
-}
-
-/// A dial made for someone waiting (a join), and until when to wait.
-#[derive(Debug)]
-pub struct Attempt {
-    /// The dials started for it; errors of other dials are not its failure.
-    pub dials: Vec<ConnectionId>,
-    /// Give up after this.
-    pub deadline: Instant,
-    /// Where to dial the inviter.
-    pub addrs: Vec<Multiaddr>,
-    /// All dials failed: dial again at this time.
-    pub retry_at: Option<Instant>,
 }
 
 /// A member's node we were connected to and want to stay connected to.
