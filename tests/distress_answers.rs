@@ -14,6 +14,7 @@ use std::time::Duration;
 use nestwork_core::Hash32;
 use nestwork_docs::distress::{Answer, AnswerKind, CarriedAnswer, SignalStatus, SignalView};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
+use nestwork_node::distress::Answering;
 use nestwork_testkit::distress::{answer, nest, seen};
 use nestwork_testkit::{key, wait_until, TestNode};
 
@@ -41,7 +42,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
     );
 
     // Seen in the region: the caller learns who saw it, and where.
-    answer(in_region, &signal, "ack", None);
+    answer(in_region, &signal, Answering::Ack, None);
     wait_until("the region's ack on the caller's node", LIMIT, || {
         answer_from(caller, &signal, in_region, "seen").is_some()
     })
@@ -56,7 +57,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
     assert_eq!(ack.carried_via, vec![nest.region]);
 
     // On the way, with an estimate.
-    answer(in_region, &signal, "respond", Some(15 * 60));
+    answer(in_region, &signal, Answering::Respond, Some(15 * 60));
     wait_until("the region's response on the caller's node", LIMIT, || {
         answer_from(caller, &signal, in_region, "on the way").is_some()
     })
@@ -76,7 +77,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
     assert_eq!(on_way.given_in, nest.region);
 
     // Resolved in the region by the responder: resolved in the hub.
-    answer(in_region, &signal, "resolve", None);
+    answer(in_region, &signal, Answering::Resolve, None);
     wait_until(
         "the resolution in the hub on the caller's node",
         LIMIT,
@@ -94,7 +95,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
 
     // A second call, answered at the treaty partner.
     let second = nest.raise_and_climb("Out of water at the camp").await;
-    answer(at_partner, &second, "respond", Some(600));
+    answer(at_partner, &second, Answering::Respond, Some(600));
     wait_until("the partner's response on the caller's node", LIMIT, || {
         answer_from(caller, &second, at_partner, "on the way").is_some()
     })
@@ -110,7 +111,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
 
     // The caller resolves it: the resolution reaches every group it
     // travelled to, including those the caller does not belong to.
-    answer(caller, &second, "resolve", None);
+    answer(caller, &second, Answering::Resolve, None);
     wait_until(
         "the caller's resolution in the region and at the partner",
         LIMIT,
@@ -131,7 +132,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
         panic!("four nodes");
     };
     let signal = nest.raise_and_climb("Bailiffs at the door").await;
-    answer(in_region, &signal, "ack", None);
+    answer(in_region, &signal, Answering::Ack, None);
     wait_until("the real ack on the caller's node", LIMIT, || {
         answer_from(caller, &signal, in_region, "seen").is_some()
     })

@@ -105,32 +105,6 @@ fn raise_watch_answer_and_refuse_bad_signals() {
                 "raise",
                 "Riverside",
                 "--category",
-                "volcano",
-                "--severity",
-                "high",
-                "x",
-            ],
-            "unknown category",
-        ),
-        (
-            vec![
-                "distress",
-                "raise",
-                "Riverside",
-                "--category",
-                "medical",
-                "--severity",
-                "meh",
-                "x",
-            ],
-            "unknown severity",
-        ),
-        (
-            vec![
-                "distress",
-                "raise",
-                "Riverside",
-                "--category",
                 "medical",
                 "--severity",
                 "low",
@@ -154,8 +128,45 @@ fn raise_watch_answer_and_refuse_bad_signals() {
             "no group matches",
         ),
         (vec!["distress", "ack", "abcdef"], "no signal matches"),
+        (
+            vec!["distress", "ack", "abcdef"],
+            "hint: `nestwork distress list --all` shows them",
+        ),
     ] {
         let err = fails(&dir, &args, 1);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // Words that name no category or severity: bad usage (exit 2), refused
+    // before anything reaches the node, naming what is expected.
+    for (args, needle) in [
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "volcano",
+                "--severity",
+                "high",
+                "x",
+            ],
+            "unknown category \"volcano\": expected one of medical",
+        ),
+        (
+            vec![
+                "distress",
+                "raise",
+                "Riverside",
+                "--category",
+                "medical",
+                "--severity",
+                "meh",
+                "x",
+            ],
+            "unknown severity \"meh\": expected low, high or critical",
+        ),
+    ] {
+        let err = fails(&dir, &args, 2);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     assert_eq!(

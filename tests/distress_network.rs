@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use nestwork_core::Hash32;
+use nestwork_docs::distress::{Category, Severity};
 use nestwork_docs::governance::TreatyKind;
-use nestwork_node::distress::{AnswerRequest, RaiseRequest};
+use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest};
 use nestwork_node::governance::ProposeRequest;
 use nestwork_node::Clock;
 use nestwork_testkit::distress::{answer, held, raise, seen};
@@ -154,7 +155,7 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
             .all(|n| path_in(n, &hub, &answered).is_some())
     })
     .await;
-    answer(&hub_nodes[3], &answered, "ack", None);
+    answer(&hub_nodes[3], &answered, Answering::Ack, None);
     wait_until("the ack on the liaison's node", LIMIT, || {
         answers_on(liaison, &answered) == 1
     })
@@ -185,7 +186,7 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
     );
 
     // Answered in the region: it does not climb to the federation.
-    answer(&region_node, &unanswered, "ack", None);
+    answer(&region_node, &unanswered, Answering::Ack, None);
     clock.advance(Duration::from_secs(6 * 60));
     // One not answered anywhere does climb on: hub, region, federation.
     let lonely = raise(&hub_nodes[4], &hub, "Eviction notice, bailiffs at the door");
@@ -214,7 +215,7 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         .distress_answer(
             &"ab".repeat(32),
             &AnswerRequest {
-                kind: "ack".into(),
+                kind: Answering::Ack,
                 text: String::new(),
                 eta_secs: None,
             },
@@ -226,15 +227,15 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         .distress_answer(
             &lonely.to_hex(),
             &AnswerRequest {
-                kind: "resolve".into(),
+                kind: Answering::Resolve,
                 text: String::new(),
                 eta_secs: None,
             },
         )
         .expect_err("not raiser or responder");
     assert!(err.to_string().contains("only the raiser"), "{err}");
-    answer(&hub_nodes[3], &lonely, "respond", None);
-    answer(&hub_nodes[3], &lonely, "resolve", None);
+    answer(&hub_nodes[3], &lonely, Answering::Respond, None);
+    answer(&hub_nodes[3], &lonely, Answering::Resolve, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -251,8 +252,8 @@ async fn a_flood_is_limited_and_another_members_signal_still_arrives() {
             let r = flooder.distress_raise(
                 &g,
                 &RaiseRequest {
-                    category: "other".into(),
-                    severity: "low".into(),
+                    category: Category::Other,
+                    severity: Severity::Low,
                     location: None,
                     expires_secs: None,
                     text: format!("flood {i}"),

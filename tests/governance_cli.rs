@@ -56,6 +56,10 @@ fn proposals_votes_and_leaving_from_the_command_line() {
             "no treaty",
         ),
         (vec!["vote", "abcdef", "yes"], "no proposal matches"),
+        (
+            vec!["vote", "abcdef", "yes"],
+            "hint: `nestwork proposals GROUP` lists them",
+        ),
     ] {
         let err = fails(&dir, &args, 1);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -119,7 +123,8 @@ fn proposals_votes_and_leaving_from_the_command_line() {
         .expect("id")
         .to_string();
     assert_eq!(listed["proposals"][0]["outcome"], "open");
-    let err = fails(&dir, &["vote", &id[..8], "perhaps"], 1);
+    // Not a vote: bad usage (exit 2), before anything reaches the node.
+    let err = fails(&dir, &["vote", &id[..8], "perhaps"], 2);
     assert!(err.contains("yes, no or abstain"), "{err}");
     let voted = json(&dir, &["vote", &id[..8], "yes"]);
     assert_eq!(voted["outcome"], "passed");

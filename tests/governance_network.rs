@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use nestwork_core::Hash32;
-use nestwork_docs::governance::{Outcome, Seat, TreatyKind, TreatyStatus};
+use nestwork_docs::governance::{Choice, Outcome, Seat, TreatyKind, TreatyStatus};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_node::node::PayRequest;
 use nestwork_testkit::governance::{
@@ -35,10 +35,10 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     assert_eq!(p.state.seats, 5);
     has_proposal(&all, &hub, &p.state.id).await;
     for n in &nodes[..2] {
-        vote(n, &p.state.id, "yes", None);
+        vote(n, &p.state.id, Choice::Yes, None);
     }
     assert_eq!(outcome(&nodes[1], &hub, &p.state.id), Some(Outcome::Open));
-    vote(&nodes[2], &p.state.id, "yes", None);
+    vote(&nodes[2], &p.state.id, Choice::Yes, None);
     // Three yes of five seats: two more no votes would leave 60%, so it is
     // decided at once, on every node.
     passed_everywhere(&all, &hub, &p.state.id).await;
@@ -55,7 +55,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     let late = nodes[3].node.vote(
         &p.state.id.to_hex(),
         &VoteRequest {
-            choice: "no".into(),
+            choice: Choice::No,
             for_group: None,
         },
     );
@@ -152,8 +152,8 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     );
     has_proposal(&all, &hub, &payout.state.id).await;
     for n in &nodes[..3] {
-        vote(n, &limits.state.id, "yes", None);
-        vote(n, &payout.state.id, "yes", None);
+        vote(n, &limits.state.id, Choice::Yes, None);
+        vote(n, &payout.state.id, Choice::Yes, None);
     }
     wait_until("the new limits and the payout on every node", LIMIT, || {
         all.iter().all(|n| {
@@ -184,7 +184,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     );
     has_proposal(&all, &hub, &failed.state.id).await;
     for n in &nodes[..3] {
-        vote(n, &failed.state.id, "no", None);
+        vote(n, &failed.state.id, Choice::No, None);
     }
     wait_until("the payout proposal to fail", LIMIT, || {
         outcome(&nodes[0], &hub, &failed.state.id) == Some(Outcome::Failed)
@@ -239,7 +239,7 @@ async fn a_hub_amends_an_article_and_a_leaver_can_no_longer_vote_or_pay() {
     let refused = nodes[4].node.vote(
         &q.state.id.to_hex(),
         &VoteRequest {
-            choice: "yes".into(),
+            choice: Choice::Yes,
             for_group: None,
         },
     );
@@ -296,8 +296,8 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
         },
     );
     has_proposal(&hub_all, &hub, &join.state.id).await;
-    vote(&hub_nodes[0], &join.state.id, "yes", None);
-    vote(&hub_nodes[1], &join.state.id, "yes", None);
+    vote(&hub_nodes[0], &join.state.id, Choice::Yes, None);
+    vote(&hub_nodes[1], &join.state.id, Choice::Yes, None);
     passed_everywhere(&hub_all, &hub, &join.state.id).await;
 
     let admit = propose(
@@ -308,8 +308,8 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
         },
     );
     has_proposal(&[&region_founder, delegate], &region, &admit.state.id).await;
-    vote(&region_founder, &admit.state.id, "yes", None);
-    vote(delegate, &admit.state.id, "yes", None);
+    vote(&region_founder, &admit.state.id, Choice::Yes, None);
+    vote(delegate, &admit.state.id, Choice::Yes, None);
     passed_everywhere(&[&region_founder, delegate], &region, &admit.state.id).await;
 
     // The hub names its delegate; the delegate's node files it in the region.
@@ -323,7 +323,7 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
     );
     has_proposal(&hub_all, &hub, &name.state.id).await;
     for n in &hub_nodes[..2] {
-        vote(n, &name.state.id, "yes", None);
+        vote(n, &name.state.id, Choice::Yes, None);
     }
     passed_everywhere(&hub_all, &hub, &name.state.id).await;
     wait_until("the delegation to reach the region", LIMIT, || {
@@ -356,7 +356,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
     );
     assert_eq!(p.state.seats, 3);
     has_proposal(&[&region_founder, delegate], &region, &p.state.id).await;
-    vote(delegate, &p.state.id, "yes", Some(&hub));
+    vote(delegate, &p.state.id, Choice::Yes, Some(&hub));
     wait_until("the hub's vote to count in the region", LIMIT, || {
         region_founder
             .node
@@ -373,7 +373,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
     let refused = delegate.node.vote(
         &p.state.id.to_hex(),
         &VoteRequest {
-            choice: "yes".into(),
+            choice: Choice::Yes,
             for_group: Some(stranger.to_hex()),
         },
     );
@@ -387,7 +387,7 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
         .vote(
             &p.state.id.to_hex(),
             &VoteRequest {
-                choice: "yes".into(),
+                choice: Choice::Yes,
                 for_group: Some(hub.to_hex()),
             },
         )
@@ -414,12 +414,12 @@ async fn both_pass(
     req_b: ProposeRequest,
 ) {
     let pa = propose(a, hub_a, req_a);
-    vote(a, &pa.state.id, "yes", None);
+    vote(a, &pa.state.id, Choice::Yes, None);
     passed_everywhere(&[a], hub_a, &pa.state.id).await;
     let pb = propose(b, hub_b, req_b);
     has_proposal(&[a, b], hub_b, &pb.state.id).await;
-    vote(b, &pb.state.id, "yes", None);
-    vote(a, &pb.state.id, "yes", None);
+    vote(b, &pb.state.id, Choice::Yes, None);
+    vote(a, &pb.state.id, Choice::Yes, None);
     passed_everywhere(&[a, b], hub_b, &pb.state.id).await;
 }
 
@@ -454,7 +454,7 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         panic!("a treaty proposal");
     };
     let lapsing = treaty.id();
-    vote(&a, &pa.state.id, "yes", None);
+    vote(&a, &pa.state.id, Choice::Yes, None);
     wait_until("hub A to ratify", LIMIT, || {
         treaty_status(&a, &hub_a, &lapsing) == Some(TreatyStatus::AwaitingOther)
     })
@@ -473,8 +473,8 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         },
     );
     has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
-    vote(&b, &pb.state.id, "yes", None);
-    vote(&a, &pb.state.id, "yes", None);
+    vote(&b, &pb.state.id, Choice::Yes, None);
+    vote(&a, &pb.state.id, Choice::Yes, None);
     wait_until("the treaty to be active on both sides", LIMIT, || {
         treaty_status(&a, &hub_a, &lapsing) == Some(TreatyStatus::Active)
             && treaty_status(&b, &hub_b, &lapsing) == Some(TreatyStatus::Active)
@@ -498,7 +498,7 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         panic!("a treaty proposal");
     };
     let renewed = treaty.id();
-    vote(&a, &pa.state.id, "yes", None);
+    vote(&a, &pa.state.id, Choice::Yes, None);
     passed_everywhere(&[&a], &hub_a, &pa.state.id).await;
     wait_until("A's ratification to reach B", LIMIT, || {
         treaty_status(&b, &hub_b, &renewed) == Some(TreatyStatus::Proposed)
@@ -512,8 +512,8 @@ async fn a_treaty_is_active_once_both_ratify_lapses_at_its_end_and_holds_when_re
         },
     );
     has_proposal(&[&a, &b], &hub_b, &pb.state.id).await;
-    vote(&b, &pb.state.id, "yes", None);
-    vote(&a, &pb.state.id, "yes", None);
+    vote(&b, &pb.state.id, Choice::Yes, None);
+    vote(&a, &pb.state.id, Choice::Yes, None);
     wait_until("the second treaty to be active", LIMIT, || {
         treaty_status(&a, &hub_a, &renewed) == Some(TreatyStatus::Active)
     })
@@ -645,10 +645,10 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     .id;
     has_proposal(&all, &hub, &id).await;
     has_proposal(&all, &hub, &payout).await;
-    vote(&n1, &id, "yes", None);
-    vote(&n2, &id, "no", None);
-    vote(&n1, &payout, "yes", None);
-    vote(&n2, &payout, "abstain", None);
+    vote(&n1, &id, Choice::Yes, None);
+    vote(&n2, &id, Choice::No, None);
+    vote(&n1, &payout, Choice::Yes, None);
+    vote(&n2, &payout, Choice::Abstain, None);
     let tallied = |n: &TestNode| {
         n.node.proposals(&hub.to_hex()).is_ok_and(|ps| {
             ps.proposals
@@ -691,7 +691,7 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
     let refused = n3.node.vote(
         &id.to_hex(),
         &VoteRequest {
-            choice: "yes".into(),
+            choice: Choice::Yes,
             for_group: None,
         },
     );

@@ -70,8 +70,8 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         },
     );
     has_proposal(&all, &hub, &p.state.id).await;
-    vote(&nodes[0], &p.state.id, "yes", None);
-    vote(&nodes[1], &p.state.id, "yes", None);
+    vote(&nodes[0], &p.state.id, Choice::Yes, None);
+    vote(&nodes[1], &p.state.id, Choice::Yes, None);
     passed_everywhere(&stayers, &hub, &p.state.id).await;
     roll_of(&stayers, &hub, 2).await;
     wait_until("the removed node to see its removal", LIMIT, || {
@@ -348,8 +348,8 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
         },
     );
     has_proposal(&all, &hub, &p.state.id).await;
-    vote(&nodes[0], &p.state.id, "yes", None);
-    vote(&nodes[1], &p.state.id, "yes", None);
+    vote(&nodes[0], &p.state.id, Choice::Yes, None);
+    vote(&nodes[1], &p.state.id, Choice::Yes, None);
     passed_everywhere(&all, &hub, &p.state.id).await;
     nodes[0]
         .node
@@ -379,8 +379,8 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
         },
     );
     has_proposal(&all, &hub, &q.state.id).await;
-    vote(&nodes[0], &q.state.id, "yes", None);
-    vote(&nodes[1], &q.state.id, "yes", None);
+    vote(&nodes[0], &q.state.id, Choice::Yes, None);
+    vote(&nodes[1], &q.state.id, Choice::Yes, None);
     passed_everywhere(&all, &hub, &q.state.id).await;
     wait_until("the member voted in to catch up", LIMIT, || {
         newcomer.description(&hub).as_deref() == Some("members only")
@@ -483,8 +483,8 @@ async fn finding_4_a_removed_member_cannot_open_gossip_sent_after_removal() {
         },
     );
     has_proposal(&all, &hub, &p.state.id).await;
-    vote(&nodes[0], &p.state.id, "yes", None);
-    vote(&nodes[1], &p.state.id, "yes", None);
+    vote(&nodes[0], &p.state.id, Choice::Yes, None);
+    vote(&nodes[1], &p.state.id, Choice::Yes, None);
     let stayers = [&nodes[0], &nodes[1]];
     passed_everywhere(&stayers, &hub, &p.state.id).await;
     roll_of(&stayers, &hub, 2).await;

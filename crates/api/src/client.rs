@@ -9,15 +9,15 @@ use crate::endpoint::{read_token, Endpoint};
 use crate::wire::{
     AnswerRequest, BalanceView, CharterView, CreateGroup, Description, Draft, ErrorBody, GroupView,
     ImportReport, Invite, InviteRequest, JoinRequest, LeaveRequest, LeaveView, LedgerView,
-    LimitRequest, PayRequest, PaymentView, PeerInfo, ProposalView, ProposalsView, ProposeRequest,
-    RaiseRequest, SignalItem, SignalView, StatusReport, TreatyView, VoteRequest,
+    LimitRequest, Lookup, PayRequest, PaymentView, PeerInfo, ProposalView, ProposalsView,
+    ProposeRequest, RaiseRequest, SignalItem, SignalView, StatusReport, TreatyView, VoteRequest,
 };
 
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No node answers for this data directory.
-    #[error("no node is running for data directory {dir}. Start one with: nestwork run --data-dir {dir}")]
+    #[error("no node is running for data directory {dir}")]
     NotRunning {
         /// The data directory.
         dir: String,
@@ -29,6 +29,8 @@ pub enum ClientError {
         status: u16,
         /// The node's message.
         message: String,
+        /// What a selector failed to name, when that is why.
+        lookup: Option<Lookup>,
     },
     /// Anything else on the way.
     #[error("talking to the node: {0}")]
@@ -405,12 +407,16 @@ fn json_or_error<T: DeserializeOwned>(
 
 fn api_error(mut response: ureq::http::Response<ureq::Body>) -> ClientError {
     let status = response.status().as_u16();
-    let message = response
+    let (message, lookup) = response
         .body_mut()
         .read_json::<ErrorBody>()
-        .map(|b| b.error)
-        .unwrap_or_else(|_| format!("the node answered HTTP {status}"));
-    ClientError::Api { status, message }
+        .map(|b| (b.error, b.lookup))
+        .unwrap_or_else(|_| (format!("the node answered HTTP {status}"), None));
+    ClientError::Api {
+        status,
+        message,
+        lookup,
+    }
 }
 
 /// A user-supplied selector (a group name, an id prefix) as one URL path

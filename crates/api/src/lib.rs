@@ -2,7 +2,9 @@
 //!
 //! - [`server`]: the axum router a running node serves on 127.0.0.1, every
 //!   route behind a bearer token kept in the data directory; errors are JSON
-//!   `{"error": "..."}` with a 4xx or 5xx status.
+//!   `{"error": "..."}` with a 4xx or 5xx status, and `"lookup": "group"`
+//!   (or member, treaty, proposal, signal) when a selector named nothing
+//!   (404) or several things (409).
 //! - [`client`]: what CLI commands use to reach the node, found through the
 //!   `api.json` file the node writes into its data directory.
 //! - [`endpoint`]: that file and the token file;

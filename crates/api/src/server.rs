@@ -48,28 +48,43 @@ struct AppState {
 impl AppState {
     fn net(&self) -> Result<&NetHandle, ApiError> {
         self.net.as_ref().ok_or_else(|| {
-            ApiError(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the network is not running".into(),
+                "the network is not running",
             )
         })
     }
 }
 
 /// An error as the API reports it.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                lookup: None,
+            },
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+        (self.status, Json(self.body)).into_response()
     }
 }
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
-            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
-            NodeError::Ambiguous(..) => StatusCode::CONFLICT,
+            NodeError::NotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::Ambiguous { .. } => StatusCode::CONFLICT,
             NodeError::Invalid(_) | NodeError::Rejected(_) | NodeError::BundleRefused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -77,13 +92,19 @@ impl From<NodeError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        ApiError(status, e.to_string())
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: e.to_string(),
+                lookup: e.lookup(),
+            },
+        }
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("bad request body: {}", e.body_text()),
         )
@@ -102,7 +123,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&node))
         .await
         .map_err(|e| {
-            ApiError(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("request failed: {e}"),
             )
@@ -158,7 +179,7 @@ fn router_of(state: AppState) -> Router {
         .route("/v1/distress/{signal}/answers", post(answer_signal))
         .route("/v1/treaties", get(list_treaties))
         .route("/v1/treaties/{treaty}", get(show_treaty))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such API route".into()) })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -209,10 +230,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     // An empty token would match a request that sends none: never accept it.
     if state.token.trim().is_empty() || !constant_time_eq(given.as_bytes(), state.token.as_bytes())
     {
-        return ApiError(
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong API token (it is in the node's data directory, file api.token)"
-                .into(),
+            "missing or wrong API token (it is in the node's data directory, file api.token)",
         )
         .into_response();
     }
@@ -241,7 +261,7 @@ async fn peers(State(s): State<AppState>) -> ApiResult<Vec<nestwork_net::PeerInf
         .net()?
         .peers()
         .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(peers))
 }
 
@@ -253,7 +273,7 @@ async fn invite(
     let Json(req) = body?;
     let secs = req.expires_secs.unwrap_or(DEFAULT_INVITE_SECS);
     if secs == 0 || secs > MAX_INVITE_SECS {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
                 "an invite lasts between 1 second and {} days",
@@ -267,7 +287,7 @@ async fn invite(
         .net()?
         .invite(view.id, view.name.clone(), expires_at_ms)
         .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(Invite {
         ticket: ticket.to_text(),
         qr: ticket.to_qr(),
@@ -283,7 +303,7 @@ async fn join(
     body: Result<Json<JoinRequest>, JsonRejection>,
 ) -> ApiResult<nestwork_docs::GroupView> {
     let Json(req) = body?;
-    let unprocessable = |e: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e);
+    let unprocessable = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e);
     let ticket = Ticket::from_text(&req.ticket).map_err(|e| unprocessable(e.to_string()))?;
     ticket
         .verify(s.node.now_ms())
@@ -351,7 +371,7 @@ async fn import(
     body: Bytes,
 ) -> ApiResult<nestwork_node::node::ImportReport> {
     let bundle = ChangeBundle::decode(&body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(blocking(&s, move |n| n.import(bundle)).await?))
 }
 

@@ -8,7 +8,7 @@ pub use nestwork_docs::distress::{AnswerView, SignalView};
 pub use nestwork_docs::engine::Draft;
 pub use nestwork_docs::view::{CharterView, GroupView};
 pub use nestwork_net::{NetStatus, PeerInfo};
-pub use nestwork_node::distress::{AnswerRequest, RaiseRequest, SignalItem};
+pub use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest, SignalItem};
 pub use nestwork_node::governance::{
     LeaveView, ProposalView, ProposalsView, ProposeRequest, TreatyView, VoteRequest,
 };
@@ -16,12 +16,18 @@ pub use nestwork_node::ledger::{AccountView, BalanceView, LedgerView, PaymentVie
 pub use nestwork_node::node::{
     CreateGroup, ImportReport, LimitRequest, MemoryStatus, PayRequest, Status,
 };
+pub use nestwork_node::Lookup;
 
 /// The body of every error response.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
+    /// When a selector (a group name, an id's start) named nothing or
+    /// several things: what it was to name, so a client can say where to
+    /// find one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Lookup>,
 }
 
 /// The body of `PUT /groups/{group}/description`.

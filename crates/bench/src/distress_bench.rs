@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use nestwork_bench::{figure, ms, Better, Limit};
 use nestwork_core::Hash32;
-use nestwork_node::distress::RaiseRequest;
+use nestwork_docs::distress::{Category, Severity};
+use nestwork_node::distress::{Answering, RaiseRequest};
 use nestwork_testkit::distress::{answer, held, nest, raise, seen};
 use nestwork_testkit::{meshed_group, TestNode, TICK_EVERY};
 
@@ -27,8 +28,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn request(text: String) -> RaiseRequest {
     RaiseRequest {
-        category: "safety".into(),
-        severity: "high".into(),
+        category: Category::Safety,
+        severity: Severity::High,
         location: None,
         expires_secs: None,
         text,
@@ -134,7 +135,7 @@ async fn help_is_coming(count: usize) {
         .await;
         climbs.push(start.elapsed());
         let start = Instant::now();
-        answer(in_region, &id, "ack", None);
+        answer(in_region, &id, Answering::Ack, None);
         poll("the ack to reach the caller", || {
             seen(caller, Some(&nest.hub), &id).is_some_and(|v| !v.answers.is_empty())
         })

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use nestwork_core::Hash32;
-use nestwork_docs::governance::Outcome;
+use nestwork_docs::governance::{Choice, Outcome};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_testkit::{meshed_group, wait_until, TestNode};
 
@@ -57,7 +57,7 @@ async fn main() {
         })
         .await;
         let yes = VoteRequest {
-            choice: "yes".into(),
+            choice: Choice::Yes,
             for_group: None,
         };
         for voter in &nodes[..deciding - 1] {

@@ -26,6 +26,7 @@ use nestwork_api::StatusReport;
 use nestwork_bench::process::{nestwork_binary, run_cmd, Proc};
 use nestwork_bench::{figure, Better, Limit};
 use nestwork_core::Hash32;
+use nestwork_docs::distress::{Category, Severity};
 use nestwork_node::node::{CreateGroup, PayRequest};
 use nestwork_node::DataDir;
 
@@ -239,8 +240,8 @@ fn spawn_business(dirs: &[DataDir], group: &Hash32, load: &Load) -> Worker {
             if last_signal[turn].is_none_or(|t: Instant| t.elapsed() >= SIGNAL_EVERY) {
                 last_signal[turn] = Some(Instant::now());
                 let signal = nestwork_api::wire::RaiseRequest {
-                    category: "other".into(),
-                    severity: "low".into(),
+                    category: Category::Other,
+                    severity: Severity::Low,
                     location: None,
                     expires_secs: Some(600),
                     text: format!("soak signal {round}"),

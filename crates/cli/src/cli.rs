@@ -3,6 +3,9 @@
 use clap::{Parser, Subcommand};
 
 use crate::proposal::{CharterEditKind, DraftKind, ProposalKind};
+use nestwork_docs::distress::{Category, Severity};
+use nestwork_docs::governance::Choice;
+use nestwork_docs::GroupKind;
 use std::path::PathBuf;
 
 /// Nestwork: charters, mutual credit and distress signals for
@@ -86,7 +89,7 @@ pub enum Command {
         /// The proposal id, or a unique start of it.
         proposal: String,
         /// yes, no or abstain.
-        choice: String,
+        choice: Choice,
         /// As a delegate in a parent tier: the child group you vote for.
         #[arg(long = "for", value_name = "GROUP")]
         for_group: Option<String>,
@@ -187,7 +190,7 @@ pub enum GroupCommand {
         name: String,
         /// hub, region or federation.
         #[arg(long, default_value = "hub")]
-        kind: String,
+        kind: GroupKind,
         /// The group it belongs to (id, id prefix or name).
         #[arg(long, value_name = "GROUP")]
         parent: Option<String>,
@@ -327,10 +330,10 @@ pub enum DistressCommand {
         group: String,
         /// medical, safety, shelter, food-water, eviction, legal or other.
         #[arg(long)]
-        category: String,
+        category: Category,
         /// low, high or critical.
         #[arg(long)]
-        severity: String,
+        severity: Severity,
         /// A coarse location (a street, a camp).
         #[arg(long)]
         location: Option<String>,

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use nestwork_api::client::Client;
-use nestwork_api::wire::{AnswerRequest, RaiseRequest, SignalItem};
+use nestwork_api::wire::{AnswerRequest, Answering, RaiseRequest, SignalItem};
 use nestwork_docs::distress::{AnswerKind, SignalStatus};
 use nestwork_node::DataDir;
 
@@ -37,17 +37,19 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
                 )
             })
         }
-        DistressCommand::Ack { signal, text } => answer(&client, out, &signal, "ack", text, None),
+        DistressCommand::Ack { signal, text } => {
+            answer(&client, out, &signal, Answering::Ack, text, None)
+        }
         DistressCommand::Respond { signal, eta, text } => answer(
             &client,
             out,
             &signal,
-            "respond",
+            Answering::Respond,
             text,
             eta.map(|d| d.as_secs()),
         ),
         DistressCommand::Resolve { signal, text } => {
-            answer(&client, out, &signal, "resolve", text, None)
+            answer(&client, out, &signal, Answering::Resolve, text, None)
         }
         DistressCommand::List { group, all } => {
             let items = client.signals(group.as_deref(), all)?;
@@ -123,12 +125,12 @@ fn answer(
     client: &Client,
     out: &Output,
     signal: &str,
-    kind: &str,
+    kind: Answering,
     text: Option<String>,
     eta_secs: Option<u64>,
 ) -> anyhow::Result<()> {
     let req = AnswerRequest {
-        kind: kind.into(),
+        kind,
         text: text.unwrap_or_default(),
         eta_secs,
     };

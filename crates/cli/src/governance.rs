@@ -5,7 +5,7 @@ use nestwork_api::client::Client;
 use nestwork_api::wire::{
     CharterView, Draft, ProposalView, ProposeRequest, TreatyView, VoteRequest,
 };
-use nestwork_docs::governance::{Outcome, Seat, TreatyStatus};
+use nestwork_docs::governance::{Choice, Outcome, Seat, TreatyStatus};
 use nestwork_node::DataDir;
 
 use crate::cli::DraftCommand;
@@ -103,7 +103,7 @@ pub fn vote(
     dir: &DataDir,
     out: &Output,
     proposal: &str,
-    choice: String,
+    choice: Choice,
     for_group: Option<String>,
 ) -> anyhow::Result<()> {
     let req = VoteRequest { choice, for_group };

@@ -5,7 +5,8 @@
 //! - [`run`]: `nestwork run`, the node process;
 //! - [`commands`]: the client commands, with [`governance`], [`ledger`]
 //!   and [`distress`] for theirs;
-//! - [`output`]: how they print (text or JSON, times).
+//! - [`output`]: how they print (text or JSON, times);
+//! - [`hint`]: what to type next, under an error.
 //!
 //! Exit codes: 0 done; 1 failed (the message says why); 2 bad usage;
 //! 3 no node is running for this data directory.
@@ -14,6 +15,7 @@ mod cli;
 mod commands;
 mod distress;
 mod governance;
+mod hint;
 mod ledger;
 mod output;
 mod proposal;
@@ -36,6 +38,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hint::for_error(&e) {
+                eprintln!("hint: {hint}");
+            }
             let not_running = e
                 .downcast_ref::<nestwork_api::client::ClientError>()
                 .is_some_and(|c| matches!(c, nestwork_api::client::ClientError::NotRunning { .. }));

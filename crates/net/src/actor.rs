@@ -32,8 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::intake::{
-    machine_now_ms, open_gossip, queued_bytes, shed_overload, validate_guarded, Queued, Refused,
-    Verdict,
+    machine_now_ms, open_gossip, validate_guarded, GossipIntake, Queued, Refused, Verdict,
 };
 use crate::protocol::{Request, Response, SYNC_BATCH_BYTES};
 use crate::reach::{
@@ -47,19 +46,6 @@ use crate::{
     DocEvent, GossipCounts, GroupSync, NetConfig, NetError, NetStatus, PeerInfo, RelaySlot, Replica,
 };
 
-/// How long a gossip message whose changes wait for others is kept to be
-/// judged again with the next batches, before it is given up (ignored, and
-/// its sender asked by sync). Well inside the message cache (15 heartbeats,
-/// 10.5 s), so that once its changes are stored it is still forwarded.
-const GOSSIP_WAIT: Duration = Duration::from_secs(4);
-/// Most change bytes kept waiting at once (past it, the newest are given
-/// up at once). Small beside the queue's bound: what waits is judged again
-/// with every batch, and honest gossip waits only briefly.
-const MAX_WAITING_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
-/// Most change bytes waiting for validation. Gossip arrives while a batch
-/// is checked; if checking falls behind by more than this, the oldest
-/// waiting messages are shed (see `shed_overload`).
-const MAX_QUEUED_GOSSIP_BYTES: usize = 64 * 1024 * 1024;
 /// How often to compare heads with connected members and retry direct
 /// connections to peers reached only through a relay.
 const ANTI_ENTROPY: Duration = Duration::from_secs(15);
@@ -242,10 +228,7 @@ pub async fn spawn(
         doc_events,
         seals: HashMap::new(),
         pending: HashMap::new(),
-        gossip_queue: Vec::new(),
-        gossip_waiting: Vec::new(),
-        waiting_since: HashMap::new(),
-        validating: false,
+        intake: GossipIntake::default(),
         sessions: Sessions::default(),
         peers: HashMap::new(),
         join_waiters: HashMap::new(),
@@ -253,7 +236,6 @@ pub async fn spawn(
         known: HashMap::new(),
         last_dial,
         resync: HashSet::new(),
-        counts: GossipCounts::default(),
         relays,
         metrics,
         traffic,
@@ -309,12 +291,8 @@ struct EventLoop {
     doc_events: tokio::sync::broadcast::Receiver<DocEvent>,
     seals: HashMap<TopicHash, GroupSeals>,
     pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
-    gossip_queue: Vec<Queued>,
-    /// Messages whose changes wait for others (see [`Verdict::Waiting`]),
-    /// and since when each has waited.
-    gossip_waiting: Vec<Queued>,
-    waiting_since: HashMap<MessageId, Instant>,
-    validating: bool,
+    /// Gossip opened and waiting for its verdict, and the counts.
+    intake: GossipIntake,
     /// The sync sessions: what runs, waits its turn, waits for changes.
     sessions: Sessions<PeerId>,
     peers: HashMap<PeerId, Peer>,
@@ -329,7 +307,6 @@ struct EventLoop {
     /// Peers this node lost when its address changed: it starts the
     /// catch-up with them on reconnecting, whichever side usually would.
     resync: HashSet<PeerId>,
-    counts: GossipCounts,
     /// Sync protocol traffic, counted by the codec.
     traffic: Arc<crate::protocol::SyncTraffic>,
     /// gossipsub's counters (for copies received per message).
@@ -978,7 +955,7 @@ impl EventLoop {
             machine_now_ms(),
         );
         if let Err(refused) = &opened {
-            refused.count(&mut self.counts);
+            refused.count(&mut self.intake.counts);
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -986,15 +963,13 @@ impl EventLoop {
         }
         match opened {
             Ok((group, changes)) => {
-                self.gossip_queue.push((id, source, group, changes));
-                for (id, source) in shed_overload(&mut self.gossip_queue, MAX_QUEUED_GOSSIP_BYTES) {
-                    self.counts.shed += 1;
+                for (id, source) in self.intake.queue((id, source, group, changes)) {
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
                         .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
                 }
-                self.validate_queue();
+                self.validate(false);
             }
             Err(Refused::Unopened(group)) => {
                 // A member whose node lacks a new key asks the sender for
@@ -1017,23 +992,12 @@ impl EventLoop {
         }
     }
 
-    /// Apply everything queued as one batch per document, off the loop,
-    /// with the messages kept waiting (judged again now that more came).
-    fn validate_queue(&mut self) {
-        if !self.gossip_queue.is_empty() {
-            self.validate_now();
-        }
-    }
-
-    /// Start validating the queue and the messages kept waiting, unless a
-    /// batch is being validated (its end starts the next one).
-    fn validate_now(&mut self) {
-        if self.validating {
+    /// Validate the next batch off the loop (see
+    /// [`GossipIntake::next_batch`] for `retry`), unless one runs.
+    fn validate(&mut self, retry: bool) {
+        let Some(batch) = self.intake.next_batch(retry) else {
             return;
-        }
-        self.validating = true;
-        let mut batch = std::mem::take(&mut self.gossip_waiting);
-        batch.append(&mut self.gossip_queue);
+        };
         let replica = self.replica.clone();
         let done = self.done_tx.clone();
         self.tasks.spawn_blocking(move || {
@@ -1042,71 +1006,28 @@ impl EventLoop {
         });
     }
 
-    /// Judge the messages kept waiting again: a sync stored something they
-    /// may wait for.
-    fn retry_waiting_gossip(&mut self) {
-        if !self.gossip_waiting.is_empty() {
-            self.validate_now();
-        }
-    }
-
     /// Report a validated message to gossipsub, and count it.
     fn report_gossip(&mut self, id: &MessageId, source: &PeerId, verdict: Verdict) {
-        self.waiting_since.remove(id);
-        let acceptance = match verdict {
-            Verdict::Accepted => {
-                self.counts.accepted += 1;
-                MessageAcceptance::Accept
-            }
-            Verdict::Rejected => {
-                self.counts.rejected += 1;
-                MessageAcceptance::Reject
-            }
-            Verdict::Known => {
-                self.counts.ignored += 1;
-                self.counts.known += 1;
-                MessageAcceptance::Ignore
-            }
-            Verdict::Waiting => {
-                self.counts.ignored += 1;
-                self.counts.waited += 1;
-                MessageAcceptance::Ignore
-            }
-        };
+        let acceptance = self.intake.account(id, verdict);
         self.swarm
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(id, source, acceptance);
     }
 
-    /// Give up the waiting messages kept longer than [`GOSSIP_WAIT`] (or
-    /// past [`MAX_WAITING_GOSSIP_BYTES`]): ignored, and their senders asked
-    /// by sync for what this node lacks.
-    fn expire_waiting_gossip(&mut self) {
-        let now = Instant::now();
-        let mut kept = Vec::new();
-        let mut kept_bytes = 0;
+    /// Give up waiting messages (see [`GossipIntake::expire`]): ignored,
+    /// and their senders asked by sync for what this node lacks.
+    fn give_up_gossip(&mut self, given_up: Vec<Queued>) {
         let mut syncs = Vec::new();
-        for message in std::mem::take(&mut self.gossip_waiting) {
-            let (id, source, group, _) = &message;
-            let since = self.waiting_since.get(id).copied().unwrap_or(now);
-            let bytes = queued_bytes(&message);
-            if now.duration_since(since) < GOSSIP_WAIT
-                && kept_bytes + bytes <= MAX_WAITING_GOSSIP_BYTES
-            {
-                kept_bytes += bytes;
-                kept.push(message);
-                continue;
-            }
-            self.report_gossip(id, source, Verdict::Waiting);
+        for (id, source, group, _) in given_up {
+            self.report_gossip(&id, &source, Verdict::Waiting);
             syncs.extend(
                 self.replica
-                    .docs_of(group)
+                    .docs_of(&group)
                     .into_iter()
-                    .map(|doc| (*source, doc)),
+                    .map(|doc| (source, doc)),
             );
         }
-        self.gossip_waiting = kept;
         syncs.sort_unstable();
         syncs.dedup();
         for (peer, doc) in syncs {
@@ -1117,18 +1038,12 @@ impl EventLoop {
     fn on_done(&mut self, done: Done) {
         match done {
             Done::Validated(batch, verdicts) => {
-                let now = Instant::now();
-                for (message, verdict) in batch.into_iter().zip(verdicts) {
-                    if verdict == Verdict::Waiting {
-                        self.waiting_since.entry(message.0.clone()).or_insert(now);
-                        self.gossip_waiting.push(message);
-                    } else {
-                        self.report_gossip(&message.0, &message.1, verdict);
-                    }
+                let (report, given_up) = self.intake.judged(batch, verdicts, Instant::now());
+                for ((id, source, ..), verdict) in report {
+                    self.report_gossip(&id, &source, verdict);
                 }
-                self.expire_waiting_gossip();
-                self.validating = false;
-                self.validate_queue();
+                self.give_up_gossip(given_up);
+                self.validate(false);
             }
             Done::Respond(channel, response) => {
                 if self
@@ -1323,8 +1238,9 @@ impl EventLoop {
     /// relay), so a node that restarted, dropped or moved is back in its
     /// groups within seconds.
     fn housekeeping(&mut self) {
-        if !self.validating {
-            self.expire_waiting_gossip();
+        if !self.intake.validating() {
+            let given_up = self.intake.expire(Instant::now());
+            self.give_up_gossip(given_up);
         }
         let now = Instant::now();
         let expired: Vec<PeerId> = self
@@ -1510,7 +1426,7 @@ impl EventLoop {
                 self.tasks
                     .spawn_blocking(move || replica.forget_peer_heads(&member, &doc));
             }
-            Output::Stored { .. } => self.retry_waiting_gossip(),
+            Output::Stored { .. } => self.validate(true),
             Output::Ended { peer, doc, took } => {
                 tracing::trace!(%peer, doc = %doc.short(), ?took, "sync session ended");
             }
@@ -1697,7 +1613,7 @@ impl EventLoop {
             gossip: GossipCounts {
                 unique_received: self.metric_total("topic_msg_recv_counts_total"),
                 copies_received: self.metric_total("topic_msg_recv_counts_unfiltered_total"),
-                ..self.counts.clone()
+                ..self.intake.counts.clone()
             },
             sync_traffic: crate::SyncCounts {
                 bytes_sent: self

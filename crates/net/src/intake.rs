@@ -2,12 +2,14 @@
 //! opened with the group's seal (fresh, or refused as a replay), its
 //! changes applied in a batch with the others waiting, each message given
 //! a verdict; a panic in validation rejects only its own message; an
-//! overloaded queue sheds payments first. No swarm here: the event loop
-//! (`actor.rs`) hands messages in and acts on the verdicts.
+//! overloaded queue sheds payments first; a message whose changes wait for
+//! others is kept a while and judged again ([`GossipIntake`]). No swarm
+//! here: the event loop (`actor.rs`) hands messages in, runs the batches
+//! off the loop, and tells gossipsub the verdicts.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
@@ -18,6 +20,19 @@ use crate::behaviour::MAX_GOSSIP_BYTES;
 use crate::topic::{GroupSeals, OpenError};
 use crate::{GossipCounts, Replica};
 
+/// How long a gossip message whose changes wait for others is kept to be
+/// judged again with the next batches, before it is given up (ignored, and
+/// its sender asked by sync). Well inside the message cache (15 heartbeats,
+/// 10.5 s), so that once its changes are stored it is still forwarded.
+pub(crate) const GOSSIP_WAIT: Duration = Duration::from_secs(4);
+/// Most change bytes kept waiting at once (past it, the newest are given
+/// up at once). Small beside the queue's bound: what waits is judged again
+/// with every batch, and honest gossip waits only briefly.
+pub(crate) const MAX_WAITING_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
+/// Most change bytes waiting for validation. Gossip arrives while a batch
+/// is checked; if checking falls behind by more than this, the oldest
+/// waiting messages are shed (see `shed_overload`).
+pub(crate) const MAX_QUEUED_GOSSIP_BYTES: usize = 64 * 1024 * 1024;
 /// A gossip message waiting for validation: its id, who sent it, the group
 /// whose topic carried it, and its changes (all of one document).
 pub(crate) type Queued = (MessageId, PeerId, Hash32, Vec<SignedChange>);
@@ -274,6 +289,131 @@ pub(crate) fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(M
 /// The change bytes of a gossip message waiting for validation.
 pub(crate) fn queued_bytes(q: &Queued) -> usize {
     q.3.iter().map(|c| c.change.len()).sum()
+}
+
+/// The gossip opened and not yet given its verdict: the queue, the
+/// messages kept waiting for changes they build on, whether a batch is
+/// being validated, and the counts. Input and output only: the event loop
+/// says what arrived and what a batch found, and is told which batch to
+/// run, what to report, and what to give up.
+#[derive(Default)]
+pub(crate) struct GossipIntake {
+    queue: Vec<Queued>,
+    /// Messages whose changes wait for others (see [`Verdict::Waiting`]),
+    /// and since when each has waited.
+    waiting: Vec<Queued>,
+    waiting_since: HashMap<MessageId, Instant>,
+    validating: bool,
+    /// What became of the gossip so far.
+    pub(crate) counts: GossipCounts,
+}
+
+impl GossipIntake {
+    /// Queue an opened message. Returns what overload shed from the queue
+    /// (see [`shed_overload`]), to be ignored.
+    pub(crate) fn queue(&mut self, message: Queued) -> Vec<(MessageId, PeerId)> {
+        self.queue.push(message);
+        let shed = shed_overload(&mut self.queue, MAX_QUEUED_GOSSIP_BYTES);
+        self.counts.shed += shed.len() as u64;
+        shed
+    }
+
+    /// The next batch to validate, unless one is being validated (its end
+    /// starts the next): what is queued, with the messages kept waiting
+    /// (judged again now that more came). With `retry`, the waiting
+    /// messages are judged again even if nothing new is queued (a sync
+    /// stored something they may wait for).
+    pub(crate) fn next_batch(&mut self, retry: bool) -> Option<Vec<Queued>> {
+        let due = if retry {
+            !self.waiting.is_empty()
+        } else {
+            !self.queue.is_empty()
+        };
+        if self.validating || !due {
+            return None;
+        }
+        self.validating = true;
+        let mut batch = std::mem::take(&mut self.waiting);
+        batch.append(&mut self.queue);
+        Some(batch)
+    }
+
+    /// Whether a batch is being validated.
+    pub(crate) fn validating(&self) -> bool {
+        self.validating
+    }
+
+    /// A batch was judged: the messages that wait are kept, with the time
+    /// they started waiting; the others are returned to be reported.
+    /// Then the waiting messages past their time are given up (returned
+    /// second, to be reported as waiting and their senders asked by
+    /// sync), and the next batch may start.
+    pub(crate) fn judged(
+        &mut self,
+        batch: Vec<Queued>,
+        verdicts: Vec<Verdict>,
+        now: Instant,
+    ) -> (Vec<(Queued, Verdict)>, Vec<Queued>) {
+        let mut report = Vec::new();
+        for (message, verdict) in batch.into_iter().zip(verdicts) {
+            if verdict == Verdict::Waiting {
+                self.waiting_since.entry(message.0.clone()).or_insert(now);
+                self.waiting.push(message);
+            } else {
+                report.push((message, verdict));
+            }
+        }
+        let given_up = self.expire(now);
+        self.validating = false;
+        (report, given_up)
+    }
+
+    /// Give up the waiting messages kept longer than [`GOSSIP_WAIT`] (or
+    /// past [`MAX_WAITING_GOSSIP_BYTES`]), returning them.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Queued> {
+        let mut kept = Vec::new();
+        let mut kept_bytes = 0;
+        let mut given_up = Vec::new();
+        for message in std::mem::take(&mut self.waiting) {
+            let since = self.waiting_since.get(&message.0).copied().unwrap_or(now);
+            let bytes = queued_bytes(&message);
+            if now.duration_since(since) < GOSSIP_WAIT
+                && kept_bytes + bytes <= MAX_WAITING_GOSSIP_BYTES
+            {
+                kept_bytes += bytes;
+                kept.push(message);
+            } else {
+                given_up.push(message);
+            }
+        }
+        self.waiting = kept;
+        given_up
+    }
+
+    /// Count a verdict about to be reported, and what gossipsub is told.
+    pub(crate) fn account(&mut self, id: &MessageId, verdict: Verdict) -> MessageAcceptance {
+        self.waiting_since.remove(id);
+        match verdict {
+            Verdict::Accepted => {
+                self.counts.accepted += 1;
+                MessageAcceptance::Accept
+            }
+            Verdict::Rejected => {
+                self.counts.rejected += 1;
+                MessageAcceptance::Reject
+            }
+            Verdict::Known => {
+                self.counts.ignored += 1;
+                self.counts.known += 1;
+                MessageAcceptance::Ignore
+            }
+            Verdict::Waiting => {
+                self.counts.ignored += 1;
+                self.counts.waited += 1;
+                MessageAcceptance::Ignore
+            }
+        }
+    }
 }
 
 /// The machine's time, for what the transport stamps and checks (sealed
@@ -562,5 +702,91 @@ mod tests {
             open_gossip(Some(&seals), &sent, now - 10 * 60 * 1000),
             Err(Refused::Untimely(_, OpenError::Ahead { .. }))
         ));
+    }
+
+    #[test]
+    fn a_waiting_message_is_judged_with_each_batch_and_given_up_after_its_wait() {
+        let doc = group();
+        let first = message(1, &doc, edit(&doc, 2, "first"));
+        let second = message(2, &doc, edit(&doc, 3, "second"));
+        let mut intake = GossipIntake::default();
+        let t0 = Instant::now();
+
+        assert!(intake.queue(first.clone()).is_empty());
+        let batch = intake.next_batch(false).expect("a batch");
+        assert_eq!(batch.len(), 1);
+        // One batch at a time: what arrives meanwhile waits for its end.
+        assert!(intake.queue(second.clone()).is_empty());
+        assert!(intake.next_batch(false).is_none());
+        assert!(intake.validating());
+
+        let (report, given_up) = intake.judged(batch, vec![Verdict::Waiting], t0);
+        assert!(report.is_empty() && given_up.is_empty());
+        assert!(!intake.validating());
+        // The waiting message goes again with what was queued.
+        let batch = intake.next_batch(false).expect("the next batch");
+        assert_eq!(
+            batch.iter().map(|q| q.0.clone()).collect::<Vec<_>>(),
+            vec![first.0.clone(), second.0.clone()]
+        );
+        let later = t0 + Duration::from_secs(1);
+        let (report, given_up) =
+            intake.judged(batch, vec![Verdict::Waiting, Verdict::Accepted], later);
+        assert_eq!(report.len(), 1);
+        assert_eq!(
+            (report[0].0 .0.clone(), report[0].1),
+            (second.0.clone(), Verdict::Accepted)
+        );
+        assert!(given_up.is_empty(), "still inside its wait");
+        assert_eq!(
+            intake.account(&second.0, Verdict::Accepted),
+            MessageAcceptance::Accept
+        );
+
+        // A sync stored something: the waiting message is judged again
+        // though nothing new is queued.
+        assert!(intake.next_batch(false).is_none());
+        let batch = intake.next_batch(true).expect("a retry");
+        let (_, given_up) = intake.judged(batch, vec![Verdict::Waiting], later);
+        assert!(given_up.is_empty());
+
+        // Its wait counts from when it first waited, not from each retry.
+        assert!(intake
+            .expire(t0 + GOSSIP_WAIT - Duration::from_millis(1))
+            .is_empty());
+        let given_up = intake.expire(t0 + GOSSIP_WAIT);
+        assert_eq!(given_up.len(), 1);
+        assert_eq!(given_up[0].0, first.0);
+        assert_eq!(
+            intake.account(&first.0, Verdict::Waiting),
+            MessageAcceptance::Ignore
+        );
+        assert!(intake.next_batch(true).is_none(), "nothing waits any more");
+        assert_eq!(
+            (
+                intake.counts.accepted,
+                intake.counts.ignored,
+                intake.counts.waited
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn waiting_messages_past_the_byte_bound_are_given_up_at_once() {
+        let doc = group();
+        let mut intake = GossipIntake::default();
+        let t0 = Instant::now();
+        let mut big = edit(&doc, 2, "big");
+        big.change = vec![0; MAX_WAITING_GOSSIP_BYTES / 2 + 1];
+        let batch: Vec<Queued> = (1..=2).map(|n| message(n, &doc, big.clone())).collect();
+        for q in batch {
+            assert!(intake.queue(q).is_empty());
+        }
+        let batch = intake.next_batch(false).expect("a batch");
+        let (report, given_up) = intake.judged(batch, vec![Verdict::Waiting, Verdict::Waiting], t0);
+        assert!(report.is_empty());
+        assert_eq!(given_up.len(), 1, "only one fits the bound");
+        assert_eq!(given_up[0].0, MessageId::new(&[2]));
     }
 }

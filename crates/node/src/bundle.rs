@@ -9,7 +9,7 @@ use nestwork_core::{ChangeBundle, Hash32, PeriodChanges, SignedChange};
 use nestwork_docs::group_ledger::{period_id, GroupLedger};
 use nestwork_docs::{ApplyReport, GroupView, SignedDoc};
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::ledger_marks;
 use crate::node::{Node, Staged, Write};
 use crate::state::{period_kind, State};
@@ -33,7 +33,7 @@ impl Node {
             let doc = docs
                 .groups
                 .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
             let mut bundle = ChangeBundle::of_group(group, doc.changes_since(&[]));
             if let Some(l) = docs.ledgers.get(&group) {
                 let numbers: BTreeSet<u64> =
@@ -255,7 +255,7 @@ impl Node {
         if cand.groups.contains_key(&group) {
             return cand
                 .apply(group, changes, now)
-                .ok_or_else(|| NodeError::NotFound(group.to_hex()));
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, group));
         }
         cand.groups.insert(group, SignedDoc::empty(group));
         let (first, rest): (Vec<_>, Vec<_>) = changes

@@ -16,11 +16,11 @@ use nestwork_docs::distress_due::signals_of;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{GroupView, RecordBody};
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::node::Node;
 use crate::state::State;
 
-pub use crate::views::{AnswerRequest, RaiseRequest, SignalItem};
+pub use crate::views::{AnswerRequest, Answering, RaiseRequest, SignalItem};
 
 /// Open or answered: still asking for help.
 fn is_live(v: &SignalView) -> bool {
@@ -86,8 +86,7 @@ impl Node {
     /// rate limit and every other rule are checked as a peer would.
     pub fn distress_raise(&self, sel: &str, req: &RaiseRequest) -> Result<SignalView, NodeError> {
         let me = self.member();
-        let category = req.category.parse().map_err(NodeError::Invalid)?;
-        let severity = req.severity.parse().map_err(NodeError::Invalid)?;
+        let (category, severity) = (req.category, req.severity);
         let life = match req.expires_secs {
             None => DEFAULT_EXPIRY_MS,
             Some(0) => return Err(invalid("a signal must last longer than zero")),
@@ -115,7 +114,7 @@ impl Node {
             });
             doc.precheck(&me, &body)?;
             let gov =
-                governance_of(doc, now).ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                governance_of(doc, now).ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
             if !gov.is_member(&me) {
                 return Err(invalid(
                     "only members on the roll may raise a signal in this group",
@@ -124,24 +123,19 @@ impl Node {
             Ok((doc.id(), body))
         })?;
         let id = self.write_group_record(group, |_| Ok(body))?;
-        tracing::warn!(group = %group.short(), signal = %id.short(), category = %req.category, severity = %req.severity, "distress signal raised");
+        tracing::warn!(group = %group.short(), signal = %id.short(), category = req.category.as_str(), severity = req.severity.as_str(), "distress signal raised");
         self.signal(&id)
     }
 
     /// Answer a signal (by id or a unique start of one) in the groups where
     /// this node holds it and this member is on the roll.
     pub fn distress_answer(&self, sel: &str, req: &AnswerRequest) -> Result<SignalView, NodeError> {
-        let kind = match req.kind.as_str() {
-            "ack" => AnswerKind::Ack,
-            "respond" => AnswerKind::Respond {
+        let kind = match req.kind {
+            Answering::Ack => AnswerKind::Ack,
+            Answering::Respond => AnswerKind::Respond {
                 eta_secs: req.eta_secs,
             },
-            "resolve" => AnswerKind::Resolve,
-            other => {
-                return Err(invalid(format!(
-                    "unknown answer {other:?}: expected ack, respond or resolve"
-                )))
-            }
+            Answering::Resolve => AnswerKind::Resolve,
         };
         let me = self.member();
         let now = self.now_ms();
@@ -282,12 +276,12 @@ impl Node {
             .collect();
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(invalid(format!(
-                "no signal matches {sel:?}; `nestwork distress list --all` shows them"
-            ))),
-            _ => Err(invalid(format!(
-                "{sel:?} matches several signals; use more of the id"
-            ))),
+            0 => Err(NodeError::not_found(Lookup::Signal, sel)),
+            _ => Err(NodeError::ambiguous(
+                Lookup::Signal,
+                sel,
+                found.iter().map(|v| v.id.short()).collect(),
+            )),
         }
     }
 

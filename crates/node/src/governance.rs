@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use nestwork_core::{Hash32, MemberId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
-    self, Action, Choice, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
+    self, Action, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
     TreatyState, TreatyStatus, Vote,
 };
 use nestwork_docs::ledger::Account;
 use nestwork_docs::view::governance_of;
 use nestwork_docs::{CharterView, GroupView, RecordBody};
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::node::Node;
 use crate::state::State;
 
@@ -63,7 +63,7 @@ impl Node {
         docs.groups
             .get(group)
             .and_then(|d| governance_of(d, self.now_ms()))
-            .ok_or_else(|| NodeError::NotFound(group.to_hex()))
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, group))
     }
 
     /// A group by selector among those held, or any group by full id.
@@ -142,7 +142,7 @@ impl Node {
     /// Cast (or change) this member's vote on a proposal, given by id or a
     /// unique start of one.
     pub fn vote(&self, proposal_sel: &str, req: &VoteRequest) -> Result<ProposalView, NodeError> {
-        let choice: Choice = req.choice.parse().map_err(NodeError::Invalid)?;
+        let choice = req.choice;
         let me = self.member();
         let now = self.now_ms();
         let (group, proposal, for_group) = {
@@ -270,7 +270,7 @@ impl Node {
             let l = docs
                 .ledgers
                 .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
             let balance = l.ledger.balance(&Account::Member(me));
             let unit = l.ledger.unit().to_string();
             let consequence = match balance {
@@ -353,13 +353,13 @@ impl Node {
             .collect();
         let ids: BTreeSet<Hash32> = found.iter().map(|t| t.state.id).collect();
         match ids.len() {
-            0 => Err(invalid(format!(
-                "no treaty matches {sel:?}; `nestwork treaty list` shows them"
-            ))),
+            0 => Err(NodeError::not_found(Lookup::Treaty, sel)),
             1 => Ok(found),
-            _ => Err(invalid(format!(
-                "{sel:?} matches several treaties; use more of the id"
-            ))),
+            _ => Err(NodeError::ambiguous(
+                Lookup::Treaty,
+                sel,
+                ids.iter().map(Hash32::short).collect(),
+            )),
         }
     }
 
@@ -386,12 +386,12 @@ impl Node {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(invalid(format!(
-                "no proposal matches {sel:?}; `nestwork proposals GROUP` lists them"
-            ))),
-            _ => Err(invalid(format!(
-                "{sel:?} matches several proposals; use more of the id"
-            ))),
+            0 => Err(NodeError::not_found(Lookup::Proposal, sel)),
+            _ => Err(NodeError::ambiguous(
+                Lookup::Proposal,
+                sel,
+                found.iter().map(|(_, _, p)| p.id.short()).collect(),
+            )),
         }
     }
 

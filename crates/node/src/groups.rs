@@ -9,7 +9,7 @@ use nestwork_docs::{
     SignedDoc, Writer,
 };
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::node::{Node, Staged, Write};
 use crate::state::State;
 use crate::views::CreateGroup;
@@ -17,10 +17,7 @@ use crate::views::CreateGroup;
 impl Node {
     /// Found a group with the default charter.
     pub fn create_group(&self, req: CreateGroup) -> Result<GroupView, NodeError> {
-        let kind = match req.kind.as_deref() {
-            None => GroupKind::Hub,
-            Some(k) => k.parse().map_err(NodeError::Invalid)?,
-        };
+        let kind = req.kind.unwrap_or(GroupKind::Hub);
         let parent = match req.parent.as_deref() {
             None => None,
             Some(sel) => Some(self.resolve(&self.lock().groups, sel)?),
@@ -85,14 +82,15 @@ impl Node {
     /// One group.
     pub fn group(&self, sel: &str) -> Result<GroupView, NodeError> {
         self.with_doc(sel, |doc| {
-            GroupView::of(doc).ok_or_else(|| NodeError::NotFound(sel.to_string()))
+            GroupView::of(doc).ok_or_else(|| NodeError::not_found(Lookup::Group, sel))
         })
     }
 
     /// A group's charter.
     pub fn charter(&self, sel: &str) -> Result<CharterView, NodeError> {
         self.with_doc(sel, |doc| {
-            CharterView::of(doc, self.now_ms()).ok_or_else(|| NodeError::NotFound(sel.to_string()))
+            CharterView::of(doc, self.now_ms())
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))
         })
     }
 
@@ -120,7 +118,7 @@ impl Node {
                 let doc = docs
                     .groups
                     .get_mut(&group)
-                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
                 let change = edit(doc, &self.writer, self.now_ms())?;
                 Ok(Staged::local(
                     (),
@@ -151,7 +149,7 @@ impl Node {
                 let doc = state
                     .groups
                     .get_mut(&group)
-                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
                 let mut gate = Gate {
                     ledger: state.ledgers.get_mut(&group).map(|l| &mut l.ledger),
                     group: None,
@@ -205,7 +203,7 @@ impl Node {
     ) -> Result<ApplyReport, NodeError> {
         let known = docs.group_of(&doc).is_some();
         if !known && !joining {
-            return Err(NodeError::NotFound(doc.to_hex()));
+            return Err(NodeError::not_found(Lookup::Group, doc));
         }
         if known && !joining && self.left_roll(docs, &doc) {
             // Off the roll: what members write after is not for this
@@ -218,7 +216,7 @@ impl Node {
             self.warm(docs, &doc)?;
             return docs
                 .apply(doc, changes, self.now_ms())
-                .ok_or_else(|| NodeError::NotFound(doc.to_hex()));
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, doc));
         }
         // A group joined: its genesis first, so that its ledger exists to
         // judge limit changes among the rest.
@@ -267,7 +265,7 @@ impl Node {
                 let group = docs
                     .groups
                     .get_mut(doc)
-                    .ok_or_else(|| NodeError::NotFound(doc.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, doc))?;
                 if let Some(used) = group.admission_by_ticket(&ticket) {
                     if used.member == member {
                         return Ok(Staged::local(false, Vec::new()));

@@ -19,10 +19,10 @@ pub enum IdentityError {
         id: String,
     },
     /// No key yet.
-    #[error("no member key in {0}: run `nestwork init` first")]
+    #[error("no member key in {0}")]
     NotInitialised(String),
     /// Import over an existing key without `--force`.
-    #[error("{dir} already has a member key ({existing}); importing {incoming} would replace it. Add --force to replace it")]
+    #[error("{dir} already has a member key ({existing}); importing {incoming} would replace it")]
     WouldReplace {
         /// The data directory.
         dir: String,
@@ -32,7 +32,7 @@ pub enum IdentityError {
         incoming: String,
     },
     /// Export to a file that exists without `--force`.
-    #[error("{0} already exists; add --force to overwrite it")]
+    #[error("{0} already exists")]
     WouldOverwrite(String),
     /// A key file that does not parse.
     #[error("{file}: {reason}")]

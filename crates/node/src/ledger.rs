@@ -8,7 +8,7 @@ use nestwork_docs::decisions::Decisions;
 use nestwork_docs::ledger::{Account, CreditLimit};
 use nestwork_docs::{GroupView, RecordBody, SignedDoc};
 
-use crate::error::NodeError;
+use crate::error::{Lookup, NodeError};
 use crate::node::{Node, Staged, Write};
 use crate::state::State;
 use crate::views::{account_view, payment_view, MAX_REQUEST_ID_CHARS};
@@ -120,7 +120,7 @@ impl Node {
                 let l = docs
                     .ledgers
                     .get(&group)
-                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
                 let entry = l
                     .ledger
                     .entry(&id)
@@ -150,7 +150,7 @@ impl Node {
         let group_doc = state
             .groups
             .get(&group)
-            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
         if !group_doc.members().contains(&me) {
             // Others would refuse it: off the roll at the heads cited.
             return Err(NodeError::Invalid(format!(
@@ -162,7 +162,7 @@ impl Node {
         let l = state
             .ledgers
             .get_mut(&group)
-            .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
         let signed = l.sign_payment(
             group,
             &self.writer,
@@ -202,7 +202,7 @@ impl Node {
             let doc = docs
                 .groups
                 .get(&group)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()))?;
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
             let member = match &req.member {
                 None => None,
                 Some(m) => match account_of(doc.members(), m)? {
@@ -237,11 +237,11 @@ impl Node {
                 let doc = state
                     .groups
                     .get_mut(&group)
-                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
                 let l = state
                     .ledgers
                     .get_mut(&group)
-                    .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
                 let head = l.ledger.limit_head();
                 let seq = head
                     .and_then(|_| l.ledger.limit_seq_of_head())
@@ -274,7 +274,7 @@ impl Node {
         sel: &str,
     ) -> Result<(Hash32, &'a SignedDoc, &'a GroupLedger), NodeError> {
         let group = self.resolve(&docs.groups, sel)?;
-        let not_found = || NodeError::NotFound(sel.to_string());
+        let not_found = || NodeError::not_found(Lookup::Group, sel);
         let doc = docs.groups.get(&group).ok_or_else(not_found)?;
         let l = docs.ledgers.get(&group).ok_or_else(not_found)?;
         Ok((group, doc, l))
@@ -433,12 +433,8 @@ fn account_of(
     };
     match found.as_slice() {
         [one] => Ok(Account::Member(**one)),
-        [] => Err(NodeError::Invalid(format!(
-            "no member of this group matches {sel:?}; `nestwork group show` lists them"
-        ))),
-        _ => Err(NodeError::Invalid(format!(
-            "{sel:?} matches several members; use more of the id"
-        ))),
+        [] => Err(NodeError::not_found(Lookup::Member, sel)),
+        _ => Err(NodeError::ambiguous(Lookup::Member, sel, Vec::new())),
     }
 }
 
@@ -457,7 +453,7 @@ fn repeated_payment(
     let l = docs
         .ledgers
         .get(&group)
-        .ok_or_else(|| NodeError::NotFound(group.to_hex()))?;
+        .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
     match l.ledger.entry(&id) {
         Some(e) if e.payment.amount == amount && e.payment.to == *to => {
             Ok(payment_view(&l.ledger, e.id, e.signer, &e.payment))

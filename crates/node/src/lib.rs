@@ -67,6 +67,6 @@ mod durability_tests;
 pub use clock::Clock;
 pub use config::Config;
 pub use data_dir::DataDir;
-pub use error::NodeError;
+pub use error::{Lookup, NodeError};
 pub use node::Node;
 pub use running::{RunError, Running, TICK_EVERY};

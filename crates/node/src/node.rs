@@ -37,6 +37,7 @@ use crate::seal::SealMemory;
 use crate::served::ServedPeriods;
 use crate::state::{parse_period_kind, Late, State};
 
+use crate::error::Lookup;
 pub use crate::error::NodeError;
 pub use crate::views::{
     CharterStatus, CreateGroup, Damaged, ImportReport, LimitRequest, MemoryStatus, PayRequest,
@@ -530,7 +531,7 @@ impl Node {
         let id = self.resolve(&docs.groups, sel)?;
         docs.groups
             .get(&id)
-            .ok_or_else(|| NodeError::NotFound(sel.to_string()))
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))
             .and_then(f)
     }
 
@@ -545,7 +546,7 @@ impl Node {
             return docs
                 .contains_key(&id)
                 .then_some(id)
-                .ok_or_else(|| NodeError::NotFound(sel.to_string()));
+                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel));
         }
         let lower = sel_trim.to_ascii_lowercase();
         let by_prefix: Vec<Hash32> =
@@ -567,14 +568,12 @@ impl Node {
             by_prefix
         };
         match matches.as_slice() {
-            [] => Err(NodeError::NotFound(sel.to_string())),
+            [] => Err(NodeError::not_found(Lookup::Group, sel)),
             [one] => Ok(*one),
-            many => Err(NodeError::Ambiguous(
-                sel.to_string(),
-                many.iter()
-                    .map(Hash32::short)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            many => Err(NodeError::ambiguous(
+                Lookup::Group,
+                sel,
+                many.iter().map(Hash32::short).collect(),
             )),
         }
     }
@@ -709,7 +708,13 @@ pub(crate) mod tests {
         let node = node_in_memory(tmp.path(), 1);
         create(&node, "Same").expect("one");
         create(&node, "Same").expect("two");
-        assert!(matches!(node.group("Same"), Err(NodeError::Ambiguous(..))));
-        assert!(matches!(node.group("Nope"), Err(NodeError::NotFound(_))));
+        assert!(matches!(
+            node.group("Same"),
+            Err(NodeError::Ambiguous { .. })
+        ));
+        let nope = node.group("Nope").expect_err("no such group");
+        assert!(matches!(nope, NodeError::NotFound { .. }));
+        assert_eq!(nope.lookup(), Some(Lookup::Group));
+        assert_eq!(nope.to_string(), "no group matches \"Nope\"");
     }
 }

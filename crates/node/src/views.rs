@@ -3,9 +3,10 @@
 //! operations that take and make them are in the files beside this one.
 
 use nestwork_core::{Hash32, MemberId};
-use nestwork_docs::distress::SignalView;
-use nestwork_docs::governance::{LotteryPick, ProposalState, TreatyState};
+use nestwork_docs::distress::{Category, Severity, SignalView};
+use nestwork_docs::governance::{Choice, LotteryPick, ProposalState, TreatyState};
 use nestwork_docs::ledger::{Account, Equivocation, Ledger, Payment};
+use nestwork_docs::GroupKind;
 use serde::{Deserialize, Serialize};
 
 /// What `group create` asks for.
@@ -15,7 +16,7 @@ pub struct CreateGroup {
     pub name: String,
     /// hub, region or federation (default hub).
     #[serde(default)]
-    pub kind: Option<String>,
+    pub kind: Option<GroupKind>,
     /// The parent group (id, id prefix or name of a group this node has).
     #[serde(default)]
     pub parent: Option<String>,
@@ -302,7 +303,7 @@ pub use nestwork_docs::ProposeRequest;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VoteRequest {
     /// yes, no or abstain.
-    pub choice: String,
+    pub choice: Choice,
     /// As a delegate: the child group voted for.
     #[serde(default)]
     pub for_group: Option<String>,
@@ -374,9 +375,9 @@ pub struct TreatyView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RaiseRequest {
     /// medical, safety, shelter, food-water, eviction, legal, other.
-    pub category: String,
+    pub category: Category,
     /// low, high or critical.
-    pub severity: String,
+    pub severity: Severity,
     /// A coarse location.
     #[serde(default)]
     pub location: Option<String>,
@@ -391,13 +392,26 @@ pub struct RaiseRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AnswerRequest {
     /// ack, respond or resolve.
-    pub kind: String,
+    pub kind: Answering,
     /// A few words.
     #[serde(default)]
     pub text: String,
     /// For respond: seconds until there.
     #[serde(default)]
     pub eta_secs: Option<u64>,
+}
+
+/// Which answer an [`AnswerRequest`] gives; with its `eta_secs`, it makes
+/// the record's `AnswerKind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answering {
+    /// Seen.
+    Ack,
+    /// On my way.
+    Respond,
+    /// Help came.
+    Resolve,
 }
 
 /// A signal with the name of the group it is seen in.

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use nestwork_core::Hash32;
-use nestwork_docs::distress::SignalView;
+use nestwork_docs::distress::{Category, Severity, SignalView};
 use nestwork_docs::governance::{Action, TreatyKind, TreatyStatus};
 use nestwork_docs::ProposeRequest;
-use nestwork_node::distress::{AnswerRequest, RaiseRequest};
+use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest};
 use nestwork_node::Clock;
 
 use crate::governance::{pass, roll_of};
@@ -22,8 +22,8 @@ pub fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
         .distress_raise(
             &group.to_hex(),
             &RaiseRequest {
-                category: "medical".into(),
-                severity: "critical".into(),
+                category: Category::Medical,
+                severity: Severity::Critical,
                 location: Some("north camp".into()),
                 expires_secs: None,
                 text: text.into(),
@@ -33,18 +33,18 @@ pub fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
         .id
 }
 
-/// Answer `signal` on `n`: `kind` is ack, respond or resolve.
-pub fn answer(n: &TestNode, signal: &Hash32, kind: &str, eta_secs: Option<u64>) {
+/// Answer `signal` on `n`.
+pub fn answer(n: &TestNode, signal: &Hash32, kind: Answering, eta_secs: Option<u64>) {
     n.node
         .distress_answer(
             &signal.to_hex(),
             &AnswerRequest {
-                kind: kind.into(),
+                kind,
                 text: "coming".into(),
                 eta_secs,
             },
         )
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
 }
 
 /// `signal` as `n` shows it, in `group` or across every group it holds.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nestwork_core::Hash32;
-use nestwork_docs::governance::Outcome;
+use nestwork_docs::governance::{Choice, Outcome};
 use nestwork_node::governance::{ProposalView, ProposeRequest, VoteRequest};
 
 use crate::{wait_until, TestNode};
@@ -20,12 +20,12 @@ pub fn propose(n: &TestNode, group: &Hash32, req: ProposeRequest) -> ProposalVie
 }
 
 /// Vote on `n`'s node; panics with the reason if refused.
-pub fn vote(n: &TestNode, proposal: &Hash32, choice: &str, for_group: Option<&Hash32>) {
+pub fn vote(n: &TestNode, proposal: &Hash32, choice: Choice, for_group: Option<&Hash32>) {
     n.node
         .vote(
             &proposal.to_hex(),
             &VoteRequest {
-                choice: choice.into(),
+                choice,
                 for_group: for_group.map(Hash32::to_hex),
             },
         )
@@ -85,7 +85,7 @@ pub async fn pass(
     let p = propose(proposer, group, req);
     has_proposal(everyone, group, &p.state.id).await;
     for v in voters {
-        vote(v, &p.state.id, "yes", None);
+        vote(v, &p.state.id, Choice::Yes, None);
     }
     passed_everywhere(everyone, group, &p.state.id).await;
     p

@@ -17,7 +17,9 @@ pub enum Category {
     Safety,
     /// A roof for the night.
     Shelter,
-    /// Food or water.
+    /// Food or water. (The aliases are what people type; names in the
+    /// canonical encoding are not stored, only the variant's index.)
+    #[serde(alias = "food/water", alias = "food", alias = "water")]
     FoodWater,
     /// Losing a home.
     Eviction,
