@@ -14,7 +14,7 @@ use nestwork_core::{encoding, ChangeBundle, Hash32, MemberId, PeriodChanges, Sig
 use nestwork_docs::engine::ledger_period_id;
 use nestwork_docs::ledger::{Account, NoProposals};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
-use nestwork_fuzz::{fixture, founder, member, T0};
+use nestwork_fuzz::{fixture, founder, member, Fixture, T0};
 use nestwork_net::protocol::{Request, Response};
 use nestwork_net::Ticket;
 
@@ -32,16 +32,29 @@ fn framed(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The fixture's four changes, in causal order.
+struct Changes {
+    genesis: SignedChange,
+    admit: SignedChange,
+    described: SignedChange,
+    member_said: SignedChange,
+}
+
 fn main() {
     let dir: PathBuf = std::env::args()
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
     let f = fixture();
-    let group = f.group().hash32();
-    let all = f.changes.clone();
-    let [genesis, admit, described, member_said] = <[SignedChange; 4]>::try_from(all.clone())
+    let group = f.group();
+    let [genesis, admit, described, member_said] = <[SignedChange; 4]>::try_from(f.changes.clone())
         .unwrap_or_else(|_| panic!("the fixture has four changes"));
+    let c = Changes {
+        genesis,
+        admit,
+        described,
+        member_said,
+    };
     let ticket = Ticket::issue(
         &founder(),
         f.group(),
@@ -52,15 +65,37 @@ fn main() {
         ],
         T0 + 86_400_000,
     );
+    sync_frame(&dir, f, &c, &ticket);
+    gossip_open(&dir, f, &c);
 
-    // sync_frame: mode bit 0 request/response, bit 1 body only.
+    // ticket: text as pasted.
+    write(&dir, "ticket", "ticket", None, ticket.to_text().as_bytes());
+    let expired = Ticket::issue(&founder(), group, "Riverside", vec![], T0 - 1);
+    write(
+        &dir,
+        "ticket",
+        "expired",
+        None,
+        format!("  {}\n", expired.to_text()).as_bytes(),
+    );
+
+    change_apply(&dir, &c);
+    bundle_import(&dir, f, &c);
+    record_decode(&dir, f);
+    let _ = f.genesis_only.heads();
+    println!("seeds written under {}", dir.display());
+}
+
+/// sync_frame: mode bit 0 request/response, bit 1 body only.
+fn sync_frame(dir: &Path, f: &Fixture, c: &Changes, ticket: &Ticket) {
+    let group = f.group();
     let requests = [
         (
             "sync",
             Request::Sync {
-                doc: f.group().doc(),
-                heads: vec![Hash32(genesis.hash.0)],
-                changes: vec![admit.clone(), described.clone()],
+                doc: group.doc(),
+                heads: vec![Hash32(c.genesis.hash.0)],
+                changes: vec![c.admit.clone(), c.described.clone()],
                 more: false,
             },
         ),
@@ -81,35 +116,21 @@ fn main() {
         ),
     ];
     for (name, req) in &requests {
-        let body = encoding::encode(req);
-        write(
-            &dir,
-            "sync_frame",
-            &format!("req-{name}"),
-            Some(0),
-            &framed(&body),
-        );
-        write(
-            &dir,
-            "sync_frame",
-            &format!("req-{name}-body"),
-            Some(2),
-            &body,
-        );
+        write_frame(dir, &format!("req-{name}"), 0, &encoding::encode(req));
     }
     let responses = [
         (
             "sync",
             Response::Sync {
-                heads: vec![member_said.hash],
-                changes: vec![described.clone(), member_said.clone()],
+                heads: vec![c.member_said.hash],
+                changes: vec![c.described.clone(), c.member_said.clone()],
                 more: true,
             },
         ),
         (
             "joined",
             Response::Joined {
-                changes: all.clone(),
+                changes: f.changes.clone(),
             },
         ),
         (
@@ -120,32 +141,33 @@ fn main() {
         ),
     ];
     for (name, res) in &responses {
-        let body = encoding::encode(res);
-        write(
-            &dir,
-            "sync_frame",
-            &format!("res-{name}"),
-            Some(1),
-            &framed(&body),
-        );
-        write(
-            &dir,
-            "sync_frame",
-            &format!("res-{name}-body"),
-            Some(3),
-            &body,
-        );
+        write_frame(dir, &format!("res-{name}"), 1, &encoding::encode(res));
     }
+}
 
-    // gossip_open: mode even sealed, odd plaintext.
+/// A sync_frame seed twice: framed as on the wire (mode `mode`), and the
+/// body alone (mode bit 1 set, file name ending `-body`).
+fn write_frame(dir: &Path, name: &str, mode: u8, body: &[u8]) {
+    write(dir, "sync_frame", name, Some(mode), &framed(body));
+    write(
+        dir,
+        "sync_frame",
+        &format!("{name}-body"),
+        Some(mode | 2),
+        body,
+    );
+}
+
+/// gossip_open: mode even sealed, odd plaintext.
+fn gossip_open(dir: &Path, f: &Fixture, c: &Changes) {
     let seal = f.seal();
     for (name, batch) in [
-        ("one", vec![described.clone()]),
-        ("two", vec![described.clone(), member_said.clone()]),
+        ("one", vec![c.described.clone()]),
+        ("two", vec![c.described.clone(), c.member_said.clone()]),
     ] {
         let plain = encoding::encode(&batch);
         write(
-            &dir,
+            dir,
             "gossip_open",
             &format!("sealed-{name}"),
             Some(0),
@@ -153,72 +175,87 @@ fn main() {
             &seal.seal(&plain, 1_800_000_000_000),
         );
         write(
-            &dir,
+            dir,
             "gossip_open",
             &format!("plain-{name}"),
             Some(1),
             &plain,
         );
     }
+}
 
-    // ticket: text as pasted.
-    write(&dir, "ticket", "ticket", None, ticket.to_text().as_bytes());
-    let expired = Ticket::issue(&founder(), f.group(), "Riverside", vec![], T0 - 1);
-    write(
-        &dir,
-        "ticket",
-        "expired",
-        None,
-        format!("  {}\n", expired.to_text()).as_bytes(),
-    );
-
-    // change_apply: 0 one envelope, 1 a batch, 2 raw Automerge bytes.
-    for (name, c) in [
-        ("genesis", &genesis),
-        ("admission", &admit),
-        ("founder-description", &described),
-        ("member-description", &member_said),
+/// change_apply: 0 one envelope, 1 a batch, 2 raw Automerge bytes.
+fn change_apply(dir: &Path, c: &Changes) {
+    for (name, change) in [
+        ("genesis", &c.genesis),
+        ("admission", &c.admit),
+        ("founder-description", &c.described),
+        ("member-description", &c.member_said),
     ] {
         write(
-            &dir,
+            dir,
             "change_apply",
             &format!("one-{name}"),
             Some(0),
-            &c.encode(),
+            &change.encode(),
         );
         write(
-            &dir,
+            dir,
             "change_apply",
             &format!("raw-{name}"),
             Some(2),
-            &c.change,
+            &change.change,
         );
     }
     write(
-        &dir,
+        dir,
         "change_apply",
         "batch",
         Some(1),
-        &encoding::encode(&vec![member_said.clone(), described.clone()]),
+        &encoding::encode(&vec![c.member_said.clone(), c.described.clone()]),
     );
+}
 
-    // bundle_import: a file as `group export` writes it.
+/// bundle_import: a file as `group export` writes it, with and without a
+/// ledger period.
+fn bundle_import(dir: &Path, f: &Fixture, c: &Changes) {
+    let group = f.group().hash32();
     write(
-        &dir,
+        dir,
         "bundle_import",
         "group",
         None,
-        &ChangeBundle::of_group(group, all.clone()).encode(),
+        &ChangeBundle::of_group(group, f.changes.clone()).encode(),
     );
     write(
-        &dir,
+        dir,
         "bundle_import",
         "genesis-only",
         None,
-        &ChangeBundle::of_group(group, vec![genesis.clone()]).encode(),
+        &ChangeBundle::of_group(group, vec![c.genesis.clone()]).encode(),
     );
+    let (period, paid) = founder_pays_member(f);
+    write(
+        dir,
+        "bundle_import",
+        "group-with-ledger",
+        None,
+        &ChangeBundle {
+            doc: group,
+            changes: f.changes.clone(),
+            periods: vec![PeriodChanges {
+                period,
+                doc: ledger_period_id(&group, period),
+                changes: vec![paid],
+            }],
+        }
+        .encode(),
+    );
+}
 
-    // A bundle with a ledger period: the founder pays the member.
+/// A ledger period in which the founder pays the member: its number and
+/// the payment's change.
+fn founder_pays_member(f: &Fixture) -> (u64, SignedChange) {
     let mut gate = nestwork_fuzz::LedgerGate::of_group(&f.admitted).expect("genesis");
     let members = gate.group.members().clone();
     let mut heads = gate.group.heads();
@@ -240,7 +277,7 @@ fn main() {
         .expect("a payment within the rules");
     let period = payment.period;
     let founder_w = Writer::new(founder(), [1; 8]);
-    let mut period_doc = SignedDoc::ledger_period(group, period).expect("period");
+    let mut period_doc = SignedDoc::ledger_period(f.group().hash32(), period).expect("period");
     period_doc.set_writer(&founder_w);
     let (_, paid) = period_doc
         .add_record(
@@ -250,45 +287,30 @@ fn main() {
             T0 + 4_000,
         )
         .expect("the founder pays");
-    write(
-        &dir,
-        "bundle_import",
-        "group-with-ledger",
-        None,
-        &ChangeBundle {
-            doc: group,
-            changes: all.clone(),
-            periods: vec![PeriodChanges {
-                period,
-                doc: ledger_period_id(&group, period),
-                changes: vec![paid],
-            }],
-        }
-        .encode(),
-    );
+    (period, paid)
+}
 
-    // record_decode: bit 0 clear a signed record, set a body alone; bit 1
-    // as if in a document's first change.
+/// record_decode: bit 0 clear a signed record, set a body alone; bit 1
+/// as if in a document's first change.
+fn record_decode(dir: &Path, f: &Fixture) {
     for (i, record) in f.admitted.records().values().enumerate() {
         let genesis_bit = match RecordBody::decode(&record.body) {
             Ok(RecordBody::GroupGenesis(_)) => 2,
             _ => 0,
         };
         write(
-            &dir,
+            dir,
             "record_decode",
             &format!("record-{i}"),
             Some(genesis_bit),
             &record.encode(),
         );
         write(
-            &dir,
+            dir,
             "record_decode",
             &format!("body-{i}"),
             Some(1 | genesis_bit),
             &record.body,
         );
     }
-    let _ = f.genesis_only.heads();
-    println!("seeds written under {}", dir.display());
 }

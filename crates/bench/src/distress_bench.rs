@@ -185,11 +185,7 @@ async fn main() {
     let (n, count) = if quick { (5, 10) } else { (50, 100) };
     println!(
         "nestwork distress benchmark ({} build), {n} nodes in one group, loopback, mDNS off",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
     let (nodes, group) = meshed_group(n, 5).await;
     // Each node flags when it stores a change, so the benchmark looks only

@@ -229,18 +229,11 @@ fn main() -> anyhow::Result<()> {
         .collect();
     println!("{strangers} strangers opening {streams} sync streams each, held {secs} s");
 
-    let started = Instant::now();
-    let mut peak = before;
-    let mut most_connected = 0;
-    let mut slowest_status = Duration::ZERO;
-    while started.elapsed() < Duration::from_secs(secs) {
-        let t = Instant::now();
-        let now = client.status().context("status while flooded")?;
-        most_connected = most_connected.max(now.network.map(|n| n.connected_peers).unwrap_or(0));
-        slowest_status = slowest_status.max(t.elapsed());
-        peak = peak.max(node.rss_bytes());
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let Watched {
+        peak,
+        most_connected,
+        slowest_status,
+    } = watch(&node, &client, before, secs)?;
     let flooded = client.status()?;
     let connected = flooded
         .network
@@ -279,15 +272,60 @@ fn main() -> anyhow::Result<()> {
         ms(slowest_status),
     );
     let conditions = format!("{strangers} strangers x {streams} streams, {secs} s, loopback");
+    print_figures(
+        &conditions,
+        mib(peak.saturating_sub(before)),
+        mib(bound),
+        slowest_status,
+    );
+    Ok(())
+}
+
+/// What the node looked like while flooded.
+struct Watched {
+    /// Its largest resident memory, bytes.
+    peak: u64,
+    /// The most peers it had connected at once.
+    most_connected: usize,
+    /// Its slowest answer to a status request.
+    slowest_status: Duration,
+}
+
+/// Ask the node its status every 250 ms for `secs`, noting its memory
+/// (from `before`, bytes), its peers and how long it takes to answer:
+/// a node that is flooded must still answer its own user.
+fn watch(node: &Proc, client: &Client, before: u64, secs: u64) -> anyhow::Result<Watched> {
+    let started = Instant::now();
+    let mut w = Watched {
+        peak: before,
+        most_connected: 0,
+        slowest_status: Duration::ZERO,
+    };
+    while started.elapsed() < Duration::from_secs(secs) {
+        let t = Instant::now();
+        let now = client.status().context("status while flooded")?;
+        w.most_connected = w
+            .most_connected
+            .max(now.network.map(|n| n.connected_peers).unwrap_or(0));
+        w.slowest_status = w.slowest_status.max(t.elapsed());
+        w.peak = w.peak.max(node.rss_bytes());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(w)
+}
+
+/// The flood's figures for `scripts/bench`: the memory it added against
+/// what the limits allow (`bound_mib`), and the slowest status answer.
+fn print_figures(conditions: &str, growth_mib: f64, bound_mib: f64, slowest_status: Duration) {
     figure(
         "flood_rss_growth",
         "node memory added by a stranger flood",
-        mib(peak.saturating_sub(before)),
+        growth_mib,
         "MiB",
         Better::Lower,
-        &conditions,
+        conditions,
         Limit::Value(
-            mib(bound),
+            bound_mib,
             "streams the limits let strangers hold x request limit".into(),
         ),
     );
@@ -297,8 +335,7 @@ fn main() -> anyhow::Result<()> {
         ms(slowest_status),
         "ms",
         Better::Lower,
-        &conditions,
+        conditions,
         Limit::None,
     );
-    Ok(())
 }

@@ -32,11 +32,7 @@ async fn main() {
     let (n, rounds) = if quick { (5, 2) } else { (20, 20) };
     println!(
         "nestwork governance benchmark ({} build), {n} nodes in one group, loopback, mDNS off",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
     let (nodes, group) = meshed_group(n, 11).await;
     // Quorum 50%, approval 60%: with n seats, the vote that makes yes reach

@@ -73,11 +73,7 @@ fn propose(
 fn main() {
     println!(
         "nestwork governance cost ({} build): one group of 5, proposals with 4 votes each",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
     for (business, what) in [
         (Business::Articles, "proposals to add articles"),

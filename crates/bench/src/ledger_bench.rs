@@ -46,11 +46,7 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "nestwork ledger benchmark ({} build), {MEMBERS} members, periods of {PERIOD} payments",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
 
     throughput(quick)?;

@@ -54,6 +54,16 @@ pub fn figure(
     println!("@figure\t{key}\t{name}\t{value}\t{unit}\t{better}\t{conditions}\t{lv}\t{lw}");
 }
 
+/// Which build this program is ("debug" or "release"), for the first line
+/// each benchmark prints: a debug build's figures mean little.
+pub fn build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 /// Milliseconds in a duration.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

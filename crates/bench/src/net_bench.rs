@@ -37,11 +37,7 @@ async fn main() {
     let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
     println!(
         "nestwork network benchmark ({} build)",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
     println!(
         "machine: {} cores, loopback, mDNS off",
@@ -156,47 +152,9 @@ async fn propagation(n: usize, changes: usize, rtt: Duration) {
     }
     warm_up(&nodes, group).await;
 
-    // Every node reports when it applies a change it received.
-    let (tx, mut rx) = mpsc::channel::<(usize, Hash32, Instant)>(1 << 16);
-    for (i, node) in nodes.iter().enumerate() {
-        let mut events = node.node.subscribe();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                if !event.local {
-                    let now = Instant::now();
-                    for c in event.changes {
-                        let _ = tx.send((i, c.hash, now)).await;
-                    }
-                }
-            }
-        });
-    }
+    let mut applied = applied_changes(&nodes);
     let before: Vec<NetStatus> = statuses(&nodes).await;
-
-    let mut seen: HashMap<Hash32, Vec<Instant>> = HashMap::new();
-    let mut latencies = Vec::with_capacity(changes);
-    for k in 0..changes {
-        let author = nodes[k % n].node.clone();
-        let group_hex = group.to_hex();
-        let start = Instant::now();
-        let view = tokio::task::spawn_blocking(move || {
-            author.describe(&group_hex, &format!("change number {k}"))
-        })
-        .await
-        .expect("join")
-        .expect("describe");
-        let hash = *view.heads.first().expect("a head");
-        let deadline = Instant::now() + LIMIT;
-        while seen.get(&hash).map_or(0, Vec::len) < n - 1 {
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(Some((_, h, t))) => seen.entry(h).or_default().push(t),
-                _ => panic!("change {k} did not reach every node within {LIMIT:?}"),
-            }
-        }
-        let last = seen[&hash].iter().max().copied().unwrap_or(start);
-        latencies.push(last.duration_since(start));
-    }
+    let mut latencies = spread_times(&nodes, group, changes, &mut applied).await;
     latencies.sort();
     let after = statuses(&nodes).await;
     let (mut unique, mut copies) = (0u64, 0u64);
@@ -245,6 +203,63 @@ async fn propagation(n: usize, changes: usize, rtt: Duration) {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// Every node reports when it applies a change it received: the node's
+/// index, the change, and the moment.
+fn applied_changes(nodes: &[TestNode]) -> mpsc::Receiver<(usize, Hash32, Instant)> {
+    let (tx, rx) = mpsc::channel::<(usize, Hash32, Instant)>(1 << 16);
+    for (i, node) in nodes.iter().enumerate() {
+        let mut events = node.node.subscribe();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if !event.local {
+                    let now = Instant::now();
+                    for c in event.changes {
+                        let _ = tx.send((i, c.hash, now)).await;
+                    }
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Make `changes` changes, one at a time, by each node in turn, each
+/// timed from its making to its being applied on every other node (as
+/// `applied` reports).
+async fn spread_times(
+    nodes: &[TestNode],
+    group: Hash32,
+    changes: usize,
+    applied: &mut mpsc::Receiver<(usize, Hash32, Instant)>,
+) -> Vec<Duration> {
+    let n = nodes.len();
+    let mut seen: HashMap<Hash32, Vec<Instant>> = HashMap::new();
+    let mut latencies = Vec::with_capacity(changes);
+    for k in 0..changes {
+        let author = nodes[k % n].node.clone();
+        let group_hex = group.to_hex();
+        let start = Instant::now();
+        let view = tokio::task::spawn_blocking(move || {
+            author.describe(&group_hex, &format!("change number {k}"))
+        })
+        .await
+        .expect("join")
+        .expect("describe");
+        let hash = *view.heads.first().expect("a head");
+        let deadline = Instant::now() + LIMIT;
+        while seen.get(&hash).map_or(0, Vec::len) < n - 1 {
+            match tokio::time::timeout_at(deadline.into(), applied.recv()).await {
+                Ok(Some((_, h, t))) => seen.entry(h).or_default().push(t),
+                _ => panic!("change {k} did not reach every node within {LIMIT:?}"),
+            }
+        }
+        let last = seen[&hash].iter().max().copied().unwrap_or(start);
+        latencies.push(last.duration_since(start));
+    }
+    latencies
 }
 
 /// For each node, the most connection hops to any other node.
@@ -312,13 +327,14 @@ async fn statuses(nodes: &[TestNode]) -> Vec<NetStatus> {
     out
 }
 
-async fn catch_up(missed: usize) {
-    let (mut nodes, group) = group_of(2).await;
-    let (dir, seed, tmp) = nodes.pop().expect("b").stop().await;
-    let a = nodes.pop().expect("a");
-
-    // The missed history, made with A's key on another device and imported
-    // on A in one step (so the benchmark does not wait for 10,000 flushes).
+/// Make `missed` changes with A's key on another device and import them
+/// on A in one step (so the benchmark does not wait for 10,000 flushes):
+/// the history B misses. Returns A's changes before them, and their size.
+fn import_missed(
+    a: &TestNode,
+    group: Hash32,
+    missed: usize,
+) -> (Vec<nestwork_core::SignedChange>, usize) {
     let mut replica = SignedDoc::empty(group);
     replica.apply(a.node.export(&group.to_hex()).expect("export").changes);
     let writer = Writer::new(key(1), [0xbb; 8]);
@@ -336,6 +352,15 @@ async fn catch_up(missed: usize) {
     a.node
         .import(ChangeBundle::of_group(group, history))
         .expect("import");
+    (before, missing_bytes)
+}
+
+async fn catch_up(missed: usize) {
+    let (mut nodes, group) = group_of(2).await;
+    let (dir, seed, tmp) = nodes.pop().expect("b").stop().await;
+    let a = nodes.pop().expect("a");
+
+    let (before, missing_bytes) = import_missed(&a, group, missed);
 
     let b = TestNode::start_in(&dir, seed, loopback_config()).await;
     let a0 = a.net.status().await.expect("status").sync_traffic;

@@ -54,11 +54,7 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "nestwork node benchmark ({} build of {})",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        nestwork_bench::build(),
         bin.display()
     );
     println!(
@@ -87,17 +83,7 @@ fn main() -> anyhow::Result<()> {
         Limit::Value(ms(read_empty), "time to read the store files".into()),
     );
 
-    let (imported, import_time) = {
-        let node = Node::start(&bin, &dir)?;
-        let bundle = history_bundle(&dir, sizes.stored_changes)?;
-        let client = Client::connect(&dir)?;
-        let bytes = bundle.encode();
-        let t = Instant::now();
-        let report = client.import(&bytes)?;
-        let elapsed = t.elapsed();
-        node.stop()?;
-        (report.applied, elapsed)
-    };
+    let (imported, import_time) = import_history(&bin, &dir, sizes.stored_changes)?;
     let stored = median_start(&bin, &dir, sizes.starts)?;
     println!(
         "{:<52} {:>10.1} ms   (median of {})",
@@ -118,13 +104,41 @@ fn main() -> anyhow::Result<()> {
         "sled alone: durable writes", flush_rate, sizes.write_secs
     );
     let node = Node::start(&bin, &dir)?;
+    print_write_rates(&dir, sizes.write_secs, flush_rate)?;
+    let status = Client::connect(&dir)?.status()?;
+    node.stop()?;
+    println!();
+    println!(
+        "store: {} changes, {} bytes on disk",
+        status.node.changes, status.node.store_bytes
+    );
+    Ok(())
+}
+
+/// Start the node, import a bundle of `changes` changes through its API
+/// and stop it: how many it applied, and how long the import took.
+fn import_history(bin: &Path, dir: &DataDir, changes: usize) -> anyhow::Result<(usize, Duration)> {
+    let node = Node::start(bin, dir)?;
+    let bundle = history_bundle(dir, changes)?;
+    let client = Client::connect(dir)?;
+    let bytes = bundle.encode();
+    let t = Instant::now();
+    let report = client.import(&bytes)?;
+    let elapsed = t.elapsed();
+    node.stop()?;
+    Ok((report.applied, elapsed))
+}
+
+/// Durable changes per second through the running node's API, with 1 and
+/// with 8 clients for `secs` each, against sled's own `flush_rate`.
+fn print_write_rates(dir: &DataDir, secs: u64, flush_rate: f64) -> anyhow::Result<()> {
     for clients in [1usize, 8] {
-        let rate = durable_writes(&dir, clients, Duration::from_secs(sizes.write_secs))?;
+        let rate = durable_writes(dir, clients, Duration::from_secs(secs))?;
         println!(
             "{:<52} {:>10.0} /s   ({} s)",
             format!("durable changes through the API, {clients} client(s)"),
             rate,
-            sizes.write_secs
+            secs
         );
         figure(
             &format!("durable_writes_{clients}"),
@@ -136,13 +150,6 @@ fn main() -> anyhow::Result<()> {
             Limit::Value(flush_rate, "sled insert + flush alone".into()),
         );
     }
-    let status = Client::connect(&dir)?.status()?;
-    node.stop()?;
-    println!();
-    println!(
-        "store: {} changes, {} bytes on disk",
-        status.node.changes, status.node.store_bytes
-    );
     Ok(())
 }
 

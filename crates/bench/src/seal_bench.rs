@@ -44,17 +44,91 @@ async fn sync_bytes(nodes: &[TestNode]) -> u64 {
     total
 }
 
+/// One rotation, as measured.
+struct Round {
+    /// Exit signed to every remaining member sealing with the new key.
+    new_key: Duration,
+    /// Exit signed to the exit being on every remaining member's roll.
+    exit_everywhere: Duration,
+    /// The bytes of the changes the rotation added (the key records).
+    record_bytes: usize,
+    /// The sync traffic all remaining members sent meanwhile.
+    sync_bytes: u64,
+}
+
+/// `leaver` leaves `group`; wait for every one of `nodes` to seal with
+/// the same new key, timing it and the exit's own spread.
+async fn rotate(nodes: &[TestNode], leaver: TestNode, group: &Hash32) -> Round {
+    let before: HashSet<Hash32> = nodes[0]
+        .node
+        .export(&group.to_hex())
+        .expect("export")
+        .changes
+        .iter()
+        .map(|c| c.hash)
+        .collect();
+    let (old_key, old_held) = seal_of(&nodes[0], group).await;
+    let bytes_before = sync_bytes(nodes).await;
+    let start = Instant::now();
+    leaver.node.leave(&group.to_hex(), true).expect("leave");
+    let exit = leaver.heads(group);
+    let mut exit_everywhere: Option<Duration> = None;
+    loop {
+        if exit_everywhere.is_none()
+            && nodes.iter().all(|x| {
+                x.node
+                    .charter(&group.to_hex())
+                    .is_ok_and(|c| c.members.len() == nodes.len())
+            })
+        {
+            exit_everywhere = Some(start.elapsed());
+        }
+        let mut keys = Vec::with_capacity(nodes.len());
+        for x in nodes {
+            keys.push(seal_of(x, group).await);
+        }
+        let agreed = keys[0].0.is_some()
+            && keys[0].0 != old_key
+            && keys
+                .iter()
+                .all(|(k, held)| *k == keys[0].0 && *held > old_held);
+        if agreed {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the remaining members did not agree on a new key"
+        );
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let new_key = start.elapsed();
+    let exit_everywhere = exit_everywhere.unwrap_or(new_key);
+    let traffic = sync_bytes(nodes).await - bytes_before;
+    let added: usize = nodes[0]
+        .node
+        .export(&group.to_hex())
+        .expect("export")
+        .changes
+        .iter()
+        .filter(|c| !before.contains(&c.hash) && !exit.contains(&c.hash))
+        .map(|c| c.change.len() + c.signature.len() + 32 * 3)
+        .sum();
+    let _ = leaver.stop().await;
+    Round {
+        new_key,
+        exit_everywhere,
+        record_bytes: added,
+        sync_bytes: traffic,
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var_os("NESTWORK_BENCH_QUICK").is_some();
     let (n, rounds) = if quick { (5, 2) } else { (20, 5) };
     println!(
         "nestwork seal key benchmark ({} build), {n} nodes in one group, loopback, mDNS off",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        nestwork_bench::build()
     );
     let (mut nodes, group) = meshed_group(n, 13).await;
     let mut times = Vec::new();
@@ -63,62 +137,11 @@ async fn main() {
     let mut traffic = Vec::new();
     for _ in 0..rounds {
         let leaver = nodes.pop().expect("a member to leave");
-        let before: HashSet<Hash32> = nodes[0]
-            .node
-            .export(&group.to_hex())
-            .expect("export")
-            .changes
-            .iter()
-            .map(|c| c.hash)
-            .collect();
-        let (old_key, old_held) = seal_of(&nodes[0], &group).await;
-        let bytes_before = sync_bytes(&nodes).await;
-        let start = Instant::now();
-        leaver.node.leave(&group.to_hex(), true).expect("leave");
-        let exit = leaver.heads(&group);
-        let mut exit_everywhere: Option<Duration> = None;
-        loop {
-            if exit_everywhere.is_none()
-                && nodes.iter().all(|x| {
-                    x.node
-                        .charter(&group.to_hex())
-                        .is_ok_and(|c| c.members.len() == nodes.len())
-                })
-            {
-                exit_everywhere = Some(start.elapsed());
-            }
-            let mut keys = Vec::with_capacity(nodes.len());
-            for x in &nodes {
-                keys.push(seal_of(x, &group).await);
-            }
-            let agreed = keys[0].0.is_some()
-                && keys[0].0 != old_key
-                && keys
-                    .iter()
-                    .all(|(k, held)| *k == keys[0].0 && *held > old_held);
-            if agreed {
-                break;
-            }
-            assert!(
-                start.elapsed() < LIMIT,
-                "the remaining members did not agree on a new key"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        times.push(start.elapsed());
-        gossip_times.push(exit_everywhere.unwrap_or_else(|| start.elapsed()));
-        traffic.push(sync_bytes(&nodes).await - bytes_before);
-        let added: usize = nodes[0]
-            .node
-            .export(&group.to_hex())
-            .expect("export")
-            .changes
-            .iter()
-            .filter(|c| !before.contains(&c.hash) && !exit.contains(&c.hash))
-            .map(|c| c.change.len() + c.signature.len() + 32 * 3)
-            .sum();
-        record_bytes.push((nodes.len(), added));
-        let _ = leaver.stop().await;
+        let round = rotate(&nodes, leaver, &group).await;
+        times.push(round.new_key);
+        gossip_times.push(round.exit_everywhere);
+        traffic.push(round.sync_bytes);
+        record_bytes.push((nodes.len(), round.record_bytes));
     }
     let ms = nestwork_bench::ms;
     let mut sorted = times.clone();

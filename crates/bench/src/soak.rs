@@ -83,11 +83,7 @@ fn main() -> anyhow::Result<()> {
         knobs.secs,
         knobs.clients,
         knobs.sample_secs,
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        nestwork_bench::build(),
         bin.display()
     );
     println!("data under {}", root.display());
@@ -139,17 +135,7 @@ fn main() -> anyhow::Result<()> {
         &group,
         Duration::from_secs(env_num("NESTWORK_SOAK_SETTLE", 300)?),
     )?;
-    println!(
-        "all {} nodes agree: {} payments, balances {}",
-        knobs.nodes,
-        agreed.payments,
-        agreed
-            .accounts
-            .iter()
-            .map(|a| format!("{}={}", &a.account[..8.min(a.account.len())], a.balance))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    print_agreement(knobs.nodes, &agreed);
 
     report_growth(first, &last, &peak, agreed.payments as u64, knobs.secs);
 
@@ -502,6 +488,22 @@ fn form_group(clients: &[Client]) -> anyhow::Result<Hash32> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The balances `nodes` nodes agreed on, each account by its id's first
+/// eight characters.
+fn print_agreement(nodes: usize, agreed: &BalanceView) {
+    println!(
+        "all {} nodes agree: {} payments, balances {}",
+        nodes,
+        agreed.payments,
+        agreed
+            .accounts
+            .iter()
+            .map(|a| format!("{}={}", &a.account[..8.min(a.account.len())], a.balance))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }
 
 /// Wait until every node shows the same payments count and balances.

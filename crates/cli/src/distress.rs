@@ -64,58 +64,61 @@ pub fn distress(dir: &DataDir, out: &Output, action: DistressCommand) -> anyhow:
                     .join("\n\n")
             })
         }
-        DistressCommand::Watch => {
-            if !out.json {
-                eprintln!("Watching for distress signals; Ctrl-C to stop.");
-            }
-            let json = out.json;
-            // Answers already printed, per signal: each event carries the
-            // whole signal, and several answers can arrive at once.
-            let mut printed: std::collections::HashMap<nestwork_core::SignalId, usize> =
-                Default::default();
-            let mut reader_gone = false;
-            client.watch_signals(|data| {
-                let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
-                    return true;
-                };
-                let mut stdout = std::io::stdout().lock();
-                let v = &item.view;
-                let written = if json {
-                    writeln!(stdout, "{data}")
-                } else {
-                    let mut text = String::new();
-                    let before = match printed.insert(v.id, v.answers.len()) {
-                        Some(n) => n,
-                        None => {
-                            text.push_str(&alarm(&item));
-                            text.push('\n');
-                            0
-                        }
-                    };
-                    for a in v.answers.iter().skip(before) {
-                        text.push_str(&format!(
-                            "  [{}] {}\n",
-                            v.id.short(),
-                            answer_line(a, &v.origin)
-                        ));
-                    }
-                    if text.is_empty() {
-                        Ok(())
-                    } else {
-                        writeln!(stdout, "{text}")
-                    }
-                };
-                // The reader went away (a closed pipe): stop watching.
-                reader_gone = written.and_then(|_| stdout.flush()).is_err();
-                !reader_gone
-            })?;
-            if !reader_gone {
-                // The node ended the stream: it is stopping.
-                eprintln!("The node stopped; no longer watching.");
-            }
-            Ok(())
-        }
+        DistressCommand::Watch => watch(&client, out),
     }
+}
+
+/// Print each signal as it arrives or changes, and each new answer to it,
+/// until the node stops or the reader goes away.
+fn watch(client: &Client, out: &Output) -> anyhow::Result<()> {
+    if !out.json {
+        eprintln!("Watching for distress signals; Ctrl-C to stop.");
+    }
+    let json = out.json;
+    // Answers already printed, per signal: each event carries the
+    // whole signal, and several answers can arrive at once.
+    let mut printed: std::collections::HashMap<nestwork_core::SignalId, usize> = Default::default();
+    let mut reader_gone = false;
+    client.watch_signals(|data| {
+        let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
+            return true;
+        };
+        let mut stdout = std::io::stdout().lock();
+        let v = &item.view;
+        let written = if json {
+            writeln!(stdout, "{data}")
+        } else {
+            let mut text = String::new();
+            let before = match printed.insert(v.id, v.answers.len()) {
+                Some(n) => n,
+                None => {
+                    text.push_str(&alarm(&item));
+                    text.push('\n');
+                    0
+                }
+            };
+            for a in v.answers.iter().skip(before) {
+                text.push_str(&format!(
+                    "  [{}] {}\n",
+                    v.id.short(),
+                    answer_line(a, &v.origin)
+                ));
+            }
+            if text.is_empty() {
+                Ok(())
+            } else {
+                writeln!(stdout, "{text}")
+            }
+        };
+        // The reader went away (a closed pipe): stop watching.
+        reader_gone = written.and_then(|_| stdout.flush()).is_err();
+        !reader_gone
+    })?;
+    if !reader_gone {
+        // The node ended the stream: it is stopping.
+        eprintln!("The node stopped; no longer watching.");
+    }
+    Ok(())
 }
 
 fn answer(

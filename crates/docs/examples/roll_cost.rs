@@ -37,7 +37,10 @@ fn median_and_p90(mut v: Vec<Duration>) -> (Duration, Duration) {
     (v[v.len() / 2], v[v.len() * 9 / 10])
 }
 
-fn main() {
+/// A group of [`MEMBERS`] with [`HISTORY`] changes: edits by every
+/// member, with a proposal and votes every 100 changes (roll records, so
+/// there are many distinct rolls).
+fn history() -> SignedDoc {
     let genesis = GroupGenesis {
         name: "Bench".into(),
         kind: GroupKind::Hub,
@@ -54,8 +57,6 @@ fn main() {
             .add_record(&writer(1), body, &mut NoLedger, T0)
             .expect("admit");
     }
-    // History: edits by every member, with a proposal and votes every
-    // 100 changes (roll records, so there are many distinct rolls).
     let mut i = 0u64;
     let mut proposal = None;
     while author.change_count() < HISTORY {
@@ -97,33 +98,13 @@ fn main() {
                 .expect("edit");
         }
     }
-    let mut replica = SignedDoc::empty(author.id());
-    let start = Instant::now();
-    let report = replica.apply(author.changes_since(&[]));
-    assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
-    println!(
-        "history: {} changes ({} records); replica built in {:?}",
-        replica.change_count(),
-        replica.records().len(),
-        start.elapsed()
-    );
+    author
+}
 
-    let mut edits = Vec::new();
-    for k in 0..200 {
-        let now = T0 + 1_000_000 + k;
-        let w = writer((k % u64::from(MEMBERS)) as u8 + 1);
-        let change = author
-            .set_description(&w, &format!("bench {k}"), now)
-            .expect("edit")
-            .expect("change");
-        let t = Instant::now();
-        let report = replica.apply(vec![change]);
-        edits.push(t.elapsed());
-        assert_eq!(report.applied.len(), 1);
-    }
-    let (m, p) = median_and_p90(edits);
-    println!("apply one edit at {HISTORY} changes: median {m:?}, p90 {p:?}");
-
+/// A new proposal, then each member's vote on it applied to `replica`
+/// alone, timed (each vote is a roll record: the roll at its causal past
+/// is computed afresh).
+fn time_votes(author: &mut SignedDoc, replica: &mut SignedDoc) -> Vec<Duration> {
     let (p, _) = author
         .add_record(
             &writer(1),
@@ -160,9 +141,11 @@ fn main() {
         votes.push(t.elapsed());
         assert_eq!(report.applied.len(), 1);
     }
-    let (m, p) = median_and_p90(votes);
-    println!("apply one vote at {HISTORY} changes: median {m:?}, p90 {p:?}");
+    votes
+}
 
+/// Time the roll at group heads a payment might cite, and print it.
+fn time_cited_rolls(replica: &SignedDoc) {
     // A payment cites the group heads its payer's node held; every node
     // judges it by the roll there. Heads this replica holds (their roll
     // is cached as the roll at its heads), then pairs of old changes, as a
@@ -192,6 +175,42 @@ fn main() {
     }
     let (m, p) = median_and_p90(fresh);
     println!("roll at cited group heads of two old changes: median {m:?}, p90 {p:?}");
+}
+
+fn main() {
+    let mut author = history();
+    let mut replica = SignedDoc::empty(author.id());
+    let start = Instant::now();
+    let report = replica.apply(author.changes_since(&[]));
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
+    println!(
+        "history: {} changes ({} records); replica built in {:?}",
+        replica.change_count(),
+        replica.records().len(),
+        start.elapsed()
+    );
+
+    let mut edits = Vec::new();
+    for k in 0..200 {
+        let now = T0 + 1_000_000 + k;
+        let w = writer((k % u64::from(MEMBERS)) as u8 + 1);
+        let change = author
+            .set_description(&w, &format!("bench {k}"), now)
+            .expect("edit")
+            .expect("change");
+        let t = Instant::now();
+        let report = replica.apply(vec![change]);
+        edits.push(t.elapsed());
+        assert_eq!(report.applied.len(), 1);
+    }
+    let (m, p) = median_and_p90(edits);
+    println!("apply one edit at {HISTORY} changes: median {m:?}, p90 {p:?}");
+
+    let votes = time_votes(&mut author, &mut replica);
+    let (m, p) = median_and_p90(votes);
+    println!("apply one vote at {HISTORY} changes: median {m:?}, p90 {p:?}");
+
+    time_cited_rolls(&replica);
 
     let stored = replica.changes_since(&[]);
     let t = Instant::now();

@@ -433,6 +433,20 @@ pub struct SignalView {
 }
 
 impl SignalView {
+    /// Its status at `now_ms`, by its answers: a resolve settles it for
+    /// good; otherwise it expires, answered or not.
+    fn status_at(&self, now_ms: u64) -> SignalStatus {
+        if self.answers.iter().any(|a| a.answer == AnswerKind::Resolve) {
+            SignalStatus::Resolved
+        } else if now_ms >= self.signal.expires_at_ms {
+            SignalStatus::Expired
+        } else if self.answered() {
+            SignalStatus::Answered
+        } else {
+            SignalStatus::Open
+        }
+    }
+
     /// Whether anyone has acknowledged or answered it.
     pub fn answered(&self) -> bool {
         !self.answers.is_empty()
@@ -461,7 +475,6 @@ pub fn signals(
     now_ms: u64,
     relations: &Relations,
 ) -> Vec<SignalView> {
-    let accepts = relations.escalation_from;
     let mut found: BTreeMap<SignalId, SignalView> = BTreeMap::new();
     let group_name = records
         .get(&group.hash32())
@@ -510,31 +523,69 @@ pub fn signals(
                 );
             }
             Ok(RecordBody::CarriedAnswer(c)) => {
-                let from = c.path.last().copied().unwrap_or(group);
-                let Ok(k) = c.check() else {
+                let Some((signal, view)) = carried_in(c, group, relations) else {
                     continue;
                 };
-                if answers.contains_key(&k.id) || !(relations.answer_from)(&from, c.at_ms) {
+                if answers.contains_key(&view.id) {
                     continue;
                 }
-                signal_of.insert(k.id, k.answer.signal);
-                answers.insert(
-                    k.id,
-                    AnswerView {
-                        id: k.id,
-                        by: k.by,
-                        answer: k.answer.kind,
-                        text: k.answer.text,
-                        at_ms: k.answer.at_ms,
-                        given_in: k.given_in,
-                        given_in_name: k.given_in_name,
-                        carried_via: c.path,
-                    },
-                );
+                signal_of.insert(view.id, signal);
+                answers.insert(view.id, view);
             }
             _ => {}
         }
     }
+    take_escalations(group, records, relations, &mut found);
+    let mut answers: Vec<AnswerView> = answers.into_values().collect();
+    answers.sort_by_key(|a| (a.at_ms, a.id));
+    for a in answers {
+        if let Some(v) = signal_of.get(&a.id).and_then(|s| found.get_mut(s)) {
+            v.answers.push(a);
+        }
+    }
+    let mut out: Vec<SignalView> = found.into_values().collect();
+    for v in &mut out {
+        v.status = v.status_at(now_ms);
+    }
+    out.sort_by(open_first);
+    out
+}
+
+/// An answer carried into `group` from a group it takes answers from: the
+/// signal it answers and how it is shown (none if its signature fails or
+/// it came from elsewhere).
+fn carried_in(
+    c: CarriedAnswer,
+    group: GroupId,
+    relations: &Relations,
+) -> Option<(SignalId, AnswerView)> {
+    let from = c.path.last().copied().unwrap_or(group);
+    let k = c.check().ok()?;
+    if !(relations.answer_from)(&from, c.at_ms) {
+        return None;
+    }
+    let view = AnswerView {
+        id: k.id,
+        by: k.by,
+        answer: k.answer.kind,
+        text: k.answer.text,
+        at_ms: k.answer.at_ms,
+        given_in: k.given_in,
+        given_in_name: k.given_in_name,
+        carried_via: c.path,
+    };
+    Some((k.answer.signal, view))
+}
+
+/// Put the signals escalated into `group` from the groups it takes them
+/// from in `found`: each signal once, as it first arrived (a signal raised
+/// here stays its own, however often it comes back).
+fn take_escalations(
+    group: GroupId,
+    records: &BTreeMap<Hash32, SignedRecord>,
+    relations: &Relations,
+    found: &mut BTreeMap<SignalId, SignalView>,
+) {
     for r in records.values() {
         let Ok(RecordBody::Escalation(e)) = RecordBody::decode(&r.body) else {
             continue;
@@ -543,7 +594,7 @@ pub fn signals(
         let Ok((record, s)) = e.signal() else {
             continue;
         };
-        if !accepts(&from, e.at_ms) {
+        if !(relations.escalation_from)(&from, e.at_ms) {
             continue;
         }
         let id = SignalId::from(record.id());
@@ -571,34 +622,17 @@ pub fn signals(
             );
         }
     }
-    let mut answers: Vec<AnswerView> = answers.into_values().collect();
-    answers.sort_by_key(|a| (a.at_ms, a.id));
-    for a in answers {
-        if let Some(v) = signal_of.get(&a.id).and_then(|s| found.get_mut(s)) {
-            v.answers.push(a);
-        }
-    }
-    let mut out: Vec<SignalView> = found.into_values().collect();
-    for v in &mut out {
-        v.status = if v.answers.iter().any(|a| a.answer == AnswerKind::Resolve) {
-            SignalStatus::Resolved
-        } else if now_ms >= v.signal.expires_at_ms {
-            SignalStatus::Expired
-        } else if v.answered() {
-            SignalStatus::Answered
-        } else {
-            SignalStatus::Open
-        };
-    }
-    out.sort_by(|a, b| {
-        let live = |v: &SignalView| matches!(v.status, SignalStatus::Open | SignalStatus::Answered);
-        live(b)
-            .cmp(&live(a))
-            .then(b.signal.severity.cmp(&a.signal.severity))
-            .then(b.arrived_at_ms.cmp(&a.arrived_at_ms))
-            .then(a.id.cmp(&b.id))
-    });
-    out
+}
+
+/// The order signals are shown in: open ones first, most severe first,
+/// newest first.
+fn open_first(a: &SignalView, b: &SignalView) -> std::cmp::Ordering {
+    let live = |v: &SignalView| matches!(v.status, SignalStatus::Open | SignalStatus::Answered);
+    live(b)
+        .cmp(&live(a))
+        .then(b.signal.severity.cmp(&a.signal.severity))
+        .then(b.arrived_at_ms.cmp(&a.arrived_at_ms))
+        .then(a.id.cmp(&b.id))
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub use drafts::Draft;
 pub use roll::Roll;
 
 use crate::ledger::Refusal;
+use crate::record::governance::{Decision, Vote};
 use crate::record::{GroupGenesis, RecordBody};
 use crate::rules::{self, RecordContext, RuleError};
 use crate::Error;
@@ -311,6 +312,28 @@ pub fn ledger_period_id(group: &Hash32, period: u64) -> Hash32 {
     ])
 }
 
+/// The record id and bytes an op on the record map puts: nothing else
+/// (a delete, a list op, another value) is ever allowed there.
+fn record_put(op: &automerge::legacy::Op) -> Result<(Hash32, &[u8]), String> {
+    let key = match &op.key {
+        Key::Map(k) => k.to_string(),
+        Key::Seq(_) => return Err("malformed op on the record map".into()),
+    };
+    let bytes = match &op.action {
+        OpType::Delete => return Err(format!("the change deletes signed record {key}")),
+        OpType::Put(ScalarValue::Bytes(b)) if !op.insert => b,
+        _ => {
+            return Err(format!(
+                "the change writes something other than a signed record at {key}"
+            ))
+        }
+    };
+    let id: Hash32 = key
+        .parse()
+        .map_err(|_| format!("record key {key:?} is not a record id"))?;
+    Ok((id, bytes))
+}
+
 /// What a batch adds, gathered while checking and merged into the document
 /// only once the batch has been applied.
 #[derive(Default)]
@@ -335,6 +358,35 @@ struct Pending {
 }
 
 impl Pending {
+    /// Note a new record `author` put for what is judged once the change
+    /// is checked: the gate (ledger records, signals) and the distress
+    /// index (signals, answers, escalations).
+    fn note(&mut self, id: Hash32, author: MemberId, body: RecordBody) {
+        match body {
+            RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
+                self.gated.push((id, body));
+            }
+            RecordBody::Signal(_) => {
+                self.distress.absorb(id, author, &body);
+                self.gated.push((id, body));
+            }
+            RecordBody::Answer(_) | RecordBody::Escalation(_) | RecordBody::CarriedAnswer(_) => {
+                self.distress.absorb(id, author, &body);
+            }
+            RecordBody::GroupGenesis(_)
+            | RecordBody::Admission(_)
+            | RecordBody::LegacyAdmission(_)
+            | RecordBody::Proposal(_)
+            | RecordBody::Vote(_)
+            | RecordBody::Decision(_)
+            | RecordBody::Exit(_)
+            | RecordBody::CharterEdit(_)
+            | RecordBody::Delegation(_)
+            | RecordBody::Counterpart(_)
+            | RecordBody::SealKey(_) => {}
+        }
+    }
+
     fn absorb(&mut self, other: Pending) {
         self.records_obj = self.records_obj.take().or(other.records_obj);
         self.free_obj = self.free_obj.take().or(other.free_obj);
@@ -1413,6 +1465,9 @@ impl SignedDoc {
         Ok(())
     }
 
+    /// A put on the record map: a new signed record by the change's
+    /// author, valid by its kind's rules at the change's causal past, or
+    /// one already held put again with the same bytes.
     fn check_record_op(
         &self,
         author: MemberId,
@@ -1422,22 +1477,7 @@ impl SignedDoc {
         pending: &mut Pending,
         past: Past<'_>,
     ) -> Result<(), String> {
-        let key = match &op.key {
-            Key::Map(k) => k.to_string(),
-            Key::Seq(_) => return Err("malformed op on the record map".into()),
-        };
-        let bytes = match &op.action {
-            OpType::Delete => return Err(format!("the change deletes signed record {key}")),
-            OpType::Put(ScalarValue::Bytes(b)) if !op.insert => b,
-            _ => {
-                return Err(format!(
-                    "the change writes something other than a signed record at {key}"
-                ))
-            }
-        };
-        let id: Hash32 = key
-            .parse()
-            .map_err(|_| format!("record key {key:?} is not a record id"))?;
+        let (id, bytes) = record_put(op)?;
         if let Some(existing) = self
             .records
             .get(&id)
@@ -1509,25 +1549,7 @@ impl SignedDoc {
                 }
                 pending.genesis_seen = true;
             }
-            RecordBody::Admission(_) | RecordBody::LegacyAdmission(_) => {}
-            RecordBody::Payment(_) | RecordBody::CreditLimit(_) | RecordBody::PeriodClose(_) => {
-                pending.gated.push((id, body));
-            }
-            RecordBody::Signal(_) => {
-                pending.distress.absorb(id, author, &body);
-                pending.gated.push((id, body));
-            }
-            RecordBody::Answer(_) | RecordBody::Escalation(_) | RecordBody::CarriedAnswer(_) => {
-                pending.distress.absorb(id, author, &body);
-            }
-            RecordBody::Proposal(_)
-            | RecordBody::Vote(_)
-            | RecordBody::Decision(_)
-            | RecordBody::Exit(_)
-            | RecordBody::CharterEdit(_)
-            | RecordBody::Delegation(_)
-            | RecordBody::Counterpart(_)
-            | RecordBody::SealKey(_) => {}
+            _ => pending.note(id, author, body),
         }
         pending.records.insert(id, record);
         Ok(())
@@ -1588,76 +1610,19 @@ impl SignedDoc {
         pending: &Pending,
         past: Past<'_>,
     ) -> Result<(), String> {
-        let find = |id: &Hash32| {
-            self.records
-                .get(id)
-                .or(batch.records.get(id))
-                .or(pending.records.get(id))
-        };
-        // A record refers only to what its author had: its causal past.
-        let in_past = |id: &Hash32| match past {
-            Past::Set(index, set) => index.contains(set, id),
-            Past::Document => self.records.contains_key(id),
-        };
-        let decided = |proposal: &Hash32| match past {
-            Past::Set(index, set) => index.decided_in(set, proposal),
-            Past::Document => self
-                .roll
-                .decisions_on(proposal)
-                .any(|(_, id)| self.records.contains_key(id)),
-        };
-        let proposal_in_past = |id: &Hash32| {
-            in_past(id)
-                && matches!(
-                    find(id).map(|r| RecordBody::decode(&r.body)),
-                    Some(Ok(RecordBody::Proposal(_)))
-                )
+        let refs = Refs {
+            doc: self,
+            batch,
+            pending,
+            past,
         };
         match body {
-            RecordBody::Vote(v) => {
-                if !proposal_in_past(&v.proposal.hash32()) {
-                    return Err(format!(
-                        "a vote for {}, which is not a proposal of this group in the vote's causal past",
-                        v.proposal.short()
-                    ));
-                }
-                if decided(&v.proposal.hash32()) {
-                    return Err(format!(
-                        "a vote for {} cast after its decision: it can count for nothing",
-                        v.proposal.short()
-                    ));
-                }
-                Ok(())
-            }
-            RecordBody::Decision(d) => {
-                if !proposal_in_past(&d.proposal.hash32()) {
-                    return Err(format!(
-                        "a decision on {}, which is not a proposal of this group in its causal past",
-                        d.proposal.short()
-                    ));
-                }
-                for id in &d.counted {
-                    let on_it = in_past(id)
-                        && matches!(
-                            find(id).map(|r| RecordBody::decode(&r.body)),
-                            Some(Ok(RecordBody::Vote(v))) if v.proposal == d.proposal
-                        );
-                    if !on_it {
-                        return Err(format!(
-                            "a decision counts {}, which is not a vote on its proposal in its causal past",
-                            id.short()
-                        ));
-                    }
-                }
-                Ok(())
-            }
+            RecordBody::Vote(v) => refs.check_vote(v),
+            RecordBody::Decision(d) => refs.check_decision(d),
             RecordBody::Admission(a) => {
                 // The charter the newcomer joins: the founders' edits in
                 // the admission's causal past, exactly.
-                let before = match past {
-                    Past::Set(index, set) => index.founders_edits_in(set),
-                    Past::Document => self.held_founders_edits(),
-                };
+                let before = refs.founders_edits();
                 if a.founders_edits != before {
                     return Err(format!(
                         "the admission lists {} founders' edit(s), but its causal past holds {}",
@@ -1667,59 +1632,8 @@ impl SignedDoc {
                 }
                 Ok(())
             }
-            RecordBody::CharterEdit(_) => {
-                match find(&self.id) {
-                    Some(genesis) if genesis.author == *author => {}
-                    _ => return Err("only the group's creator edits the charter directly".into()),
-                }
-                let made = match past {
-                    Past::Set(index, set) => index.founders_edits_in(set).len(),
-                    Past::Document => self.held_founders_edits().len(),
-                };
-                if made >= rules::MAX_FOUNDERS_EDITS {
-                    return Err(format!(
-                        "the founder has made {} direct edits; the charter changes by proposals from here",
-                        rules::MAX_FOUNDERS_EDITS
-                    ));
-                }
-                // Whatever time it claims, an edit made once the founder
-                // had admitted someone is too late.
-                let joined = match past {
-                    Past::Set(index, set) => index.admitted_in(set),
-                    Past::Document => self
-                        .roll
-                        .admissions()
-                        .any(|id| self.records.contains_key(id)),
-                };
-                if joined {
-                    return Err(
-                        "members had joined when this edit was made: the charter changes by proposals now"
-                            .into(),
-                    );
-                }
-                Ok(())
-            }
-            RecordBody::Signal(s) => {
-                let per_hour = self
-                    .genesis()
-                    .map_or(10, |(_, g)| g.charter.rules.distress_per_hour);
-                // Another signal with this number (this one put again on
-                // another branch is no fork).
-                let taken = [&self.distress, &batch.distress, &pending.distress]
-                    .iter()
-                    .any(|d| {
-                        d.chain
-                            .get(&(*author, s.seq))
-                            .is_some_and(|held| Some(&held.hash32()) != id)
-                    });
-                let lookup = |id: &SignalId| match find(&id.hash32())
-                    .map(|r| (r.author, RecordBody::decode(&r.body)))
-                {
-                    Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),
-                    _ => None,
-                };
-                crate::distress::check_chain(author, s, per_hour, taken, &lookup).map_err(|e| e.0)
-            }
+            RecordBody::CharterEdit(_) => refs.check_charter_edit(author),
+            RecordBody::Signal(s) => refs.check_signal(s, id, author),
             RecordBody::Answer(a) => self.check_answer(a, author, batch, pending),
             // A carried answer is judged as its answerer's own answer would
             // be here: a signal this group holds, a resolve only by the
@@ -1976,6 +1890,176 @@ impl SignedDoc {
             self.absorb_record(record);
         }
         Ok(())
+    }
+}
+
+/// What a record being checked may refer to: the records of the document,
+/// of the batch and of its change so far, as far as the record's causal
+/// past reaches (a record refers only to what its author had).
+struct Refs<'a> {
+    doc: &'a SignedDoc,
+    batch: &'a Pending,
+    pending: &'a Pending,
+    past: Past<'a>,
+}
+
+impl Refs<'_> {
+    /// Record `id`, wherever it is held (in the causal past or not).
+    fn find(&self, id: &Hash32) -> Option<&SignedRecord> {
+        self.doc
+            .records
+            .get(id)
+            .or(self.batch.records.get(id))
+            .or(self.pending.records.get(id))
+    }
+
+    fn in_past(&self, id: &Hash32) -> bool {
+        match self.past {
+            Past::Set(index, set) => index.contains(set, id),
+            Past::Document => self.doc.records.contains_key(id),
+        }
+    }
+
+    /// Whether a decision on `proposal` is in the causal past.
+    fn decided(&self, proposal: &Hash32) -> bool {
+        match self.past {
+            Past::Set(index, set) => index.decided_in(set, proposal),
+            Past::Document => self
+                .doc
+                .roll
+                .decisions_on(proposal)
+                .any(|(_, id)| self.doc.records.contains_key(id)),
+        }
+    }
+
+    /// The record `id` in the causal past, decoded, if it is there.
+    fn body_in_past(&self, id: &Hash32) -> Option<RecordBody> {
+        if !self.in_past(id) {
+            return None;
+        }
+        self.find(id).and_then(|r| RecordBody::decode(&r.body).ok())
+    }
+
+    fn proposal_in_past(&self, id: &Hash32) -> bool {
+        matches!(self.body_in_past(id), Some(RecordBody::Proposal(_)))
+    }
+
+    /// The founders' edits in the causal past, in id order.
+    fn founders_edits(&self) -> Vec<Hash32> {
+        match self.past {
+            Past::Set(index, set) => index.founders_edits_in(set),
+            Past::Document => self.doc.held_founders_edits(),
+        }
+    }
+
+    /// Whether anyone had been admitted in the causal past.
+    fn admitted(&self) -> bool {
+        match self.past {
+            Past::Set(index, set) => index.admitted_in(set),
+            Past::Document => self
+                .doc
+                .roll
+                .admissions()
+                .any(|id| self.doc.records.contains_key(id)),
+        }
+    }
+
+    /// A vote is for a proposal its voter saw, not yet decided.
+    fn check_vote(&self, v: &Vote) -> Result<(), String> {
+        if !self.proposal_in_past(&v.proposal.hash32()) {
+            return Err(format!(
+                "a vote for {}, which is not a proposal of this group in the vote's causal past",
+                v.proposal.short()
+            ));
+        }
+        if self.decided(&v.proposal.hash32()) {
+            return Err(format!(
+                "a vote for {} cast after its decision: it can count for nothing",
+                v.proposal.short()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A decision names a proposal and votes on it, all in its causal past.
+    fn check_decision(&self, d: &Decision) -> Result<(), String> {
+        if !self.proposal_in_past(&d.proposal.hash32()) {
+            return Err(format!(
+                "a decision on {}, which is not a proposal of this group in its causal past",
+                d.proposal.short()
+            ));
+        }
+        for id in &d.counted {
+            let on_it = matches!(
+                self.body_in_past(id),
+                Some(RecordBody::Vote(v)) if v.proposal == d.proposal
+            );
+            if !on_it {
+                return Err(format!(
+                    "a decision counts {}, which is not a vote on its proposal in its causal past",
+                    id.short()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Only the creator edits the charter directly, a few times, and only
+    /// before anyone else has joined.
+    fn check_charter_edit(&self, author: &MemberId) -> Result<(), String> {
+        match self.find(&self.doc.id) {
+            Some(genesis) if genesis.author == *author => {}
+            _ => return Err("only the group's creator edits the charter directly".into()),
+        }
+        if self.founders_edits().len() >= rules::MAX_FOUNDERS_EDITS {
+            return Err(format!(
+                "the founder has made {} direct edits; the charter changes by proposals from here",
+                rules::MAX_FOUNDERS_EDITS
+            ));
+        }
+        // Whatever time it claims, an edit made once the founder had
+        // admitted someone is too late.
+        if self.admitted() {
+            return Err(
+                "members had joined when this edit was made: the charter changes by proposals now"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// A signal continues its raiser's chain, within the group's rate.
+    fn check_signal(
+        &self,
+        s: &crate::distress::Signal,
+        id: Option<&Hash32>,
+        author: &MemberId,
+    ) -> Result<(), String> {
+        let per_hour = self
+            .doc
+            .genesis()
+            .map_or(10, |(_, g)| g.charter.rules.distress_per_hour);
+        // Another signal with this number (this one put again on another
+        // branch is no fork).
+        let taken = [
+            &self.doc.distress,
+            &self.batch.distress,
+            &self.pending.distress,
+        ]
+        .iter()
+        .any(|d| {
+            d.chain
+                .get(&(*author, s.seq))
+                .is_some_and(|held| Some(&held.hash32()) != id)
+        });
+        let lookup = |id: &SignalId| match self
+            .find(&id.hash32())
+            .map(|r| (r.author, RecordBody::decode(&r.body)))
+        {
+            Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),
+            _ => None,
+        };
+        crate::distress::check_chain(author, s, per_hour, taken, &lookup).map_err(|e| e.0)
     }
 }
 

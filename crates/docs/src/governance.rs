@@ -903,6 +903,17 @@ impl Governance {
                 let until = at.saturating_add(self.rules.revision_cycle_secs.saturating_mul(1000));
                 self.delegates = Some((delegates.clone(), until, ProposalId::from(proposal)));
             }
+            Action::RatifyTreaty { .. } | Action::RenewTreaty { .. } | Action::EndTreaty { .. } => {
+                self.apply_treaty(action, at)?
+            }
+            Action::Lottery { role, count } => self.draw_lottery(role, *count, proposal, counted),
+        }
+        Ok(())
+    }
+
+    /// Ratify, renew or end a treaty at `at` (any other action is left alone).
+    fn apply_treaty(&mut self, action: &Action, at: u64) -> Result<(), String> {
+        match action {
             Action::RatifyTreaty { treaty } => {
                 let id = treaty.id();
                 if at >= treaty.end_ms {
@@ -932,31 +943,36 @@ impl Governance {
                     .ok_or("this group has not ratified that treaty")?;
                 t.ended_ms.get_or_insert(at);
             }
-            Action::Lottery { role, count } => {
-                let mut ids: Vec<Hash32> = counted.to_vec();
-                ids.sort();
-                let mut parts: Vec<&[u8]> = vec![b"nestwork/lottery/v1", &proposal.0];
-                parts.extend(ids.iter().map(|h| h.0.as_slice()));
-                let seed = Hash32::of_parts(&parts);
-                let mut pool: Vec<(Hash32, MemberId)> = self
-                    .roll
-                    .keys()
-                    .map(|m| (Hash32::of_parts(&[&seed.0, &m.0]), *m))
-                    .collect();
-                pool.sort();
-                self.lotteries.push(LotteryPick {
-                    proposal,
-                    role: role.clone(),
-                    seed,
-                    picked: pool
-                        .into_iter()
-                        .take(*count as usize)
-                        .map(|(_, m)| m)
-                        .collect(),
-                });
-            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Draw `count` members for `role`, the same on every node: the
+    /// members ordered by a hash of each with a seed made of the proposal
+    /// and the votes that decided it (`counted`).
+    fn draw_lottery(&mut self, role: &str, count: u32, proposal: Hash32, counted: &[Hash32]) {
+        let mut ids: Vec<Hash32> = counted.to_vec();
+        ids.sort();
+        let mut parts: Vec<&[u8]> = vec![b"nestwork/lottery/v1", &proposal.0];
+        parts.extend(ids.iter().map(|h| h.0.as_slice()));
+        let seed = Hash32::of_parts(&parts);
+        let mut pool: Vec<(Hash32, MemberId)> = self
+            .roll
+            .keys()
+            .map(|m| (Hash32::of_parts(&[&seed.0, &m.0]), *m))
+            .collect();
+        pool.sort();
+        self.lotteries.push(LotteryPick {
+            proposal,
+            role: role.to_string(),
+            seed,
+            picked: pool
+                .into_iter()
+                .take(count as usize)
+                .map(|(_, m)| m)
+                .collect(),
+        });
     }
 
     fn article_mut(&mut self, number: u32) -> Result<&mut ArticleState, String> {

@@ -10,7 +10,7 @@ pub use crate::charter::{
 };
 use crate::error::broken;
 pub use crate::error::RuleError;
-use crate::record::{GroupGenesis, RecordBody};
+use crate::record::{Admission, GroupGenesis, RecordBody};
 
 /// How far a member's clock may be off. A record may claim a time up to
 /// this much earlier than the latest time claimed in its causal past (what
@@ -80,41 +80,59 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
         | RecordBody::CharterEdit(_)
         | RecordBody::Delegation(_)
         | RecordBody::Counterpart(_) => {
-            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
-                return broken(format!(
-                    "a {} belongs in the group document, after its founding change",
-                    body.kind_name()
-                ));
-            }
+            in_group_document(body, ctx)?;
             crate::governance::check_record(body, &ctx.group, &ctx.author)
         }
         RecordBody::Signal(_)
         | RecordBody::Answer(_)
         | RecordBody::Escalation(_)
         | RecordBody::CarriedAnswer(_) => {
-            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
-                return broken(format!(
-                    "a {} belongs in the group document, after its founding change",
-                    body.kind_name()
-                ));
-            }
+            in_group_document(body, ctx)?;
             crate::distress::check_record(body, &ctx.group)
         }
         RecordBody::SealKey(k) => {
-            if ctx.ledger_period.is_some() || ctx.in_genesis_change {
-                return broken(format!(
-                    "a {} belongs in the group document, after its founding change",
-                    body.kind_name()
-                ));
-            }
+            in_group_document(body, ctx)?;
             crate::seal::check_record(k)
         }
-        RecordBody::Payment(_) | RecordBody::PeriodClose(_) if ctx.ledger_period.is_none() => {
-            broken(format!(
-                "a {} belongs in a ledger period, not the group document",
-                body.kind_name()
-            ))
+        RecordBody::Payment(_) | RecordBody::PeriodClose(_) => check_ledger_record(body, ctx),
+        RecordBody::CreditLimit(_) => {
+            if ctx.in_genesis_change {
+                return broken("a credit limit cannot be part of a group's founding change");
+            }
+            Ok(())
         }
+        RecordBody::GroupGenesis(g) => {
+            if !ctx.in_genesis_change {
+                return broken("a group genesis record may only appear in a group's first change");
+            }
+            check_genesis(g)
+        }
+        RecordBody::Admission(a) => check_admission(a, ctx),
+    }
+}
+
+/// Governance, distress and seal records belong in the group document,
+/// after its founding change.
+fn in_group_document(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
+    if ctx.ledger_period.is_some() || ctx.in_genesis_change {
+        return broken(format!(
+            "a {} belongs in the group document, after its founding change",
+            body.kind_name()
+        ));
+    }
+    Ok(())
+}
+
+/// A payment or a period's closing: filed in the ledger period it names
+/// (a closing in the period it opens), citing group heads in order.
+fn check_ledger_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleError> {
+    if ctx.ledger_period.is_none() {
+        return broken(format!(
+            "a {} belongs in a ledger period, not the group document",
+            body.kind_name()
+        ));
+    }
+    match body {
         RecordBody::Payment(p) => match ctx.ledger_period {
             Some(period) if period != p.period => broken(format!(
                 "a payment for period {} filed in period {period}",
@@ -132,38 +150,28 @@ pub fn check_record(body: &RecordBody, ctx: &RecordContext) -> Result<(), RuleEr
             )),
             _ => check_group_heads(&c.group_heads, "period closing"),
         },
-        RecordBody::CreditLimit(_) => {
-            if ctx.in_genesis_change {
-                return broken("a credit limit cannot be part of a group's founding change");
-            }
-            Ok(())
-        }
-        RecordBody::GroupGenesis(g) => {
-            if !ctx.in_genesis_change {
-                return broken("a group genesis record may only appear in a group's first change");
-            }
-            check_genesis(g)
-        }
-        RecordBody::Admission(a) => {
-            if ctx.in_genesis_change {
-                return broken("an admission cannot be part of a group's founding change");
-            }
-            // Admissions are earned: someone else, already a member (the
-            // engine checks the roll at the change's causal past), vouches
-            // with a ticket they issued for this group.
-            if a.member == ctx.author {
-                return broken("nobody admits themselves");
-            }
-            if a.founders_edits.len() > MAX_FOUNDERS_EDITS
-                || a.founders_edits.windows(2).any(|w| w[0] >= w[1])
-            {
-                return broken(format!(
-                    "an admission lists at most {MAX_FOUNDERS_EDITS} founders' edits, each once, in order"
-                ));
-            }
-            a.check_ticket(&ctx.group, &ctx.author).map_err(RuleError)
-        }
+        _ => Ok(()),
     }
+}
+
+/// Admissions are earned: someone else, already a member (the engine
+/// checks the roll at the change's causal past), vouches with a ticket
+/// they issued for this group.
+fn check_admission(a: &Admission, ctx: &RecordContext) -> Result<(), RuleError> {
+    if ctx.in_genesis_change {
+        return broken("an admission cannot be part of a group's founding change");
+    }
+    if a.member == ctx.author {
+        return broken("nobody admits themselves");
+    }
+    if a.founders_edits.len() > MAX_FOUNDERS_EDITS
+        || a.founders_edits.windows(2).any(|w| w[0] >= w[1])
+    {
+        return broken(format!(
+            "an admission lists at most {MAX_FOUNDERS_EDITS} founders' edits, each once, in order"
+        ));
+    }
+    a.check_ticket(&ctx.group, &ctx.author).map_err(RuleError)
 }
 
 fn check_genesis(g: &GroupGenesis) -> Result<(), RuleError> {

@@ -540,15 +540,14 @@ fn is_final(state: &ProposalState, terms: &Terms) -> bool {
 /// and decision records, at `now_ms`.
 fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) -> ProposalState {
     let submitted = p.body.submitted_at_ms;
-    let seats = &*terms.seats;
-    let mut state = ProposalState {
+    let mut blank = ProposalState {
         id: ProposalId::from(p.id),
         proposer: p.author,
         proposal: p.body.clone(),
         deadline_ms: terms.deadline_ms,
         quorum_percent: terms.quorum_percent,
         approval_percent: terms.approval_percent,
-        seats: seats.len(),
+        seats: terms.seats.len(),
         yes: 0,
         no: 0,
         abstain: 0,
@@ -561,37 +560,133 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
         ignored_decisions: Vec::new(),
     };
     if !terms.proposer_on_roll {
-        state.outcome = Outcome::Failed;
-        state.decided_at_ms = Some(submitted);
-        state.effect = Some(Effect::ProposerOffRoll);
-        return state;
+        blank.outcome = Outcome::Failed;
+        blank.decided_at_ms = Some(submitted);
+        blank.effect = Some(Effect::ProposerOffRoll);
+        return blank;
     }
-    let votes: Vec<&Signed<Vote>> = ballots
-        .votes
-        .get(&ProposalId::from(p.id))
-        .into_iter()
-        .flat_map(|v| v.values())
-        .collect();
-    let tally = |named: &mut dyn Iterator<Item = &Signed<Vote>>, now: u64| {
-        tally(state.clone(), seats, named, ballots, now)
+    let count = Count {
+        blank,
+        seats: &terms.seats,
+        ballots,
+        votes: ballots
+            .votes
+            .get(&ProposalId::from(p.id))
+            .into_iter()
+            .flat_map(|v| v.values())
+            .collect(),
     };
-    // The decisions in force: those naming votes on this proposal that
-    // recount to what they say. A decision held is final even where this
-    // clock is behind it (it claims no time beyond the skew ahead of this
-    // clock, or it would still wait in the engine).
+    let (valid, refused) = decisions_in_force(p, &count);
+    let mut state = if valid.is_empty() {
+        // Nothing is decided until a decision is held: this is the tally
+        // so far, and what a decision would say.
+        let mut s = count.all(now_ms);
+        if s.decided_at_ms.is_some() {
+            s.outcome = Outcome::Deciding;
+        }
+        s
+    } else {
+        count.as_decided(&valid, now_ms)
+    };
+    state.ignored_decisions = refused;
+    state
+}
+
+/// The votes on one proposal, and what it takes to count them: its state
+/// before any vote, the seats (as judged at its submission), the ballots.
+struct Count<'a> {
+    blank: ProposalState,
+    seats: &'a BTreeSet<Seat>,
+    ballots: &'a Ballots,
+    votes: Vec<&'a Signed<Vote>>,
+}
+
+impl Count<'_> {
+    /// Every vote, counted at `now_ms`.
+    fn all(&self, now_ms: u64) -> ProposalState {
+        self.tally(&mut self.votes.iter().copied(), now_ms)
+    }
+
+    /// The votes among `named`, counted at `now_ms`.
+    fn named(&self, named: &BTreeSet<&Hash32>, now_ms: u64) -> ProposalState {
+        self.tally(
+            &mut self.votes.iter().copied().filter(|v| named.contains(&v.id)),
+            now_ms,
+        )
+    }
+
+    fn tally(&self, votes: &mut dyn Iterator<Item = &Signed<Vote>>, now_ms: u64) -> ProposalState {
+        tally(self.blank.clone(), self.seats, votes, self.ballots, now_ms)
+    }
+
+    /// The proposal as the decisions in force (`valid`, not empty) settle
+    /// it, whatever this clock (`now_ms`) says.
+    fn as_decided(&self, valid: &[&Signed<Decision>], now_ms: u64) -> ProposalState {
+        // Counted as of the latest of them.
+        let at = valid
+            .iter()
+            .map(|d| d.body.decided_at_ms)
+            .max()
+            .unwrap_or(now_ms);
+        let named: BTreeSet<&Hash32> = valid.iter().flat_map(|d| &d.body.counted).collect();
+        let mut s = self.named(&named, at);
+        if s.decided_at_ms.is_none() {
+            // Side-by-side decisions whose votes together settle nothing
+            // (only a modified node writes such): the earliest stands
+            // alone.
+            let first = valid
+                .iter()
+                .min_by_key(|d| (d.body.decided_at_ms, d.id))
+                .expect("valid is not empty");
+            let one: BTreeSet<&Hash32> = first.body.counted.iter().collect();
+            s = self.named(&one, first.body.decided_at_ms);
+        }
+        // Every vote left out, with the reason a count of all of them
+        // would give, if any.
+        // (Counted as if every vote's time had come, so that a decided
+        // proposal is shown alike at every moment.)
+        let counted: BTreeSet<Hash32> = s.counted().into_iter().collect();
+        let all = self.all(u64::MAX);
+        for v in &self.votes {
+            if counted.contains(&v.id) || s.ignored.iter().any(|i| i.vote == v.id) {
+                continue;
+            }
+            let reason = all
+                .ignored
+                .iter()
+                .find(|i| i.vote == v.id)
+                .map_or("not counted by the decision", |i| i.reason.as_str());
+            s.ignored.push(IgnoredVote {
+                vote: v.id,
+                voter: v.author,
+                reason: reason.to_string(),
+            });
+        }
+        s.decisions = valid.iter().map(|d| d.id).collect();
+        s
+    }
+}
+
+/// The decisions on proposal `p` in force, and those refused with why:
+/// those naming votes on it that recount to what they say. A decision
+/// held is final even where this clock is behind it (it claims no time
+/// beyond the skew ahead of this clock, or it would still wait in the
+/// engine).
+fn decisions_in_force<'a>(
+    p: &Signed<Proposal>,
+    count: &Count<'a>,
+) -> (Vec<&'a Signed<Decision>>, Vec<(Hash32, String)>) {
     let mut valid: Vec<&Signed<Decision>> = Vec::new();
     let mut refused = Vec::new();
-    for d in ballots
+    for d in count
+        .ballots
         .decisions
         .get(&ProposalId::from(p.id))
         .into_iter()
         .flat_map(|d| d.values())
     {
         let named: BTreeSet<&Hash32> = d.body.counted.iter().collect();
-        let recount = tally(
-            &mut votes.iter().copied().filter(|v| named.contains(&v.id)),
-            d.body.decided_at_ms,
-        );
+        let recount = count.named(&named, d.body.decided_at_ms);
         let counted: Vec<Hash32> = recount.counted();
         if recount.decided_at_ms != Some(d.body.decided_at_ms)
             || (recount.outcome == Outcome::Passed) != d.body.passed
@@ -624,66 +719,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
         refused.push((d.id, why.to_string()));
         false
     });
-    let mut state = if valid.is_empty() {
-        // Nothing is decided until a decision is held: this is the tally
-        // so far, and what a decision would say.
-        let mut s = tally(&mut votes.iter().copied(), now_ms);
-        if s.decided_at_ms.is_some() {
-            s.outcome = Outcome::Deciding;
-        }
-        s
-    } else {
-        // Counted as of the latest of them, whatever this clock says.
-        let at = valid
-            .iter()
-            .map(|d| d.body.decided_at_ms)
-            .max()
-            .unwrap_or(now_ms);
-        let named: BTreeSet<&Hash32> = valid.iter().flat_map(|d| &d.body.counted).collect();
-        let mut s = tally(
-            &mut votes.iter().copied().filter(|v| named.contains(&v.id)),
-            at,
-        );
-        if s.decided_at_ms.is_none() {
-            // Side-by-side decisions whose votes together settle nothing
-            // (only a modified node writes such): the earliest stands
-            // alone.
-            let first = valid
-                .iter()
-                .min_by_key(|d| (d.body.decided_at_ms, d.id))
-                .expect("valid is not empty");
-            let one: BTreeSet<&Hash32> = first.body.counted.iter().collect();
-            s = tally(
-                &mut votes.iter().copied().filter(|v| one.contains(&v.id)),
-                first.body.decided_at_ms,
-            );
-        }
-        // Every vote left out, with the reason a count of all of them
-        // would give, if any.
-        // (Counted as if every vote's time had come, so that a decided
-        // proposal is shown alike at every moment.)
-        let counted: BTreeSet<Hash32> = s.counted().into_iter().collect();
-        let all = tally(&mut votes.iter().copied(), u64::MAX);
-        for v in &votes {
-            if counted.contains(&v.id) || s.ignored.iter().any(|i| i.vote == v.id) {
-                continue;
-            }
-            let reason = all
-                .ignored
-                .iter()
-                .find(|i| i.vote == v.id)
-                .map_or("not counted by the decision", |i| i.reason.as_str());
-            s.ignored.push(IgnoredVote {
-                vote: v.id,
-                voter: v.author,
-                reason: reason.to_string(),
-            });
-        }
-        s.decisions = valid.iter().map(|d| d.id).collect();
-        s
-    };
-    state.ignored_decisions = refused;
-    state
+    (valid, refused)
 }
 
 /// Count `named` votes on `state`'s proposal (as judged at its
