@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{ChangeBundle, Hash32, MemberKey, SignedChange};
+use nestwork_core::{ChangeBundle, GroupId, Hash32, MemberKey, SignedChange};
 use nestwork_docs::ledger::{Account, Ledger, Limits, NoProposals};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use nestwork_node::ledger::{group_heads_to_cite, period_id};
@@ -63,8 +63,12 @@ fn node_with(
 ) -> Node {
     let group = sim.replica.group.id();
     let node = open(dir, 9);
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    node.apply_remote(
+        GroupId::from(group).doc(),
+        sim.replica.group.changes_since(&[]),
+        true,
+    )
+    .expect("join");
     let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
     for (period, changes) in &made[..payments] {
         by_period
@@ -74,7 +78,7 @@ fn node_with(
     }
     for (period, changes) in by_period {
         let report = node
-            .apply_remote(period_id(&group, period), changes, false)
+            .apply_remote(period_id(&GroupId::from(group), period), changes, false)
             .expect("apply");
         assert!(
             report.rejected.is_empty() && report.missing_deps.is_empty(),
@@ -264,7 +268,7 @@ fn tampered_bundles_and_foreign_periods_are_refused_and_store_nothing() {
 
     // A period document of another group, or under another number.
     let mut bundle = honest.clone();
-    bundle.periods[0].doc = period_id(&Hash32::of(b"another group"), 0);
+    bundle.periods[0].doc = period_id(&GroupId::from(Hash32::of(b"another group")), 0).hash32();
     let err = b.import(bundle).expect_err("foreign period");
     assert!(err.to_string().contains("is not ledger period 0"), "{err}");
     nothing_stored(&b, "foreign period");

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32, SignalId};
 use nestwork_docs::distress::{Answer, AnswerKind, CarriedAnswer, SignalStatus, SignalView};
 use nestwork_docs::{RecordBody, SignedDoc, Writer};
 use nestwork_node::distress::Answering;
@@ -52,9 +52,9 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
     let ack = &v.answers[0];
     assert_eq!(
         (ack.given_in, ack.given_in_name.as_str()),
-        (nest.region, "North Valley")
+        (GroupId::from(nest.region), "North Valley")
     );
-    assert_eq!(ack.carried_via, vec![nest.region]);
+    assert_eq!(ack.carried_via, vec![GroupId::from(nest.region)]);
 
     // On the way, with an estimate.
     answer(in_region, &signal, Answering::Respond, Some(15 * 60));
@@ -74,7 +74,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
             eta_secs: Some(900)
         }
     );
-    assert_eq!(on_way.given_in, nest.region);
+    assert_eq!(on_way.given_in, GroupId::from(nest.region));
 
     // Resolved in the region by the responder: resolved in the hub.
     answer(in_region, &signal, Answering::Resolve, None);
@@ -102,7 +102,7 @@ async fn answers_in_the_region_and_at_a_treaty_partner_reach_the_caller() {
     .await;
     let v = seen(caller, Some(&nest.hub), &second).expect("in the hub");
     assert_eq!(v.answers[0].given_in_name, "Hillside");
-    assert_eq!(v.answers[0].given_in, nest.partner);
+    assert_eq!(v.answers[0].given_in, GroupId::from(nest.partner));
     // ... and carried on up into the region, so it stops climbing there too.
     wait_until("the partner's answer in the region", LIMIT, || {
         seen(in_region, Some(&nest.region), &second).is_some_and(|v| !v.answers.is_empty())
@@ -166,7 +166,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
     let fake = nestwork_core::SignedRecord::sign(
         &made_up,
         RecordBody::Answer(Answer {
-            signal,
+            signal: SignalId::from(signal),
             kind: AnswerKind::Respond { eta_secs: Some(60) },
             text: "help from the region".into(),
             at_ms: nestwork_node::Clock::default().now_ms(),
@@ -181,7 +181,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
     let own = nestwork_core::SignedRecord::sign(
         &key(caller.seed),
         RecordBody::Answer(Answer {
-            signal,
+            signal: SignalId::from(signal),
             kind: AnswerKind::Ack,
             text: "the region saw it".into(),
             at_ms: nestwork_node::Clock::default().now_ms(),
@@ -201,7 +201,7 @@ async fn a_forged_answer_carried_down_by_someone_not_in_the_region_is_refused() 
             .expect("sign");
         let report = liaison
             .node
-            .apply_remote(nest.hub, vec![change.clone()], false)
+            .apply_remote(GroupId::from(nest.hub).doc(), vec![change.clone()], false)
             .expect("judged");
         assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
         assert!(

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32, SignalId};
 use nestwork_docs::distress::{Category, Severity};
 use nestwork_docs::governance::TreatyKind;
 use nestwork_node::distress::{AnswerRequest, Answering, RaiseRequest};
@@ -20,7 +20,7 @@ use nestwork_testkit::{group_of, loopback_config, wait_until, TestNode};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Whether `n` holds `signal` in `group`'s document, and by which path.
-fn path_in(n: &TestNode, group: &Hash32, signal: &Hash32) -> Option<Vec<Hash32>> {
+fn path_in(n: &TestNode, group: &Hash32, signal: &Hash32) -> Option<Vec<GroupId>> {
     seen(n, Some(group), signal).map(|v| v.path)
 }
 
@@ -174,8 +174,8 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
         "the signal in the region and at the treaty partner",
         LIMIT,
         || {
-            path_in(&region_node, &region, &unanswered) == Some(vec![hub])
-                && path_in(&partner_node, &partner, &unanswered) == Some(vec![hub])
+            path_in(&region_node, &region, &unanswered) == Some(vec![GroupId::from(hub)])
+                && path_in(&partner_node, &partner, &unanswered) == Some(vec![GroupId::from(hub)])
         },
     )
     .await;
@@ -199,7 +199,8 @@ async fn signals_reach_the_hub_climb_the_tiers_and_cross_treaties() {
     held(&region_node, &region, &lonely).await;
     clock.advance(Duration::from_secs(6 * 60));
     wait_until("the third signal in the federation", LIMIT, || {
-        path_in(&region_node, &federation, &lonely) == Some(vec![hub, region])
+        path_in(&region_node, &federation, &lonely)
+            == Some(vec![GroupId::from(hub), GroupId::from(region)])
     })
     .await;
     assert!(
@@ -312,7 +313,7 @@ async fn a_node_that_was_away_sees_open_signals_when_it_returns() {
         || {
             back.node
                 .distress_list(None, false)
-                .is_ok_and(|l| l.iter().any(|s| s.view.id == signal))
+                .is_ok_and(|l| l.iter().any(|s| s.view.id.hash32() == signal))
         },
     )
     .await;
@@ -339,7 +340,11 @@ async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
     let flooder = &nodes[2];
     let replica: &dyn Replica = &*flooder.node;
     let mut copy = SignedDoc::empty(group);
-    copy.apply(replica.changes_since(&group, &[], usize::MAX).0);
+    copy.apply(
+        replica
+            .changes_since(&GroupId::from(group).doc(), &[], usize::MAX)
+            .0,
+    );
     let honest = raise(flooder, &group, "first and only");
     wait_until("the honest signal everywhere", LIMIT, || {
         nodes.iter().all(|n| path_in(n, &group, &honest).is_some())
@@ -351,7 +356,7 @@ async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
         .map(|i| {
             let mut fork = copy.clone();
             let body = RecordBody::Signal(Signal {
-                group,
+                group: GroupId::from(group),
                 category: Category::Other,
                 severity: Severity::Critical,
                 text: format!("flood {i}"),
@@ -371,7 +376,10 @@ async fn forged_signals_from_a_flooding_key_are_rejected_and_penalised() {
     let flood = tokio::spawn(async move {
         for change in forged {
             sender
-                .publish_raw(group, nestwork_core::encoding::encode(&vec![change]))
+                .publish_raw(
+                    GroupId::from(group),
+                    nestwork_core::encoding::encode(&vec![change]),
+                )
                 .await
                 .expect("publish");
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -441,7 +449,7 @@ async fn finding_4_backdated_signals_neither_escalate_early_nor_flood_the_region
     for k in 0..30u64 {
         let at = then + k * 6 * 60_000;
         let body = RecordBody::Signal(Signal {
-            group: hub,
+            group: GroupId::from(hub),
             category: Category::Other,
             severity: Severity::Critical,
             text: format!("backdated call {k}"),
@@ -454,13 +462,16 @@ async fn finding_4_backdated_signals_neither_escalate_early_nor_flood_the_region
         let (id, change) = copy
             .sign_record_anyway(&device, body, at)
             .expect("signed anyway");
-        prev = Some(id);
+        prev = Some(SignalId::from(id));
         ids.push(id);
         changes.push(change);
     }
     caller
         .net
-        .publish_raw(hub, nestwork_core::encoding::encode(&changes))
+        .publish_raw(
+            GroupId::from(hub),
+            nestwork_core::encoding::encode(&changes),
+        )
         .await
         .expect("publish");
     for id in &ids {

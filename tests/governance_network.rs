@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32, ProposalId};
 use nestwork_docs::governance::{Choice, Outcome, Seat, TreatyKind, TreatyStatus};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_node::node::PayRequest;
@@ -333,7 +333,7 @@ async fn hub_in_region() -> (Vec<TestNode>, Hash32, TestNode, Hash32) {
             .is_ok_and(|c| {
                 c.child_delegations
                     .iter()
-                    .any(|d| d.delegation.child == hub)
+                    .any(|d| d.delegation.child.hash32() == hub)
             })
     })
     .await;
@@ -363,7 +363,8 @@ async fn a_hub_joins_a_region_and_its_delegate_votes_there() {
             .proposals(&region.to_hex())
             .is_ok_and(|v| {
                 v.proposals.iter().any(|x| {
-                    x.state.id == p.state.id && x.state.votes.contains_key(&Seat::Group(hub))
+                    x.state.id == p.state.id
+                        && x.state.votes.contains_key(&Seat::Group(GroupId::from(hub)))
                 })
             })
     })
@@ -727,7 +728,7 @@ async fn finding_1_a_slow_clock_does_not_flip_a_decided_proposal() {
         .expect("signed anyway");
     n3.net
         .publish_raw(
-            hub,
+            GroupId::from(hub),
             nestwork_core::encoding::encode(&vec![change, no_change]),
         )
         .await
@@ -808,7 +809,8 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             .expect("export")
             .changes,
     );
-    let founding = MemberProof::of(&hub, hub_copy.records(), &[]).expect("founding record");
+    let founding =
+        MemberProof::of(&GroupId::from(hub), hub_copy.records(), &[]).expect("founding record");
     let mut region_copy = SignedDoc::empty(region);
     region_copy.apply(
         forger
@@ -825,7 +827,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             submitted_at_ms: now - 60_000,
         }));
         let d = signed_by_5(RecordBody::Decision(Decision {
-            proposal: p.id(),
+            proposal: ProposalId::from(p.id()),
             counted: Vec::new(),
             passed: true,
             decided_at_ms: now,
@@ -836,14 +838,14 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             decision: d.encode(),
             members: founding.clone(),
         };
-        (p.id(), proof)
+        (ProposalId::from(p.id()), proof)
     };
     let me = forger.member();
     let (named, proof) = own_decision(Action::SetDelegates {
         delegates: vec![me],
     });
     let delegation = RecordBody::Delegation(Delegation {
-        child: hub,
+        child: GroupId::from(hub),
         delegates: vec![me],
         proposal: named,
         from_ms: now,
@@ -856,7 +858,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
         [region, hub]
     };
     let treaty = Treaty {
-        parties,
+        parties: parties.map(GroupId::from),
         kind: TreatyKind::MutualAid,
         terms: "The hub answers every call of the region.".into(),
         start_ms: now,
@@ -867,7 +869,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
     });
     let counterpart = RecordBody::Counterpart(Counterpart {
         treaty: treaty.id(),
-        group: hub,
+        group: GroupId::from(hub),
         proposal: ratified,
         act: TreatyAct::Ratified(treaty.clone()),
         at_ms: now,
@@ -889,7 +891,10 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
             .expect("signed anyway");
         forger
             .net
-            .publish_raw(region, nestwork_core::encoding::encode(&vec![change]))
+            .publish_raw(
+                GroupId::from(region),
+                nestwork_core::encoding::encode(&vec![change]),
+            )
             .await
             .expect("publish");
     }
@@ -910,7 +915,7 @@ async fn finding_5_a_forged_delegation_and_ratification_are_refused_by_a_region_
     let seat = charter
         .child_delegations
         .iter()
-        .find(|d| d.delegation.child == hub)
+        .find(|d| d.delegation.child.hash32() == hub)
         .expect("the hub's delegation");
     assert_eq!(seat.delegation.delegates, vec![hub_nodes[0].member()]);
     let treaties = region_founder

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
 use nestwork_node::ledger_marks::CHECKPOINT_EVERY;
@@ -113,14 +113,18 @@ fn assert_within(what: &str, h: Held, b: Held) {
 /// nothing of it out; the members on the roll, and no one else.
 fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)]) {
     let group = sim.replica.group.id();
-    let docs = node.docs_of(&group);
-    assert_eq!(docs.first(), Some(&group), "the group document comes first");
+    let docs = node.docs_of(&GroupId::from(group));
+    assert_eq!(
+        docs.first(),
+        Some(&GroupId::from(group).doc()),
+        "the group document comes first"
+    );
     let mut periods: Vec<u64> = log.iter().map(|(p, _)| *p).collect();
     periods.sort_unstable();
     periods.dedup();
     for p in &periods {
         assert!(
-            docs.contains(&period_id(&group, *p)),
+            docs.contains(&period_id(&GroupId::from(group), *p)),
             "period {p} is listed"
         );
     }
@@ -128,11 +132,11 @@ fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)])
     // and this node asks for it before it holds any change there.
     let next = periods.last().map_or(0, |p| p + 1);
     assert!(
-        docs.contains(&period_id(&group, next)),
+        docs.contains(&period_id(&GroupId::from(group), next)),
         "the open period {next} is listed"
     );
     for doc in &docs {
-        assert_eq!(node.group_of(doc), Some(group));
+        assert_eq!(node.group_of(doc), Some(GroupId::from(group)));
         let heads = node.heads(doc).expect("listed heads");
         let (left_out, _) = node.changes_since(doc, &heads, 1);
         assert!(
@@ -141,10 +145,10 @@ fn assert_listed(node: &Node, sim: &LedgerSim, log: &[(u64, Vec<SignedChange>)])
         );
     }
     for m in sim.members() {
-        assert!(node.is_member(&group, &m));
+        assert!(node.is_member(&GroupId::from(group).doc(), &m));
     }
     let stranger = MemberKey::from_secret([99; 32]).id();
-    assert!(!node.is_member(&group, &stranger));
+    assert!(!node.is_member(&GroupId::from(group).doc(), &stranger));
 }
 
 /// A node that joined a group of four members, the fourth of whom only
@@ -154,8 +158,12 @@ fn joined(dir: &std::path::Path) -> (Node, LedgerSim, Hash32) {
     sim.payers = 3;
     let group = sim.replica.group.id();
     let node = open(dir);
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    node.apply_remote(
+        GroupId::from(group).doc(),
+        sim.replica.group.changes_since(&[]),
+        true,
+    )
+    .expect("join");
     (node, sim, group)
 }
 
@@ -188,7 +196,7 @@ fn deliver(
         sim.replica.apply(period, changes.clone());
         log.push((period, changes.clone()));
         let report = node
-            .apply_remote(period_id(&group, period), changes, false)
+            .apply_remote(period_id(&GroupId::from(group), period), changes, false)
             .expect("apply");
         assert!(
             report.rejected.is_empty() && report.missing_deps.is_empty(),
@@ -244,7 +252,7 @@ fn memory_follows_the_recent_periods_through_thirty_periods_and_a_late_payment()
         "late",
     );
     assert!(late_period + 3 <= (PERIODS - 4) as u64, "{late_period}");
-    let doc = period_id(&group, late_period);
+    let doc = period_id(&GroupId::from(group), late_period);
     let first = node
         .apply_remote(doc, changes.clone(), false)
         .expect("apply");
@@ -361,7 +369,7 @@ fn payments_in_the_first_period_from_a_member_cut_off_since_are_taken() {
             "late",
         );
         assert_eq!(period, 0, "the late member never saw a closing");
-        let doc = period_id(&group, period);
+        let doc = period_id(&GroupId::from(group), period);
         // The first delivery may find the history below the base needed;
         // a peer sends again at the next sync, and that one is taken.
         let mut taken = false;
@@ -402,8 +410,12 @@ fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounde
     sim.author.keeps_history = true;
     let group = sim.replica.group.id();
     let node = open(dir.path());
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    node.apply_remote(
+        GroupId::from(group).doc(),
+        sim.replica.group.changes_since(&[]),
+        true,
+    )
+    .expect("join");
     let mut log = Vec::new();
     // `seen[k]`: how much of the log was delivered by the end of period k.
     let mut seen = vec![0];
@@ -437,7 +449,7 @@ fn late_payments_that_keep_coming_are_counted_from_a_checkpoint_nearby_in_bounde
                 "late",
             );
             late_members += 1;
-            let doc = period_id(&group, late_period);
+            let doc = period_id(&GroupId::from(group), late_period);
             let reread = node.memory().periods_reread;
             let first = node
                 .apply_remote(doc, changes.clone(), false)

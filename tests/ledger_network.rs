@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{DocId, GroupId, Hash32};
 use nestwork_net::Replica;
 use nestwork_node::ledger::BalanceView;
 use nestwork_node::node::{LimitRequest, PayRequest};
@@ -168,7 +168,8 @@ async fn one_key_signing_twice_on_two_sides_is_flagged_on_every_node_with_the_sa
     let cheat_key = cheat.seed;
     let (doc, forged) =
         left[0].payment_from_elsewhere(group, cheat_key, [7; 8], left[1].member(), 70);
-    let report = Replica::apply_remote(&*left[0].node, doc, vec![forged], false).expect("apply");
+    let report = Replica::apply_remote(&*left[0].node, DocId::from(doc), vec![forged], false)
+        .expect("apply");
     assert_eq!(report.applied.len(), 1, "valid on its own side: {report:?}");
     settled(&left.iter().collect::<Vec<_>>(), &group, 1).await;
     settled(&right.iter().collect::<Vec<_>>(), &group, 1).await;
@@ -234,10 +235,16 @@ async fn a_later_period_synced_before_the_earlier_one_is_fetched_again_once_that
     let peer = |seed: u8| nestwork_net::actor::peer_of(&nestwork_testkit::key(seed).id());
     let (behind, ahead) = if peer(1) < peer(2) { (1, 2) } else { (2, 1) };
     let a = TestNode::start(ahead).await;
-    Replica::apply_remote(&*a.node, group, genesis.clone(), true).expect("genesis");
+    Replica::apply_remote(&*a.node, GroupId::from(group).doc(), genesis.clone(), true)
+        .expect("genesis");
     for (p, changes) in by_period {
-        let report =
-            Replica::apply_remote(&*a.node, period_id(&group, p), changes, false).expect("apply");
+        let report = Replica::apply_remote(
+            &*a.node,
+            period_id(&GroupId::from(group), p),
+            changes,
+            false,
+        )
+        .expect("apply");
         assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
     }
     let total = PERIOD as usize + 5;
@@ -245,10 +252,13 @@ async fn a_later_period_synced_before_the_earlier_one_is_fetched_again_once_that
 
     let c = TestNode::start(behind).await;
     assert!(c.peer() < a.peer(), "the node behind starts the sync");
-    Replica::apply_remote(&*c.node, group, genesis, true).expect("genesis");
-    Replica::apply_remote(&*c.node, period_id(&group, 0), first, false).expect("first payment");
+    Replica::apply_remote(&*c.node, GroupId::from(group).doc(), genesis, true).expect("genesis");
+    Replica::apply_remote(&*c.node, period_id(&GroupId::from(group), 0), first, false)
+        .expect("first payment");
     assert!(
-        c.node.docs_of(&group).contains(&period_id(&group, 1)),
+        c.node
+            .docs_of(&GroupId::from(group))
+            .contains(&period_id(&GroupId::from(group), 1)),
         "the node behind knows of period 1 before it holds period 0's closing"
     );
     c.connect(&a).await;

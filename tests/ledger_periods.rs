@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
 use nestwork_node::{DataDir, Node};
@@ -37,8 +37,12 @@ fn old_periods_leave_memory_stay_on_disk_and_are_served_to_newcomers() {
     let mut sim = LedgerSim::new(5, PERIOD);
     let group = sim.replica.group.id();
     let node = open(&dir.path().join("a"), 1);
-    node.apply_remote(group, sim.replica.group.changes_since(&[]), true)
-        .expect("join");
+    node.apply_remote(
+        GroupId::from(group).doc(),
+        sim.replica.group.changes_since(&[]),
+        true,
+    )
+    .expect("join");
     for _ in 0..30 {
         let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
         for _ in 0..10 {
@@ -48,7 +52,7 @@ fn old_periods_leave_memory_stay_on_disk_and_are_served_to_newcomers() {
         for (period, changes) in by_period {
             sim.replica.apply(period, changes.clone());
             let report = node
-                .apply_remote(period_id(&group, period), changes, false)
+                .apply_remote(period_id(&GroupId::from(group), period), changes, false)
                 .expect("apply");
             assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
         }
@@ -103,13 +107,15 @@ fn old_periods_leave_memory_stay_on_disk_and_are_served_to_newcomers() {
 
     // A newcomer gets every period, cold ones included, and agrees.
     let newcomer = open(&dir.path().join("b"), 2);
-    let docs = node.docs_of(&group);
+    let docs = node.docs_of(&GroupId::from(group));
     assert!(docs.len() >= 30, "{} documents", docs.len());
-    let (genesis, _) = node.changes_since(&group, &[], usize::MAX);
-    newcomer.apply_remote(group, genesis, true).expect("join");
+    let (genesis, _) = node.changes_since(&GroupId::from(group).doc(), &[], usize::MAX);
+    newcomer
+        .apply_remote(GroupId::from(group).doc(), genesis, true)
+        .expect("join");
     // In period order: a node opens the period after the newest it has.
     for period in 0..docs.len() as u64 - 1 {
-        let doc = period_id(&group, period);
+        let doc = period_id(&GroupId::from(group), period);
         assert!(docs.contains(&doc), "period {period} is listed");
         let (changes, more) = node.changes_since(&doc, &[], usize::MAX);
         assert!(!more);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::{Hash32, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, SignedChange};
 use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::NetConfig;
 use nestwork_testkit::{converged, group_of, key, loopback_config, wait_until, TestNode};
@@ -117,7 +117,7 @@ async fn a_node_whose_store_was_damaged_starts_names_the_group_and_gets_it_back_
     let back = TestNode::start_in(&dir, seed, loopback_config()).await;
     let damaged = back.node.status().damaged;
     assert_eq!(damaged.len(), 1, "{damaged:?}");
-    assert_eq!(damaged[0].doc, group);
+    assert_eq!(damaged[0].doc, GroupId::from(group).doc());
     assert!(damaged[0].name.is_some(), "named: {damaged:?}");
     assert!(damaged[0].what.contains("set aside"), "{}", damaged[0].what);
     assert_ne!(
@@ -235,7 +235,7 @@ async fn in_a_line_a_forged_change_stops_at_the_first_hop() {
 
     a.net
         .publish_raw(
-            group,
+            GroupId::from(group),
             nestwork_core::encoding::encode(&vec![forged.clone()]),
         )
         .await
@@ -252,7 +252,10 @@ async fn in_a_line_a_forged_change_stops_at_the_first_hop() {
 
     // The genuine change still travels A -> B -> C, after the forgery.
     a.net
-        .publish_raw(group, nestwork_core::encoding::encode(&vec![valid.clone()]))
+        .publish_raw(
+            GroupId::from(group),
+            nestwork_core::encoding::encode(&vec![valid.clone()]),
+        )
         .await
         .expect("publish");
     wait_until("the genuine change to reach C", LIMIT, || {
@@ -285,12 +288,12 @@ async fn a_stranger_who_connects_learns_nothing_of_the_group() {
 
     let asked = stranger
         .net
-        .probe_sync(nodes[0].peer(), group)
+        .probe_sync(nodes[0].peer(), GroupId::from(group).doc())
         .await
         .map_err(|e| e.to_string());
     let unknown = stranger
         .net
-        .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
+        .probe_sync(nodes[0].peer(), DocId::from(Hash32::of(b"no such group")))
         .await
         .map_err(|e| e.to_string());
     assert_eq!(
@@ -395,13 +398,16 @@ async fn a_member_flooding_garbage_and_replays_is_penalised_and_the_group_carrie
             .collect();
         nodes[2]
             .net
-            .publish_raw(group, junk)
+            .publish_raw(GroupId::from(group), junk)
             .await
             .expect("publish");
         if i % 3 == 0 {
             nodes[2]
                 .net
-                .publish_raw(group, nestwork_core::encoding::encode(&vec![old.clone()]))
+                .publish_raw(
+                    GroupId::from(group),
+                    nestwork_core::encoding::encode(&vec![old.clone()]),
+                )
                 .await
                 .expect("publish");
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::{Hash32, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::governance::{Choice, Vote};
 use nestwork_docs::ledger::{Account, Payment};
@@ -34,7 +34,7 @@ async fn new_seal_key_everywhere(nodes: &[&TestNode], group: &Hash32) {
                 status
                     .sync
                     .iter()
-                    .find(|s| s.group == *group)
+                    .find(|s| s.group.hash32() == *group)
                     .filter(|s| s.seal_keys_held > 1)
                     .and_then(|s| s.seal_key.clone()),
             );
@@ -149,7 +149,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
                 &writer,
                 RecordBody::Admission(Admission::self_issued(
                     writer.key(),
-                    &hub,
+                    &GroupId::from(hub),
                     puppet.id(),
                     Hash32([77; 32]),
                     now,
@@ -166,7 +166,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
                 &puppet,
                 RecordBody::Admission(Admission::self_issued(
                     puppet.key(),
-                    &hub,
+                    &GroupId::from(hub),
                     writer.id(),
                     Hash32([78; 32]),
                     now,
@@ -183,7 +183,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
             .sign_record_anyway(
                 &writer,
                 RecordBody::Signal(Signal {
-                    group: theirs.id(),
+                    group: theirs.group(),
                     category: Category::Safety,
                     severity: Severity::Critical,
                     text: "let me back in".into(),
@@ -208,7 +208,10 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
     let (rejected_before, ignored_before) = gossip_counts(&nodes[0]).await;
     for change in &hostile {
         out.net
-            .publish_raw(hub, nestwork_core::encoding::encode(&vec![change.clone()]))
+            .publish_raw(
+                GroupId::from(hub),
+                nestwork_core::encoding::encode(&vec![change.clone()]),
+            )
             .await
             .expect("publish");
     }
@@ -240,7 +243,10 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         )
         .expect("sign");
     out.net
-        .publish_raw(hub, nestwork_core::encoding::encode(&vec![pay.clone()]))
+        .publish_raw(
+            GroupId::from(hub),
+            nestwork_core::encoding::encode(&vec![pay.clone()]),
+        )
         .await
         .expect("publish");
 
@@ -264,7 +270,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         for change in &hostile {
             let report = n
                 .node
-                .apply_remote(hub, vec![change.clone()], false)
+                .apply_remote(GroupId::from(hub).doc(), vec![change.clone()], false)
                 .expect("judged");
             assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
         }
@@ -272,7 +278,7 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
         // payer is off the roll there.
         let report = n
             .node
-            .apply_remote(pay.doc, vec![pay.clone()], false)
+            .apply_remote(DocId::from(pay.doc), vec![pay.clone()], false)
             .expect("judged");
         assert_eq!(report.rejected.len(), 1, "{:?}", report.applied);
         assert!(
@@ -323,12 +329,12 @@ async fn finding_1_a_removed_member_gets_nothing_more_and_is_refused_everything(
     // And its sync request gets exactly a stranger's answer.
     let asked = out
         .net
-        .probe_sync(nodes[0].peer(), hub)
+        .probe_sync(nodes[0].peer(), GroupId::from(hub).doc())
         .await
         .map_err(|e| e.to_string());
     let unknown = out
         .net
-        .probe_sync(nodes[0].peer(), Hash32::of(b"no such group"))
+        .probe_sync(nodes[0].peer(), DocId::from(Hash32::of(b"no such group")))
         .await
         .map_err(|e| e.to_string());
     assert_eq!(asked, Err("unknown document".to_string()));
@@ -365,7 +371,7 @@ async fn finding_3_a_newcomer_awaiting_the_entry_vote_sees_only_the_founding_cha
     assert_ne!(newcomer.description(&hub).as_deref(), Some("members only"));
     let asked = newcomer
         .net
-        .probe_sync(nodes[0].peer(), hub)
+        .probe_sync(nodes[0].peer(), GroupId::from(hub).doc())
         .await
         .map_err(|e| e.to_string());
     assert_eq!(asked, Err("unknown document".to_string()));
@@ -403,27 +409,27 @@ impl Eavesdropper {
 }
 
 impl nestwork_net::Replica for Eavesdropper {
-    fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+    fn groups(&self) -> Vec<(GroupId, Vec<u8>)> {
         self.held().groups()
     }
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+    fn group_of(&self, doc: &DocId) -> Option<GroupId> {
         self.held().group_of(doc)
     }
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
         self.held().docs_of(group)
     }
-    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
-        self.held().genesis(doc)
+    fn genesis(&self, group: &GroupId) -> Option<Vec<u8>> {
+        self.held().genesis(group)
     }
-    fn is_member(&self, _: &Hash32, _: &nestwork_core::MemberId) -> bool {
+    fn is_member(&self, _: &DocId, _: &nestwork_core::MemberId) -> bool {
         true
     }
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
         self.held().heads(doc)
     }
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
@@ -431,7 +437,7 @@ impl nestwork_net::Replica for Eavesdropper {
     }
     fn apply_remote(
         &self,
-        _: Hash32,
+        _: DocId,
         changes: Vec<SignedChange>,
         _: bool,
     ) -> Result<nestwork_docs::ApplyReport, String> {
@@ -441,26 +447,26 @@ impl nestwork_net::Replica for Eavesdropper {
     }
     fn admit(
         &self,
-        _: &Hash32,
+        _: &GroupId,
         _: nestwork_core::MemberId,
         _: Hash32,
         _: Vec<u8>,
     ) -> Result<(), String> {
         Err("no".into())
     }
-    fn peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn peer_heads(&self, peer: &nestwork_core::MemberId, doc: &DocId) -> Option<Vec<Hash32>> {
         self.held().peer_heads(peer, doc)
     }
-    fn set_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32, heads: &[Hash32]) {
+    fn set_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &DocId, heads: &[Hash32]) {
         self.held().set_peer_heads(peer, doc, heads)
     }
-    fn forget_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &Hash32) {
+    fn forget_peer_heads(&self, peer: &nestwork_core::MemberId, doc: &DocId) {
         self.held().forget_peer_heads(peer, doc)
     }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<nestwork_net::DocEvent> {
         nestwork_net::Replica::subscribe(&*self.node)
     }
-    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
+    fn keyring(&self, group: &GroupId) -> Option<nestwork_docs::seal::Keyring> {
         self.held().keyring(group)
     }
 }

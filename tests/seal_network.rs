@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::topic::DUPLICATE_WINDOW;
 use nestwork_net::GroupSync;
@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 async fn seal_of(n: &TestNode, group: &Hash32) -> Option<GroupSync> {
     let status = n.net.status().await.expect("status");
-    status.sync.into_iter().find(|s| s.group == *group)
+    status.sync.into_iter().find(|s| s.group.hash32() == *group)
 }
 
 /// Wait until every node of `nodes` seals with one key that is not the
@@ -157,7 +157,7 @@ async fn finding_4_gossip_sealed_before_the_duplicate_window_is_refused_and_not_
         .as_millis() as u64;
     let sealed_then = now - (DUPLICATE_WINDOW + Duration::from_secs(1)).as_millis() as u64;
     a.net
-        .publish_raw_sealed_at(group, payload.clone(), sealed_then)
+        .publish_raw_sealed_at(GroupId::from(group), payload.clone(), sealed_then)
         .await
         .expect("publish");
 
@@ -186,7 +186,10 @@ async fn finding_4_gossip_sealed_before_the_duplicate_window_is_refused_and_not_
     );
 
     // The same change sealed now is taken.
-    a.net.publish_raw(group, payload).await.expect("publish");
+    a.net
+        .publish_raw(GroupId::from(group), payload)
+        .await
+        .expect("publish");
     wait_until("the change sealed now to reach B", LIMIT, || {
         b.description(&group).as_deref() == Some("replayed")
     })

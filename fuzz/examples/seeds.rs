@@ -57,7 +57,7 @@ fn main() {
     };
     let ticket = Ticket::issue(
         &founder(),
-        group,
+        f.group(),
         "Riverside",
         vec![
             "/ip4/192.0.2.1/tcp/4001".into(),
@@ -93,7 +93,7 @@ fn sync_frame(dir: &Path, f: &Fixture, c: &Changes, ticket: &Ticket) {
         (
             "sync",
             Request::Sync {
-                doc: group,
+                doc: group.doc(),
                 heads: vec![Hash32(c.genesis.hash.0)],
                 changes: vec![c.admit.clone(), c.described.clone()],
                 more: false,
@@ -102,7 +102,7 @@ fn sync_frame(dir: &Path, f: &Fixture, c: &Changes, ticket: &Ticket) {
         (
             "sync-empty",
             Request::Sync {
-                doc: group,
+                doc: f.group().doc(),
                 heads: vec![],
                 changes: vec![],
                 more: false,
@@ -219,7 +219,7 @@ fn change_apply(dir: &Path, c: &Changes) {
 /// bundle_import: a file as `group export` writes it, with and without a
 /// ledger period.
 fn bundle_import(dir: &Path, f: &Fixture, c: &Changes) {
-    let group = f.group();
+    let group = f.group().hash32();
     write(
         dir,
         "bundle_import",
@@ -277,7 +277,7 @@ fn founder_pays_member(f: &Fixture) -> (u64, SignedChange) {
         .expect("a payment within the rules");
     let period = payment.period;
     let founder_w = Writer::new(founder(), [1; 8]);
-    let mut period_doc = SignedDoc::ledger_period(f.group(), period).expect("period");
+    let mut period_doc = SignedDoc::ledger_period(f.group().hash32(), period).expect("period");
     period_doc.set_writer(&founder_w);
     let (_, paid) = period_doc
         .add_record(

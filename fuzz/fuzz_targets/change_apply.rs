@@ -56,7 +56,12 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             let (hash, author) = automerge_hash(rest).unwrap_or_else(|| (Hash32::of(rest), None));
             let key = author.and_then(|a| key_of(&a)).unwrap_or_else(member);
-            vec![SignedChange::sign(&key, f.group(), hash, rest.to_vec())]
+            vec![SignedChange::sign(
+                &key,
+                f.group().hash32(),
+                hash,
+                rest.to_vec(),
+            )]
         }
     };
     let mut doc = f.admitted.clone();

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::engine::{RecordGate, Roll};
 use nestwork_docs::ledger::{Ledger, NoProposals, Refusal};
 use nestwork_docs::record::Admission;
@@ -47,8 +47,8 @@ pub struct Fixture {
 
 impl Fixture {
     /// The group id.
-    pub fn group(&self) -> Hash32 {
-        self.admitted.id()
+    pub fn group(&self) -> GroupId {
+        self.admitted.group()
     }
 
     /// The group's gossip seal.
@@ -78,7 +78,7 @@ fn build() -> Fixture {
     let (mut doc, first) =
         SignedDoc::create_group(&founder_w, genesis, T0).expect("the fixture group is valid");
     let genesis_only = doc.clone();
-    let group = doc.id();
+    let group = doc.group();
     let genesis_record = doc
         .genesis()
         .map(|(r, _)| r.encode())

@@ -591,7 +591,8 @@ async fn distress_events(
     let stopping = s.stopping.clone();
     s.tasks.spawn(async move {
         // Answers seen per signal, so only what is new is sent.
-        let mut seen: std::collections::HashMap<nestwork_core::Hash32, usize> = Default::default();
+        let mut seen: std::collections::HashMap<nestwork_core::SignalId, usize> =
+            Default::default();
         loop {
             let n = node.clone();
             let Ok(Ok(items)) =
@@ -633,7 +634,7 @@ async fn distress_events(
                 match received {
                     // A group document's change (read from the directory
                     // the network uses, without the node's lock).
-                    Ok(event) if Replica::group_of(&*node, &event.doc) == Some(event.doc) => break,
+                    Ok(event) if Replica::is_group_doc(&*node, &event.doc) => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -52,7 +52,7 @@ pub struct Invite {
     /// The same as a QR code for a terminal.
     pub qr: String,
     /// The group.
-    pub group: nestwork_core::Hash32,
+    pub group: nestwork_core::GroupId,
     /// Its name.
     pub group_name: String,
     /// Expiry, ms since the Unix epoch.

@@ -39,7 +39,7 @@ fn request(text: String) -> RaiseRequest {
 fn shown(n: &TestNode, group: &Hash32, signal: &Hash32) -> bool {
     n.node
         .distress_list(Some(&group.to_hex()), false)
-        .is_ok_and(|l| l.iter().any(|s| s.view.id == *signal))
+        .is_ok_and(|l| l.iter().any(|s| s.view.id.hash32() == *signal))
 }
 
 /// Raise `count` signals one after another (from members 2 to n-1 in turn) and
@@ -67,7 +67,7 @@ async fn run(
         while !pending.is_empty() {
             // Look only at nodes that stored something since the last look.
             pending.retain(|&i| {
-                !(dirty[i].swap(false, Ordering::Relaxed) && shown(&nodes[i], group, &id))
+                !(dirty[i].swap(false, Ordering::Relaxed) && shown(&nodes[i], group, &id.hash32()))
             });
             assert!(start.elapsed() < LIMIT, "a signal did not reach every node");
             tokio::time::sleep(Duration::from_micros(200)).await;

@@ -10,14 +10,14 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::Hash32;
+use nestwork_core::{Hash32, ProposalId};
 use nestwork_docs::governance::{Choice, Outcome};
 use nestwork_node::governance::{ProposeRequest, VoteRequest};
 use nestwork_testkit::{meshed_group, wait_until, TestNode};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<(Outcome, usize)> {
+fn outcome(n: &TestNode, group: &Hash32, proposal: &ProposalId) -> Option<(Outcome, usize)> {
     let view = n.node.proposals(&group.to_hex()).ok()?;
     let p = view
         .proposals

@@ -24,7 +24,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberKey};
+use nestwork_core::{Hash32, MemberKey, ProposalId};
 use nestwork_docs::governance::{Action, Choice, Governance, Proposal, Vote};
 use nestwork_docs::view::{decision_due, governance_of};
 use nestwork_docs::{
@@ -121,7 +121,7 @@ fn cross_group_proofs() {
         .expect("proposal");
     for m in 1..=3u8 {
         let vote = RecordBody::Vote(Vote {
-            proposal,
+            proposal: ProposalId::from(proposal),
             choice: Choice::Yes,
             cast_at_ms: at + u64::from(m),
             for_group: None,
@@ -130,16 +130,16 @@ fn cross_group_proofs() {
             .expect("vote");
     }
     let now = at + 10;
-    let decision = decision_due(&hub, &proposal, now).expect("settled");
+    let decision = decision_due(&hub, &ProposalId::from(proposal), now).expect("settled");
     hub.add_record(&writer(3), decision, &mut NoLedger, now)
         .expect("decision");
     let gov = governance_of(&hub, now + 1).expect("governance");
-    let state = gov.proposal(&proposal).expect("proposal");
-    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
+    let state = gov.proposal(&ProposalId::from(proposal)).expect("proposal");
+    let (proof, from) = DecisionProof::of(&hub.group(), hub.records(), state).expect("proof");
     let delegation = RecordBody::Delegation(Delegation {
-        child: hub.id(),
+        child: hub.group(),
         delegates: vec![writer(2).id()],
-        proposal,
+        proposal: ProposalId::from(proposal),
         from_ms: from,
         until_ms: from + 28 * 24 * 3600 * 1000,
         proof: proof.clone(),
@@ -156,7 +156,7 @@ fn cross_group_proofs() {
         .add_record(
             &writer(4),
             RecordBody::Signal(Signal {
-                group: hub.id(),
+                group: hub.group(),
                 category: Category::Medical,
                 severity: Severity::Critical,
                 text: "Fell from the roof, leg broken".into(),
@@ -172,9 +172,9 @@ fn cross_group_proofs() {
         .expect("signal");
     let escalation = Escalation {
         signal: hub.records()[&signal].encode(),
-        origin: hub.id(),
-        raiser: MemberProof::of(&hub.id(), hub.records(), &[writer(4).id()]).expect("chain"),
-        path: vec![hub.id()],
+        origin: hub.group(),
+        raiser: MemberProof::of(&hub.group(), hub.records(), &[writer(4).id()]).expect("chain"),
+        path: vec![hub.group()],
         at_ms: now,
     };
     let checked = mean_of(1_000, || {
@@ -218,7 +218,7 @@ fn group_of(n: u8) -> SignedDoc {
     for m in 2..=n {
         let body = RecordBody::Admission(Admission::self_issued(
             writer(1).key(),
-            &doc.id(),
+            &doc.group(),
             writer(m).id(),
             Hash32([m; 32]),
             T0 + u64::from(m),
@@ -237,7 +237,7 @@ fn decision_of_200_votes() {
     let (proposal, _) = propose(&mut doc, Business::Articles, 0, at);
     for m in 1..=200u8 {
         let vote = RecordBody::Vote(Vote {
-            proposal,
+            proposal: ProposalId::from(proposal),
             // Three yes to two no: 60% approval, never settled early.
             choice: if m % 5 < 3 { Choice::Yes } else { Choice::No },
             cast_at_ms: at + u64::from(m),
@@ -250,12 +250,13 @@ fn decision_of_200_votes() {
     let mut replica = SignedDoc::empty(doc.id());
     let report = replica.apply(doc.changes_since(&[]));
     assert!(report.rejected.is_empty() && report.missing_deps.is_empty());
-    let decision = decision_due(&doc, &proposal, deadline).expect("voting is over");
+    let decision =
+        decision_due(&doc, &ProposalId::from(proposal), deadline).expect("voting is over");
     let (_, change) = doc
         .add_record(&writer(1), decision, &mut NoLedger, deadline)
         .expect("decision");
     let (apply, view, gov) = receive_and_view(&mut replica, change, deadline + 1);
-    let state = gov.proposal(&proposal).expect("proposal");
+    let state = gov.proposal(&ProposalId::from(proposal)).expect("proposal");
     assert_eq!(state.decisions.len(), 1);
     assert_eq!(state.yes + state.no, 200);
     println!(
@@ -278,7 +279,7 @@ fn measure(business: Business) {
             for m in 1..=4u8 {
                 at += 1;
                 let vote = RecordBody::Vote(Vote {
-                    proposal,
+                    proposal: ProposalId::from(proposal),
                     choice: Choice::Yes,
                     cast_at_ms: at,
                     for_group: None,
@@ -287,7 +288,8 @@ fn measure(business: Business) {
                     .expect("vote");
                 records += 1;
             }
-            let decision = decision_due(&doc, &proposal, at).expect("4 of 5 decide");
+            let decision =
+                decision_due(&doc, &ProposalId::from(proposal), at).expect("4 of 5 decide");
             doc.add_record(&writer(1), decision, &mut NoLedger, at)
                 .expect("decision");
             records += 1;

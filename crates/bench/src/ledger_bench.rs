@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nestwork_bench::{figure, ms, read_files, Better, Limit};
-use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_core::{GroupId, MemberKey, SignedChange};
 use nestwork_net::Replica;
 use nestwork_node::ledger::period_id;
 use nestwork_node::{DataDir, Node};
@@ -186,12 +186,12 @@ fn cost_as_history_grows(data: &DataDir, milestones: &[usize]) -> anyhow::Result
 }
 
 /// A node on `data` that holds the simulation's group (no payment yet).
-fn joined(data: &DataDir, sim: &LedgerSim) -> anyhow::Result<(Node, Hash32)> {
+fn joined(data: &DataDir, sim: &LedgerSim) -> anyhow::Result<(Node, GroupId)> {
     data.ensure()?;
     let node = Node::open(data, MemberKey::from_secret([1; 32]))?;
-    let group = sim.replica.group.id();
+    let group = sim.replica.group.group();
     let genesis = sim.replica.group.changes_since(&[]);
-    Replica::apply_remote(&node, group, genesis, true).map_err(anyhow::Error::msg)?;
+    Replica::apply_remote(&node, group.doc(), genesis, true).map_err(anyhow::Error::msg)?;
     Ok((node, group))
 }
 
@@ -200,7 +200,7 @@ fn joined(data: &DataDir, sim: &LedgerSim) -> anyhow::Result<(Node, Hash32)> {
 fn feed(
     sim: &mut LedgerSim,
     node: &Node,
-    group: Hash32,
+    group: GroupId,
     made: &[(u64, Vec<SignedChange>)],
 ) -> anyhow::Result<()> {
     let mut by_period: std::collections::BTreeMap<u64, Vec<SignedChange>> = Default::default();
@@ -253,8 +253,15 @@ fn late_payment(quick: bool) -> anyhow::Result<()> {
     let mut late = late.context("the late member's state")?;
     let to = sim.members()[0];
     let writer = sim.writer(MEMBERS - 1).clone();
-    let (period, changes) =
-        sign_payment(&mut late.ledger, group, &writer, &late.group, to, 1, "late");
+    let (period, changes) = sign_payment(
+        &mut late.ledger,
+        group.hash32(),
+        &writer,
+        &late.group,
+        to,
+        1,
+        "late",
+    );
     let doc = period_id(&group, period);
     let start = Instant::now();
     let first =

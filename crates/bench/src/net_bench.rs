@@ -72,12 +72,12 @@ async fn main() {
 async fn ledger_catch_up(payments: usize) {
     const PERIOD: u32 = 1_000;
     let mut sim = LedgerSim::new(3, PERIOD);
-    let group = sim.replica.group.id();
+    let group = sim.replica.group.group();
     let genesis = sim.replica.group.changes_since(&[]);
     // The sim's members 0 and 1 have the keys of seeds 1 and 2.
     let (a, b) = (TestNode::start(1).await, TestNode::start(2).await);
     for n in [&a, &b] {
-        Replica::apply_remote(&*n.node, group, genesis.clone(), true).expect("genesis");
+        Replica::apply_remote(&*n.node, group.doc(), genesis.clone(), true).expect("genesis");
     }
     let mut by_period: BTreeMap<u64, Vec<SignedChange>> = BTreeMap::new();
     for _ in 0..payments {

@@ -25,7 +25,7 @@ async fn seal_of(n: &TestNode, group: &Hash32) -> (Option<String>, usize) {
     status
         .sync
         .into_iter()
-        .find(|s| s.group == *group)
+        .find(|s| s.group.hash32() == *group)
         .map(|s| (s.seal_key, s.seal_keys_held))
         .unwrap_or_default()
 }

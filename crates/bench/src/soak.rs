@@ -468,7 +468,7 @@ fn form_group(clients: &[Client]) -> anyhow::Result<Hash32> {
         floor: Some(-1_000_000_000),
         ceiling: Some(1_000_000_000),
     })?;
-    let group = view.id;
+    let group = view.id.hash32();
     for c in &clients[1..] {
         let invite = clients[0].invite(&group.to_hex(), Some(600))?;
         c.join(invite.ticket)?;

@@ -77,7 +77,7 @@ fn watch(client: &Client, out: &Output) -> anyhow::Result<()> {
     let json = out.json;
     // Answers already printed, per signal: each event carries the
     // whole signal, and several answers can arrive at once.
-    let mut printed: std::collections::HashMap<nestwork_core::Hash32, usize> = Default::default();
+    let mut printed: std::collections::HashMap<nestwork_core::SignalId, usize> = Default::default();
     let mut reader_gone = false;
     client.watch_signals(|data| {
         let Ok(item) = serde_json::from_str::<SignalItem>(data) else {
@@ -176,7 +176,7 @@ fn alarm(item: &SignalItem) -> String {
 /// One answer: who, what, when they expect to be there, and, when it was
 /// given in another group than the one the signal was raised in, where
 /// (the tier above, a treaty partner).
-fn answer_line(a: &nestwork_docs::distress::AnswerView, origin: &nestwork_core::Hash32) -> String {
+fn answer_line(a: &nestwork_docs::distress::AnswerView, origin: &nestwork_core::GroupId) -> String {
     let eta = match a.answer {
         AnswerKind::Respond { eta_secs: Some(s) } => format!(
             " (eta {} min, about {})",
@@ -245,15 +245,15 @@ fn signal_text(item: &SignalItem) -> String {
 
 #[cfg(test)]
 mod tests {
-    use nestwork_core::{Hash32, MemberId};
+    use nestwork_core::{GroupId, Hash32, MemberId};
     use nestwork_docs::distress::{AnswerKind, AnswerView};
 
     use super::answer_line;
 
     #[test]
     fn an_answer_from_another_group_says_where_and_when_help_arrives() {
-        let hub = Hash32([1; 32]);
-        let region = Hash32([2; 32]);
+        let hub = GroupId::from(Hash32([1; 32]));
+        let region = GroupId::from(Hash32([2; 32]));
         let mut a = AnswerView {
             id: Hash32([3; 32]),
             by: MemberId([4; 32]),

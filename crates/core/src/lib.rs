@@ -11,7 +11,9 @@
 //! Layout:
 //! - [`keys`]: the member's ed25519 key, its key file format, member ids;
 //! - [`keybox`]: a secret sealed to one member's key (X25519 of it);
-//! - [`hash`]: 32-byte SHA-256 ids for records, groups and documents;
+//! - [`hash`]: 32-byte SHA-256 hashes, the ids of records and changes;
+//! - [`id`]: typed ids over a hash (group, document, proposal, signal), so
+//!   that one cannot be passed for another;
 //! - [`signed`]: signed records (insert-only facts) and signed changes
 //!   (Automerge changes wrapped with their author's signature);
 //! - [`encoding`]: the canonical, bounded binary encoding;
@@ -19,12 +21,14 @@
 
 pub mod encoding;
 pub mod hash;
+pub mod id;
 pub mod keybox;
 pub mod keys;
 pub mod limits;
 pub mod signed;
 
 pub use hash::Hash32;
+pub use id::{DocId, GroupId, ProposalId, SignalId};
 pub use keys::{MemberId, MemberKey};
 pub use signed::{ChangeBundle, PeriodChanges, SignedChange, SignedRecord};
 

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberKey};
+use nestwork_core::{Hash32, MemberKey, ProposalId};
 use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
 use nestwork_docs::{
     Admission, Charter, GroupGenesis, GroupKind, NoLedger, RecordBody, SignedDoc, Writer,
@@ -25,7 +25,7 @@ fn writer(n: u8) -> Writer {
 fn admission(doc: &SignedDoc, m: u8) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(
         writer(1).key(),
-        &doc.id(),
+        &doc.group(),
         writer(m).id(),
         Hash32([m; 32]),
         T0 + u64::from(m),
@@ -84,7 +84,7 @@ fn history() -> SignedDoc {
             let _ = author.add_record(
                 &w,
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Yes,
                     cast_at_ms: now,
                     for_group: None,
@@ -127,7 +127,7 @@ fn time_votes(author: &mut SignedDoc, replica: &mut SignedDoc) -> Vec<Duration> 
             .add_record(
                 &writer(k as u8 + 1),
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Abstain,
                     cast_at_ms: now,
                     for_group: None,

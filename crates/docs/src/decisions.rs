@@ -5,7 +5,7 @@
 
 use std::cell::OnceCell;
 
-use nestwork_core::Hash32;
+use nestwork_core::{Hash32, ProposalId};
 
 use crate::governance::{Action, Governance, Outcome};
 use crate::ledger::{Account, CreditLimit, PayoutGate, Refusal};
@@ -50,7 +50,10 @@ impl<'a> Decisions<'a> {
     /// `Ok` if `proposal` passed and its action satisfies `wanted`; a
     /// proposal not known or not decided here yet means wait.
     fn decided(&self, proposal: &Hash32, wanted: impl Fn(&Action) -> bool) -> Result<(), Refusal> {
-        let Some(p) = self.governance().and_then(|g| g.proposal(proposal)) else {
+        let Some(p) = self
+            .governance()
+            .and_then(|g| g.proposal(&ProposalId::from(*proposal)))
+        else {
             return Err(Refusal::Missing(vec![*proposal]));
         };
         if !wanted(&p.proposal.action) {

@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, SignalId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{broken, RuleError};
@@ -181,7 +181,7 @@ pub struct CheckedAnswer {
     /// The answer.
     pub answer: Answer,
     /// The group where it was given.
-    pub given_in: Hash32,
+    pub given_in: GroupId,
     /// That group's name, from its founding record.
     pub given_in_name: String,
 }
@@ -200,7 +200,7 @@ impl CarriedAnswer {
         };
         check_text("answer", &answer.text, MAX_ANSWER_CHARS, false)?;
         let given_in = self.given_in.check_one(&record.author, "the answerer")?;
-        let distinct: BTreeSet<&Hash32> = self.path.iter().collect();
+        let distinct: BTreeSet<&GroupId> = self.path.iter().collect();
         if self.path.first() != Some(&given_in.id)
             || self.path.len() > MAX_PATH
             || distinct.len() != self.path.len()
@@ -224,7 +224,7 @@ impl CarriedAnswer {
 /// carried in and carried on. `None` when this document does not hold it,
 /// its answerer's admissions are not all held, or its path is full.
 pub fn carry(
-    group: &Hash32,
+    group: &GroupId,
     records: &BTreeMap<Hash32, SignedRecord>,
     answer: &Hash32,
     now_ms: u64,
@@ -273,7 +273,7 @@ fn check_text(what: &str, text: &str, max: usize, required: bool) -> Result<(), 
 }
 
 /// Check a distress record's shape, as filed in `group`.
-pub fn check_record(body: &RecordBody, group: &Hash32) -> Result<(), RuleError> {
+pub fn check_record(body: &RecordBody, group: &GroupId) -> Result<(), RuleError> {
     match body {
         RecordBody::Signal(s) => {
             if s.group != *group {
@@ -336,7 +336,7 @@ pub fn check_chain(
     s: &Signal,
     per_hour: u32,
     taken: bool,
-    find: &dyn Fn(&Hash32) -> Option<(MemberId, Signal)>,
+    find: &dyn Fn(&SignalId) -> Option<(MemberId, Signal)>,
 ) -> Result<(), RuleError> {
     if taken {
         return broken(format!(
@@ -401,23 +401,23 @@ pub struct AnswerView {
     /// When.
     pub at_ms: u64,
     /// The group where it was given.
-    pub given_in: Hash32,
+    pub given_in: GroupId,
     /// That group's name.
     pub given_in_name: String,
     /// The groups it was carried through to reach the group of this view,
     /// from the one where it was given (empty when given there).
-    pub carried_via: Vec<Hash32>,
+    pub carried_via: Vec<GroupId>,
 }
 
 /// A signal as a group sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalView {
     /// The signal's id (its record's hash).
-    pub id: Hash32,
+    pub id: SignalId,
     /// The group it was raised in.
-    pub origin: Hash32,
+    pub origin: GroupId,
     /// The group whose document this view is from.
-    pub seen_in: Hash32,
+    pub seen_in: GroupId,
     /// Who raised it.
     pub raiser: MemberId,
     /// The signal.
@@ -425,7 +425,7 @@ pub struct SignalView {
     /// Where it stands.
     pub status: SignalStatus,
     /// The groups it climbed through to get here (empty in its own group).
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When it arrived here (raised, or escalated in).
     pub arrived_at_ms: u64,
     /// Answers, oldest first.
@@ -458,10 +458,10 @@ impl SignalView {
 pub struct Relations<'a> {
     /// Whether an escalation from a group, filed at a time, is one this
     /// group takes (a child tier, a mutual-aid treaty partner).
-    pub escalation_from: &'a dyn Fn(&Hash32, u64) -> bool,
+    pub escalation_from: &'a dyn Fn(&GroupId, u64) -> bool,
     /// Whether an answer carried from a group, at a time, is one this group
     /// takes (the parent tier, a child tier, a mutual-aid treaty partner).
-    pub answer_from: &'a dyn Fn(&Hash32, u64) -> bool,
+    pub answer_from: &'a dyn Fn(&GroupId, u64) -> bool,
 }
 
 /// The signals of a group's document at `now_ms`: its own and those
@@ -470,14 +470,14 @@ pub struct Relations<'a> {
 /// answers given here or carried in (one per answer, however many members
 /// carried it).
 pub fn signals(
-    group: Hash32,
+    group: GroupId,
     records: &BTreeMap<Hash32, SignedRecord>,
     now_ms: u64,
     relations: &Relations,
 ) -> Vec<SignalView> {
-    let mut found: BTreeMap<Hash32, SignalView> = BTreeMap::new();
+    let mut found: BTreeMap<SignalId, SignalView> = BTreeMap::new();
     let group_name = records
-        .get(&group)
+        .get(&group.hash32())
         .and_then(|r| match RecordBody::decode(&r.body) {
             Ok(RecordBody::GroupGenesis(g)) => Some(g.name),
             _ => None,
@@ -485,14 +485,16 @@ pub fn signals(
         .unwrap_or_default();
     // Answers by their own id, so one carried in twice is one answer.
     let mut answers: BTreeMap<Hash32, AnswerView> = BTreeMap::new();
-    let mut signal_of: BTreeMap<Hash32, Hash32> = BTreeMap::new();
+    let mut signal_of: BTreeMap<Hash32, SignalId> = BTreeMap::new();
     for (id, r) in records {
         match RecordBody::decode(&r.body) {
             Ok(RecordBody::Signal(s)) => {
+                // A signal's id is its record's.
+                let id = SignalId::from(*id);
                 found.insert(
-                    *id,
+                    id,
                     SignalView {
-                        id: *id,
+                        id,
                         origin: group,
                         seen_in: group,
                         raiser: r.author,
@@ -554,9 +556,9 @@ pub fn signals(
 /// it came from elsewhere).
 fn carried_in(
     c: CarriedAnswer,
-    group: Hash32,
+    group: GroupId,
     relations: &Relations,
-) -> Option<(Hash32, AnswerView)> {
+) -> Option<(SignalId, AnswerView)> {
     let from = c.path.last().copied().unwrap_or(group);
     let k = c.check().ok()?;
     if !(relations.answer_from)(&from, c.at_ms) {
@@ -579,10 +581,10 @@ fn carried_in(
 /// from in `found`: each signal once, as it first arrived (a signal raised
 /// here stays its own, however often it comes back).
 fn take_escalations(
-    group: Hash32,
+    group: GroupId,
     records: &BTreeMap<Hash32, SignedRecord>,
     relations: &Relations,
-    found: &mut BTreeMap<Hash32, SignalView>,
+    found: &mut BTreeMap<SignalId, SignalView>,
 ) {
     for r in records.values() {
         let Ok(RecordBody::Escalation(e)) = RecordBody::decode(&r.body) else {
@@ -595,7 +597,7 @@ fn take_escalations(
         if !(relations.escalation_from)(&from, e.at_ms) {
             continue;
         }
-        let id = record.id();
+        let id = SignalId::from(record.id());
         let earlier = found
             .get(&id)
             .is_some_and(|v| v.arrived_at_ms <= e.at_ms && v.origin == group);
@@ -637,9 +639,9 @@ fn open_first(a: &SignalView, b: &SignalView) -> std::cmp::Ordering {
 mod tests {
     use super::*;
 
-    fn signal(seq: u64, prev: Option<Hash32>, at: u64) -> Signal {
+    fn signal(seq: u64, prev: Option<SignalId>, at: u64) -> Signal {
         Signal {
-            group: Hash32([9; 32]),
+            group: GroupId::from(Hash32([9; 32])),
             category: Category::Medical,
             severity: Severity::High,
             text: "help".into(),
@@ -654,15 +656,15 @@ mod tests {
     #[test]
     fn the_rate_limit_counts_back_along_the_chain() {
         let me = MemberId([1; 32]);
-        let mut chain: BTreeMap<Hash32, Signal> = BTreeMap::new();
+        let mut chain: BTreeMap<SignalId, Signal> = BTreeMap::new();
         let mut prev = None;
         for seq in 1..=3u64 {
             let s = signal(seq, prev, seq * 1000);
-            let id = Hash32([seq as u8; 32]);
+            let id = SignalId::from(Hash32([seq as u8; 32]));
             chain.insert(id, s);
             prev = Some(id);
         }
-        let find = |id: &Hash32| chain.get(id).map(|s| (me, s.clone()));
+        let find = |id: &SignalId| chain.get(id).map(|s| (me, s.clone()));
         // A fourth within the hour, at 3 per hour: refused.
         let err = check_chain(&me, &signal(4, prev, 5000), 3, false, &find).expect_err("rate");
         assert!(err.0.contains("rate limit"), "{}", err.0);
@@ -700,7 +702,7 @@ mod tests {
     }
 
     /// A region founded by key 1, where 1 admitted 2 and 2 admitted 3.
-    fn region() -> (Hash32, BTreeMap<Hash32, SignedRecord>) {
+    fn region() -> (GroupId, BTreeMap<Hash32, SignedRecord>) {
         let genesis = record(
             &key(1),
             RecordBody::GroupGenesis(GroupGenesis {
@@ -713,8 +715,8 @@ mod tests {
                 charter: Charter::default(),
             }),
         );
-        let group = genesis.id();
-        let mut records = BTreeMap::from([(group, genesis)]);
+        let group = GroupId::from(genesis.id());
+        let mut records = BTreeMap::from([(group.hash32(), genesis)]);
         for (by, newcomer) in [(2u8, 3u8), (1, 2)] {
             let r = record(
                 &key(by),
@@ -735,7 +737,7 @@ mod tests {
         record(
             k,
             RecordBody::Answer(Answer {
-                signal: Hash32([5; 32]),
+                signal: SignalId::from(Hash32([5; 32])),
                 kind,
                 text: "on my way".into(),
                 at_ms: 20,
@@ -754,7 +756,7 @@ mod tests {
         let k = carried.check().expect("checks");
         assert_eq!((k.id, k.by, k.given_in), (ack.id(), key(3).id(), group));
         assert_eq!(k.given_in_name, "North Valley");
-        let hub = Hash32([7; 32]);
+        let hub = GroupId::from(Hash32([7; 32]));
         assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &hub).is_ok());
         // Not back into the group it came from.
         assert!(check_record(&RecordBody::CarriedAnswer(carried.clone()), &group).is_err());
@@ -806,7 +808,7 @@ mod tests {
             &key(1),
             RecordBody::Admission(Admission::self_issued(
                 &key(1),
-                &Hash32([8; 32]),
+                &GroupId::from(Hash32([8; 32])),
                 key(4).id(),
                 Hash32([4; 32]),
                 10,
@@ -845,7 +847,7 @@ mod tests {
         let real = record(
             &key(2),
             RecordBody::Answer(Answer {
-                signal: signal.id(),
+                signal: SignalId::from(signal.id()),
                 kind: AnswerKind::Ack,
                 text: String::new(),
                 at_ms: 20,
@@ -864,9 +866,9 @@ mod tests {
             );
             hub.insert(r.id(), r);
         }
-        let hub_id = Hash32([7; 32]);
-        let from_parent = |from: &Hash32, _: u64| *from == region_id;
-        let nobody = |_: &Hash32, _: u64| false;
+        let hub_id = GroupId::from(Hash32([7; 32]));
+        let from_parent = |from: &GroupId, _: u64| *from == region_id;
+        let nobody = |_: &GroupId, _: u64| false;
         let views = signals(
             hub_id,
             &hub,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, SignalId};
 
 use crate::distress::{self, Escalation, SignalStatus, SignalView};
 use crate::governance::{Governance, TreatyKind, TreatyState};
@@ -25,7 +25,7 @@ pub fn mutual_aid_at(t: &TreatyState, at: u64) -> bool {
 
 /// Whether `gov`'s group was bound to `other` by a mutual-aid treaty in
 /// force at `at`.
-pub fn partners_at(gov: &Governance, other: &Hash32, at: u64) -> bool {
+pub fn partners_at(gov: &Governance, other: &GroupId, at: u64) -> bool {
     gov.treaties
         .values()
         .any(|t| t.other == *other && mutual_aid_at(t, at))
@@ -33,7 +33,7 @@ pub fn partners_at(gov: &Governance, other: &Hash32, at: u64) -> bool {
 
 /// Whether `gov`'s group takes answers carried from `from` at `at`: the
 /// tier above, a child tier, or a mutual-aid treaty partner.
-pub fn answers_come_from(gov: &Governance, from: &Hash32, at: u64) -> bool {
+pub fn answers_come_from(gov: &Governance, from: &GroupId, at: u64) -> bool {
     gov.parent == Some(*from) || gov.children.contains(from) || partners_at(gov, from, at)
 }
 
@@ -43,22 +43,22 @@ pub fn signals_of(doc: &SignedDoc, gov: &Governance, now: u64) -> Vec<SignalView
     // mutual-aid treaty in force when it came; an answer is carried back
     // from the tier above, from a child tier, or across such a treaty.
     let escalation_from =
-        |from: &Hash32, at: u64| gov.children.contains(from) || partners_at(gov, from, at);
-    let answer_from = |from: &Hash32, at: u64| answers_come_from(gov, from, at);
+        |from: &GroupId, at: u64| gov.children.contains(from) || partners_at(gov, from, at);
+    let answer_from = |from: &GroupId, at: u64| answers_come_from(gov, from, at);
     let relations = distress::Relations {
         escalation_from: &escalation_from,
         answer_from: &answer_from,
     };
-    distress::signals(doc.id(), doc.records(), now, &relations)
+    distress::signals(doc.group(), doc.records(), now, &relations)
 }
 
 /// The raw signed record of signal `id` as `doc` holds it, with the
 /// admissions showing its raiser was a member where it was raised: from
 /// the document itself for a signal raised here, from the escalation that
 /// carried it in otherwise.
-pub fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, MemberProof)> {
-    if let Some(r) = doc.records().get(id) {
-        let proof = MemberProof::of_one(&doc.id(), doc.records(), &r.author)?;
+pub fn signal_with_proof(doc: &SignedDoc, id: &SignalId) -> Option<(Vec<u8>, MemberProof)> {
+    if let Some(r) = doc.records().get(&id.hash32()) {
+        let proof = MemberProof::of_one(&doc.group(), doc.records(), &r.author)?;
         return Some((r.encode(), proof));
     }
     doc.records()
@@ -67,7 +67,7 @@ pub fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, Membe
             Ok(RecordBody::Escalation(e)) => e
                 .signal()
                 .ok()
-                .filter(|(s, _)| s.id() == *id)
+                .filter(|(s, _)| s.id() == id.hash32())
                 .map(|_| (e.signal, e.raiser)),
             _ => None,
         })
@@ -79,13 +79,13 @@ pub fn signal_with_proof(doc: &SignedDoc, id: &Hash32) -> Option<(Vec<u8>, Membe
 /// not hold them yet, then answers carried between the groups a signal
 /// travelled to.
 pub fn due_distress_records(
-    groups: &BTreeMap<Hash32, SignedDoc>,
-    govs: &BTreeMap<Hash32, Governance>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
+    govs: &BTreeMap<GroupId, Governance>,
     me: &MemberId,
     now: u64,
-    held_since: &mut dyn FnMut(&Hash32, &Hash32) -> u64,
-) -> Vec<(Hash32, RecordBody)> {
-    let signals: BTreeMap<Hash32, Vec<SignalView>> = govs
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
+) -> Vec<(GroupId, RecordBody)> {
+    let signals: BTreeMap<GroupId, Vec<SignalView>> = govs
         .iter()
         .filter_map(|(g, gov)| Some((*g, signals_of(groups.get(g)?, gov, now))))
         .collect();
@@ -101,22 +101,22 @@ pub fn due_distress_records(
 /// resolution reaches every group the signal travelled to. Oldest
 /// first, so a response is carried before the resolve that needs it.
 fn due_answer_carries(
-    groups: &BTreeMap<Hash32, SignedDoc>,
-    govs: &BTreeMap<Hash32, Governance>,
-    signals: &BTreeMap<Hash32, Vec<SignalView>>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
+    govs: &BTreeMap<GroupId, Governance>,
+    signals: &BTreeMap<GroupId, Vec<SignalView>>,
     me: &MemberId,
     now: u64,
-) -> Vec<(Hash32, RecordBody)> {
-    let mine: Vec<&Hash32> = govs
+) -> Vec<(GroupId, RecordBody)> {
+    let mine: Vec<&GroupId> = govs
         .iter()
         .filter(|(_, gov)| gov.is_member(me))
         .map(|(g, _)| g)
         .collect();
-    let related = |to: &Hash32, from: &Hash32| {
+    let related = |to: &GroupId, from: &GroupId| {
         govs.get(to)
             .is_some_and(|gov| answers_come_from(gov, from, now))
     };
-    let mut due: BTreeMap<(u64, Hash32, Hash32), RecordBody> = BTreeMap::new();
+    let mut due: BTreeMap<(u64, Hash32, GroupId), RecordBody> = BTreeMap::new();
     for from in &mine {
         let Some(doc) = groups.get(from) else {
             continue;
@@ -154,21 +154,21 @@ fn due_answer_carries(
 
 /// Escalations to file (see [`due_distress_records`]).
 fn due_escalations(
-    groups: &BTreeMap<Hash32, SignedDoc>,
-    govs: &BTreeMap<Hash32, Governance>,
-    signals: &BTreeMap<Hash32, Vec<SignalView>>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
+    govs: &BTreeMap<GroupId, Governance>,
+    signals: &BTreeMap<GroupId, Vec<SignalView>>,
     me: &MemberId,
     now: u64,
-    held_since: &mut dyn FnMut(&Hash32, &Hash32) -> u64,
-) -> Vec<(Hash32, RecordBody)> {
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
+) -> Vec<(GroupId, RecordBody)> {
     // An answer anywhere stops escalation everywhere.
-    let answered: std::collections::BTreeSet<Hash32> = signals
+    let answered: std::collections::BTreeSet<SignalId> = signals
         .values()
         .flatten()
         .filter(|v| v.answered())
         .map(|v| v.id)
         .collect();
-    let holds = |group: &Hash32, id: &Hash32| {
+    let holds = |group: &GroupId, id: &SignalId| {
         signals
             .get(group)
             .is_some_and(|l| l.iter().any(|x| x.id == *id))
@@ -237,10 +237,10 @@ fn due_escalations(
 /// How many of each raiser's signals were carried into each group in the
 /// last hour (held there), by (group, raiser).
 fn carried_in_last_hour(
-    signals: &BTreeMap<Hash32, Vec<SignalView>>,
+    signals: &BTreeMap<GroupId, Vec<SignalView>>,
     now: u64,
-) -> BTreeMap<(Hash32, MemberId), u32> {
-    let mut carried_in: BTreeMap<(Hash32, MemberId), u32> = BTreeMap::new();
+) -> BTreeMap<(GroupId, MemberId), u32> {
+    let mut carried_in: BTreeMap<(GroupId, MemberId), u32> = BTreeMap::new();
     for (t, list) in signals {
         for x in list {
             if !x.path.is_empty() && now < x.arrived_at_ms.saturating_add(distress::RATE_WINDOW_MS)
@@ -255,8 +255,8 @@ fn carried_in_last_hour(
 /// Where signal `v`, seen in group `g`, climbs: the tier above, and, from
 /// the group it was raised in, every group bound to it by a mutual-aid
 /// treaty in force.
-fn escalation_targets(g: Hash32, gov: &Governance, v: &SignalView, now: u64) -> Vec<Hash32> {
-    let mut targets: Vec<Hash32> = gov.parent.into_iter().collect();
+fn escalation_targets(g: GroupId, gov: &Governance, v: &SignalView, now: u64) -> Vec<GroupId> {
+    let mut targets: Vec<GroupId> = gov.parent.into_iter().collect();
     if v.origin == g {
         targets.extend(
             gov.treaties

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, MemberId, ProposalId, SignalId};
 
 use crate::distress_due::due_distress_records;
 use crate::governance::{
@@ -28,7 +28,7 @@ pub enum Due {
     /// The limit change a passed proposal of this member's orders.
     Limit {
         /// The group.
-        group: Hash32,
+        group: GroupId,
         /// The member whose limits change (the group default when `None`).
         member: Option<MemberId>,
         /// The new floor.
@@ -36,12 +36,12 @@ pub enum Due {
         /// The new ceiling.
         ceiling: i64,
         /// The proposal that orders it.
-        proposal: Hash32,
+        proposal: ProposalId,
     },
     /// The commons payout a passed proposal of this member's orders.
     Payout {
         /// The group.
-        group: Hash32,
+        group: GroupId,
         /// Paid to.
         to: Account,
         /// Minor units.
@@ -49,12 +49,12 @@ pub enum Due {
         /// The memo.
         memo: String,
         /// The proposal that orders it.
-        proposal: Hash32,
+        proposal: ProposalId,
     },
     /// A record to file into group `group`'s document.
     File {
         /// The group.
-        group: Hash32,
+        group: GroupId,
         /// The record.
         body: Box<RecordBody>,
     },
@@ -64,14 +64,14 @@ pub enum Due {
 /// and ledgers held. `held_since(group, signal)` says when this node first
 /// held a signal (its escalation time counts from then).
 pub fn due(
-    groups: &BTreeMap<Hash32, SignedDoc>,
-    ledgers: &BTreeMap<Hash32, GroupLedger>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
+    ledgers: &BTreeMap<GroupId, GroupLedger>,
     me: &MemberId,
     now_ms: u64,
-    held_since: &mut dyn FnMut(&Hash32, &Hash32) -> u64,
+    held_since: &mut dyn FnMut(&GroupId, &SignalId) -> u64,
 ) -> Vec<Due> {
     // Each group's governance, once.
-    let govs: BTreeMap<Hash32, Governance> = groups
+    let govs: BTreeMap<GroupId, Governance> = groups
         .iter()
         .filter_map(|(g, d)| governance_of(d, now_ms).map(|gov| (*g, gov)))
         .collect();
@@ -85,7 +85,7 @@ pub fn due(
             body: Box::new(RecordBody::Decision(d)),
         }));
         todo.extend(orders_due(*group, gov, doc, ledgers.get(group), me));
-        let belongs = |g: &Hash32| govs.get(g).is_some_and(|g| g.is_member(me));
+        let belongs = |g: &GroupId| govs.get(g).is_some_and(|g| g.is_member(me));
         todo.extend(delegation_due(*group, gov, doc, groups, me, &belongs));
         todo.extend(counterparts_due(*group, gov, doc, groups, me, &belongs));
     }
@@ -125,7 +125,7 @@ pub fn decisions_due<'g>(
 /// The limit changes and commons payouts that this member's passed
 /// proposals in `group` order and that are not signed yet.
 fn orders_due(
-    group: Hash32,
+    group: GroupId,
     gov: &Governance,
     doc: &SignedDoc,
     ledger: Option<&GroupLedger>,
@@ -146,7 +146,8 @@ fn orders_due(
                 proposal: p.id,
             }),
             Action::Payout { to, amount, memo }
-                if p.proposer == *me && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id)) =>
+                if p.proposer == *me
+                    && ledger.is_some_and(|l| !l.ledger.paid_out(&p.id.hash32())) =>
             {
                 todo.push(Due::Payout {
                     group,
@@ -165,12 +166,12 @@ fn orders_due(
 /// A delegate carries the group's delegation into the parent, with the
 /// decision that named them.
 fn delegation_due(
-    group: Hash32,
+    group: GroupId,
     gov: &Governance,
     doc: &SignedDoc,
-    groups: &BTreeMap<Hash32, SignedDoc>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
     me: &MemberId,
-    belongs: &dyn Fn(&Hash32) -> bool,
+    belongs: &dyn Fn(&GroupId) -> bool,
 ) -> Option<Due> {
     let (Some((delegates, until, proposal)), Some(parent)) = (&gov.delegates, gov.parent) else {
         return None;
@@ -200,12 +201,12 @@ fn delegation_due(
 
 /// A member of both parties carries treaty decisions across.
 fn counterparts_due(
-    group: Hash32,
+    group: GroupId,
     gov: &Governance,
     doc: &SignedDoc,
-    groups: &BTreeMap<Hash32, SignedDoc>,
+    groups: &BTreeMap<GroupId, SignedDoc>,
     me: &MemberId,
-    belongs: &dyn Fn(&Hash32) -> bool,
+    belongs: &dyn Fn(&GroupId) -> bool,
 ) -> Vec<Due> {
     let mut todo = Vec::new();
     for p in passed(gov) {
@@ -263,9 +264,9 @@ fn has_record(doc: &SignedDoc, pred: impl Fn(&RecordBody) -> bool) -> bool {
         .any(|r| RecordBody::decode(&r.body).is_ok_and(|b| pred(&b)))
 }
 
-fn limit_written(doc: &SignedDoc, proposal: &Hash32) -> bool {
+fn limit_written(doc: &SignedDoc, proposal: &ProposalId) -> bool {
     has_record(
         doc,
-        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal.as_ref() == Some(proposal)),
+        |b| matches!(b, RecordBody::CreditLimit(c) if c.proposal == Some(proposal.hash32())),
     )
 }

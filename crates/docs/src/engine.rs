@@ -42,7 +42,7 @@ use automerge::{
     Value, ValueRef, ROOT,
 };
 use nestwork_core::limits::{MAX_CHANGE_DATA_BYTES, MAX_CHANGE_OPS};
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, SignalId, SignedChange, SignedRecord};
 
 mod drafts;
 mod roll;
@@ -212,19 +212,21 @@ impl Clone for KeptTimeline {
 #[derive(Clone, Default)]
 struct DistressIndex {
     /// Each member's signals by sequence number.
-    chain: HashMap<(MemberId, u64), Hash32>,
+    chain: HashMap<(MemberId, u64), SignalId>,
     /// Every signal the group holds (its own and escalated in), with its raiser.
-    signals: HashMap<Hash32, MemberId>,
+    signals: HashMap<SignalId, MemberId>,
     /// Who has responded to which signal.
-    responders: HashSet<(Hash32, MemberId)>,
+    responders: HashSet<(SignalId, MemberId)>,
     /// Each member's newest signal: its number and id.
-    heads: HashMap<MemberId, (u64, Hash32)>,
+    heads: HashMap<MemberId, (u64, SignalId)>,
 }
 
 impl DistressIndex {
     fn absorb(&mut self, id: Hash32, author: MemberId, body: &RecordBody) {
         match body {
             RecordBody::Signal(s) => {
+                // A signal's id is its record's.
+                let id = SignalId::from(id);
                 self.chain.entry((author, s.seq)).or_insert(id);
                 self.signals.insert(id, author);
                 let head = self.heads.entry(author).or_insert((s.seq, id));
@@ -234,7 +236,8 @@ impl DistressIndex {
             }
             RecordBody::Escalation(e) => {
                 if let Ok((record, _)) = e.signal() {
-                    self.signals.insert(record.id(), record.author);
+                    self.signals
+                        .insert(SignalId::from(record.id()), record.author);
                 }
             }
             RecordBody::Answer(a) => {
@@ -515,7 +518,7 @@ impl SignedDoc {
         rules::check_record(
             &body,
             &RecordContext {
-                group: Hash32([0; 32]),
+                group: GroupId::from(Hash32([0; 32])),
                 author: writer.id(),
                 in_genesis_change: true,
                 ledger_period: None,
@@ -1140,7 +1143,7 @@ impl SignedDoc {
         if kept.is_none() {
             let (record, genesis) = self.genesis()?;
             let timeline = crate::governance::Timeline::new(
-                self.id,
+                GroupId::from(self.id),
                 record.author,
                 genesis.created_at_ms,
                 &genesis.charter,
@@ -1553,7 +1556,7 @@ impl SignedDoc {
     }
 
     /// `member`'s newest distress signal here: its number and id.
-    pub fn signal_head(&self, member: &MemberId) -> Option<(u64, Hash32)> {
+    pub fn signal_head(&self, member: &MemberId) -> Option<(u64, SignalId)> {
         self.distress.heads.get(member).copied()
     }
 
@@ -1587,9 +1590,11 @@ impl SignedDoc {
             .founders_edits(|_, id| self.records.contains_key(id))
     }
 
-    /// The group this document belongs to.
-    fn group(&self) -> Hash32 {
-        self.ledger.map_or(self.id, |(group, _)| group)
+    /// The group this document belongs to: for a group's own document,
+    /// the group it founds (its id is the group's); for a ledger period,
+    /// the group whose ledger it is.
+    pub fn group(&self) -> GroupId {
+        GroupId::from(self.ledger.map_or(self.id, |(group, _)| group))
     }
 
     /// Rules that look at the records a governance record names: a vote's
@@ -1961,13 +1966,13 @@ impl Refs<'_> {
 
     /// A vote is for a proposal its voter saw, not yet decided.
     fn check_vote(&self, v: &Vote) -> Result<(), String> {
-        if !self.proposal_in_past(&v.proposal) {
+        if !self.proposal_in_past(&v.proposal.hash32()) {
             return Err(format!(
                 "a vote for {}, which is not a proposal of this group in the vote's causal past",
                 v.proposal.short()
             ));
         }
-        if self.decided(&v.proposal) {
+        if self.decided(&v.proposal.hash32()) {
             return Err(format!(
                 "a vote for {} cast after its decision: it can count for nothing",
                 v.proposal.short()
@@ -1978,7 +1983,7 @@ impl Refs<'_> {
 
     /// A decision names a proposal and votes on it, all in its causal past.
     fn check_decision(&self, d: &Decision) -> Result<(), String> {
-        if !self.proposal_in_past(&d.proposal) {
+        if !self.proposal_in_past(&d.proposal.hash32()) {
             return Err(format!(
                 "a decision on {}, which is not a proposal of this group in its causal past",
                 d.proposal.short()
@@ -2045,10 +2050,10 @@ impl Refs<'_> {
         .any(|d| {
             d.chain
                 .get(&(*author, s.seq))
-                .is_some_and(|held| Some(held) != id)
+                .is_some_and(|held| Some(&held.hash32()) != id)
         });
-        let lookup = |id: &Hash32| match self
-            .find(id)
+        let lookup = |id: &SignalId| match self
+            .find(&id.hash32())
             .map(|r| (r.author, RecordBody::decode(&r.body)))
         {
             Some((who, Ok(RecordBody::Signal(s)))) => Some((who, s)),

@@ -55,7 +55,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{encoding, Hash32, MemberId, SignedRecord};
+use nestwork_core::{encoding, GroupId, Hash32, MemberId, ProposalId, SignedRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::charter::{check_rules, MAX_ARTICLES, MAX_ARTICLE_TEXT_CHARS, MAX_ARTICLE_TITLE_CHARS};
@@ -136,7 +136,7 @@ impl Treaty {
     }
 
     /// The party that is not `group`.
-    pub fn other(&self, group: &Hash32) -> Hash32 {
+    pub fn other(&self, group: &GroupId) -> GroupId {
         if self.parties[0] == *group {
             self.parties[1]
         } else {
@@ -307,7 +307,7 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<(), RuleError> {
 
 /// Check an action's shape (everything that does not depend on the
 /// group's state). `group` is the group it is proposed in.
-pub fn check_action(action: &Action, group: &Hash32) -> Result<(), RuleError> {
+pub fn check_action(action: &Action, group: &GroupId) -> Result<(), RuleError> {
     match action {
         Action::AddArticle { title, text } => {
             check_text("article title", title, MAX_ARTICLE_TITLE_CHARS)?;
@@ -386,7 +386,7 @@ fn check_article_number(n: u32) -> Result<(), RuleError> {
 
 /// A treaty's shape: two different parties in order, one of them `group`,
 /// terms, an end after its start.
-pub fn check_treaty(t: &Treaty, group: &Hash32) -> Result<(), RuleError> {
+pub fn check_treaty(t: &Treaty, group: &GroupId) -> Result<(), RuleError> {
     if t.parties[0] >= t.parties[1] {
         return broken("a treaty's two parties must be two different groups, in order");
     }
@@ -402,7 +402,11 @@ pub fn check_treaty(t: &Treaty, group: &Hash32) -> Result<(), RuleError> {
 
 /// Check a governance record's shape as filed in `group` by `author`
 /// (everything that does not depend on other records).
-pub fn check_record(body: &RecordBody, group: &Hash32, author: &MemberId) -> Result<(), RuleError> {
+pub fn check_record(
+    body: &RecordBody,
+    group: &GroupId,
+    author: &MemberId,
+) -> Result<(), RuleError> {
     match body {
         RecordBody::Proposal(p) => check_action(&p.action, group),
         RecordBody::Vote(v) => match v.for_group {
@@ -510,7 +514,7 @@ pub enum Seat {
     /// A member's own seat.
     Member(MemberId),
     /// A child group's seat, cast by its delegates.
-    Group(Hash32),
+    Group(GroupId),
 }
 
 /// Where a proposal stands.
@@ -593,7 +597,7 @@ pub struct IgnoredVote {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposalState {
     /// The proposal's id.
-    pub id: Hash32,
+    pub id: ProposalId,
     /// Who proposed it.
     pub proposer: MemberId,
     /// What it asks for.
@@ -698,7 +702,7 @@ pub struct TreatyState {
     /// The treaty.
     pub treaty: Treaty,
     /// The other party.
-    pub other: Hash32,
+    pub other: GroupId,
     /// When this group ratified it.
     pub ratified_here_ms: Option<u64>,
     /// When the other party ratified it (as carried over).
@@ -715,7 +719,7 @@ pub struct TreatyState {
 
 impl TreatyState {
     /// A treaty of `group`'s that neither party has ratified yet.
-    fn new(treaty: &Treaty, group: &Hash32) -> TreatyState {
+    fn new(treaty: &Treaty, group: &GroupId) -> TreatyState {
         TreatyState {
             id: treaty.id(),
             treaty: treaty.clone(),
@@ -761,7 +765,7 @@ pub struct LotteryPick {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Governance {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// When this state holds.
     pub now_ms: u64,
     /// The group's creator.
@@ -781,13 +785,13 @@ pub struct Governance {
     /// Former members and when they left or were removed.
     pub former: BTreeMap<MemberId, u64>,
     /// The parent tier, if any.
-    pub parent: Option<Hash32>,
+    pub parent: Option<GroupId>,
     /// Child groups admitted into this tier.
-    pub children: BTreeSet<Hash32>,
+    pub children: BTreeSet<GroupId>,
     /// This group's delegates in its parent, and until when.
-    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    pub delegates: Option<(Vec<MemberId>, u64, ProposalId)>,
     /// Child groups' delegations filed here, newest per child.
-    pub child_delegations: BTreeMap<Hash32, DelegationState>,
+    pub child_delegations: BTreeMap<GroupId, DelegationState>,
     /// Every proposal, oldest first.
     /// (Shared with the kept timeline they were judged in: a view copies
     /// no proposal.)
@@ -813,11 +817,11 @@ impl Governance {
     /// (id, signer and decoded body, in any order), replayed from the
     /// start. A [`Timeline`] keeps the replay from one moment to the next.
     pub fn at<'r>(
-        group: Hash32,
+        group: GroupId,
         creator: MemberId,
         created_at_ms: u64,
         charter: &Charter,
-        parent: Option<Hash32>,
+        parent: Option<GroupId>,
         records: impl IntoIterator<Item = (Hash32, MemberId, &'r RecordBody)>,
         now_ms: u64,
     ) -> Governance {
@@ -897,7 +901,7 @@ impl Governance {
                     return Err(format!("{d} is not a member"));
                 }
                 let until = at.saturating_add(self.rules.revision_cycle_secs.saturating_mul(1000));
-                self.delegates = Some((delegates.clone(), until, proposal));
+                self.delegates = Some((delegates.clone(), until, ProposalId::from(proposal)));
             }
             Action::RatifyTreaty { .. } | Action::RenewTreaty { .. } | Action::EndTreaty { .. } => {
                 self.apply_treaty(action, at)?
@@ -1078,7 +1082,7 @@ impl Governance {
     }
 
     /// A proposal by id.
-    pub fn proposal(&self, id: &Hash32) -> Option<&ProposalState> {
+    pub fn proposal(&self, id: &ProposalId) -> Option<&ProposalState> {
         self.proposals.iter().find(|p| p.id == *id).map(|p| &**p)
     }
 
@@ -1105,11 +1109,11 @@ impl DecisionProof {
     /// passed it by itself, the one that settled it if it did. `None` when
     /// no such record, or the admissions of the signers, are held.
     pub fn of(
-        group: &Hash32,
+        group: &GroupId,
         records: &BTreeMap<Hash32, SignedRecord>,
         passed: &ProposalState,
     ) -> Option<(DecisionProof, u64)> {
-        let proposal = records.get(&passed.id)?;
+        let proposal = records.get(&passed.id.hash32())?;
         let (decision, at) = passed
             .decisions
             .iter()
@@ -1209,7 +1213,7 @@ mod tests {
 
     fn state(seats: usize, quorum: u8, approval: u8) -> ProposalState {
         ProposalState {
-            id: Hash32([0; 32]),
+            id: ProposalId::from(Hash32([0; 32])),
             proposer: MemberId([0; 32]),
             proposal: Proposal {
                 action: Action::LeaveParent,
@@ -1284,8 +1288,8 @@ mod tests {
 
     #[test]
     fn treaty_shape() {
-        let a = Hash32([1; 32]);
-        let b = Hash32([2; 32]);
+        let a = GroupId::from(Hash32([1; 32]));
+        let b = GroupId::from(Hash32([2; 32]));
         let t = Treaty {
             parties: [a, b],
             kind: TreatyKind::MutualAid,
@@ -1294,7 +1298,7 @@ mod tests {
             end_ms: 10,
         };
         assert!(check_treaty(&t, &a).is_ok());
-        assert!(check_treaty(&t, &Hash32([3; 32])).is_err());
+        assert!(check_treaty(&t, &GroupId::from(Hash32([3; 32]))).is_err());
         let backwards = Treaty {
             parties: [b, a],
             ..t.clone()

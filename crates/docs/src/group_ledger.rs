@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, SignedChange};
 
 use crate::engine::{ledger_period_id, RecordGate, Roll};
 use crate::ledger::{Account, Base, CreditLimit, Ledger, PayoutGate, Refusal, MAX_GROUP_HEADS};
@@ -108,9 +108,9 @@ impl GroupLedger {
     /// and list them in `index` (period document id to group).
     pub fn open_periods(
         &mut self,
-        group: Hash32,
+        group: GroupId,
         writer: &Writer,
-        index: &mut HashMap<Hash32, Hash32>,
+        index: &mut HashMap<DocId, GroupId>,
     ) {
         let newest = self
             .ledger
@@ -123,10 +123,10 @@ impl GroupLedger {
             if self.periods.contains_key(&period) || self.cold.contains_key(&period) {
                 continue;
             }
-            match SignedDoc::ledger_period(group, period) {
+            match SignedDoc::ledger_period(group.hash32(), period) {
                 Ok(mut doc) => {
                     doc.set_writer(writer);
-                    index.insert(doc.id(), group);
+                    index.insert(DocId::from(doc.id()), group);
                     self.periods.insert(period, doc);
                     self.opened = true;
                 }
@@ -144,12 +144,12 @@ impl GroupLedger {
     #[allow(clippy::too_many_arguments)]
     pub fn add_record(
         &mut self,
-        group: Hash32,
+        group: GroupId,
         writer: &Writer,
         group_doc: &SignedDoc,
         period: u64,
         body: RecordBody,
-        index: &mut HashMap<Hash32, Hash32>,
+        index: &mut HashMap<DocId, GroupId>,
         decisions: &dyn PayoutGate,
         now_ms: u64,
     ) -> Result<(Hash32, SignedChange), crate::Error> {
@@ -178,12 +178,12 @@ impl GroupLedger {
     /// `None` if the period is not open here.
     pub fn apply_to(
         &mut self,
-        doc: &Hash32,
+        doc: &DocId,
         group_doc: &SignedDoc,
         changes: Vec<SignedChange>,
         decisions: &dyn PayoutGate,
     ) -> Option<ApplyReport> {
-        let target = self.periods.values_mut().find(|d| d.id() == *doc)?;
+        let target = self.periods.values_mut().find(|d| d.id() == doc.hash32())?;
         let mut gate = Gate {
             ledger: Some(&mut self.ledger),
             group: Some(group_doc),
@@ -198,8 +198,8 @@ impl GroupLedger {
     }
 
     /// The period document with id `doc`.
-    pub fn period_doc_mut(&mut self, doc: &Hash32) -> Option<&mut SignedDoc> {
-        self.periods.values_mut().find(|d| d.id() == *doc)
+    pub fn period_doc_mut(&mut self, doc: &DocId) -> Option<&mut SignedDoc> {
+        self.periods.values_mut().find(|d| d.id() == doc.hash32())
     }
 
     /// Record the payments and closings of loaded period documents
@@ -446,8 +446,8 @@ impl RecordGate for Gate<'_> {
 }
 
 /// The id of a period document.
-pub fn period_id(group: &Hash32, period: u64) -> Hash32 {
-    ledger_period_id(group, period)
+pub fn period_id(group: &GroupId, period: u64) -> DocId {
+    DocId::from(ledger_period_id(&group.hash32(), period))
 }
 
 /// A payment to sign: from `from` (the signer's own account, or the
@@ -492,11 +492,11 @@ impl GroupLedger {
     #[allow(clippy::too_many_arguments)]
     pub fn sign_payment(
         &mut self,
-        group: Hash32,
+        group: GroupId,
         writer: &Writer,
         group_doc: &SignedDoc,
         order: PaymentOrder<'_>,
-        index: &mut HashMap<Hash32, Hash32>,
+        index: &mut HashMap<DocId, GroupId>,
         decisions: &dyn PayoutGate,
         now_ms: u64,
     ) -> Result<SignedPayment, crate::Error> {

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId, SignedRecord};
 
 use crate::error::{broken, RuleError};
 use crate::record::governance::{Action, Decision, Proposal};
@@ -34,7 +34,7 @@ pub const MAX_ADMISSION_CHAIN: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvenGroup {
     /// The group's id.
-    pub id: Hash32,
+    pub id: GroupId,
     /// Its name, from its founding record.
     pub name: String,
     /// The founder and everyone the admissions lead to.
@@ -71,7 +71,8 @@ impl MemberProof {
                 "a proof cites at most {MAX_PROOF_ADMISSIONS} admissions"
             ));
         }
-        let id = genesis.id();
+        // A group's id is its founding record's.
+        let id = GroupId::from(genesis.id());
         let mut members = BTreeSet::from([genesis.author]);
         for bytes in &self.admissions {
             let admission = SignedRecord::decode_verified(bytes)
@@ -112,7 +113,7 @@ impl MemberProof {
     /// The proof that `member` was admitted to `group` that
     /// [`MemberProof::check_one`] accepts, if the group's records hold one.
     pub fn of_one(
-        group: &Hash32,
+        group: &GroupId,
         records: &BTreeMap<Hash32, SignedRecord>,
         member: &MemberId,
     ) -> Option<MemberProof> {
@@ -125,11 +126,11 @@ impl MemberProof {
     /// before those they admitted. `None` when a member's admissions are
     /// not all held.
     pub fn of(
-        group: &Hash32,
+        group: &GroupId,
         records: &BTreeMap<Hash32, SignedRecord>,
         members: &[MemberId],
     ) -> Option<MemberProof> {
-        let genesis = records.get(group)?;
+        let genesis = records.get(&group.hash32())?;
         let founder = genesis.author;
         let admissions: Vec<(&SignedRecord, MemberId)> = records
             .values()
@@ -186,7 +187,7 @@ pub struct ProvenDecision {
     /// The group that decided.
     pub group: ProvenGroup,
     /// The proposal's id.
-    pub proposal_id: Hash32,
+    pub proposal_id: ProposalId,
     /// The proposal.
     pub proposal: Proposal,
     /// The decision.
@@ -211,7 +212,7 @@ impl DecisionProof {
             return broken("a decision proof must cite a decision record");
         };
         group.vouch(&decision.author, "the decision's signer")?;
-        if d.proposal != proposal.id() {
+        if d.proposal != ProposalId::from(proposal.id()) {
             return broken("the decision cited is on another proposal");
         }
         if !d.passed {
@@ -222,7 +223,7 @@ impl DecisionProof {
         }
         Ok(ProvenDecision {
             group,
-            proposal_id: proposal.id(),
+            proposal_id: ProposalId::from(proposal.id()),
             proposal: p,
             decision: d,
         })
@@ -234,8 +235,8 @@ impl DecisionProof {
     pub fn check_cited(
         &self,
         what: &str,
-        group: &Hash32,
-        proposal: &Hash32,
+        group: &GroupId,
+        proposal: &ProposalId,
         at_ms: u64,
         decides: impl Fn(&Action) -> bool,
     ) -> Result<(), RuleError> {

@@ -25,7 +25,7 @@ pub const MAX_FOUNDERS_EDITS: usize = 256;
 /// Where a record is being added.
 pub struct RecordContext {
     /// The document's group (for a ledger period, its group).
-    pub group: nestwork_core::Hash32,
+    pub group: nestwork_core::GroupId,
     /// Who signed the record.
     pub author: nestwork_core::MemberId,
     /// True only for the first change of a document.

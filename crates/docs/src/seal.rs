@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nestwork_core::keybox::{self, KEY_BOX_BYTES};
-use nestwork_core::{Hash32, MemberId, MemberKey};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey};
 
 use crate::error::RuleError;
 pub use crate::record::seal::{KeyBox, SealKey};
@@ -37,19 +37,19 @@ pub use crate::record::seal::{KeyBox, SealKey};
 pub const MAX_KEY_BOXES: usize = 400;
 
 /// The id of `key` in `group`.
-pub fn key_id(group: &Hash32, key: &[u8; 32]) -> Hash32 {
-    Hash32::of_parts(&[b"nestwork/seal-key-id/v1", &group.0, key])
+pub fn key_id(group: &GroupId, key: &[u8; 32]) -> Hash32 {
+    Hash32::of_parts(&[b"nestwork/seal-key-id/v1", group.as_bytes(), key])
 }
 
 /// The first key of a group: derived from its genesis record (encoded),
 /// which every member, and every invitee while they join, is sent.
-pub fn genesis_key(group: &Hash32, genesis: &[u8]) -> [u8; 32] {
-    Hash32::of_parts(&[b"nestwork/group-seal/v1", &group.0, genesis]).0
+pub fn genesis_key(group: &GroupId, genesis: &[u8]) -> [u8; 32] {
+    Hash32::of_parts(&[b"nestwork/group-seal/v1", group.as_bytes(), genesis]).0
 }
 
 /// What a box is bound to: its group and its key's id.
-fn context(group: &Hash32, key_id: &Hash32) -> Vec<u8> {
-    [&group.0[..], &key_id.0[..]].concat()
+fn context(group: &GroupId, key_id: &Hash32) -> Vec<u8> {
+    [&group.as_bytes()[..], &key_id.0[..]].concat()
 }
 
 /// Check a seal key record's shape: 1 to [`MAX_KEY_BOXES`] boxes, in
@@ -84,7 +84,7 @@ pub fn check_record(k: &SealKey) -> Result<(), RuleError> {
 }
 
 /// Seal `key` to each of `to` (one record per [`MAX_KEY_BOXES`] members).
-pub fn seal_to(group: &Hash32, key: &[u8; 32], to: &BTreeSet<MemberId>) -> Vec<SealKey> {
+pub fn seal_to(group: &GroupId, key: &[u8; 32], to: &BTreeSet<MemberId>) -> Vec<SealKey> {
     let id = key_id(group, key);
     let ctx = context(group, &id);
     let boxes: Vec<KeyBox> = to
@@ -159,7 +159,7 @@ impl Need {
 /// tried are remembered in `opened` (by record id), so each is opened
 /// once.
 pub fn keyring<'a>(
-    group: &Hash32,
+    group: &GroupId,
     genesis: &[u8],
     members: &BTreeSet<MemberId>,
     outside: &BTreeSet<MemberId>,
@@ -247,7 +247,7 @@ mod tests {
     ) -> Keyring {
         let former: BTreeSet<MemberId> = roll(ever).difference(&roll(members)).copied().collect();
         keyring(
-            &Hash32::of(b"g"),
+            &GroupId::from(Hash32::of(b"g")),
             b"genesis",
             &roll(members),
             &former,
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn the_genesis_key_serves_until_someone_leaves() {
         let r = ring(1, &[1, 2, 3], &[1, 2, 3], &[]);
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let first = key_id(&g, &genesis_key(&g, b"genesis"));
         assert_eq!(r.current, Some(first));
         assert_eq!(r.need, None);
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_new_key_opens_for_the_members_it_is_sealed_to_and_not_the_one_who_left() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let key = [42u8; 32];
         let recs: Vec<(Hash32, MemberId, SealKey)> = seal_to(&g, &key, &roll(&[1, 2]))
             .into_iter()
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_newcomer_awaiting_an_entry_vote_takes_no_key_made_after() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         // 4 was admitted by ticket and awaits the entry vote: it holds the
         // founding change, so the genesis key no longer serves.
         let r = ring(1, &[1, 2, 3], &[1, 2, 3, 4], &[]);
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn concurrent_new_keys_resolve_alike_on_every_node() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let mut recs: Vec<(Hash32, MemberId, SealKey)> = Vec::new();
         for (i, k) in [k1, k2].iter().enumerate() {
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_key_sealed_to_someone_off_the_roll_is_not_used() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let recs: Vec<(Hash32, MemberId, SealKey)> = seal_to(&g, &[5; 32], &roll(&[1, 2, 3]))
             .into_iter()
             .map(|k| (Hash32::of(b"rec"), member(1).id(), k))
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_box_whose_key_does_not_match_its_id_gives_nothing() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let mut k = seal_to(&g, &[5; 32], &roll(&[1, 2])).remove(0);
         k.key_id = Hash32::of(b"another id");
         let r = ring(
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn malformed_records_are_refused_with_a_reason() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let good = seal_to(&g, &[5; 32], &roll(&[1, 2, 3])).remove(0);
         let mut empty = good.clone();
         empty.boxes.clear();

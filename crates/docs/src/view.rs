@@ -1,7 +1,7 @@
 //! What members see: pure functions from a document to plain data. Two
 //! nodes holding the same changes produce identical views.
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::SignedDoc;
@@ -12,13 +12,13 @@ use crate::record::{GroupKind, RecordBody, Rules};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupView {
     /// The group id (hash of its genesis record).
-    pub id: Hash32,
+    pub id: GroupId,
     /// Its name.
     pub name: String,
     /// Hub, region, ...
     pub kind: GroupKind,
     /// The parent tier, if any.
-    pub parent: Option<Hash32>,
+    pub parent: Option<GroupId>,
     /// Who founded it.
     pub creator: MemberId,
     /// When, by the creator's clock (ms since the Unix epoch).
@@ -38,7 +38,7 @@ pub struct GroupView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CharterView {
     /// The group the charter belongs to.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// Hub, region, ...
@@ -56,11 +56,11 @@ pub struct CharterView {
     /// Former members and when they left or were removed.
     pub former: Vec<(MemberId, u64)>,
     /// The parent tier.
-    pub parent: Option<Hash32>,
+    pub parent: Option<GroupId>,
     /// Child groups in this tier.
-    pub children: Vec<Hash32>,
+    pub children: Vec<GroupId>,
     /// This group's delegates in its parent, until when, and the proposal.
-    pub delegates: Option<(Vec<MemberId>, u64, Hash32)>,
+    pub delegates: Option<(Vec<MemberId>, u64, ProposalId)>,
     /// Child groups' delegates, as filed here.
     pub child_delegations: Vec<DelegationState>,
     /// The revision cycle: its number (from 0) and when it started.
@@ -89,7 +89,7 @@ pub fn governance_of(doc: &SignedDoc, now_ms: u64) -> Option<Governance> {
 /// The decision record due on `proposal` at `now_ms`: what the votes held
 /// in `doc` decided, once voting on it is over and while no decision is
 /// held.
-pub fn decision_due(doc: &SignedDoc, proposal: &Hash32, now_ms: u64) -> Option<RecordBody> {
+pub fn decision_due(doc: &SignedDoc, proposal: &ProposalId, now_ms: u64) -> Option<RecordBody> {
     let decision = governance_of(doc, now_ms)?
         .proposal(proposal)?
         .decision_record(now_ms)?;
@@ -103,7 +103,7 @@ impl GroupView {
         let mut heads = doc.heads();
         heads.sort();
         Some(GroupView {
-            id: doc.id(),
+            id: doc.group(),
             name: genesis.name,
             kind: genesis.kind,
             parent: genesis.parent,
@@ -125,7 +125,7 @@ impl CharterView {
         let g = governance_of(doc, now_ms)?;
         let joined = doc.ever_members().iter().any(|m| *m != g.creator);
         Some(CharterView {
-            group: doc.id(),
+            group: doc.group(),
             group_name: genesis.name,
             kind: genesis.kind,
             overdue: g.overdue(),

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId, SignalId, SignedChange};
 use nestwork_docs::distress::{self, Answer, AnswerKind, Category, Severity, Signal, SignalStatus};
 use nestwork_docs::governance::DECISION_GRACE_MS;
 use nestwork_docs::governance::{Action, Choice, Outcome, Proposal, Vote};
@@ -98,7 +98,7 @@ struct History {
     /// The moment the history ended (where distress states are compared).
     last: u64,
     changes: Vec<SignedChange>,
-    shown: BTreeMap<Hash32, Outcome>,
+    shown: BTreeMap<ProposalId, Outcome>,
 }
 
 fn proposals_in(doc: &SignedDoc) -> Vec<(Hash32, MemberId, Proposal)> {
@@ -111,13 +111,13 @@ fn proposals_in(doc: &SignedDoc) -> Vec<(Hash32, MemberId, Proposal)> {
         .collect()
 }
 
-fn signals_in(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, SignalStatus> {
-    let none = |_: &Hash32, _: u64| false;
+fn signals_in(doc: &SignedDoc, now: u64) -> BTreeMap<SignalId, SignalStatus> {
+    let none = |_: &GroupId, _: u64| false;
     let relations = distress::Relations {
         escalation_from: &none,
         answer_from: &none,
     };
-    distress::signals(doc.id(), doc.records(), now, &relations)
+    distress::signals(doc.group(), doc.records(), now, &relations)
         .into_iter()
         .map(|v| (v.id, v.status))
         .collect()
@@ -125,7 +125,7 @@ fn signals_in(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, SignalStatus> {
 
 /// Outcomes shown (passed or failed) by `doc` at `now`, each with whether
 /// a decision by its proposer decides it.
-fn shown_by(doc: &SignedDoc, now: u64) -> BTreeMap<Hash32, (Outcome, bool)> {
+fn shown_by(doc: &SignedDoc, now: u64) -> BTreeMap<ProposalId, (Outcome, bool)> {
     governance_of(doc, now)
         .map(|g| {
             g.proposals
@@ -160,7 +160,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
     for m in 2..=MEMBERS {
         let body = RecordBody::Admission(Admission::self_issued(
             writer(1).key(),
-            &group,
+            &GroupId::from(group),
             writer(m).id(),
             Hash32([m; 32]),
             T0 + u64::from(m),
@@ -179,7 +179,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
     // sign on, and what it forged (it gossips that along with the rest).
     let mut kept: BTreeMap<u8, Vec<SignedDoc>> = BTreeMap::new();
     let mut forged: BTreeMap<u8, Vec<SignedChange>> = BTreeMap::new();
-    let mut shown: BTreeMap<Hash32, Outcome> = BTreeMap::new();
+    let mut shown: BTreeMap<ProposalId, Outcome> = BTreeMap::new();
     let mut global = T0 + 1_000;
     let now_of = |m: u8, global: u64| global.saturating_add_signed(skews[usize::from(m) - 1]);
     // `who` takes in everything `from` holds and forged.
@@ -246,7 +246,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                     let choice = [Choice::Yes, Choice::Yes, Choice::No, Choice::Abstain]
                         [usize::from(s.pick) % 4];
                     let body = RecordBody::Vote(Vote {
-                        proposal: *p,
+                        proposal: ProposalId::from(*p),
                         choice,
                         cast_at_ms: now,
                         for_group: None,
@@ -282,7 +282,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                     .into_iter()
                     .flatten()
                     .rev()
-                    .find(|c| decision_due(c, &p, after_grace).is_some());
+                    .find(|c| decision_due(c, &ProposalId::from(p), after_grace).is_some());
                 let mut copy = match open_then {
                     Some(c) if s.pick % 4 != 0 => c.clone(),
                     _ => replicas[&who].clone(),
@@ -293,7 +293,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                     [0x80, who, mine.len() as u8, 0, 0, 0, 0, 1],
                 );
                 let body = RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: if s.pick % 3 == 0 {
                         Choice::No
                     } else {
@@ -306,7 +306,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                     mine.push(change);
                 }
                 if s.op != 6 {
-                    if let Some(decision) = decision_due(&copy, &p, after_grace) {
+                    if let Some(decision) = decision_due(&copy, &ProposalId::from(p), after_grace) {
                         if let Ok((_, change)) =
                             copy.sign_record_anyway(&device, decision, after_grace)
                         {
@@ -319,7 +319,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                 let r = replicas.get_mut(&who).expect("replica");
                 let last = r.signal_head(&w.id());
                 let body = RecordBody::Signal(Signal {
-                    group,
+                    group: GroupId::from(group),
                     category: Category::Medical,
                     severity: Severity::High,
                     text: format!("help {}", s.pick),
@@ -333,7 +333,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
             }
             9 => {
                 let r = replicas.get_mut(&who).expect("replica");
-                let held: Vec<Hash32> = signals_in(r, now).into_keys().collect();
+                let held: Vec<SignalId> = signals_in(r, now).into_keys().collect();
                 if let Some(signal) = held.get(usize::from(s.pick) % held.len().max(1)) {
                     let kind = if s.pick % 4 == 0 {
                         AnswerKind::Resolve
@@ -362,7 +362,7 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
                 if by != me.id() {
                     continue;
                 }
-                if let Some(decision) = decision_due(r, &p, at) {
+                if let Some(decision) = decision_due(r, &ProposalId::from(p), at) {
                     signed |= r.add_record(&me, decision, &mut NoLedger, at).is_ok();
                 }
             }
@@ -405,9 +405,9 @@ fn play(steps: &[Step], skews: &[i64]) -> Result<History, TestCaseError> {
 #[derive(Debug, PartialEq, Eq)]
 struct Final {
     kept: BTreeSet<Hash32>,
-    outcomes: BTreeMap<Hash32, Outcome>,
+    outcomes: BTreeMap<ProposalId, Outcome>,
     roll: BTreeSet<MemberId>,
-    signals: BTreeMap<Hash32, SignalStatus>,
+    signals: BTreeMap<SignalId, SignalStatus>,
 }
 
 fn final_of(doc: &SignedDoc, last: u64) -> Final {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, MemberId, ProposalId, SignalId};
 use nestwork_docs::due::{due, Due};
 use nestwork_docs::governance::{Action, Choice, Proposal, Vote};
 use nestwork_docs::ledger::CreditLimit;
@@ -21,13 +21,13 @@ const LATER: u64 = T0 + 30 * 24 * 3600 * 1000;
 /// What `me` must sign at `now`, holding `doc` alone (signals held since
 /// now).
 fn due_at(doc: &SignedDoc, me: &MemberId, now: u64) -> Vec<Due> {
-    let groups = BTreeMap::from([(doc.id(), doc.clone())]);
+    let groups = BTreeMap::from([(doc.group(), doc.clone())]);
     due(
         &groups,
         &BTreeMap::new(),
         me,
         now,
-        &mut |_: &Hash32, _: &Hash32| now,
+        &mut |_: &GroupId, _: &SignalId| now,
     )
 }
 
@@ -72,7 +72,7 @@ fn a_passed_limit_change_is_due_from_its_proposer_once_decided_until_signed() {
         }),
     );
     let vote = Vote {
-        proposal: p,
+        proposal: ProposalId::from(p),
         choice: Choice::Yes,
         cast_at_ms: T0 + 2,
         for_group: None,
@@ -95,7 +95,10 @@ fn a_passed_limit_change_is_due_from_its_proposer_once_decided_until_signed() {
     let after = due_of(&doc, &me, LATER);
     assert_eq!(after.len(), 1, "{after:?}");
     assert!(after[0].starts_with("Limit"), "{after:?}");
-    assert!(after[0].contains(&format!("{p:?}")), "{after:?}");
+    assert!(
+        after[0].contains(&format!("{:?}", ProposalId::from(p))),
+        "{after:?}"
+    );
     let limit = CreditLimit {
         member: None,
         floor: -50,

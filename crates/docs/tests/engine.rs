@@ -344,7 +344,7 @@ fn an_admitted_member_can_write_and_every_replica_agrees() {
     let (mut doc, _) = SignedDoc::create_group(&creator, genesis("Riverside"), 5).expect("create");
     let admission = Admission::self_issued(
         creator.key(),
-        &doc.id(),
+        &doc.group(),
         newcomer.id(),
         Hash32::of(b"ticket"),
         6,
@@ -377,7 +377,7 @@ fn an_admitted_member_can_write_and_every_replica_agrees() {
         stranger.key(),
         RecordBody::Admission(Admission::self_issued(
             creator.key(),
-            &doc.id(),
+            &doc.group(),
             stranger.id(),
             Hash32::of(b"x"),
             8,

@@ -24,7 +24,7 @@ fn fixture() -> (Writer, SignedDoc) {
         charter: Charter::default(),
     };
     let (mut doc, _) = SignedDoc::create_group(&founder, genesis, T0).expect("create");
-    let group = doc.id();
+    let group = doc.group();
     let admission = Admission::self_issued(
         founder.key(),
         &group,

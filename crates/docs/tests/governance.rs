@@ -2,7 +2,7 @@
 //! outcomes whatever order the records reach it in; bad records are
 //! refused or count for nothing.
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, ProposalId, SignedChange, SignedRecord};
 use nestwork_docs::distress::{Category, Escalation, Severity, Signal};
 use nestwork_docs::governance::{
     Action, CharterEdit, Choice, Counterpart, Decision, Delegation, Exit, Governance, Outcome,
@@ -70,7 +70,7 @@ fn every_record_decoded(doc: &SignedDoc, now: u64) -> Governance {
         .filter_map(|(id, r)| RecordBody::decode(&r.body).ok().map(|b| (*id, r.author, b)))
         .collect();
     Governance::at(
-        doc.id(),
+        doc.group(),
         record.author,
         genesis.created_at_ms,
         &genesis.charter,
@@ -86,7 +86,7 @@ fn every_record_decoded(doc: &SignedDoc, now: u64) -> Governance {
 fn admission(doc: &SignedDoc, by: u8, m: u8, at: u64) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(
         writer(by).key(),
-        &doc.id(),
+        &doc.group(),
         writer(m).id(),
         Hash32([m; 32]),
         at,
@@ -101,7 +101,7 @@ fn add(doc: &mut SignedDoc, who: u8, body: RecordBody) -> Result<Hash32, String>
 
 /// Member `by` signs the decision due on `p` at `now`, if voting is over.
 fn decide(doc: &mut SignedDoc, by: u8, p: &Hash32, now: u64) -> Option<Hash32> {
-    let decision = decision_due(doc, p, now)?;
+    let decision = decision_due(doc, &ProposalId::from(*p), now)?;
     Some(add(doc, by, decision).expect("decision"))
 }
 
@@ -114,7 +114,7 @@ fn proposal(action: Action, at: u64) -> RecordBody {
 
 fn vote(p: Hash32, choice: Choice, at: u64) -> RecordBody {
     RecordBody::Vote(Vote {
-        proposal: p,
+        proposal: ProposalId::from(p),
         choice,
         cast_at_ms: at,
         for_group: None,
@@ -296,7 +296,7 @@ fn a_stranger_cannot_vote() {
     assert_eq!(
         governance_of(&doc, T0 + 300)
             .expect("gov")
-            .proposal(&p)
+            .proposal(&ProposalId::from(p))
             .expect("p")
             .yes,
         0
@@ -359,11 +359,17 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
     add(&mut doc, 2, vote(p, Choice::Yes, T0 + 500)).expect("vote");
     // Before its deadline (and with votes outstanding) it is open.
     let early = governance_of(&doc, T0 + 450).expect("gov");
-    assert_eq!(early.proposal(&p).expect("p").outcome, Outcome::Open);
+    assert_eq!(
+        early.proposal(&ProposalId::from(p)).expect("p").outcome,
+        Outcome::Open
+    );
     // Voting is over at the deadline, but nothing is decided until a
     // decision record is held.
     let over = governance_of(&doc, T0 + 100 + 8 * DAY).expect("gov");
-    assert_eq!(over.proposal(&p).expect("p").outcome, Outcome::Deciding);
+    assert_eq!(
+        over.proposal(&ProposalId::from(p)).expect("p").outcome,
+        Outcome::Deciding
+    );
     // A vote that claims a time after the deadline counts for nothing.
     add(&mut doc, 3, vote(p, Choice::No, T0 + 100 + 8 * DAY)).expect("stored");
     decide(&mut doc, 2, &p, T0 + 100 + 8 * DAY).expect("decided");
@@ -383,7 +389,7 @@ fn timeline_rules_late_votes_leavers_and_founders_edits() {
         "the later edit did nothing"
     );
     assert!(g.ignored_edits.is_empty());
-    let state = g.proposal(&p).expect("proposal");
+    let state = g.proposal(&ProposalId::from(p)).expect("proposal");
     assert_eq!(state.seats, 4, "the roll at submission");
     assert_eq!((state.yes, state.no), (2, 0), "last votes of 1 and 2 count");
     let reasons: Vec<&str> = state.ignored.iter().map(|i| i.reason.as_str()).collect();
@@ -569,7 +575,9 @@ fn the_roll_counts_rule_changes_among_article_business() {
     add(&mut doc, 5, vote(tools, Choice::Yes, T0 + 300)).expect("member 5 still writes");
     let full = every_record_decoded(&doc, T0 + 300);
     assert_eq!(
-        full.proposal(&remove).expect("removal").outcome,
+        full.proposal(&ProposalId::from(remove))
+            .expect("removal")
+            .outcome,
         Outcome::Failed
     );
     assert_eq!(
@@ -613,7 +621,10 @@ fn finding_1_a_late_vote_does_not_flip_a_decided_proposal() {
     let deadline = T0 + 100 + 7 * DAY;
     let d = decide(&mut doc, 1, &p, deadline + 1).expect("voting is over");
     let g = governance_of(&doc, deadline + 2).expect("gov");
-    assert_eq!(g.proposal(&p).expect("p").outcome, Outcome::Failed);
+    assert_eq!(
+        g.proposal(&ProposalId::from(p)).expect("p").outcome,
+        Outcome::Failed
+    );
 
     // By its own clock the window is still open: it votes yes, without
     // the decision (it has not arrived yet), claiming a time before the
@@ -651,7 +662,7 @@ fn finding_1_a_late_vote_does_not_flip_a_decided_proposal() {
         );
         for now in [deadline + 2, deadline + 30 * DAY] {
             let g = governance_of(&replica, now).expect("gov");
-            let state = g.proposal(&p).expect("p");
+            let state = g.proposal(&ProposalId::from(p)).expect("p");
             assert_eq!(state.outcome, Outcome::Failed, "seed {seed}");
             assert_eq!((state.yes, state.no), (1, 1), "seed {seed}");
             assert_eq!(state.decisions, vec![d], "seed {seed}");
@@ -763,15 +774,15 @@ fn finding_5_facts_from_another_group_carry_proof() {
         Choice::Yes,
     );
     let gov = governance_of(&hub, now + 1).expect("gov");
-    let state = gov.proposal(&named).expect("p");
+    let state = gov.proposal(&ProposalId::from(named)).expect("p");
     assert_eq!(state.outcome, Outcome::Passed);
-    let (proof, from) = DecisionProof::of(&hub.id(), hub.records(), state).expect("proof");
-    let hub_id = hub.id();
+    let (proof, from) = DecisionProof::of(&hub.group(), hub.records(), state).expect("proof");
+    let hub_id = hub.group();
     let delegation = |who: u8, proof: DecisionProof| {
         RecordBody::Delegation(Delegation {
             child: hub_id,
             delegates: vec![writer(who).id()],
-            proposal: named,
+            proposal: ProposalId::from(named),
             from_ms: from,
             until_ms: from + 28 * DAY,
             proof,
@@ -797,7 +808,7 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let own_decision = SignedRecord::sign(
         writer(6).key(),
         RecordBody::Decision(Decision {
-            proposal: own_proposal.id(),
+            proposal: ProposalId::from(own_proposal.id()),
             counted: Vec::new(),
             passed: true,
             decided_at_ms: from,
@@ -808,13 +819,13 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let forged = DecisionProof {
         proposal: own_proposal.encode(),
         decision: own_decision.encode(),
-        members: MemberProof::of(&hub.id(), hub.records(), &[]).expect("the founding record"),
+        members: MemberProof::of(&hub.group(), hub.records(), &[]).expect("the founding record"),
     };
     let err = add(
         &mut copy,
         6,
         RecordBody::Delegation(Delegation {
-            proposal: own_proposal.id(),
+            proposal: ProposalId::from(own_proposal.id()),
             ..match delegation(6, forged.clone()) {
                 RecordBody::Delegation(d) => d,
                 _ => unreachable!(),
@@ -851,12 +862,12 @@ fn finding_5_facts_from_another_group_carry_proof() {
         Choice::No,
     );
     let gov = governance_of(&hub, now + 1).expect("gov");
-    let state = gov.proposal(&failed).expect("p");
+    let state = gov.proposal(&ProposalId::from(failed)).expect("p");
     assert_eq!(state.outcome, Outcome::Failed);
     let no = DecisionProof {
         proposal: bytes_of(&hub, &failed),
         decision: bytes_of(&hub, &state.decisions[0]),
-        members: MemberProof::of(&hub.id(), hub.records(), &[writer(1).id()]).expect("chain"),
+        members: MemberProof::of(&hub.group(), hub.records(), &[writer(1).id()]).expect("chain"),
     };
     let err = no.check().expect_err("failed");
     assert!(err.0.contains("did not pass"), "{}", err.0);
@@ -865,10 +876,10 @@ fn finding_5_facts_from_another_group_carry_proof() {
 
     // A treaty counterpart: the hub ratified, 2 carries it over; 6 cannot
     // pass off a ratification of their own making.
-    let (a, b) = if hub.id() < region.id() {
-        (hub.id(), region.id())
+    let (a, b) = if hub.group() < region.group() {
+        (hub.group(), region.group())
     } else {
-        (region.id(), hub.id())
+        (region.group(), hub.group())
     };
     let treaty = Treaty {
         parties: [a, b],
@@ -888,16 +899,16 @@ fn finding_5_facts_from_another_group_carry_proof() {
     );
     let gov = governance_of(&hub, now + 1).expect("gov");
     let (proof, at) = DecisionProof::of(
-        &hub.id(),
+        &hub.group(),
         hub.records(),
-        gov.proposal(&ratified).expect("p"),
+        gov.proposal(&ProposalId::from(ratified)).expect("p"),
     )
     .expect("proof");
     let counterpart = |proposal: Hash32, proof: DecisionProof| {
         RecordBody::Counterpart(Counterpart {
             treaty: treaty.id(),
             group: hub_id,
-            proposal,
+            proposal: ProposalId::from(proposal),
             act: TreatyAct::Ratified(treaty.clone()),
             at_ms: at,
             proof,
@@ -950,8 +961,8 @@ fn finding_5_facts_from_another_group_carry_proof() {
         }),
     )
     .expect("raise");
-    let raiser = MemberProof::of(&hub.id(), hub.records(), &[writer(3).id()]).expect("chain");
-    let escalation = |origin: Hash32, raiser: MemberProof| {
+    let raiser = MemberProof::of(&hub.group(), hub.records(), &[writer(3).id()]).expect("chain");
+    let escalation = |origin: GroupId, raiser: MemberProof| {
         RecordBody::Escalation(Escalation {
             signal: bytes_of(&hub, &signal),
             origin,
@@ -966,20 +977,20 @@ fn finding_5_facts_from_another_group_carry_proof() {
     let err = add(&mut copy, 2, as_raised).expect_err("raised in the hub");
     assert!(err.contains("cannot be filed in"), "{err}");
     let hillside =
-        MemberProof::of(&elsewhere.id(), elsewhere.records(), &[writer(6).id()]).expect("chain");
-    let err = add(&mut copy, 6, escalation(elsewhere.id(), hillside)).expect_err("replayed");
+        MemberProof::of(&elsewhere.group(), elsewhere.records(), &[writer(6).id()]).expect("chain");
+    let err = add(&mut copy, 6, escalation(elsewhere.group(), hillside)).expect_err("replayed");
     assert!(err.contains("was raised in"), "{err}");
     let err = add(
         &mut copy,
         2,
         escalation(
-            hub.id(),
-            MemberProof::of(&hub.id(), hub.records(), &[]).expect("founding"),
+            hub.group(),
+            MemberProof::of(&hub.group(), hub.records(), &[]).expect("founding"),
         ),
     )
     .expect_err("no admission of the raiser");
     assert!(err.contains("the raiser"), "{err}");
-    add(&mut region, 2, escalation(hub.id(), raiser)).expect("a real escalation");
+    add(&mut region, 2, escalation(hub.group(), raiser)).expect("a real escalation");
 }
 
 /// Found by the decisions property test: a record put again, by another
@@ -1092,7 +1103,7 @@ fn finding_2_a_founders_edit_beside_the_admissions_counts_for_nothing() {
     // An admission signed on top of everything that leaves the edit out.
     let mut forged = Admission::self_issued(
         writer(1).key(),
-        &doc.id(),
+        &doc.group(),
         writer(4).id(),
         Hash32([4; 32]),
         T0 + 20,

@@ -5,7 +5,7 @@
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{Automerge, Change, ReadDoc, ScalarValue, ROOT};
 use nestwork_core::limits::MAX_CHANGE_DATA_BYTES;
-use nestwork_core::{Hash32, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberKey, SignedChange};
 use nestwork_docs::engine::FREE_KEY;
 use nestwork_docs::{Charter, GroupGenesis, GroupKind, SignedDoc, Writer};
 
@@ -210,7 +210,7 @@ fn finding5_the_closing_of_the_last_period_number_is_refused_not_an_overflow() {
         group_heads: vec![Hash32::of(b"head")],
     });
     let ctx = RecordContext {
-        group: Hash32::of(b"g"),
+        group: GroupId::from(Hash32::of(b"g")),
         author: writer(1, 1).id(),
         in_genesis_change: false,
         ledger_period: Some(0),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey, ProposalId, SignedChange};
 use nestwork_docs::distress::{Category, Severity, Signal};
 use nestwork_docs::engine::Roll;
 use nestwork_docs::governance::{Action, Choice, Exit, Proposal, Vote};
@@ -27,7 +27,7 @@ const T0: u64 = 1_700_000_000_000;
 fn admission(doc: &SignedDoc, by: u8, m: u8, ticket: u8, at: u64) -> RecordBody {
     RecordBody::Admission(Admission::self_issued(
         writer(by).key(),
-        &doc.id(),
+        &doc.group(),
         writer(m).id(),
         Hash32([ticket; 32]),
         at,
@@ -81,14 +81,14 @@ fn remove_three(doc: &mut SignedDoc) -> Vec<SignedChange> {
     changes.push(c);
     for (who, at) in [(1, T0 + 101), (2, T0 + 102)] {
         let vote = RecordBody::Vote(Vote {
-            proposal: p,
+            proposal: ProposalId::from(p),
             choice: Choice::Yes,
             cast_at_ms: at,
             for_group: None,
         });
         changes.push(add(doc, who, vote).1);
     }
-    let decision = decision_due(doc, &p, T0 + 102).expect("2 of 3 decide");
+    let decision = decision_due(doc, &ProposalId::from(p), T0 + 102).expect("2 of 3 decide");
     changes.push(add(doc, 1, decision).1);
     changes
 }
@@ -101,7 +101,7 @@ fn replica_from(changes: &[SignedChange], id: Hash32) -> SignedDoc {
     doc
 }
 
-fn signal(group: Hash32, seq: u64, at: u64) -> RecordBody {
+fn signal(group: GroupId, seq: u64, at: u64) -> RecordBody {
     RecordBody::Signal(Signal {
         group,
         category: Category::Safety,
@@ -123,7 +123,7 @@ fn finding_2_a_removed_member_cannot_readmit_themselves() {
 
     // The removed member's node, modified to sign anyway.
     let mut theirs = replica_from(&history, doc.id());
-    let gid = doc.id();
+    let gid = doc.group();
     let (_, self_admit) = theirs
         .sign_record_anyway(
             &writer(3),
@@ -171,7 +171,7 @@ fn finding_2_a_removed_member_cannot_readmit_themselves() {
 #[test]
 fn finding_2_admissions_need_a_member_a_ticket_they_signed_and_the_vote() {
     let (mut doc, _) = group_of_three();
-    let gid = doc.id();
+    let gid = doc.group();
     // 2 admits 5 with a ticket 1 signed: refused.
     let forged = RecordBody::Admission(Admission::self_issued(
         writer(1).key(),
@@ -190,7 +190,7 @@ fn finding_2_admissions_need_a_member_a_ticket_they_signed_and_the_vote() {
     // A ticket signed for another group: refused.
     let elsewhere = RecordBody::Admission(Admission::self_issued(
         writer(2).key(),
-        &Hash32([9; 32]),
+        &GroupId::from(Hash32([9; 32])),
         writer(5).id(),
         Hash32([51; 32]),
         T0 + 10,
@@ -270,7 +270,7 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
             .sign_record_anyway(
                 &writer(3),
                 RecordBody::Vote(Vote {
-                    proposal: p,
+                    proposal: ProposalId::from(p),
                     choice: Choice::Yes,
                     cast_at_ms: T0 + 202,
                     for_group: None,
@@ -282,7 +282,7 @@ fn finding_3_a_former_member_cannot_write_whatever_the_order() {
     );
     hostile.push(
         theirs
-            .sign_record_anyway(&writer(3), signal(theirs.id(), 1, T0 + 203), T0 + 203)
+            .sign_record_anyway(&writer(3), signal(theirs.group(), 1, T0 + 203), T0 + 203)
             .expect("signed anyway")
             .1,
     );
@@ -391,7 +391,7 @@ mod random_histories {
                     ticket = ticket.wrapping_add(1);
                     let body = RecordBody::Admission(Admission::self_issued(
                         w.key(),
-                        &gid,
+                        &GroupId::from(gid),
                         writer(other).id(),
                         Hash32([ticket; 32]),
                         now,
@@ -432,15 +432,16 @@ mod random_histories {
                         .map(|(id, _)| *id)
                         .collect();
                     match proposals.get(usize::from(other) % proposals.len().max(1)) {
-                        Some(p) if decision_due(r, p, now).is_some() => {
-                            let decision = decision_due(r, p, now).expect("due");
+                        Some(p) if decision_due(r, &ProposalId::from(*p), now).is_some() => {
+                            let decision =
+                                decision_due(r, &ProposalId::from(*p), now).expect("due");
                             r.add_record(&w, decision, &mut NoLedger, now).map(|_| ())
                         }
                         Some(p) => r
                             .add_record(
                                 &w,
                                 RecordBody::Vote(Vote {
-                                    proposal: *p,
+                                    proposal: ProposalId::from(*p),
                                     choice: Choice::Yes,
                                     cast_at_ms: now,
                                     for_group: None,
@@ -462,7 +463,7 @@ mod random_histories {
                     ticket = ticket.wrapping_add(1);
                     let body = RecordBody::Admission(Admission::self_issued(
                         w.key(),
-                        &gid,
+                        &GroupId::from(gid),
                         writer(other).id(),
                         Hash32([ticket; 32]),
                         now,
@@ -550,7 +551,7 @@ fn a_seal_key_record_is_judged_by_every_node_and_a_malformed_one_refused_with_a_
     use nestwork_docs::seal::{seal_to, SealKey};
     let (doc, changes) = group_of_three();
     let members = doc.members().clone();
-    let good = seal_to(&doc.id(), &[7; 32], &members).remove(0);
+    let good = seal_to(&doc.group(), &[7; 32], &members).remove(0);
     let mut bad_size = good.clone();
     bad_size.boxes[0].sealed.truncate(3);
     let mut unordered = good.clone();

@@ -43,7 +43,7 @@ fn stored_changes_answer_a_sync_as_the_loaded_document_does() {
     let mut a = founded();
     let admit = RecordBody::Admission(Admission::self_issued(
         writer(1).key(),
-        &a.id(),
+        &a.group(),
         writer(2).id(),
         Hash32([2; 32]),
         T0,

@@ -4,7 +4,7 @@
 //! back included), a view from the kept timeline equals a replay from the
 //! start.
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use nestwork_docs::governance::{
     Action, CharterEdit, Choice, Exit, Governance, Proposal, Timeline, Vote, DECISION_GRACE_MS,
 };
@@ -36,7 +36,13 @@ fn charter() -> Charter {
 }
 
 fn timeline() -> Timeline {
-    Timeline::new(Hash32([9; 32]), member(0), T0, &charter(), None)
+    Timeline::new(
+        GroupId::from(Hash32([9; 32])),
+        member(0),
+        T0,
+        &charter(),
+        None,
+    )
 }
 
 type Record = (Hash32, MemberId, RecordBody);
@@ -114,7 +120,7 @@ fn history(rng: &mut StdRng, len: usize) -> Vec<Record> {
             35..=79 if !proposals.is_empty() => {
                 let (proposal, _) = *proposals.choose(rng).expect("some");
                 RecordBody::Vote(Vote {
-                    proposal,
+                    proposal: ProposalId::from(proposal),
                     choice: [Choice::Yes, Choice::Yes, Choice::No, Choice::Abstain]
                         [rng.gen_range(0..4)],
                     cast_at_ms: at,

@@ -26,7 +26,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{dcutr, identify, mdns, ping, relay, Multiaddr, PeerId, Swarm};
-use nestwork_core::{encoding, Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{encoding, DocId, GroupId, Hash32, MemberId, MemberKey, SignedChange};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
@@ -60,18 +60,18 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Status(oneshot::Sender<NetStatus>),
     Invite {
-        group: Hash32,
+        group: GroupId,
         name: String,
         expires_at_ms: u64,
         reply: oneshot::Sender<Ticket>,
     },
-    Join(Ticket, oneshot::Sender<Result<Hash32, String>>),
+    Join(Ticket, JoinReply),
     Block(PeerId),
     Unblock(PeerId),
     /// Bytes to seal and publish on a group's topic, sealed at a given
     /// time (`None`: now).
-    PublishRaw(Hash32, Vec<u8>, Option<u64>),
-    ProbeSync(PeerId, Hash32, JoinReply),
+    PublishRaw(GroupId, Vec<u8>, Option<u64>),
+    ProbeSync(PeerId, DocId, ProbeReply),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -111,7 +111,7 @@ impl NetHandle {
     /// Issue an invite ticket for a group, valid until `expires_at_ms`.
     pub async fn invite(
         &self,
-        group: Hash32,
+        group: GroupId,
         name: String,
         expires_at_ms: u64,
     ) -> Result<Ticket, Stopped> {
@@ -125,7 +125,7 @@ impl NetHandle {
     }
 
     /// Join a group with a ticket: contact the inviter, be admitted, sync.
-    pub async fn join(&self, ticket: Ticket) -> Result<Hash32, NetError> {
+    pub async fn join(&self, ticket: Ticket) -> Result<GroupId, NetError> {
         self.ask(|tx| Command::Join(ticket, tx))
             .await?
             .map_err(NetError::Join)
@@ -151,7 +151,7 @@ impl NetHandle {
     /// key. Only for tests that play a hostile member; the node itself
     /// publishes only changes it made.
     #[doc(hidden)]
-    pub async fn publish_raw(&self, group: Hash32, payload: Vec<u8>) -> Result<(), Stopped> {
+    pub async fn publish_raw(&self, group: GroupId, payload: Vec<u8>) -> Result<(), Stopped> {
         self.commands
             .send(Command::PublishRaw(group, payload, None))
             .await
@@ -164,7 +164,7 @@ impl NetHandle {
     #[doc(hidden)]
     pub async fn publish_raw_sealed_at(
         &self,
-        group: Hash32,
+        group: GroupId,
         payload: Vec<u8>,
         sealed_at_ms: u64,
     ) -> Result<(), Stopped> {
@@ -178,7 +178,7 @@ impl NetHandle {
     /// holds the document, and return the answer's kind. Only for tests that
     /// play a stranger probing for a group's records.
     #[doc(hidden)]
-    pub async fn probe_sync(&self, peer: PeerId, doc: Hash32) -> Result<String, NetError> {
+    pub async fn probe_sync(&self, peer: PeerId, doc: DocId) -> Result<String, NetError> {
         self.ask(|tx| Command::ProbeSync(peer, doc, tx))
             .await?
             .map(|h| h.to_hex())
@@ -247,7 +247,9 @@ pub async fn spawn(
 }
 
 /// Where the answer to a join goes.
-type JoinReply = oneshot::Sender<Result<Hash32, String>>;
+type JoinReply = oneshot::Sender<Result<GroupId, String>>;
+/// Where the answer to a probe goes: the hash of the changes it sent.
+type ProbeReply = oneshot::Sender<Result<Hash32, String>>;
 
 /// Blocking work finished off the loop.
 enum Done {
@@ -256,27 +258,23 @@ enum Done {
     /// An inbound request was handled.
     Respond(ResponseChannel<Response>, Response),
     /// A sync answer was applied.
-    Synced(PeerId, Hash32, sync::Applied),
+    Synced(PeerId, DocId, sync::Applied),
     /// A member said it holds more for us than fit its request: ask it.
-    Pull(PeerId, Hash32),
+    Pull(PeerId, DocId),
     /// A sync session's request was worked out (`None`: nothing to ask).
-    SyncReady(PeerId, Hash32, Option<Request>),
+    SyncReady(PeerId, DocId, Option<Request>),
     /// A join answer was applied.
-    Joined(
-        PeerId,
-        Result<Hash32, String>,
-        oneshot::Sender<Result<Hash32, String>>,
-    ),
+    Joined(PeerId, Result<GroupId, String>, JoinReply),
 }
 
 /// What an outbound request was for.
 enum Pending {
     /// A sync session's request, for this document.
-    Sync(Hash32),
+    Sync(DocId),
     /// A join, with its ticket (sent again if the connection drops).
     Join(JoinReply, Ticket),
     /// A test's probe: answered with what came back.
-    Probe(JoinReply),
+    Probe(ProbeReply),
 }
 
 struct EventLoop {
@@ -359,7 +357,7 @@ impl EventLoop {
         }
     }
 
-    fn subscribe(&mut self, group: Hash32, genesis: &[u8]) {
+    fn subscribe(&mut self, group: GroupId, genesis: &[u8]) {
         let topic = IdentTopic::new(docs_topic(&group));
         let hash = topic.hash();
         if self.seals.contains_key(&hash) {
@@ -377,13 +375,13 @@ impl EventLoop {
         self.refresh_keys(group);
     }
 
-    fn seal_for(&self, group: &Hash32) -> Option<&GroupSeals> {
+    fn seal_for(&self, group: &GroupId) -> Option<&GroupSeals> {
         self.seals.get(&IdentTopic::new(docs_topic(group)).hash())
     }
 
     /// Take the group's keys as the node now holds them (after a change to
     /// the group document: a new key, a member gone or admitted).
-    fn refresh_keys(&mut self, group: Hash32) {
+    fn refresh_keys(&mut self, group: GroupId) {
         let Some(ring) = self.replica.keyring(&group) else {
             return;
         };
@@ -399,18 +397,20 @@ impl EventLoop {
             // same on receiving it, so it floods the group's members only.
             let peers: Vec<PeerId> = self.peers.keys().copied().collect();
             for peer in peers {
-                self.start_sync(peer, group);
+                self.start_sync(peer, group.doc());
             }
         }
     }
 
     fn on_doc_event(&mut self, event: DocEvent) {
-        let group = self.replica.group_of(&event.doc).unwrap_or(event.doc);
+        // A group document not listed yet belongs to the group it founds.
+        let group = (self.replica.group_of(&event.doc))
+            .unwrap_or_else(|| GroupId::from(event.doc.hash32()));
         if self.seal_for(&group).is_none() {
             if let Some(genesis) = self.replica.genesis(&group) {
                 self.subscribe(group, &genesis);
             }
-        } else if event.doc == group {
+        } else if event.doc == group.doc() {
             self.refresh_keys(group);
         }
         if !event.local || event.changes.is_empty() {
@@ -419,7 +419,7 @@ impl EventLoop {
         // Sealed with the key current at the changes' causal past: whoever
         // was on the roll then may read them (a removal reaches the member
         // removed), nobody who was off it.
-        let key = if event.doc == group {
+        let key = if event.doc == group.doc() {
             event.seal_with.map(|id| short_key_id(&id))
         } else {
             self.seal_for(&group).and_then(GroupSeals::current_id)
@@ -451,8 +451,8 @@ impl EventLoop {
     /// topic, sealed with `key` at `sealed_at_ms` (now, but for tests).
     fn publish(
         &mut self,
-        group: Hash32,
-        doc: Hash32,
+        group: GroupId,
+        doc: DocId,
         key: Option<ShortKeyId>,
         plaintext: Vec<u8>,
         sealed_at_ms: u64,
@@ -512,7 +512,7 @@ impl EventLoop {
                         sync.peers = members
                             .into_iter()
                             .map(|m| {
-                                let theirs = replica.peer_heads(&m, &sync.group).map(sorted);
+                                let theirs = replica.peer_heads(&m, &sync.group.doc()).map(sorted);
                                 (m.to_string(), theirs == ours)
                             })
                             .collect();
@@ -546,7 +546,7 @@ impl EventLoop {
                     .seal_for(&group)
                     .and_then(GroupSeals::current_or_any_id);
                 let at = sealed_at_ms.unwrap_or_else(machine_now_ms);
-                self.publish(group, group, key, bytes, at)
+                self.publish(group, group.doc(), key, bytes, at)
             }
             Command::ProbeSync(peer, doc, reply) => {
                 let request = Request::Sync {
@@ -579,7 +579,7 @@ impl EventLoop {
         out
     }
 
-    fn start_join(&mut self, ticket: Ticket, reply: oneshot::Sender<Result<Hash32, String>>) {
+    fn start_join(&mut self, ticket: Ticket, reply: JoinReply) {
         if let Err(e) = ticket.verify(machine_now_ms()) {
             let _ = reply.send(Err(e.to_string()));
             return;
@@ -949,8 +949,8 @@ impl EventLoop {
                 // the group document, which brings the key.
                 tracing::debug!(peer = %source, group = %group.short(), "gossip sealed with a key this node does not hold");
                 let me = self.key.id();
-                if self.replica.is_member(&group, &me) {
-                    self.start_sync(source, group);
+                if self.replica.is_member(&group.doc(), &me) {
+                    self.start_sync(source, group.doc());
                 }
             }
             Err(Refused::Untimely(group, why)) => {
@@ -1042,7 +1042,7 @@ impl EventLoop {
                         self.subscribe(*doc, &genesis);
                     }
                     // Fetch anything the join answer did not carry.
-                    self.start_sync(inviter, *doc);
+                    self.start_sync(inviter, doc.doc());
                     self.note_member(inviter);
                 }
                 let _ = reply.send(result);
@@ -1096,8 +1096,8 @@ impl EventLoop {
                     let response = match admit(&*replica, &ticket, me, member) {
                         Ok(()) => {
                             let (mut changes, _) =
-                                replica.changes_since(&ticket.group, &[], SYNC_BATCH_BYTES);
-                            if !replica.is_member(&ticket.group, &member) {
+                                replica.changes_since(&ticket.group.doc(), &[], SYNC_BATCH_BYTES);
+                            if !replica.is_member(&ticket.group.doc(), &member) {
                                 // Admitted but awaiting the entry vote: the
                                 // founding change (name and charter) only.
                                 changes.truncate(1);
@@ -1130,13 +1130,15 @@ impl EventLoop {
                 });
             }
             (Pending::Join(reply, ticket), Response::Joined { changes }) => {
-                let expected = ticket.group;
-                let doc = changes.first().map(|c| c.doc);
+                let expected = ticket.group.doc();
+                let doc = changes.first().map(|c| DocId::from(c.doc));
                 self.tasks.spawn_blocking(move || {
                     let result = match doc {
                         None => Err("the inviter sent an empty group".to_string()),
                         // Only the group the ticket names, nothing else.
-                        Some(doc) if doc != expected || changes.iter().any(|c| c.doc != doc) => {
+                        Some(doc)
+                            if doc != expected || changes.iter().any(|c| c.doc != doc.hash32()) =>
+                        {
                             Err(
                                 "the inviter sent changes of another group than the ticket's"
                                     .into(),
@@ -1147,7 +1149,7 @@ impl EventLoop {
                                 (Some(r), _) => {
                                     Err(format!("the inviter sent an invalid change: {}", r.reason))
                                 }
-                                (None, Some(h)) if !h.is_empty() => Ok(doc),
+                                (None, Some(h)) if !h.is_empty() => Ok(ticket.group),
                                 _ => Err("the inviter's answer did not contain the group".into()),
                             }
                         }),
@@ -1317,7 +1319,7 @@ impl EventLoop {
 
     /// Start a sync session with `peer` for `doc`, unless one is running
     /// (then it runs again when that one ends).
-    fn start_sync(&mut self, peer: PeerId, doc: Hash32) {
+    fn start_sync(&mut self, peer: PeerId, doc: DocId) {
         // Only a member's node (an ed25519 peer id) syncs; no session with
         // any other ever runs or waits.
         if member_of(&peer).is_some() {
@@ -1392,9 +1394,9 @@ impl EventLoop {
         let Some(member) = member_of(&peer) else {
             return;
         };
-        let groups: Vec<Hash32> = self.seals.values().map(GroupSeals::group).collect();
+        let groups: Vec<GroupId> = self.seals.values().map(GroupSeals::group).collect();
         for group in groups {
-            if self.replica.is_member(&group, &member) {
+            if self.replica.is_member(&group.doc(), &member) {
                 for doc in self.replica.docs_of(&group) {
                     self.start_sync(peer, doc);
                 }
@@ -1426,7 +1428,7 @@ impl EventLoop {
                 continue;
             };
             for group in self.seals.values().map(GroupSeals::group) {
-                if !self.replica.is_member(&group, &member) {
+                if !self.replica.is_member(&group.doc(), &member) {
                     continue;
                 }
                 for doc in self.replica.docs_of(&group) {
@@ -1462,7 +1464,7 @@ impl EventLoop {
         };
         self.seals
             .values()
-            .any(|seals| self.replica.is_member(&seals.group(), &member))
+            .any(|seals| self.replica.is_member(&seals.group().doc(), &member))
     }
 
     /// Remember a connected peer's node as one to reach again if it is a
@@ -1481,7 +1483,7 @@ impl EventLoop {
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {
-        let group_names: Vec<(Hash32, String)> = self
+        let group_names: Vec<(GroupId, String)> = self
             .seals
             .values()
             .map(|s| (s.group(), s.group().short()))
@@ -1495,7 +1497,7 @@ impl EventLoop {
                     .map(|m| {
                         group_names
                             .iter()
-                            .filter(|(g, _)| self.replica.is_member(g, &m))
+                            .filter(|(g, _)| self.replica.is_member(&g.doc(), &m))
                             .map(|(_, n)| n.clone())
                             .collect()
                     })
@@ -1525,16 +1527,16 @@ impl EventLoop {
             .seals
             .values()
             .map(|seals| {
-                let group = &seals.group();
+                let group = seals.group();
                 let members: Vec<MemberId> = self
                     .peers
                     .keys()
                     .filter_map(member_of)
-                    .filter(|m| self.replica.is_member(group, m))
+                    .filter(|m| self.replica.is_member(&group.doc(), m))
                     .collect();
                 let sync = GroupSync {
-                    group: *group,
-                    heads: self.replica.heads(group).unwrap_or_default(),
+                    group,
+                    heads: self.replica.heads(&group.doc()).unwrap_or_default(),
                     peers: Vec::new(),
                     seal_key: seals.current().map(|s| hex_of(&s.key_id())),
                     seal_keys_held: seals.held(),
@@ -1613,7 +1615,7 @@ fn admit(
         return Err("this ticket was not issued by this node".into());
     }
     ticket.verify(machine_now_ms()).map_err(|e| e.to_string())?;
-    if replica.heads(&ticket.group).is_none() {
+    if replica.heads(&ticket.group.doc()).is_none() {
         return Err("unknown document".into());
     }
     replica.admit(&ticket.group, member, ticket.id(), ticket.signature.clone())

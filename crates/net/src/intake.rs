@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
-use nestwork_core::{encoding, Hash32, SignedChange};
+use nestwork_core::{encoding, DocId, GroupId, Hash32, SignedChange};
 use nestwork_docs::ApplyReport;
 
 use crate::behaviour::MAX_GOSSIP_BYTES;
@@ -35,7 +35,7 @@ pub(crate) const MAX_WAITING_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) const MAX_QUEUED_GOSSIP_BYTES: usize = 64 * 1024 * 1024;
 /// A gossip message waiting for validation: its id, who sent it, the group
 /// whose topic carried it, and its changes (all of one document).
-pub(crate) type Queued = (MessageId, PeerId, Hash32, Vec<SignedChange>);
+pub(crate) type Queued = (MessageId, PeerId, GroupId, Vec<SignedChange>);
 
 /// What became of a validated gossip message's changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,11 +87,11 @@ pub(crate) fn validate_guarded(replica: &dyn Replica, batch: &[Queued]) -> Vec<V
 #[derive(Debug, PartialEq)]
 pub(crate) enum Refused {
     /// Sealed with a key this node does not hold (for this group).
-    Unopened(Hash32),
+    Unopened(GroupId),
     /// Opens, but its seal time is out of bounds ([`OpenError::Stale`],
     /// [`OpenError::Ahead`]): a replay of old gossip, or a sender whose
     /// clock is off.
-    Untimely(Hash32, OpenError),
+    Untimely(GroupId, OpenError),
     /// Not on a group's topic, does not open, or is not a batch of changes
     /// of one document.
     Invalid(&'static str),
@@ -143,7 +143,7 @@ pub(crate) fn open_gossip(
     seals: Option<&GroupSeals>,
     data: &[u8],
     now_ms: u64,
-) -> Result<(Hash32, Vec<SignedChange>), Refused> {
+) -> Result<(GroupId, Vec<SignedChange>), Refused> {
     let seals = seals.ok_or(Refused::Invalid("message on a topic we do not follow"))?;
     let group = seals.group();
     let plain = seals.open(data, now_ms).map_err(|e| match e {
@@ -170,11 +170,11 @@ pub(crate) fn open_gossip(
 pub(crate) fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Verdict> {
     // One batch per document; a document must belong to the group whose
     // topic carried it.
-    let mut by_doc: HashMap<Hash32, Vec<SignedChange>> = HashMap::new();
+    let mut by_doc: HashMap<DocId, Vec<SignedChange>> = HashMap::new();
     let mut rejected: HashSet<Hash32> = HashSet::new();
     let mut missing: HashSet<Hash32> = HashSet::new();
     for (_, _, group, changes) in batch {
-        let doc = changes[0].doc;
+        let doc = DocId::from(changes[0].doc);
         match replica.group_of(&doc) {
             Some(g) if g == *group => by_doc
                 .entry(doc)
@@ -190,12 +190,12 @@ pub(crate) fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Ver
     // the closing of the one before) is tried once more after it. Not the
     // group's whole listing: it grows with every period, and this runs
     // for every batch.
-    let mut docs: Vec<(Hash32, Vec<SignedChange>)> = by_doc.into_iter().collect();
-    docs.sort_by_key(|(doc, _)| replica.group_of(doc) != Some(*doc));
+    let mut docs: Vec<(DocId, Vec<SignedChange>)> = by_doc.into_iter().collect();
+    docs.sort_by_key(|(doc, _)| !replica.is_group_doc(doc));
     let mut applied: HashSet<Hash32> = HashSet::new();
     // Apply each document's changes: whether any were stored, and what
     // waits, by document.
-    let mut apply = |docs: Vec<(Hash32, Vec<SignedChange>)>| {
+    let mut apply = |docs: Vec<(DocId, Vec<SignedChange>)>| {
         let mut stored = false;
         let mut waiting = Vec::new();
         for (doc, changes) in docs {
@@ -236,7 +236,7 @@ pub(crate) fn validate_batch(replica: &dyn Replica, batch: &[Queued]) -> Vec<Ver
 /// counted against its forwarder).
 pub(crate) fn apply_gossip(
     replica: &dyn Replica,
-    doc: Hash32,
+    doc: DocId,
     changes: Vec<SignedChange>,
     rejected: &mut HashSet<Hash32>,
 ) -> Option<ApplyReport> {
@@ -271,7 +271,7 @@ pub(crate) fn shed_overload(queue: &mut Vec<Queued>, max_bytes: usize) -> Vec<(M
     let mut total: usize = queue.iter().map(queued_bytes).sum();
     let mut shed = Vec::new();
     while total > max_bytes {
-        let is_period = |q: &Queued| q.3[0].doc != q.2;
+        let is_period = |q: &Queued| q.3[0].doc != q.2.hash32();
         let Some(at) = queue
             .iter()
             .position(is_period)
@@ -443,31 +443,31 @@ mod tests {
     }
 
     impl Replica for OneDoc {
-        fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+        fn groups(&self) -> Vec<(GroupId, Vec<u8>)> {
             Vec::new()
         }
-        fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+        fn group_of(&self, doc: &DocId) -> Option<GroupId> {
             let id = self.doc.lock().expect("lock").id();
-            (id == *doc).then_some(id)
+            (id == doc.hash32()).then_some(GroupId::from(id))
         }
-        fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
-            vec![*group]
+        fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
+            vec![group.doc()]
         }
-        fn genesis(&self, _: &Hash32) -> Option<Vec<u8>> {
+        fn genesis(&self, _: &GroupId) -> Option<Vec<u8>> {
             None
         }
-        fn is_member(&self, _: &Hash32, _: &MemberId) -> bool {
+        fn is_member(&self, _: &DocId, _: &MemberId) -> bool {
             false
         }
-        fn heads(&self, _: &Hash32) -> Option<Vec<Hash32>> {
+        fn heads(&self, _: &DocId) -> Option<Vec<Hash32>> {
             None
         }
-        fn changes_since(&self, _: &Hash32, _: &[Hash32], _: usize) -> (Vec<SignedChange>, bool) {
+        fn changes_since(&self, _: &DocId, _: &[Hash32], _: usize) -> (Vec<SignedChange>, bool) {
             (Vec::new(), false)
         }
         fn apply_remote(
             &self,
-            _: Hash32,
+            _: DocId,
             changes: Vec<SignedChange>,
             _: bool,
         ) -> Result<ApplyReport, String> {
@@ -476,18 +476,18 @@ mod tests {
             }
             Ok(self.doc.lock().expect("lock").apply(changes))
         }
-        fn admit(&self, _: &Hash32, _: MemberId, _: Hash32, _: Vec<u8>) -> Result<(), String> {
+        fn admit(&self, _: &GroupId, _: MemberId, _: Hash32, _: Vec<u8>) -> Result<(), String> {
             Err("not here".into())
         }
-        fn peer_heads(&self, _: &MemberId, _: &Hash32) -> Option<Vec<Hash32>> {
+        fn peer_heads(&self, _: &MemberId, _: &DocId) -> Option<Vec<Hash32>> {
             None
         }
-        fn set_peer_heads(&self, _: &MemberId, _: &Hash32, _: &[Hash32]) {}
-        fn forget_peer_heads(&self, _: &MemberId, _: &Hash32) {}
+        fn set_peer_heads(&self, _: &MemberId, _: &DocId, _: &[Hash32]) {}
+        fn forget_peer_heads(&self, _: &MemberId, _: &DocId) {}
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent> {
             tokio::sync::broadcast::channel(1).1
         }
-        fn keyring(&self, _: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
+        fn keyring(&self, _: &GroupId) -> Option<nestwork_docs::seal::Keyring> {
             None
         }
     }
@@ -523,7 +523,7 @@ mod tests {
         (
             MessageId::new(&[n]),
             PeerId::random(),
-            doc.id(),
+            doc.group(),
             vec![change],
         )
     }
@@ -659,14 +659,15 @@ mod tests {
     {
         let base = group();
         let change = edit(&base, 1, "one");
-        let seals = GroupSeals::new(base.id(), b"genesis");
+        let group_id = base.group();
+        let seals = GroupSeals::new(group_id, b"genesis");
         let seal = seals.current().expect("the genesis key");
         let now = machine_now_ms();
         let sent = seal.seal(&encoding::encode(&vec![change.clone()]), now);
 
         // When it is sent: opened and decoded, to be queued and applied.
         let (on, changes) = open_gossip(Some(&seals), &sent, now).expect("fresh gossip");
-        assert_eq!(on, base.id());
+        assert_eq!(on, group_id);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].hash, change.hash);
 
@@ -674,7 +675,7 @@ mod tests {
         let later = now + crate::topic::DUPLICATE_WINDOW.as_millis() as u64;
         let refused = open_gossip(Some(&seals), &sent, later).expect_err("a replay");
         assert!(
-            matches!(refused, Refused::Untimely(g, OpenError::Stale { .. }) if g == base.id()),
+            matches!(refused, Refused::Untimely(g, OpenError::Stale { .. }) if g == group_id),
             "{refused:?}"
         );
         assert_eq!(refused.acceptance(), MessageAcceptance::Ignore);

@@ -33,7 +33,7 @@ pub mod sync;
 pub mod ticket;
 pub mod topic;
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::ApplyReport;
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +141,7 @@ impl Default for NetConfig {
 #[derive(Clone, Debug)]
 pub struct DocEvent {
     /// The document.
-    pub doc: Hash32,
+    pub doc: DocId,
     /// The changes, as stored.
     pub changes: Vec<SignedChange>,
     /// Made here (to publish) rather than received.
@@ -163,24 +163,29 @@ pub struct DocEvent {
 pub trait Replica: Send + Sync + 'static {
     /// Every group this node holds, with its genesis record's bytes (the
     /// seed of the group's gossip seal).
-    fn groups(&self) -> Vec<(Hash32, Vec<u8>)>;
+    fn groups(&self) -> Vec<(GroupId, Vec<u8>)>;
     /// The group a document belongs to (a group document belongs to
     /// itself); `None` for a document this node does not hold.
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32>;
+    fn group_of(&self, doc: &DocId) -> Option<GroupId>;
+    /// Whether `doc` is a group's own document (not a ledger period) this
+    /// node holds.
+    fn is_group_doc(&self, doc: &DocId) -> bool {
+        self.group_of(doc).is_some_and(|g| g.doc() == *doc)
+    }
     /// Every document of a group this node holds: the group document and
     /// its ledger periods.
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32>;
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId>;
     /// The genesis bytes of one group.
-    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>>;
+    fn genesis(&self, group: &GroupId) -> Option<Vec<u8>>;
     /// Whether `member` is on the roll of the group `doc` belongs to.
-    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool;
+    fn is_member(&self, doc: &DocId, member: &MemberId) -> bool;
     /// The document's heads (`None` if this node does not hold it).
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>>;
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>>;
     /// Changes not in the history of those of `have` this node knows, in
     /// causal order, up to about `max_bytes`; `true` if more remain.
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool);
@@ -188,7 +193,7 @@ pub trait Replica: Send + Sync + 'static {
     /// a document this node does not hold are refused unless `joining`.
     fn apply_remote(
         &self,
-        doc: Hash32,
+        doc: DocId,
         changes: Vec<SignedChange>,
         joining: bool,
     ) -> Result<ApplyReport, String>;
@@ -197,22 +202,22 @@ pub trait Replica: Send + Sync + 'static {
     /// was already used.
     fn admit(
         &self,
-        doc: &Hash32,
+        group: &GroupId,
         member: MemberId,
         ticket: Hash32,
         ticket_signature: Vec<u8>,
     ) -> Result<(), String>;
     /// The heads `peer` had when last synced.
-    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
+    fn peer_heads(&self, peer: &MemberId, doc: &DocId) -> Option<Vec<Hash32>>;
     /// Remember the heads `peer` has.
-    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
+    fn set_peer_heads(&self, peer: &MemberId, doc: &DocId, heads: &[Hash32]);
     /// Forget the heads `peer` was last known to have: unknown again.
-    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32);
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &DocId);
     /// Events about documents (local changes to publish, new groups).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocEvent>;
     /// The group's gossip seal keys as this node holds them now, and the
     /// one to seal with; `None` for a group this node does not hold.
-    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring>;
+    fn keyring(&self, group: &GroupId) -> Option<nestwork_docs::seal::Keyring>;
 }
 
 /// A connected peer, for `nestwork peers`.
@@ -337,7 +342,7 @@ pub struct GossipCounts {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupSync {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// Our heads.
     pub heads: Vec<Hash32>,
     /// Each connected member, and whether their last known heads equal ours.

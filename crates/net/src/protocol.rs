@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use nestwork_core::{encoding, Hash32, SignedChange};
+use nestwork_core::{encoding, DocId, Hash32, SignedChange};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ticket::Ticket;
@@ -42,7 +42,7 @@ pub enum Request {
     /// Reconcile one document.
     Sync {
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// The asker's heads.
         heads: Vec<Hash32>,
         /// Changes the asker believes the other side lacks.
@@ -214,7 +214,7 @@ mod tests {
         futures::executor::block_on(async {
             let mut buf = Vec::new();
             let req = Request::Sync {
-                doc: Hash32::of(b"d"),
+                doc: DocId::from(Hash32::of(b"d")),
                 heads: vec![Hash32::of(b"h")],
                 changes: vec![],
                 more: false,

@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use nestwork_core::{encoding, Hash32, MemberId, SignedChange};
+use nestwork_core::{encoding, DocId, GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::ApplyReport;
 
 use crate::protocol::{Request, Response, MAX_HEADS, MAX_REQUEST_BYTES, SYNC_BATCH_BYTES};
@@ -41,7 +41,7 @@ pub const SYNC_SESSIONS_PER_PEER: usize = 6;
 pub trait Groups {
     /// The group a document belongs to (a group document belongs to
     /// itself); `None` for a document this node does not hold.
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32>;
+    fn group_of(&self, doc: &DocId) -> Option<GroupId>;
 }
 
 /// What a sync needs from the node's replica: the part of [`Replica`] the
@@ -51,64 +51,64 @@ pub trait Groups {
 /// peer heads may wait for the disk, and are called only off the loop.
 pub trait SyncStore: Groups {
     /// Every document of a group this node holds.
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32>;
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId>;
     /// Whether `member` is on the roll of the group `doc` belongs to.
-    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool;
+    fn is_member(&self, doc: &DocId, member: &MemberId) -> bool;
     /// The document's heads (`None` if this node does not hold it).
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>>;
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>>;
     /// Changes not in the history of those of `have` this node knows, in
     /// causal order, up to about `max_bytes`; `true` if more remain.
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool);
     /// Check and apply a peer's changes to a document this node holds;
     /// store what is valid.
-    fn apply_remote(&self, doc: Hash32, changes: Vec<SignedChange>) -> Result<ApplyReport, String>;
+    fn apply_remote(&self, doc: DocId, changes: Vec<SignedChange>) -> Result<ApplyReport, String>;
     /// The heads `peer` had when last synced.
-    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>>;
+    fn peer_heads(&self, peer: &MemberId, doc: &DocId) -> Option<Vec<Hash32>>;
     /// Remember the heads `peer` has.
-    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]);
+    fn set_peer_heads(&self, peer: &MemberId, doc: &DocId, heads: &[Hash32]);
     /// Forget the heads `peer` was last known to have: unknown again.
-    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32);
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &DocId);
 }
 
 impl<R: Replica + ?Sized> Groups for R {
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+    fn group_of(&self, doc: &DocId) -> Option<GroupId> {
         Replica::group_of(self, doc)
     }
 }
 
 impl<R: Replica + ?Sized> SyncStore for R {
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
         Replica::docs_of(self, group)
     }
-    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
+    fn is_member(&self, doc: &DocId, member: &MemberId) -> bool {
         Replica::is_member(self, doc, member)
     }
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
         Replica::heads(self, doc)
     }
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
         Replica::changes_since(self, doc, have, max_bytes)
     }
-    fn apply_remote(&self, doc: Hash32, changes: Vec<SignedChange>) -> Result<ApplyReport, String> {
+    fn apply_remote(&self, doc: DocId, changes: Vec<SignedChange>) -> Result<ApplyReport, String> {
         Replica::apply_remote(self, doc, changes, false)
     }
-    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn peer_heads(&self, peer: &MemberId, doc: &DocId) -> Option<Vec<Hash32>> {
         Replica::peer_heads(self, peer, doc)
     }
-    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]) {
+    fn set_peer_heads(&self, peer: &MemberId, doc: &DocId, heads: &[Hash32]) {
         Replica::set_peer_heads(self, peer, doc, heads)
     }
-    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32) {
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &DocId) {
         Replica::forget_peer_heads(self, peer, doc)
     }
 }
@@ -127,7 +127,7 @@ pub enum Input<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
     },
     /// The request for a session was worked out by [`prepare`] (`None`:
     /// nothing to ask: no longer a member, or the document is gone).
@@ -135,7 +135,7 @@ pub enum Input<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// What to send.
         request: Option<Request>,
     },
@@ -144,7 +144,7 @@ pub enum Input<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// Its answer.
         response: Response,
     },
@@ -154,14 +154,14 @@ pub enum Input<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
     },
     /// An answer was applied by [`apply_answer`].
     Applied {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// What became of it.
         applied: Applied,
     },
@@ -177,7 +177,7 @@ pub enum Output<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
     },
     /// Work out the session's request with [`prepare`], off the event loop,
     /// and feed the result back as [`Input::Prepared`].
@@ -185,7 +185,7 @@ pub enum Output<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
     },
     /// Send this request to the peer; its answer or failure comes back as
     /// [`Input::Answered`] or [`Input::Failed`].
@@ -193,7 +193,7 @@ pub enum Output<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// The request.
         request: Request,
     },
@@ -204,7 +204,7 @@ pub enum Output<P> {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// The peer's heads, after applying what we pushed.
         heads: Vec<Hash32>,
         /// Changes we lacked.
@@ -216,14 +216,14 @@ pub enum Output<P> {
     /// to be judged again) may go now.
     Stored {
         /// The group.
-        group: Hash32,
+        group: GroupId,
     },
     /// A session ended (whether or not another begins for the same pair).
     Ended {
         /// The peer.
         peer: P,
         /// The document.
-        doc: Hash32,
+        doc: DocId,
         /// How long it ran.
         took: Duration,
     },
@@ -270,13 +270,13 @@ pub struct Sessions<P> {
     /// Peers with a connection up.
     connected: HashSet<P>,
     /// Sessions in progress.
-    running: HashMap<(P, Hash32), Session>,
+    running: HashMap<(P, DocId), Session>,
     /// Per group: how many sync answers stored something since start. A
     /// session that waited compares it with the count when it began: what
     /// it waited for may have been stored while its answer was applied.
-    group_stored: HashMap<Hash32, u64>,
+    group_stored: HashMap<GroupId, u64>,
     /// Sessions waiting for a free sync stream to the peer.
-    waiting: HashMap<P, VecDeque<Hash32>>,
+    waiting: HashMap<P, VecDeque<DocId>>,
     /// Per group: sync sessions (peer, document) whose changes waited for
     /// something this node lacked and were not stored. A group's documents
     /// sync side by side, so a later ledger period can arrive before the
@@ -285,7 +285,7 @@ pub struct Sessions<P> {
     /// the next anti-entropy round. Only a session that stored something
     /// retries the others, so two that wait on what nobody sends do not
     /// ask each other in turn.
-    blocked: HashMap<Hash32, HashSet<(P, Hash32)>>,
+    blocked: HashMap<GroupId, HashSet<(P, DocId)>>,
 }
 
 impl<P> Default for Sessions<P> {
@@ -396,7 +396,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
     fn start(
         &mut self,
         peer: P,
-        doc: Hash32,
+        doc: DocId,
         round: u32,
         now: Instant,
         groups: &(impl Groups + ?Sized),
@@ -445,7 +445,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
     fn end(
         &mut self,
         peer: P,
-        doc: Hash32,
+        doc: DocId,
         now: Instant,
         groups: &(impl Groups + ?Sized),
         out: &mut Vec<Output<P>>,
@@ -466,7 +466,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
     fn applied(
         &mut self,
         peer: P,
-        doc: Hash32,
+        doc: DocId,
         applied: Applied,
         now: Instant,
         groups: &(impl Groups + ?Sized),
@@ -543,7 +543,7 @@ impl<P: Copy + Eq + Hash + Debug> Sessions<P> {
 pub fn prepare(
     store: &(impl SyncStore + ?Sized),
     member: &MemberId,
-    doc: Hash32,
+    doc: DocId,
 ) -> Option<Request> {
     let heads = store.heads(&doc)?;
     if !store.is_member(&doc, member) {
@@ -591,11 +591,11 @@ fn fit_request(lacking: (Vec<SignedChange>, bool), heads: usize) -> (Vec<SignedC
 pub fn apply_answer(
     store: &(impl SyncStore + ?Sized),
     member: &MemberId,
-    doc: Hash32,
+    doc: DocId,
     heads: &[Hash32],
     changes: Vec<SignedChange>,
     more: bool,
-) -> (Applied, Vec<Hash32>) {
+) -> (Applied, Vec<DocId>) {
     let mut applied = Applied {
         more,
         ..Applied::default()
@@ -630,7 +630,7 @@ pub fn apply_answer(
 pub fn accepts(
     store: &(impl SyncStore + ?Sized),
     member: &MemberId,
-    doc: &Hash32,
+    doc: &DocId,
     heads: usize,
 ) -> bool {
     store.is_member(doc, member) && heads <= MAX_HEADS
@@ -641,7 +641,7 @@ pub fn accepts(
 pub struct Answer {
     /// Documents of the group the pushed changes opened: sync them with
     /// the asker (before answering, as the event loop always did).
-    pub opened: Vec<Hash32>,
+    pub opened: Vec<DocId>,
     /// What to answer.
     pub response: Response,
     /// The asker holds more for us than fitted its request: ask it, after
@@ -657,7 +657,7 @@ pub struct Answer {
 pub fn answer(
     store: &(impl SyncStore + ?Sized),
     member: &MemberId,
-    doc: Hash32,
+    doc: DocId,
     heads: &[Hash32],
     changes: Vec<SignedChange>,
     more: bool,
@@ -705,11 +705,11 @@ pub fn refused(reason: &str) -> Response {
 /// to hold what its peers acknowledged).
 pub fn apply_opening(
     store: &(impl SyncStore + ?Sized),
-    doc: Hash32,
+    doc: DocId,
     changes: Vec<SignedChange>,
-) -> (Result<ApplyReport, String>, Vec<Hash32>) {
+) -> (Result<ApplyReport, String>, Vec<DocId>) {
     let group = store.group_of(&doc);
-    let before: HashSet<Hash32> = group
+    let before: HashSet<DocId> = group
         .map(|g| store.docs_of(&g).into_iter().collect())
         .unwrap_or_default();
     let applied = store.apply_remote(doc, changes);
@@ -739,16 +739,18 @@ mod tests {
     /// Every document belongs to one group.
     struct OneGroup;
 
-    const GROUP: Hash32 = Hash32([7; 32]);
+    fn group() -> GroupId {
+        GroupId::from(Hash32([7; 32]))
+    }
 
     impl Groups for OneGroup {
-        fn group_of(&self, _: &Hash32) -> Option<Hash32> {
-            Some(GROUP)
+        fn group_of(&self, _: &DocId) -> Option<GroupId> {
+            Some(group())
         }
     }
 
-    fn doc(n: u8) -> Hash32 {
-        Hash32([n; 32])
+    fn doc(n: u8) -> DocId {
+        DocId::from(Hash32([n; 32]))
     }
 
     fn request(more: bool) -> Request {
@@ -766,7 +768,7 @@ mod tests {
     }
 
     /// The (peer, document) pairs to prepare among `outputs`.
-    fn prepared(outputs: &[Output<u8>]) -> Vec<(u8, Hash32)> {
+    fn prepared(outputs: &[Output<u8>]) -> Vec<(u8, DocId)> {
         outputs
             .iter()
             .filter_map(|o| match o {
@@ -778,7 +780,7 @@ mod tests {
 
     /// Start a session with `peer` for `d` and bring it to the point where
     /// its request is out.
-    fn sent(sessions: &mut Sessions<u8>, peer: u8, d: Hash32, more: bool) {
+    fn sent(sessions: &mut Sessions<u8>, peer: u8, d: DocId, more: bool) {
         let out = feed(sessions, Input::Start { peer, doc: d });
         assert_eq!(prepared(&out), vec![(peer, d)]);
         let out = feed(
@@ -800,8 +802,13 @@ mod tests {
         let key = nestwork_core::MemberKey::from_secret([1; 32]);
         // Only the changes' sizes matter here: a small edit, and a change
         // as large as the envelope allows.
-        let small = SignedChange::sign(&key, doc(0), Hash32::of(b"small"), vec![1; 300]);
-        let big = SignedChange::sign(&key, doc(0), Hash32::of(b"big"), vec![7; MAX_REQUEST_BYTES]);
+        let small = SignedChange::sign(&key, doc(0).hash32(), Hash32::of(b"small"), vec![1; 300]);
+        let big = SignedChange::sign(
+            &key,
+            doc(0).hash32(),
+            Hash32::of(b"big"),
+            vec![7; MAX_REQUEST_BYTES],
+        );
         let request = |changes: Vec<SignedChange>, more| Request::Sync {
             doc: doc(0),
             heads: vec![Hash32::of(b"h"); MAX_HEADS],
@@ -983,7 +990,7 @@ mod tests {
         );
         assert!(out
             .iter()
-            .any(|o| matches!(o, Output::Stored { group } if *group == GROUP)));
+            .any(|o| matches!(o, Output::Stored { group: g } if *g == group())));
         assert_eq!(prepared(&out), vec![(1, doc(1))], "retried");
     }
 

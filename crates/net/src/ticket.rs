@@ -3,7 +3,7 @@
 //! an expiry. A ticket admits one newcomer.
 
 use nestwork_core::signed::verify_signature;
-use nestwork_core::{encoding, Hash32, MemberId, MemberKey};
+use nestwork_core::{encoding, GroupId, Hash32, MemberId, MemberKey};
 use nestwork_docs::record::ticket_message;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ pub const MAX_TICKET_ADDRS: usize = 8;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// Its name, so the invitee sees what they are joining.
     pub group_name: String,
     /// The inviting member; also the peer to contact.
@@ -53,7 +53,7 @@ pub enum TicketError {
 
 #[derive(Serialize)]
 struct Signed<'a> {
-    group: &'a Hash32,
+    group: &'a GroupId,
     group_name: &'a str,
     inviter: &'a MemberId,
     addrs: &'a [String],
@@ -65,7 +65,7 @@ impl Ticket {
     /// Issue a ticket as `key`.
     pub fn issue(
         key: &MemberKey,
-        group: Hash32,
+        group: GroupId,
         group_name: &str,
         addrs: Vec<String>,
         expires_at_ms: u64,
@@ -173,7 +173,7 @@ mod tests {
     fn ticket(expires: u64) -> Ticket {
         Ticket::issue(
             &MemberKey::from_secret([3; 32]),
-            Hash32::of(b"group"),
+            GroupId::from(Hash32::of(b"group")),
             "Riverside",
             vec!["/ip4/127.0.0.1/tcp/4001".into()],
             expires,

@@ -28,7 +28,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use nestwork_docs::seal::{self, Keyring};
 
 /// Protocol version in topic names. 2: the seal time inside every sealed
@@ -59,12 +59,12 @@ pub const DUPLICATE_WINDOW: Duration =
 pub const SEAL_TIME_BYTES: usize = 8;
 
 /// The topic that carries a group's document changes.
-pub fn docs_topic(group: &Hash32) -> String {
+pub fn docs_topic(group: &GroupId) -> String {
     format!("nestwork/{TOPIC_VERSION}/{}/docs", group.to_hex())
 }
 
 /// The group id in a docs topic name, if it is one.
-pub fn group_of_docs_topic(topic: &str) -> Option<Hash32> {
+pub fn group_of_docs_topic(topic: &str) -> Option<GroupId> {
     let rest = topic.strip_prefix(&format!("nestwork/{TOPIC_VERSION}/"))?;
     rest.strip_suffix("/docs")?.parse().ok()
 }
@@ -117,12 +117,12 @@ pub struct Opened {
 impl GroupSeal {
     /// The first seal of the group whose genesis record (encoded) is
     /// `genesis`.
-    pub fn new(group: &Hash32, genesis: &[u8]) -> Self {
+    pub fn new(group: &GroupId, genesis: &[u8]) -> Self {
         GroupSeal::with_key(group, &seal::genesis_key(group, genesis))
     }
 
     /// The seal of `group` with `key`.
-    pub fn with_key(group: &Hash32, key: &[u8; 32]) -> Self {
+    pub fn with_key(group: &GroupId, key: &[u8; 32]) -> Self {
         GroupSeal {
             cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
             topic: docs_topic(group),
@@ -244,7 +244,7 @@ pub enum OpenError {
 /// Every seal a node holds for one group, and the one to seal with now.
 #[derive(Clone)]
 pub struct GroupSeals {
-    group: Hash32,
+    group: GroupId,
     topic: String,
     keys: HashMap<ShortKeyId, GroupSeal>,
     current: Option<ShortKeyId>,
@@ -252,7 +252,7 @@ pub struct GroupSeals {
 
 impl GroupSeals {
     /// The seals of a group just subscribed to: its genesis key, current.
-    pub fn new(group: Hash32, genesis: &[u8]) -> Self {
+    pub fn new(group: GroupId, genesis: &[u8]) -> Self {
         let first = GroupSeal::new(&group, genesis);
         let id = first.key_id();
         GroupSeals {
@@ -264,7 +264,7 @@ impl GroupSeals {
     }
 
     /// The group.
-    pub fn group(&self) -> Hash32 {
+    pub fn group(&self) -> GroupId {
         self.group
     }
 
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn topic_names_round_trip() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         assert_eq!(group_of_docs_topic(&docs_topic(&g)), Some(g));
         assert_eq!(group_of_docs_topic("nestwork/2/zz/docs"), None);
         // A version 1 topic (no seal time inside) is not one of ours.
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn only_the_same_group_opens_a_seal() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let seal = GroupSeal::new(&g, b"genesis");
         let sealed = seal.seal(b"hello", NOW);
         assert_eq!(
@@ -358,7 +358,7 @@ mod tests {
             }
         );
         assert!(GroupSeal::new(&g, b"other genesis").open(&sealed).is_err());
-        assert!(GroupSeal::new(&Hash32::of(b"h"), b"genesis")
+        assert!(GroupSeal::new(&GroupId::from(Hash32::of(b"h")), b"genesis")
             .open(&sealed)
             .is_err());
         let mut altered = sealed.clone();
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_group_opens_gossip_of_every_key_it_holds_and_seals_with_the_current() {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let mut seals = GroupSeals::new(g, b"genesis");
         let old = seals.current().expect("genesis key").seal(b"before", NOW);
         let new_key = [9u8; 32];
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn finding_4_a_sealed_message_replayed_after_the_duplicate_window_is_refused_before_it_is_applied(
     ) {
-        let g = Hash32::of(b"g");
+        let g = GroupId::from(Hash32::of(b"g"));
         let seals = GroupSeals::new(g, b"genesis");
         let seal = seals.current().expect("genesis key");
         let ms = |d: Duration| d.as_millis() as u64;

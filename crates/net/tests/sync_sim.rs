@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::{ApplyReport, Rejection};
 use nestwork_net::protocol::{Request, Response};
 use nestwork_net::sync::{
@@ -101,27 +101,29 @@ impl Store {
 }
 
 impl Groups for Store {
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
-        self.is_open(doc).then_some(self.group)
+    fn group_of(&self, doc: &DocId) -> Option<GroupId> {
+        self.is_open(&doc.hash32())
+            .then_some(GroupId::from(self.group))
     }
 }
 
 impl SyncStore for Store {
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
-        if *group == self.group {
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
+        if group.hash32() == self.group {
             self.docs
                 .iter()
                 .filter(|d| self.is_open(d))
-                .copied()
+                .map(|d| DocId::from(*d))
                 .collect()
         } else {
             Vec::new()
         }
     }
-    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
-        self.is_open(doc) && self.roll.contains(member)
+    fn is_member(&self, doc: &DocId, member: &MemberId) -> bool {
+        self.is_open(&doc.hash32()) && self.roll.contains(member)
     }
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
+        let doc = &doc.hash32();
         if !self.is_open(doc) {
             return None;
         }
@@ -137,10 +139,11 @@ impl SyncStore for Store {
     }
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
+        let doc = &doc.hash32();
         let held = self.held.borrow();
         let Some(changes) = held.get(doc) else {
             return (Vec::new(), false);
@@ -168,7 +171,8 @@ impl SyncStore for Store {
         }
         (out, false)
     }
-    fn apply_remote(&self, doc: Hash32, changes: Vec<SignedChange>) -> Result<ApplyReport, String> {
+    fn apply_remote(&self, doc: DocId, changes: Vec<SignedChange>) -> Result<ApplyReport, String> {
+        let doc = doc.hash32();
         if !self.is_open(&doc) {
             return Err("unknown document".into());
         }
@@ -209,16 +213,19 @@ impl SyncStore for Store {
         report.missing_deps = pending;
         Ok(report)
     }
-    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
-        self.peer_heads.borrow().get(&(*peer, *doc)).cloned()
+    fn peer_heads(&self, peer: &MemberId, doc: &DocId) -> Option<Vec<Hash32>> {
+        self.peer_heads
+            .borrow()
+            .get(&(*peer, doc.hash32()))
+            .cloned()
     }
-    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]) {
+    fn set_peer_heads(&self, peer: &MemberId, doc: &DocId, heads: &[Hash32]) {
         self.peer_heads
             .borrow_mut()
-            .insert((*peer, *doc), heads.to_vec());
+            .insert((*peer, doc.hash32()), heads.to_vec());
     }
-    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32) {
-        self.peer_heads.borrow_mut().remove(&(*peer, *doc));
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &DocId) {
+        self.peer_heads.borrow_mut().remove(&(*peer, doc.hash32()));
     }
 }
 
@@ -228,7 +235,7 @@ struct Node {
     store: Store,
     sessions: Sessions<MemberId>,
     /// Requests sent and not yet answered or failed: id to (peer, doc).
-    pending: HashMap<u64, (MemberId, Hash32)>,
+    pending: HashMap<u64, (MemberId, DocId)>,
     /// Per document, the next sequence number of this node's changes.
     next_seq: HashMap<Hash32, u32>,
 }
@@ -382,9 +389,10 @@ impl Sim {
         self.input(b, Input::Connected(ida));
         let (starter, other) = if ida < idb { (a, b) } else { (b, a) };
         let peer = self.nodes[other].id;
-        let group = self.nodes[starter].store.group;
+        let group = DocId::from(self.nodes[starter].store.group);
         if self.nodes[starter].store.is_member(&group, &peer) {
             for doc in self.docs() {
+                let doc = DocId::from(doc);
                 self.at(0, Event::Input(starter, Input::Start { peer, doc }));
             }
         }
@@ -399,7 +407,7 @@ impl Sim {
         for (me, other) in [(a, b), (b, a)] {
             let peer = self.nodes[other].id;
             self.input(me, Input::Disconnected(peer));
-            let failed: Vec<(u64, Hash32)> = self.nodes[me]
+            let failed: Vec<(u64, DocId)> = self.nodes[me]
                 .pending
                 .iter()
                 .filter(|(_, (p, _))| *p == peer)
@@ -611,10 +619,10 @@ impl Sim {
                         }
                         let store = &self.nodes[node].store;
                         let peer = self.nodes[other].id;
-                        if !store.is_member(&store.group, &peer) {
+                        if !store.is_member(&DocId::from(store.group), &peer) {
                             continue;
                         }
-                        for doc in store.docs_of(&store.group) {
+                        for doc in store.docs_of(&GroupId::from(store.group)) {
                             if store.peer_heads(&peer, &doc) != store.heads(&doc) {
                                 starts.push(Input::Start { peer, doc });
                             }
@@ -913,7 +921,11 @@ fn periods_open_one_after_another_and_are_synced_at_once() {
         for doc in &docs {
             sim.write(0, *doc, 3, 100);
         }
-        assert_eq!(sim.nodes[1].store.docs_of(&docs[0]), vec![docs[0]]);
+        let group = GroupId::from(docs[0]);
+        assert_eq!(
+            sim.nodes[1].store.docs_of(&group),
+            vec![DocId::from(docs[0])]
+        );
         sim.connect_all();
         let took = sim.converge(&[0, 1], ANTI_ENTROPY - 1);
         assert!(
@@ -921,7 +933,7 @@ fn periods_open_one_after_another_and_are_synced_at_once() {
             "seed {seed}: not before anti-entropy: {:?}",
             sim.counts
         );
-        assert_eq!(sim.nodes[1].store.docs_of(&docs[0]).len(), 4);
+        assert_eq!(sim.nodes[1].store.docs_of(&group).len(), 4);
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use nestwork_core::signed::MAX_BUNDLE_BYTES;
-use nestwork_core::{ChangeBundle, Hash32, PeriodChanges, SignedChange};
+use nestwork_core::{ChangeBundle, DocId, GroupId, PeriodChanges, SignedChange};
 use nestwork_docs::group_ledger::{period_id, GroupLedger};
 use nestwork_docs::{ApplyReport, GroupView, SignedDoc};
 
@@ -34,7 +34,7 @@ impl Node {
                 .groups
                 .get(&group)
                 .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
-            let mut bundle = ChangeBundle::of_group(group, doc.changes_since(&[]));
+            let mut bundle = ChangeBundle::of_group(group.hash32(), doc.changes_since(&[]));
             if let Some(l) = docs.ledgers.get(&group) {
                 let numbers: BTreeSet<u64> =
                     l.periods.keys().chain(l.cold.keys()).copied().collect();
@@ -42,12 +42,12 @@ impl Node {
                     let id = period_id(&group, period);
                     let changes = match l.periods.get(&period) {
                         Some(d) => d.changes_since(&[]),
-                        None => self.store.changes(&id)?,
+                        None => self.store.changes(&id.hash32())?,
                     };
                     if !changes.is_empty() {
                         bundle.periods.push(PeriodChanges {
                             period,
-                            doc: id,
+                            doc: id.hash32(),
                             changes,
                         });
                     }
@@ -72,7 +72,7 @@ impl Node {
     /// nor this node has, nothing is stored and nothing changes. What is
     /// already held is skipped, and what is new merges with it.
     pub fn import(&self, bundle: ChangeBundle) -> Result<ImportReport, NodeError> {
-        let group = bundle.doc;
+        let group = GroupId::from(bundle.doc);
         let queue = import_queue(bundle)?;
         let periods = queue.len() - 1;
         let now = self.now_ms();
@@ -94,7 +94,7 @@ impl Node {
                     docs.ensure_ledger(group, &self.writer);
                 }
                 Ok(ImportReport {
-                    doc: group,
+                    doc: group.doc(),
                     group_name: judged.name,
                     applied: judged.applied,
                     duplicates: judged.duplicates,
@@ -112,7 +112,7 @@ impl Node {
     fn judge_bundle(
         &self,
         docs: &mut State,
-        group: Hash32,
+        group: GroupId,
         mut queue: Vec<Queued>,
         now: u64,
     ) -> Result<Staged<Judged>, NodeError> {
@@ -172,7 +172,7 @@ impl Node {
     fn import_rounds(
         &self,
         cand: &mut State,
-        group: Hash32,
+        group: GroupId,
         queue: &mut [Queued],
         now: u64,
     ) -> Result<(Vec<Vec<SignedChange>>, usize, bool), NodeError> {
@@ -248,20 +248,20 @@ impl Node {
     fn import_group_changes(
         &self,
         cand: &mut State,
-        group: Hash32,
+        group: GroupId,
         changes: Vec<SignedChange>,
         now: u64,
     ) -> Result<ApplyReport, NodeError> {
         if cand.groups.contains_key(&group) {
             return cand
-                .apply(group, changes, now)
+                .apply(group.doc(), changes, now)
                 .ok_or_else(|| NodeError::not_found(Lookup::Group, group));
         }
-        cand.groups.insert(group, SignedDoc::empty(group));
+        cand.groups.insert(group, SignedDoc::empty(group.hash32()));
         let (first, rest): (Vec<_>, Vec<_>) = changes
             .into_iter()
             .partition(|c| nestwork_docs::engine::is_first_change(&c.change));
-        let mut report = cand.apply(group, first, now).unwrap_or_default();
+        let mut report = cand.apply(group.doc(), first, now).unwrap_or_default();
         if cand
             .groups
             .get(&group)
@@ -277,14 +277,14 @@ impl Node {
             d.set_writer(&self.writer);
         }
         cand.ensure_ledger(group, &self.writer);
-        let more = cand.apply(group, rest, now).unwrap_or_default();
+        let more = cand.apply(group.doc(), rest, now).unwrap_or_default();
         report.merge(more);
         Ok(report)
     }
 
     /// Load every unloaded (cold) period of `group` in `docs` back from
     /// the store.
-    fn warm_all(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+    fn warm_all(&self, docs: &mut State, group: GroupId) -> Result<(), NodeError> {
         let cold: Vec<u64> = docs
             .ledgers
             .get(&group)
@@ -299,7 +299,7 @@ impl Node {
 
 /// A document of a bundle still to import: its id, its ledger period
 /// (`None` for the group document), and the changes not applied yet.
-type Queued = (Hash32, Option<u64>, Vec<SignedChange>);
+type Queued = (DocId, Option<u64>, Vec<SignedChange>);
 
 /// A bundle judged on a copy of its group's state.
 struct Judged {
@@ -325,10 +325,10 @@ fn what_of(period: Option<u64>) -> String {
 /// document first, then the ledger periods in order. Refused if a period
 /// document is not the one its number names, or is listed twice.
 fn import_queue(bundle: ChangeBundle) -> Result<Vec<Queued>, NodeError> {
-    let group = bundle.doc;
+    let group = GroupId::from(bundle.doc);
     let mut numbers = BTreeSet::new();
     for p in &bundle.periods {
-        if p.doc != period_id(&group, p.period) {
+        if p.doc != period_id(&group, p.period).hash32() {
             return Err(NodeError::Invalid(format!(
                 "the bundle was refused and nothing was stored: its document {} is not ledger period {} of group {}",
                 p.doc.short(),
@@ -345,11 +345,11 @@ fn import_queue(bundle: ChangeBundle) -> Result<Vec<Queued>, NodeError> {
     }
     let mut periods = bundle.periods;
     periods.sort_by_key(|p| p.period);
-    Ok(std::iter::once((group, None, bundle.changes))
+    Ok(std::iter::once((group.doc(), None, bundle.changes))
         .chain(
             periods
                 .into_iter()
-                .map(|p| (p.doc, Some(p.period), p.changes)),
+                .map(|p| (DocId::from(p.doc), Some(p.period), p.changes)),
         )
         .collect())
 }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId};
 use nestwork_docs::seal::Keyring;
 
 /// One group as the network sees it.
@@ -25,16 +25,16 @@ pub(crate) struct Listing {
     pub members: BTreeSet<MemberId>,
     /// The group document first, then its ledger periods, each with its
     /// heads.
-    pub docs: Vec<(Hash32, Vec<Hash32>)>,
+    pub docs: Vec<(DocId, Vec<Hash32>)>,
     /// The group's seal keys as this node holds them now.
     pub keyring: Option<Keyring>,
 }
 
 #[derive(Default)]
 struct Listings {
-    groups: HashMap<Hash32, Listing>,
+    groups: HashMap<GroupId, Listing>,
     /// Each document's group and its place in the group's `docs`.
-    docs: HashMap<Hash32, (Hash32, usize)>,
+    docs: HashMap<DocId, (GroupId, usize)>,
 }
 
 /// The network's view of the node's documents.
@@ -56,7 +56,7 @@ impl Directory {
 
     /// List `group` afresh (after it was loaded, reloaded, created, or its
     /// roll, keys or set of documents changed).
-    pub fn list(&self, group: Hash32, listing: Listing) {
+    pub fn list(&self, group: GroupId, listing: Listing) {
         let mut l = self.write();
         l.forget(&group);
         for (i, (doc, _)) in listing.docs.iter().enumerate() {
@@ -66,13 +66,13 @@ impl Directory {
     }
 
     /// A group this node no longer holds.
-    pub fn forget(&self, group: &Hash32) {
+    pub fn forget(&self, group: &GroupId) {
         self.write().forget(group);
     }
 
     /// New heads for a document already listed; `false` if it is not (the
     /// caller lists its group afresh).
-    pub fn set_heads(&self, doc: &Hash32, heads: Vec<Hash32>) -> bool {
+    pub fn set_heads(&self, doc: &DocId, heads: Vec<Hash32>) -> bool {
         let mut l = self.write();
         let Some(&(group, i)) = l.docs.get(doc) else {
             return false;
@@ -86,7 +86,7 @@ impl Directory {
         }
     }
 
-    pub fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+    pub fn groups(&self) -> Vec<(GroupId, Vec<u8>)> {
         self.read()
             .groups
             .iter()
@@ -94,22 +94,22 @@ impl Directory {
             .collect()
     }
 
-    pub fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+    pub fn group_of(&self, doc: &DocId) -> Option<GroupId> {
         self.read().docs.get(doc).map(|(g, _)| *g)
     }
 
-    pub fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+    pub fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
         match self.read().groups.get(group) {
             Some(l) => l.docs.iter().map(|(d, _)| *d).collect(),
-            None => vec![*group],
+            None => vec![group.doc()],
         }
     }
 
-    pub fn genesis(&self, group: &Hash32) -> Option<Vec<u8>> {
+    pub fn genesis(&self, group: &GroupId) -> Option<Vec<u8>> {
         self.read().groups.get(group).map(|l| l.genesis.clone())
     }
 
-    pub fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
+    pub fn is_member(&self, doc: &DocId, member: &MemberId) -> bool {
         let l = self.read();
         l.docs
             .get(doc)
@@ -117,26 +117,26 @@ impl Directory {
             .is_some_and(|g| g.members.contains(member))
     }
 
-    pub fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    pub fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
         let l = self.read();
         let (group, i) = l.docs.get(doc)?;
         l.groups.get(group)?.docs.get(*i).map(|(_, h)| h.clone())
     }
 
-    pub fn keyring(&self, group: &Hash32) -> Option<Keyring> {
+    pub fn keyring(&self, group: &GroupId) -> Option<Keyring> {
         self.read().groups.get(group)?.keyring.clone()
     }
 
     /// The whole listing of a group (for tests that compare it with the
     /// node's state).
     #[cfg(test)]
-    pub fn listing(&self, group: &Hash32) -> Option<Listing> {
+    pub fn listing(&self, group: &GroupId) -> Option<Listing> {
         self.read().groups.get(group).cloned()
     }
 }
 
 impl Listings {
-    fn forget(&mut self, group: &Hash32) {
+    fn forget(&mut self, group: &GroupId) {
         if let Some(old) = self.groups.remove(group) {
             for (doc, _) in old.docs {
                 self.docs.remove(&doc);
@@ -157,7 +157,7 @@ mod tests {
     use crate::node::Node;
     use crate::DataDir;
 
-    fn riverside(node: &Node) -> nestwork_core::Hash32 {
+    fn riverside(node: &Node) -> nestwork_core::GroupId {
         create(node, "Riverside").expect("create").id
     }
 
@@ -180,11 +180,11 @@ mod tests {
             // for members, which reads the node's state).
             let answers = (
                 Replica::groups(&*looker).len(),
-                looker.group_of(&group),
+                looker.group_of(&group.doc()),
                 looker.docs_of(&group).first().copied(),
                 looker.genesis(&group).is_some(),
-                looker.is_member(&group, &me.id()),
-                looker.heads(&group).map(|h| h.len()),
+                looker.is_member(&group.doc(), &me.id()),
+                looker.heads(&group.doc()).map(|h| h.len()),
                 looker.keyring(&group).is_some(),
             );
             let _ = tx.send(answers);
@@ -195,7 +195,7 @@ mod tests {
         drop(held);
         assert_eq!(
             answers,
-            (1, Some(group), Some(group), true, true, Some(1), true)
+            (1, Some(group), Some(group.doc()), true, true, Some(1), true)
         );
     }
 
@@ -208,10 +208,10 @@ mod tests {
         let me = MemberKey::from_secret([1; 32]);
         let node = Node::open(&dir, me.clone()).expect("open");
         let group = riverside(&node);
-        let before = node.heads(&group).expect("heads");
+        let before = node.heads(&group.doc()).expect("heads");
         node.describe(&group.to_hex(), "tools, seeds and a bike")
             .expect("describe");
-        let after = node.heads(&group).expect("heads");
+        let after = node.heads(&group.doc()).expect("heads");
         assert_ne!(before, after, "a durable change moves the listed heads");
         assert_eq!(after, node.lock().groups[&group].heads());
         let listed = node.directory.listing(&group).expect("listed");

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32, SignalId};
 use nestwork_docs::distress::{
     Answer, AnswerKind, Signal, SignalStatus, SignalView, DEFAULT_EXPIRY_MS, MAX_EXPIRY_MS,
 };
@@ -33,15 +33,19 @@ fn invalid(msg: impl Into<String>) -> NodeError {
 
 /// Where the time this node first held signal `signal` in `group` is kept
 /// (an id no document has, so no change ever erases it).
-fn held_mark(group: &Hash32, signal: &Hash32) -> Hash32 {
-    Hash32::of_parts(&[b"nestwork/signal-held/v1", &group.0, &signal.0])
+fn held_mark(group: &GroupId, signal: &SignalId) -> Hash32 {
+    Hash32::of_parts(&[
+        b"nestwork/signal-held/v1",
+        group.as_bytes(),
+        signal.as_bytes(),
+    ])
 }
 
 impl Node {
     /// When this node first held signal `signal` in `group`: noted now
     /// the first time it is asked, in memory and in the store, so that a
     /// restart does not start the count again.
-    pub(crate) fn held_since(&self, group: &Hash32, signal: &Hash32, now: u64) -> u64 {
+    pub(crate) fn held_since(&self, group: &GroupId, signal: &SignalId, now: u64) -> u64 {
         let mut held = self
             .first_held
             .lock()
@@ -74,7 +78,7 @@ impl Node {
 
     /// What [`Node::held_since`] has noted for `signal` in `group`, if
     /// anything, without noting it.
-    fn held_noted(&self, group: &Hash32, signal: &Hash32) -> Option<u64> {
+    fn held_noted(&self, group: &GroupId, signal: &SignalId) -> Option<u64> {
         self.first_held
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -102,7 +106,7 @@ impl Node {
             // be, so a flood costs its sender little.
             let last = doc.signal_head(&me);
             let body = RecordBody::Signal(Signal {
-                group: doc.id(),
+                group: doc.group(),
                 category,
                 severity,
                 text: req.text.clone(),
@@ -120,9 +124,10 @@ impl Node {
                     "only members on the roll may raise a signal in this group",
                 ));
             }
-            Ok((doc.id(), body))
+            Ok((doc.group(), body))
         })?;
-        let id = self.write_group_record(group, |_| Ok(body))?;
+        // A signal's id is its record's.
+        let id = SignalId::from(self.write_group_record(group, |_| Ok(body))?);
         tracing::warn!(group = %group.short(), signal = %id.short(), category = req.category.as_str(), severity = req.severity.as_str(), "distress signal raised");
         self.signal(&id)
     }
@@ -186,7 +191,7 @@ impl Node {
         all: bool,
     ) -> Result<Vec<SignalItem>, NodeError> {
         let docs = self.lock();
-        let groups: Vec<Hash32> = match group {
+        let groups: Vec<GroupId> = match group {
             Some(sel) => vec![self.resolve(&docs.groups, sel)?],
             None => docs.groups.keys().copied().collect(),
         };
@@ -215,9 +220,9 @@ impl Node {
     }
 
     /// One signal by full id.
-    fn signal(&self, id: &Hash32) -> Result<SignalView, NodeError> {
+    fn signal(&self, id: &SignalId) -> Result<SignalView, NodeError> {
         let docs = self.lock();
-        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        let groups: Vec<GroupId> = docs.groups.keys().copied().collect();
         self.merged_signals(&docs, &groups)
             .remove(id)
             .ok_or_else(|| invalid("the signal went missing"))
@@ -225,9 +230,9 @@ impl Node {
 
     /// Signals of `groups`, one per id: the view from its own group when
     /// held, with the answers given anywhere.
-    fn merged_signals(&self, docs: &State, groups: &[Hash32]) -> BTreeMap<Hash32, SignalView> {
+    fn merged_signals(&self, docs: &State, groups: &[GroupId]) -> BTreeMap<SignalId, SignalView> {
         let now = self.now_ms();
-        let mut merged: BTreeMap<Hash32, SignalView> = BTreeMap::new();
+        let mut merged: BTreeMap<SignalId, SignalView> = BTreeMap::new();
         for g in groups {
             let Some(doc) = docs.groups.get(g) else {
                 continue;
@@ -268,7 +273,7 @@ impl Node {
         if sel.len() < 4 {
             return Err(invalid("give at least 4 characters of the signal id"));
         }
-        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        let groups: Vec<GroupId> = docs.groups.keys().copied().collect();
         let found: Vec<SignalView> = self
             .merged_signals(docs, &groups)
             .into_values()
@@ -285,7 +290,7 @@ impl Node {
         }
     }
 
-    fn groups_holding(&self, docs: &State, signal: &Hash32) -> Vec<Hash32> {
+    fn groups_holding(&self, docs: &State, signal: &SignalId) -> Vec<GroupId> {
         let now = self.now_ms();
         docs.groups
             .iter()
@@ -297,7 +302,7 @@ impl Node {
             .collect()
     }
 
-    fn on_roll(&self, docs: &State, group: &Hash32) -> bool {
+    fn on_roll(&self, docs: &State, group: &GroupId) -> bool {
         docs.groups
             .get(group)
             .and_then(|d| governance_of(d, self.now_ms()))
@@ -307,7 +312,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
-    use nestwork_core::{Hash32, MemberKey};
+    use nestwork_core::{GroupId, Hash32, MemberKey, SignalId};
 
     use crate::{DataDir, Node};
 
@@ -318,7 +323,10 @@ mod tests {
     fn when_a_signal_was_first_held_survives_a_restart() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(tmp.path());
-        let (group, signal) = (Hash32([1; 32]), Hash32([2; 32]));
+        let (group, signal) = (
+            GroupId::from(Hash32([1; 32])),
+            SignalId::from(Hash32([2; 32])),
+        );
         let first = {
             let node = Node::open(&dir, MemberKey::from_secret([1; 32])).expect("open");
             let now = node.now_ms();
@@ -332,7 +340,7 @@ mod tests {
         assert_eq!(node.held_since(&group, &signal, first + 600_000), first);
         assert_eq!(node.held_noted(&group, &signal), Some(first));
         // Held in another group: counted there from its own moment.
-        let region = Hash32([3; 32]);
+        let region = GroupId::from(Hash32([3; 32]));
         assert_eq!(node.held_since(&region, &signal, first + 5), first + 5);
     }
 }

@@ -38,7 +38,10 @@ fn finding6_a_change_is_on_disk_before_the_lock_that_wrote_it_is_released() {
                     .set_description(&node.writer, "tools and seeds", node.now_ms())
                     .expect("describe")
                     .expect("a change");
-                Ok(Staged::local((), vec![Write::to(group, vec![change])]))
+                Ok(Staged::local(
+                    (),
+                    vec![Write::to(group.doc(), vec![change])],
+                ))
             },
             // Still under the lock that wrote the change.
             |_, ()| Ok(node.store.unflushed()),

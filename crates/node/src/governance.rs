@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use nestwork_docs::engine::Draft;
 use nestwork_docs::governance::{
     self, Action, Exit, Governance, Outcome, Proposal, ProposalState, Treaty, TreatyKind,
@@ -59,7 +59,7 @@ fn member_among<'a>(
 
 impl Node {
     /// The governance of group `group` now.
-    fn governance(&self, docs: &State, group: &Hash32) -> Result<Governance, NodeError> {
+    fn governance(&self, docs: &State, group: &GroupId) -> Result<Governance, NodeError> {
         docs.groups
             .get(group)
             .and_then(|d| governance_of(d, self.now_ms()))
@@ -67,14 +67,14 @@ impl Node {
     }
 
     /// A group by selector among those held, or any group by full id.
-    fn group_id(&self, docs: &State, sel: &str) -> Result<Hash32, NodeError> {
+    fn group_id(&self, docs: &State, sel: &str) -> Result<GroupId, NodeError> {
         match self.resolve(&docs.groups, sel) {
             Ok(id) => Ok(id),
-            Err(e) => sel.trim().parse::<Hash32>().map_err(|_| e),
+            Err(e) => sel.trim().parse::<GroupId>().map_err(|_| e),
         }
     }
 
-    fn group_name(docs: &State, group: &Hash32) -> Option<String> {
+    fn group_name(docs: &State, group: &GroupId) -> Option<String> {
         docs.groups
             .get(group)
             .and_then(GroupView::of)
@@ -97,7 +97,8 @@ impl Node {
             action,
             submitted_at_ms: self.now_ms(),
         });
-        let id = self.write_group_record(group, |_| Ok(body))?;
+        // A proposal's id is its record's.
+        let id = ProposalId::from(self.write_group_record(group, |_| Ok(body))?);
         tracing::info!(group = %group.short(), proposal = %id.short(), kind = req.kind(), "proposal submitted");
         self.proposal_view(&group, &id)
     }
@@ -322,7 +323,7 @@ impl Node {
     /// Treaties of group `sel`, or of every group held.
     pub fn treaties(&self, sel: Option<&str>) -> Result<Vec<TreatyView>, NodeError> {
         let docs = self.lock();
-        let groups: Vec<Hash32> = match sel {
+        let groups: Vec<GroupId> = match sel {
             Some(s) => vec![self.resolve(&docs.groups, s)?],
             None => docs.groups.keys().copied().collect(),
         };
@@ -367,7 +368,7 @@ impl Node {
         &self,
         docs: &State,
         sel: &str,
-    ) -> Result<(Hash32, Governance, ProposalState), NodeError> {
+    ) -> Result<(GroupId, Governance, ProposalState), NodeError> {
         let sel = sel.trim().to_ascii_lowercase();
         if sel.len() < 4 {
             return Err(invalid("give at least 4 characters of the proposal id"));
@@ -395,7 +396,7 @@ impl Node {
         }
     }
 
-    fn proposal_view(&self, group: &Hash32, id: &Hash32) -> Result<ProposalView, NodeError> {
+    fn proposal_view(&self, group: &GroupId, id: &ProposalId) -> Result<ProposalView, NodeError> {
         let docs = self.lock();
         let gov = self.governance(&docs, group)?;
         let p = gov
@@ -735,7 +736,7 @@ impl Node {
         Ok(view)
     }
 
-    fn draft(&self, group: &Hash32, id: &str) -> Result<Draft, NodeError> {
+    fn draft(&self, group: &GroupId, id: &str) -> Result<Draft, NodeError> {
         self.with_doc(&group.to_hex(), |doc| {
             doc.drafts()
                 .into_iter()

@@ -1,7 +1,7 @@
 //! Group documents as members change them: found a group, describe it,
 //! admit a member, sign a record into it, and take a peer's changes.
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::decisions::Decisions;
 use nestwork_docs::group_ledger::Gate;
 use nestwork_docs::{
@@ -45,13 +45,14 @@ impl Node {
         if let Some(text) = req.description.as_deref() {
             changes.extend(doc.set_description(&self.writer, text, self.now_ms())?);
         }
-        let id = doc.id();
+        // A group's id is its genesis record's, and so its document's.
+        let id = doc.group();
         let view = GroupView::of(&doc)
             .ok_or_else(|| NodeError::Invalid("new group has no genesis".into()))?;
         // Stored before the state holds it: if the store fails, nothing of
         // the new group is in memory.
         let write = Write {
-            doc: id,
+            doc: id.doc(),
             changes,
             kind: None,
         };
@@ -106,7 +107,7 @@ impl Node {
     /// announced before it returns.
     pub(crate) fn write_group_change(
         &self,
-        group: Hash32,
+        group: GroupId,
         edit: impl FnOnce(
             &mut SignedDoc,
             &Writer,
@@ -122,7 +123,7 @@ impl Node {
                 let change = edit(doc, &self.writer, self.now_ms())?;
                 Ok(Staged::local(
                     (),
-                    vec![Write::to(group, change.into_iter().collect())],
+                    vec![Write::to(group.doc(), change.into_iter().collect())],
                 ))
             },
             |_, ()| Ok(()),
@@ -133,7 +134,7 @@ impl Node {
     /// group `group`'s document; durable and announced before it returns.
     pub(crate) fn write_group_record(
         &self,
-        group: Hash32,
+        group: GroupId,
         make: impl FnOnce(&State) -> Result<RecordBody, NodeError>,
     ) -> Result<Hash32, NodeError> {
         let now = self.now_ms();
@@ -157,7 +158,10 @@ impl Node {
                     now_ms: now,
                 };
                 let (id, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
-                Ok(Staged::local(id, vec![Write::to(group, vec![change])]))
+                Ok(Staged::local(
+                    id,
+                    vec![Write::to(group.doc(), vec![change])],
+                ))
             },
             |_, id| Ok(id),
         )
@@ -168,7 +172,7 @@ impl Node {
     /// refused unless `joining` (a stranger cannot push groups onto us).
     pub fn apply_remote(
         &self,
-        doc: Hash32,
+        doc: DocId,
         changes: Vec<SignedChange>,
         joining: bool,
     ) -> Result<ApplyReport, NodeError> {
@@ -197,7 +201,7 @@ impl Node {
     fn take_remote(
         &self,
         docs: &mut State,
-        doc: Hash32,
+        doc: DocId,
         changes: Vec<SignedChange>,
         joining: bool,
     ) -> Result<ApplyReport, NodeError> {
@@ -219,21 +223,23 @@ impl Node {
                 .ok_or_else(|| NodeError::not_found(Lookup::Group, doc));
         }
         // A group joined: its genesis first, so that its ledger exists to
-        // judge limit changes among the rest.
-        docs.groups.insert(doc, SignedDoc::empty(doc));
+        // judge limit changes among the rest. Its document's id is the
+        // group's.
+        let group = GroupId::from(doc.hash32());
+        docs.groups.insert(group, SignedDoc::empty(doc.hash32()));
         let (first, rest): (Vec<_>, Vec<_>) = changes
             .into_iter()
             .partition(|c| nestwork_docs::engine::is_first_change(&c.change));
         let mut report = docs.apply(doc, first, self.now_ms()).unwrap_or_default();
-        let genesis_known = docs.groups.get(&doc).is_some_and(|d| d.genesis().is_some());
+        let genesis_known = (docs.groups.get(&group)).is_some_and(|d| d.genesis().is_some());
         if !genesis_known {
-            docs.groups.remove(&doc);
+            docs.groups.remove(&group);
             return Ok(report);
         }
-        if let Some(d) = docs.groups.get_mut(&doc) {
+        if let Some(d) = docs.groups.get_mut(&group) {
             d.set_writer(&self.writer);
         }
-        docs.ensure_ledger(doc, &self.writer);
+        docs.ensure_ledger(group, &self.writer);
         let more = docs.apply(doc, rest, self.now_ms()).unwrap_or_default();
         report.merge(more);
         Ok(report)
@@ -242,31 +248,31 @@ impl Node {
     /// Whether this member was on the roll of `doc`'s group and is no
     /// longer (left or removed). A newcomer awaiting an entry vote was
     /// never on it, so others' pushes still reach them once voted in.
-    fn left_roll(&self, docs: &State, doc: &Hash32) -> bool {
+    fn left_roll(&self, docs: &State, doc: &DocId) -> bool {
         let me = self.member();
         docs.group_of(doc)
             .and_then(|g| docs.groups.get(&g))
             .is_some_and(|g| g.ever_members().contains(&me) && !g.members().contains(&me))
     }
 
-    /// Admit `member` to group `doc` on the strength of invite `ticket`,
+    /// Admit `member` to group `group` on the strength of invite `ticket`,
     /// which this member signed (`ticket_signature`; every node checks it).
     /// Admitting someone already on the roll is a no-op; a ticket admits one
     /// member only.
     pub fn admit(
         &self,
-        doc: &Hash32,
+        group: &GroupId,
         member: MemberId,
         ticket: Hash32,
         ticket_signature: Vec<u8>,
     ) -> Result<(), NodeError> {
         let admitted = self.commit(
             |docs| {
-                let group = docs
+                let doc = docs
                     .groups
-                    .get_mut(doc)
-                    .ok_or_else(|| NodeError::not_found(Lookup::Group, doc))?;
-                if let Some(used) = group.admission_by_ticket(&ticket) {
+                    .get_mut(group)
+                    .ok_or_else(|| NodeError::not_found(Lookup::Group, group))?;
+                if let Some(used) = doc.admission_by_ticket(&ticket) {
                     if used.member == member {
                         return Ok(Staged::local(false, Vec::new()));
                     }
@@ -274,7 +280,7 @@ impl Node {
                         "this invite ticket was already used".into(),
                     ));
                 }
-                if group.members().contains(&member) {
+                if doc.members().contains(&member) {
                     return Ok(Staged::local(false, Vec::new()));
                 }
                 let body = RecordBody::Admission(Admission {
@@ -285,18 +291,21 @@ impl Node {
                     // The engine fills in the founders' edits it follows.
                     founders_edits: Vec::new(),
                 });
-                let (_, change) = group.add_record(
+                let (_, change) = doc.add_record(
                     &self.writer,
                     body,
                     &mut nestwork_docs::NoLedger,
                     self.now_ms(),
                 )?;
-                Ok(Staged::local(true, vec![Write::to(*doc, vec![change])]))
+                Ok(Staged::local(
+                    true,
+                    vec![Write::to(group.doc(), vec![change])],
+                ))
             },
             |_, admitted| Ok(admitted),
         )?;
         if admitted {
-            tracing::info!(group = %doc.short(), %member, "member admitted");
+            tracing::info!(group = %group.short(), %member, "member admitted");
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! documents ([`GroupLedger`]), and the gate through which records reach
 //! it ([`Gate`]), are pure and live in `nestwork_docs::group_ledger`.
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId, SignedChange};
 use nestwork_docs::decisions::Decisions;
 use nestwork_docs::ledger::{Account, CreditLimit};
 use nestwork_docs::{GroupView, RecordBody, SignedDoc};
@@ -45,7 +45,7 @@ impl Node {
                     )));
                 }
             }
-            Ok((doc.id(), to))
+            Ok((doc.group(), to))
         })?;
         let request = req
             .request_id
@@ -67,12 +67,12 @@ impl Node {
     /// on a passed proposal), closing a full period first.
     pub(crate) fn make_payment(
         &self,
-        group: Hash32,
+        group: GroupId,
         from: Account,
         to: Account,
         amount: u64,
         memo: &str,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
     ) -> Result<PaymentView, NodeError> {
         self.make_payment_for(group, from, to, amount, memo, proposal, None)
     }
@@ -82,12 +82,12 @@ impl Node {
     #[allow(clippy::too_many_arguments)]
     fn make_payment_for(
         &self,
-        group: Hash32,
+        group: GroupId,
         from: Account,
         to: Account,
         amount: u64,
         memo: &str,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
         request: Option<Hash32>,
     ) -> Result<PaymentView, NodeError> {
         let now = self.now_ms();
@@ -96,7 +96,7 @@ impl Node {
             to,
             amount,
             memo,
-            proposal,
+            proposal: proposal.map(|p| p.hash32()),
             made_at_ms: now,
         };
         let paid = self.commit(
@@ -141,7 +141,7 @@ impl Node {
     fn sign_payment(
         &self,
         state: &mut State,
-        group: Hash32,
+        group: GroupId,
         order: PaymentOrder<'_>,
         request: Option<Hash32>,
         now: u64,
@@ -224,11 +224,11 @@ impl Node {
     /// directly (the creator) or on a passed proposal.
     pub(crate) fn write_limit(
         &self,
-        group: Hash32,
+        group: GroupId,
         member: Option<MemberId>,
         floor: i64,
         ceiling: i64,
-        proposal: Option<Hash32>,
+        proposal: Option<ProposalId>,
     ) -> Result<(), NodeError> {
         let now = self.now_ms();
         self.commit(
@@ -252,7 +252,7 @@ impl Node {
                     ceiling,
                     seq,
                     prev: head,
-                    proposal,
+                    proposal: proposal.map(|p| p.hash32()),
                 });
                 let mut gate = Gate {
                     ledger: Some(&mut l.ledger),
@@ -261,7 +261,10 @@ impl Node {
                     now_ms: now,
                 };
                 let (_, change) = doc.add_record(&self.writer, body, &mut gate, now)?;
-                Ok(Staged::local((), vec![Write::to(group, vec![change])]))
+                Ok(Staged::local(
+                    (),
+                    vec![Write::to(group.doc(), vec![change])],
+                ))
             },
             |_, ()| Ok(()),
         )
@@ -272,7 +275,7 @@ impl Node {
         &self,
         docs: &'a State,
         sel: &str,
-    ) -> Result<(Hash32, &'a SignedDoc, &'a GroupLedger), NodeError> {
+    ) -> Result<(GroupId, &'a SignedDoc, &'a GroupLedger), NodeError> {
         let group = self.resolve(&docs.groups, sel)?;
         let not_found = || NodeError::not_found(Lookup::Group, sel);
         let doc = docs.groups.get(&group).ok_or_else(not_found)?;
@@ -350,8 +353,8 @@ impl Node {
                     Some(d) => d,
                     None => {
                         let id = period_id(&group, period);
-                        loaded =
-                            SignedDoc::load_ledger_period(group, period, self.store.changes(&id)?)?;
+                        let stored = self.store.changes(&id.hash32())?;
+                        loaded = SignedDoc::load_ledger_period(group.hash32(), period, stored)?;
                         &loaded
                     }
                 };
@@ -392,7 +395,7 @@ impl Node {
 }
 
 /// Where the payment made for a client's request id is noted in the store.
-fn request_mark(group: &Hash32, request_id: &str) -> Result<Hash32, NodeError> {
+fn request_mark(group: &GroupId, request_id: &str) -> Result<Hash32, NodeError> {
     if request_id.is_empty()
         || request_id.chars().count() > MAX_REQUEST_ID_CHARS
         || request_id.chars().any(char::is_control)
@@ -403,7 +406,7 @@ fn request_mark(group: &Hash32, request_id: &str) -> Result<Hash32, NodeError> {
     }
     Ok(Hash32::of_parts(&[
         b"nestwork/pay-request/v1",
-        &group.0,
+        group.as_bytes(),
         request_id.as_bytes(),
     ]))
 }
@@ -442,7 +445,7 @@ fn account_of(
 /// if it is the same payment.
 fn repeated_payment(
     docs: &State,
-    group: Hash32,
+    group: GroupId,
     made: &[u8],
     amount: u64,
     to: &Account,

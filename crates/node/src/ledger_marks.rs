@@ -9,7 +9,7 @@
 //! it may be dropped at any time: the node then counts from further down.
 
 use nestwork_core::encoding::{decode, encode};
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use nestwork_docs::ledger::Base;
 use nestwork_store::DocStore;
 #[cfg(test)]
@@ -34,22 +34,22 @@ pub struct Checkpoint {
 
 /// Where a group's ledger base is kept (an id no document has, so no
 /// change ever erases it).
-fn base_mark(group: &Hash32) -> Hash32 {
-    Hash32::of_parts(&[b"nestwork/ledger-base/v1", &group.0])
+fn base_mark(group: &GroupId) -> Hash32 {
+    Hash32::of_parts(&[b"nestwork/ledger-base/v1", group.as_bytes()])
 }
 
 /// Where the checkpoint at `period` is kept.
-fn checkpoint_mark(group: &Hash32, period: u64) -> Hash32 {
+fn checkpoint_mark(group: &GroupId, period: u64) -> Hash32 {
     Hash32::of_parts(&[
         b"nestwork/ledger-checkpoint/v1",
-        &group.0,
+        group.as_bytes(),
         &period.to_be_bytes(),
     ])
 }
 
 /// The stored base of `group`; `None` if there is none, or it is damaged
 /// (logged: the ledger is then counted again).
-pub fn stored_base(store: &dyn DocStore, group: &Hash32) -> Result<Option<Base>, NodeError> {
+pub fn stored_base(store: &dyn DocStore, group: &GroupId) -> Result<Option<Base>, NodeError> {
     let Some(bytes) = store.mark(&base_mark(group))? else {
         return Ok(None);
     };
@@ -63,24 +63,24 @@ pub fn stored_base(store: &dyn DocStore, group: &Hash32) -> Result<Option<Base>,
 }
 
 /// Forget the stored base: the next start counts the ledger again.
-pub fn forget_base(store: &dyn DocStore, group: &Hash32) -> Result<(), NodeError> {
+pub fn forget_base(store: &dyn DocStore, group: &GroupId) -> Result<(), NodeError> {
     Ok(store.remove_mark(&base_mark(group))?)
 }
 
 /// The stored heads of cold period `period`, if it is marked cold.
 pub fn cold_heads(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     period: u64,
 ) -> Result<Option<Vec<Hash32>>, NodeError> {
     Ok(store
-        .mark(&period_id(group, period))?
+        .mark(&period_id(group, period).hash32())?
         .and_then(|h| decode::<Vec<Hash32>>("period heads", &h, usize::MAX).ok()))
 }
 
 /// Forget that period `period` is cold (it is counted again).
-pub fn forget_cold(store: &dyn DocStore, group: &Hash32, period: u64) -> Result<(), NodeError> {
-    Ok(store.remove_mark(&period_id(group, period))?)
+pub fn forget_cold(store: &dyn DocStore, group: &GroupId, period: u64) -> Result<(), NodeError> {
+    Ok(store.remove_mark(&period_id(group, period).hash32())?)
 }
 
 /// After the base of `l` moved: store it, unload (and mark cold) the
@@ -88,13 +88,13 @@ pub fn forget_cold(store: &dyn DocStore, group: &Hash32, period: u64) -> Result<
 /// the first base in its run of [`CHECKPOINT_EVERY`] periods.
 pub fn store_rebase(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     l: &mut GroupLedger,
 ) -> Result<(), NodeError> {
     store.set_mark(&base_mark(group), &encode(l.ledger.base()))?;
     for period in l.coolable() {
         if let Some(heads) = l.cool(period) {
-            store.set_mark(&period_id(group, period), &encode(&heads))?;
+            store.set_mark(&period_id(group, period).hash32(), &encode(&heads))?;
         }
     }
     let now = Checkpoint {
@@ -120,7 +120,7 @@ pub fn store_rebase(
 /// The newest checkpoint at or below `top`, with its period.
 pub fn checkpoint_at_or_below(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     top: u64,
 ) -> Result<Option<(u64, Checkpoint)>, NodeError> {
     for period in (0..=top).rev() {
@@ -142,7 +142,7 @@ pub fn checkpoint_at_or_below(
 /// every checkpoint. The next start counts the ledger from period 0.
 pub fn forget_counts(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     periods: Vec<u64>,
 ) -> Result<(), NodeError> {
     forget_base(store, group)?;
@@ -158,7 +158,7 @@ pub fn forget_counts(
 /// by counting from them), and are kept again as the base moves up.
 pub fn forget_checkpoints_above(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     period: Option<u64>,
     periods: impl IntoIterator<Item = u64>,
 ) -> Result<(), NodeError> {
@@ -189,8 +189,8 @@ mod tests {
     fn a_late_record_finds_the_newest_checkpoint_at_or_below_and_skips_a_damaged_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let group = Hash32::of(b"group");
-        let other = Hash32::of(b"other group");
+        let group = GroupId::from(Hash32::of(b"group"));
+        let other = GroupId::from(Hash32::of(b"other group"));
         for period in [0, 4, 9] {
             store
                 .set_mark(
@@ -226,7 +226,7 @@ mod tests {
     fn checkpoints_above_the_one_counted_from_are_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let group = Hash32::of(b"group");
+        let group = GroupId::from(Hash32::of(b"group"));
         for period in [0, 4, 8, 12] {
             store
                 .set_mark(

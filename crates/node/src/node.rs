@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, MemberKey, SignalId, SignedChange};
 use nestwork_docs::engine::StoredGraph;
 use nestwork_docs::group_ledger::period_id;
 use nestwork_docs::seal::Keyring;
@@ -48,7 +48,7 @@ pub use crate::views::{
 /// [`Node::commit`].
 pub(crate) struct Write {
     /// The document.
-    pub(crate) doc: Hash32,
+    pub(crate) doc: DocId,
     /// The changes, in the order they were made.
     pub(crate) changes: Vec<SignedChange>,
     /// The store kind of a document the state does not hold yet (a new
@@ -58,7 +58,7 @@ pub(crate) struct Write {
 
 impl Write {
     /// `changes` to `doc`, a document the state holds.
-    pub(crate) fn to(doc: Hash32, changes: Vec<SignedChange>) -> Write {
+    pub(crate) fn to(doc: DocId, changes: Vec<SignedChange>) -> Write {
         Write {
             doc,
             changes,
@@ -108,7 +108,7 @@ pub struct Node {
     seal: Mutex<SealMemory>,
     /// When this node first held each open distress signal, by (group,
     /// signal), as far as it has noted them (`distress.rs`, `held_since`).
-    pub(crate) first_held: Mutex<BTreeMap<(Hash32, Hash32), u64>>,
+    pub(crate) first_held: Mutex<BTreeMap<(GroupId, SignalId), u64>>,
     /// What the network looks up on its loop, without this node's lock.
     pub(crate) directory: Directory,
     /// Cold ledger periods read back to answer peers' syncs.
@@ -141,7 +141,7 @@ impl Node {
         let device = identity::device_tag(dir)?;
         let writer = Writer::new(key, device);
         let docs = State::load(&*store, &writer)?;
-        let groups: Vec<Hash32> = docs.groups.keys().copied().collect();
+        let groups: Vec<GroupId> = docs.groups.keys().copied().collect();
         let mut node = Node {
             dir: dir.clone(),
             writer,
@@ -192,8 +192,8 @@ impl Node {
 
     /// Whether `doc` is a group document this node holds (not a ledger
     /// period).
-    pub fn holds_group(&self, doc: &Hash32) -> bool {
-        self.lock().groups.contains_key(doc)
+    pub fn holds_group(&self, doc: &DocId) -> bool {
+        self.lock().group_by_doc(doc).is_some()
     }
 
     /// Events about documents: every stored change, local or received.
@@ -204,7 +204,7 @@ impl Node {
     /// Tell the network about changes now durable: list them in the
     /// directory first (so the network, which looks there, sees them when
     /// the event reaches it), then send the event.
-    fn announce(&self, doc: Hash32, changes: Vec<SignedChange>, local: bool) {
+    fn announce(&self, doc: DocId, changes: Vec<SignedChange>, local: bool) {
         if changes.is_empty() {
             return;
         }
@@ -214,9 +214,10 @@ impl Node {
             // A change made here to the group document is sealed with the
             // key current at its causal past: whoever was on the roll then
             // may read it (a removal reaches the member removed).
-            match changes.last() {
-                Some(last) if local && docs.groups.contains_key(&doc) => self
-                    .keyring_in(&mut docs, &doc, Some(&last.hash))
+            let group = docs.group_by_doc(&doc);
+            match (changes.last(), group) {
+                (Some(last), Some(group)) if local => self
+                    .keyring_in(&mut docs, &group, Some(&last.hash))
                     .and_then(|ring| ring.current),
                 _ => None,
             }
@@ -233,11 +234,11 @@ impl Node {
     /// Update the directory for a document whose changes are durable: its
     /// heads, or, for a group document or a document new to the directory
     /// (a new ledger period), the whole group (roll, keys, documents).
-    fn note_durable(&self, docs: &mut State, doc: &Hash32) {
+    fn note_durable(&self, docs: &mut State, doc: &DocId) {
         let Some(group) = docs.group_of(doc) else {
             return;
         };
-        if group != *doc {
+        if group.doc() != *doc {
             let heads = docs
                 .doc(doc)
                 .map(SignedDoc::heads)
@@ -261,7 +262,7 @@ impl Node {
 
     /// List `group` in the directory afresh from the node's state (or drop
     /// it from the directory if this node no longer holds it).
-    fn relist(&self, docs: &mut State, group: Hash32) {
+    fn relist(&self, docs: &mut State, group: GroupId) {
         if let Some(l) = docs.ledgers.get_mut(&group) {
             l.listed();
         }
@@ -272,18 +273,18 @@ impl Node {
     }
 
     /// What the directory lists for `group`, from the node's state.
-    fn listing(&self, docs: &mut State, group: Hash32) -> Option<Listing> {
+    fn listing(&self, docs: &mut State, group: GroupId) -> Option<Listing> {
         let keyring = self.keyring_in(docs, &group, None);
         let doc = docs.groups.get(&group)?;
         let (genesis, _) = doc.genesis()?;
-        let mut listed = vec![(group, doc.heads())];
+        let mut listed = vec![(group.doc(), doc.heads())];
         if let Some(l) = docs.ledgers.get(&group) {
-            let loaded = l.periods.iter().map(|(p, d)| (*p, d.id(), d.heads()));
+            let loaded = (l.periods.iter()).map(|(p, d)| (*p, DocId::from(d.id()), d.heads()));
             let cold = l
                 .cold
                 .iter()
                 .map(|(p, heads)| (*p, period_id(&group, *p), heads.clone()));
-            let mut periods: Vec<(u64, Hash32, Vec<Hash32>)> = loaded.chain(cold).collect();
+            let mut periods: Vec<(u64, DocId, Vec<Hash32>)> = loaded.chain(cold).collect();
             periods.sort_by_key(|(p, _, _)| *p);
             listed.extend(periods.into_iter().map(|(_, id, heads)| (id, heads)));
         }
@@ -358,10 +359,10 @@ impl Node {
         let batch: Vec<(Hash32, &DocMeta, &[SignedChange])> = writes
             .iter()
             .zip(&metas)
-            .map(|(w, meta)| (w.doc, meta, w.changes.as_slice()))
+            .map(|(w, meta)| (w.doc.hash32(), meta, w.changes.as_slice()))
             .collect();
         // The group to rebuild: a period new to the state names it in its
-        // kind.
+        // kind; a new group document is its own group's.
         let group = docs
             .group_of(&first.doc)
             .or_else(|| {
@@ -371,7 +372,7 @@ impl Node {
                     .and_then(parse_period_kind)
                     .map(|(g, _)| g)
             })
-            .unwrap_or(first.doc);
+            .unwrap_or_else(|| GroupId::from(first.doc.hash32()));
         let note = note.map(|(id, value)| (id, value.as_slice()));
         if let Err(e) = self.store.append_all(&batch, note) {
             tracing::error!(doc = %first.doc.short(), error = %e, "store append failed; reloading");
@@ -388,12 +389,12 @@ impl Node {
 
     /// After a write to the store failed (a full disk): memory must not run
     /// ahead of the disk, so open the store afresh (sled refuses everything
-    /// after a failed write, reads too) and rebuild the group of `doc` from
+    /// after a failed write, reads too) and rebuild `group` from
     /// what reached the disk. Should either fail, the group stays as it was
     /// in memory and the next write tries again: the node keeps answering,
     /// and writes resume once there is space.
-    fn recover_from_store(&self, docs: &mut State, doc: &Hash32) {
-        let Some(group) = docs.group_of(doc) else {
+    fn recover_from_store(&self, docs: &mut State, group: &GroupId) {
+        let Some(group) = docs.groups.contains_key(group).then_some(*group) else {
             let _ = self.store.reopen();
             return;
         };
@@ -427,7 +428,7 @@ impl Node {
     /// After records reached a group's ledger: reload the history below its
     /// base if a late record needs it; when the base moved, store it and
     /// unload the periods that lie wholly below it.
-    pub(crate) fn tend_ledger(&self, docs: &mut State, group: Hash32) -> Result<(), NodeError> {
+    pub(crate) fn tend_ledger(&self, docs: &mut State, group: GroupId) -> Result<(), NodeError> {
         let Some(l) = docs.ledgers.get_mut(&group) else {
             return Ok(());
         };
@@ -442,11 +443,12 @@ impl Node {
     }
 
     /// Load a period document that was unloaded (cold) back from the store.
-    pub(crate) fn warm(&self, docs: &mut State, doc: &Hash32) -> Result<(), NodeError> {
+    pub(crate) fn warm(&self, docs: &mut State, doc: &DocId) -> Result<(), NodeError> {
         let Some((group, period, _)) = docs.cold_period(doc) else {
             return Ok(());
         };
-        let mut loaded = SignedDoc::load_ledger_period(group, period, self.store.changes(doc)?)?;
+        let stored = self.store.changes(&doc.hash32())?;
+        let mut loaded = SignedDoc::load_ledger_period(group.hash32(), period, stored)?;
         loaded.set_writer(&self.writer);
         if let Some(l) = docs.ledgers.get_mut(&group) {
             l.warm(period, loaded);
@@ -460,14 +462,14 @@ impl Node {
     /// (see [`crate::served`]).
     pub(crate) fn served_period(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         mut heads: Vec<Hash32>,
     ) -> Option<Arc<StoredGraph>> {
         heads.sort_unstable();
         if let Some(graph) = self.served.get(doc, &heads) {
             return Some(graph);
         }
-        let graph = match self.store.changes(doc).map(StoredGraph::of) {
+        let graph = match self.store.changes(&doc.hash32()).map(StoredGraph::of) {
             Ok(Ok(graph)) => graph,
             Ok(Err(e)) => {
                 tracing::warn!(doc = %doc.short(), error = %e, "a stored ledger period does not read back");
@@ -494,19 +496,20 @@ impl Node {
     fn reload_group(
         &self,
         docs: &mut State,
-        group: Hash32,
+        group: GroupId,
         late: Option<u64>,
     ) -> Result<(), NodeError> {
         // The group document is read before anything is replaced: a read
         // that fails leaves memory as it was.
         tracing::info!(group = %group.short(), ?late, "reloading a group's documents from the store");
-        let doc = SignedDoc::load_trusted(group, self.store.changes(&group)?)?;
-        let periods: Vec<(u64, Hash32)> = self
+        let stored = self.store.changes(&group.hash32())?;
+        let doc = SignedDoc::load_trusted(group.hash32(), stored)?;
+        let periods: Vec<(u64, DocId)> = self
             .store
             .docs()?
             .into_iter()
             .filter_map(|(id, meta)| match parse_period_kind(&meta.kind) {
-                Some((g, period)) if g == group => Some((period, id)),
+                Some((g, period)) if g == group => Some((period, DocId::from(id))),
                 _ => None,
             })
             .collect();
@@ -538,18 +541,18 @@ impl Node {
     /// A group by full id, unique id prefix (4+ hex characters) or exact name.
     pub(crate) fn resolve(
         &self,
-        docs: &BTreeMap<Hash32, SignedDoc>,
+        docs: &BTreeMap<GroupId, SignedDoc>,
         sel: &str,
-    ) -> Result<Hash32, NodeError> {
+    ) -> Result<GroupId, NodeError> {
         let sel_trim = sel.trim();
-        if let Ok(id) = sel_trim.parse::<Hash32>() {
+        if let Ok(id) = sel_trim.parse::<GroupId>() {
             return docs
                 .contains_key(&id)
                 .then_some(id)
                 .ok_or_else(|| NodeError::not_found(Lookup::Group, sel));
         }
         let lower = sel_trim.to_ascii_lowercase();
-        let by_prefix: Vec<Hash32> =
+        let by_prefix: Vec<GroupId> =
             if lower.len() >= 4 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
                 docs.keys()
                     .filter(|id| id.to_hex().starts_with(&lower))
@@ -573,7 +576,7 @@ impl Node {
             many => Err(NodeError::ambiguous(
                 Lookup::Group,
                 sel,
-                many.iter().map(Hash32::short).collect(),
+                many.iter().map(GroupId::short).collect(),
             )),
         }
     }
@@ -582,7 +585,7 @@ impl Node {
     pub(crate) fn keyring_in(
         &self,
         docs: &mut State,
-        group: &Hash32,
+        group: &GroupId,
         before: Option<&Hash32>,
     ) -> Option<Keyring> {
         crate::seal::keyring_in(

@@ -3,7 +3,7 @@
 //! lock; the rest (a peer's sync, its changes, an admission) goes through
 //! the node.
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::ApplyReport;
 use nestwork_net::{DocEvent, Replica};
 use tokio::sync::broadcast;
@@ -13,33 +13,33 @@ use crate::node::Node;
 // The lookups (`groups` to `heads`, and `keyring`) run on the network's
 // event loop: they read the directory and never take the node's lock.
 impl Replica for Node {
-    fn groups(&self) -> Vec<(Hash32, Vec<u8>)> {
+    fn groups(&self) -> Vec<(GroupId, Vec<u8>)> {
         self.directory.groups()
     }
 
-    fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
+    fn group_of(&self, doc: &DocId) -> Option<GroupId> {
         self.directory.group_of(doc)
     }
 
-    fn docs_of(&self, group: &Hash32) -> Vec<Hash32> {
+    fn docs_of(&self, group: &GroupId) -> Vec<DocId> {
         self.directory.docs_of(group)
     }
 
-    fn genesis(&self, doc: &Hash32) -> Option<Vec<u8>> {
-        self.directory.genesis(doc)
+    fn genesis(&self, group: &GroupId) -> Option<Vec<u8>> {
+        self.directory.genesis(group)
     }
 
-    fn is_member(&self, doc: &Hash32, member: &MemberId) -> bool {
+    fn is_member(&self, doc: &DocId, member: &MemberId) -> bool {
         self.directory.is_member(doc, member)
     }
 
-    fn heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    fn heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
         self.directory.heads(doc)
     }
 
     fn changes_since(
         &self,
-        doc: &Hash32,
+        doc: &DocId,
         have: &[Hash32],
         max_bytes: usize,
     ) -> (Vec<SignedChange>, bool) {
@@ -84,7 +84,7 @@ impl Replica for Node {
 
     fn apply_remote(
         &self,
-        doc: Hash32,
+        doc: DocId,
         changes: Vec<SignedChange>,
         joining: bool,
     ) -> Result<ApplyReport, String> {
@@ -93,31 +93,31 @@ impl Replica for Node {
 
     fn admit(
         &self,
-        doc: &Hash32,
+        group: &GroupId,
         member: MemberId,
         ticket: Hash32,
         ticket_signature: Vec<u8>,
     ) -> Result<(), String> {
-        Node::admit(self, doc, member, ticket, ticket_signature).map_err(|e| e.to_string())
+        Node::admit(self, group, member, ticket, ticket_signature).map_err(|e| e.to_string())
     }
 
-    fn peer_heads(&self, peer: &MemberId, doc: &Hash32) -> Option<Vec<Hash32>> {
-        self.store.peer_heads(&peer.0, doc).ok().flatten()
+    fn peer_heads(&self, peer: &MemberId, doc: &DocId) -> Option<Vec<Hash32>> {
+        self.store.peer_heads(&peer.0, &doc.hash32()).ok().flatten()
     }
 
-    fn set_peer_heads(&self, peer: &MemberId, doc: &Hash32, heads: &[Hash32]) {
-        if let Err(e) = self.store.set_peer_heads(&peer.0, doc, heads) {
+    fn set_peer_heads(&self, peer: &MemberId, doc: &DocId, heads: &[Hash32]) {
+        if let Err(e) = self.store.set_peer_heads(&peer.0, &doc.hash32(), heads) {
             tracing::warn!(error = %e, "cannot record a peer's heads");
         }
     }
 
-    fn forget_peer_heads(&self, peer: &MemberId, doc: &Hash32) {
-        if let Err(e) = self.store.forget_peer_heads(&peer.0, doc) {
+    fn forget_peer_heads(&self, peer: &MemberId, doc: &DocId) {
+        if let Err(e) = self.store.forget_peer_heads(&peer.0, &doc.hash32()) {
             tracing::warn!(error = %e, "cannot forget a peer's heads");
         }
     }
 
-    fn keyring(&self, group: &Hash32) -> Option<nestwork_docs::seal::Keyring> {
+    fn keyring(&self, group: &GroupId) -> Option<nestwork_docs::seal::Keyring> {
         self.directory.keyring(group)
     }
 

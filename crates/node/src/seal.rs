@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nestwork_core::{Hash32, MemberId, MemberKey};
+use nestwork_core::{GroupId, Hash32, MemberId, MemberKey};
 use nestwork_docs::seal::{self, Keyring, Need, SealKey};
 
 use crate::state::State;
@@ -26,7 +26,7 @@ pub(crate) struct SealMemory {
     /// Boxes tried, by record id: the key each opened, if any.
     opened: HashMap<Hash32, Option<[u8; 32]>>,
     /// Needs seen and since when, by group.
-    needs: HashMap<Hash32, (Need, Instant)>,
+    needs: HashMap<GroupId, (Need, Instant)>,
 }
 
 /// The keyring of `group` as the document is, or as it was just before
@@ -34,7 +34,7 @@ pub(crate) struct SealMemory {
 /// one current at its causal past), opened with this member's `key`.
 pub(crate) fn keyring_in(
     docs: &mut State,
-    group: &Hash32,
+    group: &GroupId,
     before: Option<&Hash32>,
     key: &MemberKey,
     memory: &mut SealMemory,
@@ -63,9 +63,9 @@ pub(crate) fn keys_due(
     me: &MemberId,
     key: &MemberKey,
     memory: &mut SealMemory,
-) -> Vec<(Hash32, Vec<SealKey>)> {
+) -> Vec<(GroupId, Vec<SealKey>)> {
     let mut todo = Vec::new();
-    let groups: Vec<Hash32> = docs
+    let groups: Vec<GroupId> = docs
         .groups
         .iter()
         .filter(|(_, d)| d.members().contains(me))

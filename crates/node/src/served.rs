@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use nestwork_core::Hash32;
+use nestwork_core::{DocId, Hash32};
 use nestwork_docs::engine::StoredGraph;
 
 /// Periods kept: a catch-up asks for one period after another, a few
@@ -19,7 +19,7 @@ use nestwork_docs::engine::StoredGraph;
 const KEPT: usize = 4;
 
 /// One period kept: its document, its heads (sorted) and its changes.
-type Kept = (Hash32, Vec<Hash32>, Arc<StoredGraph>);
+type Kept = (DocId, Vec<Hash32>, Arc<StoredGraph>);
 
 /// The last cold periods read back for peers, by document and heads.
 #[derive(Default)]
@@ -29,7 +29,7 @@ pub struct ServedPeriods {
 
 impl ServedPeriods {
     /// Period `doc` as it was with `heads` (sorted), if kept.
-    pub fn get(&self, doc: &Hash32, heads: &[Hash32]) -> Option<Arc<StoredGraph>> {
+    pub fn get(&self, doc: &DocId, heads: &[Hash32]) -> Option<Arc<StoredGraph>> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
             .find(|(d, h, _)| d == doc && h == heads)
@@ -38,7 +38,7 @@ impl ServedPeriods {
 
     /// Keep `graph`, period `doc` with `heads` (sorted), dropping the
     /// oldest kept when full and any older state of the same period.
-    pub fn keep(&self, doc: Hash32, heads: Vec<Hash32>, graph: Arc<StoredGraph>) {
+    pub fn keep(&self, doc: DocId, heads: Vec<Hash32>, graph: Arc<StoredGraph>) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|(d, _, _)| *d != doc);
         if kept.len() >= KEPT {

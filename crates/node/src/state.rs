@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use nestwork_core::{Hash32, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, SignedChange};
 use nestwork_docs::decisions::Decisions;
 use nestwork_docs::group_ledger::{period_id, Gate, GroupLedger};
 use nestwork_docs::{ApplyReport, SignedDoc, Writer};
@@ -19,17 +19,17 @@ use crate::views::Damaged;
 #[derive(Default)]
 pub(crate) struct State {
     /// Group documents by group id.
-    pub(crate) groups: BTreeMap<Hash32, SignedDoc>,
+    pub(crate) groups: BTreeMap<GroupId, SignedDoc>,
     /// Each group's ledger and period documents, by group id.
-    pub(crate) ledgers: BTreeMap<Hash32, GroupLedger>,
+    pub(crate) ledgers: BTreeMap<GroupId, GroupLedger>,
     /// Which group each open period document belongs to.
-    pub(crate) periods: HashMap<Hash32, Hash32>,
+    pub(crate) periods: HashMap<DocId, GroupId>,
     /// Documents found damaged at start-up.
     pub(crate) damaged: Vec<Damaged>,
     /// Groups whose memory may be ahead of the disk: a write to them
     /// failed and the store could not be read back yet. Nothing of them is
     /// served to peers until they are rebuilt from the disk.
-    pub(crate) unsaved: BTreeSet<Hash32>,
+    pub(crate) unsaved: BTreeSet<GroupId>,
     /// Period documents read back from the store to count a late record
     /// (since start-up).
     pub(crate) periods_reread: u64,
@@ -41,19 +41,21 @@ impl State {
     pub(crate) fn load(store: &dyn DocStore, writer: &Writer) -> Result<State, NodeError> {
         let mut docs = State::default();
         let mut groups = Vec::new();
-        let mut periods: BTreeMap<Hash32, Vec<(u64, Hash32)>> = BTreeMap::new();
+        let mut periods: BTreeMap<GroupId, Vec<(u64, DocId)>> = BTreeMap::new();
         for (id, meta) in store.docs()? {
+            let id = DocId::from(id);
             match parse_period_kind(&meta.kind) {
                 Some((group, period)) => periods.entry(group).or_default().push((period, id)),
-                None => groups.push(id),
+                // A group document's id is its group's.
+                None => groups.push(GroupId::from(id.hash32())),
             }
         }
         let mut held = Vec::new();
         for id in groups {
             let loaded = load_document(
                 store,
-                id,
-                |changes| SignedDoc::load_trusted(id, changes),
+                id.doc(),
+                |changes| SignedDoc::load_trusted(id.hash32(), changes),
                 |doc| doc.genesis().is_some(),
                 &mut docs.damaged,
             )?;
@@ -77,15 +79,15 @@ impl State {
         &mut self,
         store: &dyn DocStore,
         writer: &Writer,
-        group: Hash32,
+        group: GroupId,
         mut doc: SignedDoc,
-        periods: Vec<(u64, Hash32)>,
+        periods: Vec<(u64, DocId)>,
         late: Option<Late>,
     ) -> Result<(), NodeError> {
         doc.set_writer(writer);
         if let Some(l) = self.ledgers.remove(&group) {
             for d in l.periods.values() {
-                self.periods.remove(&d.id());
+                self.periods.remove(&DocId::from(d.id()));
             }
         }
         self.groups.insert(group, doc);
@@ -97,7 +99,7 @@ impl State {
     }
 
     /// Create the ledger of a group whose genesis is known, if missing.
-    pub(crate) fn ensure_ledger(&mut self, group: Hash32, writer: &Writer) {
+    pub(crate) fn ensure_ledger(&mut self, group: GroupId, writer: &Writer) {
         if !self.ledgers.contains_key(&group) {
             if let Some(l) = self.groups.get(&group).and_then(GroupLedger::of_group) {
                 self.ledgers.insert(group, l);
@@ -111,7 +113,7 @@ impl State {
     /// A copy of group `group`'s part of the state (its document, ledger
     /// and loaded periods, and the index of its periods) to judge a bundle
     /// on before anything is stored or replaced.
-    pub(crate) fn candidate_of(&self, group: Hash32) -> State {
+    pub(crate) fn candidate_of(&self, group: GroupId) -> State {
         let mut c = State::default();
         if let Some(d) = self.groups.get(&group) {
             c.groups.insert(group, d.clone());
@@ -128,42 +130,46 @@ impl State {
         c
     }
 
+    /// The group whose own document `doc` is, if this node holds it (a
+    /// group document's id is its group's).
+    pub(crate) fn group_by_doc(&self, doc: &DocId) -> Option<GroupId> {
+        let group = GroupId::from(doc.hash32());
+        self.groups.contains_key(&group).then_some(group)
+    }
+
     /// The group a document belongs to.
-    pub(crate) fn group_of(&self, doc: &Hash32) -> Option<Hash32> {
-        if self.groups.contains_key(doc) {
-            Some(*doc)
-        } else {
-            self.periods.get(doc).copied()
-        }
+    pub(crate) fn group_of(&self, doc: &DocId) -> Option<GroupId> {
+        self.group_by_doc(doc)
+            .or_else(|| self.periods.get(doc).copied())
     }
 
     /// A document by id: a group document or a period document.
-    pub(crate) fn doc(&self, doc: &Hash32) -> Option<&SignedDoc> {
-        if let Some(d) = self.groups.get(doc) {
-            return Some(d);
+    pub(crate) fn doc(&self, doc: &DocId) -> Option<&SignedDoc> {
+        if let Some(group) = self.group_by_doc(doc) {
+            return self.groups.get(&group);
         }
         let group = self.periods.get(doc)?;
         self.ledgers
             .get(group)?
             .periods
             .values()
-            .find(|d| d.id() == *doc)
+            .find(|d| d.id() == doc.hash32())
     }
 
     /// The heads of an unloaded (cold) period document.
-    pub(crate) fn cold_heads(&self, doc: &Hash32) -> Option<Vec<Hash32>> {
+    pub(crate) fn cold_heads(&self, doc: &DocId) -> Option<Vec<Hash32>> {
         self.cold_period(doc).map(|(_, _, heads)| heads)
     }
 
     /// Whether `doc`'s group has changes not yet on disk (nothing of it is
     /// served until they are).
-    pub(crate) fn holds_unsaved(&self, doc: &Hash32) -> bool {
+    pub(crate) fn holds_unsaved(&self, doc: &DocId) -> bool {
         self.group_of(doc)
             .is_some_and(|g| self.unsaved.contains(&g))
     }
 
     /// A ledger period kept on disk only: its group, number and heads.
-    pub(crate) fn cold_period(&self, doc: &Hash32) -> Option<(Hash32, u64, Vec<Hash32>)> {
+    pub(crate) fn cold_period(&self, doc: &DocId) -> Option<(GroupId, u64, Vec<Hash32>)> {
         let group = self.periods.get(doc)?;
         let l = self.ledgers.get(group)?;
         l.cold
@@ -173,8 +179,8 @@ impl State {
     }
 
     /// The store kind of a document.
-    pub(crate) fn kind_of(&self, doc: &Hash32) -> Option<String> {
-        if self.groups.contains_key(doc) {
+    pub(crate) fn kind_of(&self, doc: &DocId) -> Option<String> {
+        if self.group_by_doc(doc).is_some() {
             return Some("group".to_string());
         }
         let group = self.periods.get(doc)?;
@@ -186,12 +192,12 @@ impl State {
     /// proposals are judged as of `now_ms`.
     pub(crate) fn apply(
         &mut self,
-        doc: Hash32,
+        doc: DocId,
         changes: Vec<SignedChange>,
         now_ms: u64,
     ) -> Option<ApplyReport> {
         let group = self.group_of(&doc)?;
-        if doc == group {
+        if doc == group.doc() {
             // The group document itself changes: judge proposals on what
             // it held before this batch.
             let decisions = Decisions::of(self.groups.get(&group), now_ms).resolved();
@@ -229,18 +235,18 @@ impl State {
 /// is: a group document needs its founding change).
 pub(crate) fn load_document(
     store: &dyn DocStore,
-    id: Hash32,
+    id: DocId,
     load: impl Fn(Vec<SignedChange>) -> Result<SignedDoc, nestwork_docs::Error>,
     usable: impl Fn(&SignedDoc) -> bool,
     damaged: &mut Vec<Damaged>,
 ) -> Result<Option<SignedDoc>, NodeError> {
-    let first_error = match store.changes(&id).map(&load) {
+    let first_error = match store.changes(&id.hash32()).map(&load) {
         Ok(Ok(doc)) if usable(&doc) => return Ok(Some(doc)),
         Ok(Ok(_)) => "its founding change is missing".to_string(),
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     };
-    let salvaged = store.salvage(&id)?;
+    let salvaged = store.salvage(&id.hash32())?;
     let (keys, changes): (Vec<Vec<u8>>, Vec<SignedChange>) = salvaged.changes.into_iter().unzip();
     let (kept, dropped) = nestwork_docs::engine::loadable(changes);
     let mut aside: Vec<Vec<u8>> = salvaged.damaged.into_iter().map(|(k, _)| k).collect();
@@ -249,7 +255,13 @@ pub(crate) fn load_document(
     let doc = load(kept).ok().filter(|d| usable(d));
     if doc.is_none() {
         aside = keys;
-        aside.extend(store.salvage(&id)?.damaged.into_iter().map(|(k, _)| k));
+        aside.extend(
+            store
+                .salvage(&id.hash32())?
+                .damaged
+                .into_iter()
+                .map(|(k, _)| k),
+        );
     }
     store.set_aside(&aside)?;
     store.flush()?;
@@ -300,10 +312,10 @@ pub(crate) struct Late {
 fn load_periods(
     store: &dyn DocStore,
     writer: &Writer,
-    group: Hash32,
+    group: GroupId,
     l: &mut GroupLedger,
     state: &mut State,
-    mut periods: Vec<(u64, Hash32)>,
+    mut periods: Vec<(u64, DocId)>,
     late: Option<Late>,
 ) -> Result<(), NodeError> {
     let State {
@@ -313,11 +325,11 @@ fn load_periods(
         ..
     } = state;
     periods.sort_unstable();
-    let mut load = |period: u64, id: &Hash32| -> Result<Option<SignedDoc>, NodeError> {
+    let mut load = |period: u64, id: &DocId| -> Result<Option<SignedDoc>, NodeError> {
         let loaded = load_document(
             store,
             *id,
-            |changes| SignedDoc::load_ledger_period(group, period, changes),
+            |changes| SignedDoc::load_ledger_period(group.hash32(), period, changes),
             |_| true,
             damaged,
         )?;
@@ -400,7 +412,7 @@ fn load_periods(
 /// `GroupLedger::settle`: counted from nothing).
 fn checkpoint_for(
     store: &dyn DocStore,
-    group: &Hash32,
+    group: &GroupId,
     late: Late,
 ) -> Result<Option<(u64, ledger_marks::Checkpoint)>, NodeError> {
     let top = late
@@ -417,12 +429,12 @@ fn checkpoint_for(
 }
 
 /// The store's kind string for a period document of `group`.
-pub fn period_kind(group: &Hash32, period: u64) -> String {
+pub fn period_kind(group: &GroupId, period: u64) -> String {
     format!("ledger {} {period}", group.to_hex())
 }
 
 /// The group and period of a stored period document's kind string.
-pub fn parse_period_kind(kind: &str) -> Option<(Hash32, u64)> {
+pub fn parse_period_kind(kind: &str) -> Option<(GroupId, u64)> {
     let mut parts = kind.split(' ');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("ledger"), Some(group), Some(period), None) => {

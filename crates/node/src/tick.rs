@@ -4,7 +4,7 @@
 //! escalations and answers) and writes it, and writes the seal keys its
 //! groups lack; [`spawn_ticker`] runs it on a timer and after changes.
 
-use nestwork_core::Hash32;
+use nestwork_core::{DocId, GroupId, SignalId};
 use nestwork_docs::due::{due, Due};
 use nestwork_docs::ledger::Account;
 use nestwork_docs::RecordBody;
@@ -25,7 +25,7 @@ impl Node {
             let docs = self.lock();
             let now = self.now_ms();
             let mut held_since =
-                |group: &Hash32, signal: &Hash32| self.held_since(group, signal, now);
+                |group: &GroupId, signal: &SignalId| self.held_since(group, signal, now);
             due(&docs.groups, &docs.ledgers, &me, now, &mut held_since)
         };
         let mut written = 0;
@@ -104,7 +104,7 @@ pub fn spawn_ticker(
     let mut changes = node.subscribe();
     // Whether an event names a group document (payments live in ledger
     // period documents and never need a tick).
-    let of_a_group = move |weak: &std::sync::Weak<Node>, doc: &Hash32| {
+    let of_a_group = move |weak: &std::sync::Weak<Node>, doc: &DocId| {
         weak.upgrade().is_some_and(|n| n.holds_group(doc))
     };
     tokio::spawn(async move {

@@ -2,7 +2,7 @@
 //! and views that the CLI and the local API carry. Plain data; the
 //! operations that take and make them are in the files beside this one.
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId};
 use nestwork_docs::distress::{Category, Severity, SignalView};
 use nestwork_docs::governance::{Choice, LotteryPick, ProposalState, TreatyState};
 use nestwork_docs::ledger::{Account, Equivocation, Ledger, Payment};
@@ -96,7 +96,7 @@ pub struct Status {
     /// Ledger period documents kept on disk only.
     pub periods_on_disk: usize,
     /// Frozen accounts (two payments with one sequence number), by group.
-    pub equivocations: Vec<(Hash32, Equivocation)>,
+    pub equivocations: Vec<(GroupId, Equivocation)>,
     /// Per group: articles overdue for revision and proposals open.
     #[serde(default)]
     pub charters: Vec<CharterStatus>,
@@ -138,7 +138,7 @@ pub struct MemoryStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Damaged {
     /// The document (a group, or a ledger period of one).
-    pub doc: Hash32,
+    pub doc: DocId,
     /// The group's name, where what is left shows it.
     pub name: Option<String>,
     /// What was found and done, in plain words.
@@ -149,7 +149,7 @@ pub struct Damaged {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CharterStatus {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// Its name.
     pub name: String,
     /// Articles not revisited within a revision cycle.
@@ -162,7 +162,7 @@ pub struct CharterStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImportReport {
     /// The group.
-    pub doc: Hash32,
+    pub doc: DocId,
     /// The group's name.
     pub group_name: String,
     /// New changes stored, over the group document and its ledger periods.
@@ -200,7 +200,7 @@ pub struct AccountView {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BalanceView {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// The ledger's unit.
@@ -244,7 +244,7 @@ pub struct PaymentView {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LedgerView {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// The ledger's unit.
@@ -313,7 +313,7 @@ pub struct VoteRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProposalView {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// What it asks for, in words.
@@ -327,7 +327,7 @@ pub struct ProposalView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProposalsView {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// Open ones first, then decided ones, newest first.
@@ -342,7 +342,7 @@ pub struct ProposalsView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LeaveView {
     /// The group.
-    pub group: Hash32,
+    pub group: GroupId,
     /// The group's name.
     pub group_name: String,
     /// The leaver's balance.
@@ -359,7 +359,7 @@ pub struct LeaveView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TreatyView {
     /// The group this view is from.
-    pub group: Hash32,
+    pub group: GroupId,
     /// Its name.
     pub group_name: String,
     /// The other party's name, if this node holds it.

@@ -30,6 +30,7 @@ fn create(node: &Node, name: &str) -> Hash32 {
     })
     .expect("create")
     .id
+    .hash32()
 }
 
 /// A raw Automerge copy of the group's document, writing as `key` from a

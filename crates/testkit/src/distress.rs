@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, Hash32};
 use nestwork_docs::distress::{Category, Severity, SignalView};
 use nestwork_docs::governance::{Action, TreatyKind, TreatyStatus};
 use nestwork_docs::ProposeRequest;
@@ -31,6 +31,7 @@ pub fn raise(n: &TestNode, group: &Hash32, text: &str) -> Hash32 {
         )
         .unwrap_or_else(|e| panic!("raise: {e}"))
         .id
+        .hash32()
 }
 
 /// Answer `signal` on `n`.
@@ -53,7 +54,7 @@ pub fn seen(n: &TestNode, group: Option<&Hash32>, signal: &Hash32) -> Option<Sig
         .distress_list(group.map(|g| g.to_hex()).as_deref(), true)
         .ok()?
         .into_iter()
-        .find(|s| s.view.id == *signal)
+        .find(|s| s.view.id.hash32() == *signal)
         .map(|s| s.view)
 }
 
@@ -70,7 +71,7 @@ pub async fn held(n: &TestNode, group: &Hash32, signal: &Hash32) {
                 .distress_list(Some(&group.to_hex()), true)
                 .is_ok_and(|l| {
                     l.iter()
-                        .any(|s| s.view.id == *signal && s.held_since_ms.is_some())
+                        .any(|s| s.view.id.hash32() == *signal && s.held_since_ms.is_some())
                 })
         },
     )
@@ -186,9 +187,10 @@ impl Nest {
         held(&self.nodes[0], &self.hub, &signal).await;
         self.clock.advance(PAST_ESCALATION);
         wait_until("the call in the region and at the partner", LIMIT, || {
-            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == vec![self.hub])
+            let from_hub = vec![GroupId::from(self.hub)];
+            seen(in_region, Some(&self.region), &signal).is_some_and(|v| v.path == from_hub)
                 && seen(at_partner, Some(&self.partner), &signal)
-                    .is_some_and(|v| v.path == vec![self.hub])
+                    .is_some_and(|v| v.path == from_hub)
         })
         .await;
         signal

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nestwork_core::Hash32;
+use nestwork_core::{Hash32, ProposalId};
 use nestwork_docs::governance::{Choice, Outcome};
 use nestwork_node::governance::{ProposalView, ProposeRequest, VoteRequest};
 
@@ -20,7 +20,7 @@ pub fn propose(n: &TestNode, group: &Hash32, req: ProposeRequest) -> ProposalVie
 }
 
 /// Vote on `n`'s node; panics with the reason if refused.
-pub fn vote(n: &TestNode, proposal: &Hash32, choice: Choice, for_group: Option<&Hash32>) {
+pub fn vote(n: &TestNode, proposal: &ProposalId, choice: Choice, for_group: Option<&Hash32>) {
     n.node
         .vote(
             &proposal.to_hex(),
@@ -33,7 +33,7 @@ pub fn vote(n: &TestNode, proposal: &Hash32, choice: Choice, for_group: Option<&
 }
 
 /// Where `proposal` stands on `n`'s node.
-pub fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<Outcome> {
+pub fn outcome(n: &TestNode, group: &Hash32, proposal: &ProposalId) -> Option<Outcome> {
     n.node
         .proposals(&group.to_hex())
         .ok()?
@@ -44,7 +44,7 @@ pub fn outcome(n: &TestNode, group: &Hash32, proposal: &Hash32) -> Option<Outcom
 }
 
 /// Wait until every node shows `proposal` passed.
-pub async fn passed_everywhere(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
+pub async fn passed_everywhere(nodes: &[&TestNode], group: &Hash32, proposal: &ProposalId) {
     wait_until("the proposal to pass on every node", LIMIT, || {
         nodes
             .iter()
@@ -54,7 +54,7 @@ pub async fn passed_everywhere(nodes: &[&TestNode], group: &Hash32, proposal: &H
 }
 
 /// Wait until every node holds `proposal`.
-pub async fn has_proposal(nodes: &[&TestNode], group: &Hash32, proposal: &Hash32) {
+pub async fn has_proposal(nodes: &[&TestNode], group: &Hash32, proposal: &ProposalId) {
     wait_until("the proposal to reach every node", LIMIT, || {
         nodes.iter().all(|n| outcome(n, group, proposal).is_some())
     })

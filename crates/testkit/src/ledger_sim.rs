@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use nestwork_core::{Hash32, MemberId, SignedChange};
+use nestwork_core::{GroupId, Hash32, MemberId, SignedChange};
 use nestwork_docs::group_ledger::{period_id, GroupLedger, PaymentOrder};
 use nestwork_docs::ledger::{Account, NoProposals};
 use nestwork_docs::{
@@ -53,7 +53,12 @@ impl LedgerState {
             .or_insert_with(|| SignedDoc::ledger_period(id, period).expect("period"));
         let report = self
             .ledger
-            .apply_to(&period_id(&id, period), &self.group, changes, &NoProposals)
+            .apply_to(
+                &period_id(&GroupId::from(id), period),
+                &self.group,
+                changes,
+                &NoProposals,
+            )
             .expect("open period");
         if self.ledger.history_needed() {
             self.ledger.reload();
@@ -100,7 +105,7 @@ pub fn sign_payment(
     let now = nestwork_node::Clock::default().now_ms();
     let signed = ledger
         .sign_payment(
-            group,
+            GroupId::from(group),
             writer,
             group_doc,
             order,
@@ -152,7 +157,7 @@ impl LedgerSim {
             },
         };
         let (mut group, _) = SignedDoc::create_group(&writers[0], genesis, 1).expect("group");
-        let gid = group.id();
+        let gid = group.group();
         for (i, w) in writers.iter().enumerate().skip(1) {
             let admission = RecordBody::Admission(Admission::self_issued(
                 writers[0].key(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
-use nestwork_core::{Hash32, MemberId, MemberKey, SignedChange};
+use nestwork_core::{DocId, GroupId, Hash32, MemberId, MemberKey, SignedChange};
 use nestwork_docs::{SignedDoc, Writer};
 use nestwork_net::actor::peer_of;
 use nestwork_net::{NetConfig, NetHandle, Replica, Ticket};
@@ -139,7 +139,7 @@ impl TestNode {
 
     /// Sorted heads of `doc`.
     pub fn heads(&self, doc: &Hash32) -> Vec<Hash32> {
-        let mut h = Replica::heads(&*self.node, doc).unwrap_or_default();
+        let mut h = Replica::heads(&*self.node, &DocId::from(*doc)).unwrap_or_default();
         h.sort();
         h
     }
@@ -163,6 +163,7 @@ impl TestNode {
             })
             .expect("create group")
             .id
+            .hash32()
     }
 
     /// Sign a payment as member `seed` on another device (tag `device`),
@@ -179,13 +180,14 @@ impl TestNode {
     ) -> (Hash32, SignedChange) {
         use nestwork_docs::group_ledger::{period_id, GroupLedger};
         let replica: &dyn Replica = &*self.node;
+        let group_id = GroupId::from(group);
         let mut group_doc = SignedDoc::empty(group);
-        let report = group_doc.apply(replica.changes_since(&group, &[], usize::MAX).0);
+        let report = group_doc.apply(replica.changes_since(&group_id.doc(), &[], usize::MAX).0);
         assert!(report.rejected.is_empty(), "group copy");
         let mut ledger = GroupLedger::of_group(&group_doc).expect("ledger");
         let mut period = 0;
         loop {
-            let id = period_id(&group, period);
+            let id = period_id(&group_id, period);
             if replica.heads(&id).is_none() {
                 break;
             }
@@ -208,7 +210,7 @@ impl TestNode {
         );
         assert_eq!(changes.len(), 1, "no period closing due");
         let change = changes.pop().expect("the payment");
-        (period_id(&group, period), change)
+        (period_id(&group_id, period).hash32(), change)
     }
 
     /// Invite from this node and join from `other` over the network.
@@ -217,7 +219,7 @@ impl TestNode {
         let expires = self.node.now_ms() + 600_000;
         let ticket: Ticket = self
             .net
-            .invite(group, view.name, expires)
+            .invite(GroupId::from(group), view.name, expires)
             .await
             .expect("invite");
         other.net.join(ticket).await.expect("join");

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use automerge::ChangeHash;
-use nestwork_core::{Hash32, MemberId, SignedRecord};
+use nestwork_core::{GroupId, Hash32, MemberId, SignedRecord};
 
 use crate::governance::{Action, Governance, Timeline};
 use crate::record::RecordBody;
@@ -342,9 +342,11 @@ impl RollIndex {
                     let body = RecordBody::decode(&record.body).ok();
                     let i = self.records.len();
                     match &body {
-                        Some(RecordBody::Decision(d)) => {
-                            self.decisions.entry(d.proposal).or_default().push(i)
-                        }
+                        Some(RecordBody::Decision(d)) => self
+                            .decisions
+                            .entry(d.proposal.hash32())
+                            .or_default()
+                            .push(i),
                         Some(RecordBody::Admission(_)) => self.admissions.push(i),
                         Some(RecordBody::CharterEdit(_)) => self.edits.push(i),
                         _ => {}
@@ -451,7 +453,7 @@ impl RollIndex {
             return None;
         };
         Some(Timeline::new(
-            *group,
+            GroupId::from(*group),
             r.author,
             g.created_at_ms,
             &g.charter,
@@ -474,8 +476,8 @@ impl RollIndex {
         };
         match body {
             RecordBody::Proposal(p) => moves_roll(&p.action),
-            RecordBody::Vote(v) => !idle(&v.proposal),
-            RecordBody::Decision(d) => !idle(&d.proposal),
+            RecordBody::Vote(v) => !idle(&v.proposal.hash32()),
+            RecordBody::Decision(d) => !idle(&d.proposal.hash32()),
             RecordBody::Counterpart(_) => false,
             _ => true,
         }

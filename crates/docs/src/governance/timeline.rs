@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 
 use super::{
     Action, CharterEdit, Counterpart, Decision, Delegation, Effect, Exit, Governance, IgnoredVote,
@@ -48,8 +48,8 @@ pub(super) struct Signed<T> {
 /// what a vote's weight depends on (exits, delegations); each in id order.
 #[derive(Clone, Default)]
 struct Ballots {
-    votes: BTreeMap<Hash32, BTreeMap<Hash32, Signed<Vote>>>,
-    decisions: BTreeMap<Hash32, BTreeMap<Hash32, Signed<Decision>>>,
+    votes: BTreeMap<ProposalId, BTreeMap<Hash32, Signed<Vote>>>,
+    decisions: BTreeMap<ProposalId, BTreeMap<Hash32, Signed<Decision>>>,
     exits: BTreeMap<Hash32, Signed<Exit>>,
     delegations: BTreeMap<Hash32, Signed<Delegation>>,
 }
@@ -129,11 +129,11 @@ impl Timeline {
     /// The timeline of a group founded by `creator` at `created_at_ms`
     /// with `charter`, under `parent`; no records yet.
     pub fn new(
-        group: Hash32,
+        group: GroupId,
         creator: MemberId,
         created_at_ms: u64,
         charter: &crate::record::Charter,
-        parent: Option<Hash32>,
+        parent: Option<GroupId>,
     ) -> Timeline {
         let founded = Governance {
             group,
@@ -237,14 +237,14 @@ impl Timeline {
 
     /// A vote or decision on `proposal` arrived: if the checkpoint holds
     /// the proposal as final, judge it again alone.
-    fn rejudge(&mut self, proposal: &Hash32) {
+    fn rejudge(&mut self, proposal: &ProposalId) {
         if self.stale {
             return;
         }
-        let Some((old, terms)) = self.checkpoint.states.get(proposal) else {
+        let Some((old, terms)) = self.checkpoint.states.get(&proposal.hash32()) else {
             return;
         };
-        let p = &self.records.proposals[proposal];
+        let p = &self.records.proposals[&proposal.hash32()];
         // A final proposal is judged alike at every moment.
         let new = judge(p, terms, &self.records.ballots, u64::MAX);
         let same = is_final(&new, terms)
@@ -256,7 +256,7 @@ impl Timeline {
             return;
         }
         let effect = old.effect.clone();
-        if let Some((state, _)) = self.checkpoint.states.get_mut(proposal) {
+        if let Some((state, _)) = self.checkpoint.states.get_mut(&proposal.hash32()) {
             *state = Arc::new(ProposalState { effect, ..new });
         }
     }
@@ -541,7 +541,7 @@ fn is_final(state: &ProposalState, terms: &Terms) -> bool {
 fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) -> ProposalState {
     let submitted = p.body.submitted_at_ms;
     let mut blank = ProposalState {
-        id: p.id,
+        id: ProposalId::from(p.id),
         proposer: p.author,
         proposal: p.body.clone(),
         deadline_ms: terms.deadline_ms,
@@ -571,7 +571,7 @@ fn judge(p: &Signed<Proposal>, terms: &Terms, ballots: &Ballots, now_ms: u64) ->
         ballots,
         votes: ballots
             .votes
-            .get(&p.id)
+            .get(&ProposalId::from(p.id))
             .into_iter()
             .flat_map(|v| v.values())
             .collect(),
@@ -681,7 +681,7 @@ fn decisions_in_force<'a>(
     for d in count
         .ballots
         .decisions
-        .get(&p.id)
+        .get(&ProposalId::from(p.id))
         .into_iter()
         .flat_map(|d| d.values())
     {

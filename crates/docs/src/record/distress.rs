@@ -2,7 +2,7 @@
 //! carried in from other groups. How they are judged and shown is in
 //! [`crate::distress`].
 
-use nestwork_core::Hash32;
+use nestwork_core::{GroupId, SignalId};
 use serde::{Deserialize, Serialize};
 
 use super::proof::MemberProof;
@@ -45,7 +45,7 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
     /// The group it is raised in.
-    pub group: Hash32,
+    pub group: GroupId,
     /// What kind of help.
     pub category: Category,
     /// How urgent.
@@ -61,7 +61,7 @@ pub struct Signal {
     /// Position on the raiser's chain of signals in this group, from 1.
     pub seq: u64,
     /// The raiser's previous signal (`None` only for seq 1).
-    pub prev: Option<Hash32>,
+    pub prev: Option<SignalId>,
 }
 
 /// How someone answers a signal.
@@ -82,7 +82,7 @@ pub enum AnswerKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     /// The signal (the id of the raiser's record).
-    pub signal: Hash32,
+    pub signal: SignalId,
     /// Seen, on my way, or resolved.
     pub kind: AnswerKind,
     /// A few words.
@@ -99,12 +99,12 @@ pub struct Escalation {
     /// The raiser's signed record, as it was.
     pub signal: Vec<u8>,
     /// The group it was raised in (the one the signal names).
-    pub origin: Hash32,
+    pub origin: GroupId,
     /// That the raiser was admitted there.
     pub raiser: MemberProof,
     /// The groups it passed through, from the origin to the one it came
     /// from.
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When, by the escalating member's clock.
     pub at_ms: u64,
 }
@@ -124,7 +124,7 @@ pub struct CarriedAnswer {
     pub given_in: MemberProof,
     /// The groups it was carried through, from the one where it was given
     /// to the one it came from.
-    pub path: Vec<Hash32>,
+    pub path: Vec<GroupId>,
     /// When, by the carrying member's clock.
     pub at_ms: u64,
 }

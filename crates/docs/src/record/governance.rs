@@ -2,7 +2,7 @@
 //! decisions, exits, founders' edits, delegations and treaties. How they
 //! are counted is in [`crate::governance`].
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId, ProposalId};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::Account;
@@ -35,7 +35,7 @@ pub enum TreatyKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Treaty {
     /// The two groups, sorted.
-    pub parties: [Hash32; 2],
+    pub parties: [GroupId; 2],
     /// What it does.
     pub kind: TreatyKind,
     /// The terms, in words.
@@ -112,19 +112,19 @@ pub enum Action {
     /// Join a parent tier (the parent decides on its side too).
     JoinParent {
         /// The parent group.
-        parent: Hash32,
+        parent: GroupId,
     },
     /// Leave the parent tier.
     LeaveParent,
     /// Admit a child group into this tier (it decided to join on its side).
     AdmitGroup {
         /// The child group.
-        group: Hash32,
+        group: GroupId,
     },
     /// Take a child group out of this tier.
     RemoveGroup {
         /// The child group.
-        group: Hash32,
+        group: GroupId,
     },
     /// Name the delegates who vote for this group in its parent, for one
     /// revision cycle.
@@ -171,14 +171,14 @@ pub struct Proposal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
     /// The proposal.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// Yes, no or abstain.
     pub choice: Choice,
     /// When, by the voter's clock.
     pub cast_at_ms: u64,
     /// In a parent tier: the child group this delegate votes for (`None`:
     /// the voter's own seat).
-    pub for_group: Option<Hash32>,
+    pub for_group: Option<GroupId>,
 }
 
 /// The decision on a proposal, signed once voting is over by its signer's
@@ -187,7 +187,7 @@ pub struct Vote {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// The proposal.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// The votes counted, one per seat, in id order.
     pub counted: Vec<Hash32>,
     /// Whether it passed.
@@ -221,11 +221,11 @@ pub struct CharterEdit {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
     /// The child group.
-    pub child: Hash32,
+    pub child: GroupId,
     /// Its delegates (the signer is one of them).
     pub delegates: Vec<MemberId>,
     /// The child's proposal that named them.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// From when (the child's decision).
     pub from_ms: u64,
     /// Until when (one revision cycle of the child later).
@@ -255,9 +255,9 @@ pub struct Counterpart {
     /// The treaty.
     pub treaty: Hash32,
     /// The other party.
-    pub group: Hash32,
+    pub group: GroupId,
     /// Its proposal that decided.
-    pub proposal: Hash32,
+    pub proposal: ProposalId,
     /// What it decided.
     pub act: TreatyAct,
     /// When its decision took effect.

@@ -1,7 +1,7 @@
 //! A group's founding record with its charter and rules, and the
 //! admissions that bring members in.
 
-use nestwork_core::{Hash32, MemberId};
+use nestwork_core::{GroupId, Hash32, MemberId};
 use serde::{Deserialize, Serialize};
 
 /// What a group is in the nest of tiers. (Renaming is safe for the
@@ -51,7 +51,7 @@ pub struct GroupGenesis {
     /// Hub, region or wider tier.
     pub kind: GroupKind,
     /// The group this one belongs to, if any.
-    pub parent: Option<Hash32>,
+    pub parent: Option<GroupId>,
     /// The unit of the group's ledger ("hours"); amounts are integers of it.
     pub unit: String,
     /// Milliseconds since the Unix epoch, from the creator's clock.
@@ -185,8 +185,8 @@ const TICKET_DOMAIN: &[u8] = b"nestwork/ticket-id/v1\0";
 /// and the ticket's id (a hash of the ticket's fields). An admission
 /// carries this signature, so every node can check that the member who
 /// admits is the member who issued the ticket, for this group.
-pub fn ticket_message(group: &Hash32, ticket: &Hash32) -> Vec<u8> {
-    [TICKET_DOMAIN, &group.0, &ticket.0].concat()
+pub fn ticket_message(group: &GroupId, ticket: &Hash32) -> Vec<u8> {
+    [TICKET_DOMAIN, group.as_bytes(), &ticket.0].concat()
 }
 
 /// A newcomer admitted to the group by the member who signs this record
@@ -217,7 +217,7 @@ impl Admission {
     /// the signature of the ticket the newcomer presented).
     pub fn self_issued(
         inviter: &nestwork_core::MemberKey,
-        group: &Hash32,
+        group: &GroupId,
         member: MemberId,
         ticket: Hash32,
         admitted_at_ms: u64,
@@ -232,7 +232,7 @@ impl Admission {
     }
 
     /// Whether `issuer` signed the ticket for `group`.
-    pub fn check_ticket(&self, group: &Hash32, issuer: &MemberId) -> Result<(), String> {
+    pub fn check_ticket(&self, group: &GroupId, issuer: &MemberId) -> Result<(), String> {
         nestwork_core::signed::verify_signature(
             issuer,
             &ticket_message(group, &self.ticket),
