@@ -255,12 +255,7 @@ fn durable_writes(dir: &DataDir, clients: usize, length: Duration) -> anyhow::Re
     for c in 0..clients {
         let view = setup.create_group(&CreateGroup {
             name: format!("writer {c} of {clients}"),
-            kind: None,
-            parent: None,
-            description: None,
-            unit: None,
-            floor: None,
-            ceiling: None,
+            ..Default::default()
         })?;
         groups.push(view.id.to_hex());
     }

@@ -29,11 +29,7 @@ impl Node {
     pub fn export(&self, sel: &str) -> Result<ChangeBundle, NodeError> {
         let bundle = {
             let docs = self.lock();
-            let group = self.resolve(&docs.groups, sel)?;
-            let doc = docs
-                .groups
-                .get(&group)
-                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
+            let (group, doc) = self.resolve_doc(&docs.groups, sel)?;
             let mut bundle = ChangeBundle::of_group(group.hash32(), doc.changes_since(&[]));
             if let Some(l) = docs.ledgers.get(&group) {
                 let numbers: BTreeSet<u64> =

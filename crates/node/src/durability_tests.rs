@@ -19,12 +19,7 @@ fn finding6_a_change_is_on_disk_before_the_lock_that_wrote_it_is_released() {
     let group = node
         .create_group(CreateGroup {
             name: "Riverside".into(),
-            kind: None,
-            parent: None,
-            description: None,
-            unit: None,
-            floor: None,
-            ceiling: None,
+            ..Default::default()
         })
         .expect("create")
         .id;

@@ -198,11 +198,7 @@ impl Node {
     pub fn set_limit(&self, sel: &str, req: &LimitRequest) -> Result<BalanceView, NodeError> {
         let (group, member) = {
             let docs = self.lock();
-            let group = self.resolve(&docs.groups, sel)?;
-            let doc = docs
-                .groups
-                .get(&group)
-                .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
+            let (group, doc) = self.resolve_doc(&docs.groups, sel)?;
             let member = match &req.member {
                 None => None,
                 Some(m) => match account_of(doc.members(), m)? {
@@ -276,10 +272,11 @@ impl Node {
         docs: &'a State,
         sel: &str,
     ) -> Result<(GroupId, &'a SignedDoc, &'a GroupLedger), NodeError> {
-        let group = self.resolve(&docs.groups, sel)?;
-        let not_found = || NodeError::not_found(Lookup::Group, sel);
-        let doc = docs.groups.get(&group).ok_or_else(not_found)?;
-        let l = docs.ledgers.get(&group).ok_or_else(not_found)?;
+        let (group, doc) = self.resolve_doc(&docs.groups, sel)?;
+        let l = docs
+            .ledgers
+            .get(&group)
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
         Ok((group, doc, l))
     }
 

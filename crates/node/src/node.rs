@@ -531,11 +531,21 @@ impl Node {
         f: impl FnOnce(&SignedDoc) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
         let docs = self.lock();
-        let id = self.resolve(&docs.groups, sel)?;
-        docs.groups
+        let (_, doc) = self.resolve_doc(&docs.groups, sel)?;
+        f(doc)
+    }
+
+    /// A group as [`Node::resolve`] finds it, with its document.
+    pub(crate) fn resolve_doc<'a>(
+        &self,
+        docs: &'a BTreeMap<GroupId, SignedDoc>,
+        sel: &str,
+    ) -> Result<(GroupId, &'a SignedDoc), NodeError> {
+        let id = self.resolve(docs, sel)?;
+        let doc = docs
             .get(&id)
-            .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))
-            .and_then(f)
+            .ok_or_else(|| NodeError::not_found(Lookup::Group, sel))?;
+        Ok((id, doc))
     }
 
     /// A group by full id, unique id prefix (4+ hex characters) or exact name.

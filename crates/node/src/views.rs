@@ -9,8 +9,9 @@ use nestwork_docs::ledger::{Account, Equivocation, Ledger, Payment};
 use nestwork_docs::GroupKind;
 use serde::{Deserialize, Serialize};
 
-/// What `group create` asks for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What `group create` asks for. `Default` leaves every choice to the
+/// charter's defaults (a hub, in hours, no parent).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CreateGroup {
     /// The name.
     pub name: String,

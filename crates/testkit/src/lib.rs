@@ -154,12 +154,7 @@ impl TestNode {
         self.node
             .create_group(CreateGroup {
                 name: name.into(),
-                kind: None,
-                parent: None,
-                description: None,
-                unit: None,
-                floor: None,
-                ceiling: None,
+                ..Default::default()
             })
             .expect("create group")
             .id
