@@ -323,11 +323,9 @@ impl Node {
             }
             (settle(&mut docs, staged.value)?, writes, staged.local)
         };
-        if !writes.is_empty() {
-            self.store.flush()?;
-            for w in writes {
-                self.announce(w.doc, w.changes, local);
-            }
+        // Durable already: `persist` flushed under the lock.
+        for w in writes {
+            self.announce(w.doc, w.changes, local);
         }
         Ok(value)
     }
